@@ -1,0 +1,76 @@
+// Shapes shared by every part of ballast. Memory is KiB everywhere, as in MOM's namespace.
+// A driver or source fills these; the engine and the policy never know which one did.
+
+/** One sample of an entity's statistics: MOM field name -> value (KiB for memory). */
+export type Stats = Record<string, number | null>;
+
+/** Properties of an entity that do not change between samples (name, uuid, pid, ...). */
+export type Props = Record<string, string | number>;
+
+/** What a hypervisor driver reports for one running guest in one collection. */
+export interface GuestSample {
+  /** Stable key of the guest for this driver (libvirt: UUID; sim: name). */
+  id: string;
+  name: string;
+  props: Props;
+  /** balloon_cur, balloon_max, balloon_min, mem_available, mem_unused, mem_free, swap_in,
+   *  swap_out, major_fault, minor_fault, rss, vcpu_count ... Missing or unreadable: null. */
+  stats: Stats;
+  /** Set when this sample is not fresh (driver error, stats not yet available): the reason. */
+  stale?: string;
+}
+
+export type LifecycleKind = 'started' | 'stopped' | 'destroyed' | 'crashed' | 'defined' | 'undefined' | 'other';
+
+export interface LifecycleEvent {
+  kind: LifecycleKind;
+  id: string;
+  name: string;
+  detail?: string;
+}
+
+/** One interface for every hypervisor driver: libvirt, QMP, sim. */
+export interface Hypervisor {
+  readonly name: string;
+  connect(): Promise<void>;
+  close(): Promise<void>;
+  /** Samples of all running guests, in one batch where the driver can. A guest that vanished
+   *  between listing and reading is left out; one that could not be read comes back stale. */
+  collect(): Promise<GuestSample[]>;
+  /** Ask the guest's balloon to make the guest's memory `targetKiB`. */
+  setBalloon(id: string, targetKiB: number): Promise<void>;
+  /** Lifecycle events, where the driver has them. Returns an unsubscribe function. */
+  onEvent?(listener: (e: LifecycleEvent) => void): () => void;
+}
+
+/** A source of host facts (one per kernel file or subsystem, like node_exporter collectors). */
+export interface HostSource {
+  readonly name: string;
+  collect(): Promise<Stats>;
+}
+
+/** The KSM knobs a policy can set (MOM's control names without the ksm_ prefix). */
+export interface KsmSettings {
+  run: number;
+  pages_to_scan: number;
+  sleep_millisecs: number;
+  merge_across_nodes: number;
+}
+
+/** Where KSM lives: /sys/kernel/mm/ksm on a real host, the simulator's model otherwise. */
+export interface KsmBackend {
+  /** Current ksm_* host fields (ksm_run, ksm_pages_shared, ...). */
+  read(): Promise<Stats>;
+  /** Write only the given settings. Rejects with a clear message on EPERM / read-only. */
+  write(settings: Partial<KsmSettings>): Promise<void>;
+}
+
+/** Per-guest memory limits in KiB (cgroup memory.high / memory.max). null removes the limit. */
+export interface MemLimits {
+  high?: number | null;
+  max?: number | null;
+}
+
+export interface CgroupBackend {
+  setLimits(guest: GuestSample, limits: MemLimits): Promise<void>;
+}
