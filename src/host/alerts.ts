@@ -1,0 +1,154 @@
+// Alerts on host and guest histories: pure functions, thresholds configurable. They use the
+// policy's fields, so with a memory domain configured they speak about the domain.
+//   low_available: host mem_free / mem_available under 20%
+//   high_usage:    host (mem_available - mem_free) / mem_available above 85%
+//   paging:        host swap_in + swap_out above 10 pages/s in each of the last 3 samples
+//   guest_leak:    a guest's used memory (mem_available - mem_free) rising steadily over a window
+import type { Stats } from '../types.js';
+
+export type AlertKind = 'low_available' | 'high_usage' | 'paging' | 'guest_leak';
+
+export interface AlertEvent {
+  kind: AlertKind;
+  severity: 'warning' | 'critical';
+  /** 'host' or the guest's name. */
+  entity: string;
+  message: string;
+  value: number;
+  threshold: number;
+}
+
+export interface AlertThresholds {
+  /** low_available when mem_free / mem_available is under this (0..1). */
+  availableFraction: number;
+  /** high_usage when used / mem_available is above this (0..1). */
+  usageFraction: number;
+  /** paging when swap_in + swap_out pages per second is above this ... */
+  pagingPagesPerSec: number;
+  /** ... in each of this many newest samples. */
+  pagingSamples: number;
+  /** guest_leak looks at this many newest samples ... */
+  leakSamples: number;
+  /** ... and needs at least this share of the steps to rise ... */
+  leakRisingShare: number;
+  /** ... and the total rise to be at least this many KiB. */
+  leakMinRiseKiB: number;
+  /** Seconds between samples (swap_in / swap_out are per-interval deltas). */
+  intervalS: number;
+}
+
+export const DEFAULT_THRESHOLDS: AlertThresholds = {
+  availableFraction: 0.2,
+  usageFraction: 0.85,
+  pagingPagesPerSec: 10,
+  pagingSamples: 3,
+  leakSamples: 10,
+  leakRisingShare: 0.8,
+  leakMinRiseKiB: 32 * 1024,
+  intervalS: 5,
+};
+
+const num = (s: Stats | undefined, k: string): number | null => {
+  const v = s?.[k];
+  return typeof v === 'number' && Number.isFinite(v) ? v : null;
+};
+const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
+
+/** Alerts about the host from its sample history (oldest first). */
+export function hostAlerts(history: readonly Stats[], t: AlertThresholds = DEFAULT_THRESHOLDS): AlertEvent[] {
+  const out: AlertEvent[] = [];
+  const cur = history[history.length - 1];
+  const total = num(cur, 'mem_available');
+  const free = num(cur, 'mem_free');
+  if (total !== null && total > 0 && free !== null) {
+    const availShare = free / total;
+    if (availShare < t.availableFraction) {
+      out.push({
+        kind: 'low_available', severity: availShare < t.availableFraction / 2 ? 'critical' : 'warning', entity: 'host',
+        message: `host available memory ${pct(availShare)} (${Math.round(free / 1024)} MiB of ${Math.round(total / 1024)} MiB) is under ${pct(t.availableFraction)}`,
+        value: availShare, threshold: t.availableFraction,
+      });
+    }
+    const usage = (total - free) / total;
+    if (usage > t.usageFraction) {
+      out.push({
+        kind: 'high_usage', severity: 'warning', entity: 'host',
+        message: `host memory usage ${pct(usage)} is above ${pct(t.usageFraction)}`,
+        value: usage, threshold: t.usageFraction,
+      });
+    }
+  }
+  if (history.length >= t.pagingSamples && t.pagingSamples > 0) {
+    const rates: number[] = [];
+    for (const s of history.slice(-t.pagingSamples)) {
+      const i = num(s, 'swap_in');
+      const o = num(s, 'swap_out');
+      if (i === null && o === null) break;
+      rates.push(((i ?? 0) + (o ?? 0)) / t.intervalS);
+    }
+    if (rates.length === t.pagingSamples && rates.every((r) => r > t.pagingPagesPerSec)) {
+      const least = Math.min(...rates);
+      out.push({
+        kind: 'paging', severity: 'warning', entity: 'host',
+        message: `host paging at least ${least.toFixed(1)} pages/s for ${t.pagingSamples} samples (threshold ${t.pagingPagesPerSec} pages/s)`,
+        value: least, threshold: t.pagingPagesPerSec,
+      });
+    }
+  }
+  return out;
+}
+
+/** A guest's used memory, KiB: what it holds that it would not give back (page cache counts as free). */
+export function guestUsed(s: Stats): number | null {
+  const total = num(s, 'mem_available');
+  const free = num(s, 'mem_free') ?? num(s, 'mem_unused');
+  return total === null || free === null ? null : total - free;
+}
+
+/** A leak warning when the guest's used memory rose in most steps of the window and by enough in total. */
+export function guestLeakAlert(name: string, history: readonly Stats[], t: AlertThresholds = DEFAULT_THRESHOLDS): AlertEvent | null {
+  if (history.length < t.leakSamples || t.leakSamples < 2) return null;
+  const used = history.slice(-t.leakSamples).map(guestUsed);
+  if (used.some((u) => u === null)) return null;
+  const u = used as number[];
+  let rising = 0;
+  for (let i = 1; i < u.length; i++) if (u[i]! > u[i - 1]!) rising++;
+  const share = rising / (u.length - 1);
+  const rise = u[u.length - 1]! - u[0]!;
+  if (share < t.leakRisingShare || rise < t.leakMinRiseKiB) return null;
+  return {
+    kind: 'guest_leak', severity: 'warning', entity: name,
+    message: `guest ${name}: used memory rose ${Math.round(rise / 1024)} MiB over ${u.length} samples (rising in ${pct(share)} of them): a leak?`,
+    value: rise, threshold: t.leakMinRiseKiB,
+  };
+}
+
+/** Every alert for one cycle: host history, and each guest's history by name. */
+export function evaluateAlerts(
+  host: readonly Stats[],
+  guests: ReadonlyMap<string, readonly Stats[]> | Record<string, readonly Stats[]>,
+  thresholds: Partial<AlertThresholds> = {},
+): AlertEvent[] {
+  const t = { ...DEFAULT_THRESHOLDS, ...thresholds };
+  const out = hostAlerts(host, t);
+  const entries = guests instanceof Map ? [...guests.entries()] : Object.entries(guests);
+  for (const [name, h] of entries) {
+    const a = guestLeakAlert(name, h, t);
+    if (a) out.push(a);
+  }
+  return out;
+}
+
+/** Keeps which alerts are active so a log gets one line when an alert starts and one when it
+ *  clears, not one per cycle. */
+export class AlertTracker {
+  private active = new Map<string, AlertEvent>();
+
+  update(events: readonly AlertEvent[]): { raised: AlertEvent[]; cleared: AlertEvent[]; active: AlertEvent[] } {
+    const next = new Map(events.map((e) => [`${e.kind}:${e.entity}`, e]));
+    const raised = events.filter((e) => !this.active.has(`${e.kind}:${e.entity}`));
+    const cleared = [...this.active.entries()].filter(([k]) => !next.has(k)).map(([, e]) => e);
+    this.active = next;
+    return { raised, cleared, active: [...next.values()] };
+  }
+}

@@ -1,0 +1,36 @@
+// The host sources a real host runs with, as one list for the engine.
+import type { HostSource } from '../types.js';
+import { CpuSource } from './cpu.js';
+import { HugepagesSource } from './hugepages.js';
+import { KsmSource } from './ksm.js';
+import { MeminfoSource } from './meminfo.js';
+import { MemoryDomainSource, type MemoryDomainOptions } from './memory-domain.js';
+import { NumaSource } from './numa.js';
+import { PsiSource } from './psi.js';
+import { VmstatSource } from './vmstat.js';
+
+export interface HostSourcesOptions {
+  root?: string;
+  /** The guests' QEMU PIDs, for ksm_shareable (ask the hypervisor driver). */
+  guestPids?: () => readonly number[] | Promise<readonly number[]>;
+  /** A cgroup to treat as the host: its fields replace /proc/meminfo's. */
+  domain?: Omit<MemoryDomainOptions, 'root'>;
+}
+
+export function hostSources(opts: HostSourcesOptions = {}): HostSource[] {
+  const root = opts.root ?? '/';
+  return [
+    opts.domain ? new MemoryDomainSource({ ...opts.domain, root }) : new MeminfoSource(root),
+    new VmstatSource(root),
+    new PsiSource(root),
+    new KsmSource({ root, guestPids: opts.guestPids }),
+    new NumaSource(root),
+    new HugepagesSource(root),
+    new CpuSource(root),
+  ];
+}
+
+export { MeminfoSource, VmstatSource, PsiSource, KsmSource, NumaSource, HugepagesSource, CpuSource, MemoryDomainSource };
+export { KsmSysfs, KsmWriteError } from './ksm-sysfs.js';
+export { CgroupLimits, CgroupLimitError } from './cgroup-limits.js';
+export { evaluateAlerts, hostAlerts, guestLeakAlert, AlertTracker, DEFAULT_THRESHOLDS, type AlertEvent, type AlertThresholds } from './alerts.js';

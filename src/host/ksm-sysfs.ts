@@ -1,0 +1,242 @@
+// KSM as the kernel exposes it in /sys/kernel/mm/ksm: reading its counters as ksm_* host
+// fields, and the KsmBackend that writes its knobs, verifies them by reading back, reports
+// refusals (EPERM, EROFS, EBUSY, EINVAL) in words an operator can act on, retries refused
+// settings on the next cycle, and can put back the values it found.
+import { readFile, readdir, writeFile } from 'node:fs/promises';
+import type { KsmBackend, KsmSettings, Stats } from '../types.js';
+import { errnoOf, under } from './files.js';
+
+export const KSM_DIR = '/sys/kernel/mm/ksm';
+
+/** MOM's KSM host fields: always present in a sample (null without KSM) so policies that
+ *  name them never fail on a kernel without KSM. */
+export const MOM_KSM_FIELDS = [
+  'ksm_run', 'ksm_pages_to_scan', 'ksm_sleep_millisecs', 'ksm_pages_shared', 'ksm_pages_sharing',
+  'ksm_pages_unshared', 'ksm_pages_volatile', 'ksm_full_scans', 'ksm_merge_across_nodes',
+] as const;
+
+/** The advisor modes in the kernel's order; ksm_advisor_mode is the index of the selected one. */
+export const ADVISOR_MODES = ['none', 'scan-time'] as const;
+export type AdvisorMode = (typeof ADVISOR_MODES)[number];
+
+/** A selection file like "[none] scan-time" -> the selected word. */
+export function parseSelection(text: string): string | null {
+  const m = /\[([^\]]+)\]/.exec(text);
+  return m ? m[1]! : null;
+}
+
+/** File name -> content of /sys/kernel/mm/ksm -> ksm_<name> fields (numbers only). */
+export function ksmFieldsFromFiles(files: Record<string, string>): Stats {
+  const out: Stats = {};
+  for (const f of MOM_KSM_FIELDS) out[f] = null;
+  for (const [name, raw] of Object.entries(files)) {
+    const text = raw.trim();
+    if (/^-?\d+$/.test(text)) out[`ksm_${name}`] = Number(text);
+    else if (name === 'advisor_mode') {
+      const sel = parseSelection(text);
+      const i = sel === null ? -1 : (ADVISOR_MODES as readonly string[]).indexOf(sel);
+      out.ksm_advisor_mode = i >= 0 ? i : null;
+    }
+  }
+  return out;
+}
+
+/** Every file of the KSM directory (empty object when the kernel has no KSM). */
+export async function readKsmFiles(root = '/', dir = KSM_DIR): Promise<Record<string, string>> {
+  let names: string[];
+  try {
+    names = await readdir(under(root, dir));
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return {};
+    throw err;
+  }
+  const files: Record<string, string> = {};
+  for (const name of names.sort()) {
+    try {
+      files[name] = await readFile(under(root, `${dir}/${name}`), 'utf8');
+    } catch {
+      // A write-only or vanished attribute: nothing to report for it.
+    }
+  }
+  return files;
+}
+
+export async function readKsmStats(root = '/', dir = KSM_DIR): Promise<Stats> {
+  return ksmFieldsFromFiles(await readKsmFiles(root, dir));
+}
+
+/** Knobs this backend writes: MOM's four, plus the newer kernels' advisor and smart scan. */
+export interface KsmKnobs extends KsmSettings {
+  advisor_mode: AdvisorMode;
+  smart_scan: number;
+}
+type Knob = keyof KsmKnobs;
+const OPTIONAL_KNOBS: ReadonlySet<Knob> = new Set<Knob>(['advisor_mode', 'smart_scan', 'merge_across_nodes']);
+/** Restore order: run last (it starts or stops ksmd), merge_across_nodes just before it. */
+const RESTORE_ORDER: Knob[] = ['advisor_mode', 'smart_scan', 'pages_to_scan', 'sleep_millisecs', 'merge_across_nodes', 'run'];
+
+export class KsmWriteError extends Error {
+  constructor(readonly failures: { knob: string; code: string | undefined; message: string }[]) {
+    super(failures.map((f) => f.message).join('; '));
+    this.name = 'KsmWriteError';
+  }
+}
+
+/** File access, replaceable in tests to make the kernel refuse a write. */
+export interface SysfsIo {
+  read(path: string): Promise<string>;
+  write(path: string, data: string): Promise<void>;
+}
+const realIo: SysfsIo = {
+  read: (p) => readFile(p, 'utf8'),
+  write: (p, d) => writeFile(p, d),
+};
+
+export interface KsmSysfsOptions {
+  root?: string;
+  dir?: string;
+  io?: SysfsIo;
+}
+
+function validate(knob: Knob, value: unknown): string {
+  if (knob === 'advisor_mode') {
+    if (!(ADVISOR_MODES as readonly unknown[]).includes(value)) throw new Error(`ksm advisor_mode must be one of ${ADVISOR_MODES.join(', ')}, not ${String(value)}`);
+    return String(value);
+  }
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
+    throw new Error(`ksm ${knob} must be a non-negative integer, not ${String(value)}`);
+  }
+  if (knob === 'run' && value > 2) throw new Error(`ksm run must be 0 (stop), 1 (run) or 2 (unmerge all), not ${value}`);
+  if ((knob === 'merge_across_nodes' || knob === 'smart_scan') && value > 1) throw new Error(`ksm ${knob} must be 0 or 1, not ${value}`);
+  return String(value);
+}
+
+function explain(knob: Knob, code: string | undefined, path: string, raw: string): string {
+  switch (code) {
+    case 'EACCES':
+    case 'EPERM':
+      return `ksm ${knob}: permission denied writing ${path} (ballast needs root or CAP_SYS_ADMIN to drive KSM); will retry next cycle`;
+    case 'EROFS':
+      return `ksm ${knob}: ${path} is on a read-only sysfs (a container without write access to /sys?); will retry next cycle`;
+    case 'EBUSY':
+      return knob === 'merge_across_nodes'
+        ? `ksm merge_across_nodes: the kernel refuses to change it while pages are shared (EBUSY); unmerge first (run=2) and set it again; will retry next cycle`
+        : `ksm ${knob}: ${path} is busy (EBUSY); will retry next cycle`;
+    case 'EINVAL':
+      return knob === 'pages_to_scan'
+        ? `ksm pages_to_scan: the kernel refused the value (EINVAL); with advisor_mode=scan-time the advisor owns pages_to_scan`
+        : `ksm ${knob}: the kernel refused value ${raw} (EINVAL)`;
+    case 'ENOENT':
+      return `ksm ${knob}: ${path} does not exist (kernel without KSM or without this knob)`;
+    default:
+      return `ksm ${knob}: writing ${raw} to ${path} failed (${code ?? 'unknown error'})`;
+  }
+}
+
+export class KsmSysfs implements KsmBackend {
+  private readonly root: string;
+  private readonly dir: string;
+  private readonly io: SysfsIo;
+  /** Values found before ballast first changed each knob (raw file text, trimmed). */
+  private readonly originals = new Map<Knob, string>();
+  /** Settings the kernel refused last time: tried again with the next write. */
+  private pending: Partial<Record<Knob, string>> = {};
+
+  constructor(opts: KsmSysfsOptions = {}) {
+    this.root = opts.root ?? '/';
+    this.dir = opts.dir ?? KSM_DIR;
+    this.io = opts.io ?? realIo;
+  }
+
+  private path(knob: Knob): string {
+    return under(this.root, `${this.dir}/${knob}`);
+  }
+
+  async read(): Promise<Stats> {
+    return readKsmStats(this.root, this.dir);
+  }
+
+  /** What the knob holds now, as its canonical text (the selected word for advisor_mode). */
+  private async current(knob: Knob): Promise<string | null> {
+    let text: string;
+    try {
+      text = (await this.io.read(this.path(knob))).trim();
+    } catch (err) {
+      if (errnoOf(err) === 'ENOENT') return null;
+      throw err;
+    }
+    return knob === 'advisor_mode' ? parseSelection(text) ?? text : text;
+  }
+
+  /** Writes the given settings (knobs that already hold the value are not touched), then
+   *  settings refused earlier. Rejects with a KsmWriteError naming every refusal; the other
+   *  knobs are still written. */
+  async write(settings: Partial<KsmKnobs>): Promise<void> {
+    const wanted: Partial<Record<Knob, string>> = { ...this.pending };
+    for (const [k, v] of Object.entries(settings) as [Knob, unknown][]) {
+      if (v === undefined) continue;
+      wanted[k] = validate(k, v);
+    }
+    this.pending = {};
+    const failures: KsmWriteError['failures'] = [];
+    // run goes last, so a policy that changes merge_across_nodes and starts KSM in one cycle
+    // changes the layout before pages start being merged.
+    const order = (Object.keys(wanted) as Knob[]).sort((a, b) => RESTORE_ORDER.indexOf(a) - RESTORE_ORDER.indexOf(b));
+    for (const knob of order) {
+      const raw = wanted[knob]!;
+      try {
+        await this.writeKnob(knob, raw);
+      } catch (err) {
+        const code = errnoOf(err);
+        if (code === 'ENOENT' && OPTIONAL_KNOBS.has(knob)) {
+          failures.push({ knob, code, message: `ksm ${knob}: this kernel has no ${knob} knob; setting ignored` });
+          continue; // retrying cannot help
+        }
+        const message = code ? explain(knob, code, this.path(knob), raw) : `ksm ${knob}: ${(err as Error).message}`;
+        failures.push({ knob, code, message });
+        if (code !== 'ENOENT' && code !== 'EINVAL') this.pending[knob] = raw;
+      }
+    }
+    if (failures.length > 0) throw new KsmWriteError(failures);
+  }
+
+  private async writeKnob(knob: Knob, raw: string): Promise<void> {
+    const before = await this.current(knob);
+    if (before === null) {
+      const e = new Error(`no ${knob}`) as NodeJS.ErrnoException;
+      e.code = 'ENOENT';
+      throw e;
+    }
+    if (before === raw) return;
+    if (!this.originals.has(knob)) this.originals.set(knob, before);
+    await this.io.write(this.path(knob), raw);
+    const after = await this.current(knob);
+    if (after !== raw) {
+      throw new Error(`wrote ${raw} to ${this.path(knob)} but it reads back ${after ?? '(nothing)'}`);
+    }
+  }
+
+  /** Knobs ballast has changed and their values before the first change. */
+  changed(): Record<string, string> {
+    return Object.fromEntries(this.originals);
+  }
+
+  /** Puts back every knob ballast changed, as it was found. Rejects with a KsmWriteError
+   *  when the kernel refuses some (the rest are still restored). */
+  async restore(): Promise<void> {
+    const failures: KsmWriteError['failures'] = [];
+    this.pending = {};
+    for (const knob of RESTORE_ORDER) {
+      const raw = this.originals.get(knob);
+      if (raw === undefined) continue;
+      try {
+        await this.writeKnob(knob, raw);
+        this.originals.delete(knob);
+      } catch (err) {
+        const code = errnoOf(err);
+        failures.push({ knob, code, message: code ? explain(knob, code, this.path(knob), raw).replace('; will retry next cycle', '') : `ksm ${knob}: ${(err as Error).message}` });
+      }
+    }
+    if (failures.length > 0) throw new KsmWriteError(failures);
+  }
+}

@@ -1,0 +1,65 @@
+// The KSM host source: the ksm_* counters, ksm_shareable (summed RSS of the guests' QEMU
+// processes, KiB: what KSM could work on) and ksmd_cpu_usage (percent of one CPU that the
+// ksmd kernel thread used since the previous sample, from its utime + stime).
+import type { HostSource, Stats } from '../types.js';
+import { listDir } from './files.js';
+import { KSM_DIR, readKsmStats } from './ksm-sysfs.js';
+import { readCpuTicks, readProcessComm, sumRss } from './process.js';
+
+/** USER_HZ: the unit of /proc/PID/stat times; 100 on every mainstream Linux architecture. */
+export const USER_HZ = 100;
+
+/** CPU percent from two tick readings `seconds` apart; null without a previous reading. */
+export function cpuPercent(prevTicks: number | null, curTicks: number | null, seconds: number, hz = USER_HZ): number | null {
+  if (prevTicks === null || curTicks === null || seconds <= 0 || curTicks < prevTicks) return null;
+  return ((curTicks - prevTicks) / hz / seconds) * 100;
+}
+
+export async function findKernelThread(root: string, comm: string): Promise<number | null> {
+  for (const name of await listDir(root, '/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    if ((await readProcessComm(root, Number(name))) === comm) return Number(name);
+  }
+  return null;
+}
+
+export interface KsmSourceOptions {
+  root?: string;
+  dir?: string;
+  /** PIDs of the guests' QEMU processes, asked at every sample (guests come and go). */
+  guestPids?: () => readonly number[] | Promise<readonly number[]>;
+  /** Seconds clock; real time unless given. */
+  now?: () => number;
+}
+
+export class KsmSource implements HostSource {
+  readonly name = 'ksm';
+  private readonly root: string;
+  private readonly dir: string;
+  private ksmdPid: number | null | undefined;
+  private prev: { ticks: number; at: number } | null = null;
+
+  constructor(private readonly opts: KsmSourceOptions = {}) {
+    this.root = opts.root ?? '/';
+    this.dir = opts.dir ?? KSM_DIR;
+  }
+
+  private async ksmdTicks(): Promise<number | null> {
+    if (this.ksmdPid === undefined) this.ksmdPid = await findKernelThread(this.root, 'ksmd');
+    if (this.ksmdPid === null) return null;
+    const ticks = await readCpuTicks(this.root, this.ksmdPid);
+    if (ticks === null) this.ksmdPid = undefined; // gone (fixture trees change); look again next time
+    return ticks;
+  }
+
+  async collect(): Promise<Stats> {
+    const stats = await readKsmStats(this.root, this.dir);
+    const pids = this.opts.guestPids ? await this.opts.guestPids() : [];
+    stats.ksm_shareable = await sumRss(this.root, pids);
+    const at = this.opts.now ? this.opts.now() : performance.now() / 1000;
+    const ticks = await this.ksmdTicks();
+    stats.ksmd_cpu_usage = cpuPercent(this.prev?.ticks ?? null, ticks, at - (this.prev?.at ?? at));
+    this.prev = ticks === null ? null : { ticks, at };
+    return stats;
+  }
+}
