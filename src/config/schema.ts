@@ -1,0 +1,110 @@
+// The daemon's configuration: the TOML keys, their types, defaults and limits, as one zod
+// schema. Every key is documented in examples/ballast.toml and docs/config.md; every error
+// names the key it is about (see load.ts). Memory keys are in MiB for people; the engine works
+// in KiB (toSafeguardConfig converts).
+import { z } from 'zod';
+
+// zod 4 refuses NaN and Infinity in z.number(), so TOML's inf/nan are refused too.
+const positive = () => z.number({ error: 'expected a positive number' }).positive({ error: 'expected a positive number' });
+const nonNegative = () => z.number({ error: 'expected a number >= 0' }).min(0, { error: 'expected a number >= 0' });
+const positiveInt = () => z.number({ error: 'expected a positive integer' })
+  .int({ error: 'expected a positive integer' }).positive({ error: 'expected a positive integer' });
+const percent = () => z.number({ error: 'expected a percentage (0 to 100)' })
+  .min(0, { error: 'expected a percentage (0 to 100)' }).max(100, { error: 'expected a percentage (0 to 100)' });
+const str = () => z.string({ error: 'expected a string' });
+const bool = () => z.boolean({ error: 'expected true or false' });
+const oneOf = <T extends readonly [string, ...string[]]>(values: T) =>
+  z.enum(values, { error: `expected one of ${values.map((v) => `"${v}"`).join(', ')}` });
+
+/** A table whose missing keys take their defaults, and whose unknown keys are errors. */
+function section<S extends z.ZodRawShape>(shape: S) {
+  // Generic S makes zod unable to see that {} is valid input; every key has a default.
+  return z.strictObject(shape, { error: 'expected a table' }).prefault({} as never);
+}
+
+export const configSchema = z.strictObject({
+  hypervisor: section({
+    /** libvirt for real hosts, sim for the built-in simulated host. */
+    driver: oneOf(['libvirt', 'sim'] as const).default('libvirt'),
+    /** libvirt connection URI. */
+    uri: str().default('qemu:///system'),
+    /** libvirtd socket path; empty: derived from the URI. */
+    socket: str().default(''),
+    /** Open the connection read-only (observe, never set balloons). */
+    readonly: bool().default(false),
+    /** Memory stats period asked of each guest's balloon driver, seconds (libvirt). */
+    stats_period: positiveInt().default(5),
+    /** sim only: a built-in scenario name or a scenario file. */
+    scenario: str().default('demo'),
+    /** sim only: simulated seconds per real second. */
+    time_scale: positive().default(1),
+    /** sim only: random seed of the simulated world. */
+    seed: z.number({ error: 'expected an integer' }).int({ error: 'expected an integer' }).default(1),
+  }),
+  engine: section({
+    /** Seconds between two collections of host and guest statistics (MOM: 5). */
+    stats_interval: positive().default(5),
+    /** Seconds between two policy evaluations (MOM: 10). */
+    policy_interval: positive().default(10),
+    /** Samples kept per entity for StatAvg (MOM's sample-history-length). */
+    history_length: positiveInt().default(10),
+    /** Directory of *.policy files, concatenated in name order; reloaded on change. */
+    policy_dir: str().default('/etc/ballast/policies'),
+    /** Evaluation step budget (a runaway policy is stopped, the cycle applies nothing). */
+    step_budget: positiveInt().optional(),
+  }),
+  safeguards: section({
+    /** No balloon target below this, whatever the policy says (MiB). */
+    min_guest_mib: nonNegative().default(128),
+    /** Floor = guest used memory + this (MiB); used = balloon_cur - mem_unused. */
+    headroom_mib: nonNegative().default(64),
+    /** Largest balloon change per policy cycle, % of the guest's balloon_max. */
+    max_step_percent: percent().default(10),
+    /** Changes smaller than this % of balloon_max are skipped (no balloon chatter). */
+    min_change_percent: percent().default(0.25),
+    /** Changes smaller than this are skipped too (MiB). */
+    min_change_mib: nonNegative().default(1),
+    /** Cycles after an inflation during which a swap or fault spike undoes it. */
+    rollback_window: z.number({ error: 'expected an integer >= 0' }).int({ error: 'expected an integer >= 0' })
+      .min(0, { error: 'expected an integer >= 0' }).default(3),
+    /** Guest swap-in rate that counts as a spike (KiB/s). */
+    rollback_swap_in_kib_per_s: positive().default(1024),
+    /** Guest major-fault rate that counts as a spike (faults/s). */
+    rollback_major_faults_per_s: positive().default(500),
+    /** After a rollback, no inflation of that guest for this many seconds. */
+    rollback_backoff: nonNegative().default(300),
+  }),
+  host: section({
+    /** A cgroup whose memory budget is "the host" (e.g. /sys/fs/cgroup/machine.slice); empty: the whole host. */
+    memory_domain: str().default(''),
+    /** Apply the mem_high / mem_max guest controls through each guest's cgroup. */
+    cgroup_limits: bool().default(false),
+  }),
+  ksm: section({
+    /** Let policies drive KSM (ksm_* host controls). */
+    enabled: bool().default(true),
+    /** Put the KSM settings found at start back when the daemon stops. */
+    restore_on_exit: bool().default(true),
+  }),
+  shutdown: section({
+    /** On stop: leave balloons as they are, or deflate every guest to balloon_max. */
+    balloons: oneOf(['leave', 'restore'] as const).default('leave'),
+  }),
+  api: section({
+    /** Where the HTTP API listens (for the API issue): unix:PATH or HOST:PORT; empty: off. */
+    listen: str().default(''),
+    /** Bearer token file for TCP listeners. */
+    token_file: str().default(''),
+  }),
+  log: section({
+    format: oneOf(['auto', 'json', 'text'] as const).default('auto'),
+    level: oneOf(['debug', 'info', 'warn', 'error'] as const).default('info'),
+  }),
+}, { error: 'expected a table' });
+
+export type Config = z.infer<typeof configSchema>;
+
+/** The configuration with every default: what an empty file means. */
+export function defaultConfig(): Config {
+  return configSchema.parse({});
+}

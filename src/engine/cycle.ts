@@ -1,0 +1,164 @@
+// The pure half of a control cycle: from the entities' histories, the policy's output and the
+// guard state, decide every action and why. No I/O, no clock, no randomness: the same inputs
+// give the same plan, which is what makes replay and the simulator exact. The engine then
+// hands the plan's actions to the controllers and commits the state that goes with them.
+import type { Props } from '../types.js';
+import type { Action } from '../controllers/controller.js';
+import type { History } from './history.js';
+import type { Controls, PolicyErrorInfo, PolicyOutput, Vars } from './policy-port.js';
+import {
+  CGROUP_CONTROLS, guardBalloon, guardCgroup, guardKsm, KSM_RANGES,
+  type GuestGuardState, type SafeguardConfig,
+} from './safeguards.js';
+
+export interface GuestEntity {
+  id: string;
+  name: string;
+  props: Props;
+  history: History;
+  vars: Vars;
+  stale?: string;
+  guard: GuestGuardState;
+}
+
+export interface HostEntity {
+  props: Props;
+  history: History;
+  vars: Vars;
+}
+
+/** A decision that did not become an action (skipped, vetoed, ignored), kept for the log. */
+export interface Note {
+  entity: string;
+  control: string;
+  requested: unknown;
+  verdict: 'skip' | 'veto' | 'ignored';
+  reasons: string[];
+}
+
+/** Guard state to commit for one guest: `applied` if its balloon action succeeds, else `otherwise`. */
+export interface GuardCommit {
+  applied: GuestGuardState;
+  otherwise: GuestGuardState;
+}
+
+export interface CyclePlan {
+  cycle: number;
+  now: number;
+  aborted: boolean;
+  errors: PolicyErrorInfo[];
+  actions: Action[];
+  notes: Note[];
+  /** Variables to keep (absent: keep the old ones). */
+  hostVars?: Vars;
+  guestVars: Map<string, Vars>;
+  guard: Map<string, GuardCommit>;
+}
+
+export interface PlanOptions {
+  safeguards: SafeguardConfig;
+  /** KSM controls allowed (config ksm.enabled and a KSM backend present). */
+  ksm: boolean;
+  /** cgroup controls allowed (config host.cgroup_limits and a backend present). */
+  cgroup: boolean;
+}
+
+const KSM_CONTROL_NAMES = Object.keys(KSM_RANGES);
+const GUEST_CONTROLS = new Set<string>(['balloon_target', ...CGROUP_CONTROLS]);
+
+function hostPlan(controls: Controls, host: HostEntity, opts: PlanOptions, actions: Action[], notes: Note[]): void {
+  const latest = host.history.latest() ?? {};
+  for (const [control, requested] of Object.entries(controls)) {
+    if (!KSM_CONTROL_NAMES.includes(control)) {
+      notes.push({ entity: 'host', control, requested, verdict: 'ignored', reasons: ['no controller for this host control'] });
+      continue;
+    }
+    if (requested === null || requested === undefined) continue;
+    if (!opts.ksm) {
+      notes.push({ entity: 'host', control, requested, verdict: 'veto', reasons: ['KSM control disabled (config ksm.enabled or no KSM backend)'] });
+      continue;
+    }
+    const d = guardKsm(control, requested);
+    if (d.verdict === 'veto') notes.push({ entity: 'host', control, requested, verdict: 'veto', reasons: d.reasons });
+    else {
+      const cur = latest[control];
+      actions.push({ entity: 'host', control, from: typeof cur === 'number' ? cur : null, to: d.value, reasons: d.reasons });
+    }
+  }
+}
+
+function guestPlan(
+  g: GuestEntity, controls: Controls | undefined, errored: string | undefined, cycle: number, now: number,
+  opts: PlanOptions, plan: CyclePlan,
+): void {
+  // A guest whose part of the policy failed gets no policy controls this cycle; the guard
+  // still runs for it so that a due rollback happens anyway.
+  const own: Controls = errored !== undefined || !controls ? {} : controls;
+  if (errored !== undefined && controls) {
+    for (const [control, requested] of Object.entries(controls)) {
+      plan.notes.push({ entity: g.name, control, requested, verdict: 'veto', reasons: [`policy error in this guest's part: ${errored}`] });
+    }
+  }
+  const d = guardBalloon({ history: g.history, requested: own.balloon_target ?? undefined, stale: g.stale, state: g.guard, cycle, now }, opts.safeguards);
+  if (d.verdict === 'apply' || d.verdict === 'rollback') {
+    plan.actions.push({ entity: g.name, guestId: g.id, control: 'balloon_target', from: d.from, to: d.target, reasons: d.reasons });
+    plan.guard.set(g.id, { applied: d.next, otherwise: d.verdict === 'rollback' ? { ...g.guard, holdUntil: d.next.holdUntil } : g.guard });
+  } else {
+    if (own.balloon_target !== undefined && own.balloon_target !== null) {
+      plan.notes.push({ entity: g.name, control: 'balloon_target', requested: own.balloon_target, verdict: d.verdict, reasons: d.reasons });
+    }
+    if (d.next !== g.guard) plan.guard.set(g.id, { applied: d.next, otherwise: d.next });
+  }
+  const latest = g.history.latest() ?? {};
+  for (const [control, requested] of Object.entries(own)) {
+    if (control === 'balloon_target' || requested === null || requested === undefined) continue;
+    if (!GUEST_CONTROLS.has(control)) {
+      plan.notes.push({ entity: g.name, control, requested, verdict: 'ignored', reasons: ['no controller for this guest control'] });
+      continue;
+    }
+    if (!opts.cgroup) {
+      plan.notes.push({ entity: g.name, control, requested, verdict: 'veto', reasons: ['cgroup limits disabled (config host.cgroup_limits or no cgroup backend)'] });
+      continue;
+    }
+    const c = guardCgroup(control, requested, latest, opts.safeguards);
+    if (c.verdict === 'veto') plan.notes.push({ entity: g.name, control, requested, verdict: 'veto', reasons: c.reasons });
+    else plan.actions.push({ entity: g.name, guestId: g.id, control, from: null, to: c.value, reasons: c.reasons });
+  }
+}
+
+/**
+ * Plan one cycle. `output` is the policy's result over exactly `guests` (null: no policy
+ * loaded, or the evaluator threw). An aborted evaluation applies no policy control; the
+ * safeguards' own rollbacks still happen.
+ */
+export function planCycle(
+  cycle: number, now: number, host: HostEntity, guests: readonly GuestEntity[], output: PolicyOutput | null, opts: PlanOptions,
+): CyclePlan {
+  const plan: CyclePlan = {
+    cycle, now, aborted: output?.aborted ?? false, errors: output?.errors ?? [], actions: [], notes: [],
+    guestVars: new Map(), guard: new Map(),
+  };
+  const usable = output !== null && !output.aborted;
+  if (usable) {
+    plan.hostVars = output.host.vars;
+    hostPlan(output.host.controls, host, opts, plan.actions, plan.notes);
+  }
+  const errorsByGuest = new Map<string, string>();
+  for (const e of plan.errors) {
+    if (e.guest !== undefined && !errorsByGuest.has(e.guest)) {
+      errorsByGuest.set(e.guest, e.line !== undefined ? `${e.line}:${e.col ?? 0}: ${e.message}` : e.message);
+    }
+  }
+  // Results are matched to guests by name; the evaluator returns them in input order, which
+  // makes the index a fast first guess.
+  const results = usable ? output.guests : [];
+  for (let i = 0; i < guests.length; i++) {
+    const g = guests[i]!;
+    let r: (typeof results)[number] | undefined = results[i];
+    if (r && r.name !== g.name) r = results.find((x) => x.name === g.name);
+    const errored = errorsByGuest.get(g.name);
+    if (r && errored === undefined) plan.guestVars.set(g.id, r.vars);
+    guestPlan(g, r?.controls, errored, cycle, now, opts, plan);
+  }
+  return plan;
+}

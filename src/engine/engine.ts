@@ -1,0 +1,459 @@
+// The control loop's state and its two steps: collect (host sources and all guests in one
+// batch, into per-entity history) and evaluateAndAct (evaluate the policy, guard, actuate,
+// record). Nothing here throws out of a step: policy, controller, driver and source errors are
+// counted and logged, and the loop goes on.
+import type { CgroupBackend, GuestSample, HostSource, Hypervisor, KsmBackend, LifecycleEvent, Props, Stats } from '../types.js';
+import { BalloonController } from '../controllers/balloon.js';
+import { CgroupController } from '../controllers/cgroup.js';
+import { errorMessage, type Action, type ActionOutcome, type Controller } from '../controllers/controller.js';
+import { KsmController } from '../controllers/ksm.js';
+import { nullLogger, type Logger } from '../log/logger.js';
+import { History } from './history.js';
+import { planCycle, type CyclePlan, type GuestEntity, type HostEntity, type Note } from './cycle.js';
+import type { EntityInput, EvaluateFn, EvaluateOptions, PolicyErrorInfo, PolicyOutput, Vars } from './policy-port.js';
+import { defaultSafeguards, type SafeguardConfig } from './safeguards.js';
+
+export interface EngineOptions<P = unknown> {
+  hypervisor: Hypervisor;
+  hostSources: HostSource[];
+  ksm?: KsmBackend;
+  cgroup?: CgroupBackend;
+  /** The compiled policy; null runs the loop without one (collect, safeguards only). */
+  policy: P | null;
+  /** How to evaluate `policy` (src/policy's evaluate). */
+  evaluate: EvaluateFn<P>;
+  evaluateOptions?: EvaluateOptions;
+  historyLength?: number;
+  safeguards?: Partial<SafeguardConfig>;
+  /** Let policies drive KSM (default true when a backend is given). */
+  ksmEnabled?: boolean;
+  /** Let policies set cgroup limits (default true when a backend is given). */
+  cgroupEnabled?: boolean;
+  logger?: Logger;
+  /** Seconds; the simulator passes its simulated clock. Default: wall clock. */
+  now?: () => number;
+  /** Action records kept for views and the API. */
+  recentActions?: number;
+}
+
+/** One line of the action log. */
+export interface ActionRecord {
+  cycle: number;
+  time: number;
+  entity: string;
+  control: string;
+  requested?: unknown;
+  from: number | null;
+  to: number | null;
+  result: ActionOutcome['result'] | Note['verdict'];
+  reasons: string[];
+  error?: string;
+}
+
+export interface Counters {
+  collections: number;
+  cycles: number;
+  policyErrors: number;
+  abortedEvaluations: number;
+  controllerErrors: number;
+  driverErrors: number;
+  sourceErrors: number;
+  actionsApplied: number;
+  vetoes: number;
+  rollbacks: number;
+  dropped: number;
+  guestsAppeared: number;
+  guestsVanished: number;
+}
+
+export interface CollectReport {
+  time: number;
+  guests: number;
+  appeared: string[];
+  vanished: string[];
+  errors: string[];
+}
+
+export interface CycleReport {
+  cycle: number;
+  time: number;
+  evaluated: boolean;
+  aborted: boolean;
+  errors: PolicyErrorInfo[];
+  outcomes: ActionOutcome[];
+  notes: Note[];
+  /** Wall-clock milliseconds spent in evaluate (policy) and in the whole step. */
+  evalMs: number;
+  totalMs: number;
+}
+
+export interface GuestView {
+  id: string;
+  name: string;
+  props: Props;
+  stats: Stats;
+  vars: Vars;
+  stale?: string;
+  holdUntil?: number;
+}
+
+export interface EngineSnapshot {
+  time: number;
+  cycle: number;
+  policyLoaded: boolean;
+  host: { stats: Stats; vars: Vars; stale?: string };
+  guests: GuestView[];
+  recent: ActionRecord[];
+  counters: Counters;
+}
+
+const GONE_EVENTS = new Set(['stopped', 'destroyed', 'crashed', 'undefined']);
+
+export class Engine<P = unknown> {
+  private policyValue: P | null;
+  private readonly evaluateFn: EvaluateFn<P>;
+  private readonly hypervisor: Hypervisor;
+  private readonly sources: HostSource[];
+  private readonly sg: SafeguardConfig;
+  private readonly historyLength: number;
+  private readonly log: Logger;
+  private readonly clock: () => number;
+  private readonly host: HostEntity;
+  private hostStale?: string;
+  private readonly sourceStats = new Map<string, Stats>();
+  private readonly guests = new Map<string, GuestEntity>();
+  private readonly samples = new Map<string, GuestSample>();
+  /** Guests reported gone by a lifecycle event since the last collection. */
+  private readonly gone = new Set<string>();
+  private readonly balloon: BalloonController;
+  readonly ksmController?: KsmController;
+  private readonly cgroupController?: CgroupController;
+  private readonly controllerByControl = new Map<string, Controller>();
+  private readonly recent: ActionRecord[] = [];
+  private readonly recentMax: number;
+  private cycleNo = 0;
+  private unsubscribe?: () => void;
+  readonly counters: Counters = {
+    collections: 0, cycles: 0, policyErrors: 0, abortedEvaluations: 0, controllerErrors: 0, driverErrors: 0,
+    sourceErrors: 0, actionsApplied: 0, vetoes: 0, rollbacks: 0, dropped: 0, guestsAppeared: 0, guestsVanished: 0,
+  };
+  private readonly evalOpts?: EvaluateOptions;
+  private readonly ksmOn: boolean;
+  private readonly cgroupOn: boolean;
+
+  constructor(opts: EngineOptions<P>) {
+    this.hypervisor = opts.hypervisor;
+    this.sources = opts.hostSources;
+    this.policyValue = opts.policy;
+    this.evaluateFn = opts.evaluate;
+    this.evalOpts = opts.evaluateOptions;
+    this.sg = { ...defaultSafeguards, ...opts.safeguards };
+    this.historyLength = opts.historyLength ?? 10;
+    this.log = opts.logger ?? nullLogger;
+    this.clock = opts.now ?? (() => Date.now() / 1000);
+    this.recentMax = opts.recentActions ?? 200;
+    this.host = { props: { name: 'host' }, history: new History(this.historyLength), vars: {} };
+    this.balloon = new BalloonController(this.hypervisor);
+    for (const c of this.balloon.controls) this.controllerByControl.set(c, this.balloon);
+    if (opts.ksm) {
+      this.ksmController = new KsmController(opts.ksm);
+      for (const c of this.ksmController.controls) this.controllerByControl.set(c, this.ksmController);
+    }
+    if (opts.cgroup) {
+      this.cgroupController = new CgroupController(opts.cgroup, (id) => this.samples.get(id));
+      for (const c of this.cgroupController.controls) this.controllerByControl.set(c, this.cgroupController);
+    }
+    this.ksmOn = !!opts.ksm && opts.ksmEnabled !== false;
+    this.cgroupOn = !!opts.cgroup && opts.cgroupEnabled !== false;
+    if (this.hypervisor.onEvent) this.unsubscribe = this.hypervisor.onEvent((e) => this.onLifecycle(e));
+  }
+
+  get policy(): P | null {
+    return this.policyValue;
+  }
+
+  setPolicy(p: P | null): void {
+    this.policyValue = p;
+  }
+
+  get cycle(): number {
+    return this.cycleNo;
+  }
+
+  get safeguards(): Readonly<SafeguardConfig> {
+    return this.sg;
+  }
+
+  /** Stop listening to the driver's events. The engine owns no timers or connections. */
+  dispose(): void {
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+  }
+
+  private onLifecycle(e: LifecycleEvent): void {
+    if (!GONE_EVENTS.has(e.kind)) return;
+    const g = this.guests.get(e.id);
+    this.gone.add(e.id);
+    if (g) this.dropGuest(g, `lifecycle event: ${e.kind}`);
+  }
+
+  private dropGuest(g: GuestEntity, why: string): void {
+    this.guests.delete(g.id);
+    this.samples.delete(g.id);
+    this.cgroupController?.forget(g.id);
+    this.counters.guestsVanished++;
+    this.log.info('guest_vanished', { guest: g.name, id: g.id, reason: why });
+  }
+
+  /** One batch: every host source and the hypervisor's guests, concurrently. */
+  async collect(): Promise<CollectReport> {
+    const time = this.clock();
+    const report: CollectReport = { time, guests: 0, appeared: [], vanished: [], errors: [] };
+    const [guestRes, ...sourceRes] = await Promise.allSettled([
+      this.hypervisor.collect(),
+      ...this.sources.map((s) => s.collect()),
+    ]);
+    this.counters.collections++;
+
+    // Host: merge every source's fields; a failing source keeps its last good values and
+    // marks the host sample stale with the reason.
+    const staleReasons: string[] = [];
+    const merged: Stats = {};
+    this.sources.forEach((src, i) => {
+      const r = sourceRes[i]!;
+      if (r.status === 'fulfilled') this.sourceStats.set(src.name, r.value);
+      else {
+        this.counters.sourceErrors++;
+        const msg = `host source ${src.name}: ${errorMessage(r.reason)}`;
+        staleReasons.push(msg);
+        report.errors.push(msg);
+        this.log.warn('source_error', { source: src.name, error: errorMessage(r.reason) });
+      }
+      const s = this.sourceStats.get(src.name);
+      if (s) Object.assign(merged, s);
+    });
+    this.hostStale = staleReasons.length ? staleReasons.join('; ') : undefined;
+    if (this.sources.length > 0) {
+      this.host.history.push(merged, time);
+      this.ksmController?.learn(merged);
+    }
+
+    if (guestRes!.status === 'rejected') {
+      // Keep every guest and its history; mark them stale so nothing inflates on old data.
+      this.counters.driverErrors++;
+      const msg = `hypervisor ${this.hypervisor.name}: ${errorMessage(guestRes!.reason)}`;
+      report.errors.push(msg);
+      this.log.error('collect_error', { hypervisor: this.hypervisor.name, error: errorMessage(guestRes!.reason) });
+      for (const g of this.guests.values()) g.stale = msg;
+      report.guests = this.guests.size;
+      return report;
+    }
+    this.gone.clear();
+    const seen = new Set<string>();
+    for (const sample of guestRes!.value) {
+      seen.add(sample.id);
+      let g = this.guests.get(sample.id);
+      if (!g) {
+        g = { id: sample.id, name: sample.name, props: sample.props, history: new History(this.historyLength), vars: {}, guard: {} };
+        this.guests.set(sample.id, g);
+        this.counters.guestsAppeared++;
+        report.appeared.push(sample.name);
+        this.log.info('guest_appeared', { guest: sample.name, id: sample.id });
+      }
+      g.name = sample.name;
+      g.props = sample.props;
+      g.stale = sample.stale;
+      this.samples.set(sample.id, sample);
+      // A stale sample would skew averages with old numbers; it only marks the guest.
+      if (!sample.stale) g.history.push(sample.stats, time);
+    }
+    for (const g of [...this.guests.values()]) {
+      if (!seen.has(g.id)) {
+        report.vanished.push(g.name);
+        this.dropGuest(g, 'not in the latest collection');
+      }
+    }
+    report.guests = this.guests.size;
+    return report;
+  }
+
+  /** Guests the policy sees: those with at least one sample, in a stable order. */
+  private evaluable(): GuestEntity[] {
+    const out: GuestEntity[] = [];
+    for (const g of this.guests.values()) if (g.history.length > 0) out.push(g);
+    return out;
+  }
+
+  private runPolicy(guests: GuestEntity[]): PolicyOutput | null {
+    if (this.policyValue === null) return null;
+    const hostIn: EntityInput = { props: this.host.props, stats: this.host.history.toArray(), vars: this.host.vars };
+    const guestIn: EntityInput[] = guests.map((g) => ({ props: withName(g), stats: g.history.toArray(), vars: g.vars }));
+    try {
+      return this.evaluateFn(this.policyValue, hostIn, guestIn, this.evalOpts);
+    } catch (err) {
+      // The evaluator itself must not throw; if it does, treat it as an aborted evaluation.
+      return { host: { controls: {}, vars: this.host.vars }, guests: [], errors: [{ message: `evaluator failed: ${errorMessage(err)}` }], aborted: true };
+    }
+  }
+
+  /** Evaluate the policy, guard, actuate, record. */
+  async evaluateAndAct(): Promise<CycleReport> {
+    const t0 = performance.now();
+    const cycle = ++this.cycleNo;
+    const time = this.clock();
+    const guests = this.evaluable();
+    const output = this.runPolicy(guests);
+    const evalMs = performance.now() - t0;
+    const plan = planCycle(cycle, time, this.host, guests, output, {
+      safeguards: this.sg, ksm: this.ksmOn, cgroup: this.cgroupOn,
+    });
+    this.counters.cycles++;
+    this.recordPolicyOutcome(plan, output !== null);
+    this.commitVars(plan);
+    const outcomes = await this.actuate(plan);
+    this.commitGuard(plan, outcomes);
+    this.record(plan, outcomes);
+    return {
+      cycle, time, evaluated: output !== null, aborted: plan.aborted, errors: plan.errors, outcomes, notes: plan.notes,
+      evalMs, totalMs: performance.now() - t0,
+    };
+  }
+
+  private recordPolicyOutcome(plan: CyclePlan, evaluated: boolean): void {
+    if (!evaluated) return;
+    if (plan.aborted) {
+      this.counters.abortedEvaluations++;
+      this.log.error('policy_aborted', { cycle: plan.cycle, reason: 'evaluation aborted: nothing from the policy is applied', errors: plan.errors.map(fmtPolicyError) });
+    }
+    for (const e of plan.errors) {
+      this.counters.policyErrors++;
+      if (!plan.aborted) this.log.warn('policy_error', { cycle: plan.cycle, guest: e.guest, line: e.line, col: e.col, error: e.message });
+    }
+  }
+
+  private commitVars(plan: CyclePlan): void {
+    if (plan.hostVars) this.host.vars = plan.hostVars;
+    for (const [id, vars] of plan.guestVars) {
+      const g = this.guests.get(id);
+      if (g) g.vars = vars;
+    }
+  }
+
+  private async actuate(plan: CyclePlan): Promise<ActionOutcome[]> {
+    const byController = new Map<Controller, Action[]>();
+    const outcomes: ActionOutcome[] = [];
+    for (const a of plan.actions) {
+      const c = this.controllerByControl.get(a.control);
+      if (!c) {
+        outcomes.push({ action: a, result: 'failed', error: `no controller for ${a.control}` });
+        continue;
+      }
+      const list = byController.get(c) ?? [];
+      list.push(a);
+      byController.set(c, list);
+    }
+    const ctx = { isGone: (id: string) => this.gone.has(id) || !this.guests.has(id) };
+    for (const [c, actions] of byController) {
+      try {
+        outcomes.push(...(await c.apply(actions, ctx)));
+      } catch (err) {
+        // Controllers report failures as outcomes; a throw is a bug, but still not fatal.
+        for (const a of actions) outcomes.push({ action: a, result: 'failed', error: `${c.name} controller: ${errorMessage(err)}` });
+      }
+    }
+    return outcomes;
+  }
+
+  private commitGuard(plan: CyclePlan, outcomes: ActionOutcome[]): void {
+    const balloonOk = new Set<string>();
+    for (const o of outcomes) {
+      if (o.action.control === 'balloon_target' && o.result === 'applied' && o.action.guestId) balloonOk.add(o.action.guestId);
+    }
+    for (const [id, commit] of plan.guard) {
+      const g = this.guests.get(id);
+      if (g) g.guard = balloonOk.has(id) ? commit.applied : commit.otherwise;
+    }
+  }
+
+  private record(plan: CyclePlan, outcomes: ActionOutcome[]): void {
+    for (const o of outcomes) {
+      const a = o.action;
+      const isRollback = a.reasons[0]?.startsWith('rollback') ?? false;
+      const rec: ActionRecord = {
+        cycle: plan.cycle, time: plan.now, entity: a.entity, control: a.control, from: a.from, to: a.to,
+        result: o.result, reasons: a.reasons, error: o.error,
+      };
+      if (o.result === 'unchanged') continue;
+      this.remember(rec);
+      const fields = { cycle: plan.cycle, entity: a.entity, control: a.control, from: a.from, to: a.to, result: o.result, error: o.error, reason: a.reasons };
+      if (o.result === 'applied') {
+        this.counters.actionsApplied++;
+        if (isRollback) { this.counters.rollbacks++; this.log.warn('rollback', fields); }
+        else this.log.info('action', fields);
+      } else if (o.result === 'dropped') {
+        this.counters.dropped++;
+        this.log.info('action_dropped', fields);
+      } else {
+        this.counters.controllerErrors++;
+        this.log.error('action_failed', fields);
+      }
+    }
+    for (const n of plan.notes) {
+      if (n.verdict === 'veto') {
+        this.counters.vetoes++;
+        this.remember({ cycle: plan.cycle, time: plan.now, entity: n.entity, control: n.control, requested: n.requested, from: null, to: null, result: 'veto', reasons: n.reasons });
+        this.log.info('veto', { cycle: plan.cycle, entity: n.entity, control: n.control, requested: n.requested, reason: n.reasons });
+      } else {
+        this.log.debug(n.verdict, { cycle: plan.cycle, entity: n.entity, control: n.control, requested: n.requested, reason: n.reasons });
+      }
+    }
+  }
+
+  private remember(rec: ActionRecord): void {
+    this.recent.push(rec);
+    if (this.recent.length > this.recentMax) this.recent.splice(0, this.recent.length - this.recentMax);
+  }
+
+  /** Recent action records, oldest first. */
+  recentActions(): readonly ActionRecord[] {
+    return this.recent;
+  }
+
+  guestIds(): string[] {
+    return [...this.guests.keys()];
+  }
+
+  /** The guard state of a guest (tests and views). */
+  guardState(id: string) {
+    return this.guests.get(id)?.guard;
+  }
+
+  /** The latest sample the driver gave for a guest. */
+  sample(id: string): GuestSample | undefined {
+    return this.samples.get(id);
+  }
+
+  snapshot(): EngineSnapshot {
+    return {
+      time: this.clock(),
+      cycle: this.cycleNo,
+      policyLoaded: this.policyValue !== null,
+      host: { stats: this.host.history.latest() ?? {}, vars: this.host.vars, stale: this.hostStale },
+      guests: [...this.guests.values()].map((g) => ({
+        id: g.id, name: g.name, props: g.props, stats: g.history.latest() ?? {}, vars: g.vars, stale: g.stale, holdUntil: g.guard.holdUntil,
+      })),
+      recent: [...this.recent],
+      counters: { ...this.counters },
+    };
+  }
+}
+
+/** The policy's `(guest.Prop "name")` must work whatever props the driver filled. */
+function withName(g: GuestEntity): Props {
+  return g.props.name === g.name ? g.props : { ...g.props, name: g.name };
+}
+
+export function fmtPolicyError(e: PolicyErrorInfo): string {
+  const where = e.line !== undefined ? `${e.line}:${e.col ?? 0}: ` : '';
+  return `${where}${e.guest ? `[${e.guest}] ` : ''}${e.message}`;
+}

@@ -1,0 +1,74 @@
+// Per-entity sample history: a fixed-size ring of the newest samples (MOM's
+// sample-history-length). Samples are stored by reference, never copied; the ordered view the
+// policy reads is rebuilt only when a sample was added since the last read.
+import type { Stats } from '../types.js';
+
+export class History {
+  private readonly samples: (Stats | undefined)[];
+  private readonly times: number[];
+  private head = 0; // index of the next write
+  private count = 0;
+  private view: Stats[] | null = null;
+
+  constructor(readonly capacity = 10) {
+    if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`history length must be a positive integer, got ${capacity}`);
+    this.samples = new Array<Stats | undefined>(capacity);
+    this.times = new Array<number>(capacity).fill(0);
+  }
+
+  get length(): number {
+    return this.count;
+  }
+
+  push(sample: Stats, time: number): void {
+    this.samples[this.head] = sample;
+    this.times[this.head] = time;
+    this.head = (this.head + 1) % this.capacity;
+    if (this.count < this.capacity) this.count++;
+    this.view = null;
+  }
+
+  /** i = 0 is the newest sample, i = length-1 the oldest. */
+  at(i: number): Stats | undefined {
+    if (i < 0 || i >= this.count) return undefined;
+    return this.samples[(this.head - 1 - i + this.capacity * 2) % this.capacity];
+  }
+
+  timeAt(i: number): number | undefined {
+    if (i < 0 || i >= this.count) return undefined;
+    return this.times[(this.head - 1 - i + this.capacity * 2) % this.capacity];
+  }
+
+  latest(): Stats | undefined {
+    return this.at(0);
+  }
+
+  /** Oldest first, as the policy's `stats` list. Cached until the next push. */
+  toArray(): Stats[] {
+    if (this.view) return this.view;
+    const out = new Array<Stats>(this.count);
+    for (let i = 0; i < this.count; i++) out[i] = this.at(this.count - 1 - i)!;
+    this.view = out;
+    return out;
+  }
+}
+
+/**
+ * The highest per-second rate of a cumulative counter (swap_in, major_fault) between
+ * consecutive samples newer than `since`. Counter resets (a guest reboot) and missing values
+ * are skipped. Returns null when no pair of samples qualifies.
+ */
+export function peakRate(h: History, field: string, since: number): number | null {
+  let peak: number | null = null;
+  for (let i = 0; i + 1 < h.length; i++) {
+    const tNew = h.timeAt(i)!;
+    const tOld = h.timeAt(i + 1)!;
+    if (tNew <= since) break;
+    const vNew = h.at(i)![field];
+    const vOld = h.at(i + 1)![field];
+    if (vNew == null || vOld == null || tNew <= tOld || vNew < vOld) continue;
+    const rate = (vNew - vOld) / (tNew - tOld);
+    if (peak === null || rate > peak) peak = rate;
+  }
+  return peak;
+}

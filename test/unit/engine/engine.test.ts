@@ -1,0 +1,203 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Engine } from '../../../src/engine/engine.js';
+import { memoryLogger } from '../../../src/log/logger.js';
+import type { HostSource } from '../../../src/types.js';
+import { evaluateFn, FakeHypervisor, FakeKsm, guest, MiB, targetPolicy, type FnPolicy } from './fakes.js';
+
+const hostSource = (over: Record<string, number> = {}): HostSource => ({
+  name: 'fake-meminfo',
+  collect: async () => ({ mem_available: 8192 * MiB, mem_free: 1000 * MiB, mem_unused: 800 * MiB, ...over }),
+});
+
+function makeEngine(hv: FakeHypervisor, policy: FnPolicy | null, extra: Partial<ConstructorParameters<typeof Engine<FnPolicy>>[0]> = {}) {
+  let t = 0;
+  const logger = memoryLogger();
+  const engine = new Engine<FnPolicy>({
+    hypervisor: hv, hostSources: [hostSource()], policy, evaluate: evaluateFn, logger,
+    now: () => t, safeguards: { minGuestKiB: 256 * MiB, headroomKiB: 64 * MiB },
+    ...extra,
+  });
+  return { engine, logger, tick: (dt = 5) => { t += dt; } };
+}
+
+test('a cycle collects, evaluates, guards and sets balloons, logging each action with its reason', async () => {
+  const hv = new FakeHypervisor([guest('a'), guest('b')]);
+  const { engine, logger } = makeEngine(hv, targetPolicy((s) => (s.balloon_cur as number) - 100 * MiB));
+  await engine.collect();
+  const r = await engine.evaluateAndAct();
+  assert.equal(r.outcomes.length, 2);
+  assert.deepEqual(hv.setCalls.map((c) => c.target), [1948 * MiB, 1948 * MiB]);
+  const actions = logger.records.filter((x) => x.event === 'action');
+  assert.equal(actions.length, 2);
+  assert.deepEqual(actions[0]!.reason, ['policy asked to inflate']);
+  assert.equal(engine.counters.actionsApplied, 2);
+});
+
+test('guests appearing start with empty history and their own vars; vars persist across cycles', async () => {
+  const hv = new FakeHypervisor([guest('a')]);
+  const counting: FnPolicy = (host, guests) => ({
+    host: { controls: {}, vars: { n: ((host.vars.n as number) ?? 0) + 1 } },
+    guests: guests.map((g) => ({ name: String(g.props.name), controls: {}, vars: { seen: ((g.vars.seen as number) ?? 0) + 1, hist: g.stats.length } })),
+  });
+  const { engine, tick } = makeEngine(hv, counting);
+  for (let i = 0; i < 3; i++) { await engine.collect(); await engine.evaluateAndAct(); tick(); }
+  hv.guests.set('id-b', guest('b'));
+  await engine.collect();
+  await engine.evaluateAndAct();
+  const snap = engine.snapshot();
+  assert.equal(snap.host.vars.n, 4);
+  const a = snap.guests.find((g) => g.name === 'a')!;
+  const b = snap.guests.find((g) => g.name === 'b')!;
+  assert.deepEqual(a.vars, { seen: 4, hist: 4 });
+  assert.deepEqual(b.vars, { seen: 1, hist: 1 });
+});
+
+test('a guest that vanished is freed; its pending controls are dropped, others still acted on', async () => {
+  const hv = new FakeHypervisor([guest('a'), guest('b'), guest('c')]);
+  const { engine, logger } = makeEngine(hv, targetPolicy((s) => (s.balloon_cur as number) - 100 * MiB));
+  await engine.collect();
+  // b is destroyed after the plan is made, right when the first balloon call goes out
+  let fired = false;
+  hv.beforeSet = () => { if (!fired) { fired = true; hv.destroy('id-b'); } };
+  const r = await engine.evaluateAndAct();
+  const byName = Object.fromEntries(r.outcomes.map((o) => [o.action.entity, o.result]));
+  assert.equal(byName.a, 'applied');
+  assert.equal(byName.b, 'dropped');
+  assert.equal(byName.c, 'applied');
+  assert.deepEqual(engine.guestIds().sort(), ['id-a', 'id-c']);
+  assert.equal(engine.counters.dropped, 1);
+  assert.ok(logger.records.some((x) => x.event === 'guest_vanished' && x.guest === 'b'));
+  // next collection: b is not there, nothing breaks
+  await engine.collect();
+  const r2 = await engine.evaluateAndAct();
+  assert.equal(r2.outcomes.filter((o) => o.action.entity === 'b').length, 0);
+});
+
+test('a guest vanishing without an event (driver error on set) fails that action only', async () => {
+  const hv = new FakeHypervisor([guest('a'), guest('b')]);
+  const { engine } = makeEngine(hv, targetPolicy((s) => (s.balloon_cur as number) - 100 * MiB));
+  await engine.collect();
+  hv.guests.delete('id-a'); // gone from libvirt, no event delivered
+  const r = await engine.evaluateAndAct();
+  const a = r.outcomes.find((o) => o.action.entity === 'a')!;
+  assert.equal(a.result, 'failed');
+  assert.match(a.error!, /no domain/);
+  assert.equal(r.outcomes.find((o) => o.action.entity === 'b')!.result, 'applied');
+  await engine.collect();
+  assert.deepEqual(engine.guestIds(), ['id-b']);
+});
+
+test('a policy error in one guest skips that guest only', async () => {
+  const hv = new FakeHypervisor([guest('a'), guest('bad'), guest('c')]);
+  const policy: FnPolicy = (host, guests) => ({
+    guests: guests.map((g) => ({ name: String(g.props.name), controls: { balloon_target: 1800 * MiB }, vars: { x: 1 } })),
+    errors: [{ message: "unsupported operand type(s) for +: 'int' and 'str'", line: 7, col: 12, guest: 'bad' }],
+  });
+  const { engine, logger } = makeEngine(hv, policy);
+  await engine.collect();
+  const r = await engine.evaluateAndAct();
+  assert.deepEqual(r.outcomes.map((o) => o.action.entity).sort(), ['a', 'c']);
+  assert.ok(r.notes.some((n) => n.entity === 'bad' && n.verdict === 'veto' && /7:12/.test(n.reasons[0]!)));
+  assert.equal(engine.counters.policyErrors, 1);
+  assert.ok(logger.records.some((x) => x.event === 'policy_error' && x.guest === 'bad' && x.line === 7));
+  assert.deepEqual(engine.snapshot().guests.find((g) => g.name === 'bad')!.vars, {}, 'a failed guest keeps its old vars');
+});
+
+test('an aborted evaluation applies nothing; a throwing evaluator does not stop the loop', async () => {
+  const hv = new FakeHypervisor([guest('a')]);
+  const ksm = new FakeKsm();
+  const aborting: FnPolicy = (host, guests) => ({
+    host: { controls: { ksm_run: 1 }, vars: { changed: true } },
+    guests: guests.map((g) => ({ name: String(g.props.name), controls: { balloon_target: 1800 * MiB }, vars: { changed: true } })),
+    errors: [{ message: 'step budget exhausted', line: 3, col: 1 }],
+    aborted: true,
+  });
+  const { engine } = makeEngine(hv, aborting, { ksm });
+  await engine.collect();
+  const r = await engine.evaluateAndAct();
+  assert.equal(r.aborted, true);
+  assert.equal(r.outcomes.length, 0);
+  assert.equal(hv.setCalls.length, 0);
+  assert.equal(ksm.writes.length, 0);
+  assert.deepEqual(engine.snapshot().host.vars, {}, 'vars of an aborted run are not kept');
+  engine.setPolicy(() => { throw new Error('boom'); });
+  const r2 = await engine.evaluateAndAct();
+  assert.equal(r2.aborted, true);
+  assert.match(r2.errors[0]!.message, /boom/);
+  assert.equal(engine.counters.abortedEvaluations, 2);
+});
+
+test('driver and source errors are counted; guests go stale and are not inflated', async () => {
+  const hv = new FakeHypervisor([guest('a')]);
+  let failSource = false;
+  const src: HostSource = { name: 'meminfo', collect: async () => { if (failSource) throw new Error('EIO'); return { mem_available: 1, mem_free: 1 }; } };
+  const { engine } = makeEngine(hv, targetPolicy((s) => (s.balloon_cur as number) - 300 * MiB), { hostSources: [src] });
+  await engine.collect();
+  hv.failCollect = 'connection reset';
+  failSource = true;
+  const c = await engine.collect();
+  assert.equal(c.errors.length, 2);
+  assert.equal(engine.counters.driverErrors, 1);
+  assert.equal(engine.counters.sourceErrors, 1);
+  assert.deepEqual(engine.snapshot().host.stats, { mem_available: 1, mem_free: 1 }, 'the last good host values are kept');
+  assert.match(engine.snapshot().host.stale!, /EIO/);
+  const r = await engine.evaluateAndAct();
+  assert.equal(r.outcomes.length, 0);
+  assert.match(r.notes[0]!.reasons[0]!, /inflation refused: sample stale/);
+});
+
+test('rollback through the engine: inflation, then a swap-in spike, then deflation and back-off', async () => {
+  const hv = new FakeHypervisor([guest('a')]);
+  const { engine, logger, tick } = makeEngine(hv, targetPolicy((s) => (s.balloon_cur as number) - 150 * MiB), {
+    safeguards: { minGuestKiB: 256 * MiB, headroomKiB: 64 * MiB, rollbackWindow: 2, rollbackSwapInKiBPerS: 1024, rollbackBackoffS: 60 },
+  });
+  await engine.collect();
+  await engine.evaluateAndAct();
+  assert.equal(hv.guests.get('id-a')!.stats.balloon_cur, 1898 * MiB);
+  tick();
+  hv.guests.get('id-a')!.stats.swap_in = 20 * 1024 * 5; // 20 MiB/s over the 5 s since
+  await engine.collect();
+  const r = await engine.evaluateAndAct();
+  assert.equal(r.outcomes.length, 1);
+  assert.equal(r.outcomes[0]!.action.to, 2048 * MiB, 'deflated back by the last step');
+  assert.match(r.outcomes[0]!.action.reasons[0]!, /^rollback: swap_in/);
+  assert.equal(engine.counters.rollbacks, 1);
+  assert.ok(logger.records.some((x) => x.event === 'rollback' && x.level === 'warn'));
+  // held off: the policy keeps asking to inflate, the guard refuses until the back-off ends
+  for (let i = 0; i < 5; i++) {
+    tick(10);
+    await engine.collect();
+    const rr = await engine.evaluateAndAct();
+    assert.equal(rr.outcomes.length, 0);
+    assert.match(rr.notes[0]!.reasons[0]!, /backing off/);
+  }
+  tick(20);
+  await engine.collect();
+  const after = await engine.evaluateAndAct();
+  assert.equal(after.outcomes[0]!.result, 'applied', 'inflation allowed again after the back-off');
+});
+
+test('KSM controls: range-checked, only changed values written, failures counted', async () => {
+  const hv = new FakeHypervisor([]);
+  const ksm = new FakeKsm();
+  let controls: Record<string, unknown> = { ksm_run: 1, ksm_pages_to_scan: 300, ksm_sleep_millisecs: 20 };
+  const policy: FnPolicy = (host) => ({ host: { controls, vars: host.vars } });
+  const ksmSource: HostSource = { name: 'ksm', collect: () => ksm.read() };
+  const { engine } = makeEngine(hv, policy, { ksm, hostSources: [ksmSource] });
+  await engine.collect();
+  await engine.evaluateAndAct();
+  assert.deepEqual(ksm.writes, [{ run: 1, pages_to_scan: 300 }], 'sleep_millisecs already 20: not written');
+  await engine.collect();
+  await engine.evaluateAndAct();
+  assert.equal(ksm.writes.length, 1, 'nothing changed: nothing written');
+  controls = { ksm_run: 7, ksm_pages_to_scan: 400 };
+  const r = await engine.evaluateAndAct();
+  assert.ok(r.notes.some((n) => n.control === 'ksm_run' && n.verdict === 'veto'));
+  assert.deepEqual(ksm.writes[1], { pages_to_scan: 400 });
+  ksm.fail = 'EPERM: /sys/kernel/mm/ksm/run is read-only';
+  controls = { ksm_pages_to_scan: 500 };
+  const r2 = await engine.evaluateAndAct();
+  assert.equal(r2.outcomes[0]!.result, 'failed');
+  assert.equal(engine.counters.controllerErrors, 1);
+});

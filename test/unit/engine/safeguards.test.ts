@@ -1,0 +1,113 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { History } from '../../../src/engine/history.js';
+import { balloonBounds, defaultSafeguards, guardBalloon, guardCgroup, guardKsm, type SafeguardConfig } from '../../../src/engine/safeguards.js';
+
+const MiB = 1024;
+const cfg: SafeguardConfig = { ...defaultSafeguards, minGuestKiB: 256 * MiB, headroomKiB: 64 * MiB, maxStepFraction: 0.1, minChangeKiB: 1024, minChangeFraction: 0.0025 };
+
+function hist(...samples: Record<string, number | null>[]): History {
+  const h = new History(10);
+  samples.forEach((s, i) => h.push(s, i * 5));
+  return h;
+}
+const g = (o: Record<string, number | null> = {}) => ({ balloon_cur: 2048 * MiB, balloon_max: 2048 * MiB, balloon_min: 0, mem_unused: 1024 * MiB, swap_in: 0, major_fault: 0, ...o });
+
+test('floor is the largest of configured minimum, balloon_min and used + headroom', () => {
+  const b1 = balloonBounds(g(), cfg);
+  assert.ok(typeof b1 !== 'string');
+  assert.equal(b1.floor, 1024 * MiB + 64 * MiB); // used 1 GiB + 64 MiB
+  const b2 = balloonBounds(g({ mem_unused: 1900 * MiB }), cfg);
+  assert.ok(typeof b2 !== 'string');
+  assert.equal(b2.floor, 256 * MiB); // used 148 MiB + 64 < 256 minimum
+  const b3 = balloonBounds(g({ mem_unused: 1900 * MiB, balloon_min: 512 * MiB }), cfg);
+  assert.ok(typeof b3 !== 'string');
+  assert.equal(b3.floor, 512 * MiB);
+  const b4 = balloonBounds(g({ mem_unused: 0 }), cfg);
+  assert.ok(typeof b4 !== 'string');
+  assert.equal(b4.floor, 2048 * MiB, 'a floor above balloon_max is capped at balloon_max');
+  assert.equal(balloonBounds(g({ balloon_max: null }), cfg), 'balloon_max unknown');
+});
+
+test('a request below the floor is clamped up and rate-limited, with reasons', () => {
+  const d = guardBalloon({ history: hist(g()), requested: 100 * MiB, state: {}, cycle: 1, now: 10 }, cfg);
+  assert.equal(d.verdict, 'apply');
+  // floor 1088 MiB, but the step limit (10% of 2 GiB) stops at 2048 - 204.8 MiB
+  assert.equal(d.target, 2048 * MiB - Math.floor(0.1 * 2048 * MiB));
+  assert.ok(d.reasons.some((r) => r.startsWith('clamped up to floor')), d.reasons.join());
+  assert.ok(d.reasons.some((r) => r.startsWith('rate-limited')), d.reasons.join());
+  assert.deepEqual(d.next.lastInflation, { cycle: 1, at: 10, step: Math.floor(0.1 * 2048 * MiB) });
+});
+
+test('a request above balloon_max is clamped down', () => {
+  const d = guardBalloon({ history: hist(g({ balloon_cur: 1500 * MiB, mem_unused: 500 * MiB })), requested: 9e9, state: {}, cycle: 1, now: 0 }, cfg);
+  assert.equal(d.verdict, 'apply');
+  assert.equal(d.target, 1500 * MiB + Math.floor(0.1 * 2048 * MiB));
+  assert.ok(d.reasons.some((r) => r.startsWith('clamped down to balloon_max')));
+});
+
+test('tiny changes are skipped; a guest below its floor is raised at once', () => {
+  const tiny = guardBalloon({ history: hist(g()), requested: 2048 * MiB - 512, state: {}, cycle: 1, now: 0 }, cfg);
+  assert.equal(tiny.verdict, 'skip');
+  // used = 1900 - 10 = 1890 MiB, floor = 1954 MiB: more than one step above balloon_cur
+  const low = guardBalloon({ history: hist(g({ balloon_cur: 1500 * MiB, mem_unused: 10 * MiB })), requested: 1000 * MiB, state: {}, cycle: 1, now: 0 }, cfg);
+  assert.equal(low.verdict, 'apply');
+  assert.equal(low.target, 1490 * MiB + 64 * MiB);
+  assert.ok(low.reasons.some((r) => r.startsWith('below floor')));
+});
+
+test('no inflation when used memory is unknown, the sample is stale, or during back-off', () => {
+  const noStats = guardBalloon({ history: hist(g({ mem_unused: null })), requested: 1500 * MiB, state: {}, cycle: 1, now: 0 }, cfg);
+  assert.equal(noStats.verdict, 'veto');
+  assert.match(noStats.reasons[0]!, /memory use unknown/);
+  const stale = guardBalloon({ history: hist(g()), requested: 1900 * MiB, stale: 'timeout', state: {}, cycle: 1, now: 0 }, cfg);
+  assert.equal(stale.verdict, 'veto');
+  const held = guardBalloon({ history: hist(g()), requested: 1900 * MiB, state: { holdUntil: 100 }, cycle: 1, now: 50 }, cfg);
+  assert.equal(held.verdict, 'veto');
+  assert.match(held.reasons[0]!, /backing off/);
+  const after = guardBalloon({ history: hist(g()), requested: 1900 * MiB, state: { holdUntil: 100 }, cycle: 9, now: 100 }, cfg);
+  assert.equal(after.verdict, 'apply', 'back-off over');
+  const deflate = guardBalloon({ history: hist(g({ balloon_cur: 1800 * MiB, mem_unused: 800 * MiB })), requested: 1900 * MiB, state: { holdUntil: 100 }, cycle: 1, now: 50 }, cfg);
+  assert.equal(deflate.verdict, 'apply', 'deflation is always allowed');
+});
+
+test('rollback: a swap-in spike after an inflation deflates by the last step and holds off', () => {
+  const h = new History(10);
+  h.push(g({ balloon_cur: 2048 * MiB, swap_in: 0 }), 0);
+  h.push(g({ balloon_cur: 1848 * MiB, mem_unused: 824 * MiB, swap_in: 0 }), 5);
+  h.push(g({ balloon_cur: 1848 * MiB, mem_unused: 824 * MiB, swap_in: 50_000 }), 10); // 10 MiB/s
+  const state = { lastInflation: { cycle: 1, at: 3, step: 200 * MiB } };
+  const d = guardBalloon({ history: h, requested: 1700 * MiB, state, cycle: 2, now: 10 }, cfg);
+  assert.equal(d.verdict, 'rollback');
+  assert.equal(d.target, 2048 * MiB);
+  assert.match(d.reasons[0]!, /^rollback: swap_in 10000 KiB\/s > 1024 KiB\/s/);
+  assert.equal(d.next.holdUntil, 10 + cfg.rollbackBackoffS);
+  assert.equal(d.next.lastInflation, undefined);
+  // outside the window: no rollback, the policy's request is handled normally
+  const late = guardBalloon({ history: h, requested: 1848 * MiB, state, cycle: 1 + cfg.rollbackWindow + 1, now: 10 }, cfg);
+  assert.notEqual(late.verdict, 'rollback');
+  // major faults count too
+  const h2 = new History(10);
+  h2.push(g({ balloon_cur: 1848 * MiB, mem_unused: 824 * MiB, major_fault: 0 }), 4);
+  h2.push(g({ balloon_cur: 1848 * MiB, mem_unused: 824 * MiB, major_fault: 10_000 }), 9);
+  const d2 = guardBalloon({ history: h2, requested: undefined, state, cycle: 2, now: 9 }, cfg);
+  assert.equal(d2.verdict, 'rollback');
+  assert.match(d2.reasons[0]!, /major_fault 2000\/s/);
+});
+
+test('KSM values are range-checked and rounded', () => {
+  assert.equal(guardKsm('ksm_run', 1).verdict, 'apply');
+  assert.equal(guardKsm('ksm_run', 3).verdict, 'veto');
+  assert.equal(guardKsm('ksm_pages_to_scan', 0).verdict, 'veto');
+  const r = guardKsm('ksm_sleep_millisecs', 12.6);
+  assert.equal(r.value, 13);
+  assert.equal(guardKsm('ksm_merge_across_nodes', true).value, 1);
+  assert.equal(guardKsm('ksm_pages_to_scan', 'lots').verdict, 'veto');
+});
+
+test('cgroup limits below the floor are raised to it; "max" removes the limit', () => {
+  const d = guardCgroup('mem_high', 10 * MiB, g(), cfg);
+  assert.equal(d.value, 1088 * MiB);
+  assert.equal(guardCgroup('mem_max', 'max', g(), cfg).value, null);
+  assert.equal(guardCgroup('mem_max', -5, g(), cfg).verdict, 'veto');
+});
