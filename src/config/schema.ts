@@ -59,7 +59,7 @@ export const configSchema = z.strictObject({
     /** Floor = guest used memory + this (MiB); used = balloon_cur - mem_unused. */
     headroom_mib: nonNegative().default(64),
     /** Largest balloon change per policy cycle, % of the guest's balloon_max. */
-    max_step_percent: percent().default(10),
+    max_step_percent: percent().refine((v) => v > 0, { error: 'expected a percentage above 0 (up to 100)' }).default(10),
     /** Changes smaller than this % of balloon_max are skipped (no balloon chatter). */
     min_change_percent: percent().default(0.25),
     /** Changes smaller than this are skipped too (MiB). */
