@@ -12,16 +12,17 @@ import { History } from './history.js';
 import { planCycle, type CyclePlan, type GuestEntity, type HostEntity, type Note } from './cycle.js';
 import type { EntityInput, EvaluateFn, EvaluateOptions, PolicyErrorInfo, PolicyOutput, Vars } from './policy-port.js';
 import { defaultSafeguards, type SafeguardConfig } from './safeguards.js';
+import { evaluatePolicy, type CompiledPolicy } from './policy-adapter.js';
 
-export interface EngineOptions<P = unknown> {
+export interface EngineOptions<P = CompiledPolicy> {
   hypervisor: Hypervisor;
   hostSources: HostSource[];
   ksm?: KsmBackend;
   cgroup?: CgroupBackend;
   /** The compiled policy; null runs the loop without one (collect, safeguards only). */
   policy: P | null;
-  /** How to evaluate `policy` (src/policy's evaluate). */
-  evaluate: EvaluateFn<P>;
+  /** How to evaluate `policy`. Default: src/policy's evaluate (P must then be its CompiledPolicy). */
+  evaluate?: EvaluateFn<P>;
   evaluateOptions?: EvaluateOptions;
   historyLength?: number;
   safeguards?: Partial<SafeguardConfig>;
@@ -109,7 +110,7 @@ export interface EngineSnapshot {
 
 const GONE_EVENTS = new Set(['stopped', 'destroyed', 'crashed', 'undefined']);
 
-export class Engine<P = unknown> {
+export class Engine<P = CompiledPolicy> {
   private policyValue: P | null;
   private readonly evaluateFn: EvaluateFn<P>;
   private readonly hypervisor: Hypervisor;
@@ -145,7 +146,7 @@ export class Engine<P = unknown> {
     this.hypervisor = opts.hypervisor;
     this.sources = opts.hostSources;
     this.policyValue = opts.policy;
-    this.evaluateFn = opts.evaluate;
+    this.evaluateFn = opts.evaluate ?? (evaluatePolicy as unknown as EvaluateFn<P>);
     this.evalOpts = opts.evaluateOptions;
     this.sg = { ...defaultSafeguards, ...opts.safeguards };
     this.historyLength = opts.historyLength ?? 10;
@@ -254,14 +255,15 @@ export class Engine<P = unknown> {
       seen.add(sample.id);
       let g = this.guests.get(sample.id);
       if (!g) {
-        g = { id: sample.id, name: sample.name, props: sample.props, history: new History(this.historyLength), vars: {}, guard: {} };
+        g = { id: sample.id, name: sample.name, props: {}, history: new History(this.historyLength), vars: {}, guard: {} };
         this.guests.set(sample.id, g);
         this.counters.guestsAppeared++;
         report.appeared.push(sample.name);
         this.log.info('guest_appeared', { guest: sample.name, id: sample.id });
       }
       g.name = sample.name;
-      g.props = sample.props;
+      // The policy's `(guest.Prop "name")` must work whatever props the driver filled.
+      g.props = sample.props.name === sample.name ? sample.props : { ...sample.props, name: sample.name };
       g.stale = sample.stale;
       this.samples.set(sample.id, sample);
       // A stale sample would skew averages with old numbers; it only marks the guest.
@@ -287,7 +289,7 @@ export class Engine<P = unknown> {
   private runPolicy(guests: GuestEntity[]): PolicyOutput | null {
     if (this.policyValue === null) return null;
     const hostIn: EntityInput = { props: this.host.props, stats: this.host.history.toArray(), vars: this.host.vars };
-    const guestIn: EntityInput[] = guests.map((g) => ({ props: withName(g), stats: g.history.toArray(), vars: g.vars }));
+    const guestIn: EntityInput[] = guests.map((g) => ({ props: g.props, stats: g.history.toArray(), vars: g.vars }));
     try {
       return this.evaluateFn(this.policyValue, hostIn, guestIn, this.evalOpts);
     } catch (err) {
@@ -446,11 +448,6 @@ export class Engine<P = unknown> {
       counters: { ...this.counters },
     };
   }
-}
-
-/** The policy's `(guest.Prop "name")` must work whatever props the driver filled. */
-function withName(g: GuestEntity): Props {
-  return g.props.name === g.name ? g.props : { ...g.props, name: g.name };
 }
 
 export function fmtPolicyError(e: PolicyErrorInfo): string {

@@ -1,0 +1,123 @@
+// Property tests: whatever the policy asks (random balloon_target expressions in the policy
+// language) on whatever host (random guests whose memory use and swapping change every
+// cycle), no balloon target leaves [floor, balloon_max] and no per-cycle change exceeds the
+// step limit (except the documented one: a guest below its floor is raised to it at once).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { Engine } from '../../../src/engine/engine.js';
+import { compilePolicyText } from '../../../src/engine/policy-adapter.js';
+import type { SafeguardConfig } from '../../../src/engine/safeguards.js';
+import type { GuestSample, Stats } from '../../../src/types.js';
+import { FakeHypervisor, MiB } from './fakes.js';
+
+const FIELDS = ['guest.balloon_cur', 'guest.balloon_max', 'guest.mem_unused', 'guest.balloon_min', 'guest.mem_free', 'Host.mem_free', '(guest.StatAvg "mem_unused")'];
+
+/** Random arithmetic over guest and host fields, as policy text. */
+const exprArb: fc.Arbitrary<string> = fc.letrec<{ e: string }>((tie) => ({
+  e: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
+    fc.constantFrom(...FIELDS),
+    fc.integer({ min: -4 * 1024 * 1024, max: 16 * 1024 * 1024 }).map(String),
+    fc.constantFrom('0', '-1', '1e12', '0.5', '1048576'),
+    fc.tuple(fc.constantFrom('+', '-', '*', '/', 'min', 'max'), tie('e'), tie('e')).map(([op, a, b]) => `(${op} ${a} ${b})`),
+    fc.tuple(tie('e'), tie('e'), tie('e'), tie('e')).map(([a, b, c, d]) => `(if (< ${a} ${b}) ${c} ${d})`),
+  ),
+})).e;
+
+interface SimGuest { id: string; name: string; max: number; cur: number; used: number; swapIn: number; faults: number; bmin: number }
+
+/** A host of random guests; each cycle their use drifts and some swap. */
+const hostArb = fc.record({
+  guests: fc.array(fc.record({
+    maxMiB: fc.integer({ min: 256, max: 16384 }),
+    curFrac: fc.double({ min: 0.05, max: 1, noNaN: true }),
+    usedFrac: fc.double({ min: 0, max: 1, noNaN: true }),
+    bminMiB: fc.integer({ min: 0, max: 2048 }),
+  }), { minLength: 1, maxLength: 8 }),
+  drift: fc.array(fc.double({ min: -0.2, max: 0.2, noNaN: true }), { minLength: 8, maxLength: 8 }),
+  swaps: fc.array(fc.nat({ max: 100_000 }), { minLength: 8, maxLength: 8 }),
+  safeguards: fc.record({
+    minGuestKiB: fc.integer({ min: 0, max: 1024 * MiB }),
+    headroomKiB: fc.integer({ min: 0, max: 512 * MiB }),
+    maxStepFraction: fc.double({ min: 0.001, max: 1, noNaN: true }),
+    minChangeFraction: fc.double({ min: 0, max: 0.05, noNaN: true }),
+    minChangeKiB: fc.integer({ min: 0, max: 8 * MiB }),
+    rollbackWindow: fc.integer({ min: 0, max: 4 }),
+    rollbackSwapInKiBPerS: fc.integer({ min: 1, max: 100_000 }),
+    rollbackMajorFaultsPerS: fc.integer({ min: 1, max: 10_000 }),
+    rollbackBackoffS: fc.integer({ min: 0, max: 100 }),
+  }),
+});
+
+class DriftingHypervisor extends FakeHypervisor {
+  sims: SimGuest[];
+  /** What each guest's last collected sample said: the guard decided on exactly this. */
+  lastSeen = new Map<string, Stats>();
+  constructor(sims: SimGuest[]) {
+    super([]);
+    this.sims = sims;
+  }
+  override async collect(): Promise<GuestSample[]> {
+    const out = this.sims.map((g) => {
+      const stats: Stats = {
+        balloon_cur: g.cur, balloon_max: g.max, balloon_min: g.bmin, mem_unused: Math.max(0, g.cur - g.used),
+        mem_free: Math.max(0, g.cur - g.used), swap_in: g.swapIn, major_fault: g.faults, swap_out: 0, minor_fault: 0, mem_available: g.cur, rss: g.cur,
+      };
+      this.lastSeen.set(g.id, stats);
+      return { id: g.id, name: g.name, props: { name: g.name }, stats };
+    });
+    return out;
+  }
+  override async setBalloon(id: string, target: number): Promise<void> {
+    this.setCalls.push({ id, target });
+    const g = this.sims.find((x) => x.id === id)!;
+    g.cur = target;
+  }
+}
+
+test('balloon targets stay in [floor, balloon_max] and move at most one step per cycle', async () => {
+  await fc.assert(fc.asyncProperty(exprArb, hostArb, async (expr, host) => {
+    const policy = compilePolicyText(`(with Guests guest (guest.Control "balloon_target" ${expr}))`);
+    const sims: SimGuest[] = host.guests.map((g, i) => {
+      const max = g.maxMiB * MiB;
+      const cur = Math.max(1, Math.round(max * g.curFrac));
+      return { id: `g${i}`, name: `vm${i}`, max, cur, used: Math.round(cur * g.usedFrac), swapIn: 0, faults: 0, bmin: g.bminMiB * MiB };
+    });
+    const hv = new DriftingHypervisor(sims);
+    let t = 0;
+    const sg = host.safeguards as SafeguardConfig;
+    const engine = new Engine({
+      hypervisor: hv, hostSources: [{ name: 'h', collect: async () => ({ mem_available: 64 * 1024 * MiB, mem_free: 4 * 1024 * MiB }) }],
+      policy, now: () => t, safeguards: sg,
+    });
+    {
+      for (let cycle = 0; cycle < 8; cycle++) {
+        for (const [i, g] of sims.entries()) {
+          g.used = Math.max(0, Math.min(g.cur, Math.round(g.used + host.drift[(i + cycle) % 8]! * g.max)));
+          g.swapIn += host.swaps[(i * 3 + cycle) % 8]!;
+        }
+        t += 10;
+        await engine.collect();
+        hv.setCalls.length = 0;
+        await engine.evaluateAndAct();
+        for (const call of hv.setCalls) {
+          const s = hv.lastSeen.get(call.id)!;
+          const cur = s.balloon_cur as number;
+          const max = s.balloon_max as number;
+          const used = cur - (s.mem_unused as number);
+          const floor = Math.min(max, Math.ceil(Math.max(sg.minGuestKiB, s.balloon_min as number, used + sg.headroomKiB)));
+          const step = Math.max(1, Math.floor(sg.maxStepFraction * max));
+          const ctx = `expr=${expr} cur=${cur} floor=${floor} max=${max} step=${step} target=${call.target}`;
+          assert.ok(Number.isInteger(call.target), ctx);
+          assert.ok(call.target >= floor && call.target <= max, `target outside [floor, max]: ${ctx}`);
+          const change = Math.abs(call.target - cur);
+          const raisedToFloor = cur < floor && call.target === floor;
+          const loweredToMax = cur > max && call.target === max;
+          assert.ok(change <= step || raisedToFloor || loweredToMax, `change ${change} above step: ${ctx}`);
+        }
+      }
+      engine.dispose();
+    }
+  }), { numRuns: 150 });
+});
