@@ -1,0 +1,121 @@
+#!/bin/busybox sh
+# ballast lab guest init (PID 1 of the initramfs). Loads the virtio balloon driver, starts the
+# workload and, optionally, the QEMU guest agent, then reports the guest's own view of its
+# memory on the serial console. Line format: docs/lab.md (parser: src/lab/console.ts).
+#
+# Kernel command line parameters read here:
+#   ballast.name=NAME          guest name echoed in the boot line
+#   ballast.workload=SPEC      workload schedule (see lab/workload.c); empty: no workload
+#   ballast.report=S           workload rate report interval, seconds (default 2)
+#   ballast.meminfo=S          meminfo report interval, seconds (default 2)
+#   ballast.qga=0              do not start the guest agent even if the image has one
+
+/bin/busybox mkdir -p /proc /sys /dev /bin /sbin /usr/bin /usr/sbin /tmp /run /var/run
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+/bin/busybox mount -t devtmpfs devtmpfs /dev 2>/dev/null
+/bin/busybox --install -s
+exec </dev/console >/dev/console 2>&1
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+
+uptime_s() { read up _ </proc/uptime; echo "$up"; }
+say() { echo "BALLAST $*"; }
+
+NAME=-
+WORKLOAD=
+REPORT=2
+MEMINFO=2
+QGA=1
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    ballast.name=*) NAME="${arg#ballast.name=}" ;;
+    ballast.workload=*) WORKLOAD="${arg#ballast.workload=}" ;;
+    ballast.report=*) REPORT="${arg#ballast.report=}" ;;
+    ballast.meminfo=*) MEMINFO="${arg#ballast.meminfo=}" ;;
+    ballast.qga=*) QGA="${arg#ballast.qga=}" ;;
+  esac
+done
+
+say "boot t=$(uptime_s) name=$NAME kernel=$(uname -r)"
+
+# Modules in dependency order; /etc/ballast-modules (written by the build) says for each one
+# whether it is a file here or built into the kernel.
+while read -r mod kind; do
+  case "$kind" in
+    builtin) say "module t=$(uptime_s) name=$mod status=builtin" ;;
+    file)
+      if err=$(insmod "/lib/modules/$mod.ko" 2>&1); then
+        say "module t=$(uptime_s) name=$mod status=loaded"
+      else
+        say "module t=$(uptime_s) name=$mod status=failed err=$(echo "$err" | tr ' ' '_')"
+      fi
+      ;;
+  esac
+done </etc/ballast-modules
+
+# The balloon device binds asynchronously after the driver loads.
+dev=
+i=0
+while [ $i -lt 50 ]; do
+  for d in /sys/bus/virtio/drivers/virtio_balloon/virtio*; do
+    [ -e "$d" ] && dev="${d##*/}"
+  done
+  [ -n "$dev" ] && break
+  sleep 0.1
+  i=$((i + 1))
+done
+if [ -n "$dev" ]; then say "balloon t=$(uptime_s) status=bound device=$dev"; else say "balloon t=$(uptime_s) status=absent"; fi
+
+# The guest agent talks over the virtio-serial port named org.qemu.guest_agent.0.
+# Only wait for the port when the guest has a virtio console device (virtio device id 3).
+has_serial=0
+for d in /sys/bus/virtio/devices/*; do
+  [ -e "$d/device" ] && [ "$(cat "$d/device")" = 0x0003 ] && has_serial=1
+done
+if [ "$QGA" != 0 ] && [ -x /usr/sbin/qemu-ga ] && [ $has_serial = 0 ]; then
+  say "qga t=$(uptime_s) status=no-device"
+elif [ "$QGA" != 0 ] && [ -x /usr/sbin/qemu-ga ]; then
+  port=
+  i=0
+  while [ $i -lt 30 ] && [ -z "$port" ]; do
+    for p in /sys/class/virtio-ports/*; do
+      [ -e "$p/name" ] && [ "$(cat "$p/name")" = org.qemu.guest_agent.0 ] && port="${p##*/}"
+    done
+    [ -z "$port" ] && sleep 0.1
+    i=$((i + 1))
+  done
+  if [ -n "$port" ]; then
+    mkdir -p /run/qga
+    (while true; do
+      /usr/sbin/qemu-ga -m virtio-serial -p "/dev/$port" -t /run/qga >/dev/null 2>&1
+      say "qga-exit t=$(uptime_s) status=$?"
+      sleep 2
+    done) &
+    say "qga t=$(uptime_s) status=started port=$port"
+  else
+    say "qga t=$(uptime_s) status=no-port"
+  fi
+fi
+
+if [ -n "$WORKLOAD" ]; then
+  (while true; do
+    /bin/workload "$WORKLOAD" "$REPORT"
+    say "workload-exit t=$(uptime_s) status=$?"
+    sleep 1
+  done) &
+fi
+
+say "ready t=$(uptime_s)"
+
+while true; do
+  total=0 free=0 avail=0
+  while read -r key val _; do
+    case "$key" in
+      MemTotal:) total=$val ;;
+      MemFree:) free=$val ;;
+      MemAvailable:) avail=$val ;;
+    esac
+  done </proc/meminfo
+  say "meminfo t=$(uptime_s) total_kib=$total free_kib=$free avail_kib=$avail"
+  sleep "$MEMINFO"
+done

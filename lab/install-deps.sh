@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs, from Debian's own archive, everything ballast's real-VM lab and its tests need on a
+# fresh Debian 12 machine. Idempotent; run as root. CI runs it non-interactively.
+#
+#   BALLAST_NO_CHROMIUM=1   skip chromium (only the dashboard test uses it)
+#
+# The guest kernel and the guest agent are NOT installed here: the lab build downloads their
+# packages with `apt-get download` and unpacks them under lab/build/ (see docs/lab.md).
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps.sh: run as root (it calls apt-get install)" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+
+packages=(
+  # QEMU under TCG, and libvirtd with its QEMU driver and virsh
+  qemu-system-x86 qemu-utils
+  libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
+  # guest image: busybox for the initramfs; gcc + libc6-dev for the static workload
+  busybox-static gcc libc6-dev
+  # module decompression (.ko.xz / .ko.zst) and the cpio unit test
+  xz-utils zstd cpio kmod
+  # libraries the (dynamically linked) guest agent copies into the initramfs
+  libglib2.0-0 libnuma1 liburing2 libudev1
+  # useradd/groupadd for libvirt's compiled-in QEMU account
+  passwd
+)
+if [ "${BALLAST_NO_CHROMIUM:-0}" != 1 ]; then
+  packages+=(chromium)
+fi
+
+echo "install-deps: apt-get update" >&2
+apt-get update -q
+echo "install-deps: apt-get install ${packages[*]}" >&2
+apt-get install -y -q --no-install-recommends "${packages[@]}"
+
+# libvirtd's QEMU driver looks this account up before it reads qemu.conf (Debian's
+# libvirt-daemon-system package would create it; that package needs a service manager).
+getent group libvirt-qemu >/dev/null || groupadd --system libvirt-qemu
+getent passwd libvirt-qemu >/dev/null ||
+  useradd --system --no-create-home --home-dir /var/lib/libvirt --shell /usr/sbin/nologin -g libvirt-qemu libvirt-qemu
+
+echo "install-deps: done" >&2
