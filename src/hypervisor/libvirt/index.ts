@@ -1,0 +1,286 @@
+// The libvirt hypervisor driver: one connect-get-all-domain-stats call per collection, balloon
+// targets through set-memory (live), lifecycle events, and a connection that heals itself:
+// when libvirtd goes away the driver keeps answering with the last samples marked stale and
+// reconnects with exponential backoff, re-registering its events.
+import type { GuestSample, Hypervisor, LifecycleEvent } from '../../types.js';
+import { LibvirtClient, type ClientOptions } from './client.js';
+import { DomainNotFoundError, LibvirtConnectionError, LibvirtError, LibvirtProtocolError, LibvirtTimeoutError } from './errors.js';
+import { lifecycleFromMsg, sampleFromStats, statsFromMeminfo, NO_GUEST_STATS } from './mapping.js';
+import { agentReadFile } from './agent.js';
+import { Affect, ErrorCode, EventId, ListFlags, StatsTypes, uuidToString, type DomainRef } from './protocol.js';
+
+export { LibvirtClient } from './client.js';
+export * from './errors.js';
+
+export type LogFn = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+
+export interface LibvirtHypervisorOptions extends ClientOptions {
+  /** Per-guest balloon floor in KiB, keyed by domain name or UUID. */
+  balloonMin?: Record<string, number>;
+  /** Floor for guests not in balloonMin. Default 0. */
+  defaultBalloonMin?: number;
+  /** Balloon statistics period set once on every newly seen guest, seconds. 0 = leave it. Default 2. */
+  statsPeriodSec?: number;
+  /** Reconnect backoff: first delay, cap, multiplier. Default 250 ms, 10 s, x2. */
+  reconnectInitialMs?: number;
+  reconnectMaxMs?: number;
+  reconnectFactor?: number;
+  /** Read /proc/meminfo through the qemu guest agent for guests without balloon stats. Default true. */
+  agentFallback?: boolean;
+  log?: LogFn;
+  /** How a client is made (tests inject one bound to a fake daemon). */
+  clientFactory?: (opts: ClientOptions) => Promise<LibvirtClient>;
+}
+
+export interface LibvirtDriverStatus {
+  connected: boolean;
+  /** Why the last connection ended or the last attempt failed. */
+  lastError: string | null;
+  reconnectAttempt: number;
+  reconnects: number;
+  guestsKnown: number;
+}
+
+const STATS_GROUPS = StatsTypes.STATE | StatsTypes.BALLOON | StatsTypes.VCPU;
+const NO_AGENT_RETRY_MS = 60_000;
+
+export class LibvirtHypervisor implements Hypervisor {
+  readonly name = 'libvirt';
+  private client: LibvirtClient | null = null;
+  private closedByUser = false;
+  private connecting: Promise<void> | null = null;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private attempt = 0;
+  private reconnects = 0;
+  private lastError: string | null = null;
+  private readonly last = new Map<string, GuestSample>();
+  private readonly doms = new Map<string, DomainRef>();
+  /** `${uuid}#${domain id}`: a restarted guest (new id) gets its period set again. */
+  private readonly periodSet = new Set<string>();
+  private readonly noAgentUntil = new Map<string, number>();
+  private readonly listeners = new Set<(e: LifecycleEvent) => void>();
+  private readonly log: LogFn;
+
+  constructor(private readonly opts: LibvirtHypervisorOptions = {}) {
+    this.log = opts.log ?? (() => undefined);
+  }
+
+  status(): LibvirtDriverStatus {
+    return {
+      connected: this.client?.isOpen ?? false,
+      lastError: this.lastError,
+      reconnectAttempt: this.attempt,
+      reconnects: this.reconnects,
+      guestsKnown: this.last.size,
+    };
+  }
+
+  /**
+   * Connects now. On failure it rejects with a clear LibvirtConnectionError, and keeps trying in
+   * the background (backoff) so that a later collect() finds libvirtd once it is up.
+   */
+  async connect(): Promise<void> {
+    this.closedByUser = false;
+    if (this.client?.isOpen) return;
+    try {
+      await this.establish();
+    } catch (err) {
+      this.lastError = (err as Error).message;
+      this.scheduleReconnect();
+      throw err;
+    }
+  }
+
+  private establish(): Promise<void> {
+    if (this.connecting) return this.connecting;
+    this.connecting = (async () => {
+      const make = this.opts.clientFactory ?? ((o: ClientOptions) => LibvirtClient.connect(o));
+      const c = await make(this.opts);
+      try {
+        c.onLifecycle((msg) => this.deliver(lifecycleFromMsg(msg)));
+        await c.registerEvent(EventId.LIFECYCLE, null);
+      } catch (err) {
+        c.destroy(err as Error);
+        throw err;
+      }
+      if (this.closedByUser) {
+        await c.close();
+        return;
+      }
+      this.client = c;
+      c.onClose((err) => this.onLost(c, err));
+      this.attempt = 0;
+    })().finally(() => {
+      this.connecting = null;
+    });
+    return this.connecting;
+  }
+
+  private onLost(c: LibvirtClient, err: Error | null): void {
+    if (c !== this.client) return;
+    this.client = null;
+    if (this.closedByUser) return;
+    this.lastError = err?.message ?? 'connection closed';
+    this.log('warn', 'libvirt connection lost; reconnecting', { error: this.lastError });
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    if (this.reconnectTimer || this.closedByUser) return;
+    const initial = this.opts.reconnectInitialMs ?? 250;
+    const max = this.opts.reconnectMaxMs ?? 10_000;
+    const factor = this.opts.reconnectFactor ?? 2;
+    const delay = Math.min(max, initial * factor ** this.attempt);
+    this.attempt++;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      if (this.closedByUser || this.client) return;
+      this.establish().then(
+        () => {
+          if (!this.client) return;
+          this.reconnects++;
+          this.log('info', 'libvirt connection re-established', { reconnects: this.reconnects });
+        },
+        (err: Error) => {
+          this.lastError = err.message;
+          this.log('warn', 'libvirt reconnect failed', { error: err.message, attempt: this.attempt, nextInMs: Math.min(max, initial * factor ** this.attempt) });
+          this.scheduleReconnect();
+        },
+      );
+    }, delay);
+    this.reconnectTimer.unref();
+  }
+
+  async close(): Promise<void> {
+    this.closedByUser = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+    const c = this.client;
+    this.client = null;
+    await c?.close();
+  }
+
+  private staleAll(reason: string): GuestSample[] {
+    return [...this.last.values()].map((s) => ({ ...s, stale: reason }));
+  }
+
+  private floorFor(name: string, uuid: string): number {
+    const m = this.opts.balloonMin ?? {};
+    return m[uuid] ?? m[name] ?? this.opts.defaultBalloonMin ?? 0;
+  }
+
+  async collect(): Promise<GuestSample[]> {
+    const c = this.client;
+    if (!c?.isOpen) {
+      return this.staleAll(`libvirtd not connected (${this.lastError ?? 'connecting'}); last sample kept`);
+    }
+    let recs;
+    try {
+      recs = await c.getAllDomainStats(STATS_GROUPS, ListFlags.ACTIVE);
+    } catch (err) {
+      if (err instanceof LibvirtTimeoutError || err instanceof LibvirtProtocolError) {
+        // A daemon that does not answer (or talks nonsense) is as good as gone: start over.
+        c.destroy(err);
+      }
+      const reason = err instanceof LibvirtError ? `libvirtd error: ${err.message}` : `libvirt: ${(err as Error).message}`;
+      return this.staleAll(reason);
+    }
+    const out: GuestSample[] = [];
+    const seen = new Set<string>();
+    await Promise.all(
+      recs.map(async (rec) => {
+        const uuid = uuidToString(rec.dom.uuid);
+        this.doms.set(uuid, rec.dom);
+        if (!(await this.ensurePeriod(c, rec.dom, uuid))) return; // vanished meanwhile
+        const s = sampleFromStats(rec, this.floorFor(rec.dom.name, uuid));
+        if (s.stale === NO_GUEST_STATS) await this.fillFromAgent(c, rec.dom, s);
+        seen.add(uuid);
+        out.push(s);
+      }),
+    );
+    for (const id of [...this.last.keys()]) if (!seen.has(id)) this.forget(id);
+    for (const s of out) this.last.set(s.id, s);
+    out.sort((a, b) => a.name.localeCompare(b.name));
+    return out;
+  }
+
+  private forget(uuid: string): void {
+    this.last.delete(uuid);
+    this.doms.delete(uuid);
+    this.noAgentUntil.delete(uuid);
+    for (const k of this.periodSet) if (k.startsWith(uuid + '#')) this.periodSet.delete(k);
+  }
+
+  /** Sets the stats period once per newly seen guest. False when the guest vanished. */
+  private async ensurePeriod(c: LibvirtClient, dom: DomainRef, uuid: string): Promise<boolean> {
+    const period = this.opts.statsPeriodSec ?? 2;
+    const key = `${uuid}#${dom.id}`;
+    if (period <= 0 || this.periodSet.has(key)) return true;
+    try {
+      await c.setMemoryStatsPeriod(dom, period, Affect.LIVE);
+      this.periodSet.add(key);
+      this.log('info', 'balloon stats period set', { guest: dom.name, seconds: period });
+    } catch (err) {
+      if (err instanceof DomainNotFoundError) return false;
+      // E.g. no balloon device: remembered, so it is not retried every cycle.
+      this.periodSet.add(key);
+      this.log('warn', 'cannot set balloon stats period', { guest: dom.name, error: (err as Error).message });
+    }
+    return true;
+  }
+
+  private async fillFromAgent(c: LibvirtClient, dom: DomainRef, s: GuestSample): Promise<void> {
+    if (this.opts.agentFallback === false) return;
+    const until = this.noAgentUntil.get(s.id);
+    if (until !== undefined && Date.now() < until) return;
+    try {
+      const st = statsFromMeminfo(await agentReadFile(c, dom, '/proc/meminfo', 2));
+      s.stats.mem_unused = st.mem_unused ?? null;
+      s.stats.mem_available = st.mem_available ?? null;
+      s.stats.mem_free = st.mem_free ?? null;
+      s.props.stats_source = 'guest-agent';
+      delete s.stale;
+      this.noAgentUntil.delete(s.id);
+    } catch (err) {
+      this.noAgentUntil.set(s.id, Date.now() + NO_AGENT_RETRY_MS);
+      s.stale = `${NO_GUEST_STATS}; guest agent unavailable: ${(err as Error).message}`;
+    }
+  }
+
+  async setBalloon(id: string, targetKiB: number): Promise<void> {
+    if (!Number.isFinite(targetKiB) || targetKiB <= 0) throw new RangeError(`balloon target must be a positive KiB value, got ${targetKiB}`);
+    const c = this.client;
+    if (!c?.isOpen) throw new LibvirtConnectionError(`not connected to libvirtd (${this.lastError ?? 'connecting'}); balloon of ${id} not set`);
+    let dom = this.doms.get(id);
+    try {
+      dom ??= await c.lookupByUuid(id);
+      await c.setMemoryFlags(dom, Math.round(targetKiB), Affect.LIVE);
+    } catch (err) {
+      if (err instanceof DomainNotFoundError) this.forget(id);
+      throw err;
+    }
+  }
+
+  onEvent(listener: (e: LifecycleEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private deliver(e: LifecycleEvent): void {
+    if (e.kind === 'destroyed' || e.kind === 'stopped' || e.kind === 'crashed') this.forget(e.id);
+    for (const l of this.listeners) {
+      try {
+        l(e);
+      } catch (err) {
+        this.log('error', 'lifecycle listener threw', { error: (err as Error).message });
+      }
+    }
+  }
+
+  /** The connected client (for tools and tests), or null while disconnected. */
+  get rawClient(): LibvirtClient | null {
+    return this.client;
+  }
+}
+
+export { ErrorCode };

@@ -1,0 +1,175 @@
+import { test, beforeEach, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { FakeLibvirtd, guest } from './fake-libvirtd.js';
+import { LibvirtHypervisor, type LibvirtHypervisorOptions } from '../../../src/hypervisor/libvirt/index.js';
+import { DomainNotFoundError, LibvirtConnectionError } from '../../../src/hypervisor/libvirt/errors.js';
+import { NO_GUEST_STATS } from '../../../src/hypervisor/libvirt/mapping.js';
+import { Proc } from '../../../src/hypervisor/libvirt/protocol.js';
+import type { LifecycleEvent } from '../../../src/types.js';
+
+let fake: FakeLibvirtd;
+const drivers: LibvirtHypervisor[] = [];
+function driver(o: LibvirtHypervisorOptions = {}) {
+  const d = new LibvirtHypervisor({ socketPath: fake.path, uri: 'test:///default', reconnectInitialMs: 20, reconnectMaxMs: 100, ...o });
+  drivers.push(d);
+  return d;
+}
+const waitUntil = async (what: string, cond: () => boolean | Promise<boolean>, ms = 3000) => {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+const MEMINFO = 'MemTotal:         480000 kB\nMemFree:          200000 kB\nMemAvailable:     300000 kB\nBuffers:            1000 kB\nCached:            50000 kB\n';
+
+beforeEach(async () => {
+  fake = new FakeLibvirtd();
+  fake.guests = [guest(1), guest(2, { guestStats: false }), guest(3, { guestStats: false, agentMeminfo: MEMINFO })];
+  await fake.start();
+});
+afterEach(async () => {
+  for (const d of drivers.splice(0)) await d.close();
+  await fake.dispose();
+});
+
+test('collect: one all-domain-stats call, MOM fields in KiB, balloon_min from config', async () => {
+  const d = driver({ balloonMin: { g1: 131072 }, defaultBalloonMin: 65536 });
+  await d.connect();
+  const before = fake.calls.length;
+  const s = await d.collect();
+  const statsCalls = fake.calls.slice(before).filter((c) => c.proc === Proc.CONNECT_GET_ALL_DOMAIN_STATS);
+  assert.equal(statsCalls.length, 1);
+  assert.deepEqual(s.map((x) => x.name), ['g1', 'g2', 'g3']);
+  const g1 = s[0]!;
+  assert.equal(g1.id, '00000000-0000-0000-0000-000000000001');
+  assert.equal(g1.stale, undefined);
+  assert.deepEqual(
+    {
+      cur: g1.stats.balloon_cur,
+      max: g1.stats.balloon_max,
+      min: g1.stats.balloon_min,
+      unused: g1.stats.mem_unused,
+      avail: g1.stats.mem_available,
+      free: g1.stats.mem_free,
+      majf: g1.stats.major_fault,
+      minf: g1.stats.minor_fault,
+      rss: g1.stats.rss,
+      vcpu: g1.stats.vcpu_count,
+    },
+    { cur: 262144, max: 524288, min: 131072, unused: 100000, avail: 250000, free: 120000, majf: 11, minf: 2222, rss: 272144, vcpu: 1 },
+  );
+  assert.equal(s[1]!.stats.balloon_min, 65536);
+  assert.equal(g1.props.state, 'running');
+});
+
+test('stats period is set once per newly seen guest', async () => {
+  const d = driver({ statsPeriodSec: 3 });
+  await d.connect();
+  await d.collect();
+  await d.collect();
+  const periodCalls = fake.calls.filter((c) => c.proc === Proc.DOMAIN_SET_MEMORY_STATS_PERIOD).length;
+  assert.equal(periodCalls, 3);
+  assert.equal(fake.periods.get('g2'), 3);
+  fake.guests.push(guest(4));
+  await d.collect();
+  assert.equal(fake.calls.filter((c) => c.proc === Proc.DOMAIN_SET_MEMORY_STATS_PERIOD).length, 4);
+});
+
+test('a guest without balloon stats is stale with the reason; the agent fills in when present', async () => {
+  const d = driver();
+  await d.connect();
+  const [, g2, g3] = await d.collect();
+  assert.match(g2!.stale!, /no guest memory statistics/);
+  assert.match(g2!.stale!, /guest agent unavailable: .*not configured/);
+  assert.equal(g2!.stats.mem_unused, null);
+  assert.equal(g2!.stats.balloon_cur, 262144, 'host-side balloon numbers are still there');
+  assert.equal(g3!.stale, undefined);
+  assert.equal(g3!.props.stats_source, 'guest-agent');
+  assert.deepEqual([g3!.stats.mem_unused, g3!.stats.mem_available, g3!.stats.mem_free], [200000, 300000, 251000]);
+  const d2 = driver({ agentFallback: false });
+  await d2.connect();
+  assert.equal((await d2.collect())[2]!.stale, NO_GUEST_STATS);
+});
+
+test('setBalloon sets memory live; a vanished guest gives DomainNotFoundError', async () => {
+  const d = driver();
+  await d.connect();
+  const s = await d.collect();
+  await d.setBalloon(s[0]!.id, 200000);
+  assert.deepEqual(fake.setMemory, [{ name: 'g1', kib: 200000, flags: 1 }]);
+  assert.equal((await d.collect())[0]!.stats.balloon_cur, 200000);
+  fake.guests[1]!.id = -1; // destroyed behind our back
+  await assert.rejects(d.setBalloon(s[1]!.id, 200000), DomainNotFoundError);
+  await assert.rejects(d.setBalloon(s[0]!.id, -5), RangeError);
+});
+
+test('a guest that vanished disappears from the next collection', async () => {
+  const d = driver();
+  await d.connect();
+  assert.equal((await d.collect()).length, 3);
+  fake.guests = fake.guests.slice(1);
+  assert.deepEqual((await d.collect()).map((x) => x.name), ['g2', 'g3']);
+});
+
+test('lifecycle events arrive through onEvent', async () => {
+  const d = driver();
+  const got: LifecycleEvent[] = [];
+  d.onEvent((e) => got.push(e));
+  await d.connect();
+  fake.emitLifecycle(fake.guests[0]!, 5, 1);
+  fake.emitLifecycle(fake.guests[1]!, 2, 0);
+  await waitUntil('events', () => got.length === 2);
+  assert.deepEqual(got[0], { kind: 'destroyed', id: '00000000-0000-0000-0000-000000000001', name: 'g1', detail: 'destroyed' });
+  assert.equal(got[1]!.kind, 'started');
+});
+
+test('libvirtd killed: collect keeps going with stale samples, then reconnects and re-registers events', async () => {
+  const d = driver();
+  const got: LifecycleEvent[] = [];
+  d.onEvent((e) => got.push(e));
+  await d.connect();
+  const fresh = await d.collect();
+  assert.equal(fresh.length, 3);
+
+  await fake.kill();
+  await waitUntil('driver to notice', () => !d.status().connected);
+  const stale = await d.collect();
+  assert.equal(stale.length, 3);
+  for (const s of stale) assert.match(s.stale!, /libvirtd not connected/);
+  assert.equal(stale[0]!.stats.balloon_cur, 262144, 'last sample kept');
+  await assert.rejects(d.setBalloon(fresh[0]!.id, 1000), LibvirtConnectionError);
+
+  await new Promise((r) => setTimeout(r, 150)); // a few failed attempts with backoff
+  assert.ok(d.status().reconnectAttempt >= 2, `attempts: ${d.status().reconnectAttempt}`);
+  await fake.start();
+  await waitUntil('reconnect', () => d.status().connected);
+  assert.equal(d.status().reconnects, 1);
+  const again = await d.collect();
+  assert.equal(again[0]!.stale, undefined);
+  fake.emitLifecycle(fake.guests[2]!, 5, 0);
+  await waitUntil('event after reconnect', () => got.length === 1);
+  assert.equal(got[0]!.kind, 'stopped');
+});
+
+test('connect() to a dead socket rejects clearly, and the driver connects once libvirtd appears', async () => {
+  await fake.kill();
+  const d = driver();
+  await assert.rejects(d.connect(), /cannot connect to libvirtd at .*: (ENOENT|ECONNREFUSED)/);
+  assert.deepEqual(await d.collect(), []);
+  await fake.start();
+  await waitUntil('background connect', () => d.status().connected);
+  assert.equal((await d.collect()).length, 3);
+});
+
+test('a hung daemon (no replies) is dropped and reconnected', async () => {
+  const d = driver({ callTimeoutMs: 100, keepaliveIntervalMs: 0 });
+  await d.connect();
+  await d.collect();
+  fake.silent = true;
+  const s = await d.collect();
+  assert.match(s[0]!.stale!, /no reply from libvirtd/);
+  fake.silent = false;
+  await waitUntil('reconnect', () => d.status().reconnects === 1 && d.status().connected);
+  assert.equal((await d.collect())[0]!.stale, undefined);
+});
