@@ -421,6 +421,13 @@ export class Engine<P = CompiledPolicy> {
     return this.recent;
   }
 
+  /** Properties of every current guest (cheap: no copies of stats or history). */
+  guestProps(): Props[] {
+    const out: Props[] = [];
+    for (const g of this.guests.values()) out.push(g.props);
+    return out;
+  }
+
   guestIds(): string[] {
     return [...this.guests.keys()];
   }

@@ -3,7 +3,7 @@
 // recompiles everything; a file that does not compile is refused with FILE:LINE:COL and the
 // last good policy stays in force.
 import { readdirSync, readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { Logger } from '../log/logger.js';
 import { nullLogger } from '../log/logger.js';
 
@@ -17,21 +17,32 @@ export interface PolicyFile {
 /** Compile the files (in the given order) as one program; throw with FILE:LINE:COL on error. */
 export type CompileFn<P> = (files: PolicyFile[]) => P;
 
-export function readPolicyDir(dir: string): PolicyFile[] {
-  const names = readdirSync(dir).filter((n) => n.endsWith('.policy')).sort();
-  return names.map((name) => {
-    const path = join(dir, name);
-    return { name, path, text: readFileSync(path, 'utf8') };
-  });
+/** Where policies come from: a directory (every *.policy, in name order) or given files in the given order. */
+export type PolicySourceSpec = { dir: string } | { files: string[] };
+
+function listPaths(src: PolicySourceSpec): string[] {
+  if ('files' in src) return src.files;
+  return readdirSync(src.dir).filter((n) => n.endsWith('.policy')).sort().map((n) => join(src.dir, n));
 }
 
-/** A cheap fingerprint of the directory's policy files (names, sizes, mtimes). */
-export function dirSignature(dir: string): string {
+export function describeSource(src: PolicySourceSpec): string {
+  return 'dir' in src ? src.dir : src.files.join(', ');
+}
+
+export function readPolicyFiles(src: PolicySourceSpec): PolicyFile[] {
+  return listPaths(src).map((path) => ({ name: basename(path), path, text: readFileSync(path, 'utf8') }));
+}
+
+export function readPolicyDir(dir: string): PolicyFile[] {
+  return readPolicyFiles({ dir });
+}
+
+/** A cheap fingerprint of the policy files (names, sizes, mtimes). */
+export function sourceSignature(src: PolicySourceSpec): string {
   try {
-    const names = readdirSync(dir).filter((n) => n.endsWith('.policy')).sort();
-    return names.map((n) => {
+    return listPaths(src).map((n) => {
       try {
-        const st = statSync(join(dir, n));
+        const st = statSync(n);
         return `${n}:${st.size}:${st.mtimeMs}`;
       } catch {
         return `${n}:gone`;
@@ -46,14 +57,14 @@ export type LoadResult<P> =
   | { ok: true; policy: P; files: string[] }
   | { ok: false; error: string };
 
-export function loadPolicyDir<P>(dir: string, compile: CompileFn<P>): LoadResult<P> {
+export function loadPolicies<P>(src: PolicySourceSpec, compile: CompileFn<P>): LoadResult<P> {
   let files: PolicyFile[];
   try {
-    files = readPolicyDir(dir);
+    files = readPolicyFiles(src);
   } catch (err) {
-    return { ok: false, error: `cannot read policy directory ${dir}: ${(err as Error).message}` };
+    return { ok: false, error: `cannot read policies: ${(err as Error).message}` };
   }
-  if (files.length === 0) return { ok: false, error: `no *.policy files in ${dir}` };
+  if (files.length === 0) return { ok: false, error: `no *.policy files in ${describeSource(src)}` };
   try {
     return { ok: true, policy: compile(files), files: files.map((f) => f.name) };
   } catch (err) {
@@ -62,7 +73,7 @@ export function loadPolicyDir<P>(dir: string, compile: CompileFn<P>): LoadResult
 }
 
 export interface PolicyWatcherOptions<P> {
-  dir: string;
+  source: PolicySourceSpec;
   compile: CompileFn<P>;
   /** Called with each newly accepted policy. */
   onPolicy: (p: P, files: string[]) => void;
@@ -95,19 +106,19 @@ export class PolicyWatcher<P> {
 
   /** Check the directory now; reload if it changed. Returns true when a new policy was accepted. */
   check(): boolean {
-    const sig = dirSignature(this.opts.dir);
+    const sig = sourceSignature(this.opts.source);
     if (sig === this.signature) return false;
     this.signature = sig;
-    const r = loadPolicyDir(this.opts.dir, this.opts.compile);
+    const r = loadPolicies(this.opts.source, this.opts.compile);
     if (!r.ok) {
       this.refusals++;
       this.lastError = r.error;
-      this.log.error('policy_refused', { dir: this.opts.dir, error: r.error, reason: 'the last good policy stays in force' });
+      this.log.error('policy_refused', { policies: describeSource(this.opts.source), error: r.error, reason: 'the last good policy stays in force' });
       return false;
     }
     this.reloads++;
     this.lastError = undefined;
-    this.log.info('policy_loaded', { dir: this.opts.dir, files: r.files });
+    this.log.info('policy_loaded', { policies: describeSource(this.opts.source), files: r.files });
     this.opts.onPolicy(r.policy, r.files);
     return true;
   }
@@ -115,7 +126,10 @@ export class PolicyWatcher<P> {
   start(): boolean {
     const ok = this.check();
     try {
-      this.watcher = watch(this.opts.dir, { persistent: false }, () => this.soon());
+      const src = this.opts.source;
+      // Watching the directory (not the files) sees editors that save by rename.
+      const dir = 'dir' in src ? src.dir : dirname(src.files[0] ?? '.');
+      this.watcher = watch(dir, { persistent: false }, () => this.soon());
       this.watcher.on('error', () => { this.watcher?.close(); this.watcher = undefined; });
     } catch {
       // No inotify (or the directory is missing): polling alone will do.
