@@ -1,0 +1,309 @@
+// The QMP driver: guests are QEMU processes reached through their QMP sockets (a configured
+// list, or every socket in a directory), no libvirt needed.
+import { readdir, stat } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import type { GuestSample, Hypervisor, LifecycleEvent } from '../../types.js';
+import { readProcessRss, readThreadTgid } from '../../host/process.js';
+import { QmpClient, QmpCommandError, type QmpEvent } from './client.js';
+import { guestStatsToMom, staleReason, type GuestStatsReply } from './stats.js';
+
+export interface QmpGuestConfig {
+  socket: string;
+  /** Name (and id) of the guest; default: QEMU's -name, else the socket's file name. */
+  name?: string;
+  /** The guest's balloon floor (balloon_min), KiB. */
+  balloonMinKiB?: number;
+}
+
+export interface QmpHypervisorOptions {
+  sockets?: (string | QmpGuestConfig)[];
+  /** Every unix socket in this directory is a guest's QMP socket (scanned at each collect). */
+  socketDir?: string;
+  /** guest-stats-polling-interval set on each balloon, seconds. */
+  statsPeriodS?: number;
+  balloonMinKiB?: number;
+  /** Root for /proc lookups (the QEMU process's RSS and PID). */
+  root?: string;
+  timeoutMs?: number;
+  /** First delay before reconnecting a socket that failed; doubles up to 30 s. */
+  retryMs?: number;
+}
+
+interface GuestInfo {
+  name: string;
+  pid: number | null;
+  balloonPath: string | null;
+  maxKiB: number | null;
+  vcpus: number | null;
+}
+
+class GuestConn {
+  client: QmpClient;
+  info: GuestInfo | null = null;
+  everConnected = false;
+  shutdownSeen = false;
+  retryAt = 0;
+  retryDelay: number;
+  lastError: string | null = null;
+  lastActualKiB: number | null = null;
+  constructor(readonly cfg: QmpGuestConfig, opts: QmpHypervisorOptions) {
+    this.client = new QmpClient(cfg.socket, { timeoutMs: opts.timeoutMs ?? 10000, connectTimeoutMs: opts.timeoutMs ?? 5000 });
+    this.retryDelay = opts.retryMs ?? 1000;
+  }
+}
+
+interface QomEntry { name: string; type: string }
+
+export class QmpHypervisor implements Hypervisor {
+  readonly name = 'qmp';
+  private readonly conns = new Map<string, GuestConn>();
+  private readonly listeners = new Set<(e: LifecycleEvent) => void>();
+  private readonly qmpListeners = new Set<(guest: string, e: QmpEvent) => void>();
+  private closed = false;
+
+  constructor(private readonly opts: QmpHypervisorOptions) {
+    if (!opts.sockets?.length && !opts.socketDir) throw new Error('QMP driver: configure sockets or a socketDir');
+  }
+
+  async connect(): Promise<void> {
+    this.closed = false;
+    await this.refreshSockets();
+    await Promise.all([...this.conns.values()].map((c) => this.ensure(c).catch(() => {})));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const c of this.conns.values()) c.client.close();
+    this.conns.clear();
+  }
+
+  onEvent(listener: (e: LifecycleEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Raw QMP events of every guest (BALLOON_CHANGE, SHUTDOWN, ...). */
+  onQmpEvent(listener: (guest: string, e: QmpEvent) => void): () => void {
+    this.qmpListeners.add(listener);
+    return () => this.qmpListeners.delete(listener);
+  }
+
+  private emit(e: LifecycleEvent): void {
+    for (const l of this.listeners) l(e);
+  }
+
+  private async socketsInDir(dir: string): Promise<string[]> {
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch {
+      return [];
+    }
+    const out: string[] = [];
+    for (const n of names.sort()) {
+      const p = join(dir, n);
+      try {
+        if ((await stat(p)).isSocket()) out.push(p);
+      } catch {
+        // vanished between readdir and stat
+      }
+    }
+    return out;
+  }
+
+  private async refreshSockets(): Promise<void> {
+    const cfgs = new Map<string, QmpGuestConfig>();
+    for (const s of this.opts.sockets ?? []) {
+      const c = typeof s === 'string' ? { socket: s } : s;
+      cfgs.set(resolve(c.socket), { ...c, socket: resolve(c.socket) });
+    }
+    if (this.opts.socketDir) for (const p of await this.socketsInDir(this.opts.socketDir)) if (!cfgs.has(p)) cfgs.set(p, { socket: p });
+    for (const [path, c] of this.conns) {
+      if (!cfgs.has(path)) {
+        c.client.close();
+        this.conns.delete(path);
+      }
+    }
+    for (const [path, cfg] of cfgs) if (!this.conns.has(path)) this.conns.set(path, new GuestConn(cfg, this.opts));
+  }
+
+  private guestName(c: GuestConn): string {
+    return c.info?.name ?? c.cfg.name ?? basename(c.cfg.socket).replace(/\.(sock|qmp|socket)$/, '');
+  }
+
+  /** Connects (with backoff after failures) and learns the guest's fixed facts once per connection. */
+  private async ensure(c: GuestConn): Promise<void> {
+    if (c.client.connected && c.info) return;
+    if (Date.now() < c.retryAt) throw new Error(c.lastError ?? 'waiting to reconnect');
+    try {
+      if (!c.client.connected) {
+        c.client.removeAllListeners();
+        await c.client.connect();
+        c.client.on('event', (e: QmpEvent) => this.onQmpEvent_(c, e));
+        c.client.on('protocol-error', (err: Error) => { c.lastError = err.message; });
+        c.client.on('close', () => this.onClose(c));
+      }
+      c.info = await this.learn(c);
+      const first = !c.everConnected;
+      c.everConnected = true;
+      c.shutdownSeen = false;
+      c.retryDelay = this.opts.retryMs ?? 1000;
+      c.lastError = null;
+      if (first) this.emit({ kind: 'started', id: c.info.name, name: c.info.name, detail: `QMP ${c.cfg.socket}` });
+    } catch (err) {
+      c.lastError = (err as Error).message;
+      c.retryAt = Date.now() + c.retryDelay;
+      c.retryDelay = Math.min(c.retryDelay * 2, 30000);
+      c.client.close();
+      throw err;
+    }
+  }
+
+  private async learn(c: GuestConn): Promise<GuestInfo> {
+    const q = c.client;
+    const nameReply = await q.execute<{ name?: string }>('query-name');
+    const name = c.cfg.name ?? nameReply.name ?? basename(c.cfg.socket).replace(/\.(sock|qmp|socket)$/, '');
+    const mem = await q.execute<{ 'base-memory': number; 'plugged-memory'?: number }>('query-memory-size-summary');
+    const cpus = await q.execute<{ 'thread-id': number }[]>('query-cpus-fast');
+    // A vCPU thread's thread group is the QEMU process: its PID without any configuration.
+    const pid = cpus.length > 0 ? await readThreadTgid(this.opts.root ?? '/', cpus[0]!['thread-id']) : null;
+    const balloonPath = await this.findBalloon(c);
+    if (balloonPath) {
+      await q.execute('qom-set', { path: balloonPath, property: 'guest-stats-polling-interval', value: this.opts.statsPeriodS ?? 5 });
+    }
+    return {
+      name,
+      pid,
+      balloonPath,
+      maxKiB: Math.floor((mem['base-memory'] + (mem['plugged-memory'] ?? 0)) / 1024),
+      vcpus: cpus.length,
+    };
+  }
+
+  /** The QOM path of the guest's virtio-balloon device (with or without an id). */
+  private async findBalloon(c: GuestConn): Promise<string | null> {
+    for (const parent of ['/machine/peripheral', '/machine/peripheral-anon']) {
+      let items: QomEntry[];
+      try {
+        items = await c.client.execute<QomEntry[]>('qom-list', { path: parent });
+      } catch (err) {
+        if (err instanceof QmpCommandError) continue;
+        throw err;
+      }
+      const b = items.find((i) => /^child<virtio-balloon/.test(i.type));
+      if (b) return `${parent}/${b.name}`;
+    }
+    return null;
+  }
+
+  private onQmpEvent_(c: GuestConn, e: QmpEvent): void {
+    const name = this.guestName(c);
+    if (e.event === 'BALLOON_CHANGE' && typeof e.data.actual === 'number') c.lastActualKiB = Math.floor(e.data.actual / 1024);
+    if (e.event === 'SHUTDOWN') {
+      c.shutdownSeen = true;
+      this.emit({ kind: 'stopped', id: name, name, detail: String(e.data.reason ?? 'shutdown') });
+    }
+    for (const l of this.qmpListeners) l(name, e);
+  }
+
+  private onClose(c: GuestConn): void {
+    if (this.closed) return;
+    c.info = null;
+    if (!c.shutdownSeen) {
+      const name = this.guestName(c);
+      this.emit({ kind: 'destroyed', id: name, name, detail: 'QMP connection closed without SHUTDOWN (QEMU killed?)' });
+    }
+  }
+
+  async collect(): Promise<GuestSample[]> {
+    await this.refreshSockets();
+    const results = await Promise.all([...this.conns.values()].map((c) => this.sampleOne(c)));
+    const out: GuestSample[] = [];
+    const seen = new Set<string>();
+    for (const s of results) {
+      if (!s) continue;
+      // Two QEMUs with one -name: keep both, told apart by socket.
+      if (seen.has(s.id)) s.id = `${s.id}@${s.props.socket}`;
+      seen.add(s.id);
+      out.push(s);
+    }
+    return out;
+  }
+
+  private async sampleOne(c: GuestConn): Promise<GuestSample | null> {
+    try {
+      await this.ensure(c);
+    } catch (err) {
+      // Never reached, or the process is gone (refused / no socket): not a running guest.
+      const code = (err as { code?: string }).code;
+      if (!c.everConnected || code === 'ECONNREFUSED' || code === 'ENOENT') return null;
+      return this.staleSample(c, `QMP: ${(err as Error).message}`);
+    }
+    const info = c.info!;
+    try {
+      const balloon = await c.client.execute<{ actual: number }>('query-balloon');
+      c.lastActualKiB = Math.floor(balloon.actual / 1024);
+      let stats: GuestSample['stats'] = {};
+      let stale: string | null = null;
+      if (info.balloonPath) {
+        const reply = await c.client.execute<GuestStatsReply>('qom-get', { path: info.balloonPath, property: 'guest-stats' });
+        const m = guestStatsToMom(reply);
+        stats = m.stats;
+        stale = staleReason(m.lastUpdate, m.stats);
+      } else stale = 'the guest has no virtio-balloon device';
+      stats.balloon_cur = c.lastActualKiB;
+      stats.balloon_max = info.maxKiB;
+      stats.balloon_min = c.cfg.balloonMinKiB ?? this.opts.balloonMinKiB ?? 0;
+      stats.rss = info.pid === null ? null : await readProcessRss(this.opts.root ?? '/', info.pid);
+      stats.vcpu_count = info.vcpus;
+      const sample: GuestSample = { id: info.name, name: info.name, props: this.props(c), stats };
+      if (stale) sample.stale = stale;
+      return sample;
+    } catch (err) {
+      if (err instanceof QmpCommandError && err.errorClass === 'DeviceNotActive') {
+        return this.staleSample(c, 'the balloon device is not active yet (guest driver not loaded)');
+      }
+      return this.staleSample(c, `QMP: ${(err as Error).message}`);
+    }
+  }
+
+  private props(c: GuestConn): GuestSample['props'] {
+    const p: GuestSample['props'] = { name: this.guestName(c), socket: c.cfg.socket };
+    if (c.info?.pid != null) p.pid = c.info.pid;
+    if (c.info?.balloonPath) p.balloon_path = c.info.balloonPath;
+    return p;
+  }
+
+  private staleSample(c: GuestConn, reason: string): GuestSample {
+    const name = this.guestName(c);
+    return {
+      id: name,
+      name,
+      props: this.props(c),
+      stats: { balloon_cur: c.lastActualKiB, balloon_max: c.info?.maxKiB ?? null, balloon_min: c.cfg.balloonMinKiB ?? this.opts.balloonMinKiB ?? 0 },
+      stale: reason,
+    };
+  }
+
+  private connById(id: string): GuestConn {
+    for (const c of this.conns.values()) {
+      const name = this.guestName(c);
+      if (name === id || `${name}@${c.cfg.socket}` === id || c.cfg.socket === id) return c;
+    }
+    throw new Error(`QMP driver: no guest ${id}`);
+  }
+
+  async setBalloon(id: string, targetKiB: number): Promise<void> {
+    if (!Number.isFinite(targetKiB) || targetKiB <= 0) throw new Error(`QMP balloon target for ${id} must be a positive KiB count, not ${targetKiB}`);
+    const c = this.connById(id);
+    await this.ensure(c);
+    await c.client.execute('balloon', { value: Math.floor(targetKiB) * 1024 });
+  }
+
+  /** Runs any QMP command on a guest (tests and tools). */
+  async execute<T = unknown>(id: string, command: string, args?: Record<string, unknown>): Promise<T> {
+    const c = this.connById(id);
+    await this.ensure(c);
+    return c.client.execute<T>(command, args);
+  }
+}
