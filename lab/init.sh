@@ -8,6 +8,7 @@
 #   ballast.workload=SPEC      workload schedule (see lab/workload.c); empty: no workload
 #   ballast.report=S           workload rate report interval, seconds (default 2)
 #   ballast.meminfo=S          meminfo report interval, seconds (default 2)
+#   ballast.delay=S            wait S seconds before starting the workload (staggering)
 #   ballast.qga=0              do not start the guest agent even if the image has one
 
 /bin/busybox mkdir -p /proc /sys /dev /bin /sbin /usr/bin /usr/sbin /tmp /run /var/run
@@ -26,6 +27,7 @@ WORKLOAD=
 REPORT=2
 MEMINFO=2
 QGA=1
+DELAY=0
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     ballast.name=*) NAME="${arg#ballast.name=}" ;;
@@ -33,6 +35,7 @@ for arg in $(cat /proc/cmdline); do
     ballast.report=*) REPORT="${arg#ballast.report=}" ;;
     ballast.meminfo=*) MEMINFO="${arg#ballast.meminfo=}" ;;
     ballast.qga=*) QGA="${arg#ballast.qga=}" ;;
+    ballast.delay=*) DELAY="${arg#ballast.delay=}" ;;
   esac
 done
 
@@ -98,7 +101,8 @@ elif [ "$QGA" != 0 ] && [ -x /usr/sbin/qemu-ga ]; then
 fi
 
 if [ -n "$WORKLOAD" ]; then
-  (while true; do
+  (sleep "$DELAY"
+  while true; do
     /bin/workload "$WORKLOAD" "$REPORT"
     say "workload-exit t=$(uptime_s) status=$?"
     sleep 1

@@ -1,0 +1,254 @@
+// Lab guests under libvirtd: small TCG domains booting the lab kernel + initramfs directly,
+// with a virtio memballoon (stats period set), the serial console in a file, and optionally
+// the guest agent channel. The lab is tooling, so it drives libvirtd through virsh; the
+// ballast driver itself never does.
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ensureLabBuilt, BALLOON_MODULES, type LabBuild } from './build.js';
+import { ensureLibvirtd } from './libvirtd.js';
+import { GUEST_PREFIX, LIBVIRT_URI, RUN_DIR } from './paths.js';
+import { run, runOk, sleep } from './proc.js';
+import { balloonReady, parseConsole, summarizeConsole, validateWorkloadSpec, type ConsoleLine, type ConsoleSummary } from './console.js';
+
+export const GUESTS_DIR = join(RUN_DIR, 'guests');
+export const DEFAULT_MEM_MIB = 256;
+export const MIN_MEM_MIB = 128;
+export const MAX_MEM_MIB = 512;
+/** Touch 64 MiB for 5 s every 30 s: visible activity, little CPU on a shared 2-core host. */
+export const DEFAULT_WORKLOAD = 'alloc:64,touch:5,idle:25,loop';
+
+export interface GuestBootOptions {
+  name: string;
+  kernel: string;
+  initrd: string;
+  workload?: string;
+  /** Seconds to wait before the workload starts (staggered schedules from one image). */
+  delayS?: number;
+  reportS?: number;
+  meminfoS?: number;
+  guestAgent?: boolean;
+}
+
+/** The kernel command line of a lab guest: console on the first serial port, quiet kernel,
+ *  ballast.* parameters for the init script. */
+export function guestCmdline(o: Omit<GuestBootOptions, 'kernel' | 'initrd'>): string {
+  if (!/^[A-Za-z0-9._-]+$/.test(o.name)) throw new Error(`bad guest name ${JSON.stringify(o.name)}: use letters, digits, . _ -`);
+  const parts = ['console=ttyS0', 'loglevel=3', 'panic=-1', 'mitigations=off', `ballast.name=${o.name}`];
+  const workload = validateWorkloadSpec(o.workload ?? '');
+  if (workload) parts.push(`ballast.workload=${workload}`);
+  if (o.delayS) parts.push(`ballast.delay=${Math.round(o.delayS)}`);
+  if (o.reportS) parts.push(`ballast.report=${o.reportS}`);
+  if (o.meminfoS) parts.push(`ballast.meminfo=${o.meminfoS}`);
+  if (o.guestAgent === false) parts.push('ballast.qga=0');
+  return parts.join(' ');
+}
+
+const xmlEscape = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/'/g, '&apos;').replace(/"/g, '&quot;');
+
+export function checkMemMiB(memMiB: number): number {
+  if (!Number.isInteger(memMiB) || memMiB < MIN_MEM_MIB || memMiB > MAX_MEM_MIB) {
+    throw new Error(`guest memory must be a whole number of MiB from ${MIN_MEM_MIB} to ${MAX_MEM_MIB}, got ${memMiB}`);
+  }
+  return memMiB;
+}
+
+export interface DomainXmlOptions extends GuestBootOptions {
+  memMiB: number;
+  consolePath: string;
+  statsPeriodS: number;
+  emulator: string;
+}
+
+/** Libvirt domain XML of a lab guest (type 'qemu': TCG, as KVM does not work on these hosts). */
+export function domainXml(o: DomainXmlOptions): string {
+  const kib = checkMemMiB(o.memMiB) * 1024;
+  const e = xmlEscape;
+  return `<domain type='qemu'>
+  <name>${e(o.name)}</name>
+  <memory unit='KiB'>${kib}</memory>
+  <currentMemory unit='KiB'>${kib}</currentMemory>
+  <vcpu placement='static'>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>${e(o.kernel)}</kernel>
+    <initrd>${e(o.initrd)}</initrd>
+    <cmdline>${e(guestCmdline(o))}</cmdline>
+  </os>
+  <features><acpi/></features>
+  <clock offset='utc'/>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>destroy</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>${e(o.emulator)}</emulator>
+    <controller type='usb' model='none'/>
+    <serial type='file'>
+      <source path='${e(o.consolePath)}'/>
+      <target port='0'/>
+    </serial>
+${o.guestAgent ? "    <channel type='unix'>\n      <target type='virtio' name='org.qemu.guest_agent.0'/>\n    </channel>\n" : ''}    <memballoon model='virtio'>
+      <stats period='${Math.max(1, Math.round(o.statsPeriodS))}'/>
+    </memballoon>
+  </devices>
+</domain>
+`;
+}
+
+export async function virsh(args: string[], timeoutMs = 60_000): Promise<string> {
+  return runOk('virsh', ['-q', '-c', LIBVIRT_URI, ...args], { timeoutMs });
+}
+
+export async function findEmulator(): Promise<string> {
+  for (const p of ['/usr/bin/qemu-system-x86_64', '/usr/local/bin/qemu-system-x86_64']) if (existsSync(p)) return p;
+  const r = await run('sh', ['-c', 'command -v qemu-system-x86_64']);
+  if (r.code === 0 && r.stdout.trim()) return r.stdout.trim();
+  throw new Error('qemu-system-x86_64 not found: run lab/install-deps.sh');
+}
+
+export const consolePathOf = (name: string) => join(GUESTS_DIR, `${name}.console`);
+
+/** Names of the lab's domains (prefix ballast-lab-), running or not. */
+export async function listLabGuests(): Promise<{ name: string; state: string }[]> {
+  const out = await virsh(['list', '--all']);
+  const guests: { name: string; state: string }[] = [];
+  for (const line of out.split('\n')) {
+    // " Id   Name   State" rows: id (or -), name, state (may contain a space: "shut off").
+    const m = line.trim().match(/^(\S+)\s+(\S+)\s+(.+)$/);
+    if (m && m[2].startsWith(GUEST_PREFIX)) guests.push({ name: m[2], state: m[3].trim() });
+  }
+  return guests;
+}
+
+export interface StartGuestsOptions {
+  count: number;
+  memMiB?: number;
+  /** One schedule for all, one per guest, or a function of the guest's index (0-based). */
+  workload?: string | string[] | ((i: number) => string);
+  /** Seconds between the workload starts of consecutive guests (guest i waits i*staggerS). */
+  staggerS?: number;
+  statsPeriodS?: number;
+  reportS?: number;
+  meminfoS?: number;
+  /** Include the guest agent channel (when the image has the agent). Default true. */
+  guestAgent?: boolean;
+  /** Wait until each guest's balloon driver is bound and (with a workload) it reports. Default true. */
+  wait?: boolean;
+  bootTimeoutMs?: number;
+  /** Name suffixes; default 1..count. */
+  names?: string[];
+}
+
+export interface LabGuest {
+  name: string;
+  memMiB: number;
+  consolePath: string;
+  workload: string;
+  /** ms from `virsh create` until the first workload rate line (or ready line without workload). */
+  bootMs: number | null;
+}
+
+/**
+ * Starts `count` lab guests (transient domains ballast-lab-1..N), replacing lab domains of the
+ * same names. Builds the image and starts libvirtd first when needed.
+ */
+export async function startLabGuests(o: StartGuestsOptions): Promise<LabGuest[]> {
+  if (!Number.isInteger(o.count) || o.count < 1 || o.count > 8) throw new Error(`guest count must be 1 to 8, got ${o.count}`);
+  const memMiB = checkMemMiB(o.memMiB ?? DEFAULT_MEM_MIB);
+  const build = await ensureLabBuilt();
+  await ensureLibvirtd();
+  mkdirSync(GUESTS_DIR, { recursive: true });
+  const emulator = await findEmulator();
+  const names = (o.names ?? Array.from({ length: o.count }, (_, i) => String(i + 1))).map((n) => (n.startsWith(GUEST_PREFIX) ? n : GUEST_PREFIX + n));
+  if (names.length !== o.count) throw new Error(`names has ${names.length} entries for ${o.count} guests`);
+  const existing = new Set((await listLabGuests()).map((g) => g.name));
+  const guests: LabGuest[] = [];
+  const started: number[] = [];
+  for (let i = 0; i < o.count; i++) {
+    const name = names[i];
+    if (existing.has(name)) await removeGuest(name);
+    const workload = workloadFor(o.workload, i);
+    const consolePath = consolePathOf(name);
+    rmSync(consolePath, { force: true });
+    const xml = domainXml({
+      name,
+      memMiB,
+      kernel: build.kernel,
+      initrd: build.initrd,
+      workload,
+      delayS: (o.staggerS ?? 0) * i,
+      reportS: o.reportS,
+      meminfoS: o.meminfoS,
+      guestAgent: (o.guestAgent ?? true) && build.manifest.guestAgent,
+      consolePath,
+      statsPeriodS: o.statsPeriodS ?? 2,
+      emulator,
+    });
+    const xmlPath = join(GUESTS_DIR, `${name}.xml`);
+    writeFileSync(xmlPath, xml);
+    started.push(Date.now());
+    await virsh(['create', xmlPath]);
+    guests.push({ name, memMiB, consolePath, workload, bootMs: null });
+  }
+  if (o.wait ?? true) {
+    await Promise.all(
+      guests.map(async (g, i) => {
+        await waitGuestReady(g.name, { timeoutMs: o.bootTimeoutMs ?? 180_000, needWorkload: g.workload !== '' && !o.staggerS });
+        g.bootMs = Date.now() - started[i];
+      }),
+    );
+  }
+  return guests;
+}
+
+function workloadFor(w: StartGuestsOptions['workload'], i: number): string {
+  if (w === undefined) return DEFAULT_WORKLOAD;
+  if (typeof w === 'string') return validateWorkloadSpec(w);
+  if (Array.isArray(w)) return validateWorkloadSpec(w[i] ?? w[w.length - 1] ?? '');
+  return validateWorkloadSpec(w(i));
+}
+
+async function removeGuest(name: string): Promise<void> {
+  // destroy fails for a domain that is not running; undefine fails for a transient one: both fine.
+  await run('virsh', ['-q', '-c', LIBVIRT_URI, 'destroy', name]);
+  await run('virsh', ['-q', '-c', LIBVIRT_URI, 'undefine', name]);
+}
+
+/** Destroys (and undefines, if persistent) every lab domain; returns their names. */
+export async function stopLabGuests(): Promise<string[]> {
+  const guests = await listLabGuests();
+  for (const g of guests) await removeGuest(g.name);
+  return guests.map((g) => g.name);
+}
+
+/** Parsed ballast lines of a guest's serial console (empty when it has written none yet). */
+export function labGuestConsole(name: string): ConsoleLine[] {
+  const full = name.startsWith(GUEST_PREFIX) || name.includes('/') ? name : GUEST_PREFIX + name;
+  const path = full.includes('/') ? full : consolePathOf(full);
+  try {
+    return parseConsole(readFileSync(path, 'utf8'));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+}
+
+export function labGuestSummary(name: string): ConsoleSummary {
+  return summarizeConsole(labGuestConsole(name));
+}
+
+/** Waits until a guest's console shows its balloon driver bound and, if asked, a workload rate line. */
+export async function waitGuestReady(nameOrConsolePath: string, o: { timeoutMs?: number; needWorkload?: boolean } = {}): Promise<ConsoleSummary> {
+  const deadline = Date.now() + (o.timeoutMs ?? 180_000);
+  for (;;) {
+    const s = labGuestSummary(nameOrConsolePath);
+    const failed = Object.entries(s.modules).filter(([, st]) => st === 'failed');
+    if (failed.length) throw new Error(`${nameOrConsolePath}: module(s) failed to load: ${failed.map(([m]) => m).join(', ')}`);
+    if (balloonReady(s, BALLOON_MODULES) && s.ready && (!o.needWorkload || s.rates.length > 0)) return s;
+    if (Date.now() > deadline) {
+      throw new Error(`${nameOrConsolePath} not ready after ${o.timeoutMs ?? 180_000} ms (booted=${s.booted}, balloon=${s.balloonBound}, ready=${s.ready}, rates=${s.rates.length})`);
+    }
+    await sleep(250);
+  }
+}
+
+export type { LabBuild };

@@ -1,0 +1,46 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { domainXml, guestCmdline, checkMemMiB } from '../../../src/lab/guests.js';
+
+const base = {
+  name: 'ballast-lab-1',
+  memMiB: 256,
+  kernel: '/lab/build/vmlinuz',
+  initrd: '/lab/build/initramfs.cpio.gz',
+  consolePath: '/run/ballast-lab/guests/ballast-lab-1.console',
+  statsPeriodS: 2,
+  emulator: '/usr/bin/qemu-system-x86_64',
+};
+
+test('domainXml: TCG domain, memory in KiB, balloon with stats period, serial console file', () => {
+  const xml = domainXml({ ...base, workload: 'alloc:32,touch:4,loop', guestAgent: true });
+  assert.match(xml, /<domain type='qemu'>/);
+  assert.match(xml, /<memory unit='KiB'>262144<\/memory>/);
+  assert.match(xml, /<currentMemory unit='KiB'>262144<\/currentMemory>/);
+  assert.match(xml, /<memballoon model='virtio'>\s*<stats period='2'\/>/);
+  assert.match(xml, /<serial type='file'>\s*<source path='\/run\/ballast-lab\/guests\/ballast-lab-1.console'\/>/);
+  assert.match(xml, /<cmdline>[^<]*ballast.workload=alloc:32,touch:4,loop[^<]*<\/cmdline>/);
+  assert.match(xml, /org.qemu.guest_agent.0/);
+  assert.doesNotMatch(domainXml({ ...base, guestAgent: false }), /guest_agent/);
+});
+
+test('domainXml escapes paths', () => {
+  const xml = domainXml({ ...base, kernel: "/a&b/<k>'" });
+  assert.match(xml, /<kernel>\/a&amp;b\/&lt;k&gt;&apos;<\/kernel>/);
+});
+
+test('guest memory outside 128..512 MiB is refused', () => {
+  assert.equal(checkMemMiB(128), 128);
+  assert.throws(() => domainXml({ ...base, memMiB: 64 }), /128 to 512/);
+  assert.throws(() => checkMemMiB(513), /got 513/);
+  assert.throws(() => checkMemMiB(200.5), /whole number/);
+});
+
+test('guestCmdline: ballast parameters, bad names and workloads refused', () => {
+  const c = guestCmdline({ name: 'g1', workload: 'idle:5', delayS: 10, guestAgent: false });
+  assert.match(c, /console=ttyS0/);
+  assert.match(c, /ballast.name=g1 ballast.workload=idle:5 ballast.delay=10 ballast.qga=0/);
+  assert.doesNotMatch(guestCmdline({ name: 'g1' }), /ballast.workload/);
+  assert.throws(() => guestCmdline({ name: 'a b' }), /bad guest name/);
+  assert.throws(() => guestCmdline({ name: 'g', workload: 'touch' }), /bad workload step/);
+});
