@@ -201,3 +201,29 @@ test('KSM controls: range-checked, only changed values written, failures counted
   assert.equal(r2.outcomes[0]!.result, 'failed');
   assert.equal(engine.counters.controllerErrors, 1);
 });
+
+test('the shipped default policy runs through the engine: a host under pressure shrinks guests, KSM is driven', async () => {
+  const { readFileSync } = await import('node:fs');
+  const { compilePolicyText } = await import('../../../src/engine/policy-adapter.js');
+  const policy = compilePolicyText(readFileSync('policies/default.policy', 'utf8'), 'default.policy');
+  const hv = new FakeHypervisor([guest('a', { mem_unused: 1500 * MiB }), guest('b', { mem_unused: 1500 * MiB })]);
+  const ksm = new FakeKsm();
+  const host: HostSource = {
+    name: 'host',
+    collect: async () => ({ mem_available: 4096 * MiB, mem_free: 300 * MiB, mem_unused: 200 * MiB, ksm_shareable: 3000 * MiB, ...(await ksm.read()) }),
+  };
+  const logger = memoryLogger();
+  let t = 0;
+  const engine = new Engine({ hypervisor: hv, hostSources: [host], ksm, policy, logger, now: () => t });
+  for (let i = 0; i < 3; i++) {
+    t += 10;
+    await engine.collect();
+    const r = await engine.evaluateAndAct();
+    assert.deepEqual(r.errors, []);
+  }
+  const a = hv.guests.get('id-a')!.stats.balloon_cur as number;
+  assert.ok(a < 2048 * MiB, `guest a shrank: ${a / MiB} MiB`);
+  assert.equal(ksm.state.run, 1);
+  assert.ok(ksm.state.pages_to_scan > 100);
+  assert.ok(logger.records.some((r) => r.event === 'action' && r.control === 'ksm_run'));
+});
