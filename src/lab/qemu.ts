@@ -1,0 +1,172 @@
+// Lab guests run directly by QEMU (no libvirt), each with a QMP socket, for ballast's QMP
+// driver. Every guest leaves a record in /run/ballast-lab/qemu/<name>.json so it can be found
+// and stopped by its PID from any process (tests, `ballast lab down`).
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ensureLabBuilt } from './build.js';
+import { checkMemMiB, DEFAULT_MEM_MIB, DEFAULT_WORKLOAD, findEmulator, guestCmdline, waitGuestReady } from './guests.js';
+import { GUEST_PREFIX, RUN_DIR } from './paths.js';
+import { killPid, pidAlive, pidComm, waitFor } from './proc.js';
+
+export const QEMU_DIR = join(RUN_DIR, 'qemu');
+
+export interface QemuGuestOptions {
+  name: string;
+  memMiB?: number;
+  /** Where QEMU listens for QMP; default /run/ballast-lab/qemu/<name>.qmp. */
+  qmpSocket?: string;
+  workload?: string;
+  delayS?: number;
+  reportS?: number;
+  meminfoS?: number;
+  /** Add a virtio-serial guest agent channel on a unix socket (when the image has the agent). */
+  guestAgent?: boolean;
+  /** A cgroup directory (v1 or v2) whose cgroup.procs receives QEMU's PID right after spawn,
+   *  before the guest has touched its memory, so all of it is charged there. */
+  memCgroup?: string;
+  /** Wait until the balloon driver is bound (and the workload reports). Default true. */
+  wait?: boolean;
+  bootTimeoutMs?: number;
+}
+
+export interface QemuGuest {
+  name: string;
+  pid: number;
+  memMiB: number;
+  qmpSocket: string;
+  consoleLog: string;
+  /** QEMU's own stdout/stderr. */
+  qemuLog: string;
+  qgaSocket: string | null;
+  /** ms from spawn to the first workload line (or readiness without workload); null if not waited. */
+  bootMs: number | null;
+}
+
+const recordPath = (name: string) => join(QEMU_DIR, `${name}.json`);
+
+/** QEMU's argument list for a lab guest (pure). */
+export function qemuArgs(o: { name: string; memMiB: number; kernel: string; initrd: string; cmdline: string; qmpSocket: string; consoleLog: string; qgaSocket: string | null }): string[] {
+  const args = [
+    '-name', o.name,
+    '-accel', 'tcg',
+    '-machine', 'pc',
+    '-m', String(checkMemMiB(o.memMiB)),
+    '-smp', '1',
+    '-nodefaults', '-no-user-config',
+    '-display', 'none',
+    '-serial', `file:${o.consoleLog}`,
+    '-kernel', o.kernel,
+    '-initrd', o.initrd,
+    '-append', o.cmdline,
+    // id=balloon0: the device is /machine/peripheral/balloon0 for qom-set/qom-get of stats.
+    '-device', 'virtio-balloon-pci,id=balloon0',
+    '-qmp', `unix:${o.qmpSocket},server=on,wait=off`,
+  ];
+  if (o.qgaSocket) {
+    args.push(
+      '-chardev', `socket,id=qga0,path=${o.qgaSocket},server=on,wait=off`,
+      '-device', 'virtio-serial-pci,id=vserial0',
+      '-device', 'virtserialport,chardev=qga0,name=org.qemu.guest_agent.0',
+    );
+  }
+  return args;
+}
+
+function isQemu(pid: number): boolean {
+  const comm = pidComm(pid);
+  return pidAlive(pid) && comm !== null && comm.startsWith('qemu-system');
+}
+
+/** Starts a QEMU guest with a QMP socket; returns once QMP listens (and, by default, the guest is ready). */
+export async function startQemuGuest(o: QemuGuestOptions): Promise<QemuGuest> {
+  const name = o.name.startsWith(GUEST_PREFIX) ? o.name : GUEST_PREFIX + o.name;
+  const memMiB = checkMemMiB(o.memMiB ?? DEFAULT_MEM_MIB);
+  const build = await ensureLabBuilt();
+  const emulator = await findEmulator();
+  mkdirSync(QEMU_DIR, { recursive: true });
+  const old = readRecord(name);
+  if (old && isQemu(old.pid)) throw new Error(`QEMU guest ${name} already runs (PID ${old.pid}); stop it first`);
+  const qmpSocket = o.qmpSocket ?? join(QEMU_DIR, `${name}.qmp`);
+  const consoleLog = join(QEMU_DIR, `${name}.console`);
+  const qemuLog = join(QEMU_DIR, `${name}.log`);
+  const withAgent = (o.guestAgent ?? true) && build.manifest.guestAgent;
+  const qgaSocket = withAgent ? join(QEMU_DIR, `${name}.qga`) : null;
+  for (const f of [qmpSocket, consoleLog, qgaSocket]) if (f) rmSync(f, { force: true });
+  const workload = o.workload ?? DEFAULT_WORKLOAD;
+  const cmdline = guestCmdline({ name, workload, delayS: o.delayS, reportS: o.reportS, meminfoS: o.meminfoS, guestAgent: withAgent });
+  const args = qemuArgs({ name, memMiB, kernel: build.kernel, initrd: build.initrd, cmdline, qmpSocket, consoleLog, qgaSocket });
+
+  const logFd = openSync(qemuLog, 'w');
+  const t0 = Date.now();
+  // Detached: the guest outlives the process that started it (`ballast lab up` exits).
+  const child = spawn(emulator, args, { detached: true, stdio: ['ignore', logFd, logFd] });
+  closeSync(logFd);
+  const pid = await new Promise<number>((resolve, reject) => {
+    child.once('spawn', () => resolve(child.pid!));
+    child.once('error', (e) => reject(new Error(`cannot start ${emulator}: ${e.message}`)));
+  });
+  child.unref();
+  const guest: QemuGuest = { name, pid, memMiB, qmpSocket, consoleLog, qemuLog, qgaSocket, bootMs: null };
+  writeFileSync(recordPath(name), JSON.stringify({ ...guest, startedAt: new Date().toISOString() }, null, 2) + '\n');
+  try {
+    if (o.memCgroup) writeFileSync(join(o.memCgroup, 'cgroup.procs'), String(pid));
+    await waitFor(`QMP socket ${qmpSocket}`, 30_000, () => {
+      if (!pidAlive(pid)) throw new Error(`QEMU exited: ${readTail(qemuLog)}`);
+      return existsSync(qmpSocket);
+    });
+    if (o.wait ?? true) {
+      await waitGuestReady(consoleLog, { timeoutMs: o.bootTimeoutMs ?? 180_000, needWorkload: workload !== '' && !o.delayS });
+      guest.bootMs = Date.now() - t0;
+    }
+  } catch (e) {
+    await stopQemuGuest(guest);
+    throw e;
+  }
+  return guest;
+}
+
+function readTail(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').trim().split('\n').slice(-5).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+function readRecord(name: string): QemuGuest | null {
+  try {
+    return JSON.parse(readFileSync(recordPath(name), 'utf8')) as QemuGuest;
+  } catch {
+    return null;
+  }
+}
+
+/** Lab QEMU guests with a record; `running` tells whether their PID is still a QEMU. */
+export function listQemuGuests(): (QemuGuest & { running: boolean })[] {
+  if (!existsSync(QEMU_DIR)) return [];
+  return readdirSync(QEMU_DIR)
+    .filter((f) => f.endsWith('.json'))
+    .map((f) => readRecord(f.slice(0, -5)))
+    .filter((g): g is QemuGuest => g !== null)
+    .map((g) => ({ ...g, running: isQemu(g.pid) }));
+}
+
+/** Stops a lab QEMU guest by its PID (SIGTERM, then SIGKILL) and removes its sockets and record. */
+export async function stopQemuGuest(g: QemuGuest | string): Promise<boolean> {
+  const rec = typeof g === 'string' ? readRecord(g.startsWith(GUEST_PREFIX) ? g : GUEST_PREFIX + g) : g;
+  if (!rec) return false;
+  let stopped = false;
+  if (isQemu(rec.pid)) {
+    await killPid(rec.pid, 5_000);
+    stopped = true;
+  }
+  for (const f of [rec.qmpSocket, rec.qgaSocket, recordPath(rec.name)]) if (f) rmSync(f, { force: true });
+  return stopped;
+}
+
+export async function stopAllQemuGuests(): Promise<string[]> {
+  const out: string[] = [];
+  for (const g of listQemuGuests()) if (await stopQemuGuest(g)) out.push(g.name);
+  return out;
+}
