@@ -144,33 +144,28 @@ export class Entity extends PyEntity {
 
   /** Calls a method by name with already evaluated arguments (Python's arity rules). */
   call(method: string, args: Value[], pos: Pos): Value {
-    const arity = (min: number, max: number) => {
-      if (args.length < min || args.length > max) {
-        const want = min === max ? `${min}` : `${min} to ${max}`;
-        throw new PolicyRuntimeError(`${method}() takes ${want} argument${max === 1 ? '' : 's'} (${args.length} given)`, pos);
-      }
-    };
+    const n = args.length;
     switch (method) {
       case 'Prop':
-        arity(1, 1);
+        if (n !== 1) throw arityError(method, 1, 1, n, pos);
         return this.Prop(args[0]!, pos);
       case 'Stat':
-        arity(1, 2);
-        return this.Stat(args[0]!, args.length > 1 ? args[1]! : null, pos);
+        if (n < 1 || n > 2) throw arityError(method, 1, 2, n, pos);
+        return this.Stat(args[0]!, n > 1 ? args[1]! : null, pos);
       case 'StatAvg':
-        arity(1, 1);
+        if (n !== 1) throw arityError(method, 1, 1, n, pos);
         return this.StatAvg(args[0]!, pos);
       case 'SetVar':
-        arity(2, 2);
+        if (n !== 2) throw arityError(method, 2, 2, n, pos);
         return this.SetVar(args[0]!, args[1]!, pos);
       case 'GetVar':
-        arity(1, 1);
+        if (n !== 1) throw arityError(method, 1, 1, n, pos);
         return this.GetVar(args[0]!, pos);
       case 'Control':
-        arity(2, 2);
+        if (n !== 2) throw arityError(method, 2, 2, n, pos);
         return this.Control(args[0]!, args[1]!, pos);
       case 'GetControl':
-        arity(1, 1);
+        if (n !== 1) throw arityError(method, 1, 1, n, pos);
         return this.GetControl(args[0]!, pos);
     }
     throw new PolicyRuntimeError(`entity has no method ${method}`, pos);
@@ -180,4 +175,9 @@ export class Entity extends PyEntity {
   method(name: string): PyFunc {
     return new PyFunc(`${this.kind === 'host' ? 'Host' : 'guest'}.${name}`, (args, pos) => this.call(name, args, pos));
   }
+}
+
+function arityError(method: string, min: number, max: number, given: number, pos: Pos): PolicyRuntimeError {
+  const want = min === max ? `${min}` : `${min} to ${max}`;
+  return new PolicyRuntimeError(`${method}() takes ${want} argument${max === 1 ? '' : 's'} (${given} given)`, pos);
 }
