@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { QmpHypervisor } from '../../src/hypervisor/qmp/index.js';
 import type { LifecycleEvent } from '../../src/types.js';
 import type { QmpEvent } from '../../src/hypervisor/qmp/client.js';
+import { startQemuGuest, stopQemuGuest, type QemuGuest } from '../../src/lab/qemu.js';
 
 const QEMU = 'qemu-system-x86_64';
 const haveQemu = spawnSync(QEMU, ['--version']).status === 0;
@@ -78,31 +79,22 @@ test('QMP driver on bare QEMU: discovery, balloon facts, pid and RSS, SHUTDOWN a
   assert.equal(events.filter((e) => e.name === 'bare-a' && e.kind === 'destroyed').length, 0, 'a clean quit is not a destroy');
 });
 
-/** The lab helper's guest starter, when it has landed. */
-async function labStarter(): Promise<((o: { name: string; memMiB: number; qmpSocket: string }) => Promise<unknown>) | null> {
-  for (const m of ['../../src/lab/qemu.js', '../../src/lab/guest.js', '../../src/lab/index.js']) {
-    try {
-      const mod = (await import(m)) as Record<string, unknown>;
-      if (typeof mod.startQemuGuest === 'function') return mod.startQemuGuest as never;
-    } catch {
-      // not there (yet)
-    }
-  }
-  return null;
-}
-
 test('QMP driver on a lab guest: stats arrive, balloon changes actual, BALLOON_CHANGE, SHUTDOWN', async (t) => {
   if (!haveQemu) return skip(t, `${QEMU} is not installed`);
-  const start = await labStarter();
-  if (!start) return skip(t, 'src/lab has no startQemuGuest yet (lab guest starter not landed): the guest-OS part of the QMP driver is untested in this run');
   const dir = mkdtempSync(join(tmpdir(), 'ballast-qmp-guest-'));
   const sock = join(dir, 'qmp-guest.sock');
-  const guest = (await start({ name: 'ballast-qmp-test', memMiB: 256, qmpSocket: sock })) as { stop?: () => Promise<void>; kill?: () => void; pid?: number };
+  let guest: QemuGuest;
+  try {
+    // An idle guest (no workload): ballooning it is all that happens to its memory.
+    guest = await startQemuGuest({ name: 'qmptest', memMiB: 256, qmpSocket: sock, workload: '', guestAgent: false });
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    return skip(t, `cannot start a lab guest: ${(e as Error).message}`);
+  }
   const h = new QmpHypervisor({ sockets: [sock], statsPeriodS: 1, retryMs: 200 });
   t.after(async () => {
     await h.close();
-    if (guest.stop) await guest.stop().catch(() => {});
-    else if (guest.kill) guest.kill();
+    await stopQemuGuest(guest).catch(() => {});
     rmSync(dir, { recursive: true, force: true });
   });
   const events: LifecycleEvent[] = [];
@@ -110,6 +102,7 @@ test('QMP driver on a lab guest: stats arrive, balloon changes actual, BALLOON_C
   h.onEvent((e) => events.push(e));
   h.onQmpEvent((_, e) => { if (e.event === 'BALLOON_CHANGE') changes.push(e.data.actual as number); });
   await h.connect();
+  const t0 = Date.now();
   const fresh = await until('fresh balloon stats from the guest', 180000, async () => (await h.collect()).find((s) => !s.stale));
   const total = fresh.stats.mem_available as number;
   assert.ok(total > 150 * 1024 && total <= 256 * 1024, `guest MemTotal ${total} KiB`);
@@ -117,9 +110,14 @@ test('QMP driver on a lab guest: stats arrive, balloon changes actual, BALLOON_C
   assert.ok((fresh.stats.mem_free as number) >= (fresh.stats.mem_unused as number));
   assert.ok(typeof fresh.stats.minor_fault === 'number' && fresh.stats.minor_fault > 0);
   assert.equal(fresh.stats.balloon_cur, 256 * 1024);
+  assert.equal(fresh.props.pid, guest.pid);
+  assert.equal(fresh.name, guest.name, 'name from QEMU\'s -name');
 
+  const tStats = Date.now() - t0;
+  const t1 = Date.now();
   await h.setBalloon(fresh.id, 160 * 1024);
   await until('BALLOON_CHANGE down to 160 MiB', 60000, () => changes.some((c) => c === 160 * 1048576));
+  console.error(`qmp lab: first fresh stats after ${tStats} ms; balloon 256 -> 160 MiB confirmed by BALLOON_CHANGE after ${Date.now() - t1} ms; guest MemTotal ${total} KiB`);
   const ballooned = await until('actual at 160 MiB', 30000, async () => (await h.collect()).find((s) => s.stats.balloon_cur === 160 * 1024));
   assert.equal(ballooned.stats.balloon_cur, 160 * 1024);
   const statsAfter = await until('guest MemTotal to shrink', 30000, async () => {
