@@ -176,7 +176,7 @@ class Compiler {
       return fail(`a ${head.kind === 'num' ? 'number' : 'string'} cannot be called (${head.text})`, posOf(head));
     }
     const name = head.kind === 'op' ? OPERATORS[head.text]! : head.text;
-    const callPos = posOf(head);
+    const callPos = pos; // errors point at the form's opening bracket
     if (name.includes('.')) return this.dottedCall(name, args, callPos);
     const fallback = this.namedCall(name, args, callPos);
     if (!this.bindable.has(name)) return fallback;

@@ -67,12 +67,13 @@ function endCol(text: string, start: number): number {
   return nl < 0 ? start + text.length : text.length - nl - 1;
 }
 
-function fmt(item: FItem, col: number): string {
+/** `tail`: characters that will follow the item on its last line (closing brackets). */
+function fmt(item: FItem, col: number, tail = 0): string {
   if (item.kind !== 'list') return item.text;
   const fl = flatLen(item);
   const flatWidth = item.open === '{' && item.items.length ? fl + 2 : fl;
-  if (col + flatWidth <= WIDTH) return flat(item);
-  return item.open === '{' ? fmtBlock(item, col) : fmtForm(item, col);
+  if (col + flatWidth + tail <= WIDTH) return flat(item);
+  return item.open === '{' ? fmtBlock(item, col) : fmtForm(item, col, tail);
 }
 
 /** Writes `items` one per line at `ind`, trailing comments staying on their line. */
@@ -96,7 +97,7 @@ function fmtBlock(item: FList, col: number): string {
   return lines(item.items, col + INDENT, '{') + '\n' + ' '.repeat(col) + '}';
 }
 
-function fmtForm(item: FList, col: number): string {
+function fmtForm(item: FList, col: number, tail: number): string {
   const items = item.items;
   let out = item.open;
   let cur = col + 1;
@@ -121,15 +122,16 @@ function fmtForm(item: FList, col: number): string {
     }
     lastWasComment = false;
     const sep = index === 0 ? '' : ' ';
+    const itemTail = i === items.length - 1 ? tail + 1 : 0;
     const lastBlock = i === lastReal && it.kind === 'list' && it.open === '{' && index > 0;
     if (onHeadLine && (index <= keep || lastBlock)) {
-      const text = lastBlock && onHeadLine ? fmtInlineBlock(it, col, cur + sep.length) : fmt(it, cur + sep.length);
+      const text = lastBlock ? fmtInlineBlock(it, col, cur + sep.length) : fmt(it, cur + sep.length, itemTail);
       out += sep + text;
       cur = endCol(sep + text, cur);
       if (text.includes('\n') && !lastBlock) onHeadLine = false;
     } else {
       if (it.blankBefore) out += '\n';
-      out += '\n' + ' '.repeat(col + INDENT) + fmt(it, col + INDENT);
+      out += '\n' + ' '.repeat(col + INDENT) + fmt(it, col + INDENT, itemTail);
       cur = endCol(out, 0);
       onHeadLine = false;
     }
@@ -150,6 +152,7 @@ export function formatPolicy(text: string, file = '<policy>'): string {
   const tokens = tokenize(text, file, true);
   parseTokens(tokens); // refuse what does not parse, with the usual errors
   const items = buildTree(tokens);
-  if (items.length === 0) return '';
+  // No tokens: keep "" apart from whitespace-only text (MOM reads "" as the program `0`).
+  if (items.length === 0) return text === '' ? '' : '\n';
   return lines(items, 0, '').replace(/^\n/, '') + '\n';
 }
