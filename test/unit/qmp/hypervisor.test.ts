@@ -1,0 +1,56 @@
+// QmpHypervisor against in-test QMP servers shaped like QEMU with a balloon: discovery in a
+// socket directory, stats mapping, stale samples, balloon command, a refused socket left out.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { QmpHypervisor } from '../../../src/hypervisor/qmp/hypervisor.js';
+import { cleanup, fakeQmp } from './fake-server.js';
+
+const MiB = 1048576;
+
+test('collects a QEMU-like guest: stats in KiB, balloon facts; balloon sends bytes; broken guest goes stale', async (t) => {
+  const f = await fakeQmp();
+  t.after(() => cleanup(f));
+  let statsReply: unknown = { stats: { 'stat-total-memory': 200 * MiB, 'stat-free-memory': 50 * MiB, 'stat-disk-caches': 10 * MiB, 'stat-swap-in': 8192, 'stat-major-faults': 3 }, 'last-update': 1000 };
+  f.handle = (cmd) => {
+    const r = (v: unknown) => ({ return: v, id: cmd.id });
+    switch (cmd.execute) {
+      case 'query-name': return r({ name: 'fake1' });
+      case 'query-memory-size-summary': return r({ 'base-memory': 256 * MiB });
+      case 'query-cpus-fast': return r([{ 'thread-id': process.pid }, { 'thread-id': process.pid }]);
+      case 'qom-list': return r(cmd.arguments!.path === '/machine/peripheral' ? [{ name: 'type', type: 'string' }, { name: 'balloon0', type: 'child<virtio-balloon-pci>' }] : []);
+      case 'query-balloon': return r({ actual: 192 * MiB });
+      case 'qom-get': return statsReply === 'error' ? { error: { class: 'GenericError', desc: 'boom' }, id: cmd.id } : r(statsReply);
+      default: return r({});
+    }
+  };
+  // A stale socket file nobody listens on: left out, not an error.
+  const dead = createServer();
+  await new Promise<void>((res) => dead.listen(join(f.dir, 'dead.sock'), () => res()));
+  dead.close();
+  const h = new QmpHypervisor({ socketDir: f.dir, statsPeriodS: 2 });
+  t.after(() => h.close());
+  const [s, ...rest] = await h.collect();
+  assert.equal(rest.length, 0);
+  assert.equal(s!.id, 'fake1');
+  assert.equal(s!.props.pid, process.pid, 'pid from the vCPU thread\'s Tgid');
+  assert.equal(s!.stale, undefined);
+  assert.deepEqual(
+    { ...s!.stats, rss: typeof s!.stats.rss },
+    { mem_available: 200 * 1024, mem_unused: 50 * 1024, mem_free: 60 * 1024, mem_usable: null, swap_in: 8, swap_out: null, major_fault: 3, minor_fault: null,
+      htlb_pgalloc: null, htlb_pgfail: null, balloon_cur: 192 * 1024, balloon_max: 256 * 1024, balloon_min: 0, rss: 'number', vcpu_count: 2 },
+  );
+  const set = f.received.find((c) => c.execute === 'qom-set')!;
+  assert.deepEqual(set.arguments, { path: '/machine/peripheral/balloon0', property: 'guest-stats-polling-interval', value: 2 });
+  await h.setBalloon('fake1', 128 * 1024);
+  assert.deepEqual(f.received.at(-1), { execute: 'balloon', id: f.received.at(-1)!.id, arguments: { value: 128 * MiB } });
+  await assert.rejects(h.setBalloon('fake1', 0), /positive KiB/);
+  await assert.rejects(h.setBalloon('nobody', 1000), /no guest nobody/);
+  statsReply = 'error';
+  const [st] = await h.collect();
+  assert.match(st!.stale!, /GenericError: boom/);
+  assert.equal(st!.stats.balloon_cur, 192 * 1024, 'last known balloon size kept');
+  statsReply = { stats: {}, 'last-update': 0 };
+  assert.match((await h.collect())[0]!.stale!, /no balloon statistics from the guest yet/);
+});
