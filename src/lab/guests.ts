@@ -134,8 +134,10 @@ export interface StartGuestsOptions {
   /** Wait until each guest's balloon driver is bound and (with a workload) it reports. Default true. */
   wait?: boolean;
   bootTimeoutMs?: number;
-  /** Name suffixes; default 1..count. */
+  /** Names (the ballast-lab- prefix is added when missing); default ballast-lab-[group-]1..count. */
   names?: string[];
+  /** Keeps concurrent users apart: guests are named ballast-lab-<group>-N. */
+  group?: string;
 }
 
 export interface LabGuest {
@@ -158,7 +160,8 @@ export async function startLabGuests(o: StartGuestsOptions): Promise<LabGuest[]>
   await ensureLibvirtd();
   mkdirSync(GUESTS_DIR, { recursive: true });
   const emulator = await findEmulator();
-  const names = (o.names ?? Array.from({ length: o.count }, (_, i) => String(i + 1))).map((n) => (n.startsWith(GUEST_PREFIX) ? n : GUEST_PREFIX + n));
+  if (o.group !== undefined && !/^[a-z0-9]+$/.test(o.group)) throw new Error(`bad guest group ${JSON.stringify(o.group)}: use a-z and 0-9`);
+  const names = (o.names ?? Array.from({ length: o.count }, (_, i) => (o.group ? `${o.group}-${i + 1}` : String(i + 1)))).map((n) => (n.startsWith(GUEST_PREFIX) ? n : GUEST_PREFIX + n));
   if (names.length !== o.count) throw new Error(`names has ${names.length} entries for ${o.count} guests`);
   const existing = new Set((await listLabGuests()).map((g) => g.name));
   const guests: LabGuest[] = [];
@@ -213,9 +216,15 @@ async function removeGuest(name: string): Promise<void> {
   await run('virsh', ['-q', '-c', LIBVIRT_URI, 'undefine', name]);
 }
 
-/** Destroys (and undefines, if persistent) every lab domain; returns their names. */
-export async function stopLabGuests(): Promise<string[]> {
-  const guests = await listLabGuests();
+/** Destroys (and undefines, if persistent) the lab's domains — all of them, or those of one
+ *  group or of the given names; returns their names. */
+export async function stopLabGuests(o: { group?: string; names?: string[] } = {}): Promise<string[]> {
+  let guests = await listLabGuests();
+  if (o.group) guests = guests.filter((g) => g.name.startsWith(`${GUEST_PREFIX}${o.group}-`));
+  if (o.names) {
+    const want = new Set(o.names.map((n) => (n.startsWith(GUEST_PREFIX) ? n : GUEST_PREFIX + n)));
+    guests = guests.filter((g) => want.has(g.name));
+  }
   for (const g of guests) await removeGuest(g.name);
   return guests.map((g) => g.name);
 }

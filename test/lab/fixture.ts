@@ -1,0 +1,196 @@
+// Shared helpers for real-VM lab tests. Several test files (node runs them in parallel
+// processes) may use the lab at once, so each session:
+//  - names its guests ballast-lab-<group>-N and only ever stops its own,
+//  - holds a lease file in /run/ballast-lab/leases while it runs,
+//  - stops libvirtd (by PID, and only one the lab started) when it is the last lease holder
+//    and no domain at all is running any more.
+//
+//   const lab = await acquireLab(t, { guests: 2, memMiB: 256 });
+//   if (!lab) return;                       // skipped loudly (reason printed)
+//   t.after(() => lab.release());
+//   ... lab.guests[0].name, lab.consoleOf(name), lab.startQemu({...}) ...
+import type { TestContext } from 'node:test';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  labAvailable,
+  ensureLibvirtd,
+  stopLibvirtd,
+  labLibvirtdPid,
+  startLabGuests,
+  stopLabGuests,
+  labGuestSummary,
+  startQemuGuest,
+  stopQemuGuest,
+  RUN_DIR,
+  LIBVIRT_URI,
+  type LabBuild,
+  type LibvirtdHandle,
+  type LabGuest,
+  type QemuGuest,
+  type QemuGuestOptions,
+  type ConsoleSummary,
+  type StartGuestsOptions,
+} from '../../src/lab/index.js';
+import { pidAlive, run } from '../../src/lab/proc.js';
+
+export const LEASE_DIR = join(RUN_DIR, 'leases');
+
+/** Skips a test with a reason nobody can miss. */
+export function skipLoudly(t: Pick<TestContext, 'skip'>, reason: string): void {
+  console.error(`LAB SKIPPED: ${reason}`);
+  t.skip(`LAB SKIPPED: ${reason}`);
+}
+
+/** The lab's availability; skips `t` loudly and returns null when the lab cannot run. */
+export async function requireLab(t: Pick<TestContext, 'skip'>, o: { libvirt?: boolean } = {}): Promise<{ build: LabBuild } | null> {
+  const a = await labAvailable(o);
+  if (!a.ok || !a.build) {
+    skipLoudly(t, a.reason);
+    return null;
+  }
+  return { build: a.build };
+}
+
+export interface LabSession {
+  group: string;
+  build: LabBuild;
+  /** Null when the session was acquired with libvirt: false. */
+  libvirtd: LibvirtdHandle | null;
+  /** The libvirt guests started for this session (balloon driver bound, workload reporting). */
+  guests: LabGuest[];
+  qemuGuests: QemuGuest[];
+  /** Starts more libvirt guests in this session's group (named ballast-lab-<group>-<suffix>). */
+  startGuests(o: Omit<StartGuestsOptions, 'group'>): Promise<LabGuest[]>;
+  /** Starts a plain QEMU guest with a QMP socket; stopped on release. */
+  startQemu(o: Omit<QemuGuestOptions, 'name'> & { name?: string }): Promise<QemuGuest>;
+  consoleOf(nameOrConsolePath: string): ConsoleSummary;
+  release(): Promise<void>;
+}
+
+export interface AcquireOptions extends Partial<Omit<StartGuestsOptions, 'group' | 'count'>> {
+  /** Libvirt guests to boot now (0: none). Default 0. */
+  guests?: number;
+  /** Start/reuse libvirtd. Default true. */
+  libvirt?: boolean;
+  /** Group name for this session's guests ([a-z0-9]+); default derived from the PID. */
+  group?: string;
+}
+
+let sessionCounter = 0;
+const liveSessions = new Set<{ group: string; qemuPids: Set<number> }>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // If a test file dies without releasing, do not leave its guests running.
+  process.on('exit', () => {
+    for (const s of liveSessions) {
+      const list = spawnSync('virsh', ['-q', '-c', LIBVIRT_URI, 'list', '--name'], { encoding: 'utf8' });
+      for (const name of (list.stdout ?? '').split('\n').map((l) => l.trim())) {
+        if (name.startsWith(`ballast-lab-${s.group}-`)) spawnSync('virsh', ['-q', '-c', LIBVIRT_URI, 'destroy', name]);
+      }
+      for (const pid of s.qemuPids) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+      rmSync(join(LEASE_DIR, `${process.pid}-${s.group}`), { force: true });
+    }
+  });
+}
+
+function liveLeases(): string[] {
+  let names: string[] = [];
+  try {
+    names = readdirSync(LEASE_DIR);
+  } catch {
+    return [];
+  }
+  return names.filter((n) => {
+    const pid = Number.parseInt(n.split('-')[0], 10);
+    if (pidAlive(pid)) return true;
+    rmSync(join(LEASE_DIR, n), { force: true }); // holder died: the lease is stale
+    return false;
+  });
+}
+
+/** True when libvirtd runs no domain at all (lab or not). */
+async function noDomainsRunning(): Promise<boolean> {
+  const r = await run('virsh', ['-q', '-c', LIBVIRT_URI, 'list', '--name']);
+  return r.code === 0 && r.stdout.trim() === '';
+}
+
+/**
+ * Sets up the lab for a test: image built, libvirtd answering, `guests` libvirt guests booted
+ * with their balloon driver loaded. Returns null (after a loud skip) when the lab cannot run.
+ */
+export async function acquireLab(t: Pick<TestContext, 'skip'>, o: AcquireOptions = {}): Promise<LabSession | null> {
+  const libvirt = o.libvirt ?? true;
+  const avail = await requireLab(t, { libvirt });
+  if (!avail) return null;
+  const group = o.group ?? `p${process.pid}n${++sessionCounter}`;
+  if (!/^[a-z0-9]+$/.test(group)) throw new Error(`bad lab group ${JSON.stringify(group)}: use a-z and 0-9`);
+  mkdirSync(LEASE_DIR, { recursive: true });
+  const lease = join(LEASE_DIR, `${process.pid}-${group}`);
+  writeFileSync(lease, new Date().toISOString() + '\n');
+  const tracked = { group, qemuPids: new Set<number>() };
+  liveSessions.add(tracked);
+  installExitHook();
+
+  const qemuGuests: QemuGuest[] = [];
+  let libvirtd: LibvirtdHandle | null = null;
+  const session: LabSession = {
+    group,
+    build: avail.build,
+    libvirtd: null,
+    guests: [],
+    qemuGuests,
+    async startGuests(so) {
+      if (!libvirtd) throw new Error('this lab session was acquired without libvirt');
+      return startLabGuests({ ...so, group });
+    },
+    async startQemu(qo) {
+      const name = qo.name ?? `${group}-q${qemuGuests.length + 1}`;
+      const g = await startQemuGuest({ ...qo, name: name.startsWith(`${group}-`) ? name : `${group}-${name}` });
+      qemuGuests.push(g);
+      tracked.qemuPids.add(g.pid);
+      return g;
+    },
+    consoleOf: (n) => labGuestSummary(n),
+    async release() {
+      if (!liveSessions.has(tracked)) return;
+      liveSessions.delete(tracked);
+      for (const g of qemuGuests) await stopQemuGuest(g);
+      if (libvirtd) await stopLabGuests({ group });
+      rmSync(lease, { force: true });
+      // Last one out stops the libvirtd the lab started — unless anything still runs on it.
+      if (libvirtd && process.env.BALLAST_LAB_KEEP_LIBVIRTD !== '1' && labLibvirtdPid() !== null && liveLeases().length === 0 && (await noDomainsRunning())) {
+        await stopLibvirtd();
+      }
+    },
+  };
+  try {
+    if (libvirt) {
+      libvirtd = await ensureLibvirtd();
+      session.libvirtd = libvirtd;
+    }
+    if (o.guests) {
+      if (!libvirtd) throw new Error('guests under libvirt need libvirt: true');
+      session.guests = await startLabGuests({ ...o, count: o.guests, group });
+    }
+  } catch (e) {
+    await session.release();
+    throw e;
+  }
+  return session;
+}
+
+/** Other lab sessions alive right now (other test processes holding a lease). */
+export function otherLeases(): string[] {
+  return liveLeases().filter((n) => !n.startsWith(`${process.pid}-`));
+}
