@@ -40,6 +40,8 @@ interface GuestInfo {
 class GuestConn {
   client: QmpClient;
   info: GuestInfo | null = null;
+  /** The name learnt at the last connection: the guest's id stays stable while it is down. */
+  knownName: string | null = null;
   everConnected = false;
   shutdownSeen = false;
   retryAt = 0;
@@ -128,7 +130,7 @@ export class QmpHypervisor implements Hypervisor {
   }
 
   private guestName(c: GuestConn): string {
-    return c.info?.name ?? c.cfg.name ?? basename(c.cfg.socket).replace(/\.(sock|qmp|socket)$/, '');
+    return c.info?.name ?? c.knownName ?? c.cfg.name ?? basename(c.cfg.socket).replace(/\.(sock|qmp|socket)$/, '');
   }
 
   /** Connects (with backoff after failures) and learns the guest's fixed facts once per connection. */
@@ -144,6 +146,7 @@ export class QmpHypervisor implements Hypervisor {
         c.client.on('close', () => this.onClose(c));
       }
       c.info = await this.learn(c);
+      c.knownName = c.info.name;
       const first = !c.everConnected;
       c.everConnected = true;
       c.shutdownSeen = false;

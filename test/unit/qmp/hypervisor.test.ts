@@ -54,3 +54,38 @@ test('collects a QEMU-like guest: stats in KiB, balloon facts; balloon sends byt
   statsReply = { stats: {}, 'last-update': 0 };
   assert.match((await h.collect())[0]!.stale!, /no balloon statistics from the guest yet/);
 });
+
+test('QEMU restarted on the same socket: destroyed event, left out while down, reconnected with backoff', async (t) => {
+  const f = await fakeQmp();
+  t.after(() => cleanup(f));
+  f.handle = (cmd) => {
+    const r = (v: unknown) => ({ return: v, id: cmd.id });
+    switch (cmd.execute) {
+      case 'query-name': return r({ name: 'phoenix' });
+      case 'query-memory-size-summary': return r({ 'base-memory': 128 * MiB });
+      case 'query-cpus-fast': return r([]);
+      case 'qom-list': return r([]);
+      case 'query-balloon': return r({ actual: 128 * MiB });
+      default: return r({});
+    }
+  };
+  const h = new QmpHypervisor({ sockets: [f.path], retryMs: 50 });
+  t.after(() => h.close());
+  const kinds: string[] = [];
+  h.onEvent((e) => kinds.push(`${e.kind}:${e.name}`));
+  const first = await h.collect();
+  assert.equal(first[0]!.stale, 'the guest has no virtio-balloon device');
+  assert.equal(first[0]!.stats.balloon_cur, 128 * 1024);
+  await f.close(); // QEMU dies: no SHUTDOWN
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(kinds, ['started:phoenix', 'destroyed:phoenix']);
+  assert.deepEqual(await h.collect(), [], 'nothing listens: left out');
+  await f.start(); // QEMU back on the same path
+  let back: Awaited<ReturnType<typeof h.collect>> = [];
+  for (let i = 0; i < 40 && back.length === 0; i++) {
+    await new Promise((r) => setTimeout(r, 25));
+    back = await h.collect();
+  }
+  assert.equal(back[0]?.name, 'phoenix', 'reconnected after the backoff');
+  assert.equal(kinds.filter((k) => k.startsWith('started')).length, 1, 'a reconnect is not a new guest start');
+});
