@@ -1,8 +1,172 @@
-// `ballast demo`: placeholder until its module is written.
+// `ballast demo` (what `npm start` runs): the daemon's loop on the simulator's 'demo'
+// scenario, sped up, with a live view of the host, every guest's balloon and memory use, and
+// the latest actions with their reasons. On a terminal the view redraws in place; otherwise
+// (a pipe, a test) it prints plain lines: one status line per policy cycle and one line per
+// action.
+import { existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
+import { defaultConfig } from '../config/schema.js';
+import { Daemon } from '../engine/daemon.js';
+import type { ActionRecord, EngineSnapshot } from '../engine/engine.js';
+import { createLogger, nullLogger, type Logger } from '../log/logger.js';
+
+const MiB = 1024;
+
+/** The shipped default policy, found next to the package's src/ or dist/. */
+export function shippedPolicy(name = 'default.policy'): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  return resolve(here, '..', '..', 'policies', name);
+}
+
+function mib(kib: unknown): string {
+  return typeof kib === 'number' ? `${Math.round(kib / MiB)}` : '?';
+}
+
+function pct(part: unknown, whole: unknown): string {
+  return typeof part === 'number' && typeof whole === 'number' && whole > 0 ? `${((100 * part) / whole).toFixed(1)}%` : '?';
+}
+
+export function formatAction(a: ActionRecord): string {
+  const what = a.control === 'balloon_target'
+    ? `${mib(a.from)} -> ${mib(a.to)} MiB`
+    : `${a.from ?? '?'} -> ${a.to ?? (a.result === 'veto' ? `(asked ${JSON.stringify(a.requested)})` : 'none')}`;
+  const tag = a.result === 'applied' ? '' : ` [${a.result}${a.error ? `: ${a.error}` : ''}]`;
+  return `t=${Math.round(a.time)}s ${a.entity} ${a.control} ${what}${tag} (${a.reasons.join('; ')})`;
+}
+
+/** One status line: simulated time, host free share, each guest's balloon and used memory. */
+export function statusLine(s: EngineSnapshot): string {
+  const h = s.host.stats;
+  const guests = s.guests.map((g) => {
+    const cur = g.stats.balloon_cur;
+    const used = typeof cur === 'number' && typeof g.stats.mem_unused === 'number' ? cur - g.stats.mem_unused : null;
+    return `${g.name} ${mib(cur)}/${mib(g.stats.balloon_max)} used ${mib(used)}`;
+  });
+  return `t=${Math.round(s.time)}s cycle ${s.cycle} host free ${pct(h.mem_free, h.mem_available)} | ${guests.join(' | ')}`;
+}
+
+/** The full-screen view for a terminal. */
+export function renderView(s: EngineSnapshot, title: string, width = 100): string {
+  const h = s.host.stats;
+  const lines: string[] = [];
+  lines.push(`${title} — simulated t=${Math.round(s.time)} s, policy cycle ${s.cycle}${s.policyLoaded ? '' : ' (NO POLICY)'}`);
+  lines.push(
+    `host: free ${pct(h.mem_free, h.mem_available)} (${mib(h.mem_free)} of ${mib(h.mem_available)} MiB)` +
+    `  swap used ${mib(h.swap_usage)} MiB  KSM run=${h.ksm_run ?? '?'} scan=${h.ksm_pages_to_scan ?? '?'} sharing=${mib(typeof h.ksm_pages_sharing === 'number' ? h.ksm_pages_sharing * 4 : null)} MiB`,
+  );
+  lines.push('');
+  lines.push(`${'guest'.padEnd(14)}${'workload'.padEnd(12)}${'balloon MiB'.padStart(16)}${'used MiB'.padStart(10)}  ${'memory'.padEnd(32)} note`);
+  for (const g of s.guests) {
+    const cur = g.stats.balloon_cur;
+    const max = g.stats.balloon_max;
+    const used = typeof cur === 'number' && typeof g.stats.mem_unused === 'number' ? cur - g.stats.mem_unused : null;
+    const bar = typeof cur === 'number' && typeof max === 'number' && max > 0 ? meter(used ?? 0, cur, max, 32) : ''.padEnd(32);
+    const note = g.holdUntil !== undefined ? `backing off until t=${Math.round(g.holdUntil)}s` : g.stale ? `stale: ${g.stale}` : '';
+    lines.push(`${g.name.slice(0, 13).padEnd(14)}${String(g.props.workload ?? '').slice(0, 11).padEnd(12)}${`${mib(cur)} / ${mib(max)}`.padStart(16)}${mib(used).padStart(10)}  ${bar} ${note}`);
+  }
+  lines.push('');
+  const c = s.counters;
+  lines.push(`actions ${c.actionsApplied}  vetoes ${c.vetoes}  rollbacks ${c.rollbacks}  errors: policy ${c.policyErrors} controller ${c.controllerErrors} driver ${c.driverErrors}`);
+  lines.push('recent actions:');
+  for (const a of s.recent.slice(-10)) lines.push('  ' + formatAction(a).slice(0, width - 2));
+  return lines.join('\n');
+}
+
+/** used (#) and free (-) memory inside the balloon, the ballooned-out part (.) up to max. */
+function meter(used: number, cur: number, max: number, width: number): string {
+  const u = Math.max(0, Math.min(width, Math.round((used / max) * width)));
+  const c = Math.max(u, Math.min(width, Math.round((cur / max) * width)));
+  return '#'.repeat(u) + '-'.repeat(c - u) + '.'.repeat(width - c);
+}
+
+export interface DemoOptions {
+  scenario: string;
+  speed: string;
+  duration?: string;
+  seed: string;
+  policy?: string[];
+  statsInterval: string;
+  policyInterval: string;
+  log?: boolean;
+}
+
+function positive(flag: string, v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${flag}: expected a positive number, got ${v}`);
+  return n;
+}
+
+export async function demo(opts: DemoOptions, out: NodeJS.WriteStream = process.stdout): Promise<void> {
+  const speed = positive('--speed', opts.speed);
+  const duration = opts.duration !== undefined ? positive('--duration', opts.duration) : undefined;
+  const seed = Number(opts.seed);
+  if (!Number.isInteger(seed)) throw new Error(`--seed: expected an integer, got ${opts.seed}`);
+  const policyFiles = opts.policy?.length ? opts.policy : [shippedPolicy()];
+  for (const f of policyFiles) if (!existsSync(f)) throw new Error(`--policy: no such file: ${f}`);
+
+  const config = defaultConfig();
+  config.hypervisor.driver = 'sim';
+  config.hypervisor.scenario = opts.scenario;
+  config.hypervisor.time_scale = speed;
+  config.hypervisor.seed = seed;
+  config.engine.stats_interval = positive('--stats-interval', opts.statsInterval);
+  config.engine.policy_interval = positive('--policy-interval', opts.policyInterval);
+  config.ksm.restore_on_exit = false;
+
+  const tty = !!out.isTTY;
+  // On a terminal the view shows actions; the log would scribble over it, so it only gets
+  // warnings and errors (to stderr) unless --log asks for everything.
+  const logger: Logger = opts.log ? createLogger({ format: 'auto' }) : tty ? nullLogger : createLogger({ level: 'warn' });
+  const title = `ballast demo: scenario ${opts.scenario}, x${speed}`;
+  let printed = 0;
+  const onCycle = (d: Daemon) => {
+    const snap = d.engine.snapshot();
+    if (tty) {
+      out.write('\x1b[H\x1b[2J' + renderView(snap, title, out.columns ?? 100) + '\n');
+      return;
+    }
+    out.write(statusLine(snap) + '\n');
+    // Print each action once: the engine keeps a bounded list, so count by cycle.
+    for (const a of snap.recent) {
+      if (a.cycle > printed) out.write('  ' + formatAction(a) + '\n');
+    }
+    printed = snap.cycle;
+  };
+  let daemon: Daemon | undefined = undefined;
+  daemon = await Daemon.create({ config, logger, policyFiles, onCycle: () => onCycle(daemon!) });
+  if (!tty) out.write(`${title}; policy ${policyFiles.join(', ')}; stats every ${config.engine.stats_interval} s, policy every ${config.engine.policy_interval} s (simulated)\n`);
+  await daemon.start();
+  await new Promise<void>((resolveRun) => {
+    const finish = (why: string) => {
+      process.off('SIGINT', onSig);
+      process.off('SIGTERM', onSig);
+      if (timer) clearTimeout(timer);
+      daemon!.stop(why).then(() => resolveRun(), () => resolveRun());
+    };
+    const onSig = (sig: NodeJS.Signals) => finish(`signal ${sig}`);
+    process.on('SIGINT', onSig);
+    process.on('SIGTERM', onSig);
+    const timer = duration !== undefined ? setTimeout(() => finish(`--duration ${duration} s reached`), duration * 1000) : undefined;
+  });
+  const c = daemon.engine.counters;
+  out.write(`demo stopped after ${c.cycles} policy cycles: ${c.actionsApplied} actions, ${c.vetoes} vetoes, ${c.rollbacks} rollbacks, ${c.policyErrors + c.controllerErrors + c.driverErrors} errors\n`);
+}
 
 export function register(program: Command): void {
-  program.command('demo').description('(not implemented yet)').action(() => {
-    throw new Error('ballast demo is not implemented yet');
-  });
+  program
+    .command('demo')
+    .description('run ballast on a simulated host with a live view (no root, no VMs)')
+    .option('--scenario <name|file>', 'simulator scenario', 'demo')
+    .option('--speed <x>', 'simulated seconds per real second', '10')
+    .option('--duration <seconds>', 'stop after this many real seconds')
+    .option('--seed <n>', 'random seed of the simulated world', '1')
+    .option('--policy <file>', 'policy file (repeatable, concatenated in order; default: the shipped default.policy)', (v: string, acc: string[] = []) => [...acc, v])
+    .option('--stats-interval <s>', 'simulated seconds between collections', '5')
+    .option('--policy-interval <s>', 'simulated seconds between policy cycles', '10')
+    .option('--log', 'also write the full action log to stderr')
+    .action(async (opts: DemoOptions) => {
+      await demo(opts);
+    });
 }

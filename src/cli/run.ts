@@ -1,8 +1,55 @@
-// `ballast run`: placeholder until its module is written.
+// `ballast run --config FILE`: the daemon. Runs until SIGTERM or SIGINT, then stops cleanly
+// (see src/engine/daemon.ts); a second signal exits at once.
 import type { Command } from 'commander';
+import { loadConfigFile } from '../config/load.js';
+import { Daemon } from '../engine/daemon.js';
+import { createLogger, isLogLevel, type LogFormat } from '../log/logger.js';
+
+interface RunOptions {
+  config: string;
+  logFormat?: string;
+  logLevel?: string;
+  policyDir?: string;
+}
+
+export async function run(opts: RunOptions): Promise<void> {
+  const config = loadConfigFile(opts.config);
+  if (opts.policyDir) config.engine.policy_dir = opts.policyDir;
+  const format = (opts.logFormat ?? config.log.format) as LogFormat;
+  if (!['auto', 'json', 'text'].includes(format)) throw new Error(`--log-format: expected auto, json or text, got ${format}`);
+  const level = opts.logLevel ?? config.log.level;
+  if (!isLogLevel(level)) throw new Error(`--log-level: expected debug, info, warn or error, got ${level}`);
+  const logger = createLogger({ format, level });
+  const daemon = await Daemon.create({ config, logger });
+  await new Promise<void>((resolve, reject) => {
+    let signalled = false;
+    const onSignal = (sig: NodeJS.Signals) => {
+      if (signalled) {
+        logger.error('forced_exit', { signal: sig, reason: 'second signal during shutdown' });
+        process.exit(1);
+      }
+      signalled = true;
+      daemon.stop(`signal ${sig}`).then(() => {
+        process.off('SIGTERM', onSignal);
+        process.off('SIGINT', onSignal);
+        resolve();
+      }, reject);
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    daemon.start().catch(reject);
+  });
+}
 
 export function register(program: Command): void {
-  program.command('run').description('(not implemented yet)').action(() => {
-    throw new Error('ballast run is not implemented yet');
-  });
+  program
+    .command('run')
+    .description('run the daemon: collect, evaluate the policies, act on balloons, KSM and cgroups (stop with SIGTERM/SIGINT)')
+    .requiredOption('-c, --config <file>', 'TOML configuration (see examples/ballast.toml)')
+    .option('--policy-dir <dir>', 'override engine.policy_dir')
+    .option('--log-format <format>', 'auto | json | text (overrides log.format)')
+    .option('--log-level <level>', 'debug | info | warn | error (overrides log.level)')
+    .action(async (opts: RunOptions) => {
+      await run(opts);
+    });
 }

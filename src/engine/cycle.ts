@@ -19,6 +19,8 @@ export interface GuestEntity {
   vars: Vars;
   stale?: string;
   guard: GuestGuardState;
+  /** The last balloon target ballast set (the balloon may still be moving toward it). */
+  lastTarget?: number;
 }
 
 export interface HostEntity {

@@ -96,6 +96,7 @@ export interface GuestView {
   vars: Vars;
   stale?: string;
   holdUntil?: number;
+  lastTarget?: number;
 }
 
 export interface EngineSnapshot {
@@ -369,7 +370,11 @@ export class Engine<P = CompiledPolicy> {
   private commitGuard(plan: CyclePlan, outcomes: ActionOutcome[]): void {
     const balloonOk = new Set<string>();
     for (const o of outcomes) {
-      if (o.action.control === 'balloon_target' && o.result === 'applied' && o.action.guestId) balloonOk.add(o.action.guestId);
+      if (o.action.control === 'balloon_target' && o.result === 'applied' && o.action.guestId) {
+        balloonOk.add(o.action.guestId);
+        const g = this.guests.get(o.action.guestId);
+        if (g && o.action.to !== null) g.lastTarget = o.action.to;
+      }
     }
     for (const [id, commit] of plan.guard) {
       const g = this.guests.get(id);
@@ -449,7 +454,7 @@ export class Engine<P = CompiledPolicy> {
       policyLoaded: this.policyValue !== null,
       host: { stats: this.host.history.latest() ?? {}, vars: this.host.vars, stale: this.hostStale },
       guests: [...this.guests.values()].map((g) => ({
-        id: g.id, name: g.name, props: g.props, stats: g.history.latest() ?? {}, vars: g.vars, stale: g.stale, holdUntil: g.guard.holdUntil,
+        id: g.id, name: g.name, props: g.props, stats: g.history.latest() ?? {}, vars: g.vars, stale: g.stale, holdUntil: g.guard.holdUntil, lastTarget: g.lastTarget,
       })),
       recent: [...this.recent],
       counters: { ...this.counters },

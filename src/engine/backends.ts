@@ -1,0 +1,101 @@
+// What the loop runs against, built from the config: a hypervisor driver, host sources, KSM
+// and cgroup backends, and (for the simulator) the simulated clock. Drivers are imported
+// lazily so a build without one still runs the others and says clearly what is missing.
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../log/logger.js';
+import type { CgroupBackend, HostSource, Hypervisor, KsmBackend } from '../types.js';
+
+export interface Backends {
+  hypervisor: Hypervisor;
+  hostSources: HostSource[];
+  ksm?: KsmBackend & { restore?: () => Promise<void> };
+  cgroup?: CgroupBackend;
+  /** Simulated hosts: the world's clock (seconds) and how to move it. */
+  sim?: {
+    now: () => number;
+    advance: (seconds: number) => void;
+    /** Simulated seconds per real second. */
+    timeScale: number;
+    /** The world itself, for views (SimWorld). */
+    world: unknown;
+  };
+  describe: string;
+}
+
+export class BackendError extends Error {}
+
+function isModuleMissing(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND';
+}
+
+export interface BuildOptions {
+  /** QEMU pids of the current guests (for the host's ksm_shareable). */
+  guestPids?: () => readonly number[];
+}
+
+export async function buildSimBackends(cfg: Config['hypervisor']): Promise<Backends> {
+  let simMod: typeof import('../hypervisor/sim/index.js');
+  let scenarios: typeof import('../sim/scenarios.js');
+  let worldMod: typeof import('../sim/world.js');
+  try {
+    [simMod, scenarios, worldMod] = await Promise.all([
+      import('../hypervisor/sim/index.js'), import('../sim/scenarios.js'), import('../sim/world.js'),
+    ]);
+  } catch (err) {
+    if (isModuleMissing(err)) throw new BackendError(`hypervisor.driver = "sim": the simulator is not part of this build (${(err as Error).message})`);
+    throw err;
+  }
+  let spec;
+  try {
+    spec = scenarios.loadScenario(cfg.scenario);
+  } catch (err) {
+    throw new BackendError(`hypervisor.scenario: ${(err as Error).message}`);
+  }
+  const world = new worldMod.SimWorld(spec, cfg.seed);
+  return {
+    hypervisor: new simMod.SimHypervisor(world),
+    hostSources: [simMod.simHostSource(world)],
+    ksm: new simMod.SimKsm(world),
+    sim: { now: () => world.now, advance: (s) => world.advance(s), timeScale: cfg.time_scale, world },
+    describe: `sim scenario ${cfg.scenario} (seed ${cfg.seed}, ${spec.guests.length} guests, x${cfg.time_scale})`,
+  };
+}
+
+export async function buildLibvirtBackends(config: Config, logger: Logger, opts: BuildOptions = {}): Promise<Backends> {
+  const cfg = config.hypervisor;
+  let lv: typeof import('../hypervisor/libvirt/index.js');
+  let host: typeof import('../host/index.js');
+  try {
+    lv = await import('../hypervisor/libvirt/index.js');
+  } catch (err) {
+    if (isModuleMissing(err)) throw new BackendError(`hypervisor.driver = "libvirt": the libvirt driver is not part of this build (${(err as Error).message}); use driver = "sim" to try ballast without it`);
+    throw err;
+  }
+  try {
+    host = await import('../host/index.js');
+  } catch (err) {
+    if (isModuleMissing(err)) throw new BackendError(`the host sources are not part of this build (${(err as Error).message})`);
+    throw err;
+  }
+  const log = logger.child({ component: 'libvirt' });
+  const hypervisor = new lv.LibvirtHypervisor({
+    uri: cfg.uri,
+    socketPath: cfg.socket || undefined,
+    readOnly: cfg.readonly,
+    statsPeriodSec: cfg.stats_period,
+    log: (level, msg, fields) => log.log(level, 'driver', { msg, ...fields }),
+  });
+  const domain = config.host.memory_domain ? { dir: config.host.memory_domain } : undefined;
+  return {
+    hypervisor,
+    hostSources: host.hostSources({ domain, guestPids: opts.guestPids }),
+    ksm: config.ksm.enabled ? new host.KsmSysfs() : undefined,
+    cgroup: config.host.cgroup_limits ? new host.CgroupLimits() : undefined,
+    describe: `libvirt ${cfg.uri}${cfg.socket ? ` via ${cfg.socket}` : ''}${cfg.readonly ? ' (read-only)' : ''}`,
+  };
+}
+
+export function buildBackends(config: Config, logger: Logger, opts: BuildOptions = {}): Promise<Backends> {
+  return config.hypervisor.driver === 'sim' ? buildSimBackends(config.hypervisor) : buildLibvirtBackends(config, logger, opts);
+}

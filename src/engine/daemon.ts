@@ -1,0 +1,173 @@
+// The core of `ballast run`: backends from the config, the policy directory watched, the
+// engine driven by real timers, and a clean stop (timers cleared, in-flight cycle finished,
+// balloons left or restored as configured, KSM settings put back, connections closed).
+import type { Config } from '../config/schema.js';
+import { toSafeguardConfig } from '../config/convert.js';
+import type { Logger } from '../log/logger.js';
+import type { KsmSettings } from '../types.js';
+import { errorMessage } from '../controllers/controller.js';
+import { buildBackends, type Backends } from './backends.js';
+import { Engine } from './engine.js';
+import { compilePolicyFiles, type CompiledPolicy } from './policy-adapter.js';
+import { PolicyWatcher } from './policy-dir.js';
+import { Scheduler } from './scheduler.js';
+
+export interface DaemonOptions {
+  config: Config;
+  logger: Logger;
+  /** Already built backends (tests, demo); default: from the config. */
+  backends?: Backends;
+  /** Seconds between policy directory checks. */
+  policyPollS?: number;
+  /** Policy files to use (in this order) instead of the config's policy_dir. */
+  policyFiles?: string[];
+  /** Called after every policy cycle (views). */
+  onCycle?: (engine: Engine) => void;
+}
+
+export class Daemon {
+  readonly engine: Engine;
+  readonly scheduler: Scheduler;
+  readonly watcher: PolicyWatcher<CompiledPolicy>;
+  private ksmAtStart?: Partial<KsmSettings>;
+  private stopping?: Promise<void>;
+
+  private constructor(readonly config: Config, readonly backends: Backends, private readonly log: Logger, private readonly opts: DaemonOptions) {
+    const c = config.engine;
+    this.engine = new Engine<CompiledPolicy>({
+      hypervisor: backends.hypervisor,
+      hostSources: backends.hostSources,
+      ksm: backends.ksm,
+      cgroup: backends.cgroup,
+      ksmEnabled: config.ksm.enabled,
+      cgroupEnabled: config.host.cgroup_limits,
+      policy: null,
+      evaluateOptions: { stepBudget: c.step_budget },
+      historyLength: c.history_length,
+      safeguards: toSafeguardConfig(config),
+      logger: log,
+      now: backends.sim?.now,
+    });
+    this.watcher = new PolicyWatcher({
+      source: opts.policyFiles ? { files: opts.policyFiles } : { dir: c.policy_dir }, compile: compilePolicyFiles, logger: log, pollS: opts.policyPollS,
+      onPolicy: (p) => this.engine.setPolicy(p),
+    });
+    // A simulated host runs its intervals in simulated seconds: real timers fire time_scale
+    // times more often, and each collection first moves the world by one stats interval.
+    const scale = backends.sim?.timeScale ?? 1;
+    const sim = backends.sim;
+    this.scheduler = new Scheduler([
+      {
+        name: 'collect', intervalS: c.stats_interval / scale,
+        run: async () => {
+          sim?.advance(c.stats_interval);
+          await this.engine.collect();
+        },
+      },
+      {
+        name: 'policy', intervalS: c.policy_interval / scale, runAtStart: false,
+        run: async () => {
+          await this.engine.evaluateAndAct();
+          this.opts.onCycle?.(this.engine);
+        },
+      },
+    ], { onError: (task, err) => log.error('task_error', { task, error: errorMessage(err) }) });
+  }
+
+  static async create(opts: DaemonOptions): Promise<Daemon> {
+    const { config, logger } = opts;
+    let engineRef: Engine | undefined;
+    const backends = opts.backends ?? await buildBackends(config, logger, {
+      guestPids: () => (engineRef?.guestProps() ?? []).map((p) => Number(p.pid)).filter((p) => Number.isInteger(p) && p > 0),
+    });
+    const d = new Daemon(config, backends, logger, opts);
+    engineRef = d.engine;
+    return d;
+  }
+
+  async start(): Promise<void> {
+    const c = this.config;
+    this.log.info('starting', {
+      hypervisor: this.backends.describe, policies: this.opts.policyFiles ?? c.engine.policy_dir,
+      stats_interval: c.engine.stats_interval, policy_interval: c.engine.policy_interval,
+    });
+    try {
+      await this.backends.hypervisor.connect();
+    } catch (err) {
+      // The driver keeps reconnecting in the background; the loop runs on stale data meanwhile.
+      this.log.error('connect_failed', { hypervisor: this.backends.hypervisor.name, error: errorMessage(err), reason: 'will keep trying; guests are stale until connected' });
+    }
+    if (this.engine.ksmController && c.ksm.restore_on_exit) {
+      try {
+        this.ksmAtStart = await this.engine.ksmController.readSettings();
+      } catch (err) {
+        this.log.warn('ksm_read_failed', { error: errorMessage(err), reason: 'KSM settings cannot be restored on exit' });
+      }
+    }
+    if (!this.watcher.start()) {
+      this.log.warn('no_policy', { policies: this.opts.policyFiles ?? c.engine.policy_dir, reason: 'running without a policy until a good one appears: statistics are collected, safeguards (rollback) still act' });
+    }
+    if (c.api.listen) this.log.warn('api_unavailable', { listen: c.api.listen, reason: 'the HTTP API is not part of this build' });
+    this.scheduler.start();
+    this.log.info('started', {});
+  }
+
+  /** Stop once; later calls wait for the same stop. */
+  stop(reason: string): Promise<void> {
+    this.stopping ??= this.doStop(reason);
+    return this.stopping;
+  }
+
+  private async doStop(reason: string): Promise<void> {
+    this.log.info('stopping', { reason });
+    this.watcher.stop();
+    await this.scheduler.stop();
+    await this.restoreBalloons();
+    await this.restoreKsm();
+    this.engine.dispose();
+    try {
+      await this.backends.hypervisor.close();
+    } catch (err) {
+      this.log.warn('close_failed', { error: errorMessage(err) });
+    }
+    const n = this.engine.counters;
+    this.log.info('stopped', {
+      cycles: n.cycles, actions: n.actionsApplied, rollbacks: n.rollbacks, vetoes: n.vetoes,
+      policy_errors: n.policyErrors, controller_errors: n.controllerErrors, driver_errors: n.driverErrors,
+    });
+  }
+
+  private async restoreBalloons(): Promise<void> {
+    const guests = this.engine.snapshot().guests;
+    if (this.config.shutdown.balloons === 'leave') {
+      this.log.info('balloons_left', {
+        guests: guests.map((g) => ({ guest: g.name, balloon_cur: g.stats.balloon_cur ?? null })),
+        reason: 'shutdown.balloons = "leave"',
+      });
+      return;
+    }
+    for (const g of guests) {
+      const max = g.stats.balloon_max;
+      // The balloon may still be moving toward the last target: restore unless both are at max.
+      if (typeof max !== 'number' || (g.stats.balloon_cur === max && (g.lastTarget === undefined || g.lastTarget === max))) continue;
+      try {
+        await this.backends.hypervisor.setBalloon(g.id, max);
+        this.log.info('action', { entity: g.name, control: 'balloon_target', from: g.stats.balloon_cur, to: max, result: 'applied', reason: ['shutdown.balloons = "restore": back to balloon_max'] });
+      } catch (err) {
+        this.log.warn('action_failed', { entity: g.name, control: 'balloon_target', to: max, error: errorMessage(err), reason: ['shutdown restore'] });
+      }
+    }
+  }
+
+  private async restoreKsm(): Promise<void> {
+    const ksm = this.backends.ksm;
+    if (!ksm || !this.config.ksm.restore_on_exit || !this.engine.ksmController) return;
+    try {
+      if (ksm.restore) await ksm.restore();
+      else if (this.ksmAtStart) await this.engine.ksmController.restore(this.ksmAtStart);
+      this.log.info('ksm_restored', { settings: this.ksmAtStart, reason: 'ksm.restore_on_exit' });
+    } catch (err) {
+      this.log.warn('ksm_restore_failed', { error: errorMessage(err) });
+    }
+  }
+}
