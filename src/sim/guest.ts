@@ -93,6 +93,8 @@ export interface GuestConfig {
   swapKiB: number;
   balloonKiB: number;
   balloonMinKiB: number;
+  /** Page cache already filled at start (data loaded before the run). */
+  cacheKiB?: number;
   workload: WorkloadSpec;
 }
 
@@ -175,13 +177,18 @@ export class SimGuest {
     this.balloonCur = Math.min(cfg.maxKiB, cfg.balloonKiB);
     this.balloonTarget = this.balloonCur;
     // Boot: the kernel and a little page cache are touched; the rest is free and untouched.
+    this.workloadStart = now;
+    this.demand = demandAt(cfg.workload, 0);
     const kern = Math.min(params.guestKernelKiB, this.balloonCur * 0.5);
-    const cache = Math.min(params.guestMinCacheKiB, this.balloonCur - kern);
+    // A pre-filled cache leaves room for the workload's memory and the guest's watermark.
+    const room = this.balloonCur - kern - this.demand.anonKiB - watermarks(this.balloonCur).high;
+    const cache = Math.min(
+      this.balloonCur - kern,
+      Math.max(params.guestMinCacheKiB, Math.min(cfg.cacheKiB ?? 0, room)),
+    );
     this.kern.size = kern;
     this.cache.size = cache;
     this.freeU = this.balloonCur - kern - cache;
-    this.workloadStart = now;
-    this.demand = demandAt(cfg.workload, 0);
   }
 
   // ---- views -------------------------------------------------------------------------

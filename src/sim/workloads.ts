@@ -23,9 +23,11 @@ export interface MemknobsSpec {
   pauseS?: number;
   /** Where in the sequence the guest starts (gives each guest its own pattern). */
   offsetS?: number;
-  /** Fraction of the buffer's pages whose content is identical to pages elsewhere (KSM can
-   *  merge them once they stop changing). Default 1: Memknobs writes the same pattern into
-   *  every page, and the seed reports that KSM shared its pages very well. */
+  /** Fraction of the buffer's pages whose content is identical to pages elsewhere, so
+   *  that KSM can merge them once they stop changing (freed buffers keep their stale
+   *  content). Default 0: what Memknobs writes into its pages is not documented, and the
+   *  simulator assumes no sharing it cannot justify; docs/simulator.md shows the runs with
+   *  1 (every page written with the same pattern) as well. */
   dupFraction?: number;
 }
 
@@ -48,7 +50,7 @@ export interface WebSpec {
   /** CPU time per request (default 2 ms: the seed used a PHP accelerator to make CPU
    *  negligible). */
   cpuPerRequestS?: number;
-  /** Default 0.1: heaps of separate database instances rarely hold identical pages. */
+  /** Default 0: heaps of separate server instances hold their own data. */
   dupFraction?: number;
   /** Default 0.05: the wikis' images were randomly generated. */
   cacheDupFraction?: number;
@@ -96,13 +98,16 @@ export interface Demand {
   cacheDupFraction: number;
 }
 
+// Workload data is assumed unshareable unless known otherwise (dupFraction 0); the page
+// cache of a guest that reads no data of its own holds the OS's files, identical across
+// guests booted from one image, like the kernel's shareable part (params.osSharedFraction).
 const none = {
   fileSetKiB: 0,
   requestRate: 0,
   pagesPerRequest: 0,
   anonTouchesPerRequest: 0,
   cpuPerRequestS: 0,
-  cacheDupFraction: 0.3,
+  cacheDupFraction: 0.5,
 };
 
 /** The workload's wishes `t` seconds after it (re)started. */
@@ -123,7 +128,7 @@ export function demandAt(spec: WorkloadSpec, t: number): Demand {
         wsKiB: size,
         touchBound: running,
         touchPagesPerS: 0,
-        dupFraction: spec.dupFraction ?? 1,
+        dupFraction: spec.dupFraction ?? 0,
       };
     }
     case 'web': {
@@ -139,7 +144,7 @@ export function demandAt(spec: WorkloadSpec, t: number): Demand {
         pagesPerRequest: spec.pagesPerRequest ?? 16,
         anonTouchesPerRequest: spec.anonTouchesPerRequest ?? 64,
         cpuPerRequestS: spec.cpuPerRequestS ?? 0.002,
-        dupFraction: spec.dupFraction ?? 0.1,
+        dupFraction: spec.dupFraction ?? 0,
         cacheDupFraction: spec.cacheDupFraction ?? 0.05,
       };
     }
@@ -152,7 +157,7 @@ export function demandAt(spec: WorkloadSpec, t: number): Demand {
         wsKiB: ws,
         touchBound: false,
         touchPagesPerS: ws / PAGE_KIB / 60,
-        dupFraction: 0.3,
+        dupFraction: 0,
       };
     }
     case 'leak': {
@@ -165,8 +170,7 @@ export function demandAt(spec: WorkloadSpec, t: number): Demand {
         wsKiB: ws,
         touchBound: false,
         touchPagesPerS: ws / PAGE_KIB / 10,
-        // Leaked buffers are typically zero-filled or patterned: half of them identical.
-        dupFraction: 0.5,
+        dupFraction: 0,
       };
     }
     case 'phases': {

@@ -17,6 +17,8 @@ export interface GuestSpec {
   balloonMiB?: number;
   /** balloon_min reported to the policy, MiB (default 0, as libvirt without min_guarantee). */
   balloonMinMiB?: number;
+  /** Page cache filled at start, MiB (data loaded into the guest before the run). */
+  cacheMiB?: number;
   /** Simulated second at which it starts (default 0) and stops (default: never). */
   startS?: number;
   stopS?: number;
@@ -162,6 +164,7 @@ export class SimWorld {
           swapKiB: (spec.swapMiB ?? spec.memMiB) * MIB,
           balloonKiB: (spec.balloonMiB ?? spec.memMiB) * MIB,
           balloonMinKiB: (spec.balloonMinMiB ?? 0) * MIB,
+          cacheKiB: (spec.cacheMiB ?? 0) * MIB,
           workload: spec.workload,
         },
         this.params,
