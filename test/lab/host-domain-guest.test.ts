@@ -1,0 +1,96 @@
+// A real lab guest in a memory domain: the domain's fields follow the guest's QEMU charge,
+// ballooning the guest down gives memory back to the domain, and per-guest cgroup limits
+// (mem_high / mem_max) land on the guest's own cgroup. Driven through the QMP driver.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { findMemoryCgroup } from '../../src/host/cgroup.js';
+import { MemoryDomainSource } from '../../src/host/memory-domain.js';
+import { CgroupLimits } from '../../src/host/cgroup-limits.js';
+import { QmpHypervisor } from '../../src/hypervisor/qmp/index.js';
+import { startQemuGuest, stopQemuGuest, type QemuGuest } from '../../src/lab/qemu.js';
+
+function skip(t: { skip: (m: string) => void }, why: string) {
+  console.error(`LAB SKIPPED: ${why}`);
+  t.skip(`LAB SKIPPED: ${why}`);
+}
+
+async function until<T>(what: string, ms: number, f: () => Promise<T | null | undefined | false>): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+test('lab guest in a memory domain: domain fields, balloon returns memory, per-guest limits', async (t) => {
+  const self = await findMemoryCgroup('/', 'self');
+  if (!self) return skip(t, 'no memory cgroup controller mounted');
+  const domainDir = join(self.mountPoint, `ballast-test-${process.pid}`);
+  const guestDir = join(domainDir, 'guest');
+  try {
+    mkdirSync(guestDir, { recursive: true });
+  } catch (e) {
+    return skip(t, `cannot create cgroups under ${self.mountPoint}: ${(e as Error).message}`);
+  }
+  const v = self.version;
+  const MiB = 1024 * 1024;
+  if (v === 2) writeFileSync(join(self.mountPoint, 'cgroup.subtree_control'), '+memory');
+  writeFileSync(join(domainDir, v === 2 ? 'memory.max' : 'memory.limit_in_bytes'), String(512 * MiB));
+  const dir = mkdtempSync(join(tmpdir(), 'ballast-domain-'));
+  let guest: QemuGuest | null = null;
+  const h = new QmpHypervisor({ sockets: [join(dir, 'g.qmp')], statsPeriodS: 1 });
+  t.after(async () => {
+    await h.close();
+    if (guest) await stopQemuGuest(guest).catch(() => {});
+    for (const d of [guestDir, domainDir]) {
+      for (let i = 0; i < 40; i++) {
+        try { rmdirSync(d); break; } catch { await new Promise((r) => setTimeout(r, 100)); }
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+  try {
+    // Touch 120 MiB, free it, then idle: the memory stays charged to QEMU until ballooned away.
+    guest = await startQemuGuest({ name: 'domaintest', memMiB: 256, qmpSocket: join(dir, 'g.qmp'), workload: 'alloc:120,touch:2,free,idle:600', guestAgent: false, memCgroup: guestDir });
+  } catch (e) {
+    return skip(t, `cannot start a lab guest: ${(e as Error).message}`);
+  }
+  const domain = new MemoryDomainSource({ dir: domainDir });
+  const g = await until('fresh guest stats', 120000, async () => (await h.collect()).find((s) => !s.stale));
+  assert.equal(g.props.pid, guest.pid);
+  // Wait for the workload's touch + free to show as guest free memory.
+  await until('the guest to free its 120 MiB', 60000, async () => {
+    const s = (await h.collect())[0];
+    return s && !s.stale && (s.stats.mem_unused as number) > 150 * 1024 ? s : null;
+  });
+  const before = await domain.collect();
+  assert.equal(before.mem_available, 512 * 1024, 'the domain limit is its memory');
+  assert.ok((before.domain_usage as number) > 150 * 1024, `QEMU charged to the domain: ${before.domain_usage} KiB`);
+
+  await h.setBalloon(g.id, 96 * 1024);
+  const after = await until('the domain charge to drop', 60000, async () => {
+    const d = await domain.collect();
+    return (d.domain_usage as number) < (before.domain_usage as number) - 80 * 1024 ? d : null;
+  });
+  console.error(`domain lab: QEMU charge ${Math.round((before.domain_usage as number) / 1024)} MiB -> ${Math.round((after.domain_usage as number) / 1024)} MiB after ballooning 256 -> 96 MiB; domain mem_free ${Math.round((before.mem_free as number) / 1024)} -> ${Math.round((after.mem_free as number) / 1024)} MiB`);
+  assert.ok((after.mem_free as number) > (before.mem_free as number) + 80 * 1024, 'the domain sees the memory come back');
+
+  const limits = new CgroupLimits();
+  const sample = (await h.collect())[0]!;
+  const usage = after.domain_usage as number;
+  await limits.setLimits(sample, { high: usage + 64 * 1024, max: usage + 128 * 1024 });
+  const got = await limits.getLimits(sample);
+  assert.equal(got.version, v);
+  assert.ok(Math.abs((got.max as number) - (usage + 128 * 1024)) < 4 && Math.abs((got.high as number) - (usage + 64 * 1024)) < 4, JSON.stringify(got));
+  // A process whose cgroup is shared with others (this test runner's) gets no per-guest limit.
+  const parentLimits = new CgroupLimits();
+  await assert.rejects(parentLimits.setLimits({ ...sample, props: { ...sample.props, pid: process.pid } }, { max: 1 << 20 }), /refusing|root memory cgroup/);
+  await limits.setLimits(sample, { high: null, max: null });
+  assert.deepEqual(await limits.getLimits(sample), { high: null, max: null, version: v });
+  assert.ok((await h.collect())[0]!.stats.balloon_cur === 96 * 1024);
+});
