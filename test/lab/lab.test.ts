@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { connect } from 'node:net';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -123,4 +124,31 @@ test('libvirtd: started by the lab, reused, stopped by its PID', async (t) => {
   assert.ok(await libvirtdAnswers());
   await sleep(100);
   // Leave it as the suite found it: running (other suites reuse it; the fixture stops it last).
+});
+
+test('ballast lab up | status | down', async (t) => {
+  const lab = await acquireLab(t, { group: 'labcli' }); // holds a lease: the last session out stops libvirtd
+  if (!lab) return;
+  t.after(() => lab.release());
+  const cli = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'lab', ...args], { encoding: 'utf8', timeout: 240_000 });
+  const bad = cli(['up', '--guests', '9']);
+  assert.notEqual(bad.status, 0);
+  assert.match(bad.stderr, /--guests must be a whole number from 1 to 8/);
+  const up = cli(['up', '--guests', '1', '--mem', '128', '--workload', 'alloc:8,touch:2,idle:20,loop']);
+  assert.equal(up.status, 0, up.stderr);
+  assert.match(up.stdout, /ballast-lab-1 {2}128 MiB {2}ready after \d+ ms/);
+  const st = cli(['status', '--json']);
+  assert.equal(st.status, 0, st.stderr);
+  const s = JSON.parse(st.stdout) as { libvirtd: { answers: boolean }; guests: { name: string; state: string; balloonBound: boolean; meminfo: { totalKiB: number } | null }[] };
+  assert.equal(s.libvirtd.answers, true);
+  const g = s.guests.find((x) => x.name === 'ballast-lab-1');
+  assert.ok(g, st.stdout);
+  assert.equal(g.state, 'running');
+  assert.equal(g.balloonBound, true);
+  assert.ok(g.meminfo && g.meminfo.totalKiB < 128 * 1024);
+  const down = cli(['down', '--keep-libvirtd']);
+  assert.equal(down.status, 0, down.stderr);
+  assert.match(down.stdout, /stopped 1 guest\(s\): ballast-lab-1/);
+  const after = JSON.parse(cli(['status', '--json']).stdout) as { guests: { name: string }[] };
+  assert.equal(after.guests.some((x) => x.name === 'ballast-lab-1'), false);
 });
