@@ -65,6 +65,7 @@ export interface PlanOptions {
   cgroup: boolean;
 }
 
+const NO_CONTROLS: Controls = Object.freeze({}) as Controls;
 const KSM_CONTROL_NAMES = Object.keys(KSM_RANGES);
 const GUEST_CONTROLS = new Set<string>(['balloon_target', ...CGROUP_CONTROLS]);
 
@@ -95,7 +96,7 @@ function guestPlan(
 ): void {
   // A guest whose part of the policy failed gets no policy controls this cycle; the guard
   // still runs for it so that a due rollback happens anyway.
-  const own: Controls = errored !== undefined || !controls ? {} : controls;
+  const own: Controls = errored !== undefined || !controls ? NO_CONTROLS : controls;
   if (errored !== undefined && controls) {
     for (const [control, requested] of Object.entries(controls)) {
       plan.notes.push({ entity: g.name, control, requested, verdict: 'veto', reasons: [`policy error in this guest's part: ${errored}`] });
@@ -111,8 +112,8 @@ function guestPlan(
     }
     if (d.next !== g.guard) plan.guard.set(g.id, { applied: d.next, otherwise: d.next });
   }
-  const latest = g.history.latest() ?? {};
-  for (const [control, requested] of Object.entries(own)) {
+  for (const control in own) {
+    const requested = own[control];
     if (control === 'balloon_target' || requested === null || requested === undefined) continue;
     if (!GUEST_CONTROLS.has(control)) {
       plan.notes.push({ entity: g.name, control, requested, verdict: 'ignored', reasons: ['no controller for this guest control'] });
@@ -122,7 +123,7 @@ function guestPlan(
       plan.notes.push({ entity: g.name, control, requested, verdict: 'veto', reasons: ['cgroup limits disabled (config host.cgroup_limits or no cgroup backend)'] });
       continue;
     }
-    const c = guardCgroup(control, requested, latest, opts.safeguards);
+    const c = guardCgroup(control, requested, g.history.latest() ?? {}, opts.safeguards);
     if (c.verdict === 'veto') plan.notes.push({ entity: g.name, control, requested, verdict: 'veto', reasons: c.reasons });
     else plan.actions.push({ entity: g.name, guestId: g.id, control, from: null, to: c.value, reasons: c.reasons });
   }

@@ -133,6 +133,7 @@ export class Engine<P = CompiledPolicy> {
   private readonly controllerByControl = new Map<string, Controller>();
   private readonly recent: ActionRecord[] = [];
   private readonly recentMax: number;
+  private recentHead = 0;
   private cycleNo = 0;
   private unsubscribe?: () => void;
   readonly counters: Counters = {
@@ -417,13 +418,17 @@ export class Engine<P = CompiledPolicy> {
   }
 
   private remember(rec: ActionRecord): void {
-    this.recent.push(rec);
-    if (this.recent.length > this.recentMax) this.recent.splice(0, this.recent.length - this.recentMax);
+    // A ring: at 1,000 guests a cycle can add hundreds of records.
+    if (this.recent.length < this.recentMax) this.recent.push(rec);
+    else {
+      this.recent[this.recentHead] = rec;
+      this.recentHead = (this.recentHead + 1) % this.recentMax;
+    }
   }
 
   /** Recent action records, oldest first. */
-  recentActions(): readonly ActionRecord[] {
-    return this.recent;
+  recentActions(): ActionRecord[] {
+    return this.recentHead === 0 ? [...this.recent] : [...this.recent.slice(this.recentHead), ...this.recent.slice(0, this.recentHead)];
   }
 
   /** Properties of every current guest (cheap: no copies of stats or history). */
@@ -456,7 +461,7 @@ export class Engine<P = CompiledPolicy> {
       guests: [...this.guests.values()].map((g) => ({
         id: g.id, name: g.name, props: g.props, stats: g.history.latest() ?? {}, vars: g.vars, stale: g.stale, holdUntil: g.guard.holdUntil, lastTarget: g.lastTarget,
       })),
-      recent: [...this.recent],
+      recent: this.recentActions(),
       counters: { ...this.counters },
     };
   }

@@ -43,6 +43,26 @@ export class History {
     return this.at(0);
   }
 
+  /** See peakRate(). Walks the ring directly: this runs for every watched guest each cycle. */
+  peakRate(field: string, since: number): number | null {
+    let peak: number | null = null;
+    const cap = this.capacity;
+    let iNew = (this.head - 1 + cap) % cap;
+    for (let k = 0; k + 1 < this.count; k++) {
+      const iOld = iNew === 0 ? cap - 1 : iNew - 1;
+      const tNew = this.times[iNew]!;
+      if (tNew <= since) break;
+      const tOld = this.times[iOld]!;
+      const vNew = this.samples[iNew]![field];
+      const vOld = this.samples[iOld]![field];
+      iNew = iOld;
+      if (vNew == null || vOld == null || tNew <= tOld || vNew < vOld) continue;
+      const rate = (vNew - vOld) / (tNew - tOld);
+      if (peak === null || rate > peak) peak = rate;
+    }
+    return peak;
+  }
+
   /** Oldest first, as the policy's `stats` list. Cached until the next push. */
   toArray(): Stats[] {
     if (this.view) return this.view;
@@ -59,16 +79,5 @@ export class History {
  * are skipped. Returns null when no pair of samples qualifies.
  */
 export function peakRate(h: History, field: string, since: number): number | null {
-  let peak: number | null = null;
-  for (let i = 0; i + 1 < h.length; i++) {
-    const tNew = h.timeAt(i)!;
-    const tOld = h.timeAt(i + 1)!;
-    if (tNew <= since) break;
-    const vNew = h.at(i)![field];
-    const vOld = h.at(i + 1)![field];
-    if (vNew == null || vOld == null || tNew <= tOld || vNew < vOld) continue;
-    const rate = (vNew - vOld) / (tNew - tOld);
-    if (peak === null || rate > peak) peak = rate;
-  }
-  return peak;
+  return h.peakRate(field, since);
 }

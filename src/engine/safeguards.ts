@@ -66,7 +66,6 @@ export interface BalloonBounds {
   step: number;
   minChange: number;
   used: number | null;
-  floorReason: string;
 }
 
 const MiB = 1024;
@@ -92,16 +91,23 @@ export function balloonBounds(s: Stats, cfg: SafeguardConfig): BalloonBounds | s
   const used = unused === null ? null : Math.max(0, cur - unused);
   const bmin = num(s.balloon_min) ?? 0;
   let floor = cfg.minGuestKiB;
-  let floorReason = `configured minimum ${fmtKiB(cfg.minGuestKiB)}`;
-  if (bmin > floor) { floor = bmin; floorReason = `balloon_min ${fmtKiB(bmin)}`; }
-  if (used !== null && used + cfg.headroomKiB > floor) {
-    floor = used + cfg.headroomKiB;
-    floorReason = `used ${fmtKiB(used)} + headroom ${fmtKiB(cfg.headroomKiB)}`;
-  }
-  if (floor > max) { floor = max; floorReason += ' (capped at balloon_max)'; }
+  if (bmin > floor) floor = bmin;
+  if (used !== null && used + cfg.headroomKiB > floor) floor = used + cfg.headroomKiB;
+  if (floor > max) floor = max;
   const step = Math.max(1, Math.floor(cfg.maxStepFraction * max));
   const minChange = Math.max(cfg.minChangeKiB, cfg.minChangeFraction * max);
-  return { floor: Math.ceil(floor), max, step, minChange, used, floorReason };
+  return { floor: Math.ceil(floor), max, step, minChange, used };
+}
+
+/** Which term made the floor what it is (for the action log; computed only when logged). */
+export function floorWhy(s: Stats, b: BalloonBounds, cfg: SafeguardConfig): string {
+  const bmin = num(s.balloon_min) ?? 0;
+  let why = `configured minimum ${fmtKiB(cfg.minGuestKiB)}`;
+  let f = cfg.minGuestKiB;
+  if (bmin > f) { f = bmin; why = `balloon_min ${fmtKiB(bmin)}`; }
+  if (b.used !== null && b.used + cfg.headroomKiB > f) { f = b.used + cfg.headroomKiB; why = `used ${fmtKiB(b.used)} + headroom ${fmtKiB(cfg.headroomKiB)}`; }
+  if (f > b.max) why += ' (capped at balloon_max)';
+  return why;
 }
 
 /**
@@ -135,12 +141,10 @@ export interface BalloonGuardInput {
 
 /** Forget an inflation once its rollback window has passed. */
 function expire(st: GuestGuardState, cycle: number, now: number, cfg: SafeguardConfig): GuestGuardState {
-  let next = st;
-  if (next.lastInflation && cycle - next.lastInflation.cycle > cfg.rollbackWindow) {
-    next = { ...next, lastInflation: undefined };
-  }
-  if (next.holdUntil !== undefined && now >= next.holdUntil) next = { ...next, holdUntil: undefined };
-  return next;
+  const dropInflation = st.lastInflation !== undefined && cycle - st.lastInflation.cycle > cfg.rollbackWindow;
+  const dropHold = st.holdUntil !== undefined && now >= st.holdUntil;
+  if (!dropInflation && !dropHold) return st;
+  return { lastInflation: dropInflation ? undefined : st.lastInflation, holdUntil: dropHold ? undefined : st.holdUntil };
 }
 
 /**
@@ -153,60 +157,76 @@ function expire(st: GuestGuardState, cycle: number, now: number, cfg: SafeguardC
  *   backing off after a rollback.
  */
 export function guardBalloon(inp: BalloonGuardInput, cfg: SafeguardConfig): BalloonDecision {
+  // Hot path (every guest, every cycle): one object literal per decision, no spreads, and
+  // reason strings only where a decision is made.
   const s = inp.history.latest() ?? {};
   const state = expire(inp.state, inp.cycle, inp.now, cfg);
   const requestedNum = num(inp.requested);
-  const base = { requested: requestedNum, from: num(s.balloon_cur), floor: null, max: null, target: null };
+  const from = num(s.balloon_cur);
   const b = balloonBounds(s, cfg);
   if (typeof b === 'string') {
-    return { ...base, verdict: inp.requested === undefined ? 'skip' : 'veto', reasons: [b], next: state };
+    return decision(inp.requested === undefined ? 'skip' : 'veto', requestedNum, from, null, null, null, [b], state);
   }
-  const cur = s.balloon_cur as number;
-  const bounded = { ...base, floor: b.floor, max: b.max };
+  const cur = from as number;
+  const { floor, max } = b;
 
   const rb = rollbackReason(inp.history, state, inp.cycle, cfg);
   if (rb !== null) {
     const step = state.lastInflation!.step;
-    const target = Math.min(b.max, Math.max(b.floor, Math.min(cur + step, Math.max(cur + b.step, b.floor))));
-    const hold = `no inflation for ${cfg.rollbackBackoffS} s`;
-    return {
-      ...bounded,
-      verdict: target === cur ? 'skip' : 'rollback',
-      target: target === cur ? null : target,
-      reasons: [rb, hold],
-      next: { lastInflation: undefined, holdUntil: inp.now + cfg.rollbackBackoffS },
-    };
+    const target = Math.min(max, Math.max(floor, Math.min(cur + step, Math.max(cur + b.step, floor))));
+    const next: GuestGuardState = { lastInflation: undefined, holdUntil: inp.now + cfg.rollbackBackoffS };
+    const reasons = [rb, `no inflation for ${cfg.rollbackBackoffS} s`];
+    return target === cur
+      ? decision('skip', requestedNum, from, null, floor, max, reasons, next)
+      : decision('rollback', requestedNum, from, target, floor, max, reasons, next);
   }
 
-  if (inp.requested === undefined) return { ...bounded, verdict: 'skip', reasons: ['no balloon_target'], next: state };
+  if (inp.requested === undefined) return decision('skip', null, from, null, floor, max, NO_REQUEST, state);
   if (requestedNum === null) {
-    return { ...bounded, verdict: 'veto', reasons: [`balloon_target is not a finite number: ${JSON.stringify(inp.requested)}`], next: state };
+    return decision('veto', null, from, null, floor, max, [`balloon_target is not a finite number: ${JSON.stringify(inp.requested)}`], state);
   }
-  const reasons: string[] = [];
   let t = Math.round(requestedNum);
   if (t < cur) {
     const why = inp.stale ? `sample stale (${inp.stale})`
       : b.used === null ? 'guest memory use unknown (no mem_unused)'
       : state.holdUntil !== undefined ? `backing off after a rollback until t=${Math.round(state.holdUntil)} s`
       : null;
-    if (why) return { ...bounded, verdict: 'veto', reasons: [`inflation refused: ${why}`], next: state };
+    if (why) return decision('veto', requestedNum, from, null, floor, max, [`inflation refused: ${why}`], state);
   }
-  if (t < b.floor) { reasons.push(`clamped up to floor ${fmtKiB(b.floor)} (${b.floorReason})`); t = b.floor; }
-  if (t > b.max) { reasons.push(`clamped down to balloon_max ${fmtKiB(b.max)}`); t = b.max; }
-  const lo = Math.min(cur - b.step, b.max);
-  const hi = Math.max(cur + b.step, b.floor);
-  if (t < lo) { reasons.push(`rate-limited to -${fmtKiB(b.step)} per cycle`); t = lo; }
-  if (t > hi) { reasons.push(`rate-limited to +${fmtKiB(b.step)} per cycle`); t = hi; }
-  const outside = cur < b.floor || cur > b.max;
-  if (t === cur || (Math.abs(t - cur) < b.minChange && !outside)) {
-    return { ...bounded, verdict: 'skip', reasons: [...reasons, `change ${fmtKiB(t - cur)} below ${fmtKiB(b.minChange)}`], next: state };
+  // Bit flags instead of strings until we know the decision is kept.
+  let did = 0;
+  if (t < floor) { did |= 1; t = floor; }
+  if (t > max) { did |= 2; t = max; }
+  const lo = Math.min(cur - b.step, max);
+  const hi = Math.max(cur + b.step, floor);
+  if (t < lo) { did |= 4; t = lo; }
+  if (t > hi) { did |= 8; t = hi; }
+  const outside = cur < floor || cur > max;
+  const skip = t === cur || (Math.abs(t - cur) < b.minChange && !outside);
+  const reasons: string[] = [];
+  if (!skip) reasons.push(t < cur ? 'policy asked to inflate' : 'policy asked to deflate');
+  if (did & 1) reasons.push(`clamped up to floor ${fmtKiB(floor)} (${floorWhy(s, b, cfg)})`);
+  if (did & 2) reasons.push(`clamped down to balloon_max ${fmtKiB(max)}`);
+  if (did & 4) reasons.push(`rate-limited to -${fmtKiB(b.step)} per cycle`);
+  if (did & 8) reasons.push(`rate-limited to +${fmtKiB(b.step)} per cycle`);
+  if (skip) {
+    reasons.push(`change ${fmtKiB(t - cur)} below ${fmtKiB(b.minChange)}`);
+    return decision('skip', requestedNum, from, null, floor, max, reasons, state);
   }
-  if (cur < b.floor) reasons.push(`below floor: raised to ${fmtKiB(b.floor)} at once`);
-  reasons.unshift(t < cur ? 'policy asked to inflate' : 'policy asked to deflate');
+  if (cur < floor) reasons.push(`below floor: raised to ${fmtKiB(floor)} at once`);
   const next: GuestGuardState = t < cur
-    ? { ...state, lastInflation: { cycle: inp.cycle, at: inp.now, step: cur - t } }
-    : { ...state, lastInflation: undefined };
-  return { ...bounded, verdict: 'apply', target: t, reasons, next };
+    ? { lastInflation: { cycle: inp.cycle, at: inp.now, step: cur - t }, holdUntil: state.holdUntil }
+    : { lastInflation: undefined, holdUntil: state.holdUntil };
+  return decision('apply', requestedNum, from, t, floor, max, reasons, next);
+}
+
+const NO_REQUEST: string[] = ['no balloon_target'];
+
+function decision(
+  verdict: BalloonVerdict, requested: number | null, from: number | null, target: number | null,
+  floor: number | null, max: number | null, reasons: string[], next: GuestGuardState,
+): BalloonDecision {
+  return { verdict, requested, from, target, floor, max, reasons, next };
 }
 
 // ---- KSM ----------------------------------------------------------------------------------
@@ -261,7 +281,7 @@ export function guardCgroup(control: string, requested: unknown, s: Stats, cfg: 
   let value = Math.round(v);
   const reasons = ['policy request'];
   if (typeof b !== 'string' && value < b.floor) {
-    reasons.push(`raised to floor ${fmtKiB(b.floor)} (${b.floorReason})`);
+    reasons.push(`raised to floor ${fmtKiB(b.floor)} (${floorWhy(s, b, cfg)})`);
     value = b.floor;
   } else if (typeof b === 'string' && value < cfg.minGuestKiB) {
     reasons.push(`raised to configured minimum ${fmtKiB(cfg.minGuestKiB)}`);
