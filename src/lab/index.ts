@@ -17,3 +17,4 @@ export { startQemuGuest, stopQemuGuest, stopAllQemuGuests, listQemuGuests, type 
 export { parseConsole, parseConsoleLine, summarizeConsole, balloonReady, validateWorkloadSpec, type ConsoleLine, type ConsoleSummary, type MeminfoReport, type RateReport } from './console.js';
 export { labAvailable, type LabAvailability } from './available.js';
 export { GUEST_PREFIX, LIBVIRT_URI, LIBVIRT_SOCK, RUN_DIR, BUILD_DIR } from './paths.js';
+export { memCgroupDirOf, libvirtGuestPid, cgroupPathFrom } from './cgroup.js';

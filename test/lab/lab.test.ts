@@ -6,11 +6,11 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { connect } from 'node:net';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { acquireLab, requireLab, skipLoudly, otherLeases } from './fixture.js';
-import { ensureLabBuilt, ensureLibvirtd, stopLibvirtd, libvirtdAnswers, labLibvirtdPid, BALLOON_MODULES, labGuestSummary } from '../../src/lab/index.js';
+import { ensureLabBuilt, ensureLibvirtd, stopLibvirtd, libvirtdAnswers, labLibvirtdPid, BALLOON_MODULES, labGuestSummary, libvirtGuestPid, memCgroupDirOf } from '../../src/lab/index.js';
 import { virsh } from '../../src/lab/guests.js';
 import { pidAlive, sleep, waitFor } from '../../src/lab/proc.js';
 
@@ -60,6 +60,12 @@ test('a libvirt guest boots: balloon modules loaded, workload reporting, balloon
     return /^actual 163840$/m.test(out) ? out : undefined;
   }, 500);
   assert.match(stats, /^unused \d+$/m, 'balloon stats flow (stats period set)');
+  // Its QEMU is charged in a memory cgroup the host side can read (and limit).
+  const pid = libvirtGuestPid(g.name);
+  assert.ok(pid && pidAlive(pid), `QEMU PID of ${g.name}`);
+  const dir = memCgroupDirOf(pid);
+  const usage = Number(readFileSync(join(dir, existsSync(join(dir, 'memory.usage_in_bytes')) ? 'memory.usage_in_bytes' : 'memory.current'), 'utf8'));
+  assert.ok(usage > 16 << 20, `memory charged in ${dir}: ${usage} bytes`);
 });
 
 test('a plain QEMU guest answers QMP and reports its balloon', async (t) => {
