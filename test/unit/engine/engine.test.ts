@@ -227,3 +227,39 @@ test('the shipped default policy runs through the engine: a host under pressure 
   assert.ok(ksm.state.pages_to_scan > 100);
   assert.ok(logger.records.some((r) => r.event === 'action' && r.control === 'ksm_run'));
 });
+
+test('simulator: a guest destroyed between collection and actuation is dropped, the others are acted on', async () => {
+  const { SimHypervisor, SimKsm, simHostSource } = await import('../../../src/hypervisor/sim/index.js');
+  const { parseScenario } = await import('../../../src/sim/scenarios.js');
+  const { SimWorld } = await import('../../../src/sim/world.js');
+  const world = new SimWorld(parseScenario({
+    host: { memMiB: 4096, swapMiB: 2048, cpus: 2 },
+    guests: [1, 2, 3].map((i) => ({ name: `vm${i}`, memMiB: 1024, workload: { kind: 'idle', anonMiB: 100 } })),
+  }), 1);
+  const sim = new SimHypervisor(world);
+  const logger = memoryLogger();
+  const engine = new Engine<FnPolicy>({
+    hypervisor: sim, hostSources: [simHostSource(world)], ksm: new SimKsm(world), logger, now: () => world.now, evaluate: evaluateFn,
+    policy: targetPolicy((s) => (s.balloon_cur as number) - 50 * MiB),
+  });
+  world.advance(5);
+  await engine.collect();
+  // Destroyed while the cycle runs: the world drops it and emits its lifecycle event.
+  const realSet = sim.setBalloon.bind(sim);
+  let first = true;
+  sim.setBalloon = async (id, t) => {
+    if (first) { first = false; world.destroyGuest('vm2'); }
+    return realSet(id, t);
+  };
+  const r = await engine.evaluateAndAct();
+  const res = Object.fromEntries(r.outcomes.map((o) => [o.action.entity, o.result]));
+  assert.equal(res.vm1, 'applied');
+  assert.equal(res.vm2, 'dropped');
+  assert.equal(res.vm3, 'applied');
+  world.advance(5);
+  await engine.collect();
+  assert.deepEqual(engine.snapshot().guests.map((g) => g.name), ['vm1', 'vm3']);
+  const again = await engine.evaluateAndAct();
+  assert.ok(again.outcomes.every((o) => o.result === 'applied'));
+  engine.dispose();
+});

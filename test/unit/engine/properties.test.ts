@@ -77,6 +77,7 @@ class DriftingHypervisor extends FakeHypervisor {
 }
 
 test('balloon targets stay in [floor, balloon_max] and move at most one step per cycle', async () => {
+  let checked = 0;
   await fc.assert(fc.asyncProperty(exprArb, hostArb, async (expr, host) => {
     const policy = compilePolicyText(`(with Guests guest (guest.Control "balloon_target" ${expr}))`);
     const sims: SimGuest[] = host.guests.map((g, i) => {
@@ -102,6 +103,7 @@ test('balloon targets stay in [floor, balloon_max] and move at most one step per
         hv.setCalls.length = 0;
         await engine.evaluateAndAct();
         for (const call of hv.setCalls) {
+          checked++;
           const s = hv.lastSeen.get(call.id)!;
           const cur = s.balloon_cur as number;
           const max = s.balloon_max as number;
@@ -120,4 +122,93 @@ test('balloon targets stay in [floor, balloon_max] and move at most one step per
       engine.dispose();
     }
   }), { numRuns: 150 });
+  assert.ok(checked > 100, `only ${checked} balloon targets were set: the property was barely exercised`);
+});
+
+// ---- the same properties on the real simulator ----------------------------------------------
+
+import { SimHypervisor, SimKsm, simHostSource } from '../../../src/hypervisor/sim/index.js';
+import { parseScenario } from '../../../src/sim/scenarios.js';
+import { SimWorld } from '../../../src/sim/world.js';
+import type { Hypervisor, LifecycleEvent } from '../../../src/types.js';
+
+const workloadArb = fc.oneof(
+  fc.record({ kind: fc.constant('memknobs'), sizesMiB: fc.array(fc.integer({ min: 32, max: 1500 }), { minLength: 1, maxLength: 3 }), runS: fc.integer({ min: 10, max: 120 }), pauseS: fc.integer({ min: 0, max: 30 }) }),
+  fc.record({ kind: fc.constant('web'), requestRate: fc.integer({ min: 1, max: 30 }), anonMiB: fc.integer({ min: 50, max: 600 }), fileSetMiB: fc.integer({ min: 50, max: 1500 }) }),
+  fc.record({ kind: fc.constant('idle'), anonMiB: fc.integer({ min: 10, max: 400 }) }),
+  fc.record({ kind: fc.constant('leak'), leakMiBPerMin: fc.integer({ min: 10, max: 400 }) }),
+);
+
+const scenarioArb = fc.record({
+  hostMiB: fc.integer({ min: 1024, max: 8192 }),
+  swapMiB: fc.integer({ min: 0, max: 4096 }),
+  guests: fc.array(fc.record({
+    memMiB: fc.integer({ min: 256, max: 2048 }),
+    balloonFrac: fc.double({ min: 0.3, max: 1, noNaN: true }),
+    balloonMinMiB: fc.integer({ min: 0, max: 256 }),
+    stopS: fc.option(fc.integer({ min: 20, max: 200 }), { nil: undefined }),
+    workload: workloadArb,
+  }), { minLength: 1, maxLength: 6 }),
+  seed: fc.integer({ min: 1, max: 1000 }),
+});
+
+/** The simulator's hypervisor, recording what the guard saw and what was set. */
+class RecordingHypervisor implements Hypervisor {
+  readonly name = 'recording-sim';
+  lastSeen = new Map<string, Stats>();
+  calls: { id: string; target: number }[] = [];
+  constructor(private readonly inner: SimHypervisor) {}
+  connect() { return this.inner.connect(); }
+  close() { return this.inner.close(); }
+  async collect(): Promise<GuestSample[]> {
+    const out = await this.inner.collect();
+    for (const s of out) this.lastSeen.set(s.id, s.stats);
+    return out;
+  }
+  async setBalloon(id: string, target: number): Promise<void> {
+    this.calls.push({ id, target });
+    await this.inner.setBalloon(id, target);
+  }
+  onEvent(l: (e: LifecycleEvent) => void) { return this.inner.onEvent(l); }
+}
+
+test('on random simulated hosts, balloon targets stay in [floor, balloon_max] within the step limit', async () => {
+  let checked = 0;
+  await fc.assert(fc.asyncProperty(exprArb, scenarioArb, hostArb.map((h) => h.safeguards), async (expr, sc, sg) => {
+    const spec = parseScenario({
+      host: { memMiB: sc.hostMiB, swapMiB: sc.swapMiB, cpus: 4 },
+      guests: sc.guests.map((g, i) => ({
+        name: `vm${i}`, memMiB: g.memMiB, balloonMiB: Math.max(64, Math.round(g.memMiB * g.balloonFrac)),
+        balloonMinMiB: g.balloonMinMiB, stopS: g.stopS, workload: g.workload,
+      })),
+      seed: sc.seed,
+    });
+    const world = new SimWorld(spec, sc.seed);
+    const hv = new RecordingHypervisor(new SimHypervisor(world));
+    const policy = compilePolicyText(`(with Guests guest (guest.Control "balloon_target" ${expr}))`);
+    const engine = new Engine({ hypervisor: hv, hostSources: [simHostSource(world)], ksm: new SimKsm(world), policy, now: () => world.now, safeguards: sg as SafeguardConfig });
+    for (let i = 0; i < 24; i++) {
+      world.advance(5);
+      await engine.collect();
+      if (i % 2 === 0) continue;
+      hv.calls.length = 0;
+      const r = await engine.evaluateAndAct();
+      assert.equal(r.outcomes.filter((o) => o.result === 'failed').length, 0, JSON.stringify(r.outcomes.filter((o) => o.result === 'failed')));
+      for (const call of hv.calls) {
+        checked++;
+        const s = hv.lastSeen.get(call.id)!;
+        const cur = s.balloon_cur as number;
+        const max = s.balloon_max as number;
+        const used = cur - (s.mem_unused as number);
+        const floor = Math.min(max, Math.ceil(Math.max(sg.minGuestKiB, s.balloon_min as number, used + sg.headroomKiB)));
+        const step = Math.max(1, Math.floor(sg.maxStepFraction * max));
+        const ctx = `expr=${expr} t=${world.now} cur=${cur} floor=${floor} max=${max} step=${step} target=${call.target}`;
+        assert.ok(call.target >= floor && call.target <= max, `target outside [floor, max]: ${ctx}`);
+        const change = Math.abs(call.target - cur);
+        assert.ok(change <= step || (cur < floor && call.target === floor) || (cur > max && call.target === max), `change ${change} above step: ${ctx}`);
+      }
+    }
+    engine.dispose();
+  }), { numRuns: 60 });
+  assert.ok(checked > 100, `only ${checked} balloon targets were set: the property was barely exercised`);
 });
