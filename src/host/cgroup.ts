@@ -32,6 +32,13 @@ export interface CgroupMount {
   controllers: string[];
 }
 
+/** v1 super options hold the hierarchy's controllers among flags (rw, clone_children, ...). */
+const V1_FLAGS = new Set(['rw', 'ro', 'clone_children', 'noprefix', 'xattr', 'cpuset_v2_mode', 'favordynmods', 'nosuid', 'nodev', 'noexec', 'relatime']);
+function isControllerOption(o: string): boolean {
+  if (o.startsWith('name=')) return true;
+  return o !== '' && !o.includes('=') && !V1_FLAGS.has(o);
+}
+
 /** Unescapes mountinfo's octal escapes (\040 for a space). */
 function unescapeMount(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
@@ -51,7 +58,7 @@ export function parseMountinfo(text: string): CgroupMount[] {
       root: unescapeMount(left[3] ?? '/'),
       mountPoint: unescapeMount(left[4] ?? ''),
       version: fstype === 'cgroup2' ? 2 : 1,
-      controllers: fstype === 'cgroup' ? opts.filter((o) => o !== 'rw' && o !== 'ro' && !o.startsWith('relatime') && o !== 'nosuid' && o !== 'nodev' && o !== 'noexec' && !o.startsWith('release_agent') && o !== 'clone_children' && o !== 'noprefix' && o !== 'xattr') : [],
+      controllers: fstype === 'cgroup' ? opts.filter(isControllerOption) : [],
     });
   }
   return out;

@@ -6,6 +6,7 @@ import type { HostSource, Stats } from '../types.js';
 import { limitBytesToKiB, findMemoryCgroup, type MemoryCgroup } from './cgroup.js';
 import { parseKeyValues, readText, readTextIfExists } from './files.js';
 import { parseMeminfo } from './meminfo.js';
+import { parsePsi } from './psi.js';
 
 /** What the cgroup files say, in KiB (limits null when unlimited). */
 export interface DomainReading {
@@ -176,6 +177,10 @@ export class MemoryDomainSource implements HostSource {
     const { dir, mountPoint } = await this.locate();
     const reading = await readDomain(dir, mountPoint);
     const mi = parseMeminfo(await readText(this.root, '/proc/meminfo'));
-    return domainStats(reading, { memTotal: mi.get('MemTotal') ?? 0, swapTotal: mi.get('SwapTotal') ?? 0 });
+    const out = domainStats(reading, { memTotal: mi.get('MemTotal') ?? 0, swapTotal: mi.get('SwapTotal') ?? 0 });
+    // v2 keeps pressure stall figures per cgroup: the domain's own memory pressure.
+    const psi = await readNum(dir, 'memory.pressure').catch(() => null);
+    for (const [k, v] of Object.entries(psi === null ? parsePsi('') : parsePsi(psi))) out[`domain_${k}`] = v;
+    return out;
   }
 }

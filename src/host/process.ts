@@ -1,5 +1,5 @@
 // Facts about one process from /proc/PID: resident memory (KiB), CPU ticks, KSM merging.
-import { parseKeyValues, readText, readTextIfExists } from './files.js';
+import { parseKeyValues, readTextIfExists } from './files.js';
 
 /** VmRSS of a /proc/PID/status text, KiB; null for kernel threads and zombies (no VmRSS line). */
 export function parseStatusRss(text: string): number | null {
@@ -60,4 +60,3 @@ export async function sumRss(root: string, pids: readonly number[]): Promise<num
   return total;
 }
 
-export { readText };

@@ -33,6 +33,7 @@ function v2Tree(): string {
   put(root, `${slice}/memory.swap.current`, `${50 * MiB}\n`);
   put(root, `${slice}/memory.stat`, `anon ${400 * MiB}\nfile ${150 * MiB}\nkernel 1000\nshmem 0\npgmajfault 12\n`);
   put(root, `${slice}/memory.events`, 'low 0\nhigh 3\nmax 7\noom 1\noom_kill 1\noom_group_kill 0\n');
+  put(root, `${slice}/memory.pressure`, 'some avg10=12.50 avg60=3.00 avg300=1.00 total=999\nfull avg10=4.00 avg60=1.25 avg300=0.50 total=333\n');
   const scope = `${slice}/machine-qemu\\x2d1\\x2dvm1.scope`;
   put(root, `${scope}/cgroup.procs`, '4242\n');
   put(root, `${scope}/memory.max`, 'max\n');
@@ -86,6 +87,8 @@ test('v2: a guest\'s cgroup found from its pid; the domain reads limit, usage, c
   assert.equal(s.swap_usage, 50 * 1024);
   assert.equal(s.domain_oom_kill, 1);
   assert.equal(s.domain_events_high, 3);
+  assert.equal(s.domain_psi_some_avg10, 12.5, 'the cgroup\'s own pressure');
+  assert.equal(s.domain_psi_full_avg60, 1.25);
   // The scope has no limit of its own; its parent's 1 GiB is its effective limit.
   const scope = await readDomain(join(root, 'sys/fs/cgroup/machine.slice/machine-qemu\\x2d1\\x2dvm1.scope'), join(root, 'sys/fs/cgroup'));
   assert.equal(scope.limit, 1024 * 1024);
@@ -113,6 +116,7 @@ test('v1 domain: hierarchical limit, total_cache, memsw swap, oom_control', asyn
   put(root, 'lab/memory.failcnt', '9\n');
   const r = await readDomain(d);
   assert.equal(r.version, 1);
+  assert.equal((await new MemoryDomainSource({ dir: d, root: LIVE }).collect()).domain_psi_some_avg10, null, 'v1: no per-cgroup pressure');
   assert.equal(r.limit, 512 * 1024, 'own limit unlimited, parent\'s 512 MiB applies');
   assert.equal(r.swapLimit, 256 * 1024);
   assert.equal(r.swapUsage, 20 * 1024, 'memsw usage minus memory usage');
