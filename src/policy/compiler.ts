@@ -7,7 +7,7 @@ import type { AtomNode, ListNode, Node, Program } from './parser.js';
 import { ENTITY_METHODS, Entity } from './entity.js';
 import { Runtime, type Fn, type UserFn } from './runtime.js';
 import {
-  PyFunc, abs, add, compare, div, eq, isNull, minMax, mkFloat, mul, repr, shl, shr, sub, truthy,
+  DictValues, PyFunc, abs, add, compare, div, eq, isNull, minMax, mkFloat, mul, repr, shl, shr, sub, truthy,
   typeName, type Value,
 } from './values.js';
 
@@ -485,6 +485,7 @@ class Compiler {
       const coll = listFn(rt);
       let items: readonly Value[];
       if (Array.isArray(coll)) items = coll;
+      else if (coll instanceof DictValues) items = coll.items;
       else if (typeof coll === 'string') items = Array.from(coll);
       else throw new PolicyRuntimeError(`cannot iterate over ${listName} ('${typeName(coll)}' object is not iterable)`, pos);
       const out: Value[] = new Array(items.length);

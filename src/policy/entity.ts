@@ -2,7 +2,7 @@
 // Stat/StatAvg over the sample history, properties, variables kept across cycles, and
 // controls requested for the controllers. The stats history is read in place, never copied.
 import { PolicyRuntimeError, type Pos } from './errors.js';
-import { PyEntity, PyFloat, PyFunc, add, isNumeric, mkFloat, num, repr, type Value } from './values.js';
+import { DictValues, PyEntity, PyFloat, PyFunc, add, isNumeric, mkFloat, num, repr, type Value } from './values.js';
 
 /** What the caller passes per entity: stats oldest first. */
 export interface EntityState {
@@ -30,6 +30,7 @@ const hasOwn = Object.prototype.hasOwnProperty;
 
 function keyOf(k: Value, pos: Pos): string {
   if (Array.isArray(k)) throw new PolicyRuntimeError("unhashable type: 'list'", pos);
+  if (k instanceof DictValues) throw new PolicyRuntimeError("unhashable type: 'dict_values'", pos);
   if (typeof k === 'string') return k;
   return repr(k);
 }

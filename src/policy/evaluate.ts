@@ -5,7 +5,7 @@ import type { Pos } from './errors.js';
 import { Entity, type EntityState } from './entity.js';
 import { ABS, debugFunc, toPolicyError, type CompiledPolicy } from './compiler.js';
 import { Runtime } from './runtime.js';
-import { PyFloat, PyFunc, PyEntity, type Value } from './values.js';
+import { DictValues, PyFloat, PyFunc, PyEntity, type Value } from './values.js';
 
 export interface PolicyError {
   message: string;
@@ -47,6 +47,7 @@ export const DEFAULT_MAX_DEPTH = 400;
 export function toPlain(v: unknown): unknown {
   if (v instanceof PyFloat) return v.v;
   if (Array.isArray(v)) return v.map(toPlain);
+  if (v instanceof DictValues) return v.items.map(toPlain);
   if (v instanceof PyEntity) return v.describe();
   if (v instanceof PyFunc) return `<function ${v.name}>`;
   return v;
@@ -71,7 +72,7 @@ export function evaluate(policy: CompiledPolicy, host: EntityState, guests: Enti
   const guestEs = guests.map((g) => new Entity('guest', g));
   // Ids 0..3 are the prebound names, in compileProgram's order.
   rt.define(0, hostE);
-  rt.define(1, guestEs);
+  rt.define(1, new DictValues(guestEs));
   rt.define(2, ABS);
   rt.define(3, debugFunc(opts.debug));
 

@@ -1,7 +1,7 @@
 // JSON as Python's json module reads and writes it, for `ballast policy eval`: a float stays
 // a float (input `2.0` is a float, output of the float 2.0 is `2.0`, as MOM's Python would
 // print it), so results compare exactly with MOM's.
-import { PyEntity, PyFloat, PyFunc, floatRepr, intRepr } from './values.js';
+import { DictValues, PyEntity, PyFloat, PyFunc, floatRepr, intRepr } from './values.js';
 
 /**
  * Parses JSON text that JSON.parse has already accepted, keeping float-ness: a number
@@ -95,6 +95,7 @@ export function stringifyPyJson(v: unknown, indent = 2): string {
     if (x instanceof PyFloat) return numberText(x.v, true);
     if (x instanceof PyEntity) return JSON.stringify(x.describe());
     if (x instanceof PyFunc) return JSON.stringify(`<function ${x.name}>`);
+    if (x instanceof DictValues) return out([...x.items], depth);
     const pad = ' '.repeat(indent * (depth + 1));
     const end = ' '.repeat(indent * depth);
     if (Array.isArray(x)) {

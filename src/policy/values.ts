@@ -26,7 +26,15 @@ export abstract class PyEntity {
   abstract describe(): string;
 }
 
-export type Value = null | boolean | number | string | PyFloat | PyFunc | PyEntity | Value[];
+/**
+ * MOM binds `Guests` to a dict's values view, not a list: `with` iterates it and `null`
+ * sees its length, but it equals only itself and takes part in no arithmetic or ordering.
+ */
+export class DictValues {
+  constructor(readonly items: readonly Value[]) {}
+}
+
+export type Value = null | boolean | number | string | PyFloat | PyFunc | PyEntity | DictValues | Value[];
 
 /** A float result: boxed when integral so it keeps its float-ness. */
 export function mkFloat(r: number): number | PyFloat {
@@ -59,6 +67,7 @@ export function typeName(v: Value): string {
   if (v instanceof PyFloat) return 'float';
   if (Array.isArray(v)) return 'list';
   if (v instanceof PyFunc) return 'function';
+  if (v instanceof DictValues) return 'dict_values';
   return 'Entity';
 }
 
@@ -74,6 +83,7 @@ export function truthy(v: Value): boolean {
   }
   if (v instanceof PyFloat) return v.v !== 0;
   if (Array.isArray(v)) return v.length > 0;
+  if (v instanceof DictValues) return v.items.length > 0;
   return true;
 }
 
@@ -182,7 +192,7 @@ export function shl(a: Value, b: Value, pos: Pos): Value {
 
 export function shr(a: Value, b: Value, pos: Pos): Value {
   const [x, n] = shiftOperands('>>', a, b, pos);
-  if (n > 1100) return x < 0 ? -1 : 0;
+  if (n >= 1024) return x < 0 ? -1 : 0; // 2 ** n is Infinity in doubles
   const r = Math.floor(x / 2 ** n);
   return r === 0 ? 0 : r;
 }
@@ -263,6 +273,7 @@ export function isNull(args: Value[]): boolean {
   for (const v of args) {
     if (v === null) continue;
     if ((typeof v === 'string' || Array.isArray(v)) && v.length === 0) continue;
+    if (v instanceof DictValues && v.items.length === 0) continue;
     return false;
   }
   return true;
@@ -317,5 +328,6 @@ export function repr(v: Value): string {
   if (v instanceof PyFloat) return floatRepr(v.v);
   if (Array.isArray(v)) return '[' + v.map(repr).join(', ') + ']';
   if (v instanceof PyFunc) return `<function ${v.name}>`;
+  if (v instanceof DictValues) return `dict_values([${v.items.map(repr).join(', ')}])`;
   return v.describe();
 }

@@ -64,6 +64,9 @@ test('shifts need integers', () => {
   assert.equal(py('(<< 1 10)'), '1024');
   assert.equal(py('(>> 1024 3)'), '128');
   assert.equal(py('(>> -5 1)'), '-3');
+  assert.equal(py('(>> -1 1024)'), '-1'); // Python floors; 2 ** 1024 overflows doubles
+  assert.equal(py('(>> -1 5000)'), '-1');
+  assert.equal(py('(>> 7 1030)'), '0');
   assert.equal(py('(<< (< 0 1) 2)'), '4');
   assert.match(err('(<< 1.5 2)').message, /unsupported operand/);
   assert.match(err('(>> 4 -1)').message, /negative shift count/);
@@ -244,4 +247,16 @@ test('an error stops evaluation: aborted, values so far kept', () => {
 test('an octal literal with digits 8 or 9 fails when evaluated, like int("0o8", 0)', () => {
   assert.match(err('0o8').message, /invalid literal/);
   assert.equal(py('(def f () 0o9) 1'), '1');
+});
+
+test('Guests is a dict values view as in MOM: iterable, sized, equal only to itself', () => {
+  const gs = [{ props: { name: 'a' }, stats: [{ balloon_cur: 1 }], vars: {} }];
+  assert.equal(py('(== Guests (with Guests g g))', gs), 'false');
+  assert.equal(py('(defvar G Guests) (== G Guests)', gs), 'true');
+  assert.equal(py('(null Guests)', gs), 'false');
+  assert.equal(py('(null Guests)'), 'true');
+  assert.equal(py('(if Guests 1 2)', gs), '1');
+  assert.match(err('(+ Guests Guests)').message, /unsupported operand type\(s\) for \+: 'dict_values' and 'dict_values'/);
+  assert.match(err('(* Guests 2)').message, /for \*: 'dict_values' and 'int'/);
+  assert.match(err('(< Guests Guests)').message, /'<' not supported between instances of 'dict_values'/);
 });
