@@ -9,6 +9,7 @@ import { posix } from 'node:path';
 import type { CgroupBackend, GuestSample, MemLimits } from '../types.js';
 import { findMemoryCgroup, limitBytesToKiB, type MemoryCgroup } from './cgroup.js';
 import { errnoOf } from './files.js';
+import { guestPid } from './guest-pid.js';
 
 export interface LimitFiles {
   high: string;
@@ -62,6 +63,8 @@ export interface CgroupLimitsOptions {
   /** Allow limits on a cgroup that holds other processes besides the guest (off: a limit
    *  meant for one guest must not squeeze its neighbours, nor the domain they share). */
   allowShared?: boolean;
+  /** Where libvirt keeps <name>.pid for guests whose driver gives no props.pid. */
+  libvirtRunDir?: string;
 }
 
 export class CgroupLimits implements CgroupBackend {
@@ -74,10 +77,10 @@ export class CgroupLimits implements CgroupBackend {
     this.root = opts.root ?? '/';
   }
 
-  /** The memory cgroup of a guest's QEMU process (props.pid). */
+  /** The memory cgroup of a guest's QEMU process (props.pid, or libvirt's PID file). */
   async cgroupOf(guest: GuestSample): Promise<MemoryCgroup> {
-    const pid = Number(guest.props.pid);
-    if (!Number.isInteger(pid) || pid <= 0) throw new CgroupLimitError(`guest ${guest.name}: no QEMU pid known, cannot find its cgroup`);
+    const pid = await guestPid(guest, { root: this.root, libvirtRunDir: this.opts.libvirtRunDir });
+    if (pid === null) throw new CgroupLimitError(`guest ${guest.name}: no QEMU pid known (no props.pid, no libvirt PID file), cannot find its cgroup`);
     const cached = this.byPid.get(pid);
     if (cached) return cached;
     const cg = await findMemoryCgroup(this.root, pid);
@@ -113,7 +116,7 @@ export class CgroupLimits implements CgroupBackend {
         }
       } catch (err) {
         const code = errnoOf(err);
-        if (code === 'ENOENT') this.byPid.delete(Number(guest.props.pid));
+        if (code === 'ENOENT') for (const [p, c] of this.byPid) if (c.dir === cg.dir) this.byPid.delete(p);
         errors.push(code ? explain(file, code, kib, cg.version) : (err as Error).message);
       }
     }

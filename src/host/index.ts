@@ -33,4 +33,5 @@ export function hostSources(opts: HostSourcesOptions = {}): HostSource[] {
 export { MeminfoSource, VmstatSource, PsiSource, KsmSource, NumaSource, HugepagesSource, CpuSource, MemoryDomainSource };
 export { KsmSysfs, KsmWriteError } from './ksm-sysfs.js';
 export { CgroupLimits, CgroupLimitError } from './cgroup-limits.js';
+export { guestPid, guestPids } from './guest-pid.js';
 export { evaluateAlerts, hostAlerts, guestLeakAlert, AlertTracker, DEFAULT_THRESHOLDS, type AlertEvent, type AlertThresholds } from './alerts.js';

@@ -152,6 +152,13 @@ test('per-guest limits refuse shared cgroups, unknown pids and the root cgroup',
   await assert.rejects(cg.setLimits(guest(1), { max: 1000 }), /root memory cgroup/);
   await assert.rejects(cg.setLimits(guest(77777), { max: 1000 }), /has no memory cgroup/);
   await assert.rejects(cg.setLimits({ ...guest(0), props: {} }, { max: 1000 }), /no QEMU pid/);
+  // A libvirt guest: no props.pid, its PID file names the QEMU process.
+  put(root, 'run/libvirt/qemu/vm1.pid', '4242');
+  put(root, 'proc/4242/status', 'Name:\tqemu-system-x86\nTgid:\t4242\n');
+  await cg.setLimits({ id: 'u', name: 'vm1', props: { uuid: 'u' }, stats: {} }, { max: 300 * 1024 });
+  assert.equal(readFileSync(join(root, 'sys/fs/cgroup/machine.slice/machine-qemu\\x2d1\\x2dvm1.scope/memory.max'), 'utf8'), String(300 * MiB));
+  put(root, 'run/libvirt/qemu/gone.pid', '5555');
+  await assert.rejects(cg.setLimits({ id: 'g', name: 'gone', props: {}, stats: {} }, { max: 1 }), /no QEMU pid known/, 'a stale PID file is no pid');
   await new CgroupLimits({ root, allowShared: true }).setLimits(guest(4343), { max: 2048 });
   assert.equal(readFileSync(join(root, 'sys/fs/cgroup/machine.slice/memory.max'), 'utf8'), String(2 * MiB));
 });
