@@ -1,0 +1,93 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseDuration, parseMiB } from '../../../src/cli/sim.js';
+
+function runCli(args: string[]) {
+  return spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { encoding: 'utf8' });
+}
+
+test('durations and sizes parse; nonsense does not', () => {
+  assert.equal(parseDuration('2h'), 7200);
+  assert.equal(parseDuration('1h30m'), 5400);
+  assert.equal(parseDuration('45s'), 45);
+  assert.equal(parseDuration('600'), 600);
+  assert.throws(() => parseDuration('2 hours'), /bad duration/);
+  assert.throws(() => parseDuration(''), /bad duration/);
+  assert.equal(parseMiB('2G'), 2048);
+  assert.equal(parseMiB('512MiB'), 512);
+  assert.equal(parseMiB('1024'), 1024);
+  assert.throws(() => parseMiB('lots'), /bad memory size/);
+});
+
+test('ballast sim runs a scenario with a policy, prints a summary and writes a CSV series', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ballast-sim-'));
+  const out = join(dir, 'series.csv');
+  const r = runCli(['sim', '--scenario', 'leak', '--policy', 'policies/default.policy', '--duration', '10m', '--out', out, '--seed', '4']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /scenario leak \(4 guests\), seed 4/);
+  assert.match(r.stdout, /throughput +[\d,]+ requests\/s/);
+  assert.match(r.stdout, /swap operations/);
+  assert.match(r.stdout, /OOM kills/);
+  assert.match(r.stdout, /balloon actions/);
+  assert.match(r.stderr, /sim: 600 \/ 600 simulated s/);
+  const lines = readFileSync(out, 'utf8').trim().split('\n');
+  assert.match(lines[0]!, /^t,guests,host_mem_free_kib,/);
+  assert.equal(lines.length, 1 + 600 / 5 + 1);
+  assert.equal(lines[lines.length - 1]!.split(',')[0], '600');
+});
+
+test('ballast sim --json and a JSONL series', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ballast-sim-'));
+  const out = join(dir, 'series.jsonl');
+  const r = runCli(['sim', '--scenario', 'demo', '--duration', '2m', '--json', '--out', out]);
+  assert.equal(r.status, 0, r.stderr);
+  const summary = JSON.parse(r.stdout);
+  assert.equal(summary.scenario, 'demo');
+  assert.equal(summary.duration_s, 120);
+  for (const k of ['throughput', 'swap_ops', 'oom_kills', 'balloon_actions', 'pressure_s']) assert.equal(typeof summary[k], 'number', k);
+  const rows = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(rows.length, 120 / 5 + 1);
+  assert.ok(Array.isArray(rows[1].guest) && rows[1].guest[0].name);
+});
+
+test('ballast sim refuses bad input with a clear message', () => {
+  let r = runCli(['sim', '--scenario', 'nope', '--duration', '1m']);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /scenario nope: not a built-in scenario/);
+  r = runCli(['sim', '--scenario', 'demo', '--duration', 'soon']);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /bad duration "soon"/);
+  r = runCli(['sim', '--scenario', 'demo', '--duration', '1m', '--policy', 'test/unit/sim/no-such.policy']);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /policy test\/unit\/sim\/no-such\.policy/);
+  r = runCli(['sim', '--scenario', 'demo', '--duration', '1m', '--out', '/tmp/x.txt']);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /must end in \.csv or \.jsonl/);
+});
+
+test('ballast experiment --json prints exactly {experiment, runs} with the three configurations', () => {
+  const r = runCli(['experiment', 'memknobs', '--guests', '4', '--guest-mem', '1G', '--host-mem', '3G', '--cpus', '2', '--duration', '10m', '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.deepEqual(Object.keys(j), ['experiment', 'runs']);
+  assert.equal(j.experiment, 'memknobs');
+  assert.deepEqual(j.runs.map((x: { config: string }) => x.config), ['none', 'ksm', 'balloon+ksm']);
+  for (const run of j.runs) for (const k of ['throughput', 'swap_ops', 'oom_kills']) assert.equal(typeof run[k], 'number', k);
+  assert.match(r.stderr, /memknobs balloon\+ksm: done/);
+});
+
+test('ballast experiment prints a table like the paper\'s; refuses unknown experiments', () => {
+  const r = runCli(['experiment', 'cloudy', '--guests', '4', '--host-mem', '6G', '--cpus', '2', '--duration', '5m']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^cloudy: 4 guests x 1024 MiB/);
+  assert.match(r.stdout, /none +[\d,]+/);
+  assert.match(r.stdout, /balloon\+ksm +[\d,]+ +[+-]?[\d.]+%/);
+  assert.match(r.stdout, /paper \(Cloudy/);
+  const bad = runCli(['experiment', 'speedy']);
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /unknown experiment "speedy"/);
+});
