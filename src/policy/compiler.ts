@@ -183,6 +183,18 @@ class Compiler {
     // A variable holding a callable (abs, debug, a bound method) takes precedence, as in MOM.
     const id = this.id(name);
     const argFns = args.map((a) => this.expr(a));
+    if (name === 'abs' && argFns.length === 1) {
+      const a0 = argFns[0]!;
+      return (rt) => {
+        const v = rt.vals[id];
+        if (v === ABS) {
+          if (++rt.steps > rt.budget) rt.overBudget(callPos);
+          return abs(a0(rt), callPos);
+        }
+        if (v === undefined || v === null) return fallback(rt);
+        return callValue(v, evalArgs(rt, argFns), callPos, rt);
+      };
+    }
     return (rt) => {
       const v = rt.vals[id];
       if (v === undefined || v === null) return fallback(rt);
@@ -197,14 +209,33 @@ class Compiler {
     const argFns = args.map((a) => this.expr(a));
     const userCall = this.userCall(name, args, pos);
     if (ENTITY_METHODS.has(attr)) {
-      // The hot path: guest.Control, guest.StatAvg, Host.Stat ... called directly.
-      if (argFns.length === 1) {
-        const a0 = argFns[0]!;
+      // The hot path: guest.Control, guest.StatAvg, Host.Stat ... called directly, without
+      // an argument array, when the argument count is the method's usual one.
+      const a0 = argFns[0];
+      const a1 = argFns[1];
+      if (attr === 'StatAvg' && argFns.length === 1) {
         return (rt) => {
           const obj = rt.vals[base];
           if (!(obj instanceof Entity)) return userCall(rt);
-          rt.step(pos);
-          return obj.call(attr, [a0(rt)], pos);
+          if (++rt.steps > rt.budget) rt.overBudget(pos);
+          return obj.StatAvg(a0!(rt), pos);
+        };
+      }
+      if (attr === 'Stat' && argFns.length === 1) {
+        return (rt) => {
+          const obj = rt.vals[base];
+          if (!(obj instanceof Entity)) return userCall(rt);
+          if (++rt.steps > rt.budget) rt.overBudget(pos);
+          return obj.Stat(a0!(rt), null, pos);
+        };
+      }
+      if (attr === 'Control' && argFns.length === 2) {
+        return (rt) => {
+          const obj = rt.vals[base];
+          if (!(obj instanceof Entity)) return userCall(rt);
+          if (++rt.steps > rt.budget) rt.overBudget(pos);
+          const k = a0!(rt);
+          return obj.Control(k, a1!(rt), pos);
         };
       }
       return (rt) => {
@@ -263,7 +294,7 @@ class Compiler {
       }
       // Arguments are evaluated in the caller's scope, before the call's scope exists.
       const vals = nargs === 0 ? EMPTY : evalArgs(rt, argFns);
-      rt.step(pos);
+      if (++rt.steps > rt.budget) rt.overBudget(pos);
       if (rt.callDepth >= rt.maxDepth) {
         throw new PolicyRuntimeError(`recursion deeper than ${rt.maxDepth} calls (in ${name})`, pos);
       }
@@ -283,7 +314,7 @@ class Compiler {
       case 'if': {
         const [c, y, n] = args.map((a) => this.expr(a)) as [Fn, Fn, Fn];
         return (rt) => {
-          rt.step(pos);
+          if (++rt.steps > rt.budget) rt.overBudget(pos);
           return truthy(c(rt)) ? y(rt) : n(rt);
         };
       }
@@ -365,7 +396,7 @@ class Compiler {
         };
       case 'sub':
         return (rt) => {
-          rt.step(pos);
+          if (++rt.steps > rt.budget) rt.overBudget(pos);
           return sub(a(rt), b(rt), pos);
         };
       case 'mul':
@@ -377,27 +408,27 @@ class Compiler {
         };
       case 'div':
         return (rt) => {
-          rt.step(pos);
+          if (++rt.steps > rt.budget) rt.overBudget(pos);
           return div(a(rt), b(rt), pos);
         };
       case 'lt':
         return (rt) => {
-          rt.step(pos);
+          if (++rt.steps > rt.budget) rt.overBudget(pos);
           return compare('<', a(rt), b(rt), pos);
         };
       case 'gt':
         return (rt) => {
-          rt.step(pos);
+          if (++rt.steps > rt.budget) rt.overBudget(pos);
           return compare('>', a(rt), b(rt), pos);
         };
       case 'lte':
         return (rt) => {
-          rt.step(pos);
+          if (++rt.steps > rt.budget) rt.overBudget(pos);
           return compare('<=', a(rt), b(rt), pos);
         };
       case 'gte':
         return (rt) => {
-          rt.step(pos);
+          if (++rt.steps > rt.budget) rt.overBudget(pos);
           return compare('>=', a(rt), b(rt), pos);
         };
       case 'eq':

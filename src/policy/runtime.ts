@@ -86,8 +86,10 @@ export class Runtime {
 
   step(pos: Pos, n = 1): void {
     this.steps += n;
-    if (this.steps > this.budget) {
-      throw new PolicyRuntimeError(`step budget of ${this.budget} exhausted (runaway policy?)`, pos, true);
-    }
+    if (this.steps > this.budget) this.overBudget(pos);
+  }
+
+  overBudget(pos: Pos): never {
+    throw new PolicyRuntimeError(`step budget of ${this.budget} exhausted (runaway policy?)`, pos, true);
   }
 }
