@@ -105,3 +105,13 @@ test('named policies: concatenated in order as one program; errors name the file
     (e: unknown) => e instanceof PolicyParseError && e.message === "b.policy:2:5: unexpected character '^' (U+005E)",
   );
 });
+
+test('orderNamedPolicies: MOM order is by name; the unnamed default is 50_main_', async () => {
+  const { orderNamedPolicies, DEFAULT_POLICY_NAME } = await import('../../../src/policy/index.js');
+  assert.equal(DEFAULT_POLICY_NAME, '50_main_');
+  const order = orderNamedPolicies({ '60_ksm': 'b', [DEFAULT_POLICY_NAME]: 'a', '10_base': 'c', Zed: 'z' });
+  assert.deepEqual(order.map((s) => s.name), ['10_base', '50_main_', '60_ksm', 'Zed']);
+  assert.deepEqual(order[0], { name: '10_base', text: 'c', file: '10_base' });
+  // An empty set of policies is MOM's program `0`.
+  assert.equal(compilePolicies([]).exprs.length, 1);
+});
