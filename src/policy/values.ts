@@ -68,7 +68,8 @@ export function typeName(v: Value): string {
   if (Array.isArray(v)) return 'list';
   if (v instanceof PyFunc) return 'function';
   if (v instanceof DictValues) return 'dict_values';
-  return 'Entity';
+  if (v instanceof PyEntity) return 'Entity';
+  return 'dict'; // a JSON object from a snapshot's props or vars
 }
 
 export function truthy(v: Value): boolean {
@@ -84,7 +85,8 @@ export function truthy(v: Value): boolean {
   if (v instanceof PyFloat) return v.v !== 0;
   if (Array.isArray(v)) return v.length > 0;
   if (v instanceof DictValues) return v.items.length > 0;
-  return true;
+  if (v instanceof PyEntity || v instanceof PyFunc) return true;
+  return Object.keys(v).length > 0; // a JSON object (Python dict)
 }
 
 function typeErr(op: string, a: Value, b: Value, pos: Pos): PolicyRuntimeError {
@@ -329,5 +331,7 @@ export function repr(v: Value): string {
   if (Array.isArray(v)) return '[' + v.map(repr).join(', ') + ']';
   if (v instanceof PyFunc) return `<function ${v.name}>`;
   if (v instanceof DictValues) return `dict_values([${v.items.map(repr).join(', ')}])`;
-  return v.describe();
+  if (v instanceof PyEntity) return v.describe();
+  const obj = v as Record<string, Value>;
+  return '{' + Object.keys(obj).map((k) => `${strRepr(k)}: ${repr(obj[k]!)}`).join(', ') + '}';
 }

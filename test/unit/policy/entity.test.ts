@@ -145,3 +145,14 @@ test('plain output by default: integral floats come back as JS numbers', () => {
   assert.deepEqual(r.host.controls, { x: 2 });
   assert.deepEqual(r.values, [null, 2]);
 });
+
+test('JSON objects in vars and props behave as Python dicts', () => {
+  const g = guest('vm1', { balloon_cur: 1 });
+  g.vars = { cfg: { a: 1 }, empty: {} };
+  const lines: string[] = [];
+  const r = run('(with Guests g { (debug (g.GetVar "cfg")) (if (g.GetVar "empty") 1 2) })', HOST, [g], { debug: (t) => lines.push(t) });
+  assert.deepEqual(r.errors, []);
+  assert.deepEqual(r.values, [[2]]);
+  assert.deepEqual(lines, ["debug: ({'a': 1},)"]);
+  assert.match(err('(+ (Host.Prop "name") (Host.GetVar "x"))').message, /concatenate str \(not "NoneType"\)/);
+});
