@@ -143,6 +143,7 @@ export function sub(a: Value, b: Value, pos: Pos): Value {
 
 function repeat(seq: string | Value[], count: number | boolean, pos: Pos): Value {
   const n = Math.max(0, num(count));
+  if (seq.length === 0) return typeof seq === 'string' ? '' : [];
   checkLen(seq.length * n, pos);
   if (typeof seq === 'string') return seq.repeat(n);
   const out: Value[] = [];

@@ -67,3 +67,9 @@ test('building huge strings is refused, not attempted', () => {
   const r = run('(defvar s "abcdefgh")\n(* s 100000000)');
   assert.match(r.errors[0]!.message, /result too long/);
 });
+
+test('repeating an empty string or list any number of times is instant', () => {
+  const r = run('(defvar e (with Guests g 1))\n(* e 1000000000000000)\n(* "" 1000000000000000)');
+  assert.deepEqual(r.errors, []);
+  assert.deepEqual(r.values, [[], [], '']);
+});
