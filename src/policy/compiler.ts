@@ -21,8 +21,8 @@ export const OPERATORS: Readonly<Record<string, string>> = {
 export const PREBOUND = ['Host', 'Guests', 'abs', 'debug'] as const;
 
 // Argument rules of the builtin forms, as MOM states them: 'v' = evaluated value,
-// 'c' = code (not evaluated by the dispatcher), 's' = must be a bare symbol;
-// a trailing '*' repeats the previous kind (zero or more), so 'v*' means one or more.
+// 'c' = code (not evaluated by the dispatcher), 's' = must be a bare symbol; a trailing '*'
+// allows further arguments of the last kind, so 'v*' means one or more values.
 const SIGS: Readonly<Record<string, string>> = {
   if: 'vcc', def: 'scc', defun: 'scc', set: 'sv', setq: 'sv', defvar: 'sv', let: 'cc*', with: 'ssc',
   add: 'vv', sub: 'vv', mul: 'vv', div: 'vv', lt: 'vv', gt: 'vv', lte: 'vv', gte: 'vv', eq: 'vv', neq: 'vv',
@@ -581,8 +581,8 @@ function callValue(v: Value, args: Value[], pos: Pos, rt: Runtime): Value {
 function checkSig(name: string, sig: string, args: Node[]): { msg: string; pos?: Pos } | null {
   const repeat = sig.endsWith('*');
   const fixed = repeat ? sig.slice(0, -1) : sig;
-  // 'x*' needs at least |fixed| arguments when x is in fixed... MOM: the repeated kind is the
-  // last fixed one, and all fixed ones are required. '*' alone accepts zero or more.
+  // Every fixed kind is required; a trailing '*' allows more of the last kind ('v*': one or
+  // more values, 'cc*': two or more code arguments, '*' alone: any number of values).
   if (!repeat && args.length !== fixed.length) {
     return { msg: `${name} takes ${fixed.length} argument${fixed.length === 1 ? '' : 's'}, got ${args.length}` };
   }
