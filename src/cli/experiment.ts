@@ -5,7 +5,8 @@
 import type { Command } from 'commander';
 import { runSimulated, type SimRunResult } from '../engine/simulated-run.js';
 import type { CompiledPolicy } from '../policy/index.js';
-import { cloudyDefaults, cloudyScenario, memknobsDefaults, memknobsScenario, type ExperimentScale } from '../sim/scenarios.js';
+import { cloudyDefaults, cloudyScenario, memknobsDefaults, memknobsScenario, parseParamOverrides, type ExperimentScale } from '../sim/scenarios.js';
+import type { ParamOverrides } from '../sim/params.js';
 import { SimWorld, type ScenarioSpec } from '../sim/world.js';
 import { loadPolicyFiles, parseDuration, parseMiB, parsePositiveInt, shippedPolicyPath } from './sim.js';
 
@@ -31,6 +32,8 @@ export interface ExperimentOptions {
   durationS: number;
   /** Override the workload data's KSM-shareable fraction (sensitivity runs). */
   dupFraction?: number;
+  /** Model parameter overrides (sensitivity runs). */
+  params?: ParamOverrides;
   configs?: ConfigName[];
   /** Policies by config (default: the shipped ksm.policy and default.policy). */
   policies?: Partial<Record<ConfigName, CompiledPolicy | null>>;
@@ -61,6 +64,7 @@ export interface ExperimentRun {
 
 export function experimentScenario(opts: ExperimentOptions): ScenarioSpec {
   const spec = opts.experiment === 'memknobs' ? memknobsScenario(opts.scale) : cloudyScenario(opts.scale);
+  if (opts.params) spec.params = { ...spec.params, ...opts.params };
   if (opts.dupFraction !== undefined) {
     for (const g of spec.guests) {
       const w = g.workload;
@@ -183,10 +187,11 @@ export function register(program: Command): void {
     .option('--duration <time>', 'simulated time per run (the paper ran one hour)', '1h')
     .option('--seed <n>', 'random seed of the workloads', '1')
     .option('--dup-fraction <f>', "KSM-shareable share of the workloads' data (sensitivity; default: the workload's)")
+    .option('--param <key=value...>', 'override model parameters (see docs/simulator.md), e.g. hostSeesGuestAccess=true')
     .option('--json', 'print {"experiment", "runs"} as JSON on stdout')
     .action(async (name: string, opts: {
       guests?: string; guestMem?: string; hostMem?: string; cpus?: string; duration: string; seed: string;
-      dupFraction?: string; json?: boolean;
+      dupFraction?: string; json?: boolean; param?: string[];
     }) => {
       if (name !== 'memknobs' && name !== 'cloudy') throw new Error(`unknown experiment "${name}" (memknobs or cloudy)`);
       const d = name === 'memknobs' ? memknobsDefaults : cloudyDefaults;
@@ -210,6 +215,7 @@ export function register(program: Command): void {
         scale,
         durationS,
         dupFraction,
+        params: parseParamOverrides(opts.param ?? []),
         progress: (line) => process.stderr.write(line + '\n'),
       });
       if (opts.json) process.stdout.write(JSON.stringify({ experiment: name, runs }) + '\n');

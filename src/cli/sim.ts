@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { compilePolicies, checkPolicy, type CompiledPolicy } from '../policy/index.js';
 import { runSimulated, type SimRunResult } from '../engine/simulated-run.js';
-import { loadScenario } from '../sim/scenarios.js';
+import { loadScenario, parseParamOverrides } from '../sim/scenarios.js';
 import { SimWorld } from '../sim/world.js';
 import { SeriesSampler, openSeries, type SeriesWriter } from '../sim/series.js';
 
@@ -94,10 +94,11 @@ export function register(program: Command): void {
     .option('--seed <n>', 'random seed (default: the scenario\'s)')
     .option('--stats-interval <seconds>', 'seconds between collections', '5')
     .option('--policy-interval <seconds>', 'seconds between policy cycles', '10')
+    .option('--param <key=value...>', 'override model parameters (see docs/simulator.md), e.g. hostSeesGuestAccess=true')
     .option('--json', 'print the summary as JSON on stdout')
     .action(async (opts: {
       scenario: string; policy?: string[]; duration: string; out?: string; seed?: string;
-      statsInterval: string; policyInterval: string; json?: boolean;
+      statsInterval: string; policyInterval: string; json?: boolean; param?: string[];
     }) => {
       const durationS = parseDuration(opts.duration);
       const statsIntervalS = Number(opts.statsInterval);
@@ -105,7 +106,9 @@ export function register(program: Command): void {
       if (!(statsIntervalS > 0) || !(policyIntervalS > 0)) throw new Error('--stats-interval and --policy-interval must be positive numbers');
       const seed = opts.seed === undefined ? undefined : Number(opts.seed);
       if (seed !== undefined && !Number.isInteger(seed)) throw new Error(`--seed must be an integer, got "${opts.seed}"`);
-      const spec = loadScenario(opts.scenario);
+      const loaded = loadScenario(opts.scenario);
+      const over = parseParamOverrides(opts.param ?? []);
+      const spec = { ...loaded, params: { ...loaded.params, ...over } };
       const policy = opts.policy && opts.policy.length > 0 ? loadPolicyFiles(opts.policy) : null;
       const world = new SimWorld(spec, seed);
       // Open the output before running so that a bad path fails at once.

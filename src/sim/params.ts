@@ -65,6 +65,13 @@ export interface ModelParams {
    *  order, and the 2.6.3x host evicts guest pages in list order (see hostReclaim), which is
    *  the order the guest first touched them. Random access (a web server) gets 1. */
   swapReadaheadPages: number;
+  /** Whether the host's LRU learns which guest pages are in use. false (default), as on
+   *  the seed's hardware and kernel: with EPT and no accessed bits, Linux 2.6.3x's
+   *  kvm_age_rmapp() reports every guest page as old ("always return old for EPT"), so host
+   *  reclaim picks guest pages with no regard to use. true: EPT accessed bits (Intel Haswell
+   *  and later, newer kernels) let the host keep pages the guest touches continuously and
+   *  evict the others first; it still cannot tell which of them the guest considers free. */
+  hostSeesGuestAccess: boolean;
   /** Weight of the newest step in each device's load average (queueing delay). */
   deviceLoadSmoothing: number;
 }
@@ -84,6 +91,7 @@ export const defaultParams: ModelParams = {
   guestMinCacheKiB: 16 * MIB,
   oomRestartS: 30,
   swapReadaheadPages: 8,
+  hostSeesGuestAccess: false,
   deviceLoadSmoothing: 0.5,
 };
 
@@ -97,7 +105,13 @@ export function watermarks(totalKiB: number): { min: number; low: number; high: 
   return { min, low: min + step, high: min + 2 * step };
 }
 
-export function mergeParams(base: ModelParams, over: Partial<ModelParams> | undefined): ModelParams {
+/** What a scenario or --param may override (devices field by field). */
+export type ParamOverrides = Partial<Omit<ModelParams, 'hostSwapDevice' | 'guestDevice'>> & {
+  hostSwapDevice?: Partial<DeviceParams>;
+  guestDevice?: Partial<DeviceParams>;
+};
+
+export function mergeParams(base: ModelParams, over: ParamOverrides | undefined): ModelParams {
   if (!over) return base;
   return {
     ...base,

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { Rng } from './rng.js';
 import type { GuestSpec, ScenarioSpec } from './world.js';
 import type { WorkloadSpec } from './workloads.js';
+import type { ParamOverrides } from './params.js';
 
 export interface ExperimentScale {
   guests: number;
@@ -211,6 +212,46 @@ const guest = z.strictObject({
   stopS: nonneg.optional(),
   workload,
 });
+const paramsSchema = z
+  .strictObject({
+    stepS: pos,
+    touchCostS: pos,
+    hostSwapDevice: device,
+    guestDevice: device,
+    balloonRateKiBps: pos,
+    ksmCostPerPageS: nonneg,
+    osSharedFraction: z.number().min(0).max(1),
+    ksmDataSharers: z.number().min(1),
+    hostOsKiB: nonneg,
+    qemuOverheadKiB: nonneg,
+    guestKernelKiB: pos,
+    guestMinCacheKiB: nonneg,
+    oomRestartS: nonneg,
+    swapReadaheadPages: z.number().min(1),
+    hostSeesGuestAccess: z.boolean(),
+    deviceLoadSmoothing: z.number().min(0).max(1),
+  })
+  .partial();
+
+/** `key=value` overrides of model parameters (dotted keys reach into the devices:
+ *  hostSwapDevice.readIops=20000), checked like a scenario's params section. */
+export function parseParamOverrides(items: string[]): ParamOverrides {
+  const raw: Record<string, unknown> = {};
+  for (const item of items) {
+    const m = /^([A-Za-z.]+)=(.+)$/.exec(item.trim());
+    if (!m) throw new Error(`--param ${item}: expected key=value`);
+    const value: unknown = m[2] === 'true' ? true : m[2] === 'false' ? false : Number(m[2]);
+    if (typeof value === 'number' && !Number.isFinite(value)) throw new Error(`--param ${item}: value must be a number, true or false`);
+    const path = m[1]!.split('.');
+    let o = raw;
+    for (const k of path.slice(0, -1)) o = (o[k] ??= {}) as Record<string, unknown>;
+    o[path[path.length - 1]!] = value;
+  }
+  const r = paramsSchema.safeParse(raw);
+  if (!r.success) throw new Error(`--param: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  return r.data;
+}
+
 const scenarioSchema = z.strictObject({
   name: z.string().optional(),
   description: z.string().optional(),
@@ -231,26 +272,7 @@ const scenarioSchema = z.strictObject({
   }),
   guests: z.array(guest),
   seed: z.number().int().optional(),
-  params: z
-    .strictObject({
-      stepS: pos,
-      touchCostS: pos,
-      hostSwapDevice: device,
-      guestDevice: device,
-      balloonRateKiBps: pos,
-      ksmCostPerPageS: nonneg,
-      osSharedFraction: z.number().min(0).max(1),
-      ksmDataSharers: z.number().min(1),
-      hostOsKiB: nonneg,
-      qemuOverheadKiB: nonneg,
-      guestKernelKiB: pos,
-      guestMinCacheKiB: nonneg,
-      oomRestartS: nonneg,
-      swapReadaheadPages: z.number().min(1),
-      deviceLoadSmoothing: z.number().min(0).max(1),
-    })
-    .partial()
-    .optional(),
+  params: paramsSchema.optional(),
 });
 
 /** Check a parsed scenario object; throws an Error naming each bad key. */

@@ -1,7 +1,7 @@
 // The simulated host: guests (src/sim/guest.ts) coming and going on a schedule, host reclaim
 // (swapping guest memory when the host runs short), KSM merging, CPU and device contention.
 // Deterministic: the same spec and seed give the same run.
-import { type ModelParams, GIB, MIB, PAGE_KIB, defaultParams, mergeParams, watermarks } from './params.js';
+import { type ModelParams, type ParamOverrides, GIB, MIB, PAGE_KIB, defaultParams, mergeParams, watermarks } from './params.js';
 import { Rng } from './rng.js';
 import { type GuestCounters, type Part, type StepCtx, SimGuest } from './guest.js';
 import type { WorkloadSpec } from './workloads.js';
@@ -47,7 +47,7 @@ export interface ScenarioSpec {
   };
   guests: GuestSpec[];
   seed?: number;
-  params?: Partial<ModelParams>;
+  params?: ParamOverrides;
 }
 
 export type WorldEvent = { kind: 'started' | 'stopped' | 'crashed'; name: string; detail?: string };
@@ -319,25 +319,32 @@ export class SimWorld {
     this.startDue();
   }
 
-  /** Swap `need` KiB of guest memory out, spread over every guest page the host may swap
-   *  in proportion: the host cannot tell a guest's hot pages from its cold or free ones
-   *  (the seed: "the host lacks guest page-access information, it cannot use LRU well").
-   *  KSM-merged pages are left alone. Returns KiB written. */
+  /** Swap `need` KiB of guest memory out, spread over the guest pages the host may swap in
+   *  proportion: the host cannot tell a guest's hot pages from its cold or free ones (the
+   *  seed: "the host lacks guest page-access information, it cannot use LRU well"; see
+   *  params.hostSeesGuestAccess). With access information, pages outside the guests'
+   *  working sets and kernels go first. KSM-merged pages are left alone. Returns KiB written. */
   private hostReclaim(need: number): number {
     const room = Math.max(0, this.hostSwapKiB - this.hostSwapUsedKiB());
-    const want = Math.min(need, room);
-    if (want <= 0) return 0;
-    let total = 0;
-    for (const g of this.guests.values()) for (const pt of g.parts()) total += Math.max(0, pt.size - pt.hsw - pt.ksm);
-    if (total <= 0) return 0;
-    const f = Math.min(1, want / total);
+    let want = Math.min(need, room);
     let written = 0;
-    for (const g of this.guests.values()) {
-      for (const pt of g.parts()) {
-        const x = Math.max(0, pt.size - pt.hsw - pt.ksm) * f;
-        if (x > 0) {
-          g.hostSwapOut(pt, x);
-          written += x;
+    const tiers: ((g: SimGuest) => Part[])[] = this.params.hostSeesGuestAccess
+      ? [(g) => [g.cold, g.cache, g.freeT], (g) => [g.kern, g.hot]]
+      : [(g) => g.parts()];
+    for (const tier of tiers) {
+      if (want <= 0) break;
+      let total = 0;
+      for (const g of this.guests.values()) for (const pt of tier(g)) total += Math.max(0, pt.size - pt.hsw - pt.ksm);
+      if (total <= 0) continue;
+      const f = Math.min(1, want / total);
+      for (const g of this.guests.values()) {
+        for (const pt of tier(g)) {
+          const x = Math.max(0, pt.size - pt.hsw - pt.ksm) * f;
+          if (x > 0) {
+            g.hostSwapOut(pt, x);
+            written += x;
+            want -= x;
+          }
         }
       }
     }

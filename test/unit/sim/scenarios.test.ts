@@ -77,3 +77,21 @@ test('bad scenarios are refused with the key that is wrong', () => {
   writeFileSync(join(dir, 'bad.json'), '{ nope');
   assert.throws(() => loadScenario(join(dir, 'bad.json')), /bad\.json: cannot parse/);
 });
+
+test('the example scenario file loads and its guests expand', () => {
+  const s = loadScenario('scenarios/example.toml');
+  assert.deepEqual(s.guests.map((g) => g.name), ['batch-1', 'batch-2', 'batch-3', 'web-1', 'web-2', 'leaky']);
+  assert.equal(s.host.ksm?.pages_to_scan, 100);
+  new SimWorld(s).advance(30);
+});
+
+test('--param overrides are checked like a scenario\'s params', async () => {
+  const { parseParamOverrides } = await import('../../../src/sim/scenarios.js');
+  assert.deepEqual(parseParamOverrides(['hostSeesGuestAccess=true', 'hostSwapDevice.readIops=20000']), {
+    hostSeesGuestAccess: true,
+    hostSwapDevice: { readIops: 20000 },
+  });
+  assert.throws(() => parseParamOverrides(['nosuch=1']), /nosuch/);
+  assert.throws(() => parseParamOverrides(['touchCostS=-1']), /touchCostS/);
+  assert.throws(() => parseParamOverrides(['touchCostS']), /expected key=value/);
+});
