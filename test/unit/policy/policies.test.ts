@@ -124,3 +124,12 @@ test('default.policy is balloon.policy followed by ksm.policy, token for token',
   assert.equal(both.guests[0]!.controls['balloon_target'], 1_900_000);
   assert.equal(both.host.controls['ksm_run'], 1);
 });
+
+test('shippedPolicy finds the policies next to the sources', async () => {
+  const { shippedPolicy, shippedPolicyNames } = await import('../../../src/policy/index.js');
+  assert.deepEqual(shippedPolicyNames(), ['balloon', 'default', 'ksm']);
+  const d = shippedPolicy();
+  assert.equal(d.name, 'default');
+  assert.match(d.file!, /policies\/default\.policy$/);
+  assert.equal(d.text, read('default'));
+});
