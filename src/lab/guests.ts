@@ -145,7 +145,7 @@ export interface LabGuest {
   memMiB: number;
   consolePath: string;
   workload: string;
-  /** ms from `virsh create` until the first workload rate line (or ready line without workload). */
+  /** ms from `virsh create` until the workload's first line (or the ready line without workload). */
   bootMs: number | null;
 }
 
@@ -245,16 +245,17 @@ export function labGuestSummary(name: string): ConsoleSummary {
   return summarizeConsole(labGuestConsole(name));
 }
 
-/** Waits until a guest's console shows its balloon driver bound and, if asked, a workload rate line. */
+/** Waits until a guest's console shows its balloon driver bound and, if asked, the workload's first phase line. */
 export async function waitGuestReady(nameOrConsolePath: string, o: { timeoutMs?: number; needWorkload?: boolean } = {}): Promise<ConsoleSummary> {
   const deadline = Date.now() + (o.timeoutMs ?? 180_000);
   for (;;) {
     const s = labGuestSummary(nameOrConsolePath);
     const failed = Object.entries(s.modules).filter(([, st]) => st === 'failed');
     if (failed.length) throw new Error(`${nameOrConsolePath}: module(s) failed to load: ${failed.map(([m]) => m).join(', ')}`);
-    if (balloonReady(s, BALLOON_MODULES) && s.ready && (!o.needWorkload || s.rates.length > 0)) return s;
+    // "Reporting" = the workload printed its first phase line (an idle step prints no rates).
+    if (balloonReady(s, BALLOON_MODULES) && s.ready && (!o.needWorkload || s.phases.length > 0)) return s;
     if (Date.now() > deadline) {
-      throw new Error(`${nameOrConsolePath} not ready after ${o.timeoutMs ?? 180_000} ms (booted=${s.booted}, balloon=${s.balloonBound}, ready=${s.ready}, rates=${s.rates.length})`);
+      throw new Error(`${nameOrConsolePath} not ready after ${o.timeoutMs ?? 180_000} ms (booted=${s.booted}, balloon=${s.balloonBound}, ready=${s.ready}, workload phases=${s.phases.length}, workload exits=${s.workloadExits})`);
     }
     await sleep(250);
   }
