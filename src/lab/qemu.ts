@@ -73,9 +73,16 @@ export function qemuArgs(o: { name: string; memMiB: number; kernel: string; init
   return args;
 }
 
-function isQemu(pid: number): boolean {
+/** True when PID is still the QEMU of this guest (not a recycled PID). */
+function isQemu(pid: number, name?: string): boolean {
   const comm = pidComm(pid);
-  return pidAlive(pid) && comm !== null && comm.startsWith('qemu-system');
+  if (!pidAlive(pid) || comm === null || !comm.startsWith('qemu-system')) return false;
+  if (!name) return true;
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(name);
+  } catch {
+    return false;
+  }
 }
 
 /** Starts a QEMU guest with a QMP socket; returns once QMP listens (and, by default, the guest is ready). */
@@ -86,7 +93,7 @@ export async function startQemuGuest(o: QemuGuestOptions): Promise<QemuGuest> {
   const emulator = await findEmulator();
   mkdirSync(QEMU_DIR, { recursive: true });
   const old = readRecord(name);
-  if (old && isQemu(old.pid)) throw new Error(`QEMU guest ${name} already runs (PID ${old.pid}); stop it first`);
+  if (old && isQemu(old.pid, old.name)) throw new Error(`QEMU guest ${name} already runs (PID ${old.pid}); stop it first`);
   const qmpSocket = o.qmpSocket ?? join(QEMU_DIR, `${name}.qmp`);
   const consoleLog = join(QEMU_DIR, `${name}.console`);
   const qemuLog = join(QEMU_DIR, `${name}.log`);
@@ -149,7 +156,7 @@ export function listQemuGuests(): (QemuGuest & { running: boolean })[] {
     .filter((f) => f.endsWith('.json'))
     .map((f) => readRecord(f.slice(0, -5)))
     .filter((g): g is QemuGuest => g !== null)
-    .map((g) => ({ ...g, running: isQemu(g.pid) }));
+    .map((g) => ({ ...g, running: isQemu(g.pid, g.name) }));
 }
 
 /** Stops a lab QEMU guest by its PID (SIGTERM, then SIGKILL) and removes its sockets and record. */
@@ -157,7 +164,7 @@ export async function stopQemuGuest(g: QemuGuest | string): Promise<boolean> {
   const rec = typeof g === 'string' ? readRecord(g.startsWith(GUEST_PREFIX) ? g : GUEST_PREFIX + g) : g;
   if (!rec) return false;
   let stopped = false;
-  if (isQemu(rec.pid)) {
+  if (isQemu(rec.pid, rec.name)) {
     await killPid(rec.pid, 5_000);
     stopped = true;
   }
