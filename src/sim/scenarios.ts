@@ -96,8 +96,8 @@ export function cloudyScenario(scale: Partial<ExperimentScale> = {}): ScenarioSp
   };
 }
 
-/** A small host with guests whose workloads change over time, one starting late, one
- *  stopping, one leaking: what `ballast demo` shows. */
+/** A small host under pressure within a few simulated minutes, with guests whose workloads
+ *  change over time, one starting late and stopping, one leaking: what `ballast demo` shows. */
 export function demoScenario(): ScenarioSpec {
   const knobs = (sizes: number[], offsetS: number): WorkloadSpec => ({
     kind: 'memknobs',
@@ -108,11 +108,16 @@ export function demoScenario(): ScenarioSpec {
   });
   return {
     name: 'demo',
-    description: 'Six guests of 2 GiB on an 8 GiB host: changing workloads, a late starter, a leak',
-    host: { memMiB: 8192, swapMiB: 8192, cpus: 4 },
+    description: 'Six guests of 2 GiB on a 6 GiB host: changing workloads, a late starter, a leak',
+    host: { memMiB: 6144, swapMiB: 8192, cpus: 4 },
     guests: [
-      { name: 'web1', memMiB: 2048, workload: { kind: 'web', requestRate: 16, anonMiB: 384, fileSetMiB: 1024 } },
-      { name: 'batch1', memMiB: 2048, workload: knobs([256, 512, 1024, 1400], 0) },
+      {
+        name: 'web1',
+        memMiB: 2048,
+        cacheMiB: 512,
+        workload: { kind: 'web', requestRate: 16, anonMiB: 384, fileSetMiB: 1024 },
+      },
+      { name: 'batch1', memMiB: 2048, workload: knobs([700, 1000, 1400], 0) },
       { name: 'batch2', memMiB: 2048, workload: knobs([300, 700, 1200], 150) },
       {
         name: 'office',
@@ -126,8 +131,8 @@ export function demoScenario(): ScenarioSpec {
           ],
         },
       },
-      { name: 'leaky', memMiB: 2048, workload: { kind: 'leak', leakMiBPerMin: 60 } },
-      { name: 'late', memMiB: 2048, startS: 600, stopS: 2400, workload: knobs([512, 1024], 0) },
+      { name: 'leaky', memMiB: 2048, swapMiB: 1024, workload: { kind: 'leak', leakMiBPerMin: 60 } },
+      { name: 'late', memMiB: 2048, startS: 300, stopS: 1800, workload: knobs([512, 1024], 0) },
     ],
     seed: 1,
   };
