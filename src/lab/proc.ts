@@ -12,7 +12,7 @@ export interface RunResult {
 /** Runs a command to completion and collects its output (never throws for a non-zero exit). */
 export function run(cmd: string, args: string[], opts: { input?: string; cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     let timer: NodeJS.Timeout | undefined;
@@ -22,8 +22,8 @@ export function run(cmd: string, args: string[], opts: { input?: string; cwd?: s
         child.kill('SIGKILL');
       }, opts.timeoutMs);
     }
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.on('error', (e) => {
       if (timer) clearTimeout(timer);
       reject(new Error(`cannot run ${cmd}: ${e.message}`));
@@ -32,7 +32,11 @@ export function run(cmd: string, args: string[], opts: { input?: string; cwd?: s
       if (timer) clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
-    child.stdin.end(opts.input ?? '');
+    if (child.stdin) {
+      // A command that exits before reading its input must not crash us with EPIPE.
+      child.stdin.on('error', () => {});
+      child.stdin.end(opts.input);
+    }
   });
 }
 

@@ -2,8 +2,10 @@
 // processes) may use the lab at once, so each session:
 //  - names its guests ballast-lab-<group>-N and only ever stops its own,
 //  - holds a lease file in /run/ballast-lab/leases while it runs,
-//  - stops libvirtd (by PID, and only one the lab started) when it is the last lease holder
-//    and no domain at all is running any more.
+//  - stops libvirtd (by PID) on release only if a session of this same process started it,
+//    no other lease is held and no domain at all runs on it any more.
+// Lab tests that talk to libvirtd should hold a session (acquireLab) for as long as they do,
+// so that no other test file's release stops libvirtd under them.
 //
 //   const lab = await acquireLab(t, { guests: 2, memMiB: 256 });
 //   if (!lab) return;                       // skipped loudly (reason printed)
@@ -33,7 +35,7 @@ import {
   type ConsoleSummary,
   type StartGuestsOptions,
 } from '../../src/lab/index.js';
-import { pidAlive, run } from '../../src/lab/proc.js';
+import { pidAlive, run, waitFor } from '../../src/lab/proc.js';
 
 export const LEASE_DIR = join(RUN_DIR, 'leases');
 
@@ -66,6 +68,8 @@ export interface LabSession {
   /** Starts a plain QEMU guest with a QMP socket; stopped on release. */
   startQemu(o: Omit<QemuGuestOptions, 'name'> & { name?: string }): Promise<QemuGuest>;
   consoleOf(nameOrConsolePath: string): ConsoleSummary;
+  /** Polls a guest's console until `until` returns a value (not undefined/false); fails after timeoutMs. */
+  waitConsole<T>(nameOrConsolePath: string, until: (s: ConsoleSummary) => T | undefined | false, timeoutMs?: number): Promise<T>;
   release(): Promise<void>;
 }
 
@@ -79,6 +83,8 @@ export interface AcquireOptions extends Partial<Omit<StartGuestsOptions, 'group'
 }
 
 let sessionCounter = 0;
+/** Set when a session of this process started libvirtd: only then may this process stop it. */
+let libvirtdStartedHere = false;
 const liveSessions = new Set<{ group: string; qemuPids: Set<number> }>();
 let exitHookInstalled = false;
 
@@ -162,21 +168,24 @@ export async function acquireLab(t: Pick<TestContext, 'skip'>, o: AcquireOptions
       return g;
     },
     consoleOf: (n) => labGuestSummary(n),
+    waitConsole: (n, until, timeoutMs = 60_000) => waitFor(`console of ${n}`, timeoutMs, () => until(labGuestSummary(n)), 250),
     async release() {
       if (!liveSessions.has(tracked)) return;
       liveSessions.delete(tracked);
       for (const g of qemuGuests) await stopQemuGuest(g);
       if (libvirtd) await stopLabGuests({ group });
       rmSync(lease, { force: true });
-      // Last one out stops the libvirtd the lab started — unless anything still runs on it.
-      if (libvirtd && process.env.BALLAST_LAB_KEEP_LIBVIRTD !== '1' && labLibvirtdPid() !== null && liveLeases().length === 0 && (await noDomainsRunning())) {
+      // Last one out stops the libvirtd this process started — unless anything still runs on it.
+      if (libvirtd && libvirtdStartedHere && process.env.BALLAST_LAB_KEEP_LIBVIRTD !== '1' && labLibvirtdPid() !== null && liveLeases().length === 0 && (await noDomainsRunning())) {
         await stopLibvirtd();
+        libvirtdStartedHere = false;
       }
     },
   };
   try {
     if (libvirt) {
       libvirtd = await ensureLibvirtd();
+      if (libvirtd.startedNow) libvirtdStartedHere = true;
       session.libvirtd = libvirtd;
     }
     if (o.guests) {

@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { acquireLab, requireLab, skipLoudly, otherLeases } from './fixture.js';
-import { ensureLabBuilt, ensureLibvirtd, stopLibvirtd, libvirtdAnswers, labLibvirtdPid, BALLOON_MODULES, labGuestSummary, libvirtGuestPid, memCgroupDirOf } from '../../src/lab/index.js';
+import { ensureLabBuilt, ensureLibvirtd, stopLibvirtd, libvirtdAnswers, labLibvirtdPid, BALLOON_MODULES, libvirtGuestPid, memCgroupDirOf } from '../../src/lab/index.js';
 import { virsh } from '../../src/lab/guests.js';
 import { pidAlive, sleep, waitFor } from '../../src/lab/proc.js';
 
@@ -52,10 +52,10 @@ test('a libvirt guest boots: balloon modules loaded, workload reporting, balloon
 
   // Inflate the balloon to 160 MiB: the guest's own MemTotal must drop accordingly.
   await virsh(['setmem', g.name, '163840', '--live']);
-  const after = await waitFor('the guest to report less memory', 60_000, () => {
-    const m = labGuestSummary(g.name).meminfo.at(-1);
+  const after = await lab.waitConsole(g.name, (c) => {
+    const m = c.meminfo.at(-1);
     return m && m.totalKiB < before - 64 * 1024 ? m.totalKiB : undefined;
-  }, 500);
+  });
   assert.ok(after <= 160 * 1024, `MemTotal ${after} KiB after ballooning to 160 MiB`);
   // libvirt's "actual" follows the guest's inflation, which may still be finishing.
   const stats = await waitFor('balloon actual to reach 163840 KiB', 60_000, async () => {
@@ -121,8 +121,9 @@ test('a plain QEMU guest answers QMP and reports its balloon', async (t) => {
 });
 
 test('libvirtd: started by the lab, reused, stopped by its PID', async (t) => {
-  const lab = await requireLab(t);
+  const lab = await acquireLab(t, { group: 'labd' }); // a lease: no other file's release stops libvirtd meanwhile
   if (!lab) return;
+  t.after(() => lab.release());
   const first = await ensureLibvirtd();
   assert.ok(await libvirtdAnswers());
   if (!first.startedByUs) return skipLoudly(t, `libvirtd PID ${first.pid} was not started by the lab; not stopping it`);
