@@ -94,8 +94,22 @@ ${o.guestAgent ? "    <channel type='unix'>\n      <target type='virtio' name='o
 `;
 }
 
-export async function virsh(args: string[], timeoutMs = 60_000): Promise<string> {
-  return runOk('virsh', ['-q', '-c', LIBVIRT_URI, ...args], { timeoutMs });
+const LIBVIRTD_GONE = /failed to connect to the hypervisor|Failed to connect socket|End of file while reading data|Cannot recv data|client socket is closed/i;
+
+/**
+ * Runs virsh on qemu:///system. While libvirtd is away (a test killed it to prove reconnection
+ * and brings it back) the call is retried for up to `retryGoneMs`; other errors fail at once.
+ */
+export async function virsh(args: string[], timeoutMs = 60_000, retryGoneMs = 30_000): Promise<string> {
+  const deadline = Date.now() + retryGoneMs;
+  for (;;) {
+    try {
+      return await runOk('virsh', ['-q', '-c', LIBVIRT_URI, ...args], { timeoutMs });
+    } catch (e) {
+      if (!LIBVIRTD_GONE.test((e as Error).message) || Date.now() > deadline) throw e;
+      await sleep(500);
+    }
+  }
 }
 
 export async function findEmulator(): Promise<string> {
