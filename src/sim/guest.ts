@@ -292,8 +292,8 @@ export class SimGuest {
   /** The guest writes into staged pages: the host must bring back pages it swapped out
    *  (a host major fault), copy pages KSM merged (copy on write), and back fresh pages
    *  with new memory (a host minor fault). The result is resident and unshared. */
-  private materialize(st: Staged, ctx: StepCtx, owed: boolean): void {
-    if (st.hsw > 0) this.hostSwapIn(st.hsw, ctx, owed);
+  private materialize(st: Staged, ctx: StepCtx, owed: boolean, perIo = 1): void {
+    if (st.hsw > 0) this.hostSwapIn(st.hsw, ctx, owed, perIo);
     if (st.ksm > 0) {
       ctx.ksmCowKiB += st.ksm;
       ctx.hostMinorFaults += st.ksm / PAGE_KIB;
@@ -340,7 +340,9 @@ export class SimGuest {
       const before = this.debtS;
       const st = this.obtain(want, 'thrash', ctx);
       const got = st.size;
-      this.materialize(st, ctx, true);
+      // A sequential writer (Memknobs) reuses the pages its last run freed in bulk, in about
+      // the order the host saw and swapped them, so host swap readahead serves it too.
+      this.materialize(st, ctx, true, d.touchBound && p.reuseReadahead ? p.swapReadaheadPages : 1);
       this.debtS += ((got / PAGE_KIB) * p.touchCostS) / Math.max(0.05, ctx.cpuShare);
       const toHot = Math.min(got, Math.max(0, d.wsKiB - this.wsKiB));
       this.hot.size += toHot;

@@ -63,7 +63,9 @@ export interface ModelParams {
    *  swapped out in that order: vm.page-cluster defaults to 3, 2^3 = 8 pages per read. It
    *  applies to a Memknobs loop on both sides: the guest's LRU swaps its buffer out in loop
    *  order, and the 2.6.3x host evicts guest pages in list order (see hostReclaim), which is
-   *  the order the guest first touched them. Random access (a web server) gets 1. */
+   *  the order the guest first touched them; and to a new run's allocation, which reuses
+   *  the pages the previous run freed in bulk, in about the order the host swapped them.
+   *  Random access (a web server) and the guest's own reclaim get 1. */
   swapReadaheadPages: number;
   /** Whether the host's LRU learns which guest pages are in use. false (default), as on
    *  the seed's hardware and kernel: with EPT and no accessed bits, Linux 2.6.3x's
@@ -72,6 +74,9 @@ export interface ModelParams {
    *  and later, newer kernels) let the host keep pages the guest touches continuously and
    *  evict the others first; it still cannot tell which of them the guest considers free. */
   hostSeesGuestAccess: boolean;
+  /** Whether swap readahead also serves a sequential writer's reuse of freed pages the host
+   *  swapped (see swapReadaheadPages). false: one read per page. */
+  reuseReadahead: boolean;
   /** Weight of the newest step in each device's load average (queueing delay). */
   deviceLoadSmoothing: number;
 }
@@ -92,6 +97,7 @@ export const defaultParams: ModelParams = {
   oomRestartS: 30,
   swapReadaheadPages: 8,
   hostSeesGuestAccess: false,
+  reuseReadahead: true,
   deviceLoadSmoothing: 0.5,
 };
 

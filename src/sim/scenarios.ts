@@ -234,6 +234,7 @@ const paramsSchema = z
     oomRestartS: nonneg,
     swapReadaheadPages: z.number().min(1),
     hostSeesGuestAccess: z.boolean(),
+    reuseReadahead: z.boolean(),
     deviceLoadSmoothing: z.number().min(0).max(1),
   })
   .partial();
