@@ -1,5 +1,6 @@
 // `ballast run --config FILE`: the daemon. Runs until SIGTERM or SIGINT, then stops cleanly
 // (see src/engine/daemon.ts); a second signal exits at once.
+import { setFlagsFromString } from 'node:v8';
 import type { Command } from 'commander';
 import { loadConfigFile } from '../config/load.js';
 import { Daemon } from '../engine/daemon.js';
@@ -20,6 +21,11 @@ export async function run(opts: RunOptions): Promise<void> {
   const level = opts.logLevel ?? config.log.level;
   if (!isLogLevel(level)) throw new Error(`--log-level: expected debug, info, warn or error, got ${level}`);
   const logger = createLogger({ format, level });
+  if (config.engine.small_heap) {
+    // V8 reads this flag when it decides whether to grow the young generation, so setting it
+    // now (after start-up) still keeps the heap small for the daemon's whole life.
+    setFlagsFromString('--optimize-for-size');
+  }
   const daemon = await Daemon.create({ config, logger });
   await new Promise<void>((resolve, reject) => {
     let signalled = false;

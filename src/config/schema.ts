@@ -52,6 +52,9 @@ export const configSchema = z.strictObject({
     policy_dir: str().default('/etc/ballast/policies'),
     /** Evaluation step budget (a runaway policy is stopped, the cycle applies nothing). */
     step_budget: positiveInt().optional(),
+    /** Ask V8 to favour memory over speed (keeps the young generation at 1-8 MB instead of
+     *  up to 32 MB): about 30 MB less RSS at 1,000 guests for a little more GC work. */
+    small_heap: bool().default(true),
   }),
   safeguards: section({
     /** No balloon target below this, whatever the policy says (MiB). */
