@@ -13,7 +13,7 @@ import { newcArchive, type CpioEntry } from './cpio.js';
 
 /** Modules for the balloon, in the order they must be inserted. */
 export const BALLOON_MODULES = ['virtio_ring', 'virtio', 'virtio_pci_legacy_dev', 'virtio_pci_modern_dev', 'virtio_pci', 'virtio_balloon'];
-/** Extra module for the guest agent's virtio-serial port (inserted after virtio_pci). */
+/** Extra module for the guest agent's virtio-serial port (inserted after the balloon chain). */
 const AGENT_MODULES = ['virtio_console'];
 
 const KERNEL_META_PKG = 'linux-image-cloud-amd64';
@@ -306,7 +306,8 @@ async function buildInto(dir: string, inputs: LabInputs, hash: string, stamp: st
   const agentSkipped = 'skipped' in agent ? agent.skipped : null;
   const withAgent = agentSkipped === null;
   if (agentSkipped !== null) progress(`leaving the guest agent out: ${agentSkipped}`);
-  const wanted = withAgent ? [...BALLOON_MODULES.slice(0, 5), ...AGENT_MODULES, BALLOON_MODULES[5]] : BALLOON_MODULES;
+  // The balloon chain exactly in its order; the agent's port driver after it (it needs only virtio + virtio_pci).
+  const wanted = withAgent ? [...BALLOON_MODULES, ...AGENT_MODULES] : BALLOON_MODULES;
   const kernel = await unpackKernel(kernelDeb, work, wanted);
   const workload = await compileWorkload(work);
 
