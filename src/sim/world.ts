@@ -50,7 +50,7 @@ export interface ScenarioSpec {
   params?: ParamOverrides;
 }
 
-export type WorldEvent = { kind: 'started' | 'stopped' | 'crashed'; name: string; detail?: string };
+export type WorldEvent = { kind: 'started' | 'stopped' | 'destroyed' | 'crashed'; name: string; detail?: string };
 
 /** Host-wide counters that only grow. */
 export interface HostCounters {
@@ -185,10 +185,11 @@ export class SimWorld {
     }
   }
 
-  /** Remove a guest now (e.g. destroyed by an operator); false if it was not running. */
-  destroyGuest(name: string, detail = 'destroyed'): boolean {
+  /** Remove a guest now (destroyed by an operator, or `crashed` by the host OOM killer);
+   *  false if it was not running. */
+  destroyGuest(name: string, detail = 'destroyed', kind: 'destroyed' | 'crashed' = 'destroyed'): boolean {
     if (!this.guests.delete(name)) return false;
-    this.emit({ kind: 'crashed', name, detail });
+    this.emit({ kind, name, detail });
     return true;
   }
 
@@ -359,7 +360,7 @@ export class SimWorld {
     if (!victim) return;
     this.host.hostOomKills += 1;
     victim.c.oomKills += 1;
-    this.destroyGuest(victim.name, 'killed by the host OOM killer');
+    this.destroyGuest(victim.name, 'killed by the host OOM killer', 'crashed');
   }
 
   /** ksmd: with run=1 it scans pages_to_scan pages, sleeps sleep_millisecs, and so on. A

@@ -18,6 +18,9 @@ function guestStats(world: SimWorld, g: SimGuest): Stats {
     mem_available: Math.round(g.balloonCur),
     mem_unused: Math.round(g.freeKiB),
     mem_free: Math.round(g.freeKiB + g.cache.size),
+    // What the guest could hand over without swapping (free + droppable cache), as
+    // virtio-balloon's "usable" (MemAvailable) statistic.
+    mem_usable: Math.round(g.freeKiB + Math.max(0, g.cache.size - world.params.guestMinCacheKiB)),
     swap_in: Math.round(c.swapInKiB),
     swap_out: Math.round(c.swapOutKiB),
     major_fault: Math.round(c.majorFaults),

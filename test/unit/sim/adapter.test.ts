@@ -31,6 +31,11 @@ test('collect returns every running guest in one batch with MOM fields in KiB', 
   assert.ok((a.rss as number) > 400 * MIB, 'the buffer is resident on the host');
   assert.equal(samples[1]!.stats.vcpu_count, 2);
   assert.equal(samples[0]!.props.name, 'a');
+  assert.ok((a.mem_usable as number) >= (a.mem_unused as number) && (a.mem_usable as number) <= (a.mem_free as number));
+  // Guest counters grow like virtio-balloon's (since boot), they are not reset per read.
+  w.advance(30);
+  const later = (await hv.collect())[0]!.stats;
+  assert.ok((later.minor_fault as number) >= (a.minor_fault as number));
   await hv.close();
 });
 
@@ -66,6 +71,12 @@ test('lifecycle events reach listeners until they unsubscribe', () => {
   assert.deepEqual(got.map((e) => `${e.kind}:${e.id}`), ['started:late', 'stopped:late']);
   w.destroyGuest('later');
   assert.equal(got.length, 2);
+  const w2 = new SimWorld({ host: { memMiB: 1024, swapMiB: 0, cpus: 1 }, guests: [{ name: 'x', memMiB: 256, workload: { kind: 'idle' } }] });
+  const seen: LifecycleEvent[] = [];
+  new SimHypervisor(w2).onEvent((e) => seen.push(e));
+  assert.equal(w2.destroyGuest('x', 'operator'), true);
+  assert.equal(w2.destroyGuest('x'), false);
+  assert.deepEqual(seen.map((e) => `${e.kind}:${e.id}:${e.detail}`), ['destroyed:x:operator']);
 });
 
 test('SimKsm reads the ksm_* fields and writes only valid settings, all or nothing', async () => {

@@ -282,6 +282,7 @@ test('the host OOM killer destroys the largest guest when memory and swap run ou
   w.advance(60);
   assert.equal(w.host.hostOomKills, 1);
   assert.deepEqual(events, ['crashed:big']);
+  assert.equal(w.destroyGuest('big'), false, 'already gone');
   assert.ok(w.guests.has('small'));
 });
 

@@ -55,8 +55,11 @@ test('an experiment runs the three configurations on identical workloads', async
     experiment: 'memknobs',
     scale: { guests: 4, guestMiB: 1024, hostMiB: 3072, cpus: 2, seed: 2 },
     durationS: 600,
-    configs: ['none'],
+    configs: ['none', 'balloon+ksm'],
   });
   assert.equal(again[0]!.throughput, runs[0]!.throughput);
   assert.equal(again[0]!.swap_ops, runs[0]!.swap_ops);
+  // With the engine and policy in the loop, too.
+  assert.equal(again[1]!.throughput, runs[2]!.throughput);
+  assert.equal(again[1]!.balloon_actions, runs[2]!.balloon_actions);
 });
