@@ -152,6 +152,9 @@ export interface StartGuestsOptions {
   names?: string[];
   /** Keeps concurrent users apart: guests are named ballast-lab-<group>-N. */
   group?: string;
+  /** Define persistent domains (virsh define + start) instead of transient ones (virsh create),
+   *  e.g. to see defined/undefined lifecycle events. stopLabGuests undefines them. */
+  persistent?: boolean;
 }
 
 export interface LabGuest {
@@ -203,7 +206,12 @@ export async function startLabGuests(o: StartGuestsOptions): Promise<LabGuest[]>
     const xmlPath = join(GUESTS_DIR, `${name}.xml`);
     writeFileSync(xmlPath, xml);
     started.push(Date.now());
-    await virsh(['create', xmlPath]);
+    if (o.persistent) {
+      await virsh(['define', xmlPath]);
+      await virsh(['start', name]);
+    } else {
+      await virsh(['create', xmlPath]);
+    }
     guests.push({ name, memMiB, consolePath, workload, bootMs: null });
   }
   if (o.wait ?? true) {
