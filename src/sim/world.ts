@@ -353,10 +353,11 @@ export class SimWorld {
     return written;
   }
 
-  /** Out of memory and swap: the host's OOM killer kills the QEMU with the largest RSS. */
+  /** Out of memory and swap: the host's OOM killer kills the QEMU process with the most
+   *  memory (its badness counts resident and swapped pages). */
   private hostOomKill(): void {
     let victim: SimGuest | null = null;
-    for (const g of this.guests.values()) if (!victim || g.hostResidentKiB > victim.hostResidentKiB) victim = g;
+    for (const g of this.guests.values()) if (!victim || g.touchedKiB > victim.touchedKiB) victim = g;
     if (!victim) return;
     this.host.hostOomKills += 1;
     victim.c.oomKills += 1;
