@@ -198,6 +198,8 @@ async function download(pkg: string, version: string, debDir: string): Promise<s
   await runOk('apt-get', ['download', '-o', 'APT::Sandbox::User=root', `${pkg}=${version}`], { cwd: debDir, timeoutMs: 600_000 });
   const got = readdirSync(debDir).find((f) => f.startsWith(prefix) && f.endsWith('.deb'));
   if (!got) throw new Error(`apt-get download ${pkg}=${version} left no ${prefix}*.deb in ${debDir}`);
+  // Older versions of the same package are of no further use.
+  for (const f of readdirSync(debDir)) if (f.startsWith(`${pkg}_`) && f !== got) rmSync(join(debDir, f), { force: true });
   return join(debDir, got);
 }
 
