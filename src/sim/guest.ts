@@ -492,7 +492,8 @@ export class SimGuest {
       plan.computeS = plan.touches * p.touchCostS;
       const ideal = (dt * s) / p.touchCostS;
       plan.stall = ideal > 0 ? Math.max(0, 1 - plan.touches / ideal) : 0;
-      this.cpuDemand = Math.min(1, (plan.touches * computePerPage) / dt) * this.vcpus;
+      // Memknobs is one thread: it keeps one vCPU busy at most.
+      this.cpuDemand = Math.min(1, (plan.touches * computePerPage) / dt);
     } else if (this.workloadStart !== null && d.requestRate > 0) {
       // A web server: many requests in flight, so fault latency does not bound throughput;
       // CPU and the devices do. Each request reads file pages (hits in page cache, misses
