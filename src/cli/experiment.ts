@@ -218,7 +218,26 @@ export function register(program: Command): void {
         params: parseParamOverrides(opts.param ?? []),
         progress: (line) => process.stderr.write(line + '\n'),
       });
-      if (opts.json) process.stdout.write(JSON.stringify({ experiment: name, runs }) + '\n');
-      else process.stdout.write(formatTable(name, scale, durationS, runs) + '\n');
+      if (opts.json) {
+        process.stdout.write(JSON.stringify({ experiment: name, runs }) + '\n');
+        return;
+      }
+      process.stdout.write(formatTable(name, scale, durationS, runs) + '\n');
+      if (name === 'cloudy') {
+        // The paper's table 2 starts with one VM alone on the host: the unconstrained reference.
+        const alone = await runExperiment({
+          experiment: name,
+          scale: { ...scale, guests: 1 },
+          durationS,
+          dupFraction,
+          params: parseParamOverrides(opts.param ?? []),
+          configs: ['none'],
+        });
+        const per = (r: ExperimentRun) => (r.throughput / scale.guests).toFixed(1);
+        process.stdout.write(
+          `one guest alone on the host: ${alone[0]!.throughput.toFixed(1)} requests/s; per guest above: ` +
+            `${runs.map((r) => `${r.config} ${per(r)}`).join(', ')} (paper, per instance: 1 VM 710007, 32 VMs 774555 / 764762)\n`,
+        );
+      }
     });
 }

@@ -87,6 +87,7 @@ test('ballast experiment prints a table like the paper\'s; refuses unknown exper
   assert.match(r.stdout, /none +[\d,]+/);
   assert.match(r.stdout, /balloon\+ksm +[\d,]+ +[+-]?[\d.]+%/);
   assert.match(r.stdout, /paper \(Cloudy/);
+  assert.match(r.stdout, /one guest alone on the host: [\d.]+ requests\/s; per guest above: none [\d.]+/);
   const bad = runCli(['experiment', 'speedy']);
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /unknown experiment "speedy"/);
