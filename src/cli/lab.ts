@@ -8,6 +8,7 @@ import {
   stopLibvirtd,
   labLibvirtdPid,
   libvirtdAnswers,
+  libvirtdIdle,
   startLabGuests,
   stopLabGuests,
   listLabGuests,
@@ -20,7 +21,6 @@ import {
   LIBVIRT_URI,
 } from '../lab/index.js';
 import { consolePathOf } from '../lab/guests.js';
-import { run } from '../lab/proc.js';
 
 function intOption(name: string, min: number, max: number) {
   return (v: string): number => {
@@ -113,9 +113,9 @@ export function register(program: Command): void {
         process.stdout.write(answers ? 'libvirtd was not started by the lab: left running\n' : 'no libvirtd running\n');
         return;
       }
-      const others = answers ? (await run('virsh', ['-q', '-c', LIBVIRT_URI, 'list', '--name'])).stdout.trim() : '';
-      if (others) {
-        process.stdout.write(`libvirtd left running: other domains still run on it (${others.split('\n').join(', ')})\n`);
+      const state = answers ? await libvirtdIdle() : { idle: true, why: '' };
+      if (!state.idle) {
+        process.stdout.write(`libvirtd left running: it is in use (${state.why})\n`);
         return;
       }
       const pid = labLibvirtdPid();

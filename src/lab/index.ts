@@ -1,5 +1,5 @@
 // The real-VM lab: guest image build, libvirtd, guests under libvirt or plain QEMU, console parser.
-export { ensureLibvirtd, stopLibvirtd, restartLibvirtd, libvirtdAnswers, labLibvirtdPid, LIBVIRTD_PIDFILE, type LibvirtdHandle } from './libvirtd.js';
+export { ensureLibvirtd, stopLibvirtd, restartLibvirtd, libvirtdAnswers, labLibvirtdPid, libvirtdIdle, libvirtdClientCount, LIBVIRTD_PIDFILE, type LibvirtdHandle } from './libvirtd.js';
 export { ensureLabBuilt, currentBuild, BALLOON_MODULES, type LabBuild, type LabManifest } from './build.js';
 export {
   startLabGuests,

@@ -200,3 +200,30 @@ export async function restartLibvirtd(opts: { downMs?: number } = {}): Promise<L
   if (opts.downMs) await new Promise((r) => setTimeout(r, opts.downMs));
   return ensureLibvirtd();
 }
+
+/** Clients connected to libvirtd right now (virt-admin over the admin socket, which does not
+ *  count itself); null when that cannot be read. */
+export async function libvirtdClientCount(): Promise<number | null> {
+  try {
+    const r = await run('virt-admin', ['-q', 'srv-clients-list', 'libvirtd'], { timeoutMs: 10_000 });
+    if (r.code !== 0) return null;
+    return r.stdout.split('\n').filter((l) => /^\s*\d+\s/.test(l)).length;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * True when nobody uses libvirtd: no domain runs on it and no client is connected. The lab
+ * stops (or restarts) a libvirtd only then, so other tests' connections are never cut.
+ */
+export async function libvirtdIdle(): Promise<{ idle: boolean; why: string }> {
+  const list = await run('virsh', ['-q', '-c', LIBVIRT_URI, 'list', '--name'], { timeoutMs: 15_000 });
+  if (list.code !== 0) return { idle: false, why: `virsh list failed: ${list.stderr.trim()}` };
+  const running = list.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+  if (running.length) return { idle: false, why: `running domains: ${running.join(', ')}` };
+  const clients = await libvirtdClientCount();
+  if (clients === null) return { idle: false, why: 'cannot list libvirtd clients (virt-admin)' };
+  if (clients > 0) return { idle: false, why: `${clients} client(s) connected` };
+  return { idle: true, why: '' };
+}

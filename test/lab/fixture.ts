@@ -3,7 +3,7 @@
 //  - names its guests ballast-lab-<group>-N and only ever stops its own,
 //  - holds a lease file in /run/ballast-lab/leases while it runs,
 //  - stops libvirtd (by PID) on release only if a session of this same process started it,
-//    no other lease is held and no domain at all runs on it any more.
+//    no other lease is held, no domain at all runs on it and no client is connected.
 // Lab tests that talk to libvirtd should hold a session (acquireLab) for as long as they do,
 // so that no other test file's release stops libvirtd under them.
 //
@@ -20,6 +20,7 @@ import {
   ensureLibvirtd,
   stopLibvirtd,
   labLibvirtdPid,
+  libvirtdIdle,
   startLabGuests,
   stopLabGuests,
   labGuestSummary,
@@ -35,7 +36,7 @@ import {
   type ConsoleSummary,
   type StartGuestsOptions,
 } from '../../src/lab/index.js';
-import { pidAlive, run, waitFor } from '../../src/lab/proc.js';
+import { pidAlive, waitFor } from '../../src/lab/proc.js';
 
 export const LEASE_DIR = join(RUN_DIR, 'leases');
 
@@ -125,11 +126,6 @@ function liveLeases(): string[] {
   });
 }
 
-/** True when libvirtd runs no domain at all (lab or not). */
-async function noDomainsRunning(): Promise<boolean> {
-  const r = await run('virsh', ['-q', '-c', LIBVIRT_URI, 'list', '--name']);
-  return r.code === 0 && r.stdout.trim() === '';
-}
 
 /**
  * Sets up the lab for a test: image built, libvirtd answering, `guests` libvirt guests booted
@@ -176,7 +172,7 @@ export async function acquireLab(t: Pick<TestContext, 'skip'>, o: AcquireOptions
       if (libvirtd) await stopLabGuests({ group });
       rmSync(lease, { force: true });
       // Last one out stops the libvirtd this process started — unless anything still runs on it.
-      if (libvirtd && libvirtdStartedHere && process.env.BALLAST_LAB_KEEP_LIBVIRTD !== '1' && labLibvirtdPid() !== null && liveLeases().length === 0 && (await noDomainsRunning())) {
+      if (libvirtd && libvirtdStartedHere && process.env.BALLAST_LAB_KEEP_LIBVIRTD !== '1' && labLibvirtdPid() !== null && liveLeases().length === 0 && (await libvirtdIdle()).idle) {
         await stopLibvirtd();
         libvirtdStartedHere = false;
       }

@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { acquireLab, requireLab, skipLoudly, otherLeases } from './fixture.js';
-import { ensureLabBuilt, ensureLibvirtd, stopLibvirtd, libvirtdAnswers, labLibvirtdPid, BALLOON_MODULES, libvirtGuestPid, memCgroupDirOf } from '../../src/lab/index.js';
+import { ensureLabBuilt, ensureLibvirtd, stopLibvirtd, libvirtdAnswers, libvirtdIdle, labLibvirtdPid, BALLOON_MODULES, libvirtGuestPid, memCgroupDirOf } from '../../src/lab/index.js';
 import { virsh } from '../../src/lab/guests.js';
 import { pidAlive, sleep, waitFor } from '../../src/lab/proc.js';
 
@@ -134,16 +134,15 @@ test('libvirtd: started by the lab, reused, stopped by its PID', async (t) => {
   assert.equal(again.startedNow, false);
   // Stopping it under other users' feet would break their tests: only when nobody else is on it.
   // Other suites run in parallel: give them a minute to finish before giving up.
-  let running = '';
+  let state = { idle: false, why: '' };
   const idleBy = Date.now() + 60_000;
   for (;;) {
-    running = (await virsh(['list', '--name'])).trim();
-    if ((otherLeases().length === 0 && running === '') || Date.now() > idleBy) break;
+    state = await libvirtdIdle();
+    if (otherLeases().length > 0) state = { idle: false, why: `lab sessions of other processes: ${otherLeases().join(', ')}` };
+    if (state.idle || Date.now() > idleBy) break;
     await sleep(2000);
   }
-  if (otherLeases().length > 0 || running !== '') {
-    return skipLoudly(t, `stop/start part: libvirtd is in use (leases: ${otherLeases().join(', ') || 'none'}; running domains: ${running.replace(/\n/g, ', ') || 'none'})`);
-  }
+  if (!state.idle) return skipLoudly(t, `stop/start part: libvirtd is in use (${state.why})`);
   assert.equal(await stopLibvirtd(), true);
   assert.equal(pidAlive(first.pid!), false, 'stopped by PID');
   assert.equal(await libvirtdAnswers(), false);
