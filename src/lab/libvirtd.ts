@@ -153,13 +153,26 @@ async function startOurs(): Promise<number> {
 /**
  * Makes sure a libvirtd answers on qemu:///system. Reuses a running one; otherwise starts
  * `libvirtd -d` with PID file /run/ballast-lab/libvirtd.pid. Safe to call from several
- * processes at once (a lock file serialises the start).
+ * processes at once (a lock file serialises the start). To bring back a libvirtd you killed,
+ * call this (or restartLibvirtd) rather than running `libvirtd -d` yourself.
  */
-export async function ensureLibvirtd(): Promise<LibvirtdHandle> {
+export async function ensureLibvirtd(opts: { killedGraceMs?: number } = {}): Promise<LibvirtdHandle> {
   mkdirSync(RUN_DIR, { recursive: true });
   if (await libvirtdAnswers()) {
     const ours = labLibvirtdPid();
     return { pid: ours ?? otherLibvirtdPid(), startedByUs: ours !== null, startedNow: false };
+  }
+  // A PID file naming a dead process means our libvirtd was killed (a clean stop removes the
+  // file), most likely by a test that is about to start it again: give it time to, rather than
+  // race it with a second `libvirtd -d`.
+  const dead = readPidFile(LIBVIRTD_PIDFILE);
+  if (dead !== null && !pidAlive(dead)) {
+    const until = Date.now() + (opts.killedGraceMs ?? 15_000);
+    while (Date.now() < until && !(await libvirtdAnswers())) await new Promise((r) => setTimeout(r, 250));
+    if (await libvirtdAnswers()) {
+      const ours = labLibvirtdPid();
+      return { pid: ours ?? otherLibvirtdPid(), startedByUs: ours !== null, startedNow: false };
+    }
   }
   return withLockFile(join(RUN_DIR, 'libvirtd.lock'), 180_000, async () => {
     if (await libvirtdAnswers()) {
@@ -198,7 +211,7 @@ export async function restartLibvirtd(opts: { downMs?: number } = {}): Promise<L
     await killPid(pid, 15_000);
   }
   if (opts.downMs) await new Promise((r) => setTimeout(r, opts.downMs));
-  return ensureLibvirtd();
+  return ensureLibvirtd({ killedGraceMs: 0 });
 }
 
 /** Clients connected to libvirtd right now (virt-admin over the admin socket, which does not
