@@ -195,6 +195,12 @@ export async function acquireLab(t: Pick<TestContext, 'skip'>, o: AcquireOptions
   return session;
 }
 
+/** Tells the fixture that this process (re)started libvirtd itself, so the last session of this
+ *  process to release stops it when idle, as if the fixture had started it. */
+export function adoptLibvirtd(): void {
+  libvirtdStartedHere = true;
+}
+
 /** Other lab sessions alive right now (other test processes holding a lease). */
 export function otherLeases(): string[] {
   return liveLeases().filter((n) => !n.startsWith(`${process.pid}-`));

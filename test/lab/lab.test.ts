@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { acquireLab, requireLab, skipLoudly, otherLeases } from './fixture.js';
+import { acquireLab, adoptLibvirtd, requireLab, skipLoudly, otherLeases } from './fixture.js';
 import { ensureLabBuilt, ensureLibvirtd, stopLibvirtd, libvirtdAnswers, libvirtdIdle, labLibvirtdPid, BALLOON_MODULES, libvirtGuestPid, memCgroupDirOf } from '../../src/lab/index.js';
 import { virsh } from '../../src/lab/guests.js';
 import { pidAlive, sleep, waitFor } from '../../src/lab/proc.js';
@@ -153,7 +153,9 @@ test('libvirtd: started by the lab, reused, stopped by its PID', async (t) => {
   assert.equal(back.startedNow, true);
   assert.notEqual(back.pid, first.pid);
   assert.ok(await libvirtdAnswers());
-  // Leave it as the suite found it: running (other suites reuse it; the last fixture session stops it).
+  // Leave it running for other suites; this file's session stops it on release if it is then idle
+  // and nobody else holds a lease.
+  adoptLibvirtd();
 });
 
 test('ballast lab up | status | down', async (t) => {
