@@ -2,8 +2,8 @@
 # Installs, from Debian's own archive, everything ballast's real-VM lab and its tests need on a
 # fresh Debian 12 machine. Idempotent; run as root. CI runs it non-interactively.
 #
-#   BALLAST_NO_CHROMIUM=1   skip chromium (only the dashboard test uses it; about 110 MB to
-#                           download and 400 MB on disk, about 20 s to install here)
+#   BALLAST_WITH_CHROMIUM=1 also install chromium (for browser tests of a dashboard; no test
+#                           needs it yet; about 110 MB to download, 400 MB on disk)
 #
 # The guest kernel and the guest agent are NOT installed here: the lab build downloads their
 # packages with `apt-get download` and unpacks them under lab/build/ (see docs/lab.md).
@@ -25,10 +25,12 @@ packages=(
   xz-utils zstd cpio kmod
   # libraries the (dynamically linked) guest agent copies into the initramfs
   libglib2.0-0 libnuma1 liburing2 libudev1
+  # python3 for the real-KSM merge test (a process with identical pages)
+  python3
   # useradd/groupadd for libvirt's compiled-in QEMU account
   passwd
 )
-if [ "${BALLAST_NO_CHROMIUM:-0}" != 1 ]; then
+if [ "${BALLAST_WITH_CHROMIUM:-0}" = 1 ]; then
   packages+=(chromium)
 fi
 
