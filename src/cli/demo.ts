@@ -116,9 +116,9 @@ export async function demo(opts: DemoOptions, out: NodeJS.WriteStream = process.
   config.ksm.restore_on_exit = false;
 
   const tty = !!out.isTTY;
-  // On a terminal the view shows actions; the log would scribble over it, so it only gets
-  // warnings and errors (to stderr) unless --log asks for everything.
-  const logger: Logger = opts.log ? createLogger({ format: 'auto' }) : tty ? nullLogger : createLogger({ level: 'warn' });
+  // The view (or the plain lines) shows every action, rollbacks included; the log would only
+  // repeat them, so it gets errors alone (to stderr, not on a terminal) unless --log asks.
+  const logger: Logger = opts.log ? createLogger({ format: 'auto' }) : tty ? nullLogger : createLogger({ level: 'error' });
   const title = `ballast demo: scenario ${opts.scenario}, x${speed}`;
   let printed = 0;
   const onCycle = (d: Daemon) => {

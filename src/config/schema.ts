@@ -71,9 +71,9 @@ export const configSchema = z.strictObject({
     rollback_window: z.number({ error: 'expected an integer >= 0' }).int({ error: 'expected an integer >= 0' })
       .min(0, { error: 'expected an integer >= 0' }).default(3),
     /** Guest swap-in rate that counts as a spike (KiB/s). */
-    rollback_swap_in_kib_per_s: positive().default(1024),
+    rollback_swap_in_kib_per_s: positive().default(4096),
     /** Guest major-fault rate that counts as a spike (faults/s). */
-    rollback_major_faults_per_s: positive().default(500),
+    rollback_major_faults_per_s: positive().default(1000),
     /** After a rollback, no inflation of that guest for this many seconds. */
     rollback_backoff: nonNegative().default(300),
   }),

@@ -30,8 +30,8 @@ export const defaultSafeguards: SafeguardConfig = {
   minChangeFraction: 0.0025,
   minChangeKiB: 1024,
   rollbackWindow: 3,
-  rollbackSwapInKiBPerS: 1024,
-  rollbackMajorFaultsPerS: 500,
+  rollbackSwapInKiBPerS: 4096,
+  rollbackMajorFaultsPerS: 1000,
   rollbackBackoffS: 300,
 };
 

@@ -92,6 +92,7 @@ test('ballast run (sim): acts with reasons, hot-reloads policies, stops cleanly 
     const stopping = d.records.find((r) => r.event === 'stopping')!;
     assert.equal(stopping.reason, 'signal SIGTERM');
     assert.ok(events.indexOf('balloons_left') > events.indexOf('stopping'));
+    assert.ok(events.indexOf('ksm_restored') > events.indexOf('stopping'), 'KSM settings put back (ksm.restore_on_exit)');
     assert.equal(events.at(-1), 'stopped');
     assert.deepEqual(d.bad.filter((l) => l.trim() !== ''), [], 'every stderr line is a JSON record');
     assert.ok(!d.records.some((r) => r.event === 'task_error'));

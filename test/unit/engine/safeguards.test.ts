@@ -80,7 +80,7 @@ test('rollback: a swap-in spike after an inflation deflates by the last step and
   const d = guardBalloon({ history: h, requested: 1700 * MiB, state, cycle: 2, now: 10 }, cfg);
   assert.equal(d.verdict, 'rollback');
   assert.equal(d.target, 2048 * MiB);
-  assert.match(d.reasons[0]!, /^rollback: swap_in 10000 KiB\/s > 1024 KiB\/s/);
+  assert.match(d.reasons[0]!, /^rollback: swap_in 10000 KiB\/s > 4096 KiB\/s/);
   assert.equal(d.next.holdUntil, 10 + cfg.rollbackBackoffS);
   assert.equal(d.next.lastInflation, undefined);
   // outside the window: no rollback, the policy's request is handled normally
