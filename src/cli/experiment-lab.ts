@@ -1,0 +1,80 @@
+// `ballast experiment lab-memknobs`: the memknobs experiment on real QEMU guests (the lab) in a
+// memory domain: no manager / MOM's style / ballast, repeated, with the spread. Table or --json
+// on stdout, progress on stderr. The experiment cleans up after itself, also on Ctrl-C.
+import type { Command } from 'commander';
+import { DEFAULT_SCALE, type ConfigName, CONFIGS, type LabScale } from '../experiments/lab-memknobs/plan.js';
+import { runLabExperiment, LabUnavailable } from '../experiments/lab-memknobs/experiment.js';
+import { formatLabTable } from '../experiments/lab-memknobs/format.js';
+
+function int(v: string, what: string): number {
+  if (!/^\d+$/.test(v.trim())) throw new Error(`${what} must be a whole number, got "${v}"`);
+  return Number(v);
+}
+
+function seconds(v: string, what: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(s|m|min)?$/.exec(v.trim());
+  if (!m) throw new Error(`${what} must be a time like 240, 240s or 4m, got "${v}"`);
+  return Number(m[1]) * (m[2] === 'm' || m[2] === 'min' ? 60 : 1);
+}
+
+function fraction(v: string, what: string): number {
+  const m = /^(\d+)\/(\d+)$/.exec(v.trim());
+  const n = m ? Number(m[1]) / Number(m[2]) : Number(v);
+  if (!Number.isFinite(n)) throw new Error(`${what} must be a number like 0.667 or 2/3, got "${v}"`);
+  return n;
+}
+
+function configList(v: string): ConfigName[] {
+  const out = v.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const c of out) if (!(CONFIGS as readonly string[]).includes(c)) throw new Error(`--configs: unknown "${c}" (none, mom, ballast)`);
+  if (!out.length) throw new Error('--configs: name at least one of none, mom, ballast');
+  return out as ConfigName[];
+}
+
+export interface LabCliOptions {
+  guests: string; mem: string; duration: string; limitRatio: string; repeat: string; period?: string;
+  qemuOverhead: string; configs: string; statsInterval: string; policyInterval: string; swapDir: string; json?: boolean;
+}
+
+export function addLabExperiment(experiment: Command): void {
+  experiment
+    .command('lab-memknobs')
+    .description('measure on real QEMU guests (TCG) in a memory domain whether the policies help: no manager, MOM\'s style, ballast (needs root and the lab)')
+    .option('--guests <n>', 'number of guests (1-8)', String(DEFAULT_SCALE.guests))
+    .option('--mem <MiB>', 'memory per guest, MiB (128-512)', String(DEFAULT_SCALE.memMiB))
+    .option('--duration <time>', 'measured time per run (e.g. 240, 4m)', String(DEFAULT_SCALE.durationS))
+    .option('--limit-ratio <r>', "domain limit as a share of the guests' memory + QEMU overhead (e.g. 0.667 or 2/3)", '2/3')
+    .option('--repeat <k>', 'repetitions of the three runs', '1')
+    .option('--period <time>', 'workload cycle per guest (default 30 s x guests)')
+    .option('--qemu-overhead <MiB>', "QEMU's own memory per TCG guest counted in the domain's size", String(DEFAULT_SCALE.qemuOverheadMiB))
+    .option('--configs <list>', 'runs to make, comma-separated', CONFIGS.join(','))
+    .option('--stats-interval <s>', "manager's statistics interval, seconds", '2')
+    .option('--policy-interval <s>', "manager's policy interval, seconds", '4')
+    .option('--swap-dir <dir>', 'where to put a temporary swap file when the host has no swap', '/var/tmp')
+    .option('--json', 'print the whole result as JSON on stdout')
+    .action(async (o: LabCliOptions) => {
+      const guests = int(o.guests, '--guests');
+      const scale: LabScale = {
+        guests,
+        memMiB: int(o.mem, '--mem'),
+        durationS: seconds(o.duration, '--duration'),
+        limitRatio: fraction(o.limitRatio, '--limit-ratio'),
+        periodS: o.period ? seconds(o.period, '--period') : Math.max(60, 30 * guests),
+        qemuOverheadMiB: int(o.qemuOverhead, '--qemu-overhead'),
+      };
+      try {
+        const result = await runLabExperiment({
+          scale,
+          repeat: int(o.repeat, '--repeat'),
+          configs: configList(o.configs),
+          statsIntervalS: seconds(o.statsInterval, '--stats-interval'),
+          policyIntervalS: seconds(o.policyInterval, '--policy-interval'),
+          swapDir: o.swapDir,
+        });
+        process.stdout.write((o.json ? JSON.stringify(result) : formatLabTable(result)) + '\n');
+      } catch (e) {
+        if (e instanceof LabUnavailable) throw new Error(`lab-memknobs cannot run here: ${e.message}`);
+        throw e;
+      }
+    });
+}

@@ -1,0 +1,46 @@
+// The experiment's result as a table for people (the --json output is the result itself).
+import type { Spread } from './metrics.js';
+import type { LabExperimentResult } from './experiment.js';
+import { CONFIG_TITLES } from './plan.js';
+
+const num = (v: number) => (Math.abs(v) >= 100 ? Math.round(v).toLocaleString('en-US') : String(Math.round(v * 10) / 10));
+const mp = (v: number) => (v / 1e6).toFixed(2);
+
+/** "median (min–max)", or the single value when all runs agree; "-" when nothing was measured. */
+export function fmtSpread(s: Spread | null, f: (v: number) => string = num): string {
+  if (!s) return '-';
+  if (s.min === s.max) return f(s.median);
+  return `${f(s.median)} (${f(s.min)}–${f(s.max)})`;
+}
+
+const fmtRatio = (s: Spread | null) => fmtSpread(s, (v) => `${v.toFixed(2)}x`);
+
+export function formatLabTable(r: LabExperimentResult): string {
+  const s = r.scale;
+  const head = [
+    `lab-memknobs: ${s.guests} x ${s.memMiB} MiB TCG guests in a cgroup v${r.cgroupVersion} memory domain limited to ${r.domainLimitMiB} MiB ` +
+      `(${s.limitRatio.toFixed(2)} x (guest memory + ${s.qemuOverheadMiB} MiB QEMU overhead each)), swap ${r.swap.totalMiB} MiB (${r.swap.mode === 'file' ? 'a swap file added for the experiment' : "the host's"})`,
+    `${s.durationS} s measured per run, ${r.repeat} repetition(s); workload period ${s.periodS} s, guests staggered by ${r.workload.delaysS.join('/')} s; ` +
+      `manager: stats every ${r.manager.statsIntervalS} s, policy every ${r.manager.policyIntervalS} s`,
+    `cells: median (min–max) over repetitions; "vs none": ratio to the no-manager run of the same repetition; swap pages from ${r.swap.source}`,
+    '',
+  ];
+  const cols = ['config', 'throughput Mpages/s', 'vs none', 'OOM kills', 'swap-in pages', 'vs none', 'swap-out pages', 'vs none', 'at limit s', 'vs none', 'balloon acts'];
+  const rows = r.summary.map((c) => [
+    c.config,
+    fmtSpread(c.throughput, mp),
+    fmtRatio(c.throughputVsNone),
+    fmtSpread(c.oomKills),
+    fmtSpread(c.swapIn),
+    fmtRatio(c.swapInVsNone),
+    fmtSpread(c.swapOut),
+    fmtRatio(c.swapOutVsNone),
+    fmtSpread(c.pressureS),
+    fmtRatio(c.pressureVsNone),
+    fmtSpread(c.balloonActions),
+  ]);
+  const widths = cols.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  const legend = r.summary.map((c) => `  ${c.config}: ${CONFIG_TITLES[c.config]}`);
+  return [...head, line(cols), ...rows.map(line), '', ...legend].join('\n');
+}

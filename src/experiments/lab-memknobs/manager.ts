@@ -1,0 +1,128 @@
+// The manager of a run: ballast's Engine on real timers against the run's QEMU guests (QMP
+// driver), with the memory domain as its host and the real KSM in /sys/kernel/mm/ksm.
+// The two managed configurations run the same policy program (default.policy is
+// balloon.policy followed by ksm.policy); they differ in the guard:
+//   mom:     MOM's behaviour — only the basics: a target within [balloon_min, balloon_max],
+//            no inflation of a guest whose use is unknown or whose sample is stale; no floor
+//            headroom, no configured minimum, no rate limit, no rollback.
+//   ballast: ballast's default safeguards (floor = used + 64 MiB, at least 128 MiB, at most
+//            10% of balloon_max per cycle, rollback on guest swap-in / major-fault spikes).
+import { hostSources } from '../../host/index.js';
+import { KsmSysfs } from '../../host/ksm-sysfs.js';
+import { QmpHypervisor } from '../../hypervisor/qmp/index.js';
+import { Engine } from '../../engine/engine.js';
+import { Scheduler } from '../../engine/scheduler.js';
+import type { SafeguardConfig } from '../../engine/safeguards.js';
+import { compilePolicies, shippedPolicy } from '../../policy/index.js';
+import type { ConfigName } from './plan.js';
+
+export const MOM_STYLE_SAFEGUARDS: Partial<SafeguardConfig> = {
+  minGuestKiB: 0,
+  headroomKiB: 0,
+  maxStepFraction: 1,
+  rollbackWindow: 0,
+};
+
+export interface ManagerOptions {
+  config: Exclude<ConfigName, 'none'>;
+  qmpSockets: string[];
+  domainDir: string;
+  guestPids: number[];
+  statsIntervalS: number;
+  policyIntervalS: number;
+  /** Errors the loop meets (logged by the caller). */
+  onError?: (what: string, err: unknown) => void;
+}
+
+export interface ManagerReport {
+  cycles: number;
+  balloonActions: number;
+  rollbacks: number;
+  vetoes: number;
+  policyErrors: number;
+  controllerErrors: number;
+  driverErrors: number;
+  /** The manager switched KSM on at some point. */
+  ksmRunSeen: boolean;
+  ksmRestoreError: string | null;
+}
+
+export class RunManager {
+  private readonly hypervisor: QmpHypervisor;
+  private readonly ksm = new KsmSysfs();
+  readonly engine: Engine;
+  private readonly scheduler: Scheduler;
+  private balloonActions = 0;
+  private ksmRunSeen = false;
+
+  constructor(private readonly o: ManagerOptions) {
+    this.hypervisor = new QmpHypervisor({ sockets: o.qmpSockets, statsPeriodS: Math.max(1, Math.floor(o.statsIntervalS)) });
+    const policy = o.config === 'mom'
+      ? compilePolicies([shippedPolicy('balloon'), shippedPolicy('ksm')])
+      : compilePolicies([shippedPolicy('default')]);
+    this.engine = new Engine({
+      hypervisor: this.hypervisor,
+      hostSources: hostSources({ domain: { dir: o.domainDir }, guestPids: () => o.guestPids }),
+      ksm: this.ksm,
+      policy,
+      safeguards: o.config === 'mom' ? MOM_STYLE_SAFEGUARDS : undefined,
+    });
+    this.scheduler = new Scheduler(
+      [
+        { name: 'collect', intervalS: o.statsIntervalS, run: () => this.engine.collect() },
+        {
+          name: 'policy',
+          intervalS: o.policyIntervalS,
+          runAtStart: false,
+          run: async () => {
+            const r = await this.engine.evaluateAndAct();
+            for (const out of r.outcomes) {
+              if (out.action.control === 'balloon_target' && out.result === 'applied') this.balloonActions++;
+              if (out.action.control === 'ksm_run' && out.result === 'applied' && out.action.to === 1) this.ksmRunSeen = true;
+            }
+          },
+        },
+      ],
+      { onError: (task, err) => o.onError?.(task, err) },
+    );
+  }
+
+  async start(): Promise<void> {
+    await this.hypervisor.connect();
+    this.scheduler.start();
+  }
+
+  private stopping: Promise<ManagerReport> | null = null;
+
+  /** Stops the loop, puts KSM back as found, closes the QMP connections (once; later calls
+   *  get the same report). Balloons are left: the guests are stopped right after. */
+
+  stop(): Promise<ManagerReport> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<ManagerReport> {
+    await this.scheduler.stop();
+    let ksmRestoreError: string | null = null;
+    try {
+      await this.ksm.restore();
+    } catch (e) {
+      ksmRestoreError = (e as Error).message;
+    }
+    this.engine.dispose();
+    await this.hypervisor.close();
+    const c = this.engine.counters;
+    return {
+      cycles: c.cycles,
+      balloonActions: this.balloonActions,
+      rollbacks: c.rollbacks,
+      vetoes: c.vetoes,
+      policyErrors: c.policyErrors,
+      controllerErrors: c.controllerErrors,
+      driverErrors: c.driverErrors,
+      ksmRunSeen: this.ksmRunSeen,
+      ksmRestoreError,
+    };
+  }
+}

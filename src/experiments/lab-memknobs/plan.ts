@@ -1,0 +1,108 @@
+// The lab-memknobs experiment's fixed inputs, as pure functions: each guest's workload
+// schedule (the same in every run, so runs differ only in the manager), the stagger of the
+// guests' peaks, and the memory domain's limit. Memory in MiB here: these become kernel
+// command line arguments and a cgroup limit, both set once.
+
+export type ConfigName = 'none' | 'mom' | 'ballast';
+export const CONFIGS: readonly ConfigName[] = ['none', 'mom', 'ballast'];
+export const CONFIG_TITLES: Record<ConfigName, string> = {
+  none: 'no manager',
+  mom: "MOM's style (balloon + KSM policies, basic guards only)",
+  ballast: 'ballast (default policy + safeguards)',
+};
+
+export interface LabScale {
+  guests: number;
+  memMiB: number;
+  /** Measured seconds per run (after every guest is up). */
+  durationS: number;
+  /** Domain limit as a share of what the guests may hold (their memory + QEMU's own). */
+  limitRatio: number;
+  /** Length of one workload cycle; guests are staggered by periodS / guests. */
+  periodS: number;
+  /** What one TCG QEMU holds besides guest RAM (translation cache, heap, libraries), MiB. */
+  qemuOverheadMiB: number;
+}
+
+export const DEFAULT_SCALE: LabScale = {
+  guests: 4,
+  memMiB: 384,
+  durationS: 240,
+  limitRatio: 2 / 3,
+  periodS: 120,
+  // Measured here: an idle 384 MiB lab guest's QEMU held 224 MiB, of which 128 MiB guest RAM
+  // (the rest: ~50 MiB TCG translation cache, heap, thread stacks, libraries).
+  qemuOverheadMiB: 96,
+};
+
+export interface GuestPlan {
+  index: number;
+  /** The workload schedule (lab/workload.c grammar). */
+  workload: string;
+  /** Seconds the guest's init waits before starting the workload: the stagger. */
+  delayS: number;
+  /** Working sets the schedule moves between, MiB. */
+  baseMiB: number;
+  peakMiB: number;
+}
+
+/** Ramp steps from the base to the peak working set. Each is small (about a twelfth of the
+ *  guest) so that a manager polling every few seconds has a chance to make room. */
+export const RAMP_STEPS = 6;
+
+/**
+ * One guest's cycle: a small working set touched briefly, a ramp in RAMP_STEPS steps to a
+ * peak of 65% of the guest, the peak touched, the working set shrunk back (freed inside the
+ * guest, but still held by QEMU until a balloon takes it), then idle until the period ends.
+ */
+export function guestWorkload(memMiB: number, periodS: number): { spec: string; baseMiB: number; peakMiB: number; activeS: number } {
+  const base = Math.max(16, Math.round(memMiB / 6));
+  const peak = Math.round(memMiB * 0.65);
+  const steps: string[] = [`alloc:${base}`, 'touch:2'];
+  let activeS = 2;
+  for (let k = 1; k <= RAMP_STEPS; k++) {
+    steps.push(`alloc:${Math.round(base + ((peak - base) * k) / RAMP_STEPS)}`, 'touch:1', 'idle:3');
+    activeS += 4;
+  }
+  steps.push('touch:8', `alloc:${base}`, 'touch:2');
+  activeS += 10;
+  // Allocation itself takes time under TCG: leave a margin before the next cycle.
+  const rest = Math.max(5, Math.round(periodS - activeS - 6));
+  steps.push(`idle:${rest}`, 'loop');
+  return { spec: steps.join(','), baseMiB: base, peakMiB: peak, activeS };
+}
+
+export function planGuests(scale: LabScale): GuestPlan[] {
+  const w = guestWorkload(scale.memMiB, scale.periodS);
+  return Array.from({ length: scale.guests }, (_, i) => ({
+    index: i,
+    workload: w.spec,
+    delayS: Math.round((i * scale.periodS) / scale.guests),
+    baseMiB: w.baseMiB,
+    peakMiB: w.peakMiB,
+  }));
+}
+
+/** The domain's memory limit: limitRatio of what the guests could hold at most. */
+export function domainLimitMiB(scale: LabScale): number {
+  return Math.round(scale.limitRatio * scale.guests * (scale.memMiB + scale.qemuOverheadMiB));
+}
+
+/** Swap to offer the domain: everything it could push out, plus a margin. */
+export function swapSizeMiB(scale: LabScale): number {
+  const most = scale.guests * (scale.memMiB + scale.qemuOverheadMiB) - domainLimitMiB(scale);
+  return Math.max(256, Math.ceil((most + 256) / 64) * 64);
+}
+
+export function checkScale(s: LabScale): LabScale {
+  const bad = (m: string) => {
+    throw new Error(m);
+  };
+  if (!Number.isInteger(s.guests) || s.guests < 1 || s.guests > 8) bad(`--guests must be 1..8, got ${s.guests}`);
+  if (!Number.isInteger(s.memMiB) || s.memMiB < 128 || s.memMiB > 512) bad(`--mem must be 128..512 MiB, got ${s.memMiB}`);
+  if (!(s.durationS >= 20) || !Number.isFinite(s.durationS)) bad(`--duration must be at least 20 s, got ${s.durationS}`);
+  if (!(s.limitRatio > 0.2 && s.limitRatio <= 1.5)) bad(`--limit-ratio must be in (0.2, 1.5], got ${s.limitRatio}`);
+  if (!(s.periodS >= 45)) bad(`--period must be at least 45 s (one ramp and peak take about 40 s), got ${s.periodS}`);
+  if (!(s.qemuOverheadMiB >= 0 && s.qemuOverheadMiB <= 1024)) bad(`--qemu-overhead must be 0..1024 MiB, got ${s.qemuOverheadMiB}`);
+  return s;
+}

@@ -1,0 +1,217 @@
+// One run of the experiment: the guests boot inside a fresh memory domain with identical
+// staggered workload schedules, the chosen manager (or none) runs for the measured window,
+// then everything is stopped and the measurements are folded into a RunResult.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startQemuGuest, stopQemuGuest, type QemuGuest } from '../../lab/qemu.js';
+import { QEMU_DIR } from '../../lab/qemu.js';
+import { GUEST_PREFIX } from '../../lab/paths.js';
+import type { Cleanup } from './cleanup.js';
+import { ConsoleTail } from './console-tail.js';
+import { readCounters } from './counters.js';
+import { createDomain, removeDomain } from './domain.js';
+import { RunManager, type ManagerReport } from './manager.js';
+import { minGuestTotalKiB, oomKills, summarizeCounters, workloadPages, workloadTrouble, type CounterSample, type CounterSummary } from './metrics.js';
+import { domainLimitMiB, planGuests, type ConfigName, type LabScale } from './plan.js';
+
+export interface RunOptions {
+  config: ConfigName;
+  scale: LabScale;
+  repetition: number;
+  statsIntervalS: number;
+  policyIntervalS: number;
+  cleanup: Cleanup;
+  say: (m: string) => void;
+  /** Seconds between progress lines. */
+  progressEveryS?: number;
+}
+
+export interface GuestResult {
+  name: string;
+  pagesPerS: number;
+  oomKills: number;
+  workloadExits: number;
+  allocFailed: number;
+  /** Smallest MemTotal the guest reported (its balloon at the deepest), MiB. */
+  minMemMiB: number | null;
+}
+
+export interface RunResult {
+  config: ConfigName;
+  repetition: number;
+  /** Sum over the guests of the pages their workloads wrote per second of the window. */
+  throughput: number;
+  oomKills: number;
+  /** Swap traffic over the window, pages: host /proc/vmstat (only the domain swaps here). */
+  swapIn: number;
+  swapOut: number;
+  swapSource: string;
+  /** Seconds of the window in which the domain was at its limit (reclaim ran). */
+  pressureS: number;
+  counters: CounterSummary;
+  guests: GuestResult[];
+  manager: ManagerReport | null;
+  windowS: number;
+  bootS: number;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const mib = (kib: number | null) => (kib === null ? '?' : String(Math.round(kib / 1024)));
+
+function qemuPidFromRecord(name: string): number | null {
+  try {
+    const rec = JSON.parse(readFileSync(join(QEMU_DIR, `${name}.json`), 'utf8')) as { pid?: number };
+    return typeof rec.pid === 'number' ? rec.pid : null;
+  } catch {
+    return null;
+  }
+}
+
+export async function runOnce(o: RunOptions): Promise<RunResult> {
+  const { scale, config, say, cleanup } = o;
+  const tag = `[${config} #${o.repetition}]`;
+  const plans = planGuests(scale);
+  const limitKiB = domainLimitMiB(scale) * 1024;
+  const cgName = `ballast-lab-experiment-${process.pid}-${config}-${o.repetition}`;
+  const domain = await createDomain(cgName, limitKiB, scale.guests);
+  const undoDomain = cleanup.add({
+    what: `cgroup ${domain.dir}`,
+    run: async () => {
+      const left = await removeDomain(domain);
+      if (left.length) throw new Error(`could not remove ${left.join('; ')}`);
+    },
+    runSync: () => {
+      for (const d of [...domain.guestDirs, domain.dir]) {
+        try { rmSync(d, { recursive: false }); } catch { /* busy or gone */ }
+      }
+    },
+  });
+  const sockDir = mkdtempSync(join(tmpdir(), 'ballast-exp-'));
+  const names = plans.map((p) => `${GUEST_PREFIX}x${process.pid}-${p.index + 1}`);
+  const undoGuests = cleanup.add({
+    what: `guests ${names.join(', ')}`,
+    run: async () => {
+      for (const n of names) await stopQemuGuest(n);
+      rmSync(sockDir, { recursive: true, force: true });
+    },
+    runSync: () => {
+      for (const n of names) {
+        const pid = qemuPidFromRecord(n);
+        if (pid) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+      }
+    },
+  });
+
+  let undoManager: (() => Promise<void>) | null = null;
+  try {
+    say(`${tag} domain ${domain.dir}: limit ${domainLimitMiB(scale)} MiB for ${scale.guests} x ${scale.memMiB} MiB guests; booting them`);
+    const t0 = Date.now();
+    const guests: QemuGuest[] = await Promise.all(
+      plans.map((p, i) =>
+        startQemuGuest({
+          name: names[i]!,
+          memMiB: scale.memMiB,
+          qmpSocket: join(sockDir, `g${i + 1}.qmp`),
+          workload: p.workload,
+          delayS: p.delayS,
+          reportS: 2,
+          meminfoS: 2,
+          guestAgent: false,
+          memCgroup: domain.guestDirs[i],
+          bootTimeoutMs: 240_000,
+        }),
+      ),
+    );
+    const bootS = (Date.now() - t0) / 1000;
+    let manager: RunManager | null = null;
+    const tails = guests.map((g) => new ConsoleTail(g.consoleLog));
+    for (const t of tails) t.poll();
+
+    if (config !== 'none') {
+      const m = new RunManager({
+        config,
+        qmpSockets: guests.map((g) => g.qmpSocket),
+        domainDir: domain.dir,
+        guestPids: guests.map((g) => g.pid),
+        statsIntervalS: o.statsIntervalS,
+        policyIntervalS: o.policyIntervalS,
+        onError: (task, err) => say(`${tag} manager ${task} error: ${(err as Error).message}`),
+      });
+      manager = m;
+      undoManager = cleanup.add({ what: `${config} manager (KSM knobs restored)`, run: async () => void (await m.stop()) });
+      await m.start();
+    }
+    say(`${tag} ${guests.length} guests up in ${bootS.toFixed(0)} s; measuring ${scale.durationS} s${manager ? ` with the ${config} manager` : ' without a manager'}`);
+
+    const from = Date.now() / 1000;
+    const to = from + scale.durationS;
+    const samples: CounterSample[] = [readCounters(domain.dir, domain.version, from)];
+    const every = o.progressEveryS ?? 30;
+    let nextProgress = from + every;
+    let lastPages = 0;
+    let lastAt = from;
+    for (;;) {
+      const now = Date.now() / 1000;
+      if (now >= to) break;
+      await sleep(Math.min(1000, (to - now) * 1000));
+      const at = Date.now() / 1000;
+      for (const t of tails) t.poll(at);
+      samples.push(readCounters(domain.dir, domain.version, at));
+      if (at >= nextProgress) {
+        nextProgress += every;
+        const all = tails.flatMap((t) => t.lines);
+        const pages = workloadPages(all, from, at + 1);
+        const sizes = tails.map((t) => {
+          const m = t.lines.filter((l) => l.line.kind === 'meminfo').at(-1);
+          return m ? mib(Number(m.line.fields.total_kib)) : '?';
+        });
+        const c = samples.at(-1)!;
+        say(`${tag} ${Math.round(at - from)}/${scale.durationS} s: ${((pages - lastPages) / (at - lastAt) / 1e6).toFixed(2)} Mpages/s, domain ${mib(c.usageKiB)}/${mib(limitKiB)} MiB, swap ${mib(c.swapKiB)} MiB, guests ${sizes.join('/')} MiB, OOM kills ${oomKills(all, from, at + 1)}`);
+        lastPages = pages;
+        lastAt = at;
+      }
+    }
+    const end = Date.now() / 1000;
+    for (const t of tails) t.poll(end);
+    samples.push(readCounters(domain.dir, domain.version, end));
+    const managerReport = manager ? await manager.stop() : null;
+    await undoManager?.(); // stop() is idempotent: this only drops the undo step
+
+    const windowS = end - from;
+    const guestResults: GuestResult[] = tails.map((t, i) => {
+      const trouble = workloadTrouble(t.lines, from, end + 1);
+      const minKiB = minGuestTotalKiB(t.lines, from, end + 1);
+      return {
+        name: names[i]!,
+        pagesPerS: Math.round(workloadPages(t.lines, from, end + 1) / windowS),
+        oomKills: oomKills(t.lines, from, end + 1),
+        workloadExits: trouble.exits,
+        allocFailed: trouble.allocFailed,
+        minMemMiB: minKiB === null ? null : Math.round(minKiB / 1024),
+      };
+    });
+    const counters = summarizeCounters(samples);
+    const result: RunResult = {
+      config,
+      repetition: o.repetition,
+      throughput: guestResults.reduce((s, g) => s + g.pagesPerS, 0),
+      oomKills: guestResults.reduce((s, g) => s + g.oomKills, 0),
+      swapIn: counters.domainSwapIn ?? counters.hostSwapIn,
+      swapOut: counters.domainSwapOut ?? counters.hostSwapOut,
+      swapSource: counters.domainSwapOut !== null ? 'cgroup memory.stat pswpin/pswpout' : 'host /proc/vmstat pswpin/pswpout',
+      pressureS: counters.pressureS,
+      counters,
+      guests: guestResults,
+      manager: managerReport,
+      windowS: Math.round(windowS * 10) / 10,
+      bootS: Math.round(bootS * 10) / 10,
+    };
+    say(`${tag} done: ${(result.throughput / 1e6).toFixed(2)} Mpages/s, swap in/out ${result.swapIn}/${result.swapOut} pages, OOM kills ${result.oomKills}, ${result.pressureS} s at the limit${managerReport ? `, ${managerReport.balloonActions} balloon actions, ${managerReport.rollbacks} rollbacks` : ''}`);
+    return result;
+  } finally {
+    if (undoManager) await undoManager().catch((e) => say(`${tag} stopping the manager: ${(e as Error).message}`));
+    await undoGuests().catch((e) => say(`${tag} stopping guests: ${(e as Error).message}`));
+    await undoDomain().catch((e) => say(`${tag} ${(e as Error).message}`));
+  }
+}

@@ -1,0 +1,192 @@
+// The lab experiment's pure parts: workload plan, domain size, console-derived metrics,
+// counter summaries, spreads and ratios, the console tail, the table, the cleanup order.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { validateWorkloadSpec, parseConsoleLine } from '../../../src/lab/console.js';
+import { checkScale, DEFAULT_SCALE, domainLimitMiB, guestWorkload, planGuests, swapSizeMiB, RAMP_STEPS } from '../../../src/experiments/lab-memknobs/plan.js';
+import { minGuestTotalKiB, oomKills, ratio, spread, summarizeCounters, workloadPages, workloadTrouble, type CounterSample, type TimedLine } from '../../../src/experiments/lab-memknobs/metrics.js';
+import { ConsoleTail } from '../../../src/experiments/lab-memknobs/console-tail.js';
+import { parsePsiTotals } from '../../../src/experiments/lab-memknobs/counters.js';
+import { swapAreas } from '../../../src/experiments/lab-memknobs/swap.js';
+import { summarize } from '../../../src/experiments/lab-memknobs/experiment.js';
+import { fmtSpread, formatLabTable } from '../../../src/experiments/lab-memknobs/format.js';
+import { Cleanup } from '../../../src/experiments/lab-memknobs/cleanup.js';
+import type { RunResult } from '../../../src/experiments/lab-memknobs/run.js';
+
+test('plan: every guest runs the same valid schedule, staggered evenly over the period', () => {
+  const plans = planGuests({ ...DEFAULT_SCALE });
+  assert.equal(plans.length, 4);
+  assert.deepEqual(plans.map((p) => p.delayS), [0, 30, 60, 90]);
+  assert.equal(new Set(plans.map((p) => p.workload)).size, 1);
+  for (const p of plans) assert.equal(validateWorkloadSpec(p.workload), p.workload);
+  const w = guestWorkload(384, 120);
+  assert.equal(w.baseMiB, 64);
+  assert.equal(w.peakMiB, 250);
+  const allocs = [...w.spec.matchAll(/alloc:(\d+)/g)].map((m) => Number(m[1]));
+  // base, RAMP_STEPS increasing steps ending at the peak, back to base
+  assert.equal(allocs.length, RAMP_STEPS + 2);
+  assert.equal(allocs[0], 64);
+  assert.equal(allocs[RAMP_STEPS], 250);
+  assert.equal(allocs.at(-1), 64);
+  for (let i = 1; i <= RAMP_STEPS; i++) assert.ok(allocs[i]! > allocs[i - 1]!);
+  // the steps are small next to ballast's 64 MiB floor headroom
+  for (let i = 1; i <= RAMP_STEPS; i++) assert.ok(allocs[i]! - allocs[i - 1]! <= 32);
+  assert.ok(w.spec.endsWith(',loop'));
+  // idle fills the period (allocation time aside)
+  const idle = [...w.spec.matchAll(/idle:(\d+)/g)].reduce((s, m) => s + Number(m[1]), 0);
+  const touch = [...w.spec.matchAll(/touch:(\d+)/g)].reduce((s, m) => s + Number(m[1]), 0);
+  assert.equal(idle + touch + 6, 120);
+});
+
+test('plan: the domain limit is the ratio of guest memory plus QEMU overhead; swap covers the rest', () => {
+  assert.equal(domainLimitMiB(DEFAULT_SCALE), 1280); // 2/3 x 4 x (384 + 96)
+  assert.equal(domainLimitMiB({ ...DEFAULT_SCALE, guests: 2, memMiB: 256 }), 469);
+  assert.ok(swapSizeMiB(DEFAULT_SCALE) >= 4 * 480 - 1280 + 256);
+  assert.equal(swapSizeMiB(DEFAULT_SCALE) % 64, 0);
+  assert.throws(() => checkScale({ ...DEFAULT_SCALE, guests: 0 }), /--guests/);
+  assert.throws(() => checkScale({ ...DEFAULT_SCALE, memMiB: 1024 }), /--mem/);
+  assert.throws(() => checkScale({ ...DEFAULT_SCALE, durationS: 5 }), /--duration/);
+  assert.throws(() => checkScale({ ...DEFAULT_SCALE, limitRatio: 0 }), /--limit-ratio/);
+  assert.throws(() => checkScale({ ...DEFAULT_SCALE, periodS: 10 }), /--period/);
+  assert.deepEqual(checkScale({ ...DEFAULT_SCALE }), DEFAULT_SCALE);
+});
+
+const L = (at: number, text: string): TimedLine => ({ at, line: parseConsoleLine(text)! });
+
+test('metrics: pages, OOM kills and balloon depth inside the window only', () => {
+  const lines = [
+    L(9, 'BALLAST rate t=1 idx=1 op=touch pages=500 secs=2 pages_per_s=250 ws_kib=1'),
+    L(10, 'BALLAST rate t=2 idx=1 op=touch pages=1000 secs=2 pages_per_s=500 ws_kib=1'),
+    L(12, 'BALLAST rate t=4 idx=2 op=alloc pages=300 secs=2 pages_per_s=150 ws_kib=1'),
+    L(13, 'BALLAST meminfo t=5 total_kib=200000 free_kib=1 avail_kib=1'),
+    L(14, 'BALLAST workload-exit t=6 status=137'),
+    L(14, 'BALLAST qga-exit t=6 status=137'),
+    L(15, 'BALLAST workload-exit t=7 status=1'),
+    L(15, 'BALLAST alloc-failed t=7 idx=2 want_kib=2 ws_kib=1 errno=12'),
+    L(16, 'BALLAST meminfo t=8 total_kib=150000 free_kib=1 avail_kib=1'),
+    L(20, 'BALLAST rate t=9 idx=1 op=touch pages=7777 secs=2 pages_per_s=1 ws_kib=1'),
+    L(20, 'BALLAST meminfo t=9 total_kib=100000 free_kib=1 avail_kib=1'),
+  ];
+  assert.equal(workloadPages(lines, 10, 20), 1300);
+  assert.equal(oomKills(lines, 10, 20), 2);
+  assert.equal(oomKills(lines, 15, 20), 0, 'a non-SIGKILL exit is not an OOM kill');
+  assert.deepEqual(workloadTrouble(lines, 10, 20), { exits: 2, allocFailed: 1 });
+  assert.equal(minGuestTotalKiB(lines, 10, 20), 150000);
+  assert.equal(minGuestTotalKiB(lines, 30, 40), null);
+});
+
+function sample(at: number, o: Partial<CounterSample> = {}): CounterSample {
+  return { at, usageKiB: 100, limitHits: 0, swapKiB: 0, majorFaults: 0, domainSwapIn: null, domainSwapOut: null, hostSwapIn: 0, hostSwapOut: 0, psiSomeUs: 0, psiFullUs: 0, ...o };
+}
+
+test('metrics: counter summary takes deltas, peaks and seconds at the limit', () => {
+  const s = summarizeCounters([
+    sample(0, { hostSwapIn: 10, hostSwapOut: 20, majorFaults: 5, psiSomeUs: 1_000_000 }),
+    sample(1, { limitHits: 3, usageKiB: 400, swapKiB: 50 }),
+    sample(2, { limitHits: 3, usageKiB: 300, swapKiB: 70 }),
+    sample(3.5, { limitHits: 9, hostSwapIn: 110, hostSwapOut: 520, majorFaults: 25, psiSomeUs: 3_500_000, swapKiB: 60 }),
+  ]);
+  assert.equal(s.hostSwapIn, 100);
+  assert.equal(s.hostSwapOut, 500);
+  assert.equal(s.domainMajorFaults, 20);
+  assert.equal(s.domainSwapOut, null);
+  assert.equal(s.pressureS, 2.5); // intervals (0,1] and (2,3.5]
+  assert.equal(s.psiSomeS, 2.5);
+  assert.equal(s.peakSwapKiB, 70);
+  assert.equal(s.peakUsageKiB, 400);
+  assert.throws(() => summarizeCounters([sample(0)]), /two counter samples/);
+});
+
+test('metrics: spread and ratio', () => {
+  assert.deepEqual(spread([3, 1, 2]), { min: 1, median: 2, max: 3, n: 3 });
+  assert.deepEqual(spread([4, 1, null, 2, 3]), { min: 1, median: 2.5, max: 4, n: 4 });
+  assert.equal(spread([null, undefined, NaN]), null);
+  assert.equal(ratio(5, 10), 0.5);
+  assert.equal(ratio(5, 0), null);
+  assert.equal(ratio(null, 3), null);
+});
+
+test('counters: PSI totals and /proc/swaps parsing', () => {
+  assert.deepEqual(parsePsiTotals('some avg10=0.00 avg60=0.00 avg300=0.00 total=1234\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=56\n'), { some: 1234, full: 56 });
+  assert.deepEqual(parsePsiTotals(null), { some: null, full: null });
+  assert.deepEqual(swapAreas('Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n'), []);
+  assert.deepEqual(swapAreas('Filename Type Size Used Priority\n/var/tmp/x.swap file 65532 0 -2\n/dev/zram0 partition 1024 0 100\n'), [
+    { name: '/var/tmp/x.swap', sizeKiB: 65532 },
+    { name: '/dev/zram0', sizeKiB: 1024 },
+  ]);
+});
+
+test('console tail: complete lines only, each stamped when read, across appends', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ballast-tail-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const f = join(dir, 'c.console');
+  const tail = new ConsoleTail(f);
+  assert.deepEqual(tail.poll(1), [], 'a missing file is no lines yet');
+  writeFileSync(f, 'kernel noise\nBALLAST ready t=1.0\nBALLAST rate t=2 idx=1 op=touch pa');
+  assert.deepEqual(tail.poll(5).map((l) => [l.at, l.line.kind]), [[5, 'ready']]);
+  appendFileSync(f, 'ges=10 secs=2 pages_per_s=5 ws_kib=4\n[ 1.2] oom\nBALLAST workload-exit t=3 status=137\n');
+  const got = tail.poll(7);
+  assert.deepEqual(got.map((l) => [l.at, l.line.kind]), [[7, 'rate'], [7, 'workload-exit']]);
+  assert.equal(got[0]!.line.fields.pages, '10');
+  assert.equal(tail.lines.length, 3);
+  assert.deepEqual(tail.poll(9), []);
+});
+
+function run(config: RunResult['config'], repetition: number, throughput: number, swapOut: number, oom = 0): RunResult {
+  return {
+    config, repetition, throughput, oomKills: oom, swapIn: swapOut / 2, swapOut, swapSource: 'host /proc/vmstat pswpin/pswpout', pressureS: swapOut / 100,
+    counters: summarizeCounters([sample(0), sample(1)]), guests: [],
+    manager: config === 'none' ? null : { cycles: 1, balloonActions: 3, rollbacks: 0, vetoes: 0, policyErrors: 0, controllerErrors: 0, driverErrors: 0, ksmRunSeen: false, ksmRestoreError: null },
+    windowS: 1, bootS: 1,
+  };
+}
+
+test('summary: spreads per configuration and ratios to the same repetition\'s no-manager run', () => {
+  const runs = [
+    run('none', 1, 100, 1000), run('ballast', 1, 110, 500),
+    run('none', 2, 200, 2000), run('ballast', 2, 180, 200), run('mom', 2, 50, 0, 4),
+  ];
+  const [none, ballast, mom] = summarize(runs, ['none', 'ballast', 'mom']);
+  assert.equal(none!.throughputVsNone, null);
+  assert.deepEqual(ballast!.throughput, { min: 110, median: 145, max: 180, n: 2 });
+  assert.equal(ballast!.throughputVsNone!.min, 0.9);
+  assert.ok(Math.abs(ballast!.throughputVsNone!.max - 1.1) < 1e-9);
+  assert.deepEqual(ballast!.swapOutVsNone, { min: 0.1, median: 0.3, max: 0.5, n: 2 });
+  assert.deepEqual(mom!.oomKills, { min: 4, median: 4, max: 4, n: 1 });
+  assert.deepEqual(mom!.swapOutVsNone, { min: 0, median: 0, max: 0, n: 1 });
+  assert.equal(fmtSpread({ min: 1, median: 2, max: 3, n: 3 }), '2 (1–3)');
+  assert.equal(fmtSpread({ min: 2, median: 2, max: 2, n: 1 }), '2');
+  assert.equal(fmtSpread(null), '-');
+  const table = formatLabTable({
+    experiment: 'lab-memknobs', scale: DEFAULT_SCALE, repeat: 2, domainLimitMiB: 1280, cgroupVersion: 1,
+    swap: { mode: 'file', totalMiB: 896, source: 'host /proc/vmstat pswpin/pswpout' },
+    workload: { spec: 'x', delaysS: [0, 30] }, manager: { statsIntervalS: 2, policyIntervalS: 4 }, runs,
+    summary: summarize(runs, ['none', 'mom', 'ballast']),
+  });
+  const rows = table.split('\n');
+  const ballastRow = rows.find((l) => l.startsWith('ballast '))!;
+  assert.match(ballastRow, /0\.30x \(0\.10x–0\.50x\)/);
+  assert.match(rows.find((l) => l.startsWith('mom '))!, / 4 /);
+  assert.match(table, /limited to 1280 MiB/);
+});
+
+test('cleanup: newest first, a failing step does not stop the others, run-now steps are forgotten', async () => {
+  const done: string[] = [];
+  const said: string[] = [];
+  const c = new Cleanup((m) => said.push(m));
+  c.add({ what: 'swap', run: async () => void done.push('swap') });
+  c.add({ what: 'cgroup', run: async () => { throw new Error('busy'); } });
+  const now = c.add({ what: 'manager', run: async () => void done.push('manager') });
+  c.add({ what: 'guests', run: async () => void done.push('guests') });
+  await now();
+  await now(); // once only
+  assert.deepEqual(done, ['manager']);
+  const errors = await c.runAll();
+  assert.deepEqual(done, ['manager', 'guests', 'swap']);
+  assert.deepEqual(errors, ['cgroup: busy']);
+  assert.equal(said.length, 1);
+  assert.deepEqual(await c.runAll(), []);
+});
