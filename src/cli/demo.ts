@@ -29,9 +29,10 @@ function pct(part: unknown, whole: unknown): string {
 }
 
 export function formatAction(a: ActionRecord): string {
-  const what = a.control === 'balloon_target'
-    ? `${mib(a.from)} -> ${mib(a.to)} MiB`
-    : `${a.from ?? '?'} -> ${a.to ?? (a.result === 'veto' ? `(asked ${JSON.stringify(a.requested)})` : 'none')}`;
+  const balloon = a.control === 'balloon_target';
+  const what = a.result === 'veto'
+    ? `asked ${balloon && typeof a.requested === 'number' ? `${mib(a.requested)} MiB` : JSON.stringify(a.requested)}`
+    : balloon ? `${mib(a.from)} -> ${mib(a.to)} MiB` : `${a.from ?? '?'} -> ${a.to ?? 'none'}`;
   const tag = a.result === 'applied' ? '' : ` [${a.result}${a.error ? `: ${a.error}` : ''}]`;
   return `t=${Math.round(a.time)}s ${a.entity} ${a.control} ${what}${tag} (${a.reasons.join('; ')})`;
 }

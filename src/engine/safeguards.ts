@@ -204,7 +204,9 @@ export function guardBalloon(inp: BalloonGuardInput, cfg: SafeguardConfig): Ball
   const outside = cur < floor || cur > max;
   const skip = t === cur || (Math.abs(t - cur) < b.minChange && !outside);
   const reasons: string[] = [];
-  if (!skip) reasons.push(t < cur ? 'policy asked to inflate' : 'policy asked to deflate');
+  // What the policy asked, before the guard changed it; the reasons that follow say how.
+  const asked = Math.round(requestedNum);
+  if (!skip) reasons.push(asked < cur ? 'policy asked to inflate' : asked > cur ? 'policy asked to deflate' : 'policy asked to keep the size');
   if (did & 1) reasons.push(`clamped up to floor ${fmtKiB(floor)} (${floorWhy(s, b, cfg)})`);
   if (did & 2) reasons.push(`clamped down to balloon_max ${fmtKiB(max)}`);
   if (did & 4) reasons.push(`rate-limited to -${fmtKiB(b.step)} per cycle`);
@@ -213,7 +215,7 @@ export function guardBalloon(inp: BalloonGuardInput, cfg: SafeguardConfig): Ball
     reasons.push(`change ${fmtKiB(t - cur)} below ${fmtKiB(b.minChange)}`);
     return decision('skip', requestedNum, from, null, floor, max, reasons, state);
   }
-  if (cur < floor) reasons.push(`below floor: raised to ${fmtKiB(floor)} at once`);
+  if (t > cur + b.step) reasons.push(`below floor: raised by more than one step, at once`);
   const next: GuestGuardState = t < cur
     ? { lastInflation: { cycle: inp.cycle, at: inp.now, step: cur - t }, holdUntil: state.holdUntil }
     : { lastInflation: undefined, holdUntil: state.holdUntil };

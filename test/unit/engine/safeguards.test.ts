@@ -49,10 +49,14 @@ test('a request above balloon_max is clamped down', () => {
 test('tiny changes are skipped; a guest below its floor is raised at once', () => {
   const tiny = guardBalloon({ history: hist(g()), requested: 2048 * MiB - 512, state: {}, cycle: 1, now: 0 }, cfg);
   assert.equal(tiny.verdict, 'skip');
-  // used = 1900 - 10 = 1890 MiB, floor = 1954 MiB: more than one step above balloon_cur
-  const low = guardBalloon({ history: hist(g({ balloon_cur: 1500 * MiB, mem_unused: 10 * MiB })), requested: 1000 * MiB, state: {}, cycle: 1, now: 0 }, cfg);
+  // used = 1500 - 10 = 1490 MiB, floor = 1554 MiB: 54 MiB above balloon_cur, more than the
+  // 1% step (20 MiB): the guest gets its floor at once anyway
+  const small = { ...cfg, maxStepFraction: 0.01 };
+  const low = guardBalloon({ history: hist(g({ balloon_cur: 1500 * MiB, mem_unused: 10 * MiB })), requested: 1000 * MiB, state: {}, cycle: 1, now: 0 }, small);
   assert.equal(low.verdict, 'apply');
   assert.equal(low.target, 1490 * MiB + 64 * MiB);
+  assert.equal(low.reasons[0], 'policy asked to inflate', 'the reasons start with what the policy asked');
+  assert.match(low.reasons[1]!, /^clamped up to floor 1554 MiB \(used 1490 MiB \+ headroom 64 MiB\)/);
   assert.ok(low.reasons.some((r) => r.startsWith('below floor')));
 });
 
