@@ -41,6 +41,8 @@ export const configSchema = z.strictObject({
     /** sim only: random seed of the simulated world. */
     seed: z.number({ error: 'expected an integer' }).int({ error: 'expected an integer' }).default(1),
   }),
+  /** Per-guest balloon floor (balloon_min), MiB, by guest name or UUID (libvirt). */
+  guest_min_mib: z.record(z.string(), z.number({ error: 'expected a number of MiB >= 0' }).min(0, { error: 'expected a number of MiB >= 0' }), { error: 'expected a table of guest name = MiB' }).default({}),
   engine: section({
     /** Seconds between two collections of host and guest statistics (MOM: 5). */
     stats_interval: positive().default(5),

@@ -63,6 +63,8 @@ export interface PlanOptions {
   ksm: boolean;
   /** cgroup controls allowed (config host.cgroup_limits and a backend present). */
   cgroup: boolean;
+  /** Set when balloons must not be touched (read-only hypervisor connection): the reason. */
+  balloonsOff?: string;
 }
 
 const NO_CONTROLS: Controls = Object.freeze({}) as Controls;
@@ -103,7 +105,9 @@ function guestPlan(
     }
   }
   const d = guardBalloon({ history: g.history, requested: own.balloon_target ?? undefined, stale: g.stale, state: g.guard, cycle, now }, opts.safeguards);
-  if (d.verdict === 'apply' || d.verdict === 'rollback') {
+  if (opts.balloonsOff !== undefined && (d.verdict === 'apply' || d.verdict === 'rollback')) {
+    plan.notes.push({ entity: g.name, control: 'balloon_target', requested: own.balloon_target ?? d.target, verdict: 'veto', reasons: [...d.reasons, `not applied: ${opts.balloonsOff}`] });
+  } else if (d.verdict === 'apply' || d.verdict === 'rollback') {
     plan.actions.push({ entity: g.name, guestId: g.id, control: 'balloon_target', from: d.from, to: d.target, reasons: d.reasons });
     plan.guard.set(g.id, { applied: d.next, otherwise: d.verdict === 'rollback' ? { ...g.guard, holdUntil: d.next.holdUntil } : g.guard });
   } else {

@@ -41,6 +41,7 @@ export class Daemon {
       cgroup: backends.cgroup,
       ksmEnabled: config.ksm.enabled,
       cgroupEnabled: config.host.cgroup_limits,
+      balloonsOff: config.hypervisor.readonly ? 'hypervisor.readonly = true (observe only)' : undefined,
       policy: null,
       evaluateOptions: { stepBudget: c.step_budget },
       historyLength: c.history_length,
@@ -121,7 +122,15 @@ export class Daemon {
   private async doStop(reason: string): Promise<void> {
     this.log.info('stopping', { reason });
     this.watcher.stop();
-    await this.scheduler.stop();
+    // A driver call can hang up to its own timeout; do not let it hold the stop forever.
+    const STOP_WAIT_MS = 10_000;
+    let timer: NodeJS.Timeout | undefined;
+    const waited = await Promise.race([
+      this.scheduler.stop().then(() => true),
+      new Promise<false>((r) => { timer = setTimeout(() => r(false), STOP_WAIT_MS); }),
+    ]);
+    clearTimeout(timer);
+    if (!waited) this.log.warn('stop_timeout', { reason: `the cycle in flight did not finish within ${STOP_WAIT_MS / 1000} s; stopping anyway` });
     await this.restoreBalloons();
     await this.restoreKsm();
     this.engine.dispose();
@@ -139,10 +148,10 @@ export class Daemon {
 
   private async restoreBalloons(): Promise<void> {
     const guests = this.engine.snapshot().guests;
-    if (this.config.shutdown.balloons === 'leave') {
+    if (this.config.shutdown.balloons === 'leave' || this.config.hypervisor.readonly) {
       this.log.info('balloons_left', {
         guests: guests.map((g) => ({ guest: g.name, balloon_cur: g.stats.balloon_cur ?? null })),
-        reason: 'shutdown.balloons = "leave"',
+        reason: this.config.hypervisor.readonly ? 'hypervisor.readonly = true' : 'shutdown.balloons = "leave"',
       });
       return;
     }

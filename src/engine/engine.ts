@@ -30,6 +30,8 @@ export interface EngineOptions<P = CompiledPolicy> {
   ksmEnabled?: boolean;
   /** Let policies set cgroup limits (default true when a backend is given). */
   cgroupEnabled?: boolean;
+  /** Never set balloons (observe only); the reason is logged with every vetoed target. */
+  balloonsOff?: string;
   logger?: Logger;
   /** Seconds; the simulator passes its simulated clock. Default: wall clock. */
   now?: () => number;
@@ -143,6 +145,7 @@ export class Engine<P = CompiledPolicy> {
   private readonly evalOpts?: EvaluateOptions;
   private readonly ksmOn: boolean;
   private readonly cgroupOn: boolean;
+  private readonly balloonsOff?: string;
 
   constructor(opts: EngineOptions<P>) {
     this.hypervisor = opts.hypervisor;
@@ -168,6 +171,7 @@ export class Engine<P = CompiledPolicy> {
     }
     this.ksmOn = !!opts.ksm && opts.ksmEnabled !== false;
     this.cgroupOn = !!opts.cgroup && opts.cgroupEnabled !== false;
+    this.balloonsOff = opts.balloonsOff;
     if (this.hypervisor.onEvent) this.unsubscribe = this.hypervisor.onEvent((e) => this.onLifecycle(e));
   }
 
@@ -309,7 +313,7 @@ export class Engine<P = CompiledPolicy> {
     const output = this.runPolicy(guests);
     const evalMs = performance.now() - t0;
     const plan = planCycle(cycle, time, this.host, guests, output, {
-      safeguards: this.sg, ksm: this.ksmOn, cgroup: this.cgroupOn,
+      safeguards: this.sg, ksm: this.ksmOn, cgroup: this.cgroupOn, balloonsOff: this.balloonsOff,
     });
     this.counters.cycles++;
     this.recordPolicyOutcome(plan, output !== null);

@@ -72,3 +72,10 @@ test('safeguard keys convert from MiB and percent to KiB and fractions', () => {
   assert.equal(s.minChangeFraction, 0.0025);
   assert.equal(s.rollbackBackoffS, 300);
 });
+
+test('per-guest floors are a table of MiB by name or UUID', () => {
+  const c = parseConfigText('[guest_min_mib]\nweb1 = 1024\n"5f3c2a9e-0000-4000-8000-000000000001" = 512\n');
+  assert.deepEqual(c.guest_min_mib, { web1: 1024, '5f3c2a9e-0000-4000-8000-000000000001': 512 });
+  assert.equal(errorOf('[guest_min_mib]\nweb1 = -1\n'), 'config error: guest_min_mib.web1: expected a number of MiB >= 0');
+  assert.equal(errorOf('[guest_min_mib]\nweb1 = "big"\n'), 'config error: guest_min_mib.web1: expected a number of MiB >= 0');
+});

@@ -263,3 +263,14 @@ test('simulator: a guest destroyed between collection and actuation is dropped, 
   assert.ok(again.outcomes.every((o) => o.result === 'applied'));
   engine.dispose();
 });
+
+test('observe-only (read-only connection): targets are computed and logged, never set', async () => {
+  const hv = new FakeHypervisor([guest('a')]);
+  const { engine, logger } = makeEngine(hv, targetPolicy((s) => (s.balloon_cur as number) - 100 * MiB), { balloonsOff: 'hypervisor.readonly = true (observe only)' });
+  await engine.collect();
+  const r = await engine.evaluateAndAct();
+  assert.equal(hv.setCalls.length, 0);
+  assert.equal(r.outcomes.length, 0);
+  const veto = logger.records.find((x) => x.event === 'veto')!;
+  assert.deepEqual(veto.reason, ['policy asked to inflate', 'not applied: hypervisor.readonly = true (observe only)']);
+});
