@@ -24,16 +24,18 @@ function section<S extends z.ZodRawShape>(shape: S) {
 
 export const configSchema = z.strictObject({
   hypervisor: section({
-    /** libvirt for real hosts, sim for the built-in simulated host. */
-    driver: oneOf(['libvirt', 'sim'] as const).default('libvirt'),
+    /** libvirt for real hosts, qmp for QEMU processes without libvirt, sim for the built-in simulated host. */
+    driver: oneOf(['libvirt', 'qmp', 'sim'] as const).default('libvirt'),
     /** libvirt connection URI. */
     uri: str().default('qemu:///system'),
     /** libvirtd socket path; empty: derived from the URI. */
     socket: str().default(''),
     /** Open the connection read-only (observe, never set balloons). */
     readonly: bool().default(false),
-    /** Memory stats period asked of each guest's balloon driver, seconds (libvirt). */
+    /** Memory stats period asked of each guest's balloon driver, seconds (libvirt, qmp). */
     stats_period: positiveInt().default(5),
+    /** qmp only: a directory whose every unix socket is a guest's QMP socket. */
+    qmp_dir: str().default('/run/ballast/qmp'),
     /** sim only: a built-in scenario name or a scenario file. */
     scenario: str().default('demo'),
     /** sim only: simulated seconds per real second. */

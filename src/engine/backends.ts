@@ -65,17 +65,10 @@ export async function buildSimBackends(cfg: Config['hypervisor']): Promise<Backe
 export async function buildLibvirtBackends(config: Config, logger: Logger, opts: BuildOptions = {}): Promise<Backends> {
   const cfg = config.hypervisor;
   let lv: typeof import('../hypervisor/libvirt/index.js');
-  let host: typeof import('../host/index.js');
   try {
     lv = await import('../hypervisor/libvirt/index.js');
   } catch (err) {
     if (isModuleMissing(err)) throw new BackendError(`hypervisor.driver = "libvirt": the libvirt driver is not part of this build (${(err as Error).message}); use driver = "sim" to try ballast without it`);
-    throw err;
-  }
-  try {
-    host = await import('../host/index.js');
-  } catch (err) {
-    if (isModuleMissing(err)) throw new BackendError(`the host sources are not part of this build (${(err as Error).message})`);
     throw err;
   }
   const log = logger.child({ component: 'libvirt' });
@@ -87,16 +80,47 @@ export async function buildLibvirtBackends(config: Config, logger: Logger, opts:
     balloonMin: Object.fromEntries(Object.entries(config.guest_min_mib).map(([k, v]) => [k, Math.round(v * 1024)])),
     log: (level, msg, fields) => log.log(level, 'driver', { msg, ...fields }),
   });
-  const domain = config.host.memory_domain ? { dir: config.host.memory_domain } : undefined;
   return {
     hypervisor,
-    hostSources: host.hostSources({ domain, guestPids: opts.guestPids }),
-    ksm: config.ksm.enabled ? new host.KsmSysfs() : undefined,
-    cgroup: config.host.cgroup_limits ? new host.CgroupLimits() : undefined,
+    ...(await realHost(config, opts)),
     describe: `libvirt ${cfg.uri}${cfg.socket ? ` via ${cfg.socket}` : ''}${cfg.readonly ? ' (read-only)' : ''}`,
   };
 }
 
+/** Host side shared by the real drivers: /proc sources (or a memory domain), KSM sysfs, cgroups. */
+async function realHost(config: Config, opts: BuildOptions): Promise<Omit<Backends, 'hypervisor' | 'describe'>> {
+  let host: typeof import('../host/index.js');
+  try {
+    host = await import('../host/index.js');
+  } catch (err) {
+    if (isModuleMissing(err)) throw new BackendError(`the host sources are not part of this build (${(err as Error).message})`);
+    throw err;
+  }
+  const domain = config.host.memory_domain ? { dir: config.host.memory_domain } : undefined;
+  return {
+    hostSources: host.hostSources({ domain, guestPids: opts.guestPids }),
+    ksm: config.ksm.enabled ? new host.KsmSysfs() : undefined,
+    cgroup: config.host.cgroup_limits ? new host.CgroupLimits() : undefined,
+  };
+}
+
+export async function buildQmpBackends(config: Config, opts: BuildOptions = {}): Promise<Backends> {
+  const cfg = config.hypervisor;
+  let qmp: typeof import('../hypervisor/qmp/index.js');
+  try {
+    qmp = await import('../hypervisor/qmp/index.js');
+  } catch (err) {
+    if (isModuleMissing(err)) throw new BackendError(`hypervisor.driver = "qmp": the QMP driver is not part of this build (${(err as Error).message})`);
+    throw err;
+  }
+  const hypervisor = new qmp.QmpHypervisor({ socketDir: cfg.qmp_dir, statsPeriodS: cfg.stats_period });
+  return { hypervisor, ...(await realHost(config, opts)), describe: `qmp sockets in ${cfg.qmp_dir}` };
+}
+
 export function buildBackends(config: Config, logger: Logger, opts: BuildOptions = {}): Promise<Backends> {
-  return config.hypervisor.driver === 'sim' ? buildSimBackends(config.hypervisor) : buildLibvirtBackends(config, logger, opts);
+  switch (config.hypervisor.driver) {
+    case 'sim': return buildSimBackends(config.hypervisor);
+    case 'qmp': return buildQmpBackends(config, opts);
+    default: return buildLibvirtBackends(config, logger, opts);
+  }
 }

@@ -36,6 +36,8 @@ export interface Note {
   requested: unknown;
   verdict: 'skip' | 'veto' | 'ignored';
   reasons: string[];
+  /** Expected every cycle (a controller turned off by config): logged at debug only. */
+  quiet?: boolean;
 }
 
 /** Guard state to commit for one guest: `applied` if its balloon action succeeds, else `otherwise`. */
@@ -80,7 +82,7 @@ function hostPlan(controls: Controls, host: HostEntity, opts: PlanOptions, actio
     }
     if (requested === null || requested === undefined) continue;
     if (!opts.ksm) {
-      notes.push({ entity: 'host', control, requested, verdict: 'veto', reasons: ['KSM control disabled (config ksm.enabled or no KSM backend)'] });
+      notes.push({ entity: 'host', control, requested, verdict: 'veto', reasons: ['KSM control disabled (config ksm.enabled or no KSM backend)'], quiet: true });
       continue;
     }
     const d = guardKsm(control, requested);
@@ -124,7 +126,7 @@ function guestPlan(
       continue;
     }
     if (!opts.cgroup) {
-      plan.notes.push({ entity: g.name, control, requested, verdict: 'veto', reasons: ['cgroup limits disabled (config host.cgroup_limits or no cgroup backend)'] });
+      plan.notes.push({ entity: g.name, control, requested, verdict: 'veto', reasons: ['cgroup limits disabled (config host.cgroup_limits or no cgroup backend)'], quiet: true });
       continue;
     }
     const c = guardCgroup(control, requested, g.history.latest() ?? {}, opts.safeguards);

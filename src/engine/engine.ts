@@ -411,7 +411,7 @@ export class Engine<P = CompiledPolicy> {
       }
     }
     for (const n of plan.notes) {
-      if (n.verdict === 'veto') {
+      if (n.verdict === 'veto' && !n.quiet) {
         this.counters.vetoes++;
         this.remember({ cycle: plan.cycle, time: plan.now, entity: n.entity, control: n.control, requested: n.requested, from: null, to: null, result: 'veto', reasons: n.reasons });
         this.log.info('veto', { cycle: plan.cycle, entity: n.entity, control: n.control, requested: n.requested, reason: n.reasons });

@@ -274,3 +274,20 @@ test('observe-only (read-only connection): targets are computed and logged, neve
   const veto = logger.records.find((x) => x.event === 'veto')!;
   assert.deepEqual(veto.reason, ['policy asked to inflate', 'not applied: hypervisor.readonly = true (observe only)']);
 });
+
+test('a controller turned off by config: its controls are noted quietly, never written', async () => {
+  const hv = new FakeHypervisor([guest('a')]);
+  const ksm = new FakeKsm();
+  const policy: FnPolicy = (host, guests) => ({
+    host: { controls: { ksm_run: 1 }, vars: host.vars },
+    guests: guests.map((g) => ({ name: String(g.props.name), controls: { mem_high: 1500 * MiB }, vars: g.vars })),
+  });
+  const { engine, logger } = makeEngine(hv, policy, { ksm, ksmEnabled: false });
+  await engine.collect();
+  const r = await engine.evaluateAndAct();
+  assert.deepEqual(r.notes.map((n) => `${n.control}:${n.verdict}:${n.quiet}`).sort(), ['ksm_run:veto:true', 'mem_high:veto:true']);
+  assert.equal(ksm.writes.length, 0);
+  assert.equal(engine.counters.vetoes, 0);
+  assert.ok(!logger.records.some((x) => x.event === 'veto' && x.level !== 'debug'), 'nothing above debug');
+  assert.equal(logger.records.filter((x) => x.level === 'debug' && x.control === 'ksm_run').length, 1);
+});
