@@ -138,6 +138,7 @@ export class Engine<P = CompiledPolicy> {
   private recentHead = 0;
   private cycleNo = 0;
   private unsubscribe?: () => void;
+  private readonly cycleListeners = new Set<(r: CycleReport) => void>();
   readonly counters: Counters = {
     collections: 0, cycles: 0, policyErrors: 0, abortedEvaluations: 0, controllerErrors: 0, driverErrors: 0,
     sourceErrors: 0, actionsApplied: 0, vetoes: 0, rollbacks: 0, dropped: 0, guestsAppeared: 0, guestsVanished: 0,
@@ -321,10 +322,24 @@ export class Engine<P = CompiledPolicy> {
     const outcomes = await this.actuate(plan);
     this.commitGuard(plan, outcomes);
     this.record(plan, outcomes);
-    return {
+    const report: CycleReport = {
       cycle, time, evaluated: output !== null, aborted: plan.aborted, errors: plan.errors, outcomes, notes: plan.notes,
       evalMs, totalMs: performance.now() - t0,
     };
+    for (const l of this.cycleListeners) {
+      try {
+        l(report);
+      } catch (err) {
+        this.log.error('listener_error', { error: errorMessage(err) });
+      }
+    }
+    return report;
+  }
+
+  /** Called after every policy cycle with its report (views, API, metrics). Returns the unsubscribe. */
+  onCycle(listener: (r: CycleReport) => void): () => void {
+    this.cycleListeners.add(listener);
+    return () => this.cycleListeners.delete(listener);
   }
 
   private recordPolicyOutcome(plan: CyclePlan, evaluated: boolean): void {

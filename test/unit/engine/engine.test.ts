@@ -291,3 +291,17 @@ test('a controller turned off by config: its controls are noted quietly, never w
   assert.ok(!logger.records.some((x) => x.event === 'veto' && x.level !== 'debug'), 'nothing above debug');
   assert.equal(logger.records.filter((x) => x.level === 'debug' && x.control === 'ksm_run').length, 1);
 });
+
+test('cycle listeners get every report; a throwing listener is logged, not fatal', async () => {
+  const hv = new FakeHypervisor([guest('a')]);
+  const { engine, logger } = makeEngine(hv, targetPolicy(() => undefined));
+  const seen: number[] = [];
+  const off = engine.onCycle((r) => seen.push(r.cycle));
+  engine.onCycle(() => { throw new Error('view crashed'); });
+  await engine.collect();
+  await engine.evaluateAndAct();
+  off();
+  await engine.evaluateAndAct();
+  assert.deepEqual(seen, [1]);
+  assert.equal(logger.records.filter((x) => x.event === 'listener_error').length, 2);
+});
