@@ -1,0 +1,370 @@
+// The libvirt driver against a real libvirtd and real QEMU guests of the lab (TCG):
+// listing, one all-domain stats call, ballooning seen from inside the guest, the guest agent,
+// libvirtd's errors, re-chunked and garbage streams, libvirtd killed mid-run, and lifecycle
+// events when guests are destroyed. Guests are named ballast-lab-lv<N>: other suites' guests
+// are never touched. Skips loudly when the lab cannot run here.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { createServer, createConnection, type Server, type Socket } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ensureLibvirtd, labLibvirtdPid, libvirtdAnswers, LIBVIRTD_PIDFILE } from '../../src/lab/libvirtd.js';
+import { startLabGuests, labGuestSummary, virsh } from '../../src/lab/guests.js';
+import { run, pidAlive, withLockFile } from '../../src/lab/proc.js';
+import { RUN_DIR } from '../../src/lab/paths.js';
+import { LibvirtHypervisor } from '../../src/hypervisor/libvirt/index.js';
+import { LibvirtClient, DEFAULT_SOCKET, DEFAULT_RO_SOCKET } from '../../src/hypervisor/libvirt/client.js';
+import { agentPing, agentReadFile } from '../../src/hypervisor/libvirt/agent.js';
+import { statsFromMeminfo } from '../../src/hypervisor/libvirt/mapping.js';
+import { DomainNotFoundError, LibvirtConnectionError, LibvirtError, LibvirtProtocolError } from '../../src/hypervisor/libvirt/errors.js';
+import { Affect, ListFlags, Proc, StatsTypes, uuidToString } from '../../src/hypervisor/libvirt/protocol.js';
+import type { GuestSample, LifecycleEvent } from '../../src/types.js';
+
+const COUNT = 3;
+const MEM_KIB = 256 * 1024;
+let unavailable: string | null = null;
+let names: string[] = [];
+let agentInImage = false;
+const hv = new LibvirtHypervisor({ statsPeriodSec: 1, log: (l, m, f) => console.error(`[libvirt ${l}] ${m} ${f ? JSON.stringify(f) : ''}`) });
+const events: LifecycleEvent[] = [];
+
+function skipLoudly(t: { skip(msg: string): void }, reason: string): void {
+  console.error(`LAB SKIPPED: ${reason}`);
+  t.skip(`LAB SKIPPED: ${reason}`);
+}
+
+async function until<T>(what: string, ms: number, f: () => Promise<T | null | undefined | false> | T | null | undefined | false): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** The guest's own MemTotal (KiB) from its latest console meminfo line. */
+function guestTotalKiB(name: string): number | null {
+  const m = labGuestSummary(name).meminfo;
+  return m.length ? m[m.length - 1]!.totalKiB : null;
+}
+
+/**
+ * Starts libvirtd again the way the lab does (`libvirtd -d` with the lab's PID file, under the
+ * lab's start lock), with its stdio detached. Another suite may have brought it back first:
+ * then that one is used.
+ */
+async function startLibvirtdAgain(): Promise<void> {
+  await withLockFile(join(RUN_DIR, 'libvirtd.lock'), 120_000, async () => {
+    if (await libvirtdAnswers()) return;
+    const child = spawn('libvirtd', ['-d', '-p', LIBVIRTD_PIDFILE], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (d) => (stderr += d));
+    const code = await new Promise<number | null>((r) => child.on('exit', r));
+    if (code !== 0 && !(await libvirtdAnswers())) throw new Error(`libvirtd -d exited ${code}: ${stderr.trim()}`);
+  });
+  await until('libvirtd to answer again', 60_000, () => libvirtdAnswers());
+}
+
+const mine = (s: GuestSample[]) => s.filter((g) => names.includes(g.name));
+
+before(async () => {
+  if (process.getuid?.() !== 0) unavailable = 'not root (qemu:///system and lab guests need root)';
+  else if (spawnSync('qemu-system-x86_64', ['--version']).status !== 0) unavailable = 'qemu-system-x86_64 is not installed (lab/install-deps.sh)';
+  else if (spawnSync('libvirtd', ['--version']).status !== 0) unavailable = 'libvirtd is not installed (lab/install-deps.sh)';
+  if (unavailable) return;
+  try {
+    await ensureLibvirtd();
+    const guests = await startLabGuests({
+      count: COUNT,
+      memMiB: MEM_KIB / 1024,
+      names: Array.from({ length: COUNT }, (_, i) => `lv${i + 1}`),
+      workload: '',
+      meminfoS: 1,
+      statsPeriodS: 1,
+      bootTimeoutMs: 240_000,
+    });
+    names = guests.map((g) => g.name);
+    agentInImage = guests.every((g) => labGuestSummary(g.name).guestAgent === 'started');
+    hv.onEvent((e) => events.push(e));
+    await hv.connect();
+  } catch (e) {
+    unavailable = `lab could not start: ${(e as Error).message}`;
+  }
+});
+
+after(async () => {
+  await hv.close();
+  if (names.length && !(await libvirtdAnswers())) await ensureLibvirtd().catch((e) => console.error(`cannot clean up lab guests: ${e}`));
+  for (const n of names) await run('virsh', ['-q', '-c', 'qemu:///system', 'destroy', n]);
+});
+
+test('the driver lists the lab guests and reads their balloon stats in one all-domain call', async (t) => {
+  if (unavailable) return skipLoudly(t, unavailable);
+  const c = hv.rawClient!;
+  const listed = (await c.listAllDomains(ListFlags.ACTIVE)).map((d) => d.name);
+  for (const n of names) assert.ok(listed.includes(n), `${n} listed (got ${listed.join(', ')})`);
+  for (const n of names) {
+    const dom = await c.lookupByName(n);
+    assert.equal((await c.lookupByUuid(uuidToString(dom.uuid))).name, n, 'lookup by uuid finds the same domain');
+    const info = await c.getInfo(dom);
+    assert.equal(info.maxMem, MEM_KIB);
+    assert.equal(info.state, 1, 'running');
+  }
+
+  // The guests' balloon drivers report within a period or two.
+  const samples = await until('fresh balloon stats of all lab guests', 30_000, async () => {
+    const s = mine(await hv.collect());
+    return s.length === COUNT && s.every((g) => !g.stale) ? s : null;
+  });
+  const before = c.stats.callsSent;
+  const again = mine(await hv.collect());
+  assert.equal(c.stats.callsSent - before, 1, 'a collection of known guests is exactly one RPC');
+  assert.equal(again.length, COUNT);
+  for (const g of samples) {
+    console.error(`lab guest ${g.name}: ${JSON.stringify(g.stats)}`);
+    assert.equal(g.stats.balloon_cur, MEM_KIB);
+    assert.equal(g.stats.balloon_max, MEM_KIB);
+    assert.equal(g.stats.balloon_min, 0);
+    const avail = g.stats.mem_available!;
+    const unused = g.stats.mem_unused!;
+    assert.ok(avail > 100_000 && avail <= MEM_KIB, `mem_available ${avail} KiB is the guest's total`);
+    assert.ok(unused > 0 && unused <= avail, `mem_unused ${unused}`);
+    assert.ok(g.stats.mem_free! >= unused, 'mem_free = unused + caches');
+    assert.ok(g.stats.rss! > 0);
+    assert.equal(g.stats.vcpu_count, 1);
+    // The guest's own view (console) agrees with the balloon's "available".
+    const total = guestTotalKiB(g.name);
+    assert.ok(total !== null && Math.abs(total - avail) < 1024, `console MemTotal ${total} vs available ${avail}`);
+  }
+});
+
+test('a balloon target set through the driver changes the guest memory the guest itself reports', async (t) => {
+  if (unavailable) return skipLoudly(t, unavailable);
+  const name = names[0]!;
+  const s = mine(await hv.collect()).find((g) => g.name === name)!;
+  const totalBefore = guestTotalKiB(name)!;
+  const target = 160 * 1024;
+  await hv.setBalloon(s.id, target);
+  const shrunk = await until(`${name} to report less memory`, 60_000, () => {
+    const t2 = guestTotalKiB(name);
+    return t2 !== null && t2 <= totalBefore - 90 * 1024 ? t2 : null;
+  });
+  console.error(`lab ${name}: console MemTotal ${totalBefore} KiB -> ${shrunk} KiB after balloon target ${target} KiB`);
+  const after = await until('balloon_cur at the target', 20_000, async () => mine(await hv.collect()).find((g) => g.name === name && g.stats.balloon_cur === target));
+  assert.ok(after.stats.mem_available! < totalBefore - 90 * 1024, `available ${after.stats.mem_available}`);
+
+  await hv.setBalloon(s.id, MEM_KIB);
+  const grown = await until(`${name} to grow back`, 60_000, () => {
+    const t2 = guestTotalKiB(name);
+    return t2 !== null && t2 >= totalBefore - 1024 ? t2 : null;
+  });
+  console.error(`lab ${name}: console MemTotal back to ${grown} KiB`);
+});
+
+test('memory stats, stats period and the guest agent passthrough on a real guest', async (t) => {
+  if (unavailable) return skipLoudly(t, unavailable);
+  const c = hv.rawClient!;
+  const dom = await c.lookupByName(names[1]!);
+  await c.setMemoryStatsPeriod(dom, 1, Affect.LIVE);
+  const stats = await c.memoryStats(dom);
+  const tags = new Map(stats.map((s) => [s.tag, s.val]));
+  assert.equal(tags.get(6), MEM_KIB, 'actual balloon');
+  assert.ok((tags.get(5) ?? 0) > 100_000, 'available');
+  // virsh reads the same numbers (the balloon refreshes every second: compare the stable ones).
+  const v = await virsh(['dommemstat', names[1]!]);
+  assert.match(v, new RegExp(`^actual ${MEM_KIB}$`, 'm'));
+  assert.match(v, new RegExp(`^available ${tags.get(5)}$`, 'm'));
+  if (!agentInImage) return skipLoudly(t, 'the lab image has no qemu guest agent: passthrough not exercised');
+  await until('guest agent to answer', 30_000, () => agentPing(c, dom).then(() => true, () => false));
+  const meminfo = statsFromMeminfo(await agentReadFile(c, dom, '/proc/meminfo'));
+  assert.ok(Math.abs(meminfo.mem_total_guest! - (tags.get(5) ?? 0)) < 1024, 'agent MemTotal = balloon available');
+  const raw = await c.agentCommand(dom, '{"execute":"guest-info"}', 5);
+  assert.match(raw!, /"version"/);
+});
+
+test("libvirtd's errors surface with its message and code; read-only socket refuses writes", async (t) => {
+  if (unavailable) return skipLoudly(t, unavailable);
+  const c = hv.rawClient!;
+  await assert.rejects(c.lookupByName('ballast-lab-no-such-guest'), (e: unknown) => {
+    assert.ok(e instanceof DomainNotFoundError);
+    assert.equal(e.code, 42);
+    assert.match(e.message, /Domain not found: no domain with matching name 'ballast-lab-no-such-guest'/);
+    return true;
+  });
+  const dom = await c.lookupByName(names[1]!);
+  await assert.rejects(c.setMemoryFlags(dom, MEM_KIB * 4, Affect.LIVE), (e: unknown) => {
+    assert.ok(e instanceof LibvirtError);
+    console.error(`libvirtd said: [${e.code}] ${e.message}`);
+    assert.match(e.message, /memory|max/i);
+    return true;
+  });
+  await assert.rejects(hv.setBalloon('00000000-0000-0000-0000-00000000dead', MEM_KIB), DomainNotFoundError);
+
+  const ro = await LibvirtClient.connect({ readOnly: true });
+  try {
+    assert.equal(ro.socketPath, DEFAULT_RO_SOCKET);
+    const d = await ro.lookupByName(names[1]!);
+    assert.equal((await ro.getInfo(d)).maxMem, MEM_KIB);
+    await assert.rejects(ro.setMemoryFlags(d, MEM_KIB, Affect.LIVE), (e: unknown) => e instanceof LibvirtError && /read.only/i.test(e.message));
+  } finally {
+    await ro.close();
+  }
+  await assert.rejects(LibvirtClient.connect({ socketPath: '/run/ballast-lab/no-libvirt-here.sock' }), (e: unknown) => {
+    assert.ok(e instanceof LibvirtConnectionError);
+    assert.match(e.message, /cannot connect to libvirtd at \/run\/ballast-lab\/no-libvirt-here\.sock: ENOENT/);
+    return true;
+  });
+});
+
+/** A unix-socket proxy to libvirtd that re-chunks what libvirtd sends (1..7-byte pieces, or
+ *  everything coalesced) and can inject garbage: the client must cope with any cutting. */
+function chunkingProxy(dir: string, mode: 'tiny' | 'coalesce' | 'garbage'): Promise<{ path: string; server: Server }> {
+  const path = join(dir, `${mode}.sock`);
+  const server = createServer((down: Socket) => {
+    const up = createConnection(DEFAULT_SOCKET);
+    down.pipe(up);
+    let backlog: Buffer[] = [];
+    let seen = 0;
+    up.on('data', (chunk: Buffer) => {
+      seen += chunk.length;
+      if (mode === 'tiny') {
+        for (let i = 0; i < chunk.length; ) {
+          const n = 1 + ((i * 7 + seen) % 7);
+          down.write(chunk.subarray(i, i + n));
+          i += n;
+        }
+      } else if (mode === 'coalesce') {
+        backlog.push(chunk);
+        setTimeout(() => {
+          if (backlog.length) down.write(Buffer.concat(backlog));
+          backlog = [];
+        }, 30);
+      } else {
+        down.write(chunk);
+        if (seen > 200) down.write(Buffer.from('\x00\x00\x00\x05garbage-not-a-record'));
+      }
+    });
+    up.on('close', () => down.destroy());
+    down.on('close', () => up.destroy());
+    up.on('error', () => down.destroy());
+    down.on('error', () => up.destroy());
+  });
+  return new Promise((res) => server.listen(path, () => res({ path, server })));
+}
+
+test('records cut into tiny pieces or coalesced by the transport, and garbage, against the real daemon', async (t) => {
+  if (unavailable) return skipLoudly(t, unavailable);
+  const dir = mkdtempSync(join(tmpdir(), 'ballast-lv-proxy-'));
+  try {
+    for (const mode of ['tiny', 'coalesce'] as const) {
+      const { path, server } = await chunkingProxy(dir, mode);
+      const c = await LibvirtClient.connect({ socketPath: path });
+      const [stats, doms, a, b] = await Promise.all([
+        c.getAllDomainStats(StatsTypes.BALLOON | StatsTypes.STATE, ListFlags.ACTIVE),
+        c.listAllDomains(),
+        c.lookupByName(names[0]!),
+        c.lookupByName(names[2]!),
+      ]);
+      assert.ok(names.every((n) => stats.some((r) => r.dom.name === n)), `${mode}: bulk stats of every guest`);
+      assert.ok(doms.length >= COUNT);
+      assert.deepEqual([a.name, b.name], [names[0], names[2]], `${mode}: replies matched to their calls`);
+      await assert.rejects(c.lookupByName('ballast-lab-nope'), DomainNotFoundError);
+      await c.close();
+      server.close();
+    }
+    const { path, server } = await chunkingProxy(dir, 'garbage');
+    const closed = new Promise<Error | null>((resolve) => {
+      LibvirtClient.connect({ socketPath: path }).then(
+        (c) => {
+          c.onClose(resolve);
+          // Keep calling until the injected garbage arrives.
+          const loop = (): Promise<void> => c.listAllDomains().then(loop, () => undefined);
+          loop();
+        },
+        (e) => resolve(e as Error),
+      );
+    });
+    const err = await closed;
+    assert.ok(err instanceof LibvirtProtocolError, `garbage -> protocol error (got ${String(err)})`);
+    assert.match(err.message, /invalid record length 5/);
+    server.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('libvirtd killed mid-run: the driver keeps collecting (stale), reconnects when libvirtd is back', async (t) => {
+  if (unavailable) return skipLoudly(t, unavailable);
+  const pid = labLibvirtdPid();
+  if (pid === null) return skipLoudly(t, 'the running libvirtd was not started by the lab (no PID file of ours): not killing it');
+  const fresh = mine(await hv.collect());
+  assert.equal(fresh.length, COUNT);
+  const reconnectsBefore = hv.status().reconnects;
+
+  // A collection loop runs all along, as the daemon's would.
+  const log: { t: number; stale: number; n: number }[] = [];
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const s = mine(await hv.collect());
+      log.push({ t: Date.now(), stale: s.filter((g) => g.stale).length, n: s.length });
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  })();
+
+  let after: GuestSample[];
+  try {
+    process.kill(pid, 'SIGKILL'); // only the libvirtd our PID file names
+    await until('libvirtd to die', 10_000, () => !pidAlive(pid));
+    await until('the driver to notice', 15_000, () => !hv.status().connected);
+    const during = mine(await hv.collect());
+    assert.equal(during.length, COUNT, 'last samples kept');
+    for (const g of during) assert.match(g.stale!, /libvirtd not connected/);
+    await assert.rejects(hv.setBalloon(during[0]!.id, MEM_KIB), LibvirtConnectionError);
+    await new Promise((r) => setTimeout(r, 1500)); // a few reconnect attempts fail meanwhile
+    assert.ok(hv.status().reconnectAttempt >= 2, `backoff attempts ${hv.status().reconnectAttempt}`);
+
+    await startLibvirtdAgain();
+    assert.notEqual(labLibvirtdPid(), pid);
+    await until('the driver to reconnect', 30_000, () => hv.status().connected);
+    assert.ok(hv.status().reconnects > reconnectsBefore);
+    after = await until('fresh samples after reconnect', 30_000, async () => {
+      const s = mine(await hv.collect());
+      return s.length === COUNT && s.every((g) => !g.stale) ? s : null;
+    });
+  } finally {
+    running = false;
+    await loop;
+  }
+  console.error(`libvirtd restart: ${log.length} collections, ${log.filter((l) => l.stale).length} of them stale, driver status ${JSON.stringify(hv.status())}`);
+  assert.deepEqual(after.map((g) => g.id).sort(), fresh.map((g) => g.id).sort(), 'same guests (QEMU outlived libvirtd)');
+  assert.ok(log.some((l) => l.stale === COUNT), 'the loop saw stale samples while libvirtd was down');
+  assert.ok(log.every((l) => l.n === COUNT), 'the loop never lost a guest');
+  assert.ok(log[log.length - 1]!.stale === 0, 'and fresh ones after');
+  // The balloon works again through the new connection.
+  await hv.setBalloon(after[2]!.id, 200 * 1024);
+  await until('balloon after reconnect', 30_000, async () => mine(await hv.collect()).find((g) => g.id === after[2]!.id && g.stats.balloon_cur === 200 * 1024));
+});
+
+// Runs after the restart above: the lifecycle callback registered on the new connection.
+test('lifecycle events arrive when lab guests are destroyed', async (t) => {
+  if (unavailable) return skipLoudly(t, unavailable);
+  events.length = 0;
+  const [a, b] = names.slice(1);
+  await virsh(['destroy', a!]);
+  const c = hv.rawClient!;
+  await c.destroyDomain(await c.lookupByName(b!));
+  const got = await until('destroyed events', 20_000, () => {
+    const d = events.filter((e) => e.kind === 'destroyed' && (e.name === a || e.name === b));
+    return d.length === 2 ? d : null;
+  });
+  assert.deepEqual(got.map((e) => e.name).sort(), [a, b].sort());
+  for (const e of got) assert.equal(e.detail, 'destroyed');
+  const left = mine(await hv.collect()).map((g) => g.name);
+  assert.deepEqual(left, [names[0]]);
+  assert.equal(hv.rawClient!.stats.eventsReceived > 0, true);
+  void Proc;
+});
