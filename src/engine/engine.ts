@@ -139,6 +139,8 @@ export class Engine<P = CompiledPolicy> {
   private cycleNo = 0;
   private unsubscribe?: () => void;
   private readonly cycleListeners = new Set<(r: CycleReport) => void>();
+  /** Policy errors already logged at warn since the policy was set (repeats go to debug). */
+  private readonly seenPolicyErrors = new Set<string>();
   readonly counters: Counters = {
     collections: 0, cycles: 0, policyErrors: 0, abortedEvaluations: 0, controllerErrors: 0, driverErrors: 0,
     sourceErrors: 0, actionsApplied: 0, vetoes: 0, rollbacks: 0, dropped: 0, guestsAppeared: 0, guestsVanished: 0,
@@ -182,6 +184,7 @@ export class Engine<P = CompiledPolicy> {
 
   setPolicy(p: P | null): void {
     this.policyValue = p;
+    this.seenPolicyErrors.clear();
   }
 
   get cycle(): number {
@@ -350,7 +353,13 @@ export class Engine<P = CompiledPolicy> {
     }
     for (const e of plan.errors) {
       this.counters.policyErrors++;
-      if (!plan.aborted) this.log.warn('policy_error', { cycle: plan.cycle, guest: e.guest, line: e.line, col: e.col, error: e.message });
+      if (plan.aborted) continue;
+      // The same error tends to come back every cycle (and for every guest): warn once per
+      // policy and guest, then keep counting at debug level.
+      const key = `${e.guest ?? ''}\0${e.line}:${e.col}\0${e.message}`;
+      const first = !this.seenPolicyErrors.has(key);
+      if (first && this.seenPolicyErrors.size < 10_000) this.seenPolicyErrors.add(key);
+      this.log.log(first ? 'warn' : 'debug', 'policy_error', { cycle: plan.cycle, guest: e.guest, line: e.line, col: e.col, error: e.message, repeated: first ? undefined : true });
     }
   }
 

@@ -305,3 +305,17 @@ test('cycle listeners get every report; a throwing listener is logged, not fatal
   assert.deepEqual(seen, [1]);
   assert.equal(logger.records.filter((x) => x.event === 'listener_error').length, 2);
 });
+
+test('a policy error that repeats every cycle is warned once, then counted at debug', async () => {
+  const hv = new FakeHypervisor([guest('a')]);
+  const policy: FnPolicy = (host, guests) => ({ errors: [{ message: "Field 'bogus' is not declared in any collector", line: 3, col: 9, guest: 'a' }] });
+  const { engine, logger } = makeEngine(hv, policy);
+  await engine.collect();
+  for (let i = 0; i < 3; i++) await engine.evaluateAndAct();
+  const errs = logger.records.filter((x) => x.event === 'policy_error');
+  assert.deepEqual(errs.map((x) => x.level), ['warn', 'debug', 'debug']);
+  assert.equal(engine.counters.policyErrors, 3);
+  engine.setPolicy(policy); // a reloaded policy: warned again
+  await engine.evaluateAndAct();
+  assert.equal(logger.records.filter((x) => x.event === 'policy_error').at(-1)!.level, 'warn');
+});
