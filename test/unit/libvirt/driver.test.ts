@@ -4,7 +4,7 @@ import { FakeLibvirtd, guest } from './fake-libvirtd.js';
 import { LibvirtHypervisor, type LibvirtHypervisorOptions } from '../../../src/hypervisor/libvirt/index.js';
 import { DomainNotFoundError, LibvirtConnectionError } from '../../../src/hypervisor/libvirt/errors.js';
 import { NO_GUEST_STATS } from '../../../src/hypervisor/libvirt/mapping.js';
-import { Proc } from '../../../src/hypervisor/libvirt/protocol.js';
+import { Proc, StatsTypes } from '../../../src/hypervisor/libvirt/protocol.js';
 import type { LifecycleEvent } from '../../../src/types.js';
 
 let fake: FakeLibvirtd;
@@ -34,12 +34,16 @@ afterEach(async () => {
 });
 
 test('collect: one all-domain-stats call, MOM fields in KiB, balloon_min from config', async () => {
+  fake.guests = [guest(1), guest(2, { vcpus: 2 }), guest(3)]; // all with balloon stats: no agent calls
   const d = driver({ balloonMin: { g1: 131072 }, defaultBalloonMin: 65536 });
   await d.connect();
+  await d.collect(); // first sight: the bulk call, plus one vcpu-group call for the new guests
+  assert.deepEqual(fake.statsGroupsAsked, [StatsTypes.STATE | StatsTypes.BALLOON, StatsTypes.VCPU]);
   const before = fake.calls.length;
   const s = await d.collect();
-  const statsCalls = fake.calls.slice(before).filter((c) => c.proc === Proc.CONNECT_GET_ALL_DOMAIN_STATS);
-  assert.equal(statsCalls.length, 1);
+  const calls = fake.calls.slice(before);
+  assert.deepEqual(calls.map((c) => c.proc), [Proc.CONNECT_GET_ALL_DOMAIN_STATS], 'steady state: exactly one RPC per collection');
+  assert.equal(s[1]!.stats.vcpu_count, 2);
   assert.deepEqual(s.map((x) => x.name), ['g1', 'g2', 'g3']);
   const g1 = s[0]!;
   assert.equal(g1.id, '00000000-0000-0000-0000-000000000001');

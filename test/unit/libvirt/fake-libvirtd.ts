@@ -35,6 +35,7 @@ export interface FakeGuest {
   unusedKiB?: number;
   availableKiB?: number;
   cachesKiB?: number;
+  vcpus?: number;
   /** /proc/meminfo text served through the fake guest agent; undefined = no agent */
   agentMeminfo?: string;
 }
@@ -56,6 +57,7 @@ export class FakeLibvirtd {
   readonly periods = new Map<string, number>();
   readonly setMemory: { name: string; kib: number; flags: number }[] = [];
   pongsReceived = 0;
+  readonly statsGroupsAsked: number[] = [];
   private server: Server | null = null;
   private readonly socks = new Set<Socket>();
   private held: { sock: Socket; buf: Buffer }[] = [];
@@ -216,12 +218,19 @@ export class FakeLibvirtd {
         this.setMemory.push({ name: g.name, kib, flags });
         return this.reply(s, f, Buffer.alloc(0));
       }
-      case Proc.CONNECT_GET_ALL_DOMAIN_STATS:
-        return this.reply(
-          s,
-          f,
-          encRet.allDomainStats(this.guests.filter((g) => g.id > 0).map((g) => ({ dom: this.ref(g), params: statsParams(g) }))),
-        );
+      case Proc.CONNECT_GET_ALL_DOMAIN_STATS: {
+        const want = r.array((x) => readDomain(x));
+        const groups = r.uint();
+        const flags = r.uint();
+        if (want.length && flags & 0xff) return this.error(s, f, 8, 'invalid argument: filtering flags are not supported with a domain list');
+        let gs = this.guests.filter((g) => g.id > 0);
+        if (want.length) {
+          gs = want.map((d) => gs.find((g) => g.uuid === uuidToString(d.uuid) && g.id === d.id)).filter((g): g is FakeGuest => !!g);
+          if (gs.length !== want.length) return this.error(s, f, 42, 'Domain not found');
+        }
+        this.statsGroupsAsked.push(groups);
+        return this.reply(s, f, encRet.allDomainStats(gs.map((g) => ({ dom: this.ref(g), params: statsParams(g, groups) }))));
+      }
       default:
         return this.error(s, f, 3, `this function is not supported by the fake: proc ${h.proc}`);
     }
@@ -246,15 +255,12 @@ export class FakeLibvirtd {
   }
 }
 
-function statsParams(g: FakeGuest): TypedParam[] {
+function statsParams(g: FakeGuest, groups: number): TypedParam[] {
   const U = TypedParamType.ULLONG;
-  const p: TypedParam[] = [
-    { field: 'state.state', type: TypedParamType.INT, value: 1 },
-    { field: 'state.reason', type: TypedParamType.INT, value: 1 },
-    { field: 'balloon.current', type: U, value: g.currentKiB },
-    { field: 'balloon.maximum', type: U, value: g.maxKiB },
-  ];
-  if (g.guestStats) {
+  const p: TypedParam[] = [];
+  if (groups & 1) p.push({ field: 'state.state', type: TypedParamType.INT, value: 1 }, { field: 'state.reason', type: TypedParamType.INT, value: 1 });
+  if (groups & 4) p.push({ field: 'balloon.current', type: U, value: g.currentKiB }, { field: 'balloon.maximum', type: U, value: g.maxKiB });
+  if (groups & 4 && g.guestStats) {
     p.push(
       { field: 'balloon.swap_in', type: U, value: 0 },
       { field: 'balloon.swap_out', type: U, value: 0 },
@@ -268,7 +274,7 @@ function statsParams(g: FakeGuest): TypedParam[] {
       { field: 'balloon.rss', type: U, value: g.currentKiB + 10000 },
     );
   }
-  p.push({ field: 'vcpu.current', type: TypedParamType.UINT, value: 1 }, { field: 'vcpu.maximum', type: TypedParamType.UINT, value: 1 });
+  if (groups & 8) p.push({ field: 'vcpu.current', type: TypedParamType.UINT, value: g.vcpus ?? 1 }, { field: 'vcpu.maximum', type: TypedParamType.UINT, value: 4 });
   return p;
 }
 
