@@ -172,8 +172,9 @@ class RecordingHypervisor implements Hypervisor {
   onEvent(l: (e: LifecycleEvent) => void) { return this.inner.onEvent(l); }
 }
 
-test('on random simulated hosts, balloon targets stay in [floor, balloon_max] within the step limit', async () => {
+test('on random simulated hosts, balloon targets stay in [floor, balloon_max] within the step limit, and back-offs hold', async () => {
   let checked = 0;
+  let rollbacks = 0;
   await fc.assert(fc.asyncProperty(exprArb, scenarioArb, hostArb.map((h) => h.safeguards), async (expr, sc, sg) => {
     const spec = parseScenario({
       host: { memMiB: sc.hostMiB, swapMiB: sc.swapMiB, cpus: 4 },
@@ -187,6 +188,7 @@ test('on random simulated hosts, balloon targets stay in [floor, balloon_max] wi
     const hv = new RecordingHypervisor(new SimHypervisor(world));
     const policy = compilePolicyText(`(with Guests guest (guest.Control "balloon_target" ${expr}))`);
     const engine = new Engine({ hypervisor: hv, hostSources: [simHostSource(world)], ksm: new SimKsm(world), policy, now: () => world.now, safeguards: sg as SafeguardConfig });
+    const heldUntil = new Map<string, number>();
     for (let i = 0; i < 24; i++) {
       world.advance(5);
       await engine.collect();
@@ -194,6 +196,17 @@ test('on random simulated hosts, balloon targets stay in [floor, balloon_max] wi
       hv.calls.length = 0;
       const r = await engine.evaluateAndAct();
       assert.equal(r.outcomes.filter((o) => o.result === 'failed').length, 0, JSON.stringify(r.outcomes.filter((o) => o.result === 'failed')));
+      // After a rollback, that guest is not inflated again before its back-off ends.
+      for (const o of r.outcomes) {
+        const id = o.action.guestId!;
+        const s = hv.lastSeen.get(id)!;
+        if (o.action.reasons[0]!.startsWith('rollback')) {
+          rollbacks++;
+          heldUntil.set(id, world.now + sg.rollbackBackoffS);
+        } else if (o.result === 'applied' && (o.action.to as number) < (s.balloon_cur as number)) {
+          assert.ok(world.now >= (heldUntil.get(id) ?? -Infinity), `${id} inflated at t=${world.now} during its back-off (until ${heldUntil.get(id)})`);
+        }
+      }
       for (const call of hv.calls) {
         checked++;
         const s = hv.lastSeen.get(call.id)!;
@@ -211,4 +224,44 @@ test('on random simulated hosts, balloon targets stay in [floor, balloon_max] wi
     engine.dispose();
   }), { numRuns: 60 });
   assert.ok(checked > 100, `only ${checked} balloon targets were set: the property was barely exercised`);
+  // (rollbacks happen in some runs only; the test below makes sure they are exercised)
+  void rollbacks;
+});
+
+test('simulator: an over-eager policy triggers rollbacks, and each guest then backs off for the whole period', async () => {
+  const spec = parseScenario({
+    host: { memMiB: 3072, swapMiB: 4096, cpus: 2 },
+    guests: [0, 1, 2].map((i) => ({ name: `vm${i}`, memMiB: 1024, workload: { kind: 'memknobs', sizesMiB: [300, 700], runS: 40, pauseS: 5, offsetS: i * 13 } })),
+    seed: 3,
+  });
+  const world = new SimWorld(spec, 3);
+  const hv = new RecordingHypervisor(new SimHypervisor(world));
+  // Shrink every guest by 15% a cycle, whatever happens: the guard must catch the swapping.
+  const policy = compilePolicyText('(with Guests guest (guest.Control "balloon_target" (* guest.balloon_cur 0.85)))');
+  const sg: Partial<SafeguardConfig> = { minGuestKiB: 64 * MiB, headroomKiB: 0, rollbackWindow: 3, rollbackSwapInKiBPerS: 256, rollbackMajorFaultsPerS: 100, rollbackBackoffS: 60 };
+  const engine = new Engine({ hypervisor: hv, hostSources: [simHostSource(world)], policy, now: () => world.now, safeguards: sg });
+  const heldUntil = new Map<string, number>();
+  let rollbacks = 0;
+  let inflations = 0;
+  for (let i = 0; i < 120; i++) {
+    world.advance(5);
+    await engine.collect();
+    if (i % 2 === 0) continue;
+    const r = await engine.evaluateAndAct();
+    for (const o of r.outcomes) {
+      const id = o.action.guestId!;
+      if (o.action.reasons[0]!.startsWith('rollback')) {
+        rollbacks++;
+        assert.ok((o.action.to as number) > (o.action.from as number), 'a rollback deflates');
+        heldUntil.set(id, world.now + 60);
+      } else if ((o.action.to as number) < (o.action.from as number)) {
+        inflations++;
+        assert.ok(world.now >= (heldUntil.get(id) ?? -Infinity), `${id} inflated at t=${world.now} during its back-off (until ${heldUntil.get(id)})`);
+      }
+    }
+  }
+  assert.ok(rollbacks >= 2, `rollbacks: ${rollbacks}`);
+  assert.ok(inflations > rollbacks, 'inflation resumes after the back-offs');
+  assert.equal(engine.counters.rollbacks, rollbacks);
+  engine.dispose();
 });
