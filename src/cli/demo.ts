@@ -137,6 +137,7 @@ export async function demo(opts: DemoOptions, out: NodeJS.WriteStream = process.
   };
   let daemon: Daemon | undefined = undefined;
   daemon = await Daemon.create({ config, logger, policyFiles, onCycle: () => onCycle(daemon!) });
+  if (tty) out.write('\x1b[?25l'); // hide the cursor while the view redraws
   if (!tty) out.write(`${title}; policy ${policyFiles.join(', ')}; stats every ${config.engine.stats_interval} s, policy every ${config.engine.policy_interval} s (simulated)\n`);
   await daemon.start();
   await new Promise<void>((resolveRun) => {
@@ -151,6 +152,7 @@ export async function demo(opts: DemoOptions, out: NodeJS.WriteStream = process.
     process.on('SIGTERM', onSig);
     const timer = duration !== undefined ? setTimeout(() => finish(`--duration ${duration} s reached`), duration * 1000) : undefined;
   });
+  if (tty) out.write('\x1b[?25h');
   const c = daemon.engine.counters;
   out.write(`demo stopped after ${c.cycles} policy cycles: ${c.actionsApplied} actions, ${c.vetoes} vetoes, ${c.rollbacks} rollbacks, ${c.policyErrors + c.controllerErrors + c.driverErrors} errors\n`);
 }
