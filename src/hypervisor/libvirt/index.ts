@@ -2,6 +2,8 @@
 // targets through set-memory (live), lifecycle events, and a connection that heals itself:
 // when libvirtd goes away the driver keeps answering with the last samples marked stale and
 // reconnects with exponential backoff, re-registering its events.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { GuestSample, Hypervisor, LifecycleEvent } from '../../types.js';
 import { LibvirtClient, type ClientOptions } from './client.js';
 import { DomainNotFoundError, LibvirtConnectionError, LibvirtError, LibvirtProtocolError, LibvirtTimeoutError } from './errors.js';
@@ -28,6 +30,9 @@ export interface LibvirtHypervisorOptions extends ClientOptions {
   /** Read /proc/meminfo through the qemu guest agent for guests without balloon stats. Default true. */
   agentFallback?: boolean;
   log?: LogFn;
+  /** Where libvirtd keeps <name>.pid of its QEMU guests (props.pid, for KSM and cgroups).
+   *  Default /run/libvirt/qemu for qemu:///system, none for other URIs; '' = none. */
+  qemuPidDir?: string;
   /** How a client is made (tests inject one bound to a fake daemon). */
   clientFactory?: (opts: ClientOptions) => Promise<LibvirtClient>;
 }
@@ -60,6 +65,8 @@ export class LibvirtHypervisor implements Hypervisor {
   /** `${uuid}#${domain id}`: a restarted guest (new id) gets its period set again. */
   private readonly periodSet = new Set<string>();
   private readonly noAgentUntil = new Map<string, number>();
+  /** `${uuid}#${domain id}` -> QEMU pid */
+  private readonly pids = new Map<string, number>();
   /** `${uuid}#${domain id}` -> vCPU count */
   private readonly vcpus = new Map<string, number>();
   private readonly listeners = new Set<(e: LifecycleEvent) => void>();
@@ -200,6 +207,8 @@ export class LibvirtHypervisor implements Hypervisor {
         const s = sampleFromStats(rec, this.floorFor(rec.dom.name, uuid));
         const vcpus = this.vcpus.get(`${uuid}#${rec.dom.id}`);
         if (vcpus !== undefined) s.stats.vcpu_count = vcpus;
+        const pid = await this.qemuPid(rec.dom, uuid);
+        if (pid !== null) s.props.pid = pid;
         if (s.stale === NO_GUEST_STATS) await this.fillFromAgent(c, rec.dom, s);
         seen.add(uuid);
         out.push(s);
@@ -209,6 +218,23 @@ export class LibvirtHypervisor implements Hypervisor {
     for (const s of out) this.last.set(s.id, s);
     out.sort((a, b) => a.name.localeCompare(b.name));
     return out;
+  }
+
+  /** The guest's QEMU pid from libvirtd's PID file (local qemu:///system only), cached per run. */
+  private async qemuPid(dom: DomainRef, uuid: string): Promise<number | null> {
+    const key = `${uuid}#${dom.id}`;
+    const known = this.pids.get(key);
+    if (known !== undefined) return known;
+    const dir = this.opts.qemuPidDir ?? ((this.opts.uri ?? 'qemu:///system') === 'qemu:///system' ? '/run/libvirt/qemu' : '');
+    if (!dir) return null;
+    try {
+      const pid = Number((await readFile(join(dir, `${dom.name}.pid`), 'utf8')).trim());
+      if (!Number.isInteger(pid) || pid <= 0) return null;
+      this.pids.set(key, pid);
+      return pid;
+    } catch {
+      return null;
+    }
   }
 
   /** vCPU counts of guests not seen before, in one bulk call for just those guests. */
@@ -233,6 +259,7 @@ export class LibvirtHypervisor implements Hypervisor {
     this.noAgentUntil.delete(uuid);
     for (const k of this.periodSet) if (k.startsWith(uuid + '#')) this.periodSet.delete(k);
     for (const k of this.vcpus.keys()) if (k.startsWith(uuid + '#')) this.vcpus.delete(k);
+    for (const k of this.pids.keys()) if (k.startsWith(uuid + '#')) this.pids.delete(k);
   }
 
   /** Sets the stats period once per newly seen guest. False when the guest vanished. */

@@ -1,4 +1,6 @@
 import { test, beforeEach, afterEach } from 'node:test';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { FakeLibvirtd, guest } from './fake-libvirtd.js';
 import { LibvirtHypervisor, type LibvirtHypervisorOptions } from '../../../src/hypervisor/libvirt/index.js';
@@ -35,7 +37,8 @@ afterEach(async () => {
 
 test('collect: one all-domain-stats call, MOM fields in KiB, balloon_min from config', async () => {
   fake.guests = [guest(1), guest(2, { vcpus: 2 }), guest(3)]; // all with balloon stats: no agent calls
-  const d = driver({ balloonMin: { g1: 131072 }, defaultBalloonMin: 65536 });
+  writeFileSync(join(fake.dir, 'g1.pid'), '4242\n');
+  const d = driver({ balloonMin: { g1: 131072 }, defaultBalloonMin: 65536, qemuPidDir: fake.dir });
   await d.connect();
   await d.collect(); // first sight: the bulk call, plus one vcpu-group call for the new guests
   assert.deepEqual(fake.statsGroupsAsked, [StatsTypes.STATE | StatsTypes.BALLOON, StatsTypes.VCPU]);
@@ -65,6 +68,8 @@ test('collect: one all-domain-stats call, MOM fields in KiB, balloon_min from co
   );
   assert.equal(s[1]!.stats.balloon_min, 65536);
   assert.equal(g1.props.state, 'running');
+  assert.equal(g1.props.pid, 4242, "QEMU pid from libvirtd's PID file");
+  assert.equal('pid' in s[1]!.props, false);
 });
 
 test('stats period is set once per newly seen guest', async () => {
