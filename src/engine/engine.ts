@@ -139,6 +139,8 @@ export class Engine<P = CompiledPolicy> {
   private cycleNo = 0;
   private unsubscribe?: () => void;
   private readonly cycleListeners = new Set<(r: CycleReport) => void>();
+  /** entity+control -> the error its last action failed with (repeats go to debug). */
+  private readonly failing = new Map<string, string | undefined>();
   /** Policy errors already logged at warn since the policy was set (repeats go to debug). */
   private readonly seenPolicyErrors = new Set<string>();
   readonly counters: Counters = {
@@ -209,6 +211,7 @@ export class Engine<P = CompiledPolicy> {
   }
 
   private dropGuest(g: GuestEntity, why: string): void {
+    for (const k of this.failing.keys()) if (k.startsWith(`${g.name}\0`)) this.failing.delete(k);
     this.guests.delete(g.id);
     this.samples.delete(g.id);
     this.cgroupController?.forget(g.id);
@@ -422,7 +425,9 @@ export class Engine<P = CompiledPolicy> {
       if (o.result === 'unchanged') continue;
       this.remember(rec);
       const fields = { cycle: plan.cycle, entity: a.entity, control: a.control, from: a.from, to: a.to, result: o.result, error: o.error, reason: a.reasons };
+      const failKey = `${a.entity}\0${a.control}`;
       if (o.result === 'applied') {
+        this.failing.delete(failKey);
         this.counters.actionsApplied++;
         if (isRollback) { this.counters.rollbacks++; this.log.warn('rollback', fields); }
         else this.log.info('action', fields);
@@ -431,7 +436,11 @@ export class Engine<P = CompiledPolicy> {
         this.log.info('action_dropped', fields);
       } else {
         this.counters.controllerErrors++;
-        this.log.error('action_failed', fields);
+        // A control that keeps failing the same way (EBUSY every cycle, a driver refusing a
+        // guest) is logged at error once, then at debug until it succeeds or fails otherwise.
+        const again = this.failing.get(failKey) === o.error;
+        if (!again && this.failing.size < 10_000) this.failing.set(failKey, o.error);
+        this.log.log(again ? 'debug' : 'error', 'action_failed', again ? { ...fields, repeated: true } : fields);
       }
     }
     for (const n of plan.notes) {

@@ -184,7 +184,7 @@ test('KSM controls: range-checked, only changed values written, failures counted
   let controls: Record<string, unknown> = { ksm_run: 1, ksm_pages_to_scan: 300, ksm_sleep_millisecs: 20 };
   const policy: FnPolicy = (host) => ({ host: { controls, vars: host.vars } });
   const ksmSource: HostSource = { name: 'ksm', collect: () => ksm.read() };
-  const { engine } = makeEngine(hv, policy, { ksm, hostSources: [ksmSource] });
+  const { engine, logger } = makeEngine(hv, policy, { ksm, hostSources: [ksmSource] });
   await engine.collect();
   await engine.evaluateAndAct();
   assert.deepEqual(ksm.writes, [{ run: 1, pages_to_scan: 300 }], 'sleep_millisecs already 20: not written');
@@ -200,6 +200,17 @@ test('KSM controls: range-checked, only changed values written, failures counted
   const r2 = await engine.evaluateAndAct();
   assert.equal(r2.outcomes[0]!.result, 'failed');
   assert.equal(engine.counters.controllerErrors, 1);
+  // the same failure every cycle: counted each time, logged at error once
+  await engine.evaluateAndAct();
+  await engine.evaluateAndAct();
+  assert.equal(engine.counters.controllerErrors, 3);
+  assert.deepEqual(logger.records.filter((x) => x.event === 'action_failed').map((x) => x.level), ['error', 'debug', 'debug']);
+  ksm.fail = undefined;
+  await engine.evaluateAndAct();
+  ksm.fail = 'EPERM again';
+  controls = { ksm_pages_to_scan: 600 };
+  await engine.evaluateAndAct();
+  assert.equal(logger.records.filter((x) => x.event === 'action_failed').at(-1)!.level, 'error', 'after a success, a failure is news again');
 });
 
 test('the shipped default policy runs through the engine: a host under pressure shrinks guests, KSM is driven', async () => {
