@@ -7,7 +7,7 @@ import { renderView, statusLine } from '../../../src/cli/demo.js';
 import type { EngineSnapshot } from '../../../src/engine/engine.js';
 
 test('ballast demo --duration prints status and actions with reasons, then stops', () => {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'demo', '--duration', '2', '--speed', '600'], { encoding: 'utf8', timeout: 30_000 });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'demo', '--duration', '3', '--speed', '600'], { encoding: 'utf8', timeout: 30_000 });
   assert.equal(r.status, 0, r.stderr);
   const lines = r.stdout.trim().split('\n');
   assert.match(lines[0]!, /^ballast demo: scenario demo, x600; policy .*default\.policy/);
