@@ -5,14 +5,15 @@
 // are never touched. Skips loudly when the lab cannot run here.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createServer, createConnection, type Server, type Socket } from 'node:net';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureLibvirtd, labLibvirtdPid, libvirtdAnswers, LIBVIRTD_PIDFILE } from '../../src/lab/libvirtd.js';
-import { startLabGuests, labGuestSummary, virsh } from '../../src/lab/guests.js';
-import { run, pidAlive, withLockFile } from '../../src/lab/proc.js';
+import { labGuestSummary, virsh } from '../../src/lab/guests.js';
+import { acquireLab, adoptLibvirtd, otherLeases, type LabSession } from './fixture.js';
+import { pidAlive, withLockFile } from '../../src/lab/proc.js';
 import { RUN_DIR } from '../../src/lab/paths.js';
 import { LibvirtHypervisor } from '../../src/hypervisor/libvirt/index.js';
 import { LibvirtClient, DEFAULT_SOCKET, DEFAULT_RO_SOCKET } from '../../src/hypervisor/libvirt/client.js';
@@ -64,30 +65,26 @@ async function startLibvirtdAgain(): Promise<void> {
     child.stderr!.on('data', (d) => (stderr += d));
     const code = await new Promise<number | null>((r) => child.on('exit', r));
     if (code !== 0 && !(await libvirtdAnswers())) throw new Error(`libvirtd -d exited ${code}: ${stderr.trim()}`);
+    // Ours now: the fixture may stop it when the lab is idle at release.
+    if (code === 0) adoptLibvirtd();
   });
   await until('libvirtd to answer again', 60_000, () => libvirtdAnswers());
 }
 
 const mine = (s: GuestSample[]) => s.filter((g) => names.includes(g.name));
 
+let session: LabSession | null = null;
+
 before(async () => {
-  if (process.getuid?.() !== 0) unavailable = 'not root (qemu:///system and lab guests need root)';
-  else if (spawnSync('qemu-system-x86_64', ['--version']).status !== 0) unavailable = 'qemu-system-x86_64 is not installed (lab/install-deps.sh)';
-  else if (spawnSync('libvirtd', ['--version']).status !== 0) unavailable = 'libvirtd is not installed (lab/install-deps.sh)';
-  if (unavailable) return;
+  // One lab session (lease) for the whole file: other test files' releases leave libvirtd up.
   try {
-    await ensureLibvirtd();
-    const guests = await startLabGuests({
-      count: COUNT,
-      memMiB: MEM_KIB / 1024,
-      names: Array.from({ length: COUNT }, (_, i) => `lv${i + 1}`),
-      workload: '',
-      meminfoS: 1,
-      statsPeriodS: 1,
-      bootTimeoutMs: 240_000,
-    });
-    names = guests.map((g) => g.name);
-    agentInImage = guests.every((g) => labGuestSummary(g.name).guestAgent === 'started');
+    session = await acquireLab(
+      { skip: (msg?: string) => void (unavailable = String(msg ?? 'lab unavailable').replace(/^LAB SKIPPED: /, '')) },
+      { guests: COUNT, group: 'lv', memMiB: MEM_KIB / 1024, workload: '', meminfoS: 1, statsPeriodS: 1, bootTimeoutMs: 240_000 },
+    );
+    if (!session) return;
+    names = session.guests.map((g) => g.name);
+    agentInImage = session.guests.every((g) => labGuestSummary(g.name).guestAgent === 'started');
     hv.onEvent((e) => events.push(e));
     await hv.connect();
   } catch (e) {
@@ -97,8 +94,8 @@ before(async () => {
 
 after(async () => {
   await hv.close();
-  if (names.length && !(await libvirtdAnswers())) await ensureLibvirtd().catch((e) => console.error(`cannot clean up lab guests: ${e}`));
-  for (const n of names) await run('virsh', ['-q', '-c', 'qemu:///system', 'destroy', n]);
+  if (session && !(await libvirtdAnswers())) await ensureLibvirtd().catch((e) => console.error(`cannot clean up lab guests: ${e}`));
+  await session?.release();
 });
 
 test('the driver lists the lab guests and reads their balloon stats in one all-domain call', async (t) => {
@@ -300,6 +297,12 @@ test('records cut into tiny pieces or coalesced by the transport, and garbage, a
 
 test('libvirtd killed mid-run: the driver keeps collecting (stale), reconnects when libvirtd is back', async (t) => {
   if (unavailable) return skipLoudly(t, unavailable);
+  // Killing libvirtd disturbs every other lab user: give other sessions a while to finish.
+  const othersAtStart = otherLeases();
+  if (othersAtStart.length) {
+    console.error(`other lab sessions hold leases (${othersAtStart.join(', ')}): waiting up to 120 s before killing libvirtd`);
+    await until('other lab sessions to end', 120_000, () => otherLeases().length === 0).catch(() => console.error('other lab sessions still running: killing libvirtd anyway'));
+  }
   const pid = labLibvirtdPid();
   if (pid === null) return skipLoudly(t, 'the running libvirtd was not started by the lab (no PID file of ours): not killing it');
   const fresh = mine(await hv.collect());
