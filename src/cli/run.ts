@@ -2,6 +2,7 @@
 // (see src/engine/daemon.ts); a second signal exits at once.
 import { setFlagsFromString } from 'node:v8';
 import type { Command } from 'commander';
+import { resolve } from 'node:path';
 import { loadConfigFile } from '../config/load.js';
 import { Daemon } from '../engine/daemon.js';
 import { createLogger, isLogLevel, type LogFormat } from '../log/logger.js';
@@ -15,7 +16,7 @@ interface RunOptions {
 
 export async function run(opts: RunOptions): Promise<void> {
   const config = loadConfigFile(opts.config);
-  if (opts.policyDir) config.engine.policy_dir = opts.policyDir;
+  if (opts.policyDir) config.engine.policy_dir = resolve(opts.policyDir);
   const format = (opts.logFormat ?? config.log.format) as LogFormat;
   if (!['auto', 'json', 'text'].includes(format)) throw new Error(`--log-format: expected auto, json or text, got ${format}`);
   const level = opts.logLevel ?? config.log.level;
@@ -27,7 +28,7 @@ export async function run(opts: RunOptions): Promise<void> {
     setFlagsFromString('--optimize-for-size');
   }
   const daemon = await Daemon.create({ config, logger });
-  await new Promise<void>((resolve, reject) => {
+  await new Promise<void>((done, fail) => {
     let signalled = false;
     const onSignal = (sig: NodeJS.Signals) => {
       if (signalled) {
@@ -38,12 +39,12 @@ export async function run(opts: RunOptions): Promise<void> {
       daemon.stop(`signal ${sig}`).then(() => {
         process.off('SIGTERM', onSignal);
         process.off('SIGINT', onSignal);
-        resolve();
-      }, reject);
+        done();
+      }, fail);
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
-    daemon.start().catch(reject);
+    daemon.start().catch(fail);
   });
 }
 

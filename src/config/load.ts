@@ -2,6 +2,7 @@
 // `config error: <dotted.key>: <what was expected>`, all of them at once, so an operator fixes
 // the file in one pass; nothing is half-applied.
 import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import type { z } from 'zod';
 import { configSchema, type Config } from './schema.js';
@@ -55,6 +56,17 @@ function firstLine(s: string): string {
   return s.split('\n')[0] ?? s;
 }
 
+/** Relative paths in a config file are relative to the file, not to wherever the daemon
+ *  was started from (systemd starts it in /). A scenario counts as a path when it looks like
+ *  one (a built-in scenario is a bare name). */
+export function resolveRelativePaths(config: Config, baseDir: string): void {
+  config.engine.policy_dir = resolve(baseDir, config.engine.policy_dir);
+  config.hypervisor.qmp_dir = resolve(baseDir, config.hypervisor.qmp_dir);
+  const sc = config.hypervisor.scenario;
+  if (sc.includes('/') || /\.(json|toml)$/i.test(sc)) config.hypervisor.scenario = resolve(baseDir, sc);
+}
+
+/** Read, check and complete a config file; relative paths become relative to the file. */
 export function loadConfigFile(file: string): Config {
   let text: string;
   try {
@@ -62,5 +74,7 @@ export function loadConfigFile(file: string): Config {
   } catch (err) {
     throw new ConfigError([`cannot read: ${(err as Error).message}`], file);
   }
-  return parseConfigText(text, file);
+  const config = parseConfigText(text, file);
+  resolveRelativePaths(config, dirname(resolve(file)));
+  return config;
 }

@@ -79,3 +79,15 @@ test('per-guest floors are a table of MiB by name or UUID', () => {
   assert.equal(errorOf('[guest_min_mib]\nweb1 = -1\n'), 'config error: guest_min_mib.web1: expected a number of MiB >= 0');
   assert.equal(errorOf('[guest_min_mib]\nweb1 = "big"\n'), 'config error: guest_min_mib.web1: expected a number of MiB >= 0');
 });
+
+test('relative paths are relative to the config file', async () => {
+  const { resolveRelativePaths } = await import('../../../src/config/load.js');
+  const c = parseConfigText('[engine]\npolicy_dir = "policies"\n[hypervisor]\nscenario = "scenarios/big.json"\n');
+  resolveRelativePaths(c, '/etc/ballast');
+  assert.equal(c.engine.policy_dir, '/etc/ballast/policies');
+  assert.equal(c.hypervisor.scenario, '/etc/ballast/scenarios/big.json');
+  const d = parseConfigText('[hypervisor]\nscenario = "demo"\n[engine]\npolicy_dir = "/var/lib/p"\n');
+  resolveRelativePaths(d, '/etc/ballast');
+  assert.equal(d.hypervisor.scenario, 'demo', 'a built-in scenario name stays a name');
+  assert.equal(d.engine.policy_dir, '/var/lib/p');
+});
