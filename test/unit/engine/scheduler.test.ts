@@ -45,3 +45,24 @@ test('a tick that comes while the task is still queued is skipped and counted', 
 test('bad intervals are refused', () => {
   assert.throws(() => new Scheduler([{ name: 'x', intervalS: 0, run: () => {} }]), /positive/);
 });
+
+test('unref timers do not keep a process alive; stop() leaves no handle behind', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join, resolve } = await import('node:path');
+  const dir = mkdtempSync(join(tmpdir(), 'ballast-sched-'));
+  const mod = resolve('src/engine/scheduler.ts');
+  try {
+    const unref = join(dir, 'unref.mts');
+    writeFileSync(unref, `import { Scheduler } from '${mod}';\nnew Scheduler([{ name: 't', intervalS: 0.05, run: () => {} }], { unref: true }).start();\n`);
+    const stopped = join(dir, 'stopped.mts');
+    writeFileSync(stopped, `import { Scheduler } from '${mod}';\nconst s = new Scheduler([{ name: 't', intervalS: 0.05, run: () => {} }]);\ns.start();\nsetTimeout(() => s.stop(), 120);\n`);
+    for (const f of [unref, stopped]) {
+      const r = spawnSync(process.execPath, ['--import', 'tsx', f], { encoding: 'utf8', timeout: 10_000 });
+      assert.equal(r.status, 0, `${f}: ${r.stderr} (signal ${r.signal})`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
