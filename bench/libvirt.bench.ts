@@ -3,7 +3,7 @@
 // real guests; and one memory-stats RPC versus one virsh spawn. Ratios are measured in the
 // same run; no absolute thresholds.
 import { spawnSync } from 'node:child_process';
-import { ensureLibvirtd } from '../src/lab/libvirtd.js';
+import { ensureLibvirtd, libvirtdIdle, stopLibvirtd } from '../src/lab/libvirtd.js';
 import { startLabGuests } from '../src/lab/guests.js';
 import { LibvirtHypervisor } from '../src/hypervisor/libvirt/index.js';
 
@@ -38,7 +38,7 @@ export default async function libvirtBench(): Promise<void> {
     console.log(`libvirt bench SKIPPED: ${why} (needs the real-VM lab)`);
     return;
   }
-  await ensureLibvirtd();
+  const libvirtd = await ensureLibvirtd();
   const guests = await startLabGuests({
     count: GUESTS,
     memMiB: 256,
@@ -103,5 +103,7 @@ export default async function libvirtBench(): Promise<void> {
   } finally {
     await hv.close();
     for (const n of names) spawnSync('virsh', ['-q', '-c', 'qemu:///system', 'destroy', n]);
+    // Leave the host as found: a libvirtd this bench started goes when nothing else uses it.
+    if (libvirtd.startedNow && (await libvirtdIdle()).idle) await stopLibvirtd();
   }
 }

@@ -1,0 +1,149 @@
+// `ballast run` with hypervisor.driver = "libvirt" on real lab guests while libvirtd is killed
+// and started again: the daemon keeps running, reconnects, takes a policy changed meanwhile
+// and applies it to the guests once libvirtd is back; SIGTERM stops it cleanly.
+// The policy touches only this file's guests (by name), so other lab users are left alone.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { acquireLab, adoptLibvirtd, otherLeases, skipLoudly } from './fixture.js';
+import { ensureLibvirtd, labLibvirtdPid, libvirtdAnswers, LIBVIRTD_PIDFILE } from '../../src/lab/libvirtd.js';
+import { pidAlive, withLockFile } from '../../src/lab/proc.js';
+import { RUN_DIR } from '../../src/lab/paths.js';
+import { LibvirtHypervisor } from '../../src/hypervisor/libvirt/index.js';
+
+async function until<T>(what: string, ms: number, f: () => Promise<T | null | undefined | false> | T | null | undefined | false): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** `libvirtd -d` with the lab's PID file, under the lab's start lock (see libvirt.test.ts). */
+async function startLibvirtdAgain(): Promise<void> {
+  await withLockFile(join(RUN_DIR, 'libvirtd.lock'), 120_000, async () => {
+    if (await libvirtdAnswers()) return;
+    const child = spawn('libvirtd', ['-d', '-p', LIBVIRTD_PIDFILE], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (d) => (stderr += d));
+    const code = await new Promise<number | null>((r) => child.on('exit', r));
+    if (code !== 0 && !(await libvirtdAnswers())) throw new Error(`libvirtd -d exited ${code}: ${stderr.trim()}`);
+    if (code === 0) adoptLibvirtd();
+  });
+  await until('libvirtd to answer again', 60_000, () => libvirtdAnswers());
+}
+
+const policyFor = (names: string[], kib: number) => `# test policy: a fixed balloon target for this test's guests only
+(defvar target ${kib})
+(with Guests guest
+  (if (or ${names.map((n) => `(== (guest.Prop "name") "${n}")`).join(' ')})
+    (guest.Control "balloon_target" target)
+    0))
+`;
+
+test('ballast run (libvirt) survives libvirtd being killed, reconnects and acts again', async (t) => {
+  const lab = await acquireLab(t, { guests: 2, group: 'lvd', memMiB: 256, workload: '', meminfoS: 1, statsPeriodS: 1, bootTimeoutMs: 240_000 });
+  if (!lab) return;
+  const names = lab.guests.map((g) => g.name);
+  const dir = mkdtempSync(join(tmpdir(), 'ballast-lv-daemon-'));
+  const observer = new LibvirtHypervisor({ statsPeriodSec: 0 });
+  let daemon: ReturnType<typeof spawn> | null = null;
+  t.after(async () => {
+    if (daemon && daemon.exitCode === null) daemon.kill('SIGKILL');
+    await observer.close();
+    if (!(await libvirtdAnswers())) await ensureLibvirtd().catch(() => undefined);
+    await lab.release();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  mkdirSync(join(dir, 'policies'));
+  const policyPath = join(dir, 'policies', '50_target.policy');
+  const first = 200 * 1024;
+  const second = 224 * 1024;
+  writeFileSync(policyPath, policyFor(names, first));
+  const cfg = join(dir, 'ballast.toml');
+  writeFileSync(
+    cfg,
+    `[hypervisor]
+driver = "libvirt"
+stats_period = 1
+[engine]
+stats_interval = 1
+policy_interval = 1
+history_length = 2
+policy_dir = "${join(dir, 'policies')}"
+[safeguards]
+max_step_percent = 100
+rollback_window = 0
+[ksm]
+enabled = false
+[shutdown]
+balloons = "leave"
+[log]
+format = "json"
+level = "info"
+`,
+  );
+
+  const logs: Record<string, unknown>[] = [];
+  daemon = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'run', '--config', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let buf = '';
+  daemon.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    buf += d;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      try {
+        logs.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        logs.push({ event: 'non-json', line });
+      }
+    }
+  });
+  const exited = new Promise<number | null>((r) => daemon!.on('exit', (code) => r(code)));
+  const logText = () => logs.map((l) => JSON.stringify(l)).join('\n');
+
+  await observer.connect();
+  const balloonOf = async (want: number) => {
+    const s = (await observer.collect()).filter((g) => names.includes(g.name));
+    return s.length === names.length && s.every((g) => g.stats.balloon_cur === want && !g.stale);
+  };
+  await until(`the daemon to balloon both guests to ${first} KiB`, 90_000, () => balloonOf(first)).catch((e) => {
+    throw new Error(`${(e as Error).message}\ndaemon log:\n${logText().slice(-4000)}`);
+  });
+
+  const others = otherLeases();
+  if (others.length) {
+    console.error(`other lab sessions hold leases (${others.join(', ')}): waiting up to 120 s before killing libvirtd`);
+    await until('other lab sessions to end', 120_000, () => otherLeases().length === 0).catch(() => console.error('killing libvirtd anyway'));
+  }
+  const pid = labLibvirtdPid();
+  if (pid === null) return skipLoudly(t, 'the running libvirtd was not started by the lab (no PID file of ours): not killing it');
+  process.kill(pid, 'SIGKILL');
+  await until('libvirtd to die', 10_000, () => !pidAlive(pid));
+  await until('the daemon to log the lost connection', 30_000, () => logs.some((l) => l.event === 'driver' && /connection lost/.test(String(l.msg))));
+  // The policy changes while libvirtd is down: the daemon takes it and keeps its loop going.
+  writeFileSync(policyPath, policyFor(names, second));
+  await new Promise((r) => setTimeout(r, 3000));
+  assert.equal(daemon.exitCode, null, 'the daemon is still running with libvirtd gone');
+
+  await startLibvirtdAgain();
+  await until('the daemon to reconnect', 60_000, () => logs.some((l) => l.event === 'driver' && /re-established/.test(String(l.msg))));
+  await until(`the daemon to balloon both guests to ${second} KiB after the reconnect`, 90_000, () => balloonOf(second)).catch((e) => {
+    throw new Error(`${(e as Error).message}\ndaemon log:\n${logText().slice(-4000)}`);
+  });
+  assert.equal(daemon.exitCode, null);
+
+  daemon.kill('SIGTERM');
+  const code = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 20_000))]);
+  assert.equal(code, 0, `clean exit on SIGTERM (log tail:\n${logText().slice(-2000)})`);
+  const failed = logs.filter((l) => l.event === 'driver' && /reconnect failed/.test(String(l.msg))).length;
+  console.error(`daemon: ${logs.length} log records, ${failed} failed reconnect attempts while libvirtd was down, then reconnected and ballooned ${names.join(', ')} to ${second} KiB`);
+  assert.ok(logs.some((l) => l.event === 'stopping'), 'logged its stop');
+});
