@@ -62,6 +62,7 @@ function firstLine(s: string): string {
 export function resolveRelativePaths(config: Config, baseDir: string): void {
   config.engine.policy_dir = resolve(baseDir, config.engine.policy_dir);
   config.hypervisor.qmp_dir = resolve(baseDir, config.hypervisor.qmp_dir);
+  if (config.engine.record_file) config.engine.record_file = resolve(baseDir, config.engine.record_file);
   const sc = config.hypervisor.scenario;
   if (sc.includes('/') || /\.(json|toml)$/i.test(sc)) config.hypervisor.scenario = resolve(baseDir, sc);
 }

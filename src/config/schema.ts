@@ -59,6 +59,9 @@ export const configSchema = z.strictObject({
     /** Ask V8 to favour memory over speed (keeps the young generation at 1-8 MB instead of
      *  up to 32 MB): about 30 MB less RSS at 1,000 guests for a little more GC work. */
     small_heap: bool().default(true),
+    /** Append every evaluation (its exact input as a `ballast policy eval` snapshot, and its
+     *  result) to this file as JSON lines; empty: off. About 150 bytes per guest and sample. */
+    record_file: str().default(''),
   }),
   safeguards: section({
     /** No balloon target below this, whatever the policy says (MiB). */

@@ -7,7 +7,8 @@ import type { Logger } from '../log/logger.js';
 import type { KsmSettings } from '../types.js';
 import { errorMessage } from '../controllers/controller.js';
 import { buildBackends, type Backends } from './backends.js';
-import { Engine } from './engine.js';
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { Engine, type EvaluationRecord } from './engine.js';
 import { compilePolicyFiles, type CompiledPolicy } from './policy-adapter.js';
 import { PolicyWatcher } from './policy-dir.js';
 import { Scheduler } from './scheduler.js';
@@ -30,6 +31,7 @@ export class Daemon {
   readonly scheduler: Scheduler;
   readonly watcher: PolicyWatcher<CompiledPolicy>;
   private ksmAtStart?: Partial<KsmSettings>;
+  private recordFd?: number;
   private stopping?: Promise<void>;
 
   private constructor(readonly config: Config, readonly backends: Backends, private readonly log: Logger, private readonly opts: DaemonOptions) {
@@ -48,6 +50,7 @@ export class Daemon {
       safeguards: toSafeguardConfig(config),
       logger: log,
       now: backends.sim?.now,
+      recorder: config.engine.record_file ? (rec) => this.record(rec) : undefined,
     });
     this.watcher = new PolicyWatcher({
       source: opts.policyFiles ? { files: opts.policyFiles } : { dir: c.policy_dir }, compile: compilePolicyFiles, logger: log, pollS: opts.policyPollS,
@@ -73,6 +76,12 @@ export class Daemon {
         },
       },
     ], { onError: (task, err) => log.error('task_error', { task, error: errorMessage(err) }) });
+  }
+
+  /** One JSON line per evaluation, written synchronously: the arrays are live views. */
+  private record(rec: EvaluationRecord): void {
+    if (this.recordFd === undefined) this.recordFd = openSync(this.config.engine.record_file, 'a', 0o640);
+    writeSync(this.recordFd, JSON.stringify(rec) + '\n');
   }
 
   static async create(opts: DaemonOptions): Promise<Daemon> {
@@ -134,6 +143,8 @@ export class Daemon {
     await this.restoreBalloons();
     await this.restoreKsm();
     this.engine.dispose();
+    if (this.recordFd !== undefined) closeSync(this.recordFd);
+    this.recordFd = undefined;
     try {
       await this.backends.hypervisor.close();
     } catch (err) {

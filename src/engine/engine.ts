@@ -37,6 +37,18 @@ export interface EngineOptions<P = CompiledPolicy> {
   now?: () => number;
   /** Action records kept for views and the API. */
   recentActions?: number;
+  /** Receives each evaluation's exact input and output (replay, `ballast policy eval`).
+   *  Called synchronously; the arrays it gets are not copied, so serialize them at once. */
+  recorder?: (rec: EvaluationRecord) => void;
+}
+
+/** One policy evaluation as `ballast policy eval` takes it (a snapshot) plus what it gave. */
+export interface EvaluationRecord {
+  cycle: number;
+  time: number;
+  host: EntityInput;
+  guests: EntityInput[];
+  result: PolicyOutput;
 }
 
 /** One line of the action log. */
@@ -139,6 +151,7 @@ export class Engine<P = CompiledPolicy> {
   private cycleNo = 0;
   private unsubscribe?: () => void;
   private readonly cycleListeners = new Set<(r: CycleReport) => void>();
+  private readonly recorder?: (rec: EvaluationRecord) => void;
   /** entity+control -> the error its last action failed with (repeats go to debug). */
   private readonly failing = new Map<string, string | undefined>();
   /** Policy errors already logged at warn since the policy was set (repeats go to debug). */
@@ -177,6 +190,7 @@ export class Engine<P = CompiledPolicy> {
     this.ksmOn = !!opts.ksm && opts.ksmEnabled !== false;
     this.cgroupOn = !!opts.cgroup && opts.cgroupEnabled !== false;
     this.balloonsOff = opts.balloonsOff;
+    this.recorder = opts.recorder;
     if (this.hypervisor.onEvent) this.unsubscribe = this.hypervisor.onEvent((e) => this.onLifecycle(e));
   }
 
@@ -299,16 +313,25 @@ export class Engine<P = CompiledPolicy> {
     return out;
   }
 
-  private runPolicy(guests: GuestEntity[]): PolicyOutput | null {
+  private runPolicy(guests: GuestEntity[], cycle: number, time: number): PolicyOutput | null {
     if (this.policyValue === null) return null;
     const hostIn: EntityInput = { props: this.host.props, stats: this.host.history.toArray(), vars: this.host.vars };
     const guestIn: EntityInput[] = guests.map((g) => ({ props: g.props, stats: g.history.toArray(), vars: g.vars }));
+    let out: PolicyOutput;
     try {
-      return this.evaluateFn(this.policyValue, hostIn, guestIn, this.evalOpts);
+      out = this.evaluateFn(this.policyValue, hostIn, guestIn, this.evalOpts);
     } catch (err) {
       // The evaluator itself must not throw; if it does, treat it as an aborted evaluation.
-      return { host: { controls: {}, vars: this.host.vars }, guests: [], errors: [{ message: `evaluator failed: ${errorMessage(err)}` }], aborted: true };
+      out = { host: { controls: {}, vars: this.host.vars }, guests: [], errors: [{ message: `evaluator failed: ${errorMessage(err)}` }], aborted: true };
     }
+    if (this.recorder) {
+      try {
+        this.recorder({ cycle, time, host: hostIn, guests: guestIn, result: out });
+      } catch (err) {
+        this.log.error('record_failed', { error: errorMessage(err) });
+      }
+    }
+    return out;
   }
 
   /** Evaluate the policy, guard, actuate, record. */
@@ -317,7 +340,7 @@ export class Engine<P = CompiledPolicy> {
     const cycle = ++this.cycleNo;
     const time = this.clock();
     const guests = this.evaluable();
-    const output = this.runPolicy(guests);
+    const output = this.runPolicy(guests, cycle, time);
     const evalMs = performance.now() - t0;
     const plan = planCycle(cycle, time, this.host, guests, output, {
       safeguards: this.sg, ksm: this.ksmOn, cgroup: this.cgroupOn, balloonsOff: this.balloonsOff,

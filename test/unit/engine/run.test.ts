@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -24,6 +24,7 @@ time_scale = 250
 stats_interval = 5
 policy_interval = 10
 policy_dir = "${policies}"
+record_file = "evaluations.jsonl"
 [log]
 format = "json"
 ${extra}
@@ -96,6 +97,19 @@ test('ballast run (sim): acts with reasons, hot-reloads policies, stops cleanly 
     assert.equal(events.at(-1), 'stopped');
     assert.deepEqual(d.bad.filter((l) => l.trim() !== ''), [], 'every stderr line is a JSON record');
     assert.ok(!d.records.some((r) => r.event === 'task_error'));
+
+    // engine.record_file: every evaluation, replayable by `ballast policy eval` with the same result
+    const lines = readFileSync(join(dir, 'evaluations.jsonl'), 'utf8').trim().split('\n');
+    assert.ok(lines.length >= 3, `recorded ${lines.length} evaluations`);
+    const last = JSON.parse(lines.at(-1)!) as { cycle: number; host: unknown; guests: unknown[]; result: { guests: { name: string; controls: Record<string, number> }[]; host: { controls: unknown } } };
+    assert.equal(last.guests.length, last.result.guests.length);
+    const snap = join(dir, 'snap.json');
+    writeFileSync(snap, lines.at(-1)!);
+    const ev = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'policy', 'eval', '--policy', join(policies, '50_default.policy'), '--input', snap], { encoding: 'utf8' });
+    assert.equal(ev.status, 0, ev.stderr);
+    const replay = JSON.parse(ev.stdout) as typeof last.result;
+    assert.deepEqual(replay.guests.map((g) => [g.name, g.controls]), last.result.guests.map((g) => [g.name, g.controls]));
+    assert.deepEqual(replay.host.controls, last.result.host.controls);
   } finally {
     d.child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
