@@ -103,7 +103,8 @@ function guestPlan(
   const own: Controls = errored !== undefined || !controls ? NO_CONTROLS : controls;
   if (errored !== undefined && controls) {
     for (const [control, requested] of Object.entries(controls)) {
-      plan.notes.push({ entity: g.name, control, requested, verdict: 'veto', reasons: [`policy error in this guest's part: ${errored}`] });
+      // Quiet: the error itself is logged (once per policy) as policy_error.
+      plan.notes.push({ entity: g.name, control, requested, verdict: 'veto', reasons: [`policy error in this guest's part: ${errored}`], quiet: true });
     }
   }
   const d = guardBalloon({ history: g.history, requested: own.balloon_target ?? undefined, stale: g.stale, state: g.guard, cycle, now }, opts.safeguards);
