@@ -254,6 +254,27 @@ function chunkingProxy(dir: string, mode: 'tiny' | 'coalesce' | 'garbage'): Prom
   return new Promise((res) => server.listen(path, () => res({ path, server })));
 }
 
+test('keepalive with the real daemon: our PINGs are answered, its PINGs get our PONGs', async (t) => {
+  if (unavailable) return skipLoudly(t, unavailable);
+  // A quiet client (no PINGs of its own) hears libvirtd's PINGs: libvirtd pings a client that
+  // asked about the keepalive feature after 5 s of silence (its default keepalive_interval).
+  const quiet = await LibvirtClient.connect({ keepaliveIntervalMs: 0 });
+  // A chatty one pings after 1 s of silence and gets PONGs back.
+  const chatty = await LibvirtClient.connect({ keepaliveIntervalMs: 1000, keepaliveCount: 3 });
+  try {
+    await until('a PING from libvirtd', 20_000, () => quiet.stats.pingsReceived >= 1);
+    assert.ok(quiet.stats.pongsSent >= 1, 'answered with PONG');
+    await until('PONGs to our PINGs', 10_000, () => chatty.stats.pongsReceived >= 2);
+    assert.ok(chatty.stats.pingsSent >= 2);
+    console.error(`keepalive: quiet client ${JSON.stringify(quiet.stats)}; chatty client ${JSON.stringify(chatty.stats)}`);
+    assert.equal(quiet.isOpen && chatty.isOpen, true, 'both connections stay up');
+    assert.ok((await quiet.listAllDomains()).length >= 1);
+  } finally {
+    await quiet.close();
+    await chatty.close();
+  }
+});
+
 test('records cut into tiny pieces or coalesced by the transport, and garbage, against the real daemon', async (t) => {
   if (unavailable) return skipLoudly(t, unavailable);
   const dir = mkdtempSync(join(tmpdir(), 'ballast-lv-proxy-'));
