@@ -264,7 +264,8 @@ export class LibvirtHypervisor implements Hypervisor {
 
   /** Sets the stats period once per newly seen guest. False when the guest vanished. */
   private async ensurePeriod(c: LibvirtClient, dom: DomainRef, uuid: string): Promise<boolean> {
-    const period = this.opts.statsPeriodSec ?? 2;
+    // A read-only connection may not change domains: the period stays as the domain has it.
+    const period = this.opts.readOnly ? 0 : (this.opts.statsPeriodSec ?? 2);
     const key = `${uuid}#${dom.id}`;
     if (period <= 0 || this.periodSet.has(key)) return true;
     try {

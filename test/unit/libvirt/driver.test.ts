@@ -85,6 +85,14 @@ test('stats period is set once per newly seen guest', async () => {
   assert.equal(fake.calls.filter((c) => c.proc === Proc.DOMAIN_SET_MEMORY_STATS_PERIOD).length, 4);
 });
 
+test('read-only: no stats period is set (the domain keeps its own)', async () => {
+  const d = driver({ readOnly: true, statsPeriodSec: 3 });
+  await d.connect();
+  assert.equal((await d.collect()).length, 3);
+  assert.equal(fake.calls.filter((c) => c.proc === Proc.DOMAIN_SET_MEMORY_STATS_PERIOD).length, 0);
+  assert.deepEqual(fake.opens, [{ uri: 'test:///default', flags: 1 }], 'opened with VIR_CONNECT_RO');
+});
+
 test('a guest without balloon stats is stale with the reason; the agent fills in when present', async () => {
   const d = driver();
   await d.connect();

@@ -58,6 +58,7 @@ export class FakeLibvirtd {
   readonly setMemory: { name: string; kib: number; flags: number }[] = [];
   pongsReceived = 0;
   readonly statsGroupsAsked: number[] = [];
+  readonly opens: { uri: string | null; flags: number }[] = [];
   private server: Server | null = null;
   private readonly socks = new Set<Socket>();
   private held: { sock: Socket; buf: Buffer }[] = [];
@@ -177,6 +178,7 @@ export class FakeLibvirtd {
       case Proc.AUTH_LIST:
         return this.reply(s, f, encRet.authList([0]));
       case Proc.CONNECT_OPEN:
+        this.opens.push({ uri: r.optional((x) => x.string()), flags: r.uint() });
         if (this.pingOnOpen) {
           this.write(s, encodeFrame({ prog: KEEPALIVE_PROGRAM, vers: 1, proc: KeepaliveProc.PING, type: MessageType.MESSAGE, serial: 0, status: 0 }));
         }
