@@ -1,6 +1,8 @@
 import { test, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { FakeLibvirtd, guest } from './fake-libvirtd.js';
+import { encodeFrame, MessageType } from '../../../src/hypervisor/libvirt/framing.js';
 import { LibvirtClient } from '../../../src/hypervisor/libvirt/client.js';
 import {
   DomainNotFoundError,
@@ -194,4 +196,37 @@ test('guest agent passthrough returns the agent reply text', async () => {
   assert.deepEqual(JSON.parse(r!), { return: 1000 });
   const g2 = await c.lookupByName('g2');
   await assert.rejects(c.agentCommand(g2, { execute: 'guest-ping' }), /guest agent is not configured/);
+});
+
+test('random reply payloads and statuses settle the call, never crash (property)', async () => {
+  const c = await connect({ keepaliveIntervalMs: 0, callTimeoutMs: 2000 });
+  let reply: { status: number; payload: Uint8Array; type: number } = { status: 0, payload: new Uint8Array(), type: MessageType.REPLY };
+  fake.intercept = (sock, f) => {
+    sock.write(encodeFrame({ ...f.header, type: reply.type, status: reply.status }, reply.payload));
+    return true;
+  };
+  await fc.assert(
+    fc.asyncProperty(
+      fc.record({
+        status: fc.constantFrom(0, 1, 2, 7),
+        payload: fc.oneof(fc.uint8Array({ maxLength: 64 }), fc.array(fc.integer({ min: 0, max: 40 }), { maxLength: 12 }).map((ws) => {
+          const b = Buffer.alloc(ws.length * 4);
+          ws.forEach((w, i) => b.writeUInt32BE(w, i * 4));
+          return new Uint8Array(b);
+        })),
+        type: fc.constantFrom(MessageType.REPLY, MessageType.REPLY_WITH_FDS),
+      }),
+      async (r) => {
+        reply = r;
+        try {
+          const doms = await c.listAllDomains();
+          assert.ok(Array.isArray(doms), 'a payload that decodes exactly is a valid list');
+        } catch (e) {
+          assert.ok(e instanceof LibvirtProtocolError || e instanceof LibvirtError, `unexpected ${String(e)}`);
+        }
+        assert.equal(c.isOpen, true, 'a bad reply fails its call, not the connection');
+      },
+    ),
+    { numRuns: 150 },
+  );
 });

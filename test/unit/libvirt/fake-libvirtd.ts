@@ -59,6 +59,8 @@ export class FakeLibvirtd {
   pongsReceived = 0;
   readonly statsGroupsAsked: number[] = [];
   readonly opens: { uri: string | null; flags: number }[] = [];
+  /** Answers a call itself when it returns true (tests of odd replies). */
+  intercept: ((sock: Socket, f: Frame) => boolean) | null = null;
   private server: Server | null = null;
   private readonly socks = new Set<Socket>();
   private held: { sock: Socket; buf: Buffer }[] = [];
@@ -172,6 +174,7 @@ export class FakeLibvirtd {
     if (h.type !== MessageType.CALL) return;
     this.calls.push({ proc: h.proc, prog: h.prog });
     if (this.silent) return;
+    if (this.intercept?.(s, f)) return;
     const r = new XdrReader(f.payload);
     if (h.prog === QEMU_PROGRAM && h.proc === QemuProc.DOMAIN_AGENT_COMMAND) return this.agent(s, f, r);
     switch (h.proc) {
