@@ -32,8 +32,8 @@ function configList(v: string): ConfigName[] {
 }
 
 export interface LabCliOptions {
-  guests: string; mem: string; duration: string; limitRatio: string; repeat: string; period?: string;
-  qemuOverhead: string; configs: string; statsInterval: string; policyInterval: string; swapDir: string; json?: boolean;
+  guests: string; mem: string; duration: string; limitRatio: string; repeat: string; period?: string; rampSteps: string;
+  qemuOverhead: string; configs: string; statsInterval: string; policyInterval: string; swapDir: string; trace?: string; json?: boolean;
 }
 
 export function addLabExperiment(experiment: Command): void {
@@ -45,12 +45,14 @@ export function addLabExperiment(experiment: Command): void {
     .option('--duration <time>', 'measured time per run (e.g. 240, 4m)', String(DEFAULT_SCALE.durationS))
     .option('--limit-ratio <r>', "domain limit as a share of the guests' memory + QEMU overhead (e.g. 0.667 or 2/3)", '2/3')
     .option('--repeat <k>', 'repetitions of the three runs', '1')
-    .option('--period <time>', 'workload cycle per guest (default 30 s x guests)')
+    .option('--period <time>', 'workload cycle per guest (default 30 s x max(guests, 4))')
+    .option('--ramp-steps <n>', 'steps (one every ~4 s) from the base to the peak working set: fewer = guests grow faster', String(DEFAULT_SCALE.rampSteps))
     .option('--qemu-overhead <MiB>', "QEMU's own memory per TCG guest counted in the domain's size", String(DEFAULT_SCALE.qemuOverheadMiB))
     .option('--configs <list>', 'runs to make, comma-separated', CONFIGS.join(','))
     .option('--stats-interval <s>', "manager's statistics interval, seconds", '2')
     .option('--policy-interval <s>', "manager's policy interval, seconds", '4')
     .option('--swap-dir <dir>', 'where to put a temporary swap file when the host has no swap', '/var/tmp')
+    .option('--trace <dir>', "keep each run's engine decisions (JSON lines), counter samples and guest consoles in this directory")
     .option('--json', 'print the whole result as JSON on stdout')
     .action(async (o: LabCliOptions) => {
       const guests = int(o.guests, '--guests');
@@ -59,8 +61,9 @@ export function addLabExperiment(experiment: Command): void {
         memMiB: int(o.mem, '--mem'),
         durationS: seconds(o.duration, '--duration'),
         limitRatio: fraction(o.limitRatio, '--limit-ratio'),
-        periodS: o.period ? seconds(o.period, '--period') : Math.max(60, 30 * guests),
+        periodS: o.period ? seconds(o.period, '--period') : 30 * Math.max(guests, 4),
         qemuOverheadMiB: int(o.qemuOverhead, '--qemu-overhead'),
+        rampSteps: int(o.rampSteps, '--ramp-steps'),
       };
       try {
         const result = await runLabExperiment({
@@ -70,6 +73,7 @@ export function addLabExperiment(experiment: Command): void {
           statsIntervalS: seconds(o.statsInterval, '--stats-interval'),
           policyIntervalS: seconds(o.policyInterval, '--policy-interval'),
           swapDir: o.swapDir,
+          traceDir: o.trace,
         });
         process.stdout.write((o.json ? JSON.stringify(result) : formatLabTable(result)) + '\n');
       } catch (e) {

@@ -3,6 +3,7 @@
 // The order of the three runs rotates from one repetition to the next so that a drift of
 // the shared machine's load does not always favour the same configuration.
 import { spawnSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
 import { labAvailable } from '../../lab/available.js';
 import { Cleanup } from './cleanup.js';
 import { LabUnavailable } from './errors.js';
@@ -22,6 +23,8 @@ export interface LabExperimentOptions {
   /** Where a swap file goes when the host has none. */
   swapDir?: string;
   say?: (m: string) => void;
+  /** Keep each run's engine decisions, counter samples and guest consoles here. */
+  traceDir?: string;
   progressEveryS?: number;
 }
 
@@ -30,6 +33,7 @@ export interface ConfigSummary {
   runs: number;
   throughput: Spread | null;
   throughputVsNone: Spread | null;
+  peaks: Spread | null;
   oomKills: Spread | null;
   swapIn: Spread | null;
   swapOut: Spread | null;
@@ -73,6 +77,7 @@ export function summarize(runs: RunResult[], configs: readonly ConfigName[]): Co
       runs: mine.length,
       throughput: spread(mine.map((r) => r.throughput)),
       throughputVsNone: managed ? spread(vsNone(runs, config, (r) => r.throughput)) : null,
+      peaks: spread(mine.map((r) => r.peaks)),
       oomKills: spread(mine.map((r) => r.oomKills)),
       swapIn: spread(mine.map((r) => r.swapIn)),
       swapOut: spread(mine.map((r) => r.swapOut)),
@@ -103,6 +108,7 @@ export async function runLabExperiment(o: LabExperimentOptions): Promise<LabExpe
   const statsIntervalS = o.statsIntervalS ?? 2;
   const policyIntervalS = o.policyIntervalS ?? 4;
   const { version } = await checkLab();
+  if (o.traceDir) mkdirSync(o.traceDir, { recursive: true });
   const cleanup = new Cleanup(say);
   cleanup.install();
   const runs: RunResult[] = [];
@@ -126,7 +132,7 @@ export async function runLabExperiment(o: LabExperimentOptions): Promise<LabExpe
     for (let rep = 1; rep <= o.repeat; rep++) {
       const order = configs.map((_, i) => configs[(i + rep - 1) % configs.length]!);
       for (const config of order) {
-        runs.push(await runOnce({ config, scale, repetition: rep, statsIntervalS, policyIntervalS, cleanup, say, progressEveryS: o.progressEveryS }));
+        runs.push(await runOnce({ config, scale, repetition: rep, statsIntervalS, policyIntervalS, cleanup, say, progressEveryS: o.progressEveryS, traceDir: o.traceDir }));
       }
     }
     return {

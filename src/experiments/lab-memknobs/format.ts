@@ -20,16 +20,17 @@ export function formatLabTable(r: LabExperimentResult): string {
   const head = [
     `lab-memknobs: ${s.guests} x ${s.memMiB} MiB TCG guests in a cgroup v${r.cgroupVersion} memory domain limited to ${r.domainLimitMiB} MiB ` +
       `(${s.limitRatio.toFixed(2)} x (guest memory + ${s.qemuOverheadMiB} MiB QEMU overhead each)), swap ${r.swap.totalMiB} MiB (${r.swap.mode === 'file' ? 'a swap file added for the experiment' : "the host's"})`,
-    `${s.durationS} s measured per run, ${r.repeat} repetition(s); workload period ${s.periodS} s, guests staggered by ${r.workload.delaysS.join('/')} s; ` +
+    `${s.durationS} s measured per run, ${r.repeat} repetition(s); workload period ${s.periodS} s, ramp in ${s.rampSteps} steps, guests staggered by ${r.workload.delaysS.join('/')} s; ` +
       `manager: stats every ${r.manager.statsIntervalS} s, policy every ${r.manager.policyIntervalS} s`,
     `cells: median (min–max) over repetitions; "vs none": ratio to the no-manager run of the same repetition; swap pages from ${r.swap.source}`,
     '',
   ];
-  const cols = ['config', 'throughput Mpages/s', 'vs none', 'OOM kills', 'swap-in pages', 'vs none', 'swap-out pages', 'vs none', 'at limit s', 'vs none', 'balloon acts'];
+  const cols = ['config', 'throughput Mpages/s', 'vs none', 'peaks', 'OOM kills', 'swap-in pages', 'vs none', 'swap-out pages', 'vs none', 'at limit s', 'vs none', 'balloon acts'];
   const rows = r.summary.map((c) => [
     c.config,
     fmtSpread(c.throughput, mp),
     fmtRatio(c.throughputVsNone),
+    fmtSpread(c.peaks),
     fmtSpread(c.oomKills),
     fmtSpread(c.swapIn),
     fmtRatio(c.swapInVsNone),

@@ -14,6 +14,8 @@ import { Engine } from '../../engine/engine.js';
 import { Scheduler } from '../../engine/scheduler.js';
 import type { SafeguardConfig } from '../../engine/safeguards.js';
 import { compilePolicies, shippedPolicy } from '../../policy/index.js';
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { createLogger, nullLogger } from '../../log/logger.js';
 import type { ConfigName } from './plan.js';
 
 export const MOM_STYLE_SAFEGUARDS: Partial<SafeguardConfig> = {
@@ -30,6 +32,9 @@ export interface ManagerOptions {
   guestPids: number[];
   statsIntervalS: number;
   policyIntervalS: number;
+  /** Write the engine's log (debug level: every decision with its reasons) and each cycle's
+   *  guest balloon sizes to this JSON-lines file. */
+  traceFile?: string;
   /** Errors the loop meets (logged by the caller). */
   onError?: (what: string, err: unknown) => void;
 }
@@ -44,6 +49,9 @@ export interface ManagerReport {
   driverErrors: number;
   /** The manager switched KSM on at some point. */
   ksmRunSeen: boolean;
+  /** Guest-cycles in which a guest had less unused memory than the floor headroom (so its
+   *  balloon was below the safeguards' floor) and the cycle did not deflate it. */
+  belowFloorLeft: number;
   ksmRestoreError: string | null;
 }
 
@@ -54,13 +62,17 @@ export class RunManager {
   private readonly scheduler: Scheduler;
   private balloonActions = 0;
   private ksmRunSeen = false;
+  private belowFloorLeft = 0;
+  private readonly trace: WriteStream | null;
 
   constructor(private readonly o: ManagerOptions) {
     this.hypervisor = new QmpHypervisor({ sockets: o.qmpSockets, statsPeriodS: Math.max(1, Math.floor(o.statsIntervalS)) });
     const policy = o.config === 'mom'
       ? compilePolicies([shippedPolicy('balloon'), shippedPolicy('ksm')])
       : compilePolicies([shippedPolicy('default')]);
+    this.trace = o.traceFile ? createWriteStream(o.traceFile) : null;
     this.engine = new Engine({
+      logger: this.trace ? createLogger({ format: 'json', level: 'debug', stream: this.trace }) : nullLogger,
       hypervisor: this.hypervisor,
       hostSources: hostSources({ domain: { dir: o.domainDir }, guestPids: () => o.guestPids }),
       ksm: this.ksm,
@@ -76,15 +88,34 @@ export class RunManager {
           runAtStart: false,
           run: async () => {
             const r = await this.engine.evaluateAndAct();
+            const deflated = new Set<string>();
             for (const out of r.outcomes) {
-              if (out.action.control === 'balloon_target' && out.result === 'applied') this.balloonActions++;
+              if (out.action.control === 'balloon_target' && out.result === 'applied') {
+                this.balloonActions++;
+                if ((out.action.to ?? 0) > (out.action.from ?? Infinity)) deflated.add(out.action.entity);
+              }
               if (out.action.control === 'ksm_run' && out.result === 'applied' && out.action.to === 1) this.ksmRunSeen = true;
             }
+            this.afterCycle(r.cycle, deflated);
           },
         },
       ],
       { onError: (task, err) => o.onError?.(task, err) },
     );
+  }
+
+  private afterCycle(cycle: number, deflated: Set<string>): void {
+    const snap = this.engine.snapshot();
+    const headroom = this.engine.safeguards.headroomKiB;
+    const sizes: Record<string, [number | null, number | null]> = {};
+    for (const g of snap.guests) {
+      const cur = g.stats.balloon_cur ?? null;
+      const unused = g.stats.mem_unused ?? null;
+      const max = g.stats.balloon_max ?? null;
+      sizes[g.name] = [cur, unused];
+      if (headroom > 0 && cur !== null && unused !== null && max !== null && cur < max && unused < headroom && !deflated.has(g.name)) this.belowFloorLeft++;
+    }
+    this.trace?.write(JSON.stringify({ ts: new Date().toISOString(), event: 'cycle_guests', cycle, host_free: snap.host.stats.mem_free, host_available: snap.host.stats.mem_available, guests: sizes }) + '\n');
   }
 
   async start(): Promise<void> {
@@ -112,6 +143,7 @@ export class RunManager {
     }
     this.engine.dispose();
     await this.hypervisor.close();
+    if (this.trace) await new Promise<void>((r) => this.trace!.end(r));
     const c = this.engine.counters;
     return {
       cycles: c.cycles,
@@ -122,6 +154,7 @@ export class RunManager {
       controllerErrors: c.controllerErrors,
       driverErrors: c.driverErrors,
       ksmRunSeen: this.ksmRunSeen,
+      belowFloorLeft: this.belowFloorLeft,
       ksmRestoreError,
     };
   }

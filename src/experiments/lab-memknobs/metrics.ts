@@ -33,6 +33,18 @@ export function oomKills(lines: readonly TimedLine[], from: number, to: number):
   return n;
 }
 
+/** Times the workload reached its peak within [from, to): the start of a `touch` step with the
+ *  working set at (within 1 MiB of) the peak — one finished ramp each. */
+export function peaksReached(lines: readonly TimedLine[], from: number, to: number, peakKiB: number): number {
+  let n = 0;
+  for (const { at, line } of lines) {
+    if (line.kind !== 'phase' || line.fields.op !== 'touch' || at < from || at >= to) continue;
+    const ws = Number(line.fields.ws_kib);
+    if (Number.isFinite(ws) && ws >= peakKiB - 1024) n++;
+  }
+  return n;
+}
+
 /** Workload exits of any kind (crashes, bad schedule) and failed allocations within the window. */
 export function workloadTrouble(lines: readonly TimedLine[], from: number, to: number): { exits: number; allocFailed: number } {
   let exits = 0;

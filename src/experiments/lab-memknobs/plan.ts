@@ -22,6 +22,8 @@ export interface LabScale {
   periodS: number;
   /** What one TCG QEMU holds besides guest RAM (translation cache, heap, libraries), MiB. */
   qemuOverheadMiB: number;
+  /** Steps from the base to the peak working set (one every ~4 s): how fast guests grow. */
+  rampSteps: number;
 }
 
 export const DEFAULT_SCALE: LabScale = {
@@ -33,6 +35,7 @@ export const DEFAULT_SCALE: LabScale = {
   // Measured here: an idle 384 MiB lab guest's QEMU held 224 MiB, of which 128 MiB guest RAM
   // (the rest: ~50 MiB TCG translation cache, heap, thread stacks, libraries).
   qemuOverheadMiB: 96,
+  rampSteps: 12,
 };
 
 export interface GuestPlan {
@@ -46,34 +49,37 @@ export interface GuestPlan {
   peakMiB: number;
 }
 
-/** Ramp steps from the base to the peak working set. Each is small (about a twelfth of the
- *  guest) so that a manager polling every few seconds has a chance to make room. */
-export const RAMP_STEPS = 6;
-
 /**
- * One guest's cycle: a small working set touched briefly, a ramp in RAMP_STEPS steps to a
- * peak of 65% of the guest, the peak touched, the working set shrunk back (freed inside the
- * guest, but still held by QEMU until a balloon takes it), then idle until the period ends.
+ * One guest's cycle: a small working set touched briefly, a ramp in `rampSteps` steps (one
+ * every ~4 s) to a peak of 65% of the guest, the peak touched, the working set shrunk back
+ * (freed inside the guest, but still held by QEMU until a balloon takes it), then idle until
+ * the period ends. The ramp's pace decides whether a balloon manager can follow a growing
+ * guest: its reaction time (statistics age + policy interval) times the growth rate must stay
+ * under the floor's headroom, or the guest hits its balloon and OOM-kills.
  */
-export function guestWorkload(memMiB: number, periodS: number): { spec: string; baseMiB: number; peakMiB: number; activeS: number } {
+export function guestWorkload(memMiB: number, periodS: number, rampSteps = DEFAULT_SCALE.rampSteps): { spec: string; baseMiB: number; peakMiB: number; activeS: number; restS: number } {
   const base = Math.max(16, Math.round(memMiB / 6));
   const peak = Math.round(memMiB * 0.65);
   const steps: string[] = [`alloc:${base}`, 'touch:2'];
   let activeS = 2;
-  for (let k = 1; k <= RAMP_STEPS; k++) {
-    steps.push(`alloc:${Math.round(base + ((peak - base) * k) / RAMP_STEPS)}`, 'touch:1', 'idle:3');
-    activeS += 4;
+  for (let k = 1; k <= rampSteps; k++) {
+    steps.push(`alloc:${Math.round(base + ((peak - base) * k) / rampSteps)}`);
+    // The last step goes straight into the peak's touch: one touch at the peak per cycle.
+    if (k < rampSteps) {
+      steps.push('touch:1', 'idle:3');
+      activeS += 4;
+    }
   }
   steps.push('touch:8', `alloc:${base}`, 'touch:2');
   activeS += 10;
   // Allocation itself takes time under TCG: leave a margin before the next cycle.
   const rest = Math.max(5, Math.round(periodS - activeS - 6));
   steps.push(`idle:${rest}`, 'loop');
-  return { spec: steps.join(','), baseMiB: base, peakMiB: peak, activeS };
+  return { spec: steps.join(','), baseMiB: base, peakMiB: peak, activeS, restS: rest };
 }
 
 export function planGuests(scale: LabScale): GuestPlan[] {
-  const w = guestWorkload(scale.memMiB, scale.periodS);
+  const w = guestWorkload(scale.memMiB, scale.periodS, scale.rampSteps);
   return Array.from({ length: scale.guests }, (_, i) => ({
     index: i,
     workload: w.spec,
@@ -102,7 +108,9 @@ export function checkScale(s: LabScale): LabScale {
   if (!Number.isInteger(s.memMiB) || s.memMiB < 128 || s.memMiB > 512) bad(`--mem must be 128..512 MiB, got ${s.memMiB}`);
   if (!(s.durationS >= 20) || !Number.isFinite(s.durationS)) bad(`--duration must be at least 20 s, got ${s.durationS}`);
   if (!(s.limitRatio > 0.2 && s.limitRatio <= 1.5)) bad(`--limit-ratio must be in (0.2, 1.5], got ${s.limitRatio}`);
-  if (!(s.periodS >= 45)) bad(`--period must be at least 45 s (one ramp and peak take about 40 s), got ${s.periodS}`);
+  if (!Number.isInteger(s.rampSteps) || s.rampSteps < 1 || s.rampSteps > 40) bad(`--ramp-steps must be 1..40, got ${s.rampSteps}`);
+  const active = guestWorkload(s.memMiB, s.periodS, s.rampSteps).activeS;
+  if (!(s.periodS >= active + 11)) bad(`--period must be at least ${active + 11} s with ${s.rampSteps} ramp steps (the active part takes about ${active + 6} s), got ${s.periodS}`);
   if (!(s.qemuOverheadMiB >= 0 && s.qemuOverheadMiB <= 1024)) bad(`--qemu-overhead must be 0..1024 MiB, got ${s.qemuOverheadMiB}`);
   return s;
 }

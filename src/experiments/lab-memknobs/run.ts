@@ -1,7 +1,7 @@
 // One run of the experiment: the guests boot inside a fresh memory domain with identical
 // staggered workload schedules, the chosen manager (or none) runs for the measured window,
 // then everything is stopped and the measurements are folded into a RunResult.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startQemuGuest, stopQemuGuest, type QemuGuest } from '../../lab/qemu.js';
@@ -12,7 +12,7 @@ import { ConsoleTail } from './console-tail.js';
 import { readCounters } from './counters.js';
 import { createDomain, removeDomain } from './domain.js';
 import { RunManager, type ManagerReport } from './manager.js';
-import { minGuestTotalKiB, oomKills, summarizeCounters, workloadPages, workloadTrouble, type CounterSample, type CounterSummary } from './metrics.js';
+import { minGuestTotalKiB, oomKills, peaksReached, summarizeCounters, workloadPages, workloadTrouble, type CounterSample, type CounterSummary } from './metrics.js';
 import { domainLimitMiB, planGuests, type ConfigName, type LabScale } from './plan.js';
 
 export interface RunOptions {
@@ -23,6 +23,8 @@ export interface RunOptions {
   policyIntervalS: number;
   cleanup: Cleanup;
   say: (m: string) => void;
+  /** Keep the engine's decisions and the guests' consoles of each run here. */
+  traceDir?: string;
   /** Seconds between progress lines. */
   progressEveryS?: number;
 }
@@ -30,6 +32,8 @@ export interface RunOptions {
 export interface GuestResult {
   name: string;
   pagesPerS: number;
+  /** Finished ramps: the workload reached its peak working set. */
+  peaks: number;
   oomKills: number;
   workloadExits: number;
   allocFailed: number;
@@ -42,6 +46,8 @@ export interface RunResult {
   repetition: number;
   /** Sum over the guests of the pages their workloads wrote per second of the window. */
   throughput: number;
+  /** Peaks reached, summed over the guests (a work unit that only completes with room). */
+  peaks: number;
   oomKills: number;
   /** Swap traffic over the window, pages: host /proc/vmstat (only the domain swaps here). */
   swapIn: number;
@@ -136,6 +142,7 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
         guestPids: guests.map((g) => g.pid),
         statsIntervalS: o.statsIntervalS,
         policyIntervalS: o.policyIntervalS,
+        traceFile: o.traceDir ? join(o.traceDir, `${config}-${o.repetition}-manager.jsonl`) : undefined,
         onError: (task, err) => say(`${tag} manager ${task} error: ${(err as Error).message}`),
       });
       manager = m;
@@ -178,6 +185,10 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
     const managerReport = manager ? await manager.stop() : null;
     await undoManager?.(); // stop() is idempotent: this only drops the undo step
 
+    if (o.traceDir) {
+      guests.forEach((g, i) => copyFileSync(g.consoleLog, join(o.traceDir!, `${config}-${o.repetition}-g${i + 1}.console`)));
+      writeFileSync(join(o.traceDir, `${config}-${o.repetition}-counters.jsonl`), samples.map((c) => JSON.stringify(c)).join('\n') + '\n');
+    }
     const windowS = end - from;
     const guestResults: GuestResult[] = tails.map((t, i) => {
       const trouble = workloadTrouble(t.lines, from, end + 1);
@@ -185,6 +196,7 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
       return {
         name: names[i]!,
         pagesPerS: Math.round(workloadPages(t.lines, from, end + 1) / windowS),
+        peaks: peaksReached(t.lines, from, end + 1, plans[i]!.peakMiB * 1024),
         oomKills: oomKills(t.lines, from, end + 1),
         workloadExits: trouble.exits,
         allocFailed: trouble.allocFailed,
@@ -196,6 +208,7 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
       config,
       repetition: o.repetition,
       throughput: guestResults.reduce((s, g) => s + g.pagesPerS, 0),
+      peaks: guestResults.reduce((s, g) => s + g.peaks, 0),
       oomKills: guestResults.reduce((s, g) => s + g.oomKills, 0),
       swapIn: counters.domainSwapIn ?? counters.hostSwapIn,
       swapOut: counters.domainSwapOut ?? counters.hostSwapOut,
@@ -207,7 +220,7 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
       windowS: Math.round(windowS * 10) / 10,
       bootS: Math.round(bootS * 10) / 10,
     };
-    say(`${tag} done: ${(result.throughput / 1e6).toFixed(2)} Mpages/s, swap in/out ${result.swapIn}/${result.swapOut} pages, OOM kills ${result.oomKills}, ${result.pressureS} s at the limit${managerReport ? `, ${managerReport.balloonActions} balloon actions, ${managerReport.rollbacks} rollbacks` : ''}`);
+    say(`${tag} done: ${(result.throughput / 1e6).toFixed(2)} Mpages/s, swap in/out ${result.swapIn}/${result.swapOut} pages, OOM kills ${result.oomKills}, ${result.pressureS} s at the limit${managerReport ? `, ${managerReport.balloonActions} balloon actions, ${managerReport.rollbacks} rollbacks, ${managerReport.belowFloorLeft} guest-cycles left below the floor` : ''}`);
     return result;
   } finally {
     if (undoManager) await undoManager().catch((e) => say(`${tag} stopping the manager: ${(e as Error).message}`));

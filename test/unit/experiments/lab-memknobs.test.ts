@@ -6,8 +6,8 @@ import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { validateWorkloadSpec, parseConsoleLine } from '../../../src/lab/console.js';
-import { checkScale, DEFAULT_SCALE, domainLimitMiB, guestWorkload, planGuests, swapSizeMiB, RAMP_STEPS } from '../../../src/experiments/lab-memknobs/plan.js';
-import { minGuestTotalKiB, oomKills, ratio, spread, summarizeCounters, workloadPages, workloadTrouble, type CounterSample, type TimedLine } from '../../../src/experiments/lab-memknobs/metrics.js';
+import { checkScale, DEFAULT_SCALE, domainLimitMiB, guestWorkload, planGuests, swapSizeMiB } from '../../../src/experiments/lab-memknobs/plan.js';
+import { minGuestTotalKiB, oomKills, peaksReached, ratio, spread, summarizeCounters, workloadPages, workloadTrouble, type CounterSample, type TimedLine } from '../../../src/experiments/lab-memknobs/metrics.js';
 import { ConsoleTail } from '../../../src/experiments/lab-memknobs/console-tail.js';
 import { parsePsiTotals } from '../../../src/experiments/lab-memknobs/counters.js';
 import { swapAreas } from '../../../src/experiments/lab-memknobs/swap.js';
@@ -22,23 +22,28 @@ test('plan: every guest runs the same valid schedule, staggered evenly over the 
   assert.deepEqual(plans.map((p) => p.delayS), [0, 30, 60, 90]);
   assert.equal(new Set(plans.map((p) => p.workload)).size, 1);
   for (const p of plans) assert.equal(validateWorkloadSpec(p.workload), p.workload);
-  const w = guestWorkload(384, 120);
-  assert.equal(w.baseMiB, 64);
-  assert.equal(w.peakMiB, 250);
-  const allocs = [...w.spec.matchAll(/alloc:(\d+)/g)].map((m) => Number(m[1]));
-  // base, RAMP_STEPS increasing steps ending at the peak, back to base
-  assert.equal(allocs.length, RAMP_STEPS + 2);
-  assert.equal(allocs[0], 64);
-  assert.equal(allocs[RAMP_STEPS], 250);
-  assert.equal(allocs.at(-1), 64);
-  for (let i = 1; i <= RAMP_STEPS; i++) assert.ok(allocs[i]! > allocs[i - 1]!);
-  // the steps are small next to ballast's 64 MiB floor headroom
-  for (let i = 1; i <= RAMP_STEPS; i++) assert.ok(allocs[i]! - allocs[i - 1]! <= 32);
-  assert.ok(w.spec.endsWith(',loop'));
-  // idle fills the period (allocation time aside)
-  const idle = [...w.spec.matchAll(/idle:(\d+)/g)].reduce((s, m) => s + Number(m[1]), 0);
-  const touch = [...w.spec.matchAll(/touch:(\d+)/g)].reduce((s, m) => s + Number(m[1]), 0);
-  assert.equal(idle + touch + 6, 120);
+  for (const steps of [12, 6]) {
+    const w = guestWorkload(384, 120, steps);
+    assert.equal(w.baseMiB, 64);
+    assert.equal(w.peakMiB, 250);
+    const allocs = [...w.spec.matchAll(/alloc:(\d+)/g)].map((m) => Number(m[1]));
+    // base, `steps` increasing steps ending at the peak, back to base
+    assert.equal(allocs.length, steps + 2);
+    assert.equal(allocs[0], 64);
+    assert.equal(allocs[steps], 250);
+    assert.equal(allocs.at(-1), 64);
+    for (let i = 1; i <= steps; i++) assert.ok(allocs[i]! > allocs[i - 1]!);
+    // growth per ~4 s step: (250 - 64) / steps MiB
+    for (let i = 1; i <= steps; i++) assert.ok(Math.abs(allocs[i]! - allocs[i - 1]! - 186 / steps) <= 1);
+    assert.ok(w.spec.endsWith(',loop'));
+    // the peak is touched once per cycle (the hold), right after the last ramp step
+    assert.match(w.spec, /alloc:250,touch:8,alloc:64,touch:2,idle:\d+,loop$/);
+    // idle fills the period (allocation time aside)
+    const idle = [...w.spec.matchAll(/idle:(\d+)/g)].reduce((s, m) => s + Number(m[1]), 0);
+    const touch = [...w.spec.matchAll(/touch:(\d+)/g)].reduce((s, m) => s + Number(m[1]), 0);
+    assert.equal(idle + touch + 6, 120);
+    assert.equal(w.activeS, touch + (steps - 1) * 3);
+  }
 });
 
 test('plan: the domain limit is the ratio of guest memory plus QEMU overhead; swap covers the rest', () => {
@@ -50,7 +55,9 @@ test('plan: the domain limit is the ratio of guest memory plus QEMU overhead; sw
   assert.throws(() => checkScale({ ...DEFAULT_SCALE, memMiB: 1024 }), /--mem/);
   assert.throws(() => checkScale({ ...DEFAULT_SCALE, durationS: 5 }), /--duration/);
   assert.throws(() => checkScale({ ...DEFAULT_SCALE, limitRatio: 0 }), /--limit-ratio/);
-  assert.throws(() => checkScale({ ...DEFAULT_SCALE, periodS: 10 }), /--period/);
+  assert.throws(() => checkScale({ ...DEFAULT_SCALE, periodS: 60 }), /--period must be at least 67 s with 12 ramp steps/);
+  assert.doesNotThrow(() => checkScale({ ...DEFAULT_SCALE, periodS: 60, rampSteps: 6 }));
+  assert.throws(() => checkScale({ ...DEFAULT_SCALE, rampSteps: 0 }), /--ramp-steps/);
   assert.deepEqual(checkScale({ ...DEFAULT_SCALE }), DEFAULT_SCALE);
 });
 
@@ -76,6 +83,14 @@ test('metrics: pages, OOM kills and balloon depth inside the window only', () =>
   assert.deepEqual(workloadTrouble(lines, 10, 20), { exits: 2, allocFailed: 1 });
   assert.equal(minGuestTotalKiB(lines, 10, 20), 150000);
   assert.equal(minGuestTotalKiB(lines, 30, 40), null);
+  const phases = [
+    L(1, 'BALLAST phase t=1 idx=10 op=touch arg=1 ws_kib=200000'),
+    L(2, 'BALLAST phase t=2 idx=11 op=alloc arg=250 ws_kib=200000'),
+    L(3, 'BALLAST phase t=3 idx=12 op=touch arg=8 ws_kib=256000'),
+    L(50, 'BALLAST phase t=50 idx=12 op=touch arg=8 ws_kib=255500'),
+  ];
+  assert.equal(peaksReached(phases, 0, 100, 256000), 2);
+  assert.equal(peaksReached(phases, 0, 10, 256000), 1);
 });
 
 function sample(at: number, o: Partial<CounterSample> = {}): CounterSample {
@@ -137,9 +152,9 @@ test('console tail: complete lines only, each stamped when read, across appends'
 
 function run(config: RunResult['config'], repetition: number, throughput: number, swapOut: number, oom = 0): RunResult {
   return {
-    config, repetition, throughput, oomKills: oom, swapIn: swapOut / 2, swapOut, swapSource: 'host /proc/vmstat pswpin/pswpout', pressureS: swapOut / 100,
+    config, repetition, throughput, peaks: 3, oomKills: oom, swapIn: swapOut / 2, swapOut, swapSource: 'host /proc/vmstat pswpin/pswpout', pressureS: swapOut / 100,
     counters: summarizeCounters([sample(0), sample(1)]), guests: [],
-    manager: config === 'none' ? null : { cycles: 1, balloonActions: 3, rollbacks: 0, vetoes: 0, policyErrors: 0, controllerErrors: 0, driverErrors: 0, ksmRunSeen: false, ksmRestoreError: null },
+    manager: config === 'none' ? null : { cycles: 1, balloonActions: 3, rollbacks: 0, vetoes: 0, policyErrors: 0, controllerErrors: 0, driverErrors: 0, ksmRunSeen: false, belowFloorLeft: 0, ksmRestoreError: null },
     windowS: 1, bootS: 1,
   };
 }
