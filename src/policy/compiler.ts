@@ -161,6 +161,8 @@ class Compiler {
         const v = obj.field(attr);
         if (v !== undefined) return v;
       }
+      const outer = outerAttr(rt, base, attr, isMethod);
+      if (outer !== undefined) return outer;
       throw new PolicyRuntimeError(`undefined symbol ${name}`, pos);
     };
   }
@@ -215,39 +217,40 @@ class Compiler {
       const a1 = argFns[1];
       if (attr === 'StatAvg' && argFns.length === 1) {
         return (rt) => {
-          const obj = rt.vals[base];
-          if (!(obj instanceof Entity)) return userCall(rt);
+          const obj = entityAt(rt, base);
+          if (obj === undefined) return userCall(rt);
           if (++rt.steps > rt.budget) rt.overBudget(pos);
           return obj.StatAvg(a0!(rt), pos);
         };
       }
       if (attr === 'Stat' && argFns.length === 1) {
         return (rt) => {
-          const obj = rt.vals[base];
-          if (!(obj instanceof Entity)) return userCall(rt);
+          const obj = entityAt(rt, base);
+          if (obj === undefined) return userCall(rt);
           if (++rt.steps > rt.budget) rt.overBudget(pos);
           return obj.Stat(a0!(rt), null, pos);
         };
       }
       if (attr === 'Control' && argFns.length === 2) {
         return (rt) => {
-          const obj = rt.vals[base];
-          if (!(obj instanceof Entity)) return userCall(rt);
+          const obj = entityAt(rt, base);
+          if (obj === undefined) return userCall(rt);
           if (++rt.steps > rt.budget) rt.overBudget(pos);
           const k = a0!(rt);
           return obj.Control(k, a1!(rt), pos);
         };
       }
       return (rt) => {
-        const obj = rt.vals[base];
-        if (!(obj instanceof Entity)) return userCall(rt);
+        const obj = entityAt(rt, base);
+        if (obj === undefined) return userCall(rt);
         rt.step(pos);
         return obj.call(attr, evalArgs(rt, argFns), pos);
       };
     }
     return (rt) => {
       const obj = rt.vals[base];
-      const v = obj instanceof Entity ? obj.field(attr) : undefined;
+      let v = obj instanceof Entity ? obj.field(attr) : undefined;
+      if (v === undefined) v = outerAttr(rt, base, attr, false);
       if (v === undefined || v === null) return userCall(rt);
       return callValue(v, evalArgs(rt, argFns), pos, rt);
     };
@@ -561,6 +564,39 @@ function guestPart(rt: Runtime, guest: Entity, iter: number, body: Fn, pos: Pos)
 }
 
 const EMPTY: Value[] = [];
+
+// MOM resolves `a.b` by walking the scopes innermost first and taking the first binding of
+// `a` that has an attribute `b`; a binding without it is skipped. With shallow binding the
+// shadowed (outer) bindings are the old values in the undo log, newest first.
+function outerAttr(rt: Runtime, base: number, attr: string, isMethod: boolean): Value | undefined {
+  const u = rt.undo;
+  for (let i = u.length - 3; i >= 0; i -= 3) {
+    if (u[i] !== base) continue;
+    const old = u[i + 1] as Value | undefined;
+    if (old === undefined) return undefined; // no binding further out
+    if (old instanceof Entity) {
+      if (isMethod) return old.method(attr);
+      const v = old.field(attr);
+      if (v !== undefined) return v;
+    }
+  }
+  return undefined;
+}
+
+/** The innermost binding of `base` that is an entity (every entity has the methods). */
+function entityAt(rt: Runtime, base: number): Entity | undefined {
+  const v = rt.vals[base];
+  if (v instanceof Entity) return v;
+  if (v === undefined) return undefined;
+  const u = rt.undo;
+  for (let i = u.length - 3; i >= 0; i -= 3) {
+    if (u[i] !== base) continue;
+    const old = u[i + 1];
+    if (old === undefined) return undefined;
+    if (old instanceof Entity) return old;
+  }
+  return undefined;
+}
 
 function evalArgs(rt: Runtime, fns: readonly Fn[]): Value[] {
   const n = fns.length;

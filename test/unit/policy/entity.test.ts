@@ -156,3 +156,13 @@ test('JSON objects in vars and props behave as Python dicts', () => {
   assert.deepEqual(lines, ["debug: ({'a': 1},)"]);
   assert.match(err('(+ (Host.Prop "name") (Host.GetVar "x"))').message, /concatenate str \(not "NoneType"\)/);
 });
+
+test('a dotted name skips inner bindings that lack the attribute, as MOM\'s scope walk does', () => {
+  const gs = [guest('vm1', { balloon_cur: 5 })];
+  assert.equal(py('(let ((Host 1)) Host.mem_free)'), '500');
+  assert.equal(py('(let ((Host 1)) (Host.Stat "mem_free"))'), '500');
+  assert.equal(py('(defvar g Host) (with Guests g g.mem_free)', gs), '[500]');
+  assert.equal(py('(defvar g Host) (with Guests g g.balloon_cur)', gs), '[5]');
+  assert.match(err('(let ((Host 1)) Host.nothing)').message, /undefined symbol Host\.nothing/);
+  assert.match(err('(let ((x 1)) (x.Stat "mem_free"))').message, /unknown function x\.Stat/);
+});
