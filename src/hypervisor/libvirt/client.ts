@@ -62,6 +62,8 @@ interface Pending {
   reject: (err: Error) => void;
   timer: NodeJS.Timeout;
   name: string;
+  prog: number;
+  proc: number;
 }
 
 export type CloseListener = (err: Error | null) => void;
@@ -221,6 +223,10 @@ export class LibvirtClient {
       this.pending.delete(h.serial);
       clearTimeout(p.timer);
       this.stats.repliesMatched++;
+      if (h.prog !== p.prog || h.proc !== p.proc) {
+        p.reject(new LibvirtProtocolError(`${p.name}: reply with serial ${h.serial} is for program ${h.prog.toString(16)} procedure ${h.proc}`));
+        return;
+      }
       if (h.status === MessageStatus.OK) {
         p.resolve(f.payload);
         return;
@@ -320,7 +326,7 @@ export class LibvirtClient {
         this.pending.delete(serial);
         reject(new LibvirtTimeoutError(`${name}: no reply from libvirtd in ${this.callTimeoutMs} ms`));
       }, this.callTimeoutMs);
-      this.pending.set(serial, { resolve, reject, timer, name });
+      this.pending.set(serial, { resolve, reject, timer, name, prog, proc });
       this.stats.callsSent++;
       this.sock!.write(frame);
     });

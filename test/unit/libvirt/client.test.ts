@@ -198,6 +198,17 @@ test('guest agent passthrough returns the agent reply text', async () => {
   await assert.rejects(c.agentCommand(g2, { execute: 'guest-ping' }), /guest agent is not configured/);
 });
 
+test('a reply whose procedure does not match its serial is refused', async () => {
+  const c = await connect();
+  fake.intercept = (sock, f) => {
+    sock.write(encodeFrame({ ...f.header, proc: f.header.proc + 1, type: MessageType.REPLY }, Buffer.alloc(0)));
+    return true;
+  };
+  await assert.rejects(c.listAllDomains(), /CONNECT_LIST_ALL_DOMAINS: reply with serial \d+ is for program 20008086 procedure 274/);
+  fake.intercept = null;
+  assert.equal((await c.listAllDomains()).length, 3);
+});
+
 test('random reply payloads and statuses settle the call, never crash (property)', async () => {
   const c = await connect({ keepaliveIntervalMs: 0, callTimeoutMs: 2000 });
   let reply: { status: number; payload: Uint8Array; type: number } = { status: 0, payload: new Uint8Array(), type: MessageType.REPLY };
