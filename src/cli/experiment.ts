@@ -8,6 +8,7 @@ import type { CompiledPolicy } from '../policy/index.js';
 import { cloudyDefaults, cloudyScenario, memknobsDefaults, memknobsScenario, parseParamOverrides, type ExperimentScale } from '../sim/scenarios.js';
 import type { ParamOverrides } from '../sim/params.js';
 import { SimWorld, type ScenarioSpec } from '../sim/world.js';
+import { addLabExperiment } from './experiment-lab.js';
 import { loadPolicyFiles, parseDuration, parseMiB, parsePositiveInt, shippedPolicyPath } from './sim.js';
 
 export type ExperimentName = 'memknobs' | 'cloudy';
@@ -176,10 +177,10 @@ export function formatTable(name: ExperimentName, scale: ExperimentScale, durati
 }
 
 export function register(program: Command): void {
-  program
+  const experiment = program
     .command('experiment')
     .description("the seed paper's experiments on the simulator: no policy / KSM only / balloon + KSM, identical workloads")
-    .argument('<name>', 'memknobs or cloudy')
+    .argument('<name>', 'memknobs or cloudy (simulated); lab-memknobs runs on real QEMU guests')
     .option('--guests <n>', 'number of guests (default 32)')
     .option('--guest-mem <size>', 'memory per guest, e.g. 2G (default: memknobs 2G, cloudy 1G)')
     .option('--host-mem <size>', 'host memory, e.g. 48G (default 48G)')
@@ -193,7 +194,7 @@ export function register(program: Command): void {
       guests?: string; guestMem?: string; hostMem?: string; cpus?: string; duration: string; seed: string;
       dupFraction?: string; json?: boolean; param?: string[];
     }) => {
-      if (name !== 'memknobs' && name !== 'cloudy') throw new Error(`unknown experiment "${name}" (memknobs or cloudy)`);
+      if (name !== 'memknobs' && name !== 'cloudy') throw new Error(`unknown experiment "${name}" (memknobs, cloudy or lab-memknobs)`);
       const d = name === 'memknobs' ? memknobsDefaults : cloudyDefaults;
       const seed = Number(opts.seed);
       if (!Number.isInteger(seed)) throw new Error(`--seed must be an integer, got "${opts.seed}"`);
@@ -240,4 +241,5 @@ export function register(program: Command): void {
         );
       }
     });
+  addLabExperiment(experiment);
 }
