@@ -1,0 +1,67 @@
+// `ballast experiment lab-memknobs` at a small scale on real QEMU guests: 2 x 256 MiB guests
+// in a memory domain limited to 2/3 of what they may hold, with staggered peaks, measured for
+// 120 s without a manager and with ballast (default policy + safeguards). Asserts only what
+// must hold: the squeeze was real (the unmanaged domain swapped), no guest was OOM-killed
+// under ballast, and ballast's domain swapped out no more than the unmanaged one. Also checks
+// that the experiment left nothing behind (cgroups, swap file). MOM's style is left out here
+// to keep the test short; the full-scale table (docs/lab-experiment.md) has all three.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync } from 'node:fs';
+import { runLabExperiment, checkLab, LabUnavailable } from '../../src/experiments/lab-memknobs/experiment.js';
+import { memoryCgroupMount } from '../../src/experiments/lab-memknobs/domain.js';
+import { swapAreas } from '../../src/experiments/lab-memknobs/swap.js';
+import { formatLabTable } from '../../src/experiments/lab-memknobs/format.js';
+
+function skipLoudly(t: { skip: (m: string) => void }, reason: string): void {
+  console.error(`LAB SKIPPED: ${reason}`);
+  t.skip(`LAB SKIPPED: ${reason}`);
+}
+
+test('lab-memknobs, small scale: ballast kills no guest and swaps out no more than no manager', { timeout: 12 * 60_000 }, async (t) => {
+  try {
+    await checkLab();
+  } catch (e) {
+    if (e instanceof LabUnavailable) return skipLoudly(t, `lab-memknobs: ${e.message}`);
+    throw e;
+  }
+  const swapsBefore = swapAreas().map((a) => a.name);
+  const progress: string[] = [];
+  let result;
+  try {
+    result = await runLabExperiment({
+      scale: { guests: 2, memMiB: 256, durationS: 120, limitRatio: 2 / 3, periodS: 80, qemuOverheadMiB: 96, rampSteps: 12 },
+      repeat: 1,
+      configs: ['none', 'ballast'],
+      progressEveryS: 50,
+      say: (m) => {
+        progress.push(m);
+        console.error(m);
+      },
+    });
+  } catch (e) {
+    if (e instanceof LabUnavailable) return skipLoudly(t, `lab-memknobs: ${e.message}`);
+    throw e;
+  }
+  console.error(formatLabTable(result));
+  const none = result.runs.find((r) => r.config === 'none')!;
+  const ballast = result.runs.find((r) => r.config === 'ballast')!;
+
+  // The setup squeezed the guests: without a manager the domain had to swap.
+  assert.equal(none.oomKills, 0, 'no manager: the guests have all their memory, nothing to OOM-kill');
+  assert.ok(none.swapOut > 0, `no manager: the domain swapped out (${none.swapOut} pages)`);
+  assert.ok(none.throughput > 0 && ballast.throughput > 0, 'the workloads reported');
+  assert.ok(ballast.manager && ballast.manager.cycles > 5, 'ballast ran its policy cycles');
+  assert.ok(ballast.manager!.balloonActions > 0, 'ballast moved balloons');
+  // What must hold.
+  assert.equal(ballast.oomKills, 0, `ballast's balloons OOM-killed guest processes: ${JSON.stringify(ballast.guests)}`);
+  assert.ok(ballast.swapOut <= none.swapOut, `ballast's domain swapped out ${ballast.swapOut} pages, no manager ${none.swapOut}`);
+
+  // Nothing left behind.
+  const mount = await memoryCgroupMount();
+  const left = readdirSync(mount!.mountPoint).filter((n) => n.startsWith(`ballast-lab-experiment-${process.pid}-`));
+  assert.deepEqual(left, [], 'domain cgroups removed');
+  assert.deepEqual(swapAreas().map((a) => a.name), swapsBefore, 'swap as before');
+  assert.ok(!existsSync(`/var/tmp/ballast-lab-experiment-${process.pid}.swap`), 'swap file deleted');
+  assert.ok(progress.some((m) => /swap/.test(m)), 'progress says what it did with swap');
+});
