@@ -1,13 +1,19 @@
 #!/usr/bin/env node
 // The `ballast` command: each subcommand lives in its own module and registers itself here.
+// Only the module of the command being run is loaded: `ballast run` is a long-lived daemon
+// and should not carry the simulator, the lab or the experiments in its heap.
 import { Command } from 'commander';
-import { register as registerPolicy } from './policy.js';
-import { register as registerDemo } from './demo.js';
-import { register as registerRun } from './run.js';
-import { register as registerSim } from './sim.js';
-import { register as registerExperiment } from './experiment.js';
-import { register as registerLab } from './lab.js';
-import { register as registerKsm } from './ksm.js';
+
+type Register = (program: Command) => void;
+const commands: Record<string, () => Promise<{ register: Register }>> = {
+  policy: () => import('./policy.js'),
+  demo: () => import('./demo.js'),
+  run: () => import('./run.js'),
+  sim: () => import('./sim.js'),
+  experiment: () => import('./experiment.js'),
+  lab: () => import('./lab.js'),
+  ksm: () => import('./ksm.js'),
+};
 
 const program = new Command();
 program
@@ -15,15 +21,13 @@ program
   .description('Memory overcommitment manager for KVM hosts (MOM-compatible policies)')
   .version('0.1.0');
 
-registerPolicy(program);
-registerDemo(program);
-registerRun(program);
-registerSim(program);
-registerExperiment(program);
-registerLab(program);
-registerKsm(program);
+const first = process.argv.slice(2).find((a) => !a.startsWith('-'));
+const chosen = first !== undefined && first in commands ? [first] : Object.keys(commands);
 
-program.parseAsync(process.argv).catch((err: unknown) => {
+try {
+  for (const name of chosen) (await commands[name]!()).register(program);
+  await program.parseAsync(process.argv);
+} catch (err: unknown) {
   process.stderr.write(`ballast: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exit(1);
-});
+}
