@@ -36,6 +36,36 @@ export interface LabCliOptions {
   qemuOverhead: string; configs: string; statsInterval: string; policyInterval: string; swapDir: string; trace?: string; json?: boolean;
 }
 
+/** Options of the simulated experiments that lab-memknobs shares by name. */
+const SHARED = ['guests', 'duration', 'json'] as const;
+
+/**
+ * `experiment` itself has --guests, --duration and --json (the simulated experiments'), and
+ * commander lets a parent take its options from anywhere on the line, so
+ * `ballast experiment lab-memknobs --guests 2` hands --guests to the parent. Take those values
+ * from the parent when they came from the command line, and refuse the parent's other options
+ * rather than silently running with defaults.
+ */
+export function withParentOptions(own: LabCliOptions, cmd: Command): LabCliOptions {
+  const parent = cmd.parent;
+  if (!parent) return own;
+  const out = { ...own } as LabCliOptions & Record<string, unknown>;
+  const parentOpts = parent.opts() as Record<string, unknown>;
+  for (const key of Object.keys(parentOpts)) {
+    if (parent.getOptionValueSource(key) !== 'cli') continue;
+    if ((SHARED as readonly string[]).includes(key)) {
+      if (cmd.getOptionValueSource(key) === 'cli' && own[key as keyof LabCliOptions] !== parentOpts[key]) {
+        throw new Error(`--${key} given twice with different values`);
+      }
+      out[key] = parentOpts[key];
+    } else {
+      const flag = parent.options.find((opt) => opt.attributeName() === key)?.long ?? key;
+      throw new Error(`${flag} is an option of the simulated experiments, not of lab-memknobs (see ballast experiment lab-memknobs --help)`);
+    }
+  }
+  return out;
+}
+
 export function addLabExperiment(experiment: Command): void {
   experiment
     .command('lab-memknobs')
@@ -54,7 +84,8 @@ export function addLabExperiment(experiment: Command): void {
     .option('--swap-dir <dir>', 'where to put a temporary swap file when the host has no swap', '/var/tmp')
     .option('--trace <dir>', "keep each run's engine decisions (JSON lines), counter samples and guest consoles in this directory")
     .option('--json', 'print the whole result as JSON on stdout')
-    .action(async (o: LabCliOptions) => {
+    .action(async (own: LabCliOptions, cmd: Command) => {
+      const o = withParentOptions(own, cmd);
       const guests = int(o.guests, '--guests');
       const scale: LabScale = {
         guests,

@@ -7,6 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { labAvailable } from '../../lab/available.js';
 import { Cleanup } from './cleanup.js';
 import { LabUnavailable } from './errors.js';
+import { acquireExperimentLock } from './lock.js';
 export { LabUnavailable };
 import { memoryCgroupMount } from './domain.js';
 import { ratio, spread, type Spread } from './metrics.js';
@@ -109,7 +110,9 @@ export async function runLabExperiment(o: LabExperimentOptions): Promise<LabExpe
   const policyIntervalS = o.policyIntervalS ?? 4;
   const { version } = await checkLab();
   if (o.traceDir) mkdirSync(o.traceDir, { recursive: true });
+  const unlock = acquireExperimentLock();
   const cleanup = new Cleanup(say);
+  cleanup.add({ what: 'experiment lock', run: async () => unlock(), runSync: unlock });
   cleanup.install();
   const runs: RunResult[] = [];
   let swap: SwapSetup | null = null;

@@ -2,7 +2,8 @@
 // counter summaries, spreads and ratios, the console tail, the table, the cleanup order.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { validateWorkloadSpec, parseConsoleLine } from '../../../src/lab/console.js';
@@ -11,7 +12,8 @@ import { minGuestTotalKiB, oomKills, peaksReached, ratio, spread, summarizeCount
 import { ConsoleTail } from '../../../src/experiments/lab-memknobs/console-tail.js';
 import { parsePsiTotals } from '../../../src/experiments/lab-memknobs/counters.js';
 import { swapAreas } from '../../../src/experiments/lab-memknobs/swap.js';
-import { summarize } from '../../../src/experiments/lab-memknobs/experiment.js';
+import { summarize, LabUnavailable } from '../../../src/experiments/lab-memknobs/experiment.js';
+import { acquireExperimentLock } from '../../../src/experiments/lab-memknobs/lock.js';
 import { fmtSpread, formatLabTable } from '../../../src/experiments/lab-memknobs/format.js';
 import { Cleanup } from '../../../src/experiments/lab-memknobs/cleanup.js';
 import type { RunResult } from '../../../src/experiments/lab-memknobs/run.js';
@@ -204,4 +206,47 @@ test('cleanup: newest first, a failing step does not stop the others, run-now st
   assert.deepEqual(errors, ['cgroup: busy']);
   assert.equal(said.length, 1);
   assert.deepEqual(await c.runAll(), []);
+});
+
+test('lock: one experiment at a time; a dead owner\'s lock is taken over', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ballast-lock-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'experiment.lock');
+  const release = acquireExperimentLock(path);
+  assert.equal(readFileSync(path, 'utf8').trim(), String(process.pid));
+  release();
+  assert.ok(!existsSync(path));
+  // a live owner (our parent process) holds it
+  writeFileSync(path, `${process.ppid}\n`);
+  assert.throws(() => acquireExperimentLock(path), (e: unknown) => e instanceof LabUnavailable && /another lab experiment \(PID \d+\) is running/.test((e as Error).message));
+  // a dead owner's lock is stale
+  writeFileSync(path, '999999999\n');
+  const again = acquireExperimentLock(path);
+  assert.equal(readFileSync(path, 'utf8').trim(), String(process.pid));
+  again();
+});
+
+const cli = (args: string[]) =>
+  spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'experiment', 'lab-memknobs', ...args], {
+    encoding: 'utf8',
+    // Never a real run from a unit test, even if the parsing were wrong.
+    env: { ...process.env, BALLAST_LAB: '0' },
+  });
+
+test('CLI: bad options are refused with their name before anything starts; simulated-only options too', () => {
+  const cases: [string[], RegExp][] = [
+    [['--guests', '0'], /--guests must be 1\.\.8, got 0/],
+    [['--guests', 'abc'], /--guests must be a whole number/],
+    [['--mem', '2048'], /--mem must be 128\.\.512 MiB/],
+    [['--limit-ratio', 'x'], /--limit-ratio must be a number/],
+    [['--configs', 'none,foo'], /--configs: unknown "foo"/],
+    [['--seed', '3'], /--seed is an option of the simulated experiments, not of lab-memknobs/],
+    [[], /lab-memknobs cannot run here: BALLAST_LAB=0/],
+  ];
+  for (const [args, want] of cases) {
+    const r = cli(args);
+    assert.equal(r.status, 1, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, want, args.join(' '));
+    assert.equal(r.stdout, '');
+  }
 });
