@@ -53,7 +53,7 @@ function itemsOf(n: ListNode): Node[] {
 const isSym = (n: Node | undefined): n is AtomNode => n !== undefined && n.kind === 'sym';
 
 function stackError(rt: Runtime, fallback: Pos): PolicyRuntimeError {
-  return new PolicyRuntimeError('nesting or recursion too deep for the evaluator stack', rt.lastCall ?? fallback);
+  return new PolicyRuntimeError('nesting or recursion too deep for the evaluator stack', rt.lastCall ?? fallback, true);
 }
 
 /** A JS stack overflow, turned into a policy error by whoever catches it. */
@@ -299,7 +299,9 @@ class Compiler {
       const vals = nargs === 0 ? EMPTY : evalArgs(rt, argFns);
       if (++rt.steps > rt.budget) rt.overBudget(pos);
       if (rt.callDepth >= rt.maxDepth) {
-        throw new PolicyRuntimeError(`recursion deeper than ${rt.maxDepth} calls (in ${name})`, pos);
+        // Fatal, like MOM's RecursionError: a caller that catches it per guest would recurse
+        // straight back into the limit, again and again.
+        throw new PolicyRuntimeError(`recursion deeper than ${rt.maxDepth} calls (in ${name})`, pos, true);
       }
       rt.callDepth++;
       rt.lastCall = pos;
@@ -551,9 +553,11 @@ function guestPart(rt: Runtime, guest: Entity, iter: number, body: Fn, pos: Pos)
     rt.leave();
     return v;
   } catch (e) {
-    if (e instanceof PolicyRuntimeError && e.fatal) throw e;
-    if (!(e instanceof PolicyRuntimeError) && !isStackOverflow(e)) throw e;
-    const err = toPolicyError(e, rt, pos);
+    // Budget, depth and stack errors end the evaluation; JS errors are bugs: not caught here.
+    if (!(e instanceof PolicyRuntimeError) || e.fatal) throw e;
+    const err = e;
+    // A failure costs steps too, so a loop of failing parts cannot run for long.
+    rt.step(pos, ERROR_STEPS);
     rt.unwindTo(marks);
     rt.callDepth = callDepth;
     guest.failed = true;
@@ -564,6 +568,7 @@ function guestPart(rt: Runtime, guest: Entity, iter: number, body: Fn, pos: Pos)
 }
 
 const EMPTY: Value[] = [];
+const ERROR_STEPS = 100;
 
 // MOM resolves `a.b` by walking the scopes innermost first and taking the first binding of
 // `a` that has an attribute `b`; a binding without it is skipped. With shallow binding the

@@ -42,6 +42,8 @@ export interface EvalResult {
 
 export const DEFAULT_STEP_BUDGET = 10_000_000;
 export const DEFAULT_MAX_DEPTH = 400;
+/** Guest errors listed per evaluation; further ones are summed up in one last entry. */
+export const MAX_ERRORS = 100;
 
 /** Converts a policy value for callers that want plain JS data. */
 export function toPlain(v: unknown): unknown {
@@ -77,7 +79,22 @@ export function evaluate(policy: CompiledPolicy, host: EntityState, guests: Enti
   rt.define(3, debugFunc(opts.debug));
 
   const errors: PolicyError[] = [];
-  rt.onGuestError = (g, err) => errors.push(errorAt(err.message, err.pos, g.name));
+  let suppressed = 0;
+  let lastSuppressed: PolicyError | undefined;
+  rt.onGuestError = (g, err) => {
+    const e = errorAt(err.message, err.pos, g.name);
+    if (errors.length < MAX_ERRORS) errors.push(e);
+    else {
+      suppressed++;
+      lastSuppressed = e;
+    }
+  };
+  const flushSuppressed = () => {
+    if (suppressed > 0 && lastSuppressed) {
+      errors.push({ ...lastSuppressed, message: `${suppressed} more error(s) not listed; the last: ${lastSuppressed.message}` });
+    }
+    suppressed = 0;
+  };
   const values: unknown[] | undefined = opts.collectValues ? [] : undefined;
   const conv = opts.rawValues ? (v: unknown) => v : toPlain;
   let aborted = false;
@@ -88,11 +105,14 @@ export function evaluate(policy: CompiledPolicy, host: EntityState, guests: Enti
       if (values) values.push(conv(v));
     } catch (e) {
       const err = toPolicyError(e, rt, policy.positions[i]!);
+      flushSuppressed();
       errors.push(errorAt(err.message, err.pos));
       aborted = true;
       break;
     }
   }
+
+  flushSuppressed();
 
   const raw = !!opts.rawValues;
   const controlsOf = (e: Entity): Record<string, unknown> => {

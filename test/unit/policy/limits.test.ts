@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MAX_NESTING } from '../../../src/policy/parser.js';
 import { DEFAULT_MAX_DEPTH } from '../../../src/policy/index.js';
+import { MAX_ERRORS } from '../../../src/policy/evaluate.js';
 import { HOST, guest, run } from './helpers.js';
 
 test('infinite recursion stops at the depth limit with line:col', () => {
@@ -40,13 +41,38 @@ test('the budget is global: one guest burning it aborts the whole evaluation', (
   assert.equal(r.errors.length, 1);
 });
 
-test('the recursion limit inside a guest\'s part fails that guest only', () => {
+test('the recursion limit is fatal even inside a guest\'s part (as MOM\'s RecursionError)', () => {
   const gs = [guest('deep', { balloon_cur: 10_000 }), guest('shallow', { balloon_cur: 3 })];
   const src = '(def down (n) (if (<= n 0) 0 (+ 1 (down (- n 1)))))\n(with Guests g (g.Control "balloon_target" (down g.balloon_cur)))';
   const r = run(src, HOST, gs);
+  assert.equal(r.aborted, true);
+  assert.equal(r.errors.length, 1);
+  assert.deepEqual(r.guests.map((g) => g.controls), [{}, {}]);
+});
+
+test('runaway recursion through with and guests ends at once (harness case H2)', () => {
+  const gs = [guest('a', { balloon_cur: 1 })];
+  const r = run('(defvar x 1)\n(defun g (p) (g (with Guests guest (g Host.mem_free))))\n(g x)', HOST, gs);
+  assert.equal(r.aborted, true);
+  assert.equal(r.errors.length, 1);
+  assert.match(r.errors[0]!.message, /recursion deeper than 400/);
+});
+
+test('guest errors are listed up to a limit, then summed up in one entry', () => {
+  const gs = Array.from({ length: 250 }, (_, i) => guest(`vm${i}`, { balloon_cur: 0 }));
+  const r = run('(with Guests g (/ 1 g.balloon_cur))', HOST, gs);
   assert.equal(r.aborted, false);
-  assert.deepEqual(r.errors.map((e) => e.guest), ['deep']);
-  assert.deepEqual(r.guests[1]!.controls, { balloon_target: 3 });
+  assert.equal(r.errors.length, MAX_ERRORS + 1);
+  assert.match(r.errors[MAX_ERRORS]!.message, /^150 more error\(s\) not listed; the last: division by zero$/);
+  assert.equal(r.errors[MAX_ERRORS]!.guest, 'vm249');
+});
+
+test('failing guest parts cost steps, so error loops end at the budget quickly', () => {
+  const gs = Array.from({ length: 10 }, (_, i) => guest(`vm${i}`, { balloon_cur: 0 }));
+  const src = '(def again (n) { (with Guests g (/ 1 g.balloon_cur)) (if (> n 0) (again (- n 1)) 0) })\n(again 300)';
+  const r = run(src, HOST, gs, { stepBudget: 100_000 });
+  assert.equal(r.aborted, true);
+  assert.match(r.errors[r.errors.length - 1]!.message, /step budget/);
 });
 
 test('deeply nested source evaluates without overflowing the JS stack', () => {
