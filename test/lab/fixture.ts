@@ -12,7 +12,7 @@
 //   t.after(() => lab.release());
 //   ... lab.guests[0].name, lab.consoleOf(name), lab.startQemu({...}) ...
 import type { TestContext } from 'node:test';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -36,7 +36,8 @@ import {
   type ConsoleSummary,
   type StartGuestsOptions,
 } from '../../src/lab/index.js';
-import { pidAlive, waitFor } from '../../src/lab/proc.js';
+import { pidAlive, waitFor, withLockFile } from '../../src/lab/proc.js';
+import { libvirtdAnswers, LIBVIRTD_PIDFILE } from '../../src/lab/libvirtd.js';
 
 export const LEASE_DIR = join(RUN_DIR, 'leases');
 
@@ -204,4 +205,41 @@ export function adoptLibvirtd(): void {
 /** Other lab sessions alive right now (other test processes holding a lease). */
 export function otherLeases(): string[] {
   return liveLeases().filter((n) => !n.startsWith(`${process.pid}-`));
+}
+
+/** Polls `f` every 200 ms until it returns something truthy; throws after `ms`. */
+export async function until<T>(what: string, ms: number, f: () => Promise<T | null | undefined | false> | T | null | undefined | false): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** True once no other process holds a lab lease (waits up to 180 s): a test that kills
+ *  libvirtd must not do it under another suite's guests. */
+export async function othersDone(): Promise<boolean> {
+  if (otherLeases().length) console.error(`other lab sessions hold leases (${otherLeases().join(', ')}): waiting up to 180 s before killing libvirtd`);
+  return until('other lab sessions to end', 180_000, () => otherLeases().length === 0).then(() => true, () => false);
+}
+
+/**
+ * Starts libvirtd again the way the lab does (`libvirtd -d` with the lab's PID file, under the
+ * lab's start lock), with its stdio detached. Another suite may have brought it back first:
+ * then that one is used.
+ */
+export async function startLibvirtdAgain(): Promise<void> {
+  await withLockFile(join(RUN_DIR, 'libvirtd.lock'), 120_000, async () => {
+    if (await libvirtdAnswers()) return;
+    const child = spawn('libvirtd', ['-d', '-p', LIBVIRTD_PIDFILE], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d));
+    const code = await new Promise<number | null>((r) => child.on('exit', r));
+    if (code !== 0 && !(await libvirtdAnswers())) throw new Error(`libvirtd -d exited ${code}: ${stderr.trim()}`);
+    // Ours now: the fixture may stop it when the lab is idle at release.
+    if (code === 0) adoptLibvirtd();
+  });
+  await until('libvirtd to answer again', 60_000, () => libvirtdAnswers());
 }

@@ -11,21 +11,7 @@ import { MemoryDomainSource } from '../../src/host/memory-domain.js';
 import { CgroupLimits } from '../../src/host/cgroup-limits.js';
 import { QmpHypervisor } from '../../src/hypervisor/qmp/index.js';
 import { startQemuGuest, stopQemuGuest, type QemuGuest } from '../../src/lab/qemu.js';
-
-function skip(t: { skip: (m: string) => void }, why: string) {
-  console.error(`LAB SKIPPED: ${why}`);
-  t.skip(`LAB SKIPPED: ${why}`);
-}
-
-async function until<T>(what: string, ms: number, f: () => Promise<T | null | undefined | false>): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+import { skipLoudly as skip, until } from './fixture.js';
 
 test('lab guest in a memory domain: domain fields, balloon returns memory, per-guest limits', async (t) => {
   const self = await findMemoryCgroup('/', 'self');

@@ -13,11 +13,8 @@ import { KsmSource } from '../../src/host/ksm.js';
 import { findMemoryCgroup } from '../../src/host/cgroup.js';
 import { MemoryDomainSource } from '../../src/host/memory-domain.js';
 import { CgroupLimits } from '../../src/host/cgroup-limits.js';
+import { skipLoudly as skip } from './fixture.js';
 
-function skip(t: { skip: (m: string) => void }, why: string) {
-  console.error(`LAB SKIPPED: ${why}`);
-  t.skip(`LAB SKIPPED: ${why}`);
-}
 
 function writable(path: string): boolean {
   try {

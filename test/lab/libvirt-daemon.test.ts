@@ -8,41 +8,10 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { acquireLab, adoptLibvirtd, otherLeases, skipLoudly } from './fixture.js';
-import { ensureLibvirtd, labLibvirtdPid, libvirtdAnswers, LIBVIRTD_PIDFILE } from '../../src/lab/libvirtd.js';
-import { pidAlive, withLockFile } from '../../src/lab/proc.js';
-import { RUN_DIR } from '../../src/lab/paths.js';
+import { acquireLab, otherLeases, skipLoudly, until, othersDone, startLibvirtdAgain } from './fixture.js';
+import { ensureLibvirtd, labLibvirtdPid, libvirtdAnswers } from '../../src/lab/libvirtd.js';
+import { pidAlive } from '../../src/lab/proc.js';
 import { LibvirtHypervisor } from '../../src/hypervisor/libvirt/index.js';
-
-async function until<T>(what: string, ms: number, f: () => Promise<T | null | undefined | false> | T | null | undefined | false): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-/** True once no other process holds a lab lease (waits up to 180 s). */
-async function othersDone(): Promise<boolean> {
-  if (otherLeases().length) console.error(`other lab sessions hold leases (${otherLeases().join(', ')}): waiting up to 180 s before killing libvirtd`);
-  return until('other lab sessions to end', 180_000, () => otherLeases().length === 0).then(() => true, () => false);
-}
-
-/** `libvirtd -d` with the lab's PID file, under the lab's start lock (see libvirt.test.ts). */
-async function startLibvirtdAgain(): Promise<void> {
-  await withLockFile(join(RUN_DIR, 'libvirtd.lock'), 120_000, async () => {
-    if (await libvirtdAnswers()) return;
-    const child = spawn('libvirtd', ['-d', '-p', LIBVIRTD_PIDFILE], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr!.on('data', (d) => (stderr += d));
-    const code = await new Promise<number | null>((r) => child.on('exit', r));
-    if (code !== 0 && !(await libvirtdAnswers())) throw new Error(`libvirtd -d exited ${code}: ${stderr.trim()}`);
-    if (code === 0) adoptLibvirtd();
-  });
-  await until('libvirtd to answer again', 60_000, () => libvirtdAnswers());
-}
 
 const policyFor = (names: string[], kib: number) => `# test policy: a fixed balloon target for this test's guests only
 (defvar target ${kib})

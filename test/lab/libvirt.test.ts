@@ -5,16 +5,14 @@
 // are never touched. Skips loudly when the lab cannot run here.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createServer, createConnection, type Server, type Socket } from 'node:net';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureLibvirtd, labLibvirtdPid, libvirtdAnswers, LIBVIRTD_PIDFILE } from '../../src/lab/libvirtd.js';
+import { ensureLibvirtd, labLibvirtdPid, libvirtdAnswers } from '../../src/lab/libvirtd.js';
 import { labGuestSummary, virsh } from '../../src/lab/guests.js';
-import { acquireLab, adoptLibvirtd, otherLeases, type LabSession } from './fixture.js';
-import { pidAlive, withLockFile } from '../../src/lab/proc.js';
-import { RUN_DIR } from '../../src/lab/paths.js';
+import { acquireLab, otherLeases, type LabSession, skipLoudly, until, othersDone, startLibvirtdAgain } from './fixture.js';
+import { pidAlive } from '../../src/lab/proc.js';
 import { LibvirtHypervisor } from '../../src/hypervisor/libvirt/index.js';
 import { LibvirtClient, DEFAULT_SOCKET, DEFAULT_RO_SOCKET } from '../../src/hypervisor/libvirt/client.js';
 import { agentPing, agentReadFile } from '../../src/hypervisor/libvirt/agent.js';
@@ -31,50 +29,10 @@ let agentInImage = false;
 const hv = new LibvirtHypervisor({ statsPeriodSec: 1, log: (l, m, f) => console.error(`[libvirt ${l}] ${m} ${f ? JSON.stringify(f) : ''}`) });
 const events: LifecycleEvent[] = [];
 
-function skipLoudly(t: { skip(msg: string): void }, reason: string): void {
-  console.error(`LAB SKIPPED: ${reason}`);
-  t.skip(`LAB SKIPPED: ${reason}`);
-}
-
-async function until<T>(what: string, ms: number, f: () => Promise<T | null | undefined | false> | T | null | undefined | false): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
 /** The guest's own MemTotal (KiB) from its latest console meminfo line. */
 function guestTotalKiB(name: string): number | null {
   const m = labGuestSummary(name).meminfo;
   return m.length ? m[m.length - 1]!.totalKiB : null;
-}
-
-/** True once no other process holds a lab lease (waits up to 180 s). */
-async function othersDone(): Promise<boolean> {
-  if (otherLeases().length) console.error(`other lab sessions hold leases (${otherLeases().join(', ')}): waiting up to 180 s before killing libvirtd`);
-  return until('other lab sessions to end', 180_000, () => otherLeases().length === 0).then(() => true, () => false);
-}
-
-/**
- * Starts libvirtd again the way the lab does (`libvirtd -d` with the lab's PID file, under the
- * lab's start lock), with its stdio detached. Another suite may have brought it back first:
- * then that one is used.
- */
-async function startLibvirtdAgain(): Promise<void> {
-  await withLockFile(join(RUN_DIR, 'libvirtd.lock'), 120_000, async () => {
-    if (await libvirtdAnswers()) return;
-    const child = spawn('libvirtd', ['-d', '-p', LIBVIRTD_PIDFILE], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr!.on('data', (d) => (stderr += d));
-    const code = await new Promise<number | null>((r) => child.on('exit', r));
-    if (code !== 0 && !(await libvirtdAnswers())) throw new Error(`libvirtd -d exited ${code}: ${stderr.trim()}`);
-    // Ours now: the fixture may stop it when the lab is idle at release.
-    if (code === 0) adoptLibvirtd();
-  });
-  await until('libvirtd to answer again', 60_000, () => libvirtdAnswers());
 }
 
 const mine = (s: GuestSample[]) => s.filter((g) => names.includes(g.name));

@@ -10,24 +10,10 @@ import { QmpHypervisor } from '../../src/hypervisor/qmp/index.js';
 import type { LifecycleEvent } from '../../src/types.js';
 import type { QmpEvent } from '../../src/hypervisor/qmp/client.js';
 import { startQemuGuest, stopQemuGuest, type QemuGuest } from '../../src/lab/qemu.js';
+import { skipLoudly as skip, until } from './fixture.js';
 
 const QEMU = 'qemu-system-x86_64';
 const haveQemu = spawnSync(QEMU, ['--version']).status === 0;
-
-function skip(t: { skip: (m: string) => void }, why: string) {
-  console.error(`LAB SKIPPED: ${why}`);
-  t.skip(`LAB SKIPPED: ${why}`);
-}
-
-async function until<T>(what: string, ms: number, f: () => Promise<T | null | undefined | false> | T | null | undefined | false): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 function bareQemu(dir: string, name: string, memMiB = 256): ChildProcess {
   return spawn(QEMU, ['-accel', 'tcg', '-machine', 'q35', '-m', String(memMiB), '-nodefaults', '-display', 'none', '-name', name,
