@@ -11,6 +11,16 @@ import type { SafeguardConfig } from '../../../src/engine/safeguards.js';
 import type { GuestSample, Stats } from '../../../src/types.js';
 import { FakeHypervisor, MiB } from './fakes.js';
 
+// The guard's bounds recomputed independently from the sample the cycle decided on.
+function bounds(s: Stats, sg: SafeguardConfig) {
+  const cur = s.balloon_cur as number;
+  const max = s.balloon_max as number;
+  const used = cur - (s.mem_unused as number);
+  const floor = Math.min(max, Math.ceil(Math.max(sg.minGuestKiB, s.balloon_min as number, used + sg.headroomKiB)));
+  const step = Math.max(1, Math.floor(sg.maxStepFraction * max));
+  return { cur, max, floor, step };
+}
+
 const FIELDS = ['guest.balloon_cur', 'guest.balloon_max', 'guest.mem_unused', 'guest.balloon_min', 'guest.mem_free', 'Host.mem_free', '(guest.StatAvg "mem_unused")'];
 
 /** Random arithmetic over guest and host fields, as policy text. */
@@ -104,12 +114,7 @@ test('balloon targets stay in [floor, balloon_max] and move at most one step per
         await engine.evaluateAndAct();
         for (const call of hv.setCalls) {
           checked++;
-          const s = hv.lastSeen.get(call.id)!;
-          const cur = s.balloon_cur as number;
-          const max = s.balloon_max as number;
-          const used = cur - (s.mem_unused as number);
-          const floor = Math.min(max, Math.ceil(Math.max(sg.minGuestKiB, s.balloon_min as number, used + sg.headroomKiB)));
-          const step = Math.max(1, Math.floor(sg.maxStepFraction * max));
+          const { cur, max, floor, step } = bounds(hv.lastSeen.get(call.id)!, sg);
           const ctx = `expr=${expr} cur=${cur} floor=${floor} max=${max} step=${step} target=${call.target}`;
           assert.ok(Number.isInteger(call.target), ctx);
           assert.ok(call.target >= floor && call.target <= max, `target outside [floor, max]: ${ctx}`);
@@ -209,12 +214,7 @@ test('on random simulated hosts, balloon targets stay in [floor, balloon_max] wi
       }
       for (const call of hv.calls) {
         checked++;
-        const s = hv.lastSeen.get(call.id)!;
-        const cur = s.balloon_cur as number;
-        const max = s.balloon_max as number;
-        const used = cur - (s.mem_unused as number);
-        const floor = Math.min(max, Math.ceil(Math.max(sg.minGuestKiB, s.balloon_min as number, used + sg.headroomKiB)));
-        const step = Math.max(1, Math.floor(sg.maxStepFraction * max));
+        const { cur, max, floor, step } = bounds(hv.lastSeen.get(call.id)!, sg);
         const ctx = `expr=${expr} t=${world.now} cur=${cur} floor=${floor} max=${max} step=${step} target=${call.target}`;
         assert.ok(call.target >= floor && call.target <= max, `target outside [floor, max]: ${ctx}`);
         const change = Math.abs(call.target - cur);
