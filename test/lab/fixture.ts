@@ -12,7 +12,7 @@
 //   t.after(() => lab.release());
 //   ... lab.guests[0].name, lab.consoleOf(name), lab.startQemu({...}) ...
 import type { TestContext } from 'node:test';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -242,4 +242,37 @@ export async function startLibvirtdAgain(): Promise<void> {
     if (code === 0) adoptLibvirtd();
   });
   await until('libvirtd to answer again', 60_000, () => libvirtdAnswers());
+}
+
+export interface DaemonRun {
+  proc: ChildProcess;
+  /** Every stderr line, parsed (the config must set log.format = "json"); other lines as { event: 'non-json', line }. */
+  logs: Record<string, unknown>[];
+  exited: Promise<number | null>;
+  logText(): string;
+}
+
+/** `ballast run --config FILE` from the source tree, its JSON log collected as it comes. */
+export function spawnDaemon(config: string, onRecord?: (rec: Record<string, unknown>) => void): DaemonRun {
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'run', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+  const logs: Record<string, unknown>[] = [];
+  let buf = '';
+  proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    buf += d;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      let rec: Record<string, unknown>;
+      try {
+        rec = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        rec = { event: 'non-json', line };
+      }
+      logs.push(rec);
+      onRecord?.(rec);
+    }
+  });
+  return { proc, logs, exited, logText: () => logs.map((l) => JSON.stringify(l)).join('\n') };
 }

@@ -4,11 +4,11 @@
 // The policy touches only this file's guests (by name), so other lab users are left alone.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { acquireLab, otherLeases, skipLoudly, until, othersDone, startLibvirtdAgain } from './fixture.js';
+import { acquireLab, otherLeases, skipLoudly, spawnDaemon, until, othersDone, startLibvirtdAgain } from './fixture.js';
 import { ensureLibvirtd, labLibvirtdPid, libvirtdAnswers } from '../../src/lab/libvirtd.js';
 import { pidAlive } from '../../src/lab/proc.js';
 import { LibvirtHypervisor } from '../../src/hypervisor/libvirt/index.js';
@@ -27,7 +27,7 @@ test('ballast run (libvirt) survives libvirtd being killed, reconnects and acts 
   const names = lab.guests.map((g) => g.name);
   const dir = mkdtempSync(join(tmpdir(), 'ballast-lv-daemon-'));
   const observer = new LibvirtHypervisor({ statsPeriodSec: 0 });
-  let daemon: ReturnType<typeof spawn> | null = null;
+  let daemon: ChildProcess | null = null;
   t.after(async () => {
     if (daemon && daemon.exitCode === null) daemon.kill('SIGKILL');
     await observer.close();
@@ -65,24 +65,9 @@ level = "info"
 `,
   );
 
-  const logs: Record<string, unknown>[] = [];
-  daemon = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'run', '--config', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let buf = '';
-  daemon.stderr!.setEncoding('utf8').on('data', (d: string) => {
-    buf += d;
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      try {
-        logs.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        logs.push({ event: 'non-json', line });
-      }
-    }
-  });
-  const exited = new Promise<number | null>((r) => daemon!.on('exit', (code) => r(code)));
-  const logText = () => logs.map((l) => JSON.stringify(l)).join('\n');
+  const run = spawnDaemon(cfg);
+  daemon = run.proc;
+  const { logs, exited, logText } = run;
 
   await observer.connect();
   const balloonOf = async (want: number) => {

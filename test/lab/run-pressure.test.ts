@@ -14,11 +14,11 @@
 // KSM is never touched.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { acquireLab, skipLoudly } from './fixture.js';
+import { acquireLab, skipLoudly, spawnDaemon } from './fixture.js';
 import { LibvirtHypervisor } from '../../src/hypervisor/libvirt/index.js';
 import type { GuestSample, Stats } from '../../src/types.js';
 
@@ -156,28 +156,12 @@ format = "json"
 level = "info"
 `);
 
-  const logs: Record<string, unknown>[] = [];
-  const logText = () => logs.map((l) => JSON.stringify(l)).join('\n');
   const t0 = Date.now();
-  daemon = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'run', '--config', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
-  const exited = new Promise<number | null>((r) => daemon!.on('exit', (code) => r(code)));
-  let buf = '';
-  daemon.stderr!.setEncoding('utf8').on('data', (d: string) => {
-    buf += d;
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      let rec: Record<string, unknown>;
-      try {
-        rec = JSON.parse(line) as Record<string, unknown>;
-      } catch {
-        rec = { event: 'non-json', line };
-      }
-      logs.push(rec);
-      if (rec.event === 'guest_appeared' && typeof rec.guest === 'string') stopForForeign(rec.guest, 'the daemon saw it appear');
-    }
+  const run = spawnDaemon(cfg, (rec) => {
+    if (rec.event === 'guest_appeared' && typeof rec.guest === 'string') stopForForeign(rec.guest, 'the daemon saw it appear');
   });
+  daemon = run.proc;
+  const { logs, exited, logText } = run;
   const withLog = (e: unknown): never => {
     if (e instanceof ForeignGuest) throw e;
     throw new Error(`${(e as Error).message}\ndaemon log tail:\n${logText().slice(-5000)}`);
