@@ -10,6 +10,7 @@ import type { Command } from 'commander';
 import { defaultConfig } from '../config/schema.js';
 import { Daemon } from '../engine/daemon.js';
 import type { ActionRecord, EngineSnapshot } from '../engine/engine.js';
+import type { AlertEvent } from '../host/alerts.js';
 import { createLogger, nullLogger, type Logger } from '../log/logger.js';
 
 const MiB = 1024;
@@ -49,7 +50,7 @@ export function statusLine(s: EngineSnapshot): string {
 }
 
 /** The full-screen view for a terminal. */
-export function renderView(s: EngineSnapshot, title: string, width = 100): string {
+export function renderView(s: EngineSnapshot, title: string, width = 100, alerts: readonly AlertEvent[] = []): string {
   const h = s.host.stats;
   const lines: string[] = [];
   lines.push(`${title} — simulated t=${Math.round(s.time)} s, policy cycle ${s.cycle}${s.policyLoaded ? '' : ' (NO POLICY)'}`);
@@ -70,6 +71,8 @@ export function renderView(s: EngineSnapshot, title: string, width = 100): strin
   lines.push('');
   const c = s.counters;
   lines.push(`actions ${c.actionsApplied}  vetoes ${c.vetoes}  rollbacks ${c.rollbacks}  errors: policy ${c.policyErrors} controller ${c.controllerErrors} driver ${c.driverErrors}`);
+  lines.push(alerts.length ? 'alerts:' : 'alerts: none');
+  for (const a of alerts) lines.push(`  ${a.severity.toUpperCase()} ${a.message}`.slice(0, width));
   lines.push('recent actions:');
   for (const a of s.recent.slice(-10)) lines.push('  ' + formatAction(a).slice(0, width - 2));
   return lines.join('\n');
@@ -125,7 +128,7 @@ export async function demo(opts: DemoOptions, out: NodeJS.WriteStream = process.
   const onCycle = (d: Daemon) => {
     const snap = d.engine.snapshot();
     if (tty) {
-      out.write('\x1b[H\x1b[2J' + renderView(snap, title, out.columns ?? 100) + '\n');
+      out.write('\x1b[H\x1b[2J' + renderView(snap, title, out.columns ?? 100, d.alerts?.active()) + '\n');
       return;
     }
     out.write(statusLine(snap) + '\n');

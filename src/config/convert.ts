@@ -1,5 +1,6 @@
 // From the operator's units (MiB, percent) to the engine's (KiB, fractions).
 import type { SafeguardConfig } from '../engine/safeguards.js';
+import type { AlertThresholds } from '../host/alerts.js';
 import type { Config } from './schema.js';
 
 export function toSafeguardConfig(c: Config): SafeguardConfig {
@@ -14,5 +15,20 @@ export function toSafeguardConfig(c: Config): SafeguardConfig {
     rollbackSwapInKiBPerS: s.rollback_swap_in_kib_per_s,
     rollbackMajorFaultsPerS: s.rollback_major_faults_per_s,
     rollbackBackoffS: s.rollback_backoff,
+  };
+}
+
+export function toAlertThresholds(c: Config): AlertThresholds {
+  const a = c.alerts;
+  return {
+    availableFraction: a.available_percent / 100,
+    usageFraction: a.usage_percent / 100,
+    pagingPagesPerSec: a.paging_pages_per_s,
+    pagingSamples: a.paging_samples,
+    leakSamples: a.leak_samples,
+    leakRisingShare: a.leak_rising_percent / 100,
+    leakMinRiseKiB: Math.round(a.leak_min_rise_mib * 1024),
+    // swap_in / swap_out are per-collection deltas.
+    intervalS: c.engine.stats_interval,
   };
 }

@@ -90,6 +90,25 @@ export const configSchema = z.strictObject({
     /** Apply the mem_high / mem_max guest controls through each guest's cgroup. */
     cgroup_limits: bool().default(false),
   }),
+  alerts: section({
+    /** Log an `alert` record when one starts and `alert_cleared` when it ends. */
+    enabled: bool().default(true),
+    /** low_available: host (or memory domain) mem_free under this % of mem_available. */
+    available_percent: percent().default(20),
+    /** high_usage: used memory above this % of mem_available. */
+    usage_percent: percent().default(85),
+    /** paging: host swap-in + swap-out above this many pages per second ... */
+    paging_pages_per_s: nonNegative().default(10),
+    /** ... in each of this many newest samples. */
+    paging_samples: positiveInt().default(3),
+    /** guest_leak: a guest's used memory rose in most of this many newest samples ... */
+    leak_samples: z.number({ error: 'expected an integer >= 2' }).int({ error: 'expected an integer >= 2' })
+      .min(2, { error: 'expected an integer >= 2' }).default(10),
+    /** ... (at least this % of the steps) ... */
+    leak_rising_percent: percent().default(80),
+    /** ... and by at least this much in total (MiB). */
+    leak_min_rise_mib: nonNegative().default(32),
+  }),
   ksm: section({
     /** Let policies drive KSM (ksm_* host controls). */
     enabled: bool().default(true),

@@ -2,10 +2,11 @@
 // engine driven by real timers, and a clean stop (timers cleared, in-flight cycle finished,
 // balloons left or restored as configured, KSM settings put back, connections closed).
 import type { Config } from '../config/schema.js';
-import { toSafeguardConfig } from '../config/convert.js';
+import { toAlertThresholds, toSafeguardConfig } from '../config/convert.js';
 import type { Logger } from '../log/logger.js';
 import type { KsmSettings } from '../types.js';
 import { errorMessage } from '../controllers/controller.js';
+import { AlertMonitor } from './alerting.js';
 import { buildBackends, type Backends } from './backends.js';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { Engine, type EvaluationRecord } from './engine.js';
@@ -30,6 +31,7 @@ export class Daemon {
   readonly engine: Engine;
   readonly scheduler: Scheduler;
   readonly watcher: PolicyWatcher<CompiledPolicy>;
+  readonly alerts?: AlertMonitor;
   private ksmAtStart?: Partial<KsmSettings>;
   private recordFd?: number;
   private stopping?: Promise<void>;
@@ -52,6 +54,7 @@ export class Daemon {
       now: backends.sim?.now,
       recorder: config.engine.record_file ? (rec) => this.record(rec) : undefined,
     });
+    if (config.alerts.enabled) this.alerts = new AlertMonitor(this.engine, toAlertThresholds(config), log);
     this.watcher = new PolicyWatcher({
       source: opts.policyFiles ? { files: opts.policyFiles } : { dir: c.policy_dir }, compile: compilePolicyFiles, logger: log, pollS: opts.policyPollS,
       onPolicy: (p) => this.engine.setPolicy(p),
@@ -66,6 +69,7 @@ export class Daemon {
         run: async () => {
           sim?.advance(c.stats_interval);
           await this.engine.collect();
+          this.alerts?.check();
         },
       },
       {
@@ -154,6 +158,7 @@ export class Daemon {
     this.log.info('stopped', {
       cycles: n.cycles, actions: n.actionsApplied, rollbacks: n.rollbacks, vetoes: n.vetoes,
       policy_errors: n.policyErrors, controller_errors: n.controllerErrors, driver_errors: n.driverErrors,
+      alerts: this.alerts?.raisedTotal,
     });
   }
 

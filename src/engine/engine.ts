@@ -498,6 +498,14 @@ export class Engine<P = CompiledPolicy> {
     return out;
   }
 
+  /** Every entity's sample history, oldest first, guests by name (alerts, views). The arrays
+   *  are the engine's own cached views: read them, do not keep or change them. */
+  histories(): { host: readonly Stats[]; guests: Map<string, readonly Stats[]> } {
+    const guests = new Map<string, readonly Stats[]>();
+    for (const g of this.guests.values()) if (!g.stale) guests.set(g.name, g.history.toArray());
+    return { host: this.host.history.toArray(), guests };
+  }
+
   guestIds(): string[] {
     return [...this.guests.keys()];
   }

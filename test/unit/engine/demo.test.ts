@@ -39,4 +39,7 @@ test('the terminal view shows host, guests with their bars, and recent actions',
   assert.match(v, /web1 +web +1536 \/ 2048 +1024  #{16}-{8}\.{8} backing off until t=900s/);
   assert.match(v, /t=605s web1 balloon_target 2048 -> 1536 MiB \(policy asked to inflate\)/);
   assert.equal(statusLine(snap), 't=605s cycle 60 host free 12.5% | web1 1536/2048 used 1024');
+  assert.match(v, /^alerts: none$/m);
+  const withAlert = renderView(snap, 'ballast demo', 100, [{ kind: 'low_available', severity: 'warning', entity: 'host', message: 'host available memory 12.5% is under 20.0%', value: 0.125, threshold: 0.2 }]);
+  assert.match(withAlert, /^alerts:\n  WARNING host available memory 12\.5% is under 20\.0%$/m);
 });

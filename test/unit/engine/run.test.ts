@@ -70,10 +70,14 @@ function start(config: string) {
 }
 
 test('ballast run (sim): acts with reasons, hot-reloads policies, stops cleanly on SIGTERM', async () => {
-  const { dir, config, policies } = setup();
+  // The threshold puts the simulated host in low_available from its first sample.
+  const { dir, config, policies } = setup('[alerts]\navailable_percent = 99\n');
   const d = start(config);
   try {
     await d.until((r) => r.event === 'started');
+    const alert = await d.until((r) => r.event === 'alert' && r.kind === 'low_available');
+    assert.equal(alert.entity, 'host');
+    assert.equal(alert.threshold, 0.99);
     await d.until((r) => r.event === 'policy_loaded');
     const action = await d.until((r) => r.event === 'action' && r.control === 'balloon_target');
     assert.ok(Array.isArray(action.reason) && (action.reason as string[]).length > 0, 'every action has its reason');
@@ -95,6 +99,7 @@ test('ballast run (sim): acts with reasons, hot-reloads policies, stops cleanly 
     assert.ok(events.indexOf('balloons_left') > events.indexOf('stopping'));
     assert.ok(events.indexOf('ksm_restored') > events.indexOf('stopping'), 'KSM settings put back (ksm.restore_on_exit)');
     assert.equal(events.at(-1), 'stopped');
+    assert.equal((d.records.at(-1)!.alerts as Record<string, number>).low_available, 1, 'raised once, not once per collection');
     assert.deepEqual(d.bad.filter((l) => l.trim() !== ''), [], 'every stderr line is a JSON record');
     assert.ok(!d.records.some((r) => r.event === 'task_error'));
 

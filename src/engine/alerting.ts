@@ -1,0 +1,44 @@
+// Turns the pure alert rules (src/host/alerts.ts) into log records: one `alert` when an alert
+// starts, one `alert_cleared` when it ends, never one per cycle. Runs after each collection,
+// so alerts follow the statistics interval, not the policy's.
+import { AlertTracker, evaluateAlerts, type AlertEvent, type AlertThresholds } from '../host/alerts.js';
+import type { Logger } from '../log/logger.js';
+import type { Stats } from '../types.js';
+
+export interface AlertSource {
+  histories(): { host: readonly Stats[]; guests: ReadonlyMap<string, readonly Stats[]> };
+}
+
+export class AlertMonitor {
+  private readonly tracker = new AlertTracker();
+  private activeNow: AlertEvent[] = [];
+  /** Alerts started since the daemon started, by kind. */
+  readonly raisedTotal: Record<AlertEvent['kind'], number> = { low_available: 0, high_usage: 0, paging: 0, guest_leak: 0 };
+
+  constructor(private readonly source: AlertSource, private readonly thresholds: AlertThresholds, private readonly log: Logger) {}
+
+  check(): { raised: AlertEvent[]; cleared: AlertEvent[] } {
+    const h = this.source.histories();
+    const { raised, cleared, active } = this.tracker.update(evaluateAlerts(h.host, h.guests, this.thresholds));
+    this.activeNow = active;
+    for (const a of raised) {
+      this.raisedTotal[a.kind]++;
+      this.log.log(a.severity === 'critical' ? 'error' : 'warn', 'alert', fields(a));
+    }
+    // A guest that vanished (or has only stale statistics) takes its alerts with it: say so
+    // rather than pretend it recovered.
+    for (const a of cleared) {
+      const unseen = a.entity !== 'host' && !h.guests.has(a.entity);
+      this.log.info('alert_cleared', { ...fields(a), reason: unseen ? 'no current statistics for the guest (gone or stale)' : 'back within the threshold' });
+    }
+    return { raised, cleared };
+  }
+
+  active(): readonly AlertEvent[] {
+    return this.activeNow;
+  }
+}
+
+function fields(a: AlertEvent) {
+  return { kind: a.kind, severity: a.severity, entity: a.entity, value: Number(a.value.toPrecision(4)), threshold: a.threshold, msg: a.message };
+}
