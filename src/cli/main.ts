@@ -2,9 +2,15 @@
 // The `ballast` command: each subcommand lives in its own module and registers itself here.
 // Only the module of the command being run is loaded: `ballast run` is a long-lived daemon
 // and should not carry the simulator, the lab or the experiments in its heap.
-import { Command } from 'commander';
+import type { Command as CommandT } from 'commander';
+import { smallHeap } from './heap.js';
 
-type Register = (program: Command) => void;
+const first = process.argv.slice(2).find((a) => !a.startsWith('-'));
+// The daemon's heap settings must come before any module is loaded (see heap.ts).
+if (first === 'run') smallHeap(true);
+const { Command } = await import('commander');
+
+type Register = (program: CommandT) => void;
 const commands: Record<string, () => Promise<{ register: Register }>> = {
   policy: () => import('./policy.js'),
   demo: () => import('./demo.js'),
@@ -21,7 +27,6 @@ program
   .description('Memory overcommitment manager for KVM hosts (MOM-compatible policies)')
   .version('0.1.0');
 
-const first = process.argv.slice(2).find((a) => !a.startsWith('-'));
 const chosen = first !== undefined && first in commands ? [first] : Object.keys(commands);
 
 try {

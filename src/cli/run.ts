@@ -1,11 +1,11 @@
 // `ballast run --config FILE`: the daemon. Runs until SIGTERM or SIGINT, then stops cleanly
 // (see src/engine/daemon.ts); a second signal exits at once.
-import { setFlagsFromString } from 'node:v8';
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { loadConfigFile } from '../config/load.js';
 import { Daemon } from '../engine/daemon.js';
 import { createLogger, isLogLevel, type LogFormat } from '../log/logger.js';
+import { smallHeap } from './heap.js';
 
 interface RunOptions {
   config: string;
@@ -22,11 +22,9 @@ export async function run(opts: RunOptions): Promise<void> {
   const level = opts.logLevel ?? config.log.level;
   if (!isLogLevel(level)) throw new Error(`--log-level: expected debug, info, warn or error, got ${level}`);
   const logger = createLogger({ format, level });
-  if (config.engine.small_heap) {
-    // V8 reads this flag when it decides whether to grow the young generation, so setting it
-    // now (after start-up) still keeps the heap small for the daemon's whole life.
-    setFlagsFromString('--optimize-for-size');
-  }
+  // main.ts set the small-heap flags before loading any module (`ballast run`); set them
+  // again for callers that did not come through main.ts, or take them back.
+  smallHeap(config.engine.small_heap);
   const daemon = await Daemon.create({ config, logger });
   await new Promise<void>((done, fail) => {
     let signalled = false;
