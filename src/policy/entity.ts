@@ -35,6 +35,33 @@ function keyOf(k: Value, pos: Pos): string {
   return repr(k);
 }
 
+const objectIds = new WeakMap<object, number>();
+let nextObjectId = 0;
+
+/**
+ * A variable or control name that is not a string, as a Python dict sees it: `hash` equality
+ * (True, 1 and 1.0 are one key; None is a key; entities, functions and the Guests view are
+ * keys by identity; lists and dicts are unhashable). Returns the equivalence class and the
+ * text the key gets in the result, as Python's json.dumps writes a non-string key.
+ */
+function pyKey(k: Value, pos: Pos): { id: string; text: string } {
+  if (Array.isArray(k)) throw new PolicyRuntimeError("unhashable type: 'list'", pos);
+  if (k === null) return { id: 'None', text: 'null' };
+  if (typeof k === 'boolean') return { id: `n:${k ? 1 : 0}`, text: k ? 'true' : 'false' };
+  if (typeof k === 'number' || k instanceof PyFloat) {
+    const v = num(k);
+    const text = Number.isNaN(v) ? 'NaN' : v === Infinity ? 'Infinity' : v === -Infinity ? '-Infinity' : repr(k);
+    // NaN is never equal to itself: each NaN key is its own entry (as with distinct NaN objects).
+    return { id: Number.isNaN(v) ? `nan:${nextObjectId++}` : `n:${v === 0 ? 0 : v}`, text };
+  }
+  if (typeof k === 'object' && !(k instanceof PyEntity) && !(k instanceof PyFunc) && !(k instanceof DictValues)) {
+    throw new PolicyRuntimeError("unhashable type: 'dict'", pos);
+  }
+  let id = objectIds.get(k as object);
+  if (id === undefined) objectIds.set(k as object, (id = nextObjectId++));
+  return { id: `o:${id}`, text: repr(k) };
+}
+
 export class Entity extends PyEntity {
   readonly kind: 'host' | 'guest';
   readonly state: EntityState;
@@ -46,6 +73,9 @@ export class Entity extends PyEntity {
   controls: Record<string, unknown> | null = null;
   /** Set when this guest's part of a `with` failed: its controls are dropped. */
   failed = false;
+  /** Non-string variable / control names used so far: Python key class -> name in the result. */
+  private varKeys: Map<string, string> | null = null;
+  private controlKeys: Map<string, string> | null = null;
 
   constructor(kind: 'host' | 'guest', state: EntityState) {
     super();
@@ -117,30 +147,54 @@ export class Entity extends PyEntity {
     return mkFloat(num(total) / count);
   }
 
+  /**
+   * The record key for a variable (or control) name. Strings are themselves; other names
+   * follow Python's dict (see pyKey): the first spelling of a key class names it.
+   */
+  private slot(which: 'vars' | 'controls', name: Value, pos: Pos, create: boolean): string | undefined {
+    if (typeof name === 'string') return name;
+    const { id, text } = pyKey(name, pos);
+    let keys = which === 'vars' ? this.varKeys : this.controlKeys;
+    const known = keys?.get(id);
+    if (known !== undefined || !create) return known;
+    if (keys === null) {
+      keys = new Map();
+      if (which === 'vars') this.varKeys = keys;
+      else this.controlKeys = keys;
+    }
+    keys.set(id, text);
+    return text;
+  }
+
   SetVar(name: Value, v: Value, pos: Pos): Value {
-    const k = keyOf(name, pos);
+    const k = this.slot('vars', name, pos, true)!;
     if (this.vars === null) this.vars = { ...this.state.vars };
     this.vars[k] = v;
     return null;
   }
 
   GetVar(name: Value, pos: Pos): Value {
-    const k = keyOf(name, pos);
-    const vars = this.vars ?? this.state.vars;
+    let k = this.slot('vars', name, pos, false);
+    let vars = this.vars ?? this.state.vars;
+    if (k === undefined) {
+      // A non-string name not set in this cycle: earlier cycles kept it under its JSON text.
+      k = pyKey(name, pos).text;
+      vars = this.state.vars;
+    }
     return vars && hasOwn.call(vars, k) ? ((vars[k] ?? null) as Value) : null;
   }
 
   Control(name: Value, v: Value, pos: Pos): Value {
-    const k = keyOf(name, pos);
+    const k = this.slot('controls', name, pos, true)!;
     if (this.controls === null) this.controls = {};
     this.controls[k] = v;
     return null;
   }
 
   GetControl(name: Value, pos: Pos): Value {
-    const k = keyOf(name, pos);
+    const k = this.slot('controls', name, pos, false);
     const c = this.controls;
-    return c !== null && hasOwn.call(c, k) ? (c[k] as Value) : null;
+    return k !== undefined && c !== null && hasOwn.call(c, k) ? (c[k] as Value) : null;
   }
 
   /** Calls a method by name with already evaluated arguments (Python's arity rules). */

@@ -166,3 +166,24 @@ test('a dotted name skips inner bindings that lack the attribute, as MOM\'s scop
   assert.match(err('(let ((Host 1)) Host.nothing)').message, /undefined symbol Host\.nothing/);
   assert.match(err('(let ((x 1)) (x.Stat "mem_free"))').message, /unknown function x\.Stat/);
 });
+
+test('variable and control names that are not strings follow Python dict keys (momcheck)', () => {
+  // True, 1 and 1.0 are one key, named by its first spelling; nil is a key; output names
+  // are what Python's json.dumps writes for such keys.
+  const r = run(
+    '(Host.SetVar (< 1 2) 5)\n(Host.GetVar 1)\n(Host.SetVar 1.0 6)\n(Host.GetVar (< 1 2))\n' +
+      '(Host.SetVar nil 7)\n(Host.GetVar nil)\n(Host.SetVar -0.0 8)\n(Host.GetVar 0)\n(Host.SetVar 0.25 9)\n' +
+      '(Host.Control 2 3)\n(Host.GetControl 2.0)\n(Host.GetVar "1")\n(Host.GetVar Guests)',
+  );
+  assert.deepEqual(r.errors, []);
+  assert.deepEqual(r.values, [null, 5, null, 6, null, 7, null, 8, null, null, 3, null, null]);
+  assert.equal(stringifyPyJson(r.host, 0), '{"controls":{"2":3},"vars":{"true":6,"null":7,"-0.0":8,"0.25":9}}');
+  assert.match(err('(Host.SetVar (with Guests g 1) 1)').message, /unhashable type: 'list'/);
+});
+
+test('a non-string variable name kept from an earlier cycle is found under its JSON text', () => {
+  const h = host({ mem_available: 1 });
+  h.vars = { '1': 'earlier', '1.5': 'f' };
+  const r = run('(Host.GetVar 1)\n(Host.GetVar 1.5)', h);
+  assert.deepEqual(r.values, ['earlier', 'f']);
+});
