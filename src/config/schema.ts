@@ -56,8 +56,8 @@ export const configSchema = z.strictObject({
     policy_dir: str().default('/etc/ballast/policies'),
     /** Evaluation step budget (a runaway policy is stopped, the cycle applies nothing). */
     step_budget: positiveInt().optional(),
-    /** Ask V8 to favour memory over speed (keeps the young generation at 1-8 MB instead of
-     *  up to 32 MB): about 30 MB less RSS at 1,000 guests for a little more GC work. */
+    /** Ask V8 to favour memory over speed (src/cli/heap.ts: the young generation stays at
+     *  2 MB instead of up to 16-32 MB): 10-60 MB less RSS at 1,000 guests for more CPU. */
     small_heap: bool().default(true),
     /** Append every evaluation (its exact input as a `ballast policy eval` snapshot, and its
      *  result) to this file as JSON lines; empty: off. About 150 bytes per guest and sample. */
