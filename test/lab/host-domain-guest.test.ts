@@ -59,10 +59,29 @@ test('lab guest in a memory domain: domain fields, balloon returns memory, per-g
   assert.ok((before.domain_usage as number) > 150 * 1024, `QEMU charged to the domain: ${before.domain_usage} KiB`);
 
   await h.setBalloon(g.id, 96 * 1024);
-  const after = await until('the domain charge to drop', 60000, async () => {
+  await until('the balloon to reach 96 MiB', 60000, async () => (await h.collect())[0]?.stats.balloon_cur === 96 * 1024);
+  const dropped = async () => {
     const d = await domain.collect();
     return (d.domain_usage as number) < (before.domain_usage as number) - 80 * 1024 ? d : null;
-  });
+  };
+  let after = await until('the domain charge to drop', 30000, dropped).catch(() => null);
+  if (!after) {
+    // QEMU's RAM sits in transparent huge pages: the 4 KiB pages the balloon discards inside a
+    // huge page are freed only when the kernel splits it, which it defers until the cgroup
+    // needs memory. Ask for 48 MiB back (the guest now needs about half of what is charged):
+    // on v1 a lower limit reclaims or fails with EBUSY, on v2 memory.high reclaims, neither
+    // OOM-kills. Then put the limit back so that mem_free compares with `before`.
+    const usage = (await domain.collect()).domain_usage as number;
+    const knob = join(domainDir, v === 2 ? 'memory.high' : 'memory.limit_in_bytes');
+    console.error(`domain lab: charge still ${Math.round(usage / 1024)} MiB 30 s after ballooning (lazily freed huge pages?): lowering ${knob} to ${Math.round(usage / 1024) - 48} MiB to make the kernel reclaim`);
+    try {
+      writeFileSync(knob, String(usage * 1024 - 48 * MiB));
+    } catch (e) {
+      console.error(`domain lab: the kernel could not reclaim 48 MiB: ${(e as Error).message}`);
+    }
+    writeFileSync(knob, v === 2 ? 'max' : String(512 * MiB));
+    after = await until('the domain charge to drop after reclaim', 30000, dropped);
+  }
   console.error(`domain lab: QEMU charge ${Math.round((before.domain_usage as number) / 1024)} MiB -> ${Math.round((after.domain_usage as number) / 1024)} MiB after ballooning 256 -> 96 MiB; domain mem_free ${Math.round((before.mem_free as number) / 1024)} -> ${Math.round((after.mem_free as number) / 1024)} MiB`);
   assert.ok((after.mem_free as number) > (before.mem_free as number) + 80 * 1024, 'the domain sees the memory come back');
 
@@ -78,5 +97,4 @@ test('lab guest in a memory domain: domain fields, balloon returns memory, per-g
   await assert.rejects(parentLimits.setLimits({ ...sample, props: { ...sample.props, pid: process.pid } }, { max: 1 << 20 }), /refusing|root memory cgroup/);
   await limits.setLimits(sample, { high: null, max: null });
   assert.deepEqual(await limits.getLimits(sample), { high: null, max: null, version: v });
-  assert.ok((await h.collect())[0]!.stats.balloon_cur === 96 * 1024);
 });

@@ -1,7 +1,7 @@
 // `ballast run` (spawned, hypervisor.driver = "libvirt") with the SHIPPED policies/balloon.policy,
 // copied unchanged, on two real lab guests. A `00_tuning.policy` next to it sets the host
-// pressure threshold above the host's real free share, so the lab host counts as under
-// pressure; then it is deleted (hot reload) and the pressure is lifted. Shown:
+// pressure threshold to 2, above any free share (at most 1), so the lab host counts as under
+// pressure however idle it is; then it is deleted (hot reload) and the pressure is lifted. Shown:
 //  1. the guests are inflated toward their floors: balloon_cur (through the libvirt driver)
 //     falls well below balloon_max, and the guest's own MemTotal (its console) falls with it;
 //  2. no guest ever goes below its floor: every target the daemon set is checked against
@@ -29,7 +29,8 @@ const HEADROOM_MIB = 64;
 // The guests hold a fixed working set so that "used + headroom" (not the configured minimum)
 // is what bounds them; idle afterwards, so the two shared cores stay free.
 const WORKLOAD = 'alloc:64,idle:3600';
-const THRESHOLD = 0.99;
+// Above any possible free share: an idle 24 GiB machine is 99% free.
+const THRESHOLD = 2;
 const shipped = join(process.cwd(), 'policies', 'balloon.policy');
 
 /** The host's free share as the shipped policy reads it: (MemFree + Buffers + Cached) / MemTotal. */
@@ -57,7 +58,6 @@ class ForeignGuest extends Error {}
 
 test('ballast run (libvirt) + shipped balloon.policy under host pressure: inflates to the floors, never below, grows back when the pressure is lifted', { timeout: 300_000 }, async (t) => {
   const share = hostFreeShare();
-  if (share >= THRESHOLD - 0.01) return skipLoudly(t, `host free share ${share.toFixed(3)} is not below the forced threshold ${THRESHOLD}: the host cannot be made to count as under pressure`);
   if (share < 0.3) return skipLoudly(t, `host free share ${share.toFixed(3)}: the host really is short of memory, the guests could not be shown growing back`);
 
   const lab = await acquireLab(t, { guests: 2, memMiB: GUEST_MIB, group: 'runpressure', workload: WORKLOAD, meminfoS: 1, statsPeriodS: 1, bootTimeoutMs: 240_000 });
