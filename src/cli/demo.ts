@@ -125,6 +125,7 @@ export async function demo(opts: DemoOptions, out: NodeJS.WriteStream = process.
   const logger: Logger = opts.log ? createLogger({ format: 'auto' }) : tty ? nullLogger : createLogger({ level: 'error' });
   const title = `ballast demo: scenario ${opts.scenario}, x${speed}`;
   let printed = 0;
+  let shownAlerts = new Map<string, AlertEvent>();
   const onCycle = (d: Daemon) => {
     const snap = d.engine.snapshot();
     if (tty) {
@@ -132,6 +133,11 @@ export async function demo(opts: DemoOptions, out: NodeJS.WriteStream = process.
       return;
     }
     out.write(statusLine(snap) + '\n');
+    // Alerts as they start and clear (the log, at error level here, would not show them).
+    const now = new Map((d.alerts?.active() ?? []).map((a) => [`${a.kind}:${a.entity}`, a]));
+    for (const [k, a] of now) if (!shownAlerts.has(k)) out.write(`  alert ${a.severity}: ${a.message}\n`);
+    for (const [k, a] of shownAlerts) if (!now.has(k)) out.write(`  alert cleared: ${a.kind} (${a.entity})\n`);
+    shownAlerts = now;
     // Print each action once: the engine keeps a bounded list, so count by cycle.
     for (const a of snap.recent) {
       if (a.cycle > printed) out.write('  ' + formatAction(a) + '\n');

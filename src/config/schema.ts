@@ -108,6 +108,8 @@ export const configSchema = z.strictObject({
     leak_rising_percent: percent().default(80),
     /** ... and by at least this much in total (MiB). */
     leak_min_rise_mib: nonNegative().default(32),
+    /** An alert clears after this many collections in a row without it (no flapping at a threshold). */
+    clear_after: positiveInt().default(3),
   }),
   ksm: section({
     /** Let policies drive KSM (ksm_* host controls). */

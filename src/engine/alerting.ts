@@ -10,28 +10,30 @@ export interface AlertSource {
 }
 
 export class AlertMonitor {
-  private readonly tracker = new AlertTracker();
+  private readonly tracker: AlertTracker;
   private activeNow: AlertEvent[] = [];
   /** Alerts started since the daemon started, by kind. */
   readonly raisedTotal: Record<AlertEvent['kind'], number> = { low_available: 0, high_usage: 0, paging: 0, guest_leak: 0 };
 
-  constructor(private readonly source: AlertSource, private readonly thresholds: AlertThresholds, private readonly log: Logger) {}
+  /** `clearAfter`: collections in a row without an alert before it counts as cleared. */
+  constructor(private readonly source: AlertSource, private readonly thresholds: AlertThresholds, private readonly log: Logger, clearAfter = 1) {
+    this.tracker = new AlertTracker(clearAfter);
+  }
 
   check(): { raised: AlertEvent[]; cleared: AlertEvent[] } {
     const h = this.source.histories();
+    // A guest that vanished (or has only stale statistics) takes its alerts with it at once:
+    // say so rather than pretend it recovered.
+    const unseen = this.tracker.dropEntities((e) => e === 'host' || h.guests.has(e));
+    for (const a of unseen) this.log.info('alert_cleared', { ...fields(a), reason: 'no current statistics for the guest (gone or stale)' });
     const { raised, cleared, active } = this.tracker.update(evaluateAlerts(h.host, h.guests, this.thresholds));
     this.activeNow = active;
     for (const a of raised) {
       this.raisedTotal[a.kind]++;
       this.log.log(a.severity === 'critical' ? 'error' : 'warn', 'alert', fields(a));
     }
-    // A guest that vanished (or has only stale statistics) takes its alerts with it: say so
-    // rather than pretend it recovered.
-    for (const a of cleared) {
-      const unseen = a.entity !== 'host' && !h.guests.has(a.entity);
-      this.log.info('alert_cleared', { ...fields(a), reason: unseen ? 'no current statistics for the guest (gone or stale)' : 'back within the threshold' });
-    }
-    return { raised, cleared };
+    for (const a of cleared) this.log.info('alert_cleared', { ...fields(a), reason: 'back within the threshold' });
+    return { raised, cleared: [...unseen, ...cleared] };
   }
 
   active(): readonly AlertEvent[] {

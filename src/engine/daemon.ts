@@ -54,7 +54,7 @@ export class Daemon {
       now: backends.sim?.now,
       recorder: config.engine.record_file ? (rec) => this.record(rec) : undefined,
     });
-    if (config.alerts.enabled) this.alerts = new AlertMonitor(this.engine, toAlertThresholds(config), log);
+    if (config.alerts.enabled) this.alerts = new AlertMonitor(this.engine, toAlertThresholds(config), log, config.alerts.clear_after);
     this.watcher = new PolicyWatcher({
       source: opts.policyFiles ? { files: opts.policyFiles } : { dir: c.policy_dir }, compile: compilePolicyFiles, logger: log, pollS: opts.policyPollS,
       onPolicy: (p) => this.engine.setPolicy(p),

@@ -140,15 +140,49 @@ export function evaluateAlerts(
 }
 
 /** Keeps which alerts are active so a log gets one line when an alert starts and one when it
- *  clears, not one per cycle. */
+ *  clears, not one per cycle. An alert clears only after `clearAfter` consecutive updates
+ *  without it, so a value hovering at its threshold does not flap. */
 export class AlertTracker {
   private active = new Map<string, AlertEvent>();
+  /** Consecutive updates each active alert has been absent. */
+  private absent = new Map<string, number>();
+
+  constructor(private readonly clearAfter = 1) {}
 
   update(events: readonly AlertEvent[]): { raised: AlertEvent[]; cleared: AlertEvent[]; active: AlertEvent[] } {
-    const next = new Map(events.map((e) => [`${e.kind}:${e.entity}`, e]));
-    const raised = events.filter((e) => !this.active.has(`${e.kind}:${e.entity}`));
-    const cleared = [...this.active.entries()].filter(([k]) => !next.has(k)).map(([, e]) => e);
+    const present = new Map(events.map((e) => [alertKey(e), e]));
+    const raised = events.filter((e) => !this.active.has(alertKey(e)));
+    const cleared: AlertEvent[] = [];
+    const next = new Map(present);
+    for (const [k, e] of this.active) {
+      if (present.has(k)) {
+        this.absent.delete(k);
+        continue;
+      }
+      const n = (this.absent.get(k) ?? 0) + 1;
+      if (n >= this.clearAfter) {
+        cleared.push(e);
+        this.absent.delete(k);
+      } else {
+        this.absent.set(k, n);
+        next.set(k, e); // still active, with its last event
+      }
+    }
     this.active = next;
     return { raised, cleared, active: [...next.values()] };
   }
+
+  /** Active alerts about entities not in `keep` (guests that are gone): forgotten at once and returned. */
+  dropEntities(keep: (entity: string) => boolean): AlertEvent[] {
+    const out: AlertEvent[] = [];
+    for (const [k, e] of this.active) {
+      if (keep(e.entity)) continue;
+      out.push(e);
+      this.active.delete(k);
+      this.absent.delete(k);
+    }
+    return out;
+  }
 }
+
+const alertKey = (e: AlertEvent): string => `${e.kind}:${e.entity}`;

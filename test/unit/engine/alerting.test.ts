@@ -11,13 +11,13 @@ import { parseConfigText } from '../../../src/config/load.js';
 import type { HostSource, Stats } from '../../../src/types.js';
 import { evaluateFn, FakeHypervisor, guest, MiB, type FnPolicy } from './fakes.js';
 
-function setup(hv: FakeHypervisor) {
+function setup(hv: FakeHypervisor, clearAfter = 1) {
   let host: Stats = { mem_available: 8192 * MiB, mem_free: 4000 * MiB, swap_in: 0, swap_out: 0 };
   const source: HostSource = { name: 'fake', collect: async () => ({ ...host }) };
   let t = 0;
   const logger = memoryLogger();
   const engine = new Engine<FnPolicy>({ hypervisor: hv, hostSources: [source], policy: null, evaluate: evaluateFn, logger, now: () => t });
-  const alerts = new AlertMonitor(engine, DEFAULT_THRESHOLDS, logger);
+  const alerts = new AlertMonitor(engine, DEFAULT_THRESHOLDS, logger, clearAfter);
   const step = async (h: Stats = {}) => {
     host = { ...host, ...h };
     t += 5;
@@ -85,6 +85,19 @@ test('a guest whose used memory climbs steadily gets a leak warning; it clears a
   assert.match(String(events('alert_cleared')[0]!.reason), /gone or stale/);
 });
 
+test('with clear_after, a host hovering around the threshold gets one alert, cleared once it stays out', async () => {
+  const { step, events } = setup(new FakeHypervisor([]), 3);
+  await step({ mem_free: 1500 * MiB }); // 18%
+  await step({ mem_free: 1700 * MiB }); // 21%
+  await step({ mem_free: 1550 * MiB }); // 19%
+  await step({ mem_free: 1700 * MiB });
+  await step({ mem_free: 1700 * MiB });
+  assert.deepEqual(events('alert').map((a) => a.kind), ['low_available']);
+  assert.equal(events('alert_cleared').length, 0);
+  await step({ mem_free: 1700 * MiB });
+  assert.deepEqual(events('alert_cleared').map((a) => a.kind), ['low_available']);
+});
+
 test('the [alerts] config keys become the thresholds; a bad key is named', () => {
   const config = parseConfigText('[engine]\nstats_interval = 2\n[alerts]\navailable_percent = 10\nleak_min_rise_mib = 8\nleak_rising_percent = 50\n', 'x.toml');
   const t = toAlertThresholds(config);
@@ -92,5 +105,6 @@ test('the [alerts] config keys become the thresholds; a bad key is named', () =>
   assert.equal(t.leakMinRiseKiB, 8 * 1024);
   assert.equal(t.leakRisingShare, 0.5);
   assert.equal(t.intervalS, 2);
+  assert.equal(config.alerts.clear_after, 3);
   assert.throws(() => parseConfigText('[alerts]\nleak_samples = 1\n', 'x.toml'), /alerts\.leak_samples/);
 });

@@ -49,3 +49,18 @@ test('tracker reports raise once and clear once', () => {
   const r = t.update([]);
   assert.deepEqual(r.cleared.map((e) => e.kind).sort(), ['high_usage', 'low_available']);
 });
+
+test('tracker with clearAfter: an alert hovering at its threshold stays one alert', () => {
+  const t = new AlertTracker(3);
+  const low = hostAlerts([host(100)]);
+  assert.equal(t.update(low).raised.length, 2);
+  assert.deepEqual(t.update([]).cleared, [], 'one sample without it is not enough');
+  assert.equal(t.update(low).raised.length, 0, 'back again: not raised a second time');
+  assert.deepEqual(t.update([]).cleared, []);
+  assert.deepEqual(t.update([]).cleared, []);
+  const r = t.update([]);
+  assert.deepEqual(r.cleared.map((e) => e.kind).sort(), ['high_usage', 'low_available']);
+  assert.deepEqual(r.active, []);
+  assert.equal(t.update(low).raised.length, 2, 'after clearing it can start again');
+  assert.deepEqual(t.dropEntities((e) => e !== 'host').map((e) => e.kind).sort(), ['high_usage', 'low_available']);
+});
