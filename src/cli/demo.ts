@@ -10,7 +10,7 @@ import type { Command } from 'commander';
 import { defaultConfig } from '../config/schema.js';
 import { Daemon } from '../engine/daemon.js';
 import type { ActionRecord, EngineSnapshot } from '../engine/engine.js';
-import type { AlertEvent } from '../host/alerts.js';
+import { alertKey, type AlertEvent } from '../host/alerts.js';
 import { createLogger, nullLogger, type Logger } from '../log/logger.js';
 
 const MiB = 1024;
@@ -134,7 +134,7 @@ export async function demo(opts: DemoOptions, out: NodeJS.WriteStream = process.
     }
     out.write(statusLine(snap) + '\n');
     // Alerts as they start and clear (the log, at error level here, would not show them).
-    const now = new Map((d.alerts?.active() ?? []).map((a) => [`${a.kind}:${a.entity}`, a]));
+    const now = new Map((d.alerts?.active() ?? []).map((a) => [alertKey(a), a]));
     for (const [k, a] of now) if (!shownAlerts.has(k)) out.write(`  alert ${a.severity}: ${a.message}\n`);
     for (const [k, a] of shownAlerts) if (!now.has(k)) out.write(`  alert cleared: ${a.kind} (${a.entity})\n`);
     shownAlerts = now;

@@ -185,4 +185,5 @@ export class AlertTracker {
   }
 }
 
-const alertKey = (e: AlertEvent): string => `${e.kind}:${e.entity}`;
+/** One alert per kind and entity: what the tracker (and a view) tells alerts apart by. */
+export const alertKey = (e: AlertEvent): string => `${e.kind}:${e.entity}`;
