@@ -151,6 +151,7 @@ export class Engine<P = CompiledPolicy> {
   private cycleNo = 0;
   private unsubscribe?: () => void;
   private readonly cycleListeners = new Set<(r: CycleReport) => void>();
+  private readonly collectListeners = new Set<(r: CollectReport) => void>();
   private readonly recorder?: (rec: EvaluationRecord) => void;
   /** entity+control -> the error its last action failed with (repeats go to debug). */
   private readonly failing = new Map<string, string | undefined>();
@@ -274,6 +275,7 @@ export class Engine<P = CompiledPolicy> {
       this.log.error('collect_error', { hypervisor: this.hypervisor.name, error: errorMessage(guestRes!.reason) });
       for (const g of this.guests.values()) g.stale = msg;
       report.guests = this.guests.size;
+      this.notifyCollect(report);
       return report;
     }
     this.gone.clear();
@@ -303,7 +305,35 @@ export class Engine<P = CompiledPolicy> {
       }
     }
     report.guests = this.guests.size;
+    this.notifyCollect(report);
     return report;
+  }
+
+  private notifyCollect(report: CollectReport): void {
+    for (const l of this.collectListeners) {
+      try {
+        l(report);
+      } catch (err) {
+        this.log.error('listener_error', { error: errorMessage(err) });
+      }
+    }
+  }
+
+  /** Called after every collection with its report (API, metrics). Returns the unsubscribe. */
+  onCollect(listener: (r: CollectReport) => void): () => void {
+    this.collectListeners.add(listener);
+    return () => this.collectListeners.delete(listener);
+  }
+
+  /** An entity's samples with their times, oldest first: 'host' or a guest's name. */
+  timedHistory(entity: string): { time: number; stats: Stats }[] | undefined {
+    let h: History | undefined;
+    if (entity === 'host') h = this.host.history;
+    else for (const g of this.guests.values()) if (g.name === entity) { h = g.history; break; }
+    if (!h) return undefined;
+    const out: { time: number; stats: Stats }[] = [];
+    for (let i = h.length - 1; i >= 0; i--) out.push({ time: h.timeAt(i)!, stats: h.at(i)! });
+    return out;
   }
 
   /** Guests the policy sees: those with at least one sample, in a stable order. */
