@@ -17,6 +17,34 @@ export async function readProcessRss(root: string, pid: number): Promise<number 
   return text === null ? null : parseStatusRss(text);
 }
 
+/**
+ * Resident KiB of a QEMU process's guest RAM: the smallest anonymous mapping in a
+ * /proc/PID/smaps text that is at least `ramKiB` big (QEMU maps a guest's RAM as one block of
+ * its size; its other big anonymous mappings, such as TCG's code buffer of up to 1 GiB, are
+ * either smaller than the guest or bigger than this block).
+ * This, not the process RSS, is what a balloon bounds: a guest ballooned to B KiB holds at
+ * most B KiB of it. Null when no such mapping is found.
+ */
+export function parseGuestRamRss(smaps: string, ramKiB: number): number | null {
+  let best: { size: number; rss: number } | null = null;
+  // Each mapping starts with a line "start-end perms offset dev inode [path]".
+  for (const block of smaps.split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/)) {
+    const head = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ (\d+)[ \t]*(.*)$/m.exec(block);
+    if (!head) continue;
+    const [, start, end, inode, path] = head;
+    if (inode !== '0' || (path && path !== '[heap]')) continue;
+    const size = (parseInt(end!, 16) - parseInt(start!, 16)) / 1024;
+    const rss = Number(/^Rss:\s+(\d+) kB/m.exec(block)?.[1] ?? NaN);
+    if (size >= ramKiB && Number.isFinite(rss) && (!best || size < best.size)) best = { size, rss };
+  }
+  return best?.rss ?? null;
+}
+
+export async function readGuestRamRss(root: string, pid: number, ramKiB: number): Promise<number | null> {
+  const text = await readTextIfExists(root, `/proc/${pid}/smaps`);
+  return text === null ? null : parseGuestRamRss(text, ramKiB);
+}
+
 export async function readThreadTgid(root: string, tid: number): Promise<number | null> {
   const text = await readTextIfExists(root, `/proc/${tid}/status`);
   return text === null ? null : parseStatusTgid(text);

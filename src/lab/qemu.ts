@@ -28,6 +28,22 @@ export interface QemuGuestOptions {
   /** Wait until the balloon driver is bound (and the workload reports). Default true. */
   wait?: boolean;
   bootTimeoutMs?: number;
+  /** Transparent huge pages for QEMU's RAM: 'host' (the host's setting; QEMU madvises its RAM
+   *  as huge pages) or 'off' (prctl PR_SET_THP_DISABLE before exec, as a host that wants
+   *  ballooning to return memory at once would do; see docs/host.md). Default 'host'. */
+  thp?: 'host' | 'off';
+}
+
+// PR_SET_THP_DISABLE (linux/prctl.h) survives execve, so a tiny wrapper can set it for QEMU.
+const PR_SET_THP_DISABLE = 41;
+const THP_OFF_WRAPPER = `import ctypes,os,sys
+libc=ctypes.CDLL(None,use_errno=True)
+if libc.prctl(${PR_SET_THP_DISABLE},1,0,0,0)!=0: sys.exit('prctl(PR_SET_THP_DISABLE): '+os.strerror(ctypes.get_errno()))
+os.execv(sys.argv[1],sys.argv[1:])`;
+
+/** The command that starts QEMU with `args`, with THP disabled for it when asked. */
+export function qemuCommand(emulator: string, args: string[], thp: 'host' | 'off' = 'host'): [string, string[]] {
+  return thp === 'off' ? ['python3', ['-c', THP_OFF_WRAPPER, emulator, ...args]] : [emulator, args];
 }
 
 export interface QemuGuest {
@@ -107,7 +123,8 @@ export async function startQemuGuest(o: QemuGuestOptions): Promise<QemuGuest> {
   const logFd = openSync(qemuLog, 'w');
   const t0 = Date.now();
   // Detached: the guest outlives the process that started it (`ballast lab up` exits).
-  const child = spawn(emulator, args, { detached: true, stdio: ['ignore', logFd, logFd] });
+  const [cmd, argv] = qemuCommand(emulator, args, o.thp);
+  const child = spawn(cmd, argv, { detached: true, stdio: ['ignore', logFd, logFd] });
   closeSync(logFd);
   const pid = await new Promise<number>((resolve, reject) => {
     child.once('spawn', () => resolve(child.pid!));

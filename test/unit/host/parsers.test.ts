@@ -129,3 +129,18 @@ test('ksmd cpu percent from ticks', () => {
   assert.equal(cpuPercent(150, 100, 5), null);
   assert.equal(cpuPercent(100, 100, 0), null);
 });
+
+test('guest RAM RSS: the smallest anonymous mapping at least as big as the guest, not the process RSS', async () => {
+  const { parseGuestRamRss } = await import('../../../src/host/process.js');
+  const map = (start: number, mib: number, rssKiB: number, tail = '00:00 0') =>
+    `${start.toString(16)}-${(start + mib * 1048576).toString(16)} rw-p 00000000 ${tail}\nSize:           ${mib * 1024} kB\nRss:            ${rssKiB} kB\nAnonHugePages:  0 kB\n`;
+  const smaps = [
+    map(0x7f0000000000, 1024, 47 * 1024), // TCG code buffer
+    map(0x7f4000000000, 256, 96 * 1024), // guest RAM
+    map(0x7f5000000000, 300, 5 * 1024, '08:01 1234 /usr/lib/x86_64-linux-gnu/libfoo.so'), // a file
+    map(0x7f6000000000, 14, 14 * 1024), // heap arena
+  ].join('');
+  assert.equal(parseGuestRamRss(smaps, 256 * 1024), 96 * 1024);
+  assert.equal(parseGuestRamRss(smaps, 2048 * 1024), null, 'no mapping big enough');
+  assert.equal(parseGuestRamRss('garbage\nmore garbage', 1024), null);
+});
