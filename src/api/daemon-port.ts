@@ -2,15 +2,26 @@
 // daemon's log (EventLog), updates from the engine's collect and cycle hooks.
 import type { Daemon } from '../engine/daemon.js';
 import type { EventLog } from './event-log.js';
-import type { DaemonPort, GuestState, HealthState, HostState, PolicyInfo, TimedStats } from './port.js';
-import type { LogLevel } from '../log/logger.js';
+import { PolicyRejectedError, type DaemonPort, type GuestState, type HealthState, type HostState, type PolicyInfo, type TimedStats } from './port.js';
+import type { LogLevel, Logger } from '../log/logger.js';
 
 const VERSION = '0.1.0';
 
 export class DaemonApiPort implements DaemonPort {
   private readonly startedAt = Date.now() / 1000;
 
-  constructor(private readonly daemon: Daemon, private readonly eventLog: EventLog) {}
+  /** `logger`: the daemon's logger, whose level setLogLevel changes. */
+  private lastTimes?: { totalMs: number; evalMs: number };
+
+  constructor(private readonly daemon: Daemon, private readonly eventLog: EventLog, private readonly logger: Logger) {
+    daemon.engine.onCycle((r) => {
+      this.lastTimes = { totalMs: r.totalMs, evalMs: r.evalMs };
+    });
+  }
+
+  lastCycleTimes() {
+    return this.lastTimes;
+  }
 
   health(): HealthState {
     const s = this.daemon.engine.snapshot();
@@ -20,7 +31,7 @@ export class DaemonApiPort implements DaemonPort {
     if (stale.length) problems.push(`${stale.length} guest(s) stale: ${stale[0]!.stale}`);
     return {
       status: problems.length ? 'degraded' : 'ok', version: VERSION, hypervisor: this.daemon.backends.describe,
-      startedAt: this.startedAt, time: s.time, cycle: s.cycle, paused: false, policyLoaded: s.policyLoaded, problems,
+      startedAt: this.startedAt, time: s.time, cycle: s.cycle, paused: this.daemon.engine.pausedReason !== undefined, policyLoaded: s.policyLoaded, problems,
     };
   }
 
@@ -71,29 +82,48 @@ export class DaemonApiPort implements DaemonPort {
     return () => { a(); b(); };
   }
 
-  // The write side (named policies, pause, log level) is built with the HTTP API.
   policies(): PolicyInfo[] {
-    throw new Error('not implemented yet');
+    return this.daemon.policies.entries().map((e) => ({ name: e.name, source: e.source, path: e.path, loadedAt: e.loadedAt, text: e.text }));
   }
-  setPolicy(_name: string, _text: string): PolicyInfo {
-    throw new Error('not implemented yet');
+
+  setPolicy(name: string, text: string): PolicyInfo {
+    const e = rejecting(() => this.daemon.setNamedPolicy(name, text));
+    return { name: e.name, source: e.source, loadedAt: e.loadedAt, text: e.text };
   }
-  deletePolicy(_name: string): boolean {
-    throw new Error('not implemented yet');
+
+  deletePolicy(name: string): boolean {
+    return rejecting(() => this.daemon.deleteNamedPolicy(name));
   }
-  replacePolicies(_text: string): void {
-    throw new Error('not implemented yet');
+
+  replacePolicies(text: string): void {
+    rejecting(() => this.daemon.replacePolicies(text));
   }
+
   resetPolicies(): void {
-    throw new Error('not implemented yet');
+    this.daemon.resetPolicies();
   }
-  pause(_reason: string): void {
-    throw new Error('not implemented yet');
+
+  pause(reason: string): void {
+    this.daemon.pause(reason);
   }
+
   resume(): void {
-    throw new Error('not implemented yet');
+    this.daemon.resume();
   }
-  setLogLevel(_level: LogLevel): void {
-    throw new Error('not implemented yet');
+
+  setLogLevel(level: LogLevel): void {
+    this.logger.setLevel?.(level);
+    this.logger.info('log_level', { level });
+  }
+}
+
+/** A compile error of a policy set becomes a PolicyRejectedError (its message keeps FILE:LINE:COL). */
+function rejecting<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (err) {
+    const m = err instanceof Error ? err.message : String(err);
+    const pos = /^(.*?):(\d+):(\d+):/.exec(m);
+    throw new PolicyRejectedError(m, pos?.[1], pos ? Number(pos[2]) : undefined, pos ? Number(pos[3]) : undefined);
   }
 }

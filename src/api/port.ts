@@ -98,6 +98,8 @@ export interface DaemonPort {
   counters(): Counters;
   /** Called for every new event; returns the unsubscribe. */
   onEvent(listener: (e: DaemonEvent) => void): () => void;
+  /** Wall-clock milliseconds of the latest policy cycle and of its evaluation. */
+  lastCycleTimes?(): { totalMs: number; evalMs: number } | undefined;
   /** Called after every collection and every policy cycle; returns the unsubscribe. */
   onUpdate(listener: (kind: 'collect' | 'cycle') => void): () => void;
 

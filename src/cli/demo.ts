@@ -12,6 +12,9 @@ import { Daemon } from '../engine/daemon.js';
 import type { ActionRecord, EngineSnapshot } from '../engine/engine.js';
 import { alertKey, type AlertEvent } from '../host/alerts.js';
 import { createLogger, nullLogger, type Logger } from '../log/logger.js';
+import { DaemonApiPort } from '../api/daemon-port.js';
+import { EventLog } from '../api/event-log.js';
+import { startServers } from '../api/serve.js';
 
 const MiB = 1024;
 
@@ -94,6 +97,9 @@ export interface DemoOptions {
   statsInterval: string;
   policyInterval: string;
   log?: boolean;
+  api?: string;
+  momRpc?: string;
+  dashboard: string;
 }
 
 function positive(flag: string, v: string): number {
@@ -118,12 +124,16 @@ export async function demo(opts: DemoOptions, out: NodeJS.WriteStream = process.
   config.engine.stats_interval = positive('--stats-interval', opts.statsInterval);
   config.engine.policy_interval = positive('--policy-interval', opts.policyInterval);
   config.ksm.restore_on_exit = false;
+  config.api.socket = opts.api ?? '';
+  config.mom_rpc.socket = opts.momRpc ?? '';
+  config.dashboard.listen = opts.dashboard === 'off' ? '' : opts.dashboard;
 
   const tty = !!out.isTTY;
   // The view (or the plain lines) shows every action, rollbacks included; the log would only
   // repeat them, so it gets errors alone (to stderr, not on a terminal) unless --log asks.
-  const logger: Logger = opts.log ? createLogger({ format: 'auto' }) : tty ? nullLogger : createLogger({ level: 'error' });
-  const title = `ballast demo: scenario ${opts.scenario}, x${speed}`;
+  const eventLog = new EventLog();
+  const logger: Logger = eventLog.tee(opts.log ? createLogger({ format: 'auto' }) : tty ? nullLogger : createLogger({ level: 'error' }));
+  let title = `ballast demo: scenario ${opts.scenario}, x${speed}`;
   let printed = 0;
   let shownAlerts = new Map<string, AlertEvent>();
   const onCycle = (d: Daemon) => {
@@ -148,13 +158,19 @@ export async function demo(opts: DemoOptions, out: NodeJS.WriteStream = process.
   daemon = await Daemon.create({ config, logger, policyFiles, onCycle: () => onCycle(daemon!) });
   if (tty) out.write('\x1b[?25l'); // hide the cursor while the view redraws
   if (!tty) out.write(`${title}; policy ${policyFiles.join(', ')}; stats every ${config.engine.stats_interval} s, policy every ${config.engine.policy_interval} s (simulated)\n`);
+  const servers = await startServers(config, new DaemonApiPort(daemon, eventLog, logger), logger);
+  // Said before the view takes the screen, and again in its title line.
+  out.write(servers.dashboardUrl ? `dashboard: ${servers.dashboardUrl}\n` : 'dashboard: off\n');
+  for (const u of servers.urls) if (!u.startsWith('dashboard ')) out.write(`listening: ${u}\n`);
+  if (servers.dashboardUrl) title += ` — dashboard ${servers.dashboardUrl}`;
+  if (config.dashboard.listen && !servers.dashboardUrl) out.write(`dashboard: could not listen on ${config.dashboard.listen} (in use?); use --dashboard HOST:PORT or --dashboard off\n`);
   await daemon.start();
   await new Promise<void>((resolveRun) => {
     const finish = (why: string) => {
       process.off('SIGINT', onSig);
       process.off('SIGTERM', onSig);
       if (timer) clearTimeout(timer);
-      daemon!.stop(why).then(() => resolveRun(), () => resolveRun());
+      servers.close().then(() => daemon!.stop(why)).then(() => resolveRun(), () => resolveRun());
     };
     const onSig = (sig: NodeJS.Signals) => finish(`signal ${sig}`);
     process.on('SIGINT', onSig);
@@ -178,6 +194,9 @@ export function register(program: Command): void {
     .option('--stats-interval <s>', 'simulated seconds between collections', '5')
     .option('--policy-interval <s>', 'simulated seconds between policy cycles', '10')
     .option('--log', 'also write the full action log to stderr')
+    .option('--dashboard <host:port|off>', 'serve the dashboard (and /metrics, the read-only API) here', '127.0.0.1:9489')
+    .option('--api <path>', 'serve the JSON API on this unix socket (see docs/api.md)')
+    .option('--mom-rpc <path>', "serve MOM's XML-RPC (what oVirt's vdsm calls) on this unix socket (see docs/ovirt.md)")
     .action(async (opts: DemoOptions) => {
       await demo(opts);
     });

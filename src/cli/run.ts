@@ -5,6 +5,9 @@ import { resolve } from 'node:path';
 import { loadConfigFile } from '../config/load.js';
 import { Daemon } from '../engine/daemon.js';
 import { createLogger, isLogLevel, type LogFormat } from '../log/logger.js';
+import { DaemonApiPort } from '../api/daemon-port.js';
+import { EventLog } from '../api/event-log.js';
+import { startServers, tokensOf, type Servers } from '../api/serve.js';
 import { smallHeap } from './heap.js';
 
 interface RunOptions {
@@ -21,11 +24,16 @@ export async function run(opts: RunOptions): Promise<void> {
   if (!['auto', 'json', 'text'].includes(format)) throw new Error(`--log-format: expected auto, json or text, got ${format}`);
   const level = opts.logLevel ?? config.log.level;
   if (!isLogLevel(level)) throw new Error(`--log-level: expected debug, info, warn or error, got ${level}`);
-  const logger = createLogger({ format, level });
+  // Token files are read now so that a bad one fails the start, not a request later.
+  tokensOf(config);
+  // What the log says also feeds the API's event list.
+  const eventLog = new EventLog();
+  const logger = eventLog.tee(createLogger({ format, level }));
   // main.ts set the small-heap flags before loading any module (`ballast run`); set them
   // again for callers that did not come through main.ts, or take them back.
   smallHeap(config.engine.small_heap);
   const daemon = await Daemon.create({ config, logger });
+  let servers: Servers | undefined;
   await new Promise<void>((done, fail) => {
     let signalled = false;
     const onSignal = (sig: NodeJS.Signals) => {
@@ -34,7 +42,7 @@ export async function run(opts: RunOptions): Promise<void> {
         process.exit(1);
       }
       signalled = true;
-      daemon.stop(`signal ${sig}`).then(() => {
+      (servers?.close() ?? Promise.resolve()).then(() => daemon.stop(`signal ${sig}`)).then(() => {
         process.off('SIGTERM', onSignal);
         process.off('SIGINT', onSignal);
         done();
@@ -42,7 +50,12 @@ export async function run(opts: RunOptions): Promise<void> {
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
-    daemon.start().catch(fail);
+    startServers(config, new DaemonApiPort(daemon, eventLog, logger), logger)
+      .then((s) => {
+        servers = s;
+        return daemon.start();
+      })
+      .catch(fail);
   });
 }
 

@@ -122,10 +122,31 @@ export const configSchema = z.strictObject({
     balloons: oneOf(['leave', 'restore'] as const).default('leave'),
   }),
   api: section({
-    /** Where the HTTP API listens (for the API issue): unix:PATH or HOST:PORT; empty: off. */
+    /** The JSON API's unix socket (mode 0600: the socket's permissions are its access control); empty: none. */
+    socket: str().default('/run/ballast/api.sock'),
+    /** Also serve the API on TCP, HOST:PORT; every request then needs a bearer token. Empty: no TCP. */
     listen: str().default(''),
-    /** Bearer token file for TCP listeners. */
+    /** File holding the read-write bearer token (TCP listeners). */
     token_file: str().default(''),
+    /** File holding a read-only bearer token (TCP listeners): GET routes, /metrics, the dashboard. */
+    read_token_file: str().default(''),
+    /** Largest request body accepted, bytes (a policy is sent as a body). */
+    max_body_bytes: positiveInt().max(64 * 1024 * 1024, { error: 'expected at most 67108864 bytes' }).default(1024 * 1024),
+  }),
+  metrics: section({
+    /** Serve /metrics (Prometheus) on this HOST:PORT too; loopback clients need no token, others the read token. Empty: only on the API socket. */
+    listen: str().default(''),
+  }),
+  dashboard: section({
+    /** Serve the dashboard (and /metrics, and the read-only API) on this HOST:PORT; loopback clients need no token, others the read token. Empty: only on the API socket. */
+    listen: str().default(''),
+  }),
+  mom_rpc: section({
+    /** Serve MOM's XML-RPC (what oVirt's vdsm calls) on this unix socket, e.g. /run/vdsm/mom-vdsm.sock; empty: off. */
+    socket: str().default(''),
+    /** ... or on 127.0.0.1 at this TCP port (MOM's rpc-port); 0: off. */
+    port: z.number({ error: 'expected a port (0 to 65535)' }).int({ error: 'expected a port (0 to 65535)' })
+      .min(0, { error: 'expected a port (0 to 65535)' }).max(65535, { error: 'expected a port (0 to 65535)' }).default(0),
   }),
   log: section({
     format: oneOf(['auto', 'json', 'text'] as const).default('auto'),

@@ -67,6 +67,8 @@ export interface PlanOptions {
   cgroup: boolean;
   /** Set when balloons must not be touched (read-only hypervisor connection): the reason. */
   balloonsOff?: string;
+  /** Set while control is paused (observe only): no control is applied; the reason. */
+  paused?: string;
 }
 
 const NO_CONTROLS: Controls = Object.freeze({}) as Controls;
@@ -81,6 +83,10 @@ function hostPlan(controls: Controls, host: HostEntity, opts: PlanOptions, actio
       continue;
     }
     if (requested === null || requested === undefined) continue;
+    if (opts.paused !== undefined) {
+      notes.push({ entity: 'host', control, requested, verdict: 'veto', reasons: [`not applied: ${opts.paused}`] });
+      continue;
+    }
     if (!opts.ksm) {
       notes.push({ entity: 'host', control, requested, verdict: 'veto', reasons: ['KSM control disabled (config ksm.enabled or no KSM backend)'], quiet: true });
       continue;
@@ -108,8 +114,9 @@ function guestPlan(
     }
   }
   const d = guardBalloon({ history: g.history, requested: own.balloon_target ?? undefined, stale: g.stale, state: g.guard, cycle, now }, opts.safeguards);
-  if (opts.balloonsOff !== undefined && (d.verdict === 'apply' || d.verdict === 'rollback')) {
-    plan.notes.push({ entity: g.name, control: 'balloon_target', requested: own.balloon_target ?? d.target, verdict: 'veto', reasons: [...d.reasons, `not applied: ${opts.balloonsOff}`] });
+  const balloonsOff = opts.paused ?? opts.balloonsOff;
+  if (balloonsOff !== undefined && (d.verdict === 'apply' || d.verdict === 'rollback')) {
+    plan.notes.push({ entity: g.name, control: 'balloon_target', requested: own.balloon_target ?? d.target, verdict: 'veto', reasons: [...d.reasons, `not applied: ${balloonsOff}`] });
   } else if (d.verdict === 'apply' || d.verdict === 'rollback') {
     plan.actions.push({ entity: g.name, guestId: g.id, control: 'balloon_target', from: d.from, to: d.target, reasons: d.reasons });
     plan.guard.set(g.id, { applied: d.next, otherwise: d.verdict === 'rollback' ? { ...g.guard, holdUntil: d.next.holdUntil } : g.guard });
@@ -124,6 +131,10 @@ function guestPlan(
     if (control === 'balloon_target' || requested === null || requested === undefined) continue;
     if (!GUEST_CONTROLS.has(control)) {
       plan.notes.push({ entity: g.name, control, requested, verdict: 'ignored', reasons: ['no controller for this guest control'] });
+      continue;
+    }
+    if (opts.paused !== undefined) {
+      plan.notes.push({ entity: g.name, control, requested, verdict: 'veto', reasons: [`not applied: ${opts.paused}`] });
       continue;
     }
     if (!opts.cgroup) {

@@ -12,6 +12,7 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 import { Engine, type EvaluationRecord } from './engine.js';
 import { compilePolicyFiles, type CompiledPolicy } from './policy-adapter.js';
 import { PolicyWatcher } from './policy-dir.js';
+import { PolicySet, type PolicyEntry } from './policy-set.js';
 import { Scheduler } from './scheduler.js';
 
 export interface DaemonOptions {
@@ -31,6 +32,8 @@ export class Daemon {
   readonly engine: Engine;
   readonly scheduler: Scheduler;
   readonly watcher: PolicyWatcher<CompiledPolicy>;
+  /** The named policies in force: the watcher's files plus those set through the API / MOM's RPC. */
+  readonly policies = new PolicySet<CompiledPolicy>(compilePolicyFiles);
   readonly alerts?: AlertMonitor;
   private ksmAtStart?: Partial<KsmSettings>;
   private recordFd?: number;
@@ -56,7 +59,7 @@ export class Daemon {
     });
     if (config.alerts.enabled) this.alerts = new AlertMonitor(this.engine, toAlertThresholds(config), log, config.alerts.clear_after);
     this.watcher = new PolicyWatcher({
-      source: opts.policyFiles ? { files: opts.policyFiles } : { dir: c.policy_dir }, compile: compilePolicyFiles, logger: log, pollS: opts.policyPollS,
+      source: opts.policyFiles ? { files: opts.policyFiles } : { dir: c.policy_dir }, compile: this.policies.compileFiles, logger: log, pollS: opts.policyPollS,
       onPolicy: (p) => this.engine.setPolicy(p),
     });
     // A simulated host runs its intervals in simulated seconds: real timers fire time_scale
@@ -80,6 +83,50 @@ export class Daemon {
         },
       },
     ], { onError: (task, err) => log.error('task_error', { task, error: errorMessage(err) }) });
+  }
+
+  /** Set (create or replace) a named policy at run time; throws (compile error) and changes nothing when the set would not compile. */
+  setNamedPolicy(name: string, text: string): PolicyEntry {
+    const { policy, entry } = this.policies.set(name, text);
+    this.engine.setPolicy(policy);
+    this.log.info('policy_set', { name, source: 'api', bytes: text.length, policies: this.policies.entries().map((e) => e.name) });
+    return entry;
+  }
+
+  /** Delete a named policy set at run time; false when there was none. */
+  deleteNamedPolicy(name: string): boolean {
+    const r = this.policies.delete(name);
+    if (!r) return false;
+    this.engine.setPolicy(r.policy);
+    this.log.info('policy_deleted', { name, policies: this.policies.entries().map((e) => e.name) });
+    return true;
+  }
+
+  /** MOM's setPolicy: this text alone is the policy until resetPolicies. */
+  replacePolicies(text: string): void {
+    this.engine.setPolicy(this.policies.replace(text));
+    this.log.info('policy_replaced', { bytes: text.length, reason: 'setPolicy: the policy files are set aside until resetPolicies' });
+  }
+
+  /** MOM's resetPolicies: forget what was set at run time and load the files again. */
+  resetPolicies(): void {
+    this.policies.reset();
+    if (!this.watcher.reload()) {
+      this.engine.setPolicy(null);
+      this.log.warn('policy_reset_empty', { reason: `no usable policy files: ${this.watcher.lastError ?? 'none'}; running without a policy` });
+    } else this.log.info('policy_reset', { policies: this.policies.entries().map((e) => e.name) });
+  }
+
+  /** Observe only: collect and evaluate, apply nothing, until resume(). */
+  pause(reason: string): void {
+    this.engine.pausedReason = `paused: ${reason}`;
+    this.log.warn('paused', { reason });
+  }
+
+  resume(): void {
+    if (this.engine.pausedReason === undefined) return;
+    this.engine.pausedReason = undefined;
+    this.log.info('resumed', {});
   }
 
   /** One JSON line per evaluation, written synchronously: the arrays are live views. */

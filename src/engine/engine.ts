@@ -199,6 +199,9 @@ export class Engine<P = CompiledPolicy> {
     return this.policyValue;
   }
 
+  /** Observe only (collect, evaluate, guard; apply nothing) while set: the reason; undefined resumes. */
+  pausedReason?: string;
+
   setPolicy(p: P | null): void {
     this.policyValue = p;
     this.seenPolicyErrors.clear();
@@ -373,7 +376,7 @@ export class Engine<P = CompiledPolicy> {
     const output = this.runPolicy(guests, cycle, time);
     const evalMs = performance.now() - t0;
     const plan = planCycle(cycle, time, this.host, guests, output, {
-      safeguards: this.sg, ksm: this.ksmOn, cgroup: this.cgroupOn, balloonsOff: this.balloonsOff,
+      safeguards: this.sg, ksm: this.ksmOn, cgroup: this.cgroupOn, balloonsOff: this.balloonsOff, paused: this.pausedReason,
     });
     this.counters.cycles++;
     this.recordPolicyOutcome(plan, output !== null);

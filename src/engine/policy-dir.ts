@@ -123,6 +123,12 @@ export class PolicyWatcher<P> {
     return true;
   }
 
+  /** Re-read and recompile now even if nothing changed (MOM's resetPolicies). */
+  reload(): boolean {
+    this.signature = '';
+    return this.check();
+  }
+
   start(): boolean {
     const ok = this.check();
     try {

@@ -21,6 +21,8 @@ export interface Logger {
   error(event: string, fields?: LogFields): void;
   /** A logger that adds `fields` to every record. */
   child(fields: LogFields): Logger;
+  /** Change the level at run time (the API's log-level, MOM's setVerbosity); children follow. */
+  setLevel?(level: LogLevel): void;
 }
 
 const LEVEL_RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
@@ -32,16 +34,25 @@ export function isLogLevel(s: string): s is LogLevel {
 /** Where records go; a sink sees only records at or above the logger's level. */
 type Sink = (rec: LogRecord) => void;
 
+/** Shared by a logger and its children, so that a level change reaches all of them. */
+interface LevelRef {
+  rank: number;
+}
+
 class SinkLogger implements Logger {
   constructor(
     private readonly sink: Sink,
-    private readonly minRank: number,
+    private readonly level: LevelRef,
     private readonly base: LogFields,
     private readonly clock: () => Date,
   ) {}
 
+  setLevel(level: LogLevel): void {
+    this.level.rank = LEVEL_RANK[level];
+  }
+
   log(level: LogLevel, event: string, fields?: LogFields): void {
-    if (LEVEL_RANK[level] < this.minRank) return;
+    if (LEVEL_RANK[level] < this.level.rank) return;
     const rec: LogRecord = { ts: this.clock().toISOString(), level, event, ...this.base, ...fields };
     this.sink(rec);
   }
@@ -50,7 +61,7 @@ class SinkLogger implements Logger {
   warn(event: string, fields?: LogFields): void { this.log('warn', event, fields); }
   error(event: string, fields?: LogFields): void { this.log('error', event, fields); }
   child(fields: LogFields): Logger {
-    return new SinkLogger(this.sink, this.minRank, { ...this.base, ...fields }, this.clock);
+    return new SinkLogger(this.sink, this.level, { ...this.base, ...fields }, this.clock);
   }
 }
 
@@ -101,7 +112,7 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
   const sink: Sink = (rec) => {
     stream.write(fmt(rec) + '\n');
   };
-  return new SinkLogger(sink, LEVEL_RANK[opts.level ?? 'info'], {}, opts.clock ?? (() => new Date()));
+  return new SinkLogger(sink, { rank: LEVEL_RANK[opts.level ?? 'info'] }, {}, opts.clock ?? (() => new Date()));
 }
 
 /** A logger that keeps its records in memory: for tests and for views that show recent events. */
@@ -111,12 +122,15 @@ export interface MemoryLogger extends Logger {
 
 export function memoryLogger(level: LogLevel = 'debug'): MemoryLogger {
   const records: LogRecord[] = [];
-  const logger = new SinkLogger((rec) => records.push(rec), LEVEL_RANK[level], {}, () => new Date());
+  const logger = new SinkLogger((rec) => records.push(rec), { rank: LEVEL_RANK[level] }, {}, () => new Date());
   return Object.assign(logger, { records }) as MemoryLogger;
 }
 
 /** A logger that drops everything (benchmarks). */
-export const nullLogger: Logger = new SinkLogger(() => {}, Infinity, {}, () => new Date());
+export const nullLogger: Logger = Object.assign(new SinkLogger(() => {}, { rank: Infinity }, {}, () => new Date()), {
+  // Shared by everyone: a level change must not make it format records for nothing.
+  setLevel: () => {},
+});
 
 /** Fan records out to several loggers (e.g. the terminal and the demo's event pane). */
 export function teeLogger(...loggers: Logger[]): Logger {
@@ -127,6 +141,7 @@ export function teeLogger(...loggers: Logger[]): Logger {
     warn: (e, f) => tee.log('warn', e, f),
     error: (e, f) => tee.log('error', e, f),
     child: (fields) => teeLogger(...loggers.map((l) => l.child(fields))),
+    setLevel: (level) => { for (const l of loggers) l.setLevel?.(level); },
   };
   return tee;
 }

@@ -1,0 +1,185 @@
+// Prometheus metrics of a running daemon, read from the DaemonPort when scraped: host and
+// guest memory (bytes: ballast's samples are KiB), balloons, KSM, the loop's counters and a
+// histogram of cycle durations. Names follow Prometheus' conventions and sit beside
+// node_exporter's (node_memory_*) and KubeVirt's (kubevirt_vmi_memory_*): base units,
+// `_total` counters, guests labelled by name and uuid. A guest that is gone loses its series
+// at the next scrape, because every guest gauge is rebuilt from the port's current guests.
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { DaemonPort } from '../port.js';
+import type { Stats } from '../../types.js';
+import type { Handler } from '../http/server.js';
+
+const KiB = 1024;
+const PAGE = 4096;
+
+type Scale = number;
+/** [metric suffix, stat, scale, help] of the host gauges. */
+const HOST_GAUGES: [string, string, Scale, string][] = [
+  ['memory_total_bytes', 'mem_available', KiB, 'Host (or memory domain) memory, MOM\'s mem_available.'],
+  ['memory_free_bytes', 'mem_free', KiB, 'Free memory including reclaimable page cache (MOM\'s mem_free).'],
+  ['memory_unused_bytes', 'mem_unused', KiB, 'Memory not used at all (MemFree).'],
+  ['memory_anon_bytes', 'anon_pages', KiB, 'Anonymous memory in use (AnonPages).'],
+  ['swap_total_bytes', 'swap_total', KiB, 'Swap space.'],
+  ['swap_used_bytes', 'swap_usage', KiB, 'Swap space in use.'],
+  ['swap_in_pages', 'swap_in', 1, 'Pages swapped in during the last collection interval.'],
+  ['swap_out_pages', 'swap_out', 1, 'Pages swapped out during the last collection interval.'],
+  ['ksm_run', 'ksm_run', 1, 'KSM run mode (0 stopped, 1 running, 2 unmerge).'],
+  ['ksm_pages_to_scan', 'ksm_pages_to_scan', 1, 'Pages ksmd scans per wake-up.'],
+  ['ksm_sleep_seconds', 'ksm_sleep_millisecs', 1 / 1000, 'Time ksmd sleeps between scans.'],
+  ['ksm_pages_shared', 'ksm_pages_shared', 1, 'Shared KSM pages in use.'],
+  ['ksm_pages_sharing', 'ksm_pages_sharing', 1, 'Sites sharing KSM pages (how many pages are saved).'],
+  ['ksm_saved_bytes', 'ksm_pages_sharing', PAGE, 'Memory KSM saves (pages_sharing x 4 KiB).'],
+  ['ksmd_cpu_ratio', 'ksmd_cpu_usage', 1 / 100, 'Share of one CPU ksmd used over the last interval.'],
+  ['memory_pressure_some_avg10_ratio', 'psi_some_avg10', 1 / 100, 'PSI memory "some" stall, 10 s average.'],
+  ['memory_pressure_full_avg10_ratio', 'psi_full_avg10', 1 / 100, 'PSI memory "full" stall, 10 s average.'],
+];
+
+const GUEST_GAUGES: [string, string, Scale, string][] = [
+  ['balloon_current_bytes', 'balloon_cur', KiB, 'The guest\'s memory as the balloon leaves it (balloon_cur).'],
+  ['balloon_max_bytes', 'balloon_max', KiB, 'The guest\'s memory with the balloon empty (balloon_max).'],
+  ['balloon_min_bytes', 'balloon_min', KiB, 'The configured balloon floor (balloon_min).'],
+  ['memory_unused_bytes', 'mem_unused', KiB, 'Memory the guest does not use at all.'],
+  ['memory_available_bytes', 'mem_available', KiB, 'Memory the guest sees (MemTotal through the balloon).'],
+  ['memory_usable_bytes', 'mem_usable', KiB, 'Memory the guest could give without swapping (free + reclaimable cache).'],
+  ['memory_free_bytes', 'mem_free', KiB, 'Free memory in the guest including its page cache.'],
+  ['memory_resident_bytes', 'rss', KiB, 'Resident memory of the guest\'s QEMU process on the host.'],
+  ['swap_in_bytes', 'swap_in', KiB, 'Guest swap-in since it booted (a counter the guest reports).'],
+  ['swap_out_bytes', 'swap_out', KiB, 'Guest swap-out since it booted (a counter the guest reports).'],
+  ['major_faults', 'major_fault', 1, 'Guest major page faults since it booted.'],
+  ['vcpus', 'vcpu_count', 1, 'Virtual CPUs.'],
+];
+
+/** [metric, counter field, help] of the loop's counters. */
+const COUNTERS: [string, keyof ReturnType<DaemonPort['counters']>, string][] = [
+  ['ballast_collections_total', 'collections', 'Collections of host and guest statistics.'],
+  ['ballast_cycles_total', 'cycles', 'Policy cycles (evaluate, guard, actuate).'],
+  ['ballast_policy_errors_total', 'policyErrors', 'Policy runtime errors (a guest\'s part, or a whole evaluation).'],
+  ['ballast_policy_aborted_total', 'abortedEvaluations', 'Evaluations aborted (budget, error outside a guest): nothing applied.'],
+  ['ballast_controller_errors_total', 'controllerErrors', 'Actions that failed in a controller or driver.'],
+  ['ballast_driver_errors_total', 'driverErrors', 'Failed hypervisor collections.'],
+  ['ballast_source_errors_total', 'sourceErrors', 'Failed host source reads.'],
+  ['ballast_vetoes_total', 'vetoes', 'Controls the safeguards refused.'],
+  ['ballast_rollbacks_total', 'rollbacks', 'Inflations undone because the guest started swapping or faulting.'],
+  ['ballast_guests_appeared_total', 'guestsAppeared', 'Guests that appeared.'],
+  ['ballast_guests_vanished_total', 'guestsVanished', 'Guests that went away.'],
+];
+
+const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+
+/** A registry whose every value is read from `port` at scrape time (plus the cycle histogram, fed as cycles end). */
+export function createMetrics(port: DaemonPort): Registry {
+  const reg = new Registry();
+  const hostGauges = HOST_GAUGES.map(([name, stat, scale, help]) => ({ g: new Gauge({ name: `ballast_host_${name}`, help, registers: [reg] }), stat, scale }));
+  const guestLabels = ['name', 'uuid'] as const;
+  const guestGauges = GUEST_GAUGES.map(([name, stat, scale, help]) => ({ g: new Gauge({ name: `ballast_guest_${name}`, help, labelNames: guestLabels, registers: [reg] }), stat, scale }));
+  const target = new Gauge({ name: 'ballast_guest_balloon_target_bytes', help: 'The balloon target ballast last set for the guest.', labelNames: guestLabels, registers: [reg] });
+  const stale = new Gauge({ name: 'ballast_guest_stale', help: '1 when the guest\'s latest statistics could not be read (no balloon driver, no stats, driver error).', labelNames: guestLabels, registers: [reg] });
+  const holding = new Gauge({ name: 'ballast_guest_rollback_hold', help: '1 while the guest is held off inflation after a rollback.', labelNames: guestLabels, registers: [reg] });
+  const guests = new Gauge({ name: 'ballast_guests', help: 'Guests the daemon manages.', registers: [reg] });
+  const up = new Gauge({ name: 'ballast_up', help: '1 when every source answers, 0 when degraded.', registers: [reg] });
+  const paused = new Gauge({ name: 'ballast_paused', help: '1 while control is paused (observe only).', registers: [reg] });
+  const policyLoaded = new Gauge({ name: 'ballast_policy_loaded', help: '1 when a policy is in force.', registers: [reg] });
+  const info = new Gauge({ name: 'ballast_build_info', help: 'Version and hypervisor of the daemon (always 1).', labelNames: ['version', 'hypervisor'], registers: [reg] });
+  const alerts = new Gauge({ name: 'ballast_alerts', help: 'Alerts active now.', labelNames: ['kind', 'severity', 'entity'], registers: [reg] });
+  const actions = new Counter({ name: 'ballast_actions_total', help: 'Controls decided, by control and result (applied, failed, veto, ...), over the actions the daemon keeps.', labelNames: ['control', 'result'], registers: [reg] });
+  const counters = COUNTERS.map(([name, field, help]) => ({ c: new Counter({ name, help, registers: [reg] }), field }));
+  const cycleSeconds = new Histogram({
+    name: 'ballast_cycle_duration_seconds', help: 'Wall-clock time of one policy cycle (evaluate, guard, actuate, record).',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [reg],
+  });
+  const evalSeconds = new Histogram({
+    name: 'ballast_policy_evaluation_duration_seconds', help: 'Wall-clock time of one policy evaluation.',
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: [reg],
+  });
+  // Actions are counted as each cycle ends: the port keeps only recent records.
+  let lastCycleCounted = 0;
+  port.onUpdate((kind) => {
+    if (kind !== 'cycle') return;
+    const t = port.lastCycleTimes?.();
+    if (t) {
+      cycleSeconds.observe(t.totalMs / 1000);
+      evalSeconds.observe(t.evalMs / 1000);
+    }
+    for (const a of port.actions()) {
+      if (a.cycle <= lastCycleCounted) continue;
+      actions.inc({ control: a.control, result: a.result });
+    }
+    lastCycleCounted = port.health().cycle;
+  });
+
+  // Everything else is read when scraped.
+  const collectAll = () => {
+    const h = port.host().stats;
+    for (const { g, stat, scale } of hostGauges) {
+      g.reset();
+      const v = num(h[stat]);
+      if (v !== null) g.set(v * scale);
+    }
+    for (const { g } of guestGauges) g.reset();
+    target.reset();
+    stale.reset();
+    holding.reset();
+    const now = port.health().time;
+    const list = port.guests();
+    for (const gs of list) {
+      const labels = { name: gs.name, uuid: String(gs.props.uuid ?? gs.id) };
+      const s: Stats = gs.stats;
+      for (const { g, stat, scale } of guestGauges) {
+        const v = num(s[stat]);
+        if (v !== null) g.set(labels, v * scale);
+      }
+      if (gs.lastTarget !== undefined) target.set(labels, gs.lastTarget * KiB);
+      stale.set(labels, gs.stale ? 1 : 0);
+      holding.set(labels, gs.holdUntil !== undefined && gs.holdUntil > now ? 1 : 0);
+    }
+    guests.set(list.length);
+    const health = port.health();
+    up.set(health.status === 'ok' ? 1 : 0);
+    paused.set(health.paused ? 1 : 0);
+    policyLoaded.set(health.policyLoaded ? 1 : 0);
+    info.reset();
+    info.set({ version: health.version, hypervisor: health.hypervisor }, 1);
+    alerts.reset();
+    for (const a of port.alerts()) alerts.set({ kind: a.kind, severity: a.severity, entity: a.entity }, 1);
+    const c = port.counters();
+    for (const { c: counter, field } of counters) {
+      counter.reset();
+      counter.inc(c[field] ?? 0);
+    }
+  };
+  return Object.assign(reg, { collectAll });
+}
+
+const registries = new WeakMap<DaemonPort, Registry & { collectAll?: () => void }>();
+
+/** The registry of `port`, made once (several listeners serve the same series). */
+export function metricsOf(port: DaemonPort): Registry & { collectAll?: () => void } {
+  let r = registries.get(port);
+  if (!r) {
+    r = createMetrics(port);
+    registries.set(port, r);
+  }
+  return r;
+}
+
+/** Prometheus' text format as of now. */
+export async function renderMetrics(port: DaemonPort): Promise<{ text: string; contentType: string }> {
+  const reg = metricsOf(port);
+  reg.collectAll?.();
+  return { text: await reg.metrics(), contentType: reg.contentType };
+}
+
+/** GET /metrics. */
+export function metricsHandler(): Handler {
+  return async (ctx) => {
+    if (ctx.url.pathname !== '/metrics') return false;
+    if (ctx.req.method !== 'GET' && ctx.req.method !== 'HEAD') {
+      ctx.res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return true;
+    }
+    const { text, contentType } = await renderMetrics(ctx.port);
+    ctx.res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(text) });
+    ctx.res.end(ctx.req.method === 'HEAD' ? undefined : text);
+    return true;
+  };
+}
