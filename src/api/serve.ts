@@ -10,7 +10,7 @@ import { dashboardHandler } from './dashboard/index.js';
 import { apiHandler } from './http/routes.js';
 import { closeServer, listenTcp, listenUnix } from './http/listen.js';
 import { createHttpServer, type Handler, type ListenerAuth } from './http/server.js';
-import { metricsHandler } from './metrics/index.js';
+import { metricsHandler, metricsOf } from './metrics/index.js';
 import { startMomRpc } from './mom/server.js';
 import type { DaemonPort } from './port.js';
 
@@ -51,6 +51,8 @@ export async function startServers(config: Config, port: DaemonPort, logger: Log
   const urls: string[] = [];
   let dashboardUrl: string | undefined;
   const tokens = tokensOf(config);
+  // The cycle histogram and action counts are fed as cycles end: start counting now, not at the first scrape.
+  metricsOf(port);
   const all: Handler[] = [apiHandler(), metricsHandler(), dashboardHandler()];
   const readOnly: Handler[] = [apiHandler(), metricsHandler(), dashboardHandler()];
   const make = (handlers: Handler[], auth: ListenerAuth) =>

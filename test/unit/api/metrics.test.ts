@@ -1,0 +1,181 @@
+// /metrics read by a strict parser of Prometheus' text exposition format (written here from
+// the format's rules), and its values compared with the engine's own samples.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { call, startSimDaemon } from './fixture.js';
+
+interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+interface Family {
+  name: string;
+  type: string;
+  help: string;
+  samples: Sample[];
+}
+
+const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const LABEL = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
+function parseValue(s: string, line: number): number {
+  if (s === '+Inf') return Infinity;
+  if (s === '-Inf') return -Infinity;
+  if (s === 'NaN') return NaN;
+  if (!/^[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?)$/.test(s)) throw new Error(`line ${line}: bad value ${s}`);
+  return Number(s);
+}
+
+function parseLabels(s: string, line: number): Record<string, string> {
+  const out: Record<string, string> = {};
+  let i = 0;
+  while (i < s.length) {
+    const eq = s.indexOf('=', i);
+    if (eq < 0) throw new Error(`line ${line}: label without "="`);
+    const name = s.slice(i, eq);
+    if (!LABEL.test(name)) throw new Error(`line ${line}: bad label name ${name}`);
+    if (name in out) throw new Error(`line ${line}: label ${name} twice`);
+    if (s[eq + 1] !== '"') throw new Error(`line ${line}: label value not quoted`);
+    let j = eq + 2;
+    let v = '';
+    for (; j < s.length && s[j] !== '"'; j++) {
+      if (s[j] === '\\') {
+        const e = s[++j];
+        if (e === 'n') v += '\n';
+        else if (e === '\\' || e === '"') v += e;
+        else throw new Error(`line ${line}: bad escape \\${e}`);
+      } else v += s[j];
+    }
+    if (s[j] !== '"') throw new Error(`line ${line}: unterminated label value`);
+    out[name] = v;
+    i = j + 1;
+    if (s[i] === ',') i++;
+    else if (i < s.length) throw new Error(`line ${line}: expected "," between labels`);
+  }
+  return out;
+}
+
+/** Parses the text format; throws on anything the format does not allow. */
+export function parseExposition(text: string): Map<string, Family> {
+  const fams = new Map<string, Family>();
+  let current: Family | undefined;
+  const seen = new Set<string>();
+  if (!text.endsWith('\n')) throw new Error('the exposition must end with a newline');
+  text.split('\n').slice(0, -1).forEach((raw, idx) => {
+    const n = idx + 1;
+    if (raw === '') return;
+    const meta = /^# (HELP|TYPE) (\S+) ?(.*)$/.exec(raw);
+    if (meta) {
+      const [, kind, name, rest] = meta;
+      if (!NAME.test(name!)) throw new Error(`line ${n}: bad metric name ${name}`);
+      let f = fams.get(name!);
+      if (!f) {
+        if (current && current.name !== name && fams.has(name!)) throw new Error(`line ${n}: family ${name} split`);
+        f = { name: name!, type: 'untyped', help: '', samples: [] };
+        fams.set(name!, f);
+      }
+      if (kind === 'TYPE') {
+        if (!['counter', 'gauge', 'histogram', 'summary', 'untyped'].includes(rest!)) throw new Error(`line ${n}: bad type ${rest}`);
+        if (f.samples.length) throw new Error(`line ${n}: TYPE after samples of ${name}`);
+        f.type = rest!;
+      } else f.help = rest!;
+      current = f;
+      return;
+    }
+    if (raw.startsWith('#')) return;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)(?: (-?\d+))?$/.exec(raw);
+    if (!m) throw new Error(`line ${n}: not a sample: ${raw}`);
+    const [, name, labelText, value] = m;
+    const labels = labelText ? parseLabels(labelText, n) : {};
+    const key = `${name}{${Object.entries(labels).sort().map(([k, v]) => `${k}=${v}`).join(',')}}`;
+    if (seen.has(key)) throw new Error(`line ${n}: duplicate series ${key}`);
+    seen.add(key);
+    const base = current && (name === current.name || (current.type === 'histogram' && /_(bucket|sum|count)$/.test(name!) && name!.replace(/_(bucket|sum|count)$/, '') === current.name)) ? current : undefined;
+    if (!base) throw new Error(`line ${n}: sample ${name} outside its family`);
+    base.samples.push({ name: name!, labels, value: parseValue(value!, n) });
+  });
+  for (const f of fams.values()) {
+    if (f.type === 'counter' && !f.name.endsWith('_total')) throw new Error(`counter ${f.name} does not end in _total`);
+    if (f.type === 'histogram') {
+      const buckets = f.samples.filter((s) => s.name.endsWith('_bucket'));
+      if (!buckets.some((b) => b.labels.le === '+Inf')) throw new Error(`histogram ${f.name} has no +Inf bucket`);
+      let prev = -Infinity;
+      for (const b of buckets) {
+        if (b.value < prev) throw new Error(`histogram ${f.name}: buckets not cumulative`);
+        prev = b.value;
+      }
+      const count = f.samples.find((s) => s.name === `${f.name}_count`);
+      if (!count || count.value !== buckets.at(-1)!.value) throw new Error(`histogram ${f.name}: _count differs from the +Inf bucket`);
+    }
+  }
+  return fams;
+}
+
+const value = (fams: Map<string, Family>, name: string, labels: Record<string, string> = {}) =>
+  (fams.get(name) ?? fams.get(name.replace(/_(bucket|sum|count)$/, '')))?.samples
+    .find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
+
+test('the exposition parser refuses what the format does not allow', () => {
+  assert.throws(() => parseExposition('# TYPE a counter\na 1\n'), /_total/);
+  assert.throws(() => parseExposition('a{x="1} 1\n'), /unterminated|not a sample/);
+  assert.throws(() => parseExposition('# TYPE a gauge\na 1\na 2\n'), /duplicate/);
+  assert.throws(() => parseExposition('# TYPE a gauge\na one\n'), /bad value/);
+  assert.throws(() => parseExposition('# TYPE a gauge\na 1'), /newline/);
+  assert.equal(parseExposition('# HELP a x\n# TYPE a gauge\na{b="q\\"\\n"} 1.5e3\n').get('a')!.samples[0]!.labels.b, 'q"\n');
+});
+
+test('/metrics: valid text format whose values are the engine\'s own samples; a gone guest loses its series', async () => {
+  const d = await startSimDaemon({ policies: { '10_b': '(with Guests guest (guest.Control "balloon_target" (* 0.95 guest.balloon_max)))\n' } });
+  try {
+    await d.cycles(3);
+    // Scrape between two collections so that the samples compared are the same.
+    const scrape = async () => {
+      for (;;) {
+        const before = d.port.host().stats;
+        const r = await call(d.socket, 'GET', '/metrics');
+        if (d.port.host().stats === before) return r;
+      }
+    };
+    const r = await scrape();
+    assert.equal(r.status, 200);
+    assert.match(String(r.headers['content-type']), /^text\/plain; version=0\.0\.4/);
+    const fams = parseExposition(r.body);
+    const h = d.port.host().stats;
+    assert.equal(value(fams, 'ballast_host_memory_total_bytes'), (h.mem_available as number) * 1024);
+    assert.equal(value(fams, 'ballast_host_memory_free_bytes'), (h.mem_free as number) * 1024);
+    assert.equal(value(fams, 'ballast_host_swap_used_bytes'), (h.swap_usage as number) * 1024);
+    assert.equal(value(fams, 'ballast_host_ksm_pages_sharing'), h.ksm_pages_sharing);
+    const guests = d.port.guests();
+    assert.equal(value(fams, 'ballast_guests'), guests.length);
+    for (const g of guests) {
+      const labels = { name: g.name, uuid: String(g.props.uuid ?? g.id) };
+      assert.equal(value(fams, 'ballast_guest_balloon_current_bytes', labels), (g.stats.balloon_cur as number) * 1024, g.name);
+      assert.equal(value(fams, 'ballast_guest_memory_unused_bytes', labels), (g.stats.mem_unused as number) * 1024, g.name);
+      if (g.lastTarget !== undefined) assert.equal(value(fams, 'ballast_guest_balloon_target_bytes', labels), g.lastTarget * 1024);
+    }
+    const c = d.port.counters();
+    assert.equal(value(fams, 'ballast_cycles_total'), c.cycles);
+    assert.equal(value(fams, 'ballast_rollbacks_total'), c.rollbacks);
+    assert.equal(fams.get('ballast_cycle_duration_seconds')?.type, 'histogram');
+    assert.ok((value(fams, 'ballast_cycle_duration_seconds_count') ?? 0) >= 2, 'cycles observed');
+    assert.ok([...(fams.get('ballast_actions_total')?.samples ?? [])].some((s) => s.labels.control === 'balloon_target'), 'actions by control and result');
+    for (const f of fams.values()) assert.ok(f.help.length > 0, `${f.name} has HELP`);
+
+    // The demo scenario's guest "late" runs from 300 to 1800 simulated seconds.
+    const waitFor = async (what: string, ok: () => boolean) => {
+      for (let i = 0; i < 400 && !ok(); i++) await d.cycles(1);
+      assert.ok(ok(), what);
+    };
+    await waitFor('guest "late" started', () => d.port.guest('late') !== undefined);
+    const during = parseExposition((await call(d.socket, 'GET', '/metrics')).body);
+    assert.ok(value(during, 'ballast_guest_balloon_current_bytes', { name: 'late' }) !== undefined, 'a running guest has its series');
+    await waitFor('guest "late" gone', () => d.port.guest('late') === undefined);
+    const after = parseExposition((await call(d.socket, 'GET', '/metrics')).body);
+    for (const f of after.values()) assert.ok(!f.samples.some((x) => x.labels.name === 'late'), `${f.name} dropped the gone guest`);
+    assert.equal(value(after, 'ballast_guests'), d.port.guests().length);
+  } finally {
+    await d.stop();
+  }
+});
