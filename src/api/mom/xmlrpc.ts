@@ -2,7 +2,7 @@
 // parsed with fast-xml-parser, responses written here. Requests come from other programs
 // (vdsm), so the decoder is strict: no DOCTYPE (no entity expansion), bounded nesting, only
 // the five XML entities and character references, every value type checked.
-import { XMLParser } from 'fast-xml-parser';
+import { XMLParser, XMLValidator } from 'fast-xml-parser';
 
 export type RpcValue = string | number | boolean | null | RpcValue[] | { [k: string]: RpcValue } | Buffer;
 
@@ -48,6 +48,9 @@ function precheck(xml: string): void {
     else if (!m[2]) depth++;
     if (depth > MAX_DEPTH) throw new RpcDecodeError(`XML nested deeper than ${MAX_DEPTH}`);
   }
+  // The parser is lenient (an unclosed element parses); a request must be well-formed.
+  const valid = XMLValidator.validate(xml);
+  if (valid !== true) throw new RpcDecodeError(`not well-formed XML: ${valid.err.msg} (line ${valid.err.line})`);
 }
 
 function tagOf(n: Node): string | undefined {
@@ -176,8 +179,9 @@ export function decodeCall(xml: string): MethodCall {
   return { method, params };
 }
 
+// A raw CR would come back as LF (XML's line-end normalization): send it as a reference.
 function escapeXml(s: string): string {
-  return s.replace(/[&<>]/g, (c) => (c === '&' ? '&amp;' : c === '<' ? '&lt;' : '&gt;'));
+  return s.replace(/[&<>\r]/g, (c) => (c === '&' ? '&amp;' : c === '<' ? '&lt;' : c === '>' ? '&gt;' : '&#13;'));
 }
 
 /** One value; struct members whose value is null/undefined are left out (MOM's server has no nil). */
