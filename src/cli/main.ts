@@ -19,6 +19,7 @@ const commands: Record<string, () => Promise<{ register: Register }>> = {
   experiment: () => import('./experiment.js'),
   lab: () => import('./lab.js'),
   ksm: () => import('./ksm.js'),
+  status: () => import('./status.js'),
 };
 
 const program = new Command();

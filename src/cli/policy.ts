@@ -7,6 +7,7 @@ import {
 } from '../policy/index.js';
 import { SnapshotError, parseSnapshots } from '../policy/snapshot.js';
 import { stringifyPyJson } from '../policy/json.js';
+import { apiCall, ApiError, DEFAULT_API_SOCKET } from '../api/client.js';
 
 /** Exit codes: 0 done, 1 a policy does not parse, 2 unusable input (files, JSON, shape). */
 class UsageError extends Error {}
@@ -78,8 +79,67 @@ function fmt(file: string): number {
   return 0;
 }
 
+/** The running daemon's side: exit 1 when it refuses (a bad policy, no such name), 2 when it cannot be reached. */
+async function remote(action: () => Promise<string>): Promise<void> {
+  try {
+    process.stdout.write(await action());
+  } catch (e) {
+    if (!(e instanceof ApiError)) throw e;
+    process.stderr.write(`ballast policy: ${e.message}\n`);
+    process.exitCode = e.status === undefined ? 2 : 1;
+  }
+}
+
+interface RemoteFlags {
+  api: string;
+}
+
+function registerRemote(policy: Command): void {
+  const api = ['--api <path>', "the running daemon's API socket", DEFAULT_API_SOCKET] as const;
+  policy
+    .command('list')
+    .description('the policies a running daemon has in force (files and those set at run time), in evaluation order')
+    .option(...api)
+    .action((f: RemoteFlags) => remote(async () => {
+      const list = (await apiCall(f.api, 'GET', 'policies')) as { name: string; source: string; path?: string }[];
+      return list.map((p) => `${p.name}\t${p.source}${p.path ? `\t${p.path}` : ''}\n`).join('');
+    }));
+  policy
+    .command('get')
+    .argument('<name>', 'policy name')
+    .description('print a named policy of a running daemon')
+    .option(...api)
+    .action((name: string, f: RemoteFlags) => remote(async () => ((await apiCall(f.api, 'GET', `policies/${encodeURIComponent(name)}`)) as { text: string }).text));
+  policy
+    .command('set')
+    .argument('<name>', 'policy name (e.g. 01-parameters)')
+    .argument('<file>', "policy file ('-' for stdin)")
+    .description('set (create or replace) a named policy in a running daemon; refused with FILE:LINE:COL, and nothing changes, when it does not compile; not kept across a restart')
+    .option(...api)
+    .action((name: string, file: string, f: RemoteFlags) => remote(async () => {
+      let text: string;
+      try {
+        text = readText(file);
+      } catch (e) {
+        throw new ApiError((e as Error).message);
+      }
+      await apiCall(f.api, 'PUT', `policies/${encodeURIComponent(name)}`, text);
+      return `${name}: set\n`;
+    }));
+  policy
+    .command('delete')
+    .argument('<name>', 'policy name')
+    .description('delete a named policy set at run time (files are deleted from the policy directory)')
+    .option(...api)
+    .action((name: string, f: RemoteFlags) => remote(async () => {
+      await apiCall(f.api, 'DELETE', `policies/${encodeURIComponent(name)}`);
+      return `${name}: deleted\n`;
+    }));
+}
+
 export function register(program: Command): void {
-  const policy = program.command('policy').description('check, evaluate and format MOM policies');
+  const policy = program.command('policy').description('check, evaluate and format MOM policies; set, get, list and delete them in a running daemon');
+  registerRemote(policy);
   policy
     .command('check')
     .argument('<files...>', 'policy files')
