@@ -2,7 +2,8 @@
 // (see src/engine/daemon.ts); a second signal exits at once.
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import { loadConfigFile } from '../config/load.js';
+import { loadConfigFile, parseConfigObject } from '../config/load.js';
+import { loadMomConfigFile } from '../config/mom-conf.js';
 import { Daemon } from '../engine/daemon.js';
 import { createLogger, isLogLevel, type LogFormat } from '../log/logger.js';
 import { DaemonApiPort } from '../api/daemon-port.js';
@@ -11,14 +12,18 @@ import { startServers, tokensOf, type Servers } from '../api/serve.js';
 import { smallHeap } from './heap.js';
 
 interface RunOptions {
-  config: string;
+  config?: string;
+  momConfig?: string;
   logFormat?: string;
   logLevel?: string;
   policyDir?: string;
 }
 
 export async function run(opts: RunOptions): Promise<void> {
-  const config = loadConfigFile(opts.config);
+  if (!opts.config && !opts.momConfig) throw new Error('give --config FILE (ballast TOML) or --mom-config FILE (MOM\'s mom.conf), or both');
+  // A MOM config first; a ballast TOML, when given too, is laid over it.
+  const mom = opts.momConfig ? loadMomConfigFile(opts.momConfig) : undefined;
+  const config = opts.config ? loadConfigFile(opts.config, mom?.raw) : parseConfigObject(mom!.raw, opts.momConfig);
   if (opts.policyDir) config.engine.policy_dir = resolve(opts.policyDir);
   const format = (opts.logFormat ?? config.log.format) as LogFormat;
   if (!['auto', 'json', 'text'].includes(format)) throw new Error(`--log-format: expected auto, json or text, got ${format}`);
@@ -32,7 +37,8 @@ export async function run(opts: RunOptions): Promise<void> {
   // main.ts set the small-heap flags before loading any module (`ballast run`); set them
   // again for callers that did not come through main.ts, or take them back.
   smallHeap(config.engine.small_heap);
-  const daemon = await Daemon.create({ config, logger });
+  for (const note of mom?.notes ?? []) logger.info('mom_config', { file: opts.momConfig, note });
+  const daemon = await Daemon.create({ config, logger, policyFiles: mom?.policyFiles });
   let servers: Servers | undefined;
   await new Promise<void>((done, fail) => {
     let signalled = false;
@@ -63,7 +69,8 @@ export function register(program: Command): void {
   program
     .command('run')
     .description('run the daemon: collect, evaluate the policies, act on balloons, KSM and cgroups (stop with SIGTERM/SIGINT)')
-    .requiredOption('-c, --config <file>', 'TOML configuration (see examples/ballast.toml)')
+    .option('-c, --config <file>', 'TOML configuration (see examples/ballast.toml)')
+    .option('--mom-config <file>', "MOM's mom.conf, as momd -c reads it (see docs/ovirt.md); with --config, the TOML's keys win")
     .option('--policy-dir <dir>', 'override engine.policy_dir')
     .option('--log-format <format>', 'auto | json | text (overrides log.format)')
     .option('--log-level <level>', 'debug | info | warn | error (overrides log.level)')

@@ -39,17 +39,30 @@ export function parseConfigObject(obj: unknown, file?: string): Config {
   return r.data;
 }
 
-export function parseConfigText(text: string, file?: string): Config {
-  let obj: unknown;
+function readToml(text: string, file?: string): Record<string, unknown> {
   try {
-    obj = parseToml(text);
+    return parseToml(text) as Record<string, unknown>;
   } catch (err) {
     if (err instanceof TomlError) {
       throw new ConfigError([`TOML syntax at line ${err.line}, column ${err.column}: ${firstLine(err.message)}`], file);
     }
     throw err;
   }
-  return parseConfigObject(obj, file);
+}
+
+export function parseConfigText(text: string, file?: string): Config {
+  return parseConfigObject(readToml(text, file), file);
+}
+
+/** `over`'s tables laid over `base`'s, key by key (one level of tables, as the config has). */
+function overlay(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const b = base[k];
+    const table = (x: unknown) => typeof x === 'object' && x !== null && !Array.isArray(x) && !(x instanceof Date);
+    out[k] = table(b) && table(v) ? { ...(b as object), ...(v as object) } : v;
+  }
+  return out;
 }
 
 function firstLine(s: string): string {
@@ -67,15 +80,16 @@ export function resolveRelativePaths(config: Config, baseDir: string): void {
   if (sc.includes('/') || /\.(json|toml)$/i.test(sc)) config.hypervisor.scenario = resolve(baseDir, sc);
 }
 
-/** Read, check and complete a config file; relative paths become relative to the file. */
-export function loadConfigFile(file: string): Config {
+/** Read, check and complete a config file; relative paths become relative to the file.
+ *  `base` (e.g. what a MOM config gives) is what the file's keys are laid over. */
+export function loadConfigFile(file: string, base: Record<string, unknown> = {}): Config {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     throw new ConfigError([`cannot read: ${(err as Error).message}`], file);
   }
-  const config = parseConfigText(text, file);
+  const config = parseConfigObject(overlay(base, readToml(text, file)), file);
   resolveRelativePaths(config, dirname(resolve(file)));
   return config;
 }
