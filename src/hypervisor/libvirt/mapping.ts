@@ -1,5 +1,6 @@
 // Pure translations from libvirt's records to ballast's shapes: bulk stats -> GuestSample (MOM's
 // field names, KiB), lifecycle messages -> LifecycleEvent, /proc/meminfo text -> fields.
+import { withMomDefaults } from '../mom-defaults.js';
 import type { GuestSample, LifecycleEvent, LifecycleKind, Stats } from '../../types.js';
 import {
   DomainState,
@@ -49,6 +50,7 @@ export function sampleFromStats(rec: DomainStatsRecord, balloonMinKiB: number): 
     minor_fault: num(p['balloon.minor_fault']),
     rss: num(p['balloon.rss']),
   };
+  withMomDefaults(stats);
   const vcpus = num(p['vcpu.current']);
   if (vcpus !== null) stats.vcpu_count = vcpus;
   const usable = num(p['balloon.usable']);

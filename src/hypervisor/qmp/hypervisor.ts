@@ -4,6 +4,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import type { GuestSample, Hypervisor, LifecycleEvent } from '../../types.js';
 import { readProcessRss, readThreadTgid } from '../../host/process.js';
+import { withMomDefaults } from '../mom-defaults.js';
 import { QmpClient, QmpCommandError, type QmpEvent } from './client.js';
 import { guestStatsToMom, staleReason, type GuestStatsReply } from './stats.js';
 
@@ -259,6 +260,7 @@ export class QmpHypervisor implements Hypervisor {
       stats.balloon_min = c.cfg.balloonMinKiB ?? this.opts.balloonMinKiB ?? 0;
       stats.rss = info.pid === null ? null : await readProcessRss(this.opts.root ?? '/', info.pid);
       stats.vcpu_count = info.vcpus;
+      withMomDefaults(stats);
       const sample: GuestSample = { id: info.name, name: info.name, props: this.props(c), stats };
       if (stale) sample.stale = stale;
       return sample;

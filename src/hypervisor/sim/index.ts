@@ -8,10 +8,11 @@ import type { GuestSample, HostSource, Hypervisor, KsmBackend, KsmSettings, Life
 import { PAGE_KIB } from '../../sim/params.js';
 import type { SimGuest } from '../../sim/guest.js';
 import type { SimWorld } from '../../sim/world.js';
+import { withMomDefaults } from '../mom-defaults.js';
 
 function guestStats(world: SimWorld, g: SimGuest): Stats {
   const c = g.c;
-  return {
+  return withMomDefaults({
     balloon_cur: Math.round(g.balloonCur),
     balloon_max: g.maxKiB,
     balloon_min: g.balloonMinKiB,
@@ -27,7 +28,10 @@ function guestStats(world: SimWorld, g: SimGuest): Stats {
     minor_fault: Math.round(c.minorFaults),
     rss: Math.round(g.hostResidentKiB + world.params.qemuOverheadKiB),
     vcpu_count: g.vcpus,
-  };
+    // MOM's CpuTune fields as a guest without a CPU limit has them (no quota, the default period).
+    vcpu_quota: -1,
+    vcpu_period: 100000,
+  });
 }
 
 export class SimHypervisor implements Hypervisor {

@@ -25,6 +25,8 @@ stats_interval = 5
 policy_interval = 10
 policy_dir = "${policies}"
 record_file = "evaluations.jsonl"
+[api]
+socket = "${dir}/api.sock"
 [log]
 format = "json"
 ${extra}

@@ -39,7 +39,7 @@ test('collects a QEMU-like guest: stats in KiB, balloon facts; balloon sends byt
   assert.deepEqual(
     { ...s!.stats, rss: typeof s!.stats.rss },
     { mem_available: 200 * 1024, mem_unused: 50 * 1024, mem_free: 60 * 1024, mem_usable: null, swap_in: 8, swap_out: null, major_fault: 3, minor_fault: null,
-      htlb_pgalloc: null, htlb_pgfail: null, balloon_cur: 192 * 1024, balloon_max: 256 * 1024, balloon_min: 0, rss: 'number', vcpu_count: 2 },
+      htlb_pgalloc: null, htlb_pgfail: null, balloon_cur: 192 * 1024, balloon_max: 256 * 1024, balloon_min: 0, rss: 'number', vcpu_count: 2, io_tune: null, vcpu_user_limit: 100 },
   );
   const set = f.received.find((c) => c.execute === 'qom-set')!;
   assert.deepEqual(set.arguments, { path: '/machine/peripheral/balloon0', property: 'guest-stats-polling-interval', value: 2 });
