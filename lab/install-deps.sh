@@ -2,8 +2,8 @@
 # Installs, from Debian's own archive, everything ballast's real-VM lab and its tests need on a
 # fresh Debian 12 machine. Idempotent; run as root. CI runs it non-interactively.
 #
-#   BALLAST_WITH_CHROMIUM=1 also install chromium (for browser tests of a dashboard; no test
-#                           needs it yet; about 110 MB to download, 400 MB on disk)
+# chromium is for the dashboard's browser test (test/unit/dashboard-browser.test.ts, driven
+# by playwright-core; about 110 MB to download). BALLAST_WITH_CHROMIUM=0 leaves it out.
 #
 # The guest kernel and the guest agent are NOT installed here: the lab build downloads their
 # packages with `apt-get download` and unpacks them under lab/build/ (see docs/lab.md).
@@ -30,7 +30,7 @@ packages=(
   # useradd/groupadd for libvirt's compiled-in QEMU account
   passwd
 )
-if [ "${BALLAST_WITH_CHROMIUM:-0}" = 1 ]; then
+if [ "${BALLAST_WITH_CHROMIUM:-1}" = 1 ]; then
   packages+=(chromium)
 fi
 
