@@ -101,7 +101,7 @@ export async function startServers(config: Config, port: DaemonPort, logger: Log
   }
   if (config.mom_rpc.socket || config.mom_rpc.port) {
     await attempt('mom_rpc', async () => {
-      const mom = await startMomRpc(port, { socket: config.mom_rpc.socket || undefined, port: config.mom_rpc.port || undefined }, logger);
+      const mom = await startMomRpc(port, { socket: config.mom_rpc.socket || undefined, owner: config.mom_rpc.socket_owner || undefined, port: config.mom_rpc.port || undefined }, logger);
       open.push({ close: mom.close });
       urls.push(`mom-rpc ${mom.url}`);
     });

@@ -144,6 +144,9 @@ export const configSchema = z.strictObject({
   mom_rpc: section({
     /** Serve MOM's XML-RPC (what oVirt's vdsm calls) on this unix socket, e.g. /run/vdsm/mom-vdsm.sock; empty: off. */
     socket: str().default(''),
+    /** Owner of that socket, "USER" or "USER:GROUP" (names or numbers), e.g. "vdsm:kvm" so
+     *  that vdsm, which does not run as root, may connect; empty: the daemon's user. */
+    socket_owner: str().default(''),
     /** ... or on 127.0.0.1 at this TCP port (MOM's rpc-port); 0: off. */
     port: z.number({ error: 'expected a port (0 to 65535)' }).int({ error: 'expected a port (0 to 65535)' })
       .min(0, { error: 'expected a port (0 to 65535)' }).max(65535, { error: 'expected a port (0 to 65535)' }).default(0),

@@ -1,7 +1,7 @@
 // Putting an http server on a unix socket (mode 0600 from the start, a stale socket file
 // replaced, a live one never stolen) or on HOST:PORT.
 import { connect } from 'node:net';
-import { lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { chownSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Server } from 'node:http';
 
@@ -83,4 +83,22 @@ export function closeServer(server: Server, path?: string): Promise<void> {
       }
     }
   });
+}
+
+/** A user or group name (or number) to its id, from /etc/passwd or /etc/group. */
+function idOf(name: string, file: '/etc/passwd' | '/etc/group'): number {
+  if (/^\d+$/.test(name)) return Number(name);
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const f = line.split(':');
+    if (f[0] === name && f[2] !== undefined) return Number(f[2]);
+  }
+  throw new Error(`no ${file === '/etc/passwd' ? 'user' : 'group'} "${name}" in ${file}`);
+}
+
+/** Hands a socket to "USER" or "USER:GROUP" (its mode stays 0600: only that user connects). */
+export function chownSocket(path: string, owner: string): void {
+  const [user, group] = owner.split(':');
+  const uid = idOf(user!, '/etc/passwd');
+  const gid = group ? idOf(group, '/etc/group') : -1;
+  chownSync(path, uid, gid);
 }

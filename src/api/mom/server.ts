@@ -5,7 +5,7 @@
 // no policy at all) and answers False, as MOM does.
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { Logger, LogLevel } from '../../log/logger.js';
-import { closeServer, listenTcp, listenUnix } from '../http/listen.js';
+import { chownSocket, closeServer, listenTcp, listenUnix } from '../http/listen.js';
 import { PolicyRejectedError, type DaemonPort } from '../port.js';
 import { POLICY_NAME_RE } from '../../engine/policy-set.js';
 import { decodeCall, encodeFault, encodeResponse, RpcDecodeError, RpcFault, type RpcValue } from './xmlrpc.js';
@@ -176,10 +176,18 @@ export function createMomServer(port: DaemonPort, log: Logger): Server {
 }
 
 /** MOM's RPC on a unix socket (mode 0600, as MOM's) or on 127.0.0.1:port. */
-export async function startMomRpc(port: DaemonPort, where: { socket?: string; port?: number }, log: Logger): Promise<{ url: string; close(): Promise<void> }> {
+export async function startMomRpc(port: DaemonPort, where: { socket?: string; owner?: string; port?: number }, log: Logger): Promise<{ url: string; close(): Promise<void> }> {
   const server = createMomServer(port, log);
   if (where.socket) {
     await listenUnix(server, where.socket);
+    if (where.owner) {
+      try {
+        chownSocket(where.socket, where.owner);
+      } catch (err) {
+        await closeServer(server, where.socket);
+        throw new Error(`mom_rpc.socket_owner "${where.owner}": ${(err as Error).message}`);
+      }
+    }
     return { url: `unix:${where.socket}`, close: () => closeServer(server, where.socket) };
   }
   if (where.port === undefined) throw new Error('mom_rpc: neither socket nor port');

@@ -159,3 +159,28 @@ test('XML-RPC codec: what we encode decodes to the same value (strings with mark
   assert.equal(encodeValue(2 ** 40), '<value><i8>1099511627776</i8></value>');
   assert.throws(() => decodeCall('<methodCall><methodName>a b</methodName></methodCall>'), RpcDecodeError);
 });
+
+test('MOM RPC socket handed to another user (mom_rpc.socket_owner), mode kept 0600; an unknown user is refused', async (t) => {
+  const { statSync } = await import('node:fs');
+  if (process.getuid?.() !== 0) {
+    console.error('SKIPPED: handing a socket to another user needs root');
+    t.skip('needs root (chown)');
+    return;
+  }
+  const d = await startSimDaemon({ momRpc: true, tweak: (c) => { c.mom_rpc.socket_owner = '65534:65534'; } });
+  try {
+    const st = statSync(join(d.dir, 'mom.sock'));
+    assert.equal(st.uid, 65534);
+    assert.equal(st.gid, 65534);
+    assert.equal(st.mode & 0o777, 0o600);
+  } finally {
+    await d.stop();
+  }
+  const e = await startSimDaemon({ momRpc: true, tweak: (c) => { c.mom_rpc.socket_owner = 'no-such-user-here'; } });
+  try {
+    assert.ok(e.log.records.some((r) => r.event === 'listen_failed' && /no user "no-such-user-here"/.test(String(r.error))));
+    assert.ok(!e.servers.urls.some((u) => u.startsWith('mom-rpc')));
+  } finally {
+    await e.stop();
+  }
+});
