@@ -11,6 +11,10 @@ const positiveInt = () => z.number({ error: 'expected a positive integer' })
   .int({ error: 'expected a positive integer' }).positive({ error: 'expected a positive integer' });
 const percent = () => z.number({ error: 'expected a percentage (0 to 100)' })
   .min(0, { error: 'expected a percentage (0 to 100)' }).max(100, { error: 'expected a percentage (0 to 100)' });
+// Below half a second a driver is asked for stats faster than guests report them (and a
+// typo such as 1e-9 would poll libvirtd in a busy loop); above an hour the loop is not one.
+const interval = () => z.number({ error: 'expected seconds from 0.5 to 3600' })
+  .min(0.5, { error: 'expected seconds from 0.5 to 3600' }).max(3600, { error: 'expected seconds from 0.5 to 3600' });
 const str = () => z.string({ error: 'expected a string' });
 const bool = () => z.boolean({ error: 'expected true or false' });
 const oneOf = <T extends readonly [string, ...string[]]>(values: T) =>
@@ -46,10 +50,10 @@ export const configSchema = z.strictObject({
   /** Per-guest balloon floor (balloon_min), MiB, by guest name or UUID (libvirt). */
   guest_min_mib: z.record(z.string(), z.number({ error: 'expected a number of MiB >= 0' }).min(0, { error: 'expected a number of MiB >= 0' }), { error: 'expected a table of guest name = MiB' }).default({}),
   engine: section({
-    /** Seconds between two collections of host and guest statistics (MOM: 5). */
-    stats_interval: positive().default(5),
-    /** Seconds between two policy evaluations (MOM: 10). */
-    policy_interval: positive().default(10),
+    /** Seconds between two collections of host and guest statistics (MOM: 5); 0.5 to 3600 (simulated seconds on the simulated host). */
+    stats_interval: interval().default(5),
+    /** Seconds between two policy evaluations (MOM: 10); 0.5 to 3600. */
+    policy_interval: interval().default(10),
     /** Samples kept per entity for StatAvg (MOM's sample-history-length). */
     history_length: positiveInt().default(10),
     /** Directory of *.policy files, concatenated in name order; reloaded on change. */

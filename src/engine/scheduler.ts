@@ -3,6 +3,9 @@
 // that comes while its task is still queued or running is skipped and counted, and stop()
 // clears every timer and waits for the task in flight. Timers are unref'd on request so a
 // scheduler alone never keeps a process alive.
+/** The longest delay Node's timers honour (2^31-1 ms, about 24.8 days). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export interface Task {
   name: string;
   intervalS: number;
@@ -29,6 +32,10 @@ export class Scheduler {
   constructor(private readonly tasks: Task[], private readonly opts: SchedulerOptions = {}) {
     for (const t of tasks) {
       if (!(t.intervalS > 0) || !Number.isFinite(t.intervalS)) throw new RangeError(`task ${t.name}: interval must be a positive number of seconds, got ${t.intervalS}`);
+      // Node turns a delay outside 1 ms .. 2^31-1 ms into 1 ms: a typo would hammer libvirtd.
+      if (t.intervalS * 1000 < 1 || t.intervalS * 1000 > MAX_TIMER_MS) {
+        throw new RangeError(`task ${t.name}: interval ${t.intervalS} s is outside what a timer can wait (0.001 s to ${MAX_TIMER_MS / 1000} s)`);
+      }
       this.skipped[t.name] = 0;
       this.runs[t.name] = 0;
     }
