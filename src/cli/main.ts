@@ -5,6 +5,11 @@
 import type { Command as CommandT } from 'commander';
 import { smallHeap } from './heap.js';
 
+// SIGUSR1 would open Node's inspector, an unauthenticated debugger: log rotation scripts send
+// it. A handler of our own keeps the inspector shut; SIGUSR2 must not end the process either.
+// (`ballast run` logs them.)
+for (const sig of ['SIGUSR1', 'SIGUSR2'] as const) process.on(sig, () => {});
+
 const first = process.argv.slice(2).find((a) => !a.startsWith('-'));
 // The daemon's heap settings must come before any module is loaded (see heap.ts).
 if (first === 'run') smallHeap(true);

@@ -42,27 +42,36 @@ export async function run(opts: RunOptions): Promise<void> {
   let servers: Servers | undefined;
   await new Promise<void>((done, fail) => {
     let signalled = false;
-    const onSignal = (sig: NodeJS.Signals) => {
+    const stopSignals: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGQUIT'];
+    const onStop = (sig: NodeJS.Signals) => {
       if (signalled) {
         logger.error('forced_exit', { signal: sig, reason: 'second signal during shutdown' });
         process.exit(1);
       }
       signalled = true;
       (servers?.close() ?? Promise.resolve()).then(() => daemon.stop(`signal ${sig}`)).then(() => {
-        process.off('SIGTERM', onSignal);
-        process.off('SIGINT', onSignal);
+        for (const s of stopSignals) process.off(s, onStop);
+        process.off('SIGHUP', onReload);
         done();
       }, fail);
     };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
+    // A daemon's usual answer to SIGHUP: read the policies again (the config is not re-read).
+    const onReload = () => {
+      logger.info('signal', { signal: 'SIGHUP', reason: 'reloading the policy directory' });
+      daemon.watcher.reload();
+    };
+    for (const s of stopSignals) process.on(s, onStop);
+    process.on('SIGHUP', onReload);
+    for (const s of ['SIGUSR1', 'SIGUSR2'] as const) process.on(s, () => logger.info('signal', { signal: s, reason: 'ignored (SIGUSR1 does not open a debugger here)' }));
     startServers(config, new DaemonApiPort(daemon, eventLog, logger), logger)
       .then((s) => {
         servers = s;
-        return daemon.start();
+        return signalled ? undefined : daemon.start();
       })
       .catch(fail);
   });
+  // Stopped: whatever a hung peer still holds open must not keep the process alive.
+  setTimeout(() => process.exit(process.exitCode ?? 0), 2000).unref();
 }
 
 export function register(program: Command): void {

@@ -156,7 +156,12 @@ export class Daemon {
       await this.backends.hypervisor.connect();
     } catch (err) {
       // The driver keeps reconnecting in the background; the loop runs on stale data meanwhile.
-      this.log.error('connect_failed', { hypervisor: this.backends.hypervisor.name, error: errorMessage(err), reason: 'will keep trying; guests are stale until connected' });
+      if (!this.stopping) this.log.error('connect_failed', { hypervisor: this.backends.hypervisor.name, error: errorMessage(err), reason: 'will keep trying; guests are stale until connected' });
+    }
+    // A stop that came while connecting wins: nothing may start after it.
+    if (this.stopping) {
+      this.log.info('start_abandoned', { reason: 'stopped while starting' });
+      return;
     }
     if (this.engine.ksmController && c.ksm.restore_on_exit) {
       try {
@@ -168,7 +173,7 @@ export class Daemon {
     if (!this.watcher.start()) {
       this.log.warn('no_policy', { policies: this.opts.policyFiles ?? c.engine.policy_dir, reason: 'running without a policy until a good one appears: statistics are collected, safeguards (rollback) still act' });
     }
-    if (c.api.listen) this.log.warn('api_unavailable', { listen: c.api.listen, reason: 'the HTTP API is not part of this build' });
+    if (this.stopping) return;
     this.scheduler.start();
     this.log.info('started', {});
   }
@@ -196,10 +201,19 @@ export class Daemon {
     this.engine.dispose();
     if (this.recordFd !== undefined) closeSync(this.recordFd);
     this.recordFd = undefined;
+    // close() also ends a connect still pending (a hung libvirtd); it must not hold the stop.
+    const CLOSE_WAIT_MS = 3000;
+    let closeTimer: NodeJS.Timeout | undefined;
     try {
-      await this.backends.hypervisor.close();
+      const closed = await Promise.race([
+        this.backends.hypervisor.close().then(() => true),
+        new Promise<false>((r) => { closeTimer = setTimeout(() => r(false), CLOSE_WAIT_MS); }),
+      ]);
+      if (!closed) this.log.warn('close_timeout', { reason: `the hypervisor connection did not close within ${CLOSE_WAIT_MS / 1000} s; stopping anyway` });
     } catch (err) {
       this.log.warn('close_failed', { error: errorMessage(err) });
+    } finally {
+      clearTimeout(closeTimer);
     }
     const n = this.engine.counters;
     this.log.info('stopped', {

@@ -27,8 +27,8 @@ test('an empty file means every default', () => {
 });
 
 test('errors name the key', () => {
-  assert.equal(errorOf('[engine]\npolicy_interval = -1\n'), 'config error: engine.policy_interval: expected a positive number');
-  assert.equal(errorOf('[engine]\npolicy_interval = "10"\n'), 'config error: engine.policy_interval: expected a positive number');
+  assert.equal(errorOf('[engine]\npolicy_interval = -1\n'), 'config error: engine.policy_interval: expected seconds from 0.5 to 3600');
+  assert.equal(errorOf('[engine]\npolicy_interval = "10"\n'), 'config error: engine.policy_interval: expected seconds from 0.5 to 3600');
   assert.equal(errorOf('[engine]\npolcy_interval = 10\n'), 'config error: engine.polcy_interval: unknown key');
   assert.equal(errorOf('[hypervisor]\ndriver = "xen"\n'), 'config error: hypervisor.driver: expected one of "libvirt", "qmp", "sim"');
   assert.equal(errorOf('[engine]\nhistory_length = 2.5\n'), 'config error: engine.history_length: expected a positive integer');
@@ -42,7 +42,7 @@ test('errors name the key', () => {
 test('every problem is reported at once', () => {
   const msg = errorOf('[engine]\nstats_interval = 0\n[log]\nlevel = "loud"\n');
   assert.deepEqual(msg.split('\n'), [
-    'config error: engine.stats_interval: expected a positive number',
+    'config error: engine.stats_interval: expected seconds from 0.5 to 3600',
     'config error: log.level: expected one of "debug", "info", "warn", "error"',
   ]);
 });

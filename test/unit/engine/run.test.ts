@@ -145,7 +145,7 @@ test('ballast run: a config error names the key and nothing starts', () => {
     writeFileSync(config, '[engine]\npolicy_interval = -10\n[hypervisor]\ndriver = "vmware"\n');
     const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'run', '--config', config], { encoding: 'utf8' });
     assert.equal(r.status, 1);
-    assert.match(r.stderr, /config error: engine\.policy_interval: expected a positive number/);
+    assert.match(r.stderr, /config error: engine\.policy_interval: expected seconds from 0\.5 to 3600/);
     assert.match(r.stderr, /config error: hypervisor\.driver: expected one of "libvirt", "qmp", "sim"/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
