@@ -3,7 +3,7 @@
 // may send between a command and its reply) to listeners.
 import { EventEmitter } from 'node:events';
 import { createConnection, type Socket } from 'node:net';
-import { LineTooLongError, QmpLineReader, type QmpMessage } from './framing.js';
+import { describeMessage, LineTooLongError, QmpLineReader, type QmpMessage } from './framing.js';
 
 export interface QmpEvent {
   event: string;
@@ -96,6 +96,17 @@ export class QmpClient extends EventEmitter {
         this.onClosed(sock, 'connection closed');
       });
       sock.on('data', (chunk: Buffer) => {
+        // Nothing a peer sends may end the process: any failure here drops this connection.
+        try {
+          onData(chunk);
+        } catch (err) {
+          const e = new QmpConnectionError(`QMP ${this.path}: ${(err as Error).message}; dropping the connection`);
+          if (!settled) fail(e);
+          else this.emit('protocol-error', e);
+          sock.destroy();
+        }
+      });
+      const onData = (chunk: Buffer) => {
         let frames;
         try {
           frames = reader.push(chunk);
@@ -115,7 +126,7 @@ export class QmpClient extends EventEmitter {
           }
           const m = f.message;
           if (!greeted) {
-            if (!('QMP' in m)) return fail(new QmpConnectionError(`QMP ${this.path}: expected the QMP greeting, got ${JSON.stringify(m).slice(0, 100)}`));
+            if (!('QMP' in m)) return fail(new QmpConnectionError(`QMP ${this.path}: expected the QMP greeting, got ${describeMessage(m)}`));
             const g = m.QMP as QmpGreeting;
             this.greeting = g;
             greeted = true;
@@ -134,7 +145,7 @@ export class QmpClient extends EventEmitter {
           }
           this.dispatch(m);
         }
-      });
+      };
     });
   }
 
@@ -152,7 +163,7 @@ export class QmpClient extends EventEmitter {
       const id = typeof m.id === 'string' ? m.id : undefined;
       const p = id === undefined ? undefined : this.pending.get(id);
       if (!p) {
-        this.emit('protocol-error', new QmpConnectionError(`QMP ${this.path}: reply with unknown id ${JSON.stringify(m.id)}`));
+        this.emit('protocol-error', new QmpConnectionError(`QMP ${this.path}: reply with unknown id ${describeMessage(m.id)}`));
         return;
       }
       this.pending.delete(id!);
@@ -163,7 +174,7 @@ export class QmpClient extends EventEmitter {
       } else p.resolve(m.return);
       return;
     }
-    this.emit('protocol-error', new QmpConnectionError(`QMP ${this.path}: unexpected message ${JSON.stringify(m).slice(0, 100)}`));
+    this.emit('protocol-error', new QmpConnectionError(`QMP ${this.path}: unexpected message ${describeMessage(m)}`));
   }
 
   private send(command: string, args: Record<string, unknown> | undefined, timeoutMs: number): Promise<unknown> {

@@ -13,11 +13,17 @@ export class QmpLineReader {
   private buf = '';
   private readonly decoder = new StringDecoder('utf8');
 
-  /** maxLine: a peer that sends this much without a newline is not speaking QMP. */
-  constructor(private readonly maxLine = 16 * 1024 * 1024) {}
+  /** maxLine: a peer that sends this much without a newline is not speaking QMP (QEMU's
+   *  largest replies to what ballast asks are a few KiB). */
+  constructor(private readonly maxLine = MAX_LINE) {}
 
   push(chunk: Buffer | string): FrameResult[] {
     this.buf += typeof chunk === 'string' ? chunk : this.decoder.write(chunk);
+    // Checked before splitting too, so an endless line is refused as soon as it is too long.
+    if (this.buf.length > this.maxLine && this.buf.indexOf('\n') < 0) {
+      this.buf = '';
+      throw new LineTooLongError(`more than ${this.maxLine} bytes without a line end`);
+    }
     const out: FrameResult[] = [];
     let nl: number;
     while ((nl = this.buf.indexOf('\n')) >= 0) {
@@ -34,7 +40,31 @@ export class QmpLineReader {
   }
 }
 
+export const MAX_LINE = 1024 * 1024;
+/** QMP messages nest a few levels; a deeper one is not QEMU's (and would break JSON.stringify). */
+export const MAX_DEPTH = 32;
+
+/** Nesting depth of a JSON text, outside strings; stops counting past `limit`. */
+export function jsonDepth(text: string, limit = MAX_DEPTH): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92) i++; // backslash: skip the escaped character
+      else if (c === 34) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 123 || c === 91) {
+      if (++depth > max) max = depth;
+      if (max > limit) return max;
+    } else if (c === 125 || c === 93) depth--;
+  }
+  return max;
+}
+
 export function parseLine(line: string): FrameResult {
+  if (jsonDepth(line) > MAX_DEPTH) return { ok: false, error: `JSON nested deeper than ${MAX_DEPTH}: ${excerpt(line)}` };
   let v: unknown;
   try {
     v = JSON.parse(line);
@@ -48,4 +78,14 @@ export function parseLine(line: string): FrameResult {
 function excerpt(s: string): string {
   const printable = s.replace(/[^\x20-\x7e]/g, '?');
   return JSON.stringify(printable.length > 80 ? printable.slice(0, 80) + '...' : printable);
+}
+
+/** A short, printable description of a message for a log line; never throws. */
+export function describeMessage(m: unknown): string {
+  try {
+    const text = (JSON.stringify(m) ?? String(m)).replace(/[^\x20-\x7e]/g, '?');
+    return text.length > 100 ? `${text.slice(0, 100)}...` : text;
+  } catch {
+    return '(unprintable message)';
+  }
 }

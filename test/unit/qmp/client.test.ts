@@ -123,3 +123,33 @@ test('a command without reply times out and the client stays usable', async (t) 
   assert.equal(await c.execute('ping'), 'pong');
   c.close();
 });
+
+test('hostile peers: deep nesting, endless JSON and an unterminated line neither crash nor balloon memory', async (t) => {
+  const f = await fakeQmp();
+  t.after(() => cleanup(f));
+  const deep = `${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}\r\n`;
+  // In the greeting: a clear connect error, no RangeError out of the data handler.
+  f.greeting = deep;
+  await assert.rejects(new QmpClient(f.path).connect(), /nested deeper than 32/);
+  // After the greeting, as an unexpected message: reported, the connection keeps working.
+  f.greeting = `${JSON.stringify({ QMP: { version: {}, capabilities: [] } })}\r\n`;
+  f.handle = (cmd) => (cmd.execute === 'x' ? `${deep}{"return": 7, "id": ${JSON.stringify(cmd.id)}}\r\n` : { return: {}, id: cmd.id });
+  const c = new QmpClient(f.path);
+  await c.connect();
+  const errs: Error[] = [];
+  c.on('protocol-error', (e: Error) => errs.push(e));
+  assert.equal(await c.execute('x'), 7);
+  assert.ok(errs.some((e) => /nested deeper than 32/.test(e.message)));
+  // An endless line is cut off at 1 MiB: the connection is dropped, the command fails.
+  f.handle = (cmd, sock) => {
+    if (cmd.execute !== 'y') return { return: {}, id: cmd.id };
+    const chunk = '['.repeat(64 * 1024);
+    for (let i = 0; i < 40; i++) sock.write(chunk); // 2.5 MiB without a newline
+    return null;
+  };
+  await assert.rejects(c.execute('y', undefined, 5000), /closed|without a line end|dropping/);
+  assert.ok(errs.some((e) => /without a line end/.test(e.message)), errs.map((e) => e.message).join('\n'));
+  const reader = new QmpLineReader();
+  assert.throws(() => reader.push('x'.repeat(1024 * 1024 + 1)), /without a line end/);
+  c.close();
+});
