@@ -97,7 +97,7 @@ class Compiler {
       const n = work.pop()!;
       if (n.kind !== 'list') continue;
       const items = itemsOf(n);
-      work.push(...n.items);
+      for (const item of n.items) work.push(item);
       const head = items[0];
       if (!isSym(head)) continue;
       const h = head.text;
@@ -444,7 +444,7 @@ class Compiler {
           const x = a(rt);
           const y = b(rt);
           if (Array.isArray(x) && Array.isArray(y)) rt.step(pos, Math.min(x.length, y.length) >> 6);
-          return eq(x, y) === want;
+          return eq(x, y, pos) === want;
         };
       }
       case 'shl':

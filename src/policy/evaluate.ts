@@ -1,6 +1,7 @@
 // One evaluation of a compiled policy over a host and its guests: a fresh evaluator each
 // time (only entity variables persist, through the caller), errors with line:col, and
 // per-guest isolation of runtime errors inside `(with Guests guest body)`.
+import { withPayer } from './meter.js';
 import type { Pos } from './errors.js';
 import { Entity, type EntityState } from './entity.js';
 import { ABS, debugFunc, toPolicyError, type CompiledPolicy } from './compiler.js';
@@ -20,6 +21,8 @@ export interface EvalOptions {
   stepBudget?: number;
   /** Deepest nesting of user-function calls. Default 400. */
   maxDepth?: number;
+  /** Wall-clock milliseconds an evaluation may run before it is stopped (fatal). Default 2,000. */
+  timeLimitMs?: number;
   /** Return the value of each top-level expression in `values`. */
   collectValues?: boolean;
   /** Receives the text of each `(debug ...)`. */
@@ -42,6 +45,8 @@ export interface EvalResult {
 
 export const DEFAULT_STEP_BUDGET = 10_000_000;
 export const DEFAULT_MAX_DEPTH = 400;
+/** Wall-clock limit of one evaluation: 1,000 guests take a few ms; a policy still running after this is a runaway. */
+export const DEFAULT_TIME_LIMIT_MS = 2000;
 /** Guest errors listed per evaluation; further ones are summed up in one last entry. */
 export const MAX_ERRORS = 100;
 
@@ -69,7 +74,12 @@ function errorAt(message: string, pos: Pos | undefined, guest?: string): PolicyE
 }
 
 export function evaluate(policy: CompiledPolicy, host: EntityState, guests: EntityState[], opts: EvalOptions = {}): EvalResult {
-  const rt = new Runtime(policy.names, opts.stepBudget ?? DEFAULT_STEP_BUDGET, opts.maxDepth ?? DEFAULT_MAX_DEPTH, opts.debug);
+  const deadline = performance.now() + (opts.timeLimitMs ?? DEFAULT_TIME_LIMIT_MS);
+  const rt = new Runtime(policy.names, opts.stepBudget ?? DEFAULT_STEP_BUDGET, opts.maxDepth ?? DEFAULT_MAX_DEPTH, opts.debug, deadline);
+  return withPayer(rt, () => run(policy, rt, host, guests, opts));
+}
+
+function run(policy: CompiledPolicy, rt: Runtime, host: EntityState, guests: EntityState[], opts: EvalOptions): EvalResult {
   const hostE = new Entity('host', host);
   const guestEs = guests.map((g) => new Entity('guest', g));
   // Ids 0..3 are the prebound names, in compileProgram's order.

@@ -17,6 +17,11 @@ export interface UserFn {
   body: Fn;
 }
 
+/** Steps between two looks at the clock (well under a millisecond of work). */
+const CHECK_EVERY = 4096;
+/** All the strings and lists one evaluation may build, in elements (tens of MB at most). */
+export const DEFAULT_MAX_ALLOC = 1 << 22;
+
 export class Runtime {
   /** Current value per name id; undefined = unbound. */
   readonly vals: Array<Value | undefined>;
@@ -34,12 +39,26 @@ export class Runtime {
   /** Called when one guest's part of a `with` fails (the guest is an Entity). */
   onGuestError: ((guest: Entity, err: PolicyRuntimeError) => void) | undefined;
 
+  /**
+   * The step count at which to look up again: the compiled code compares `steps` with it on
+   * every step (`if (++rt.steps > rt.budget) rt.overBudget(pos)`); overBudget then checks the
+   * real limits (steps, wall clock) and moves it on. The clock is read every CHECK_EVERY steps.
+   */
+  budget: number;
+  /** Elements allocated by string and list operations in this evaluation. */
+  allocated = 0;
+
   constructor(
     readonly names: readonly string[],
-    readonly budget: number,
+    readonly maxSteps: number,
     readonly maxDepth: number,
     readonly debug: ((text: string) => void) | undefined,
+    /** performance.now() after which the evaluation stops (ms); Infinity: no deadline. */
+    readonly deadline = Infinity,
+    /** Elements the evaluation may allocate in all (strings, lists). */
+    readonly maxAlloc = DEFAULT_MAX_ALLOC,
   ) {
+    this.budget = Math.min(maxSteps, CHECK_EVERY);
     this.vals = new Array(names.length);
     this.owner = new Int32Array(names.length).fill(-1);
     this.funcs = new Array(names.length);
@@ -89,7 +108,27 @@ export class Runtime {
     if (this.steps > this.budget) this.overBudget(pos);
   }
 
-  overBudget(pos: Pos): never {
-    throw new PolicyRuntimeError(`step budget of ${this.budget} exhausted (runaway policy?)`, pos, true);
+  /** Past the checkpoint: stop if a real limit is reached, else set the next checkpoint. */
+  overBudget(pos: Pos): void {
+    if (this.steps > this.maxSteps) {
+      throw new PolicyRuntimeError(`step budget of ${this.maxSteps} exhausted (runaway policy?)`, pos, true);
+    }
+    if (this.deadline !== Infinity && performance.now() > this.deadline) {
+      throw new PolicyRuntimeError('evaluation deadline passed (runaway policy?)', pos, true);
+    }
+    this.budget = Math.min(this.maxSteps, this.steps + CHECK_EVERY);
+  }
+
+  /** Payer of meter.ts: long values cost a step per 16 elements (about what a step costs in time). */
+  touch(elements: number, pos: Pos): void {
+    this.step(pos, Math.ceil(elements / 16));
+  }
+
+  alloc(elements: number, pos: Pos): void {
+    this.allocated += elements;
+    if (this.allocated > this.maxAlloc) {
+      throw new PolicyRuntimeError(`the policy allocated more than ${this.maxAlloc} string/list elements in one evaluation`, pos, true);
+    }
+    this.touch(elements, pos);
   }
 }

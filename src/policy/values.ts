@@ -6,6 +6,7 @@
 //   PyFloat box when the value is integral (2.0, -0.0, 1e300), so 2.0 stays distinct from 2.
 // - bool: JS boolean; None (nil): null; str: JS string; list: JS array;
 //   entities and callables: the classes below.
+import { alloc, touch } from './meter.js';
 import { PolicyRuntimeError, type Pos } from './errors.js';
 
 /** A Python float whose value happens to be integral. */
@@ -93,8 +94,9 @@ function typeErr(op: string, a: Value, b: Value, pos: Pos): PolicyRuntimeError {
   return new PolicyRuntimeError(`unsupported operand type(s) for ${op}: '${typeName(a)}' and '${typeName(b)}'`, pos);
 }
 
-/** Largest string or list a policy may build by repetition or concatenation. */
-const MAX_SEQ = 1 << 24;
+/** Largest string or list a policy may build by repetition or concatenation (a MOM policy
+ *  needs a few hundred; this leaves room and keeps one value under a few MB). */
+export const MAX_SEQ = 1 << 20;
 
 function checkLen(n: number, pos: Pos): void {
   if (n > MAX_SEQ) throw new PolicyRuntimeError(`result too long (${n} elements; limit ${MAX_SEQ})`, pos);
@@ -114,10 +116,12 @@ export function add(a: Value, b: Value, pos: Pos): Value {
   if (isNumeric(a) && isNumeric(b)) return numericResult(a, b, num(a) + num(b));
   if (typeof a === 'string' && typeof b === 'string') {
     checkLen(a.length + b.length, pos);
+    alloc(a.length + b.length, pos);
     return a + b;
   }
   if (Array.isArray(a) && Array.isArray(b)) {
     checkLen(a.length + b.length, pos);
+    alloc(a.length + b.length, pos);
     return a.concat(b);
   }
   if (typeof a === 'string' || typeof b === 'string') {
@@ -145,6 +149,7 @@ function repeat(seq: string | Value[], count: number | boolean, pos: Pos): Value
   const n = Math.max(0, num(count));
   if (seq.length === 0) return typeof seq === 'string' ? '' : [];
   checkLen(seq.length * n, pos);
+  alloc(seq.length * n, pos);
   if (typeof seq === 'string') return seq.repeat(n);
   const out: Value[] = [];
   for (let i = 0; i < n; i++) for (const x of seq) out.push(x);
@@ -201,12 +206,15 @@ export function shr(a: Value, b: Value, pos: Pos): Value {
 }
 
 /** Python's `==`. */
-export function eq(a: Value, b: Value): boolean {
+export function eq(a: Value, b: Value, pos?: Pos): boolean {
+  // Two distinct long strings are compared character by character.
+  if (pos && typeof a === 'string' && typeof b === 'string' && a.length === b.length) touch(a.length, pos);
   if (a === b) return true;
   if (isNumeric(a) && isNumeric(b)) return num(a) === num(b);
   if (Array.isArray(a) && Array.isArray(b)) {
     if (a.length !== b.length) return false;
-    for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && !eq(a[i]!, b[i]!)) return false;
+    if (pos) touch(a.length, pos);
+    for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && !eq(a[i]!, b[i]!, pos)) return false;
     return true;
   }
   return false;
@@ -242,14 +250,16 @@ export function compare(op: CmpOp, a: Value, b: Value, pos: Pos): boolean {
   }
   if (isNumeric(a) && isNumeric(b)) return compare(op, num(a), num(b), pos);
   if (typeof a === 'string' && typeof b === 'string') {
+    touch(Math.min(a.length, b.length), pos);
     const c = cmpStr(a, b);
     return op === '<' ? c < 0 : op === '>' ? c > 0 : op === '<=' ? c <= 0 : c >= 0;
   }
   if (Array.isArray(a) && Array.isArray(b)) {
     // Lexicographic: the first unequal pair decides, else the lengths.
     const n = Math.min(a.length, b.length);
+    touch(n, pos);
     for (let i = 0; i < n; i++) {
-      if (!eq(a[i]!, b[i]!)) return compare(op, a[i]!, b[i]!, pos);
+      if (!eq(a[i]!, b[i]!, pos)) return compare(op, a[i]!, b[i]!, pos);
     }
     return compare(op, a.length, b.length, pos);
   }
