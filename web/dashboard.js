@@ -1,6 +1,6 @@
 // ballast's dashboard: polls the daemon's read-only JSON API (/api/v1/) every two seconds and
 // draws the host and each guest over time with uPlot. No build step, no framework.
-'use strict';
+
 (() => {
   const POLL_MS = 2000;
   const KEEP = 900; // points kept per series (30 minutes at one poll every 2 s)

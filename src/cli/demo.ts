@@ -154,7 +154,7 @@ export async function demo(opts: DemoOptions, out: NodeJS.WriteStream = process.
     }
     printed = snap.cycle;
   };
-  let daemon: Daemon | undefined = undefined;
+  let daemon: Daemon | undefined ;
   daemon = await Daemon.create({ config, logger, policyFiles, onCycle: () => onCycle(daemon!) });
   if (tty) out.write('\x1b[?25l'); // hide the cursor while the view redraws
   if (!tty) out.write(`${title}; policy ${policyFiles.join(', ')}; stats every ${config.engine.stats_interval} s, policy every ${config.engine.policy_interval} s (simulated)\n`);

@@ -3,7 +3,7 @@
 // time): each returns what to do and the reasons, so the same inputs always give the same
 // decision, and every clamp, rate limit, veto and rollback can be explained in the action log.
 import type { Stats } from '../types.js';
-import { History, peakRate } from './history.js';
+import { type History, peakRate } from './history.js';
 
 export interface SafeguardConfig {
   /** No balloon target below this (KiB). */

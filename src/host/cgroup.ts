@@ -93,7 +93,7 @@ export async function findMemoryCgroup(root: string, pid: number | 'self'): Prom
   for (const m of mounts.filter((x) => x.version === 2)) {
     if (!v2Line) break;
     const ctl = await readTextIfExists(root, posix.join(m.mountPoint, 'cgroup.controllers'));
-    if (ctl !== null && ctl.split(/\s+/).includes('memory')) return locate(m, v2Line.path);
+    if (ctl?.split(/\s+/).includes('memory')) return locate(m, v2Line.path);
   }
   return null;
 }

@@ -73,7 +73,7 @@ function inputFiles(): string[] {
 async function aptShow(pkgs: string[]): Promise<Map<string, Record<string, string>>> {
   const out = new Map<string, Record<string, string>>();
   // apt-cache fails as a whole when one package is unknown: ask one by one only then.
-  let r = await run('apt-cache', ['show', '--no-all-versions', ...pkgs]);
+  const r = await run('apt-cache', ['show', '--no-all-versions', ...pkgs]);
   if (r.code !== 0 && pkgs.length > 1) {
     for (const p of pkgs) for (const [k, v] of await aptShow([p])) out.set(k, v);
     return out;
@@ -88,6 +88,7 @@ async function aptShow(pkgs: string[]): Promise<Map<string, Record<string, strin
 }
 
 async function installedVersion(pkg: string): Promise<string | null> {
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format fields
   const r = await run('dpkg-query', ['-W', '-f=${Status} ${Version}', pkg]);
   const m = r.stdout.match(/install ok installed (\S+)/);
   return r.code === 0 && m ? m[1] : null;
@@ -156,7 +157,7 @@ export async function resolveInputs(previous?: { inputs: LabInputs; aptStamp?: s
   const busyboxVersion = await installedVersion('busybox-static');
   if (!busyboxVersion || !existsSync(BUSYBOX)) throw new Error('busybox-static is not installed: run lab/install-deps.sh');
   const gcc = await run('gcc', ['-dumpfullversion']).catch(() => null);
-  if (!gcc || gcc.code !== 0) throw new Error('gcc is not installed: run lab/install-deps.sh');
+  if (gcc?.code !== 0) throw new Error('gcc is not installed: run lab/install-deps.sh');
   const libcDevVersion = await installedVersion('libc6-dev');
   if (!libcDevVersion) throw new Error('libc6-dev is not installed (needed for gcc -static): run lab/install-deps.sh');
   const guestAgentVersion = first.get(AGENT_PKG)?.Version ?? null;

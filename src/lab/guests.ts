@@ -128,7 +128,7 @@ export async function listLabGuests(): Promise<{ name: string; state: string }[]
   for (const line of out.split('\n')) {
     // " Id   Name   State" rows: id (or -), name, state (may contain a space: "shut off").
     const m = line.trim().match(/^(\S+)\s+(\S+)\s+(.+)$/);
-    if (m && m[2].startsWith(GUEST_PREFIX)) guests.push({ name: m[2], state: m[3].trim() });
+    if (m?.[2].startsWith(GUEST_PREFIX)) guests.push({ name: m[2], state: m[3].trim() });
   }
   return guests;
 }

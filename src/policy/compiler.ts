@@ -5,7 +5,7 @@
 import { PolicyRuntimeError, type Pos } from './errors.js';
 import type { AtomNode, ListNode, Node, Program } from './parser.js';
 import { ENTITY_METHODS, Entity } from './entity.js';
-import { Runtime, type Fn, type UserFn } from './runtime.js';
+import type { Runtime, Fn, UserFn } from './runtime.js';
 import {
   DictValues, PyFunc, abs, add, compare, div, eq, isNull, minMax, mkFloat, mul, repr, shl, shr, sub, truthy,
   typeName, type Value,

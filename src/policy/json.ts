@@ -58,9 +58,18 @@ export function parsePyJson(text: string): unknown {
       i++;
       return JSON.parse(text.slice(start, i));
     }
-    if (c === 't') return (i += 4), true;
-    if (c === 'f') return (i += 5), false;
-    if (c === 'n') return (i += 4), null;
+    if (c === 't') {
+      i += 4;
+      return true;
+    }
+    if (c === 'f') {
+      i += 5;
+      return false;
+    }
+    if (c === 'n') {
+      i += 4;
+      return null;
+    }
     const m = /-?\d+(\.\d+)?([eE][+-]?\d+)?/y;
     m.lastIndex = i;
     const r = m.exec(text)!;

@@ -19,6 +19,7 @@ export interface Token {
 }
 
 // Whitespace as Python's `\s` on str (str.isspace), which differs from JS's `\s`.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: Python's whitespace includes \x1c-\x1f
 const WS = /[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/y;
 const COMMENT = /#[^\n]*/y;
 // Numbers, in MOM's order of preference: float, hex, integer, integer with exponent, octal.

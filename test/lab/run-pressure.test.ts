@@ -203,7 +203,7 @@ level = "info"
     const liftedAt = Date.parse(String(logs.filter((l) => l.event === 'policy_loaded').at(-1)!.ts)) / 1000;
     const grown = await until('both guests to grow back to balloon_max', 120_000, async () => {
       const s = await ourSamples();
-      return s && s.every((g) => g.stats.balloon_cur! >= g.stats.balloon_max! - 2 * MiB) ? s : null;
+      return s?.every((g) => g.stats.balloon_cur! >= g.stats.balloon_max! - 2 * MiB) ? s : null;
     }).catch(withLog);
     const growMs = Date.now() - tLift;
     const totalsGrown = await Promise.all(names.map((n, i) => lab.waitConsole(n, (c) => {

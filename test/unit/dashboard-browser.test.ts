@@ -43,10 +43,10 @@ test('dashboard in chromium: charts with data, the guest list, live updates, a s
     assert.ok(await page.locator('#guest-charts .guest-chart canvas').count() >= 3, 'a chart per guest');
     const guests = await page.locator('#guests tbody tr').allInnerTexts();
     assert.ok(guests.some((r) => r.startsWith('web1')), `guest list: ${guests.join(' | ')}`);
-    assert.match(await page.locator('#status').innerText(), /^ok$|^degraded$/);
+    assert.match((await page.locator('#status').textContent()) ?? '', /^ok$|^degraded$/);
 
     // Live: the header's cycle count and the chart's points move without a reload.
-    const meta1 = await page.locator('#meta').innerText();
+    const meta1 = await page.locator('#meta').textContent();
     const points1 = await page.evaluate(() => (window as unknown as { ballastDashboard: { charts(): { host: number } } }).ballastDashboard.charts().host);
     await page.waitForFunction((p) => (window as unknown as { ballastDashboard: { charts(): { host: number } } }).ballastDashboard.charts().host > p, points1, { timeout: 20_000 });
     await page.waitForFunction((m) => document.querySelector('#meta')?.textContent !== m, meta1, { timeout: 20_000 });

@@ -65,7 +65,7 @@ export class RunManager {
   private belowFloorLeft = 0;
   private readonly trace: WriteStream | null;
 
-  constructor(private readonly o: ManagerOptions) {
+  constructor(o: ManagerOptions) {
     this.hypervisor = new QmpHypervisor({ sockets: o.qmpSockets, statsPeriodS: Math.max(1, Math.floor(o.statsIntervalS)) });
     const policy = o.config === 'mom'
       ? compilePolicies([shippedPolicy('balloon'), shippedPolicy('ksm')])

@@ -186,7 +186,9 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
     await undoManager?.(); // stop() is idempotent: this only drops the undo step
 
     if (o.traceDir) {
-      guests.forEach((g, i) => copyFileSync(g.consoleLog, join(o.traceDir!, `${config}-${o.repetition}-g${i + 1}.console`)));
+      guests.forEach((g, i) => {
+        copyFileSync(g.consoleLog, join(o.traceDir!, `${config}-${o.repetition}-g${i + 1}.console`));
+      });
       writeFileSync(join(o.traceDir, `${config}-${o.repetition}-counters.jsonl`), samples.map((c) => JSON.stringify(c)).join('\n') + '\n');
     }
     const windowS = end - from;

@@ -49,7 +49,7 @@ export async function ensureSwap(sizeMiB: number, dir: string, say: (m: string) 
 
 /** Takes our swap file away again (swapoff brings its pages back into memory first). */
 export async function removeSwap(s: SwapSetup | null, say: (m: string) => void): Promise<void> {
-  if (!s || s.mode !== 'file' || !s.path) return;
+  if (s?.mode !== 'file' || !s.path) return;
   if (swapAreas().some((a) => a.name === s.path)) {
     const r = await run('swapoff', [s.path], { timeoutMs: 300_000 });
     if (r.code !== 0) say(`swap: swapoff ${s.path} failed: ${r.stderr.trim()} (left active; run swapoff ${s.path} && rm ${s.path})`);

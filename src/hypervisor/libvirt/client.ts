@@ -300,6 +300,7 @@ export class LibvirtClient {
    */
   call(proc: number, args?: Buffer): Promise<void>;
   call<T>(proc: number, args: Buffer | undefined, decode: (r: XdrReader) => T, prog?: number): Promise<T>;
+  // biome-ignore lint/suspicious/noConfusingVoidType: a call without a decoder resolves to nothing
   async call<T>(proc: number, args?: Buffer, decode?: (r: XdrReader) => T, prog = REMOTE_PROGRAM): Promise<T | void> {
     const name = prog === QEMU_PROGRAM ? `QEMU_${QEMU_PROC_NAMES[proc] ?? proc}` : (PROC_NAMES[proc] ?? `PROC_${proc}`);
     const payload = await this.rawCall(prog, proc, args, name);

@@ -1,7 +1,7 @@
 // Program, procedure numbers and the argument/return structs ballast uses, as defined in
 // libvirt's src/remote/remote_protocol.x, src/remote/qemu_protocol.x and
 // src/rpc/virkeepaliveprotocol.x, plus the public constants of libvirt-domain.h they carry.
-import { XdrReader, XdrWriter, toNumber } from './xdr.js';
+import { type XdrReader, XdrWriter, toNumber } from './xdr.js';
 
 export const REMOTE_PROGRAM = 0x20008086;
 export const REMOTE_PROTOCOL_VERSION = 1;

@@ -81,6 +81,7 @@ export interface Reply {
   status: number;
   headers: Record<string, string | string[] | undefined>;
   body: string;
+  // biome-ignore lint/suspicious/noExplicitAny: tests read reply fields directly and assert them
   json: any;
 }
 

@@ -11,7 +11,7 @@ import { call, startSimDaemon } from './fixture.js';
 
 // Calls each [method, args] in order through xmlrpc.client over AF_UNIX, as vdsm's momIF does
 // (2 s timeout), and prints the results (a Fault as {"fault": code, "string": text}).
-const CLIENT = String.raw`
+const CLIENT = `
 import json, socket, sys, http.client, xmlrpc.client
 class Conn(http.client.HTTPConnection):
     def __init__(self, path):
@@ -142,14 +142,19 @@ test('MOM RPC: bad XML, entity tricks, deep nesting, oversized bodies are refuse
 });
 
 test('XML-RPC codec: what we encode decodes to the same value (strings with markup, numbers, nesting)', () => {
+  // Characters XML 1.0 cannot carry at all (XML-RPC has no way to send them).
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: these are the characters meant
+  const notXml = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\ud800-\udfff\ufffe\uffff]/;
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: struct member names without control characters
+  const control = /[\u0000-\u001f]/;
   const value: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
     v: fc.oneof({ depthSize: 'small' },
-      fc.string({ unit: 'binary' }).filter((s) => !/[\u0000-\u0008\u000b\u000c\u000e-\u001f\ud800-\udfff\ufffe\uffff]/.test(s)),
+      fc.string({ unit: 'binary' }).filter((s) => !notXml.test(s)),
       fc.integer({ min: -(2 ** 31) + 1, max: 2 ** 31 - 1 }),
       fc.boolean(),
       fc.double({ noNaN: true, noDefaultInfinity: true }).filter((x) => !Number.isInteger(x)),
       fc.array(tie('v'), { maxLength: 4 }),
-      fc.dictionary(fc.string({ minLength: 1, maxLength: 8 }).filter((s) => !/[\u0000-\u001f]/.test(s)), tie('v'), { maxKeys: 4 })),
+      fc.dictionary(fc.string({ minLength: 1, maxLength: 8 }).filter((s) => !control.test(s)), tie('v'), { maxKeys: 4 })),
   })).v;
   fc.assert(fc.property(value, (v) => {
     const xml = encodeResponse(v).replace('<methodResponse>', '<methodCall><methodName>x</methodName>').replace('</methodResponse>', '</methodCall>');

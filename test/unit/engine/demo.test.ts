@@ -14,10 +14,10 @@ test('ballast demo --duration prints status and actions with reasons, then stops
   const status = lines.filter((l) => /^t=\d+s cycle \d+ host free [\d.]+% \| /.test(l));
   assert.ok(status.length >= 10, `status lines: ${status.length}`);
   assert.match(status[0]!, /web1 2048\/2048 used \d+/);
-  const balloon = lines.filter((l) => /^  t=\d+s \S+ balloon_target \d+ -> \d+ MiB \(policy asked to (inflate|deflate)/.test(l));
+  const balloon = lines.filter((l) => /^ {2}t=\d+s \S+ balloon_target \d+ -> \d+ MiB \(policy asked to (inflate|deflate)/.test(l));
   assert.ok(balloon.length > 0, 'the demo shows balloon actions with their reasons');
   // The demo scenario has a leaking guest: an alert says so when it starts.
-  const leak = lines.filter((l) => /^  alert warning: guest leaky: used memory rose \d+ MiB over 10 samples/.test(l));
+  const leak = lines.filter((l) => /^ {2}alert warning: guest leaky: used memory rose \d+ MiB over 10 samples/.test(l));
   assert.ok(leak.length >= 1, lines.filter((l) => l.includes('alert')).join('\n'));
   assert.match(lines.at(-1)!, /^demo stopped after \d+ policy cycles: \d+ actions/);
   assert.equal(r.stderr, '', 'no warnings or errors');
@@ -39,10 +39,10 @@ test('the terminal view shows host, guests with their bars, and recent actions',
   };
   const v = renderView(snap, 'ballast demo');
   assert.match(v, /host: free 12\.5% \(1024 of 8192 MiB\)/);
-  assert.match(v, /web1 +web +1536 \/ 2048 +1024  #{16}-{8}\.{8} backing off until t=900s/);
+  assert.match(v, /web1 +web +1536 \/ 2048 +1024 {2}#{16}-{8}\.{8} backing off until t=900s/);
   assert.match(v, /t=605s web1 balloon_target 2048 -> 1536 MiB \(policy asked to inflate\)/);
   assert.equal(statusLine(snap), 't=605s cycle 60 host free 12.5% | web1 1536/2048 used 1024');
   assert.match(v, /^alerts: none$/m);
   const withAlert = renderView(snap, 'ballast demo', 100, [{ kind: 'low_available', severity: 'warning', entity: 'host', message: 'host available memory 12.5% is under 20.0%', value: 0.125, threshold: 0.2 }]);
-  assert.match(withAlert, /^alerts:\n  WARNING host available memory 12\.5% is under 20\.0%$/m);
+  assert.match(withAlert, /^alerts:\n {2}WARNING host available memory 12\.5% is under 20\.0%$/m);
 });

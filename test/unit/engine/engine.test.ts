@@ -90,7 +90,7 @@ test('a guest vanishing without an event (driver error on set) fails that action
 
 test('a policy error in one guest skips that guest only', async () => {
   const hv = new FakeHypervisor([guest('a'), guest('bad'), guest('c')]);
-  const policy: FnPolicy = (host, guests) => ({
+  const policy: FnPolicy = (_host, guests) => ({
     guests: guests.map((g) => ({ name: String(g.props.name), controls: { balloon_target: 1800 * MiB }, vars: { x: 1 } })),
     errors: [{ message: "unsupported operand type(s) for +: 'int' and 'str'", line: 7, col: 12, guest: 'bad' }],
   });
@@ -107,7 +107,7 @@ test('a policy error in one guest skips that guest only', async () => {
 test('an aborted evaluation applies nothing; a throwing evaluator does not stop the loop', async () => {
   const hv = new FakeHypervisor([guest('a')]);
   const ksm = new FakeKsm();
-  const aborting: FnPolicy = (host, guests) => ({
+  const aborting: FnPolicy = (_host, guests) => ({
     host: { controls: { ksm_run: 1 }, vars: { changed: true } },
     guests: guests.map((g) => ({ name: String(g.props.name), controls: { balloon_target: 1800 * MiB }, vars: { changed: true } })),
     errors: [{ message: 'step budget exhausted', line: 3, col: 1 }],
@@ -319,7 +319,7 @@ test('cycle listeners get every report; a throwing listener is logged, not fatal
 
 test('a policy error that repeats every cycle is warned once, then counted at debug', async () => {
   const hv = new FakeHypervisor([guest('a')]);
-  const policy: FnPolicy = (host, guests) => ({ errors: [{ message: "Field 'bogus' is not declared in any collector", line: 3, col: 9, guest: 'a' }] });
+  const policy: FnPolicy = (_host, _guests) => ({ errors: [{ message: "Field 'bogus' is not declared in any collector", line: 3, col: 9, guest: 'a' }] });
   const { engine, logger } = makeEngine(hv, policy);
   await engine.collect();
   for (let i = 0; i < 3; i++) await engine.evaluateAndAct();

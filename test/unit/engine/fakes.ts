@@ -94,7 +94,7 @@ export const evaluateFn: EvaluateFn<FnPolicy> = (p, host, guests) => {
 
 /** Every guest gets balloon_target = f(guest's newest stats). */
 export function targetPolicy(f: (s: Stats, name: string) => number | undefined): FnPolicy {
-  return (host, guests) => ({
+  return (_host, guests) => ({
     guests: guests.map((g) => {
       const s = g.stats[g.stats.length - 1]!;
       const t = f(s, String(g.props.name));

@@ -5,7 +5,9 @@ import { History, peakRate } from '../../../src/engine/history.js';
 test('history keeps the newest N samples, oldest first in toArray, by reference', () => {
   const h = new History(3);
   const s = [1, 2, 3, 4, 5].map((v) => ({ v }));
-  s.forEach((x, i) => h.push(x, i * 5));
+  s.forEach((x, i) => {
+    h.push(x, i * 5);
+  });
   assert.equal(h.length, 3);
   assert.equal(h.latest(), s[4]);
   assert.deepEqual(h.toArray().map((x) => x.v), [3, 4, 5]);

@@ -102,7 +102,6 @@ test('balloon targets stay in [floor, balloon_max] and move at most one step per
       hypervisor: hv, hostSources: [{ name: 'h', collect: async () => ({ mem_available: 64 * 1024 * MiB, mem_free: 4 * 1024 * MiB }) }],
       policy, now: () => t, safeguards: sg,
     });
-    {
       for (let cycle = 0; cycle < 8; cycle++) {
         for (const [i, g] of sims.entries()) {
           g.used = Math.max(0, Math.min(g.cur, Math.round(g.used + host.drift[(i + cycle) % 8]! * g.max)));
@@ -125,7 +124,6 @@ test('balloon targets stay in [floor, balloon_max] and move at most one step per
         }
       }
       engine.dispose();
-    }
   }), { numRuns: 150 });
   assert.ok(checked > 100, `only ${checked} balloon targets were set: the property was barely exercised`);
 });

@@ -88,7 +88,7 @@ test('ballast run (sim): acts with reasons, hot-reloads policies, stops cleanly 
     const bad = join(policies, '60_bad.policy');
     writeFileSync(bad, '(defvar x 1)\n(Host.Control "ksm_run" @)\n');
     const refused = await d.until((r) => r.event === 'policy_refused');
-    assert.match(String(refused.error), new RegExp(`60_bad\\.policy:2:25: `));
+    assert.match(String(refused.error), /60_bad\.policy:2:25: /);
     const cyclesBefore = d.records.filter((r) => r.event === 'action').length;
     await d.until((r) => r.event === 'action' && d.records.filter((x) => x.event === 'action').length > cyclesBefore + 1);
 

@@ -8,7 +8,9 @@ const cfg: SafeguardConfig = { ...defaultSafeguards, minGuestKiB: 256 * MiB, hea
 
 function hist(...samples: Record<string, number | null>[]): History {
   const h = new History(10);
-  samples.forEach((s, i) => h.push(s, i * 5));
+  samples.forEach((s, i) => {
+    h.push(s, i * 5);
+  });
   return h;
 }
 const g = (o: Record<string, number | null> = {}) => ({ balloon_cur: 2048 * MiB, balloon_max: 2048 * MiB, balloon_min: 0, mem_unused: 1024 * MiB, swap_in: 0, major_fault: 0, ...o });

@@ -222,7 +222,9 @@ test('random reply payloads and statuses settle the call, never crash (property)
         status: fc.constantFrom(0, 1, 2, 7),
         payload: fc.oneof(fc.uint8Array({ maxLength: 64 }), fc.array(fc.integer({ min: 0, max: 40 }), { maxLength: 12 }).map((ws) => {
           const b = Buffer.alloc(ws.length * 4);
-          ws.forEach((w, i) => b.writeUInt32BE(w, i * 4));
+          ws.forEach((w, i) => {
+            b.writeUInt32BE(w, i * 4);
+          });
           return new Uint8Array(b);
         })),
         type: fc.constantFrom(MessageType.REPLY, MessageType.REPLY_WITH_FDS),

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { guestStatsToMom, staleReason, statValue } from '../../../src/hypervisor/qmp/stats.js';
 
+// biome-ignore lint/correctness/noPrecisionLoss: the imprecise double is exactly what JSON.parse gives for QEMU's 2^64-1
 const UNSET = 18446744073709551615; // -1 as QEMU's uint64, as JSON.parse reads it
 
 test('guest-stats in bytes -> MOM fields in KiB; unset stats are null', () => {
