@@ -33,6 +33,8 @@ export interface GuestState {
   holdUntil?: number;
   /** The last balloon target ballast set (KiB). */
   lastTarget?: number;
+  /** KiB inflations took from the guest, and KiB of QEMU's resident memory that went with them. */
+  balloonReturn?: { inflatedKiB: number; returnedKiB: number };
 }
 
 export interface HealthState {

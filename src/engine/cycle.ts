@@ -2,6 +2,7 @@
 // guard state, decide every action and why. No I/O, no clock, no randomness: the same inputs
 // give the same plan, which is what makes replay and the simulator exact. The engine then
 // hands the plan's actions to the controllers and commits the state that goes with them.
+import type { BalloonReturn } from './balloon-return.js';
 import type { Props } from '../types.js';
 import type { Action } from '../controllers/controller.js';
 import type { History } from './history.js';
@@ -21,6 +22,10 @@ export interface GuestEntity {
   guard: GuestGuardState;
   /** The last balloon target ballast set (the balloon may still be moving toward it). */
   lastTarget?: number;
+  /** What inflations took from the guest and gave back to the host (balloon-return.ts). */
+  returns?: BalloonReturn;
+  /** balloon_ineffective was logged for it. */
+  warnedIneffective?: boolean;
 }
 
 export interface HostEntity {

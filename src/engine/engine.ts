@@ -2,6 +2,7 @@
 // batch, into per-entity history) and evaluateAndAct (evaluate the policy, guard, actuate,
 // record). Nothing here throws out of a step: policy, controller, driver and source errors are
 // counted and logged, and the loop goes on.
+import { addReturn, ineffective, inflationStep, type BalloonReturn } from './balloon-return.js';
 import type { CgroupBackend, GuestSample, HostSource, Hypervisor, KsmBackend, LifecycleEvent, Props, Stats } from '../types.js';
 import { BalloonController } from '../controllers/balloon.js';
 import { CgroupController } from '../controllers/cgroup.js';
@@ -111,6 +112,7 @@ export interface GuestView {
   stale?: string;
   holdUntil?: number;
   lastTarget?: number;
+  balloonReturn?: BalloonReturn;
 }
 
 export interface EngineSnapshot {
@@ -299,7 +301,11 @@ export class Engine<P = CompiledPolicy> {
       g.stale = sample.stale;
       this.samples.set(sample.id, sample);
       // A stale sample would skew averages with old numbers; it only marks the guest.
-      if (!sample.stale) g.history.push(sample.stats, time);
+      if (!sample.stale) {
+        const step = inflationStep(g.history.latest(), sample.stats);
+        g.history.push(sample.stats, time);
+        if (step) this.noteReturn(g, step);
+      }
     }
     for (const g of [...this.guests.values()]) {
       if (!seen.has(g.id)) {
@@ -310,6 +316,18 @@ export class Engine<P = CompiledPolicy> {
     report.guests = this.guests.size;
     this.notifyCollect(report);
     return report;
+  }
+
+  private noteReturn(g: GuestEntity, step: BalloonReturn): void {
+    g.returns = addReturn(g.returns, step);
+    if (!g.warnedIneffective && ineffective(g.returns)) {
+      g.warnedIneffective = true;
+      const mib = (k: number) => Math.round(k / 1024);
+      this.log.warn('balloon_ineffective', {
+        guest: g.name, inflated_mib: mib(g.returns.inflatedKiB), returned_mib: mib(g.returns.returnedKiB),
+        reason: 'QEMU\'s resident memory fell by under a quarter of what the balloon took: the guest gave pages it never touched, or huge pages hold them (see docs/host.md)',
+      });
+    }
   }
 
   private notifyCollect(report: CollectReport): void {
@@ -560,7 +578,7 @@ export class Engine<P = CompiledPolicy> {
       policyLoaded: this.policyValue !== null,
       host: { stats: this.host.history.latest() ?? {}, vars: this.host.vars, stale: this.hostStale },
       guests: [...this.guests.values()].map((g) => ({
-        id: g.id, name: g.name, props: g.props, stats: g.history.latest() ?? {}, vars: g.vars, stale: g.stale, holdUntil: g.guard.holdUntil, lastTarget: g.lastTarget,
+        id: g.id, name: g.name, props: g.props, stats: g.history.latest() ?? {}, vars: g.vars, stale: g.stale, holdUntil: g.guard.holdUntil, lastTarget: g.lastTarget, balloonReturn: g.returns,
       })),
       recent: this.recentActions(),
       counters: { ...this.counters },

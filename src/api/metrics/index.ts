@@ -75,6 +75,8 @@ export function createMetrics(port: DaemonPort): Registry {
   const target = new Gauge({ name: 'ballast_guest_balloon_target_bytes', help: 'The balloon target ballast last set for the guest.', labelNames: guestLabels, registers: [reg] });
   const stale = new Gauge({ name: 'ballast_guest_stale', help: '1 when the guest\'s latest statistics could not be read (no balloon driver, no stats, driver error).', labelNames: guestLabels, registers: [reg] });
   const holding = new Gauge({ name: 'ballast_guest_rollback_hold', help: '1 while the guest is held off inflation after a rollback.', labelNames: guestLabels, registers: [reg] });
+  const inflated = new Counter({ name: 'ballast_guest_balloon_inflated_bytes_total', help: 'Memory balloon inflations took from the guest since it appeared.', labelNames: guestLabels, registers: [reg] });
+  const returned = new Counter({ name: 'ballast_guest_balloon_returned_bytes_total', help: 'QEMU resident memory that went with those inflations: what the host really got back.', labelNames: guestLabels, registers: [reg] });
   const guests = new Gauge({ name: 'ballast_guests', help: 'Guests the daemon manages.', registers: [reg] });
   const up = new Gauge({ name: 'ballast_up', help: '1 when every source answers, 0 when degraded.', registers: [reg] });
   const paused = new Gauge({ name: 'ballast_paused', help: '1 while control is paused (observe only).', registers: [reg] });
@@ -118,6 +120,8 @@ export function createMetrics(port: DaemonPort): Registry {
     for (const { g } of guestGauges) g.reset();
     target.reset();
     stale.reset();
+    inflated.reset();
+    returned.reset();
     holding.reset();
     const now = port.health().time;
     const list = port.guests();
@@ -130,6 +134,10 @@ export function createMetrics(port: DaemonPort): Registry {
       }
       if (gs.lastTarget !== undefined) target.set(labels, gs.lastTarget * KiB);
       stale.set(labels, gs.stale ? 1 : 0);
+      if (gs.balloonReturn) {
+        inflated.inc(labels, gs.balloonReturn.inflatedKiB * KiB);
+        returned.inc(labels, gs.balloonReturn.returnedKiB * KiB);
+      }
       holding.set(labels, gs.holdUntil !== undefined && gs.holdUntil > now ? 1 : 0);
     }
     guests.set(list.length);
