@@ -255,13 +255,24 @@ export class Engine<P = CompiledPolicy> {
     const merged: Stats = {};
     this.sources.forEach((src, i) => {
       const r = sourceRes[i]!;
-      if (r.status === 'fulfilled') this.sourceStats.set(src.name, r.value);
-      else {
+      const failing = this.failingSources.get(src.name);
+      if (r.status === 'fulfilled') {
+        this.sourceStats.set(src.name, r.value);
+        if (failing) {
+          this.failingSources.delete(src.name);
+          this.log.info('source_recovered', { source: src.name, failed_collections: failing.count, reason: `failing since t=${Math.round(failing.since)}: ${failing.error}` });
+        }
+      } else {
         this.counters.sourceErrors++;
-        const msg = `host source ${src.name}: ${errorMessage(r.reason)}`;
+        const error = errorMessage(r.reason);
+        const msg = `host source ${src.name}: ${error}`;
         staleReasons.push(msg);
         report.errors.push(msg);
-        this.log.warn('source_error', { source: src.name, error: errorMessage(r.reason) });
+        // Logged when it starts failing (and when the error changes), counted meanwhile.
+        if (!failing || failing.error !== error) {
+          this.log.warn('source_error', { source: src.name, error, reason: 'its last good values stay in the host sample; logged again when it recovers or the error changes' });
+          this.failingSources.set(src.name, { since: failing?.since ?? time, count: (failing?.count ?? 0) + 1, error });
+        } else failing.count++;
       }
       const s = this.sourceStats.get(src.name);
       if (s) Object.assign(merged, s);
@@ -329,6 +340,9 @@ export class Engine<P = CompiledPolicy> {
       });
     }
   }
+
+  /** Host sources failing now: since when, how many collections, the error. */
+  private readonly failingSources = new Map<string, { since: number; count: number; error: string }>();
 
   private notifyCollect(report: CollectReport): void {
     for (const l of this.collectListeners) {

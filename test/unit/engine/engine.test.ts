@@ -330,3 +330,19 @@ test('a policy error that repeats every cycle is warned once, then counted at de
   await engine.evaluateAndAct();
   assert.equal(logger.records.filter((x) => x.event === 'policy_error').at(-1)!.level, 'warn');
 });
+
+test('a failing host source is logged when it starts failing and when it recovers, with a count, not every collection', async () => {
+  let fail = true;
+  const flaky: HostSource = { name: 'flaky', collect: async () => { if (fail) throw new Error('EBUSY'); return { mem_free: 1 }; } };
+  const logger = memoryLogger();
+  const engine = new Engine<FnPolicy>({ hypervisor: new FakeHypervisor([]), hostSources: [flaky], policy: null, evaluate: evaluateFn, logger });
+  for (let i = 0; i < 5; i++) await engine.collect();
+  fail = false;
+  await engine.collect();
+  await engine.collect();
+  assert.equal(logger.records.filter((r) => r.event === 'source_error').length, 1);
+  const rec = logger.records.filter((r) => r.event === 'source_recovered');
+  assert.equal(rec.length, 1);
+  assert.equal(rec[0]!.failed_collections, 5);
+  assert.equal(engine.counters.sourceErrors, 5, 'still counted');
+});
