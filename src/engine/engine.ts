@@ -15,6 +15,9 @@ import type { EntityInput, EvaluateFn, EvaluateOptions, PolicyErrorInfo, PolicyO
 import { defaultSafeguards, type SafeguardConfig } from './safeguards.js';
 import { evaluatePolicy, type CompiledPolicy } from './policy-adapter.js';
 
+/** Applied actions in one cycle above which each is logged at debug and the cycle summarized at info. */
+export const SUMMARY_OVER = 16;
+
 export interface EngineOptions<P = CompiledPolicy> {
   hypervisor: Hypervisor;
   hostSources: HostSource[];
@@ -232,6 +235,7 @@ export class Engine<P = CompiledPolicy> {
 
   private dropGuest(g: GuestEntity, why: string): void {
     for (const k of this.failing.keys()) if (k.startsWith(`${g.name}\0`)) this.failing.delete(k);
+    for (const k of this.vetoed.keys()) if (k.startsWith(`${g.name}\0`)) this.vetoed.delete(k);
     this.guests.delete(g.id);
     this.samples.delete(g.id);
     this.cgroupController?.forget(g.id);
@@ -340,6 +344,9 @@ export class Engine<P = CompiledPolicy> {
       });
     }
   }
+
+  /** Vetoes said already, by entity and control: the reasons (said again when they change). */
+  private readonly vetoed = new Map<string, string>();
 
   /** Host sources failing now: since when, how many collections, the error. */
   private readonly failingSources = new Map<string, { since: number; count: number; error: string }>();
@@ -503,6 +510,10 @@ export class Engine<P = CompiledPolicy> {
   }
 
   private record(plan: CyclePlan, outcomes: ActionOutcome[]): void {
+    // On a big host one line per action is megabytes a minute: past SUMMARY_OVER applied
+    // actions in a cycle they go to debug and one cycle_summary line says what happened.
+    const applied = outcomes.filter((o) => o.result === 'applied').length;
+    const summarize = applied > SUMMARY_OVER;
     for (const o of outcomes) {
       const a = o.action;
       const isRollback = a.reasons[0]?.startsWith('rollback') ?? false;
@@ -517,8 +528,9 @@ export class Engine<P = CompiledPolicy> {
       if (o.result === 'applied') {
         this.failing.delete(failKey);
         this.counters.actionsApplied++;
+        this.vetoed.delete(failKey);
         if (isRollback) { this.counters.rollbacks++; this.log.warn('rollback', fields); }
-        else this.log.info('action', fields);
+        else this.log.log(summarize ? 'debug' : 'info', 'action', fields);
       } else if (o.result === 'dropped') {
         this.counters.dropped++;
         this.log.info('action_dropped', fields);
@@ -531,15 +543,32 @@ export class Engine<P = CompiledPolicy> {
         this.log.log(again ? 'debug' : 'error', 'action_failed', again ? { ...fields, repeated: true } : fields);
       }
     }
+    if (summarize) this.summarizeCycle(plan, outcomes);
     for (const n of plan.notes) {
       if (n.verdict === 'veto' && !n.quiet) {
         this.counters.vetoes++;
         this.remember({ cycle: plan.cycle, time: plan.now, entity: n.entity, control: n.control, requested: n.requested, from: null, to: null, result: 'veto', reasons: n.reasons });
-        this.log.info('veto', { cycle: plan.cycle, entity: n.entity, control: n.control, requested: n.requested, reason: n.reasons });
+        // The same veto for the same reason every cycle is said once (again when it changes).
+        const key = `${n.entity}\0${n.control}`;
+        const why = n.reasons.join('; ');
+        const repeated = this.vetoed.get(key) === why;
+        if (!repeated && this.vetoed.size < 10_000) this.vetoed.set(key, why);
+        this.log.log(repeated ? 'debug' : 'info', 'veto', { cycle: plan.cycle, entity: n.entity, control: n.control, requested: n.requested, reason: n.reasons, repeated: repeated || undefined });
       } else {
         this.log.debug(n.verdict, { cycle: plan.cycle, entity: n.entity, control: n.control, requested: n.requested, reason: n.reasons });
       }
     }
+  }
+
+  private summarizeCycle(plan: CyclePlan, outcomes: ActionOutcome[]): void {
+    const counts: Record<string, number> = {};
+    for (const o of outcomes) if (o.result !== 'unchanged') counts[`${o.action.control}:${o.result}`] = (counts[`${o.action.control}:${o.result}`] ?? 0) + 1;
+    const moves = outcomes
+      .filter((o) => o.result === 'applied' && typeof o.action.from === 'number' && typeof o.action.to === 'number')
+      .sort((x, y) => Math.abs((y.action.to as number) - (y.action.from as number)) - Math.abs((x.action.to as number) - (x.action.from as number)))
+      .slice(0, 5)
+      .map((o) => ({ entity: o.action.entity, control: o.action.control, from: o.action.from, to: o.action.to }));
+    this.log.info('cycle_summary', { cycle: plan.cycle, actions: counts, biggest: moves, vetoes: plan.notes.filter((n) => n.verdict === 'veto' && !n.quiet).length, reason: `more than ${SUMMARY_OVER} actions: each is logged at debug` });
   }
 
   private remember(rec: ActionRecord): void {

@@ -346,3 +346,29 @@ test('a failing host source is logged when it starts failing and when it recover
   assert.equal(rec[0]!.failed_collections, 5);
   assert.equal(engine.counters.sourceErrors, 5, 'still counted');
 });
+
+test('log volume: a cycle with many actions is summarized at info (each action at debug); a repeated veto is said once', async () => {
+  const many = Array.from({ length: 40 }, (_, i) => guest(`g${i}`));
+  const hv = new FakeHypervisor(many);
+  const { engine, logger } = makeEngine(hv, targetPolicy((s) => (s.balloon_cur as number) - 100 * MiB));
+  await engine.collect();
+  await engine.evaluateAndAct();
+  const info = logger.records.filter((r) => r.level !== 'debug');
+  assert.equal(info.filter((r) => r.event === 'action').length, 0, 'no per-action info lines at 40 guests');
+  const summary = info.find((r) => r.event === 'cycle_summary')!;
+  assert.deepEqual(summary.actions, { 'balloon_target:applied': 40 });
+  assert.equal((summary.biggest as unknown[]).length, 5);
+  assert.equal(logger.records.filter((r) => r.event === 'action' && r.level === 'debug').length, 40, 'each still at debug');
+
+  // A policy asking below the floor every cycle: the veto is logged at info once.
+  const hv2 = new FakeHypervisor([guest('a', { balloon_cur: 300 * MiB, mem_unused: 10 * MiB })]);
+  const two = makeEngine(hv2, targetPolicy(() => 'lots' as unknown as number));
+  for (let i = 0; i < 4; i++) {
+    await two.engine.collect();
+    await two.engine.evaluateAndAct();
+    two.tick();
+  }
+  const vetoes = two.logger.records.filter((r) => r.event === 'veto');
+  assert.ok(vetoes.length >= 4, `a veto every cycle (${vetoes.length})`);
+  assert.equal(vetoes.filter((r) => r.level === 'info').length, 1, 'said once at info');
+});
