@@ -41,6 +41,15 @@ export interface Hypervisor {
   setBalloon(id: string, targetKiB: number): Promise<void>;
   /** Lifecycle events, where the driver has them. Returns an unsubscribe function. */
   onEvent?(listener: (e: LifecycleEvent) => void): () => void;
+  /** The driver's link to its hypervisor, for the API and metrics; absent where there is none to lose (the simulator). */
+  connection?(): HypervisorConnection;
+}
+
+export interface HypervisorConnection {
+  /** Every socket the driver needs is open (libvirtd's; each guest's QMP socket). */
+  connected: boolean;
+  /** Connections re-established after a loss, since the daemon started. */
+  reconnects: number;
 }
 
 /** A source of host facts (one per kernel file or subsystem, like node_exporter collectors). */

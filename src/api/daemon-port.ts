@@ -19,6 +19,10 @@ export class DaemonApiPort implements DaemonPort {
     });
   }
 
+  connection() {
+    return this.daemon.backends.hypervisor.connection?.();
+  }
+
   lastCycleTimes() {
     return this.lastTimes;
   }

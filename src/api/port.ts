@@ -2,7 +2,7 @@
 // how they may steer it. Everything under src/api talks to the daemon only through this
 // interface, so the HTTP layers can be tested against any daemon (real drivers or the
 // simulated host) and the daemon's insides can change without touching them.
-import type { Props, Stats } from '../types.js';
+import type { HypervisorConnection, Props, Stats } from '../types.js';
 import type { ActionRecord, Counters } from '../engine/engine.js';
 import type { AlertEvent } from '../host/alerts.js';
 import type { LogLevel } from '../log/logger.js';
@@ -98,6 +98,8 @@ export interface DaemonPort {
   events(since?: number): DaemonEvent[];
   alerts(): readonly AlertEvent[];
   counters(): Counters;
+  /** The hypervisor driver's connection; undefined when it has none (the simulator). */
+  connection?(): HypervisorConnection | undefined;
   /** Called for every new event; returns the unsubscribe. */
   onEvent(listener: (e: DaemonEvent) => void): () => void;
   /** Wall-clock milliseconds of the latest policy cycle and of its evaluation. */

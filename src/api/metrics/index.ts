@@ -43,10 +43,14 @@ const GUEST_GAUGES: [string, string, Scale, string][] = [
   ['memory_usable_bytes', 'mem_usable', KiB, 'Memory the guest could give without swapping (free + reclaimable cache).'],
   ['memory_free_bytes', 'mem_free', KiB, 'Free memory in the guest including its page cache.'],
   ['memory_resident_bytes', 'rss', KiB, 'Resident memory of the guest\'s QEMU process on the host.'],
-  ['swap_in_bytes', 'swap_in', KiB, 'Guest swap-in since it booted (a counter the guest reports).'],
-  ['swap_out_bytes', 'swap_out', KiB, 'Guest swap-out since it booted (a counter the guest reports).'],
-  ['major_faults', 'major_fault', 1, 'Guest major page faults since it booted.'],
   ['vcpus', 'vcpu_count', 1, 'Virtual CPUs.'],
+];
+
+/** Counters the guest keeps since it booted: exposed as counters (a reboot is a counter reset). */
+const GUEST_COUNTERS: [string, string, Scale, string][] = [
+  ['swap_in_bytes_total', 'swap_in', KiB, 'Guest swap-in since it booted.'],
+  ['swap_out_bytes_total', 'swap_out', KiB, 'Guest swap-out since it booted.'],
+  ['major_faults_total', 'major_fault', 1, 'Guest major page faults since it booted.'],
 ];
 
 /** [metric, counter field, help] of the loop's counters. */
@@ -72,6 +76,7 @@ export function createMetrics(port: DaemonPort): Registry {
   const hostGauges = HOST_GAUGES.map(([name, stat, scale, help]) => ({ g: new Gauge({ name: `ballast_host_${name}`, help, registers: [reg] }), stat, scale }));
   const guestLabels = ['name', 'uuid'] as const;
   const guestGauges = GUEST_GAUGES.map(([name, stat, scale, help]) => ({ g: new Gauge({ name: `ballast_guest_${name}`, help, labelNames: guestLabels, registers: [reg] }), stat, scale }));
+  const guestCounters = GUEST_COUNTERS.map(([name, stat, scale, help]) => ({ c: new Counter({ name: `ballast_guest_${name}`, help, labelNames: guestLabels, registers: [reg] }), stat, scale }));
   const target = new Gauge({ name: 'ballast_guest_balloon_target_bytes', help: 'The balloon target ballast last set for the guest.', labelNames: guestLabels, registers: [reg] });
   const stale = new Gauge({ name: 'ballast_guest_stale', help: '1 when the guest\'s latest statistics could not be read (no balloon driver, no stats, driver error).', labelNames: guestLabels, registers: [reg] });
   const holding = new Gauge({ name: 'ballast_guest_rollback_hold', help: '1 while the guest is held off inflation after a rollback.', labelNames: guestLabels, registers: [reg] });
@@ -84,6 +89,11 @@ export function createMetrics(port: DaemonPort): Registry {
   const info = new Gauge({ name: 'ballast_build_info', help: 'Version and hypervisor of the daemon (always 1).', labelNames: ['version', 'hypervisor'], registers: [reg] });
   const alerts = new Gauge({ name: 'ballast_alerts', help: 'Alerts active now.', labelNames: ['kind', 'severity', 'entity'], registers: [reg] });
   const actions = new Counter({ name: 'ballast_actions_total', help: 'Controls decided, by control and result (applied, failed, veto, ...), over the actions the daemon keeps.', labelNames: ['control', 'result'], registers: [reg] });
+  // Only drivers with a connection to lose have these (not the simulator).
+  const link = port.connection?.() !== undefined ? {
+    connected: new Gauge({ name: 'ballast_hypervisor_connected', help: '1 when the hypervisor driver\'s sockets are open.', registers: [reg] }),
+    reconnects: new Counter({ name: 'ballast_hypervisor_reconnects_total', help: 'Hypervisor connections re-established after a loss.', registers: [reg] }),
+  } : undefined;
   const counters = COUNTERS.map(([name, field, help]) => ({ c: new Counter({ name, help, registers: [reg] }), field }));
   const cycleSeconds = new Histogram({
     name: 'ballast_cycle_duration_seconds', help: 'Wall-clock time of one policy cycle (evaluate, guard, actuate, record).',
@@ -118,6 +128,7 @@ export function createMetrics(port: DaemonPort): Registry {
       if (v !== null) g.set(v * scale);
     }
     for (const { g } of guestGauges) g.reset();
+    for (const { c } of guestCounters) c.reset();
     target.reset();
     stale.reset();
     inflated.reset();
@@ -131,6 +142,10 @@ export function createMetrics(port: DaemonPort): Registry {
       for (const { g, stat, scale } of guestGauges) {
         const v = num(s[stat]);
         if (v !== null) g.set(labels, v * scale);
+      }
+      for (const { c, stat, scale } of guestCounters) {
+        const v = num(s[stat]);
+        if (v !== null && v >= 0) c.inc(labels, v * scale);
       }
       if (gs.lastTarget !== undefined) target.set(labels, gs.lastTarget * KiB);
       stale.set(labels, gs.stale ? 1 : 0);
@@ -149,6 +164,12 @@ export function createMetrics(port: DaemonPort): Registry {
     info.set({ version: health.version, hypervisor: health.hypervisor }, 1);
     alerts.reset();
     for (const a of port.alerts()) alerts.set({ kind: a.kind, severity: a.severity, entity: a.entity }, 1);
+    const state = link && port.connection?.();
+    if (link && state) {
+      link.connected.set(state.connected ? 1 : 0);
+      link.reconnects.reset();
+      link.reconnects.inc(state.reconnects);
+    }
     const c = port.counters();
     for (const { c: counter, field } of counters) {
       counter.reset();

@@ -4,7 +4,7 @@
 // reconnects with exponential backoff, re-registering its events.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { GuestSample, Hypervisor, LifecycleEvent } from '../../types.js';
+import type { GuestSample, Hypervisor, HypervisorConnection, LifecycleEvent } from '../../types.js';
 import { LibvirtClient, type ClientOptions } from './client.js';
 import { DomainNotFoundError, LibvirtConnectionError, LibvirtError, LibvirtProtocolError, LibvirtTimeoutError } from './errors.js';
 import { lifecycleFromMsg, sampleFromStats, statsFromMeminfo, NO_GUEST_STATS } from './mapping.js';
@@ -74,6 +74,10 @@ export class LibvirtHypervisor implements Hypervisor {
 
   constructor(private readonly opts: LibvirtHypervisorOptions = {}) {
     this.log = opts.log ?? (() => undefined);
+  }
+
+  connection(): HypervisorConnection {
+    return { connected: this.client?.isOpen ?? false, reconnects: this.reconnects };
   }
 
   status(): LibvirtDriverStatus {

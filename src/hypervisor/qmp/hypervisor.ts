@@ -2,7 +2,7 @@
 // list, or every socket in a directory), no libvirt needed.
 import { readdir, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
-import type { GuestSample, Hypervisor, LifecycleEvent } from '../../types.js';
+import type { GuestSample, Hypervisor, HypervisorConnection, LifecycleEvent } from '../../types.js';
 import { readProcessRss, readThreadTgid } from '../../host/process.js';
 import { withMomDefaults } from '../mom-defaults.js';
 import { QmpClient, QmpCommandError, type QmpEvent } from './client.js';
@@ -60,6 +60,14 @@ interface QomEntry { name: string; type: string }
 export class QmpHypervisor implements Hypervisor {
   readonly name = 'qmp';
   private readonly conns = new Map<string, GuestConn>();
+  private reconnects = 0;
+
+  /** Connected when every guest socket is open, except guests that shut down (their socket goes with them). */
+  connection(): HypervisorConnection {
+    let connected = true;
+    for (const c of this.conns.values()) if (!c.client.connected && !c.shutdownSeen) connected = false;
+    return { connected, reconnects: this.reconnects };
+  }
   private readonly listeners = new Set<(e: LifecycleEvent) => void>();
   private readonly qmpListeners = new Set<(guest: string, e: QmpEvent) => void>();
   private closed = false;
@@ -153,6 +161,7 @@ export class QmpHypervisor implements Hypervisor {
       c.shutdownSeen = false;
       c.retryDelay = this.opts.retryMs ?? 1000;
       c.lastError = null;
+      if (!first) this.reconnects++;
       if (first) this.emit({ kind: 'started', id: c.info.name, name: c.info.name, detail: `QMP ${c.cfg.socket}` });
     } catch (err) {
       c.lastError = (err as Error).message;

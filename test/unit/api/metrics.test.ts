@@ -154,10 +154,12 @@ test('/metrics: valid text format whose values are the engine\'s own samples; a 
       assert.equal(value(fams, 'ballast_guest_balloon_current_bytes', labels), (g.stats.balloon_cur as number) * 1024, g.name);
       assert.equal(value(fams, 'ballast_guest_memory_unused_bytes', labels), (g.stats.mem_unused as number) * 1024, g.name);
       if (g.lastTarget !== undefined) assert.equal(value(fams, 'ballast_guest_balloon_target_bytes', labels), g.lastTarget * 1024);
+      if (typeof g.stats.swap_out === 'number') assert.equal(value(fams, 'ballast_guest_swap_out_bytes_total', labels), g.stats.swap_out * 1024, g.name);
     }
     const c = d.port.counters();
     assert.equal(value(fams, 'ballast_cycles_total'), c.cycles);
     assert.equal(value(fams, 'ballast_rollbacks_total'), c.rollbacks);
+    assert.equal(fams.get('ballast_hypervisor_connected'), undefined, 'the simulator has no connection to report');
     assert.equal(fams.get('ballast_cycle_duration_seconds')?.type, 'histogram');
     assert.ok((value(fams, 'ballast_cycle_duration_seconds_count') ?? 0) >= 2, 'cycles observed');
     assert.ok([...(fams.get('ballast_actions_total')?.samples ?? [])].some((s) => s.labels.control === 'balloon_target'), 'actions by control and result');

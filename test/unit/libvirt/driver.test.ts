@@ -162,6 +162,7 @@ test('libvirtd killed: collect keeps going with stale samples, then reconnects a
   await fake.start();
   await waitUntil('reconnect', () => d.status().connected);
   assert.equal(d.status().reconnects, 1);
+  assert.deepEqual(d.connection(), { connected: true, reconnects: 1 }, 'what /metrics reports');
   const again = await d.collect();
   assert.equal(again[0]!.stale, undefined);
   fake.emitLifecycle(fake.guests[2]!, 5, 0);

@@ -80,12 +80,14 @@ test('QEMU restarted on the same socket: destroyed event, left out while down, r
   await new Promise((r) => setTimeout(r, 50));
   assert.deepEqual(kinds, ['started:phoenix', 'destroyed:phoenix']);
   assert.deepEqual(await h.collect(), [], 'nothing listens: left out');
+  assert.equal(h.connection().connected, false);
   await f.start(); // QEMU back on the same path
   let back: Awaited<ReturnType<typeof h.collect>> = [];
-  for (let i = 0; i < 40 && back.length === 0; i++) {
+  for (let i = 0; i < 40 && (back.length === 0 || back[0]!.stale?.startsWith('QMP:')); i++) {
     await new Promise((r) => setTimeout(r, 25));
     back = await h.collect();
   }
   assert.equal(back[0]?.name, 'phoenix', 'reconnected after the backoff');
+  assert.deepEqual(h.connection(), { connected: true, reconnects: 1 });
   assert.equal(kinds.filter((k) => k.startsWith('started')).length, 1, 'a reconnect is not a new guest start');
 });
