@@ -22,7 +22,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const CLK_TCK = 100; // USER_HZ on Linux
 
-function procStatus(pid: number): { rssKiB: number; hwmKiB: number } {
+export function procStatus(pid: number): { rssKiB: number; hwmKiB: number } {
   const text = readFileSync(`/proc/${pid}/status`, 'utf8');
   const field = (k: string) => Number(/^(\S+):\s+(\d+)/m.exec(text.split('\n').find((l) => l.startsWith(k + ':')) ?? '')?.[2] ?? NaN);
   return { rssKiB: field('VmRSS'), hwmKiB: field('VmHWM') };
@@ -41,7 +41,7 @@ function privateKiB(pid: number): number {
 }
 
 /** utime + stime of a process and its waited-for children, in seconds. */
-function cpuSeconds(pid: number): number {
+export function cpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // fields after the comm: state(3) ... utime(14) stime(15) cutime(16) cstime(17), 1-based in proc(5)
@@ -51,7 +51,7 @@ function cpuSeconds(pid: number): number {
 }
 
 /** Build the sources to JavaScript once, in a folder Node resolves node_modules from. */
-function buildDist(): string | null {
+export function buildDist(): string | null {
   const out = join(root, 'node_modules', '.cache', 'ballast-bench-dist');
   const r = spawnSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.build.json'), '--outDir', out, '--noEmitOnError', 'false', '--sourceMap', 'false'], { encoding: 'utf8', cwd: root });
   const main = join(out, 'cli', 'main.js');
@@ -63,7 +63,7 @@ function buildDist(): string | null {
   return main;
 }
 
-function setup(guests: number): { dir: string; config: string } {
+export function setup(guests: number): { dir: string; config: string } {
   const dir = mkdtempSync(join(tmpdir(), 'ballast-bench-'));
   const policies = join(dir, 'policies');
   mkdirSync(policies);
@@ -85,7 +85,7 @@ function setup(guests: number): { dir: string; config: string } {
   return { dir, config };
 }
 
-function spawnDaemon(main: string | null, config: string, timeScale: number): ChildProcess {
+export function spawnDaemon(main: string | null, config: string, timeScale: number): ChildProcess {
   const flags = (process.env.BALLAST_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
   const args = [...flags, ...(main ? [main] : ['--import', 'tsx', join(root, 'src', 'cli', 'main.ts')])];
   // time_scale through a config overlay would need another file: append it instead.
@@ -93,14 +93,14 @@ function spawnDaemon(main: string | null, config: string, timeScale: number): Ch
   return spawn(process.execPath, [...args, 'run', '--config', config], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
-async function stopDaemon(child: ChildProcess): Promise<number | null> {
+export async function stopDaemon(child: ChildProcess): Promise<number | null> {
   if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   child.kill('SIGTERM');
   return exited;
 }
 
-async function idleNode(seconds: number): Promise<{ rssKiB: number; privateKiB: number; cpuS: number }> {
+export async function idleNode(seconds: number): Promise<{ rssKiB: number; privateKiB: number; cpuS: number }> {
   const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
   await sleep(1000);
   const c0 = cpuSeconds(child.pid!);

@@ -1,0 +1,107 @@
+// What watching costs: the daemon at 1,000 simulated guests with the API, /metrics and the
+// dashboard served and used (Prometheus scraping every 15 s, one dashboard tab polling every
+// 2 s as web/dashboard.js does), against the same daemon with all of them off, measured in
+// the same run; then the time and size of one /metrics scrape.
+// BALLAST_BENCH_WINDOW_S sets the measuring window (default 30 s).
+import { readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { buildDist, cpuSeconds, procStatus, setup, spawnDaemon, stopDaemon } from './daemon.bench.js';
+
+const GUESTS = 1000;
+
+function withServers(config: string, dir: string, metricsPort: number, dashboardPort: number): void {
+  writeFileSync(config, `${readFileSync(config, 'utf8')}[api]\nsocket = "${join(dir, 'api.sock')}"\n[metrics]\nlisten = "127.0.0.1:${metricsPort}"\n[dashboard]\nlisten = "127.0.0.1:${dashboardPort}"\n`);
+}
+
+function serversOff(config: string): void {
+  writeFileSync(config, `${readFileSync(config, 'utf8')}[api]\nsocket = ""\n`);
+}
+
+async function waitForHttp(url: string, seconds: number): Promise<void> {
+  for (let i = 0; i < seconds * 10; i++) {
+    try {
+      if ((await fetch(url)).ok) return;
+    } catch {
+      // not listening yet
+    }
+    await sleep(100);
+  }
+  throw new Error(`${url} did not answer within ${seconds} s`);
+}
+
+interface Run { cpuPct: number; rssMaxKiB: number; scrapes: number; polls: number }
+
+async function measure(dist: string | null, on: boolean, windowS: number, after?: (metricsUrl: string) => Promise<void>): Promise<Run> {
+  const s = setup(GUESTS);
+  const metricsPort = 20000 + Math.floor(Math.random() * 20000);
+  const dashboardPort = metricsPort + 1;
+  if (on) withServers(s.config, s.dir, metricsPort, dashboardPort);
+  else serversOff(s.config);
+  const d = spawnDaemon(dist, s.config, 1);
+  let stderr = '';
+  d.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); });
+  const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+  const api = `http://127.0.0.1:${dashboardPort}/api/v1/`;
+  try {
+    if (on) await waitForHttp(metricsUrl, 30);
+    await sleep(12_000); // start-up and the first cycles (code compiled, history filled) are not steady state
+    let scrapes = 0;
+    let polls = 0;
+    let stop = false;
+    const clients = on ? [
+      (async () => { while (!stop) { await (await fetch(metricsUrl)).text(); scrapes++; await sleep(15_000); } })(),
+      (async () => {
+        let since = 0;
+        while (!stop) {
+          const [,,,,, events] = await Promise.all(['health', 'host', 'guests', 'actions', 'alerts', `events?since=${since}`].map(async (p) => (await fetch(api + p)).json()));
+          since = (events as { seq: number }[]).at(-1)?.seq ?? since;
+          polls++;
+          await sleep(2000);
+        }
+      })(),
+    ] : [];
+    const c0 = cpuSeconds(d.pid!);
+    const t0 = performance.now();
+    let rssMax = 0;
+    for (let i = 0; i < windowS; i++) {
+      await sleep(1000);
+      rssMax = Math.max(rssMax, procStatus(d.pid!).rssKiB);
+    }
+    const cpuPct = (100 * (cpuSeconds(d.pid!) - c0)) / ((performance.now() - t0) / 1000);
+    stop = true;
+    await Promise.all(clients);
+    if (after) await after(metricsUrl);
+    return { cpuPct, rssMaxKiB: rssMax, scrapes, polls };
+  } finally {
+    const code = await stopDaemon(d);
+    rmSync(s.dir, { recursive: true, force: true });
+    if (code !== 0) process.stdout.write(`daemon exited with ${code}:\n${stderr.slice(-2000)}\n`);
+  }
+}
+
+export default async function main(): Promise<void> {
+  const windowS = Number(process.env.BALLAST_BENCH_WINDOW_S ?? 30);
+  const dist = buildDist();
+  const off = await measure(dist, false, windowS);
+  let scrape = { medianMs: 0, maxMs: 0, bytes: 0, series: 0, n: 0 };
+  const on = await measure(dist, true, windowS, async (url) => {
+    const times: number[] = [];
+    let text = '';
+    for (let i = 0; i < 20; i++) {
+      const t = performance.now();
+      text = await (await fetch(url)).text();
+      times.push(performance.now() - t);
+    }
+    times.sort((a, b) => a - b);
+    scrape = { medianMs: times[10]!, maxMs: times.at(-1)!, bytes: Buffer.byteLength(text), series: text.split('\n').filter((l) => l && !l.startsWith('#')).length, n: times.length };
+  });
+  const mb = (k: number) => (k / 1024).toFixed(1);
+  console.log(`daemon, ${GUESTS.toLocaleString('en')} simulated guests, real time, ${windowS} s window (${dist ? 'compiled JavaScript' : 'tsx'}):`);
+  console.log(`  API, /metrics and dashboard off (baseline): CPU ${off.cpuPct.toFixed(2)}% of one core, RSS max ${mb(off.rssMaxKiB)} MB`);
+  console.log(`  on and used (${on.scrapes} scrapes, ${on.polls} dashboard polls): CPU ${on.cpuPct.toFixed(2)}% of one core, RSS max ${mb(on.rssMaxKiB)} MB`);
+  console.log(`  ratio on/off: CPU ${(on.cpuPct / off.cpuPct).toFixed(2)}x, RSS ${(on.rssMaxKiB / off.rssMaxKiB).toFixed(2)}x`);
+  console.log(`/metrics at ${GUESTS.toLocaleString('en')} guests: ${scrape.series.toLocaleString('en')} series, ${(scrape.bytes / 1024).toFixed(0)} KiB; scrape time median ${scrape.medianMs.toFixed(1)} ms, max ${scrape.maxMs.toFixed(1)} ms over ${scrape.n} scrapes`);
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await main();
