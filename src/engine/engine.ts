@@ -18,6 +18,9 @@ import { evaluatePolicy, type CompiledPolicy } from './policy-adapter.js';
 /** Applied actions in one cycle above which each is logged at debug and the cycle summarized at info. */
 export const SUMMARY_OVER = 16;
 
+/** The hypervisor's entry among the failing sources (no host source has this name). */
+const HYPERVISOR_KEY = '\0hypervisor';
+
 export interface EngineOptions<P = CompiledPolicy> {
   hypervisor: Hypervisor;
   hostSources: HostSource[];
@@ -290,13 +293,24 @@ export class Engine<P = CompiledPolicy> {
     if (guestRes!.status === 'rejected') {
       // Keep every guest and its history; mark them stale so nothing inflates on old data.
       this.counters.driverErrors++;
-      const msg = `hypervisor ${this.hypervisor.name}: ${errorMessage(guestRes!.reason)}`;
+      const error = errorMessage(guestRes!.reason);
+      const msg = `hypervisor ${this.hypervisor.name}: ${error}`;
       report.errors.push(msg);
-      this.log.error('collect_error', { hypervisor: this.hypervisor.name, error: errorMessage(guestRes!.reason) });
+      // Logged when it starts failing (and when the error changes), counted meanwhile.
+      const failing = this.failingSources.get(HYPERVISOR_KEY);
+      if (!failing || failing.error !== error) {
+        this.log.error('collect_error', { hypervisor: this.hypervisor.name, error, reason: 'guests are stale (nothing inflates) until it answers; logged again when it recovers or the error changes' });
+        this.failingSources.set(HYPERVISOR_KEY, { since: failing?.since ?? time, count: (failing?.count ?? 0) + 1, error });
+      } else failing.count++;
       for (const g of this.guests.values()) g.stale = msg;
       report.guests = this.guests.size;
       this.notifyCollect(report);
       return report;
+    }
+    const failed = this.failingSources.get(HYPERVISOR_KEY);
+    if (failed) {
+      this.failingSources.delete(HYPERVISOR_KEY);
+      this.log.info('collect_recovered', { hypervisor: this.hypervisor.name, failed_collections: failed.count, reason: `failing since t=${Math.round(failed.since)}: ${failed.error}` });
     }
     this.gone.clear();
     const seen = new Set<string>();
@@ -348,7 +362,7 @@ export class Engine<P = CompiledPolicy> {
   /** Vetoes said already, by entity and control: the reasons (said again when they change). */
   private readonly vetoed = new Map<string, string>();
 
-  /** Host sources failing now: since when, how many collections, the error. */
+  /** Host sources (and the hypervisor, under HYPERVISOR_KEY) failing now: since when, how many collections, the error. */
   private readonly failingSources = new Map<string, { since: number; count: number; error: string }>();
 
   private notifyCollect(report: CollectReport): void {

@@ -1,7 +1,7 @@
 // Policies from a directory: every *.policy file, in name order, compiled as one program
 // (MOM's named policies: the file name is the policy's name). Watched for changes: a change
-// recompiles everything; a file that does not compile is refused with FILE:LINE:COL and the
-// last good policy stays in force.
+// recompiles everything once the files have not been written for a second; a file that does
+// not compile is refused with FILE:LINE:COL and the last good policy stays in force.
 import { readdirSync, readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Logger } from '../log/logger.js';
@@ -37,19 +37,26 @@ export function readPolicyDir(dir: string): PolicyFile[] {
   return readPolicyFiles({ dir });
 }
 
-/** A cheap fingerprint of the policy files (names, sizes, mtimes). */
+/** A cheap fingerprint of the policy files (names, sizes, mtimes), and the newest mtime (ms). */
 export function sourceSignature(src: PolicySourceSpec): string {
+  return sourceState(src).signature;
+}
+
+function sourceState(src: PolicySourceSpec): { signature: string; newestMs: number } {
+  let newestMs = 0;
   try {
-    return listPaths(src).map((n) => {
+    const signature = listPaths(src).map((n) => {
       try {
         const st = statSync(n);
+        newestMs = Math.max(newestMs, st.mtimeMs);
         return `${n}:${st.size}:${st.mtimeMs}`;
       } catch {
         return `${n}:gone`;
       }
     }).join('|');
+    return { signature, newestMs };
   } catch (err) {
-    return `error:${(err as Error).message}`;
+    return { signature: `error:${(err as Error).message}`, newestMs };
   }
 }
 
@@ -82,6 +89,9 @@ export interface PolicyWatcherOptions<P> {
   pollS?: number;
   /** Quiet time after a change before reloading, so an editor's save is seen whole (ms). */
   debounceMs?: number;
+  /** A changed file is loaded only once it has not been written for this long (ms), so a file
+   *  rewritten in place is not taken half-written (a prefix of a policy often compiles). */
+  settleMs?: number;
 }
 
 /**
@@ -104,10 +114,17 @@ export class PolicyWatcher<P> {
     this.log = opts.logger ?? nullLogger;
   }
 
-  /** Check the directory now; reload if it changed. Returns true when a new policy was accepted. */
-  check(): boolean {
-    const sig = sourceSignature(this.opts.source);
+  /** Check the directory now; reload if it changed (and has settled, unless `now`). Returns true when a new policy was accepted. */
+  check(now = false): boolean {
+    const { signature: sig, newestMs } = sourceState(this.opts.source);
     if (sig === this.signature) return false;
+    const age = Date.now() - newestMs;
+    const settle = this.opts.settleMs ?? 1000;
+    // A clock step (mtime in the future) must not hold a change back forever: only a recent past mtime waits.
+    if (!now && age >= 0 && age < settle) {
+      this.soon(settle - age + 10);
+      return false;
+    }
     this.signature = sig;
     const r = loadPolicies(this.opts.source, this.opts.compile);
     if (!r.ok) {
@@ -126,11 +143,12 @@ export class PolicyWatcher<P> {
   /** Re-read and recompile now even if nothing changed (MOM's resetPolicies). */
   reload(): boolean {
     this.signature = '';
-    return this.check();
+    return this.check(true);
   }
 
+  /** The first load does not wait for the files to settle: the operator has just started the daemon. */
   start(): boolean {
-    const ok = this.check();
+    const ok = this.check(true);
     try {
       const src = this.opts.source;
       // Watching the directory (not the files) sees editors that save by rename.
@@ -140,14 +158,14 @@ export class PolicyWatcher<P> {
     } catch {
       // No inotify (or the directory is missing): polling alone will do.
     }
-    this.poll = setInterval(() => this.check(), (this.opts.pollS ?? 2) * 1000);
+    this.poll = setInterval(() => { if (!this.debounce) this.check(); }, (this.opts.pollS ?? 2) * 1000);
     this.poll.unref();
     return ok;
   }
 
-  private soon(): void {
+  private soon(ms = this.opts.debounceMs ?? 200): void {
     if (this.debounce) clearTimeout(this.debounce);
-    this.debounce = setTimeout(() => { this.debounce = undefined; this.check(); }, this.opts.debounceMs ?? 200);
+    this.debounce = setTimeout(() => { this.debounce = undefined; this.check(); }, ms);
     this.debounce.unref();
   }
 

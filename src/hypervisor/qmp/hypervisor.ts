@@ -107,8 +107,12 @@ export class QmpHypervisor implements Hypervisor {
     let names: string[];
     try {
       names = await readdir(dir);
-    } catch {
-      return [];
+    } catch (err) {
+      // Not "no guests": a directory that is missing or unreadable is a configuration problem,
+      // and saying nothing would look like an idle host.
+      const code = (err as NodeJS.ErrnoException).code ?? '';
+      const why = code === 'ENOENT' ? 'does not exist' : code === 'ENOTDIR' ? 'is not a directory' : code === 'EACCES' ? 'is not readable' : (err as Error).message;
+      throw new Error(`QMP socket directory ${dir} ${why} (hypervisor.qmp_dir): no guest can be found until it does`);
     }
     const out: string[] = [];
     for (const n of names.sort()) {

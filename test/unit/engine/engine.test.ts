@@ -347,6 +347,25 @@ test('a failing host source is logged when it starts failing and when it recover
   assert.equal(engine.counters.sourceErrors, 5, 'still counted');
 });
 
+test('a failing hypervisor is logged when it starts failing, when its error changes and when it recovers, not every collection', async () => {
+  const hv = new FakeHypervisor([guest('a')]);
+  const logger = memoryLogger();
+  const engine = new Engine<FnPolicy>({ hypervisor: hv, hostSources: [], policy: null, evaluate: evaluateFn, logger });
+  await engine.collect();
+  hv.failCollect = 'libvirtd not connected';
+  for (let i = 0; i < 4; i++) await engine.collect();
+  hv.failCollect = 'connection refused';
+  await engine.collect();
+  hv.failCollect = undefined;
+  await engine.collect();
+  await engine.collect();
+  assert.deepEqual(logger.records.filter((r) => r.event === 'collect_error').map((r) => r.error), ['libvirtd not connected', 'connection refused']);
+  const rec = logger.records.filter((r) => r.event === 'collect_recovered');
+  assert.equal(rec.length, 1);
+  assert.equal(rec[0]!.failed_collections, 5);
+  assert.equal(engine.counters.driverErrors, 5, 'still counted');
+});
+
 test('log volume: a cycle with many actions is summarized at info (each action at debug); a repeated veto is said once', async () => {
   const many = Array.from({ length: 40 }, (_, i) => guest(`g${i}`));
   const hv = new FakeHypervisor(many);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -36,7 +36,7 @@ test('hot reload: a good change is taken, a bad file is refused with FILE:LINE:C
   const dir = tmp();
   const logger = memoryLogger();
   const accepted: CompiledPolicy[] = [];
-  const w = new PolicyWatcher({ source: { dir }, compile: compilePolicyFiles, logger, pollS: 0.05, debounceMs: 10, onPolicy: (p) => accepted.push(p) });
+  const w = new PolicyWatcher({ source: { dir }, compile: compilePolicyFiles, logger, pollS: 0.05, debounceMs: 10, settleMs: 50, onPolicy: (p) => accepted.push(p) });
   try {
     writeFileSync(join(dir, '50_main.policy'), '(Host.Control "mark" 1)\n');
     assert.equal(w.start(), true);
@@ -57,6 +57,30 @@ test('hot reload: a good change is taken, a bad file is refused with FILE:LINE:C
     writeFileSync(bad, '(Host.Control "mark" 3)\n');
     await waitFor(() => accepted.length === 3);
     assert.equal(marker(accepted.at(-1)!), 3);
+  } finally {
+    w.stop();
+    rmSync(dir, { recursive: true });
+  }
+});
+
+test('a policy file rewritten in place is loaded only once whole: a half-written prefix that compiles is never taken', async () => {
+  const dir = tmp();
+  const accepted: number[] = [];
+  const w = new PolicyWatcher({ source: { dir }, compile: compilePolicyFiles, pollS: 0.02, debounceMs: 5, settleMs: 400, onPolicy: (p) => accepted.push(marker(p) as number) });
+  try {
+    const file = join(dir, '50_main.policy');
+    writeFileSync(file, '(Host.Control "mark" 1)\n');
+    assert.equal(w.start(), true);
+    // A slow writer: truncate, write the first form (which compiles on its own), pause, write the rest.
+    const fd = openSync(file, 'w');
+    writeSync(fd, '(Host.Control "mark" 2)\n');
+    await sleep(250); // many polls and watch events see the prefix meanwhile
+    writeSync(fd, '(Host.Control "mark" 3)\n');
+    closeSync(fd);
+    await waitFor(() => accepted.length === 2);
+    await sleep(600);
+    assert.deepEqual(accepted, [1, 3], 'the prefix ("mark" 2) was never in force');
+    assert.equal(w.refusals, 0);
   } finally {
     w.stop();
     rmSync(dir, { recursive: true });

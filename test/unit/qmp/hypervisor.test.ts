@@ -4,6 +4,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { QmpHypervisor } from '../../../src/hypervisor/qmp/hypervisor.js';
 import { cleanup, fakeQmp } from './fake-server.js';
 
@@ -90,4 +92,18 @@ test('QEMU restarted on the same socket: destroyed event, left out while down, r
   assert.equal(back[0]?.name, 'phoenix', 'reconnected after the backoff');
   assert.deepEqual(h.connection(), { connected: true, reconnects: 1 });
   assert.equal(kinds.filter((k) => k.startsWith('started')).length, 1, 'a reconnect is not a new guest start');
+});
+
+test('hypervisor.qmp_dir missing or not a directory: collect fails saying so (not an idle host with 0 guests); once created, it is scanned', async (t) => {
+  const base = mkdtempSync(join(tmpdir(), 'ballast-qmpdir-'));
+  t.after(() => rmSync(base, { recursive: true, force: true }));
+  const dir = join(base, 'qmp');
+  const h = new QmpHypervisor({ socketDir: dir });
+  t.after(() => h.close());
+  await assert.rejects(h.collect(), /QMP socket directory .*qmp does not exist \(hypervisor\.qmp_dir\)/);
+  writeFileSync(dir, 'a file');
+  await assert.rejects(h.collect(), /is not a directory/);
+  rmSync(dir);
+  mkdirSync(dir);
+  assert.deepEqual(await h.collect(), []);
 });
