@@ -3,7 +3,8 @@
 // them out and reports one outcome per action. A controller never throws: a failure is an
 // outcome with its error, so one bad guest or a read-only sysfs cannot stop the loop.
 
-export type ActionResult = 'applied' | 'unchanged' | 'failed' | 'dropped';
+/** 'deferred': not tried, because the same control failed recently and is backing off. */
+export type ActionResult = 'applied' | 'unchanged' | 'failed' | 'dropped' | 'deferred';
 
 export interface Action {
   /** 'host' or the guest's name. */

@@ -18,6 +18,17 @@ import { evaluatePolicy, type CompiledPolicy } from './policy-adapter.js';
 /** Applied actions in one cycle above which each is logged at debug and the cycle summarized at info. */
 export const SUMMARY_OVER = 16;
 
+const BACKOFF_FIRST_S = 30;
+const BACKOFF_MAX_S = 600;
+
+/** Giving memory back (deflating, lifting a limit) is never held back by a backoff: it is what relieves a guest. */
+function givesBack(a: Action): boolean {
+  if (a.control === 'balloon_target' || a.control === 'mem_high' || a.control === 'mem_max') {
+    return a.to === null || (a.from !== null && a.to > a.from);
+  }
+  return false;
+}
+
 /** The hypervisor's entry among the failing sources (no host source has this name). */
 const HYPERVISOR_KEY = '\0hypervisor';
 
@@ -84,6 +95,8 @@ export interface Counters {
   vetoes: number;
   rollbacks: number;
   dropped: number;
+  /** Actions not tried because their control is backing off after a failure. */
+  deferred: number;
   guestsAppeared: number;
   guestsVanished: number;
 }
@@ -163,11 +176,13 @@ export class Engine<P = CompiledPolicy> {
   private readonly recorder?: (rec: EvaluationRecord) => void;
   /** entity+control -> the error its last action failed with (repeats go to debug). */
   private readonly failing = new Map<string, string | undefined>();
+  /** Controls backing off after a failure, by entity and control. */
+  private readonly backoff = new Map<string, { retryAt: number; delayS: number; error: string }>();
   /** Policy errors already logged at warn since the policy was set (repeats go to debug). */
   private readonly seenPolicyErrors = new Set<string>();
   readonly counters: Counters = {
     collections: 0, cycles: 0, policyErrors: 0, abortedEvaluations: 0, controllerErrors: 0, driverErrors: 0,
-    sourceErrors: 0, actionsApplied: 0, vetoes: 0, rollbacks: 0, dropped: 0, guestsAppeared: 0, guestsVanished: 0,
+    sourceErrors: 0, actionsApplied: 0, vetoes: 0, rollbacks: 0, dropped: 0, deferred: 0, guestsAppeared: 0, guestsVanished: 0,
   };
   private readonly evalOpts?: EvaluateOptions;
   private readonly ksmOn: boolean;
@@ -239,6 +254,7 @@ export class Engine<P = CompiledPolicy> {
   private dropGuest(g: GuestEntity, why: string): void {
     for (const k of this.failing.keys()) if (k.startsWith(`${g.name}\0`)) this.failing.delete(k);
     for (const k of this.vetoed.keys()) if (k.startsWith(`${g.name}\0`)) this.vetoed.delete(k);
+    for (const k of this.backoff.keys()) if (k.startsWith(`${g.name}\0`)) this.backoff.delete(k);
     this.guests.delete(g.id);
     this.samples.delete(g.id);
     this.cgroupController?.forget(g.id);
@@ -487,6 +503,11 @@ export class Engine<P = CompiledPolicy> {
     const byController = new Map<Controller, Action[]>();
     const outcomes: ActionOutcome[] = [];
     for (const a of plan.actions) {
+      const backoff = this.backoff.get(`${a.entity}\0${a.control}`);
+      if (backoff && plan.now < backoff.retryAt && !givesBack(a)) {
+        outcomes.push({ action: a, result: 'deferred', error: `retrying at t=${Math.round(backoff.retryAt)} after: ${backoff.error}` });
+        continue;
+      }
       const c = this.controllerByControl.get(a.control);
       if (!c) {
         outcomes.push({ action: a, result: 'failed', error: `no controller for ${a.control}` });
@@ -505,7 +526,23 @@ export class Engine<P = CompiledPolicy> {
         for (const a of actions) outcomes.push({ action: a, result: 'failed', error: `${c.name} controller: ${errorMessage(err)}` });
       }
     }
+    for (const o of outcomes) this.updateBackoff(o, plan.now);
     return outcomes;
+  }
+
+  /**
+   * A control that failed (EPERM on a read-only sysfs, a cgroup file that went away, a driver
+   * refusing a guest) is not tried again every cycle: it waits 30 s, doubling up to 10 min,
+   * and the rest of the loop goes on. Success clears it.
+   */
+  private updateBackoff(o: ActionOutcome, now: number): void {
+    const key = `${o.action.entity}\0${o.action.control}`;
+    if (o.result === 'applied' || o.result === 'unchanged') this.backoff.delete(key);
+    else if (o.result === 'failed') {
+      const prev = this.backoff.get(key);
+      const delayS = prev ? Math.min(prev.delayS * 2, BACKOFF_MAX_S) : BACKOFF_FIRST_S;
+      if (prev || this.backoff.size < 10_000) this.backoff.set(key, { retryAt: now + delayS, delayS, error: o.error ?? 'failed' });
+    }
   }
 
   private commitGuard(plan: CyclePlan, outcomes: ActionOutcome[]): void {
@@ -536,6 +573,12 @@ export class Engine<P = CompiledPolicy> {
         result: o.result, reasons: a.reasons, error: o.error,
       };
       if (o.result === 'unchanged') continue;
+      if (o.result === 'deferred') {
+        // Counted, not kept: a control backing off would fill the recent actions every cycle.
+        this.counters.deferred++;
+        this.log.debug('action_deferred', { cycle: plan.cycle, entity: a.entity, control: a.control, to: a.to, error: o.error });
+        continue;
+      }
       this.remember(rec);
       const fields = { cycle: plan.cycle, entity: a.entity, control: a.control, from: a.from, to: a.to, result: o.result, error: o.error, reason: a.reasons };
       const failKey = `${a.entity}\0${a.control}`;

@@ -62,6 +62,7 @@ const COUNTERS: [string, keyof ReturnType<DaemonPort['counters']>, string][] = [
   ['ballast_controller_errors_total', 'controllerErrors', 'Actions that failed in a controller or driver.'],
   ['ballast_driver_errors_total', 'driverErrors', 'Failed hypervisor collections.'],
   ['ballast_source_errors_total', 'sourceErrors', 'Failed host source reads.'],
+  ['ballast_actions_deferred_total', 'deferred', 'Actions not tried because their control is backing off after a failure (30 s doubling to 10 min).'],
   ['ballast_vetoes_total', 'vetoes', 'Controls the safeguards refused.'],
   ['ballast_rollbacks_total', 'rollbacks', 'Inflations undone because the guest started swapping or faulting.'],
   ['ballast_guests_appeared_total', 'guestsAppeared', 'Guests that appeared.'],

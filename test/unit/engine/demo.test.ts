@@ -35,7 +35,7 @@ test('the terminal view shows host, guests with their bars, and recent actions',
     host: { stats: { mem_free: 1024 * 1024, mem_available: 8 * 1024 * 1024, ksm_run: 1, ksm_pages_to_scan: 300, ksm_pages_sharing: 2560 }, vars: {} },
     guests: [{ id: 'a', name: 'web1', props: { workload: 'web' }, stats: { balloon_cur: 1536 * 1024, balloon_max: 2048 * 1024, mem_unused: 512 * 1024 }, vars: {}, holdUntil: 900 }],
     recent: [{ cycle: 60, time: 605, entity: 'web1', control: 'balloon_target', from: 2048 * 1024, to: 1536 * 1024, result: 'applied', reasons: ['policy asked to inflate'] }],
-    counters: { collections: 1, cycles: 60, policyErrors: 0, abortedEvaluations: 0, controllerErrors: 0, driverErrors: 0, sourceErrors: 0, actionsApplied: 1, vetoes: 0, rollbacks: 0, dropped: 0, guestsAppeared: 1, guestsVanished: 0 },
+    counters: { collections: 1, cycles: 60, policyErrors: 0, abortedEvaluations: 0, controllerErrors: 0, driverErrors: 0, sourceErrors: 0, actionsApplied: 1, vetoes: 0, rollbacks: 0, dropped: 0, deferred: 0, guestsAppeared: 1, guestsVanished: 0 },
   };
   const v = renderView(snap, 'ballast demo');
   assert.match(v, /host: free 12\.5% \(1024 of 8192 MiB\)/);

@@ -184,7 +184,7 @@ test('KSM controls: range-checked, only changed values written, failures counted
   let controls: Record<string, unknown> = { ksm_run: 1, ksm_pages_to_scan: 300, ksm_sleep_millisecs: 20 };
   const policy: FnPolicy = (host) => ({ host: { controls, vars: host.vars } });
   const ksmSource: HostSource = { name: 'ksm', collect: () => ksm.read() };
-  const { engine, logger } = makeEngine(hv, policy, { ksm, hostSources: [ksmSource] });
+  const { engine, logger, tick } = makeEngine(hv, policy, { ksm, hostSources: [ksmSource] });
   await engine.collect();
   await engine.evaluateAndAct();
   assert.deepEqual(ksm.writes, [{ run: 1, pages_to_scan: 300 }], 'sleep_millisecs already 20: not written');
@@ -200,13 +200,17 @@ test('KSM controls: range-checked, only changed values written, failures counted
   const r2 = await engine.evaluateAndAct();
   assert.equal(r2.outcomes[0]!.result, 'failed');
   assert.equal(engine.counters.controllerErrors, 1);
-  // the same failure every cycle: counted each time, logged at error once
+  // the same failure on each retry (after the backoff): counted each time, logged at error once
+  assert.equal((await engine.evaluateAndAct()).outcomes[0]!.result, 'deferred', 'not retried at once');
+  tick(30);
   await engine.evaluateAndAct();
+  tick(60);
   await engine.evaluateAndAct();
   assert.equal(engine.counters.controllerErrors, 3);
   assert.deepEqual(logger.records.filter((x) => x.event === 'action_failed').map((x) => x.level), ['error', 'debug', 'debug']);
   ksm.fail = undefined;
-  await engine.evaluateAndAct();
+  tick(120);
+  assert.equal((await engine.evaluateAndAct()).outcomes[0]!.result, 'applied');
   ksm.fail = 'EPERM again';
   controls = { ksm_pages_to_scan: 600 };
   await engine.evaluateAndAct();
@@ -364,6 +368,55 @@ test('a failing hypervisor is logged when it starts failing, when its error chan
   assert.equal(rec.length, 1);
   assert.equal(rec[0]!.failed_collections, 5);
   assert.equal(engine.counters.driverErrors, 5, 'still counted');
+});
+
+test('EPERM on KSM: reported, retried with backoff (30 s, doubling), the balloons go on; success clears it', async () => {
+  const hv = new FakeHypervisor([guest('a')]);
+  const ksm = new FakeKsm();
+  ksm.fail = "EPERM: operation not permitted, open '/sys/kernel/mm/ksm/run'";
+  const both: FnPolicy = (_host, guests) => ({
+    host: { controls: { ksm_run: 1 }, vars: {} },
+    guests: guests.map((g) => ({ name: String(g.props.name), controls: { balloon_target: (g.stats.at(-1)!.balloon_cur as number) - 10 * MiB }, vars: {} })),
+  });
+  const { engine, logger, tick } = makeEngine(hv, both, { ksm, safeguards: { minGuestKiB: 256 * MiB, headroomKiB: 64 * MiB, rollbackWindow: 0 } });
+  const ksmResults: string[] = [];
+  for (let i = 0; i < 12; i++) { // t = 0, 10, ..., 110
+    await engine.collect();
+    const r = await engine.evaluateAndAct();
+    ksmResults.push(r.outcomes.find((o) => o.action.control === 'ksm_run')!.result);
+    tick(10);
+  }
+  // Tried at t=0 (fails, next at 30), t=30 (fails, next at 90), t=90 (fails, next at 210).
+  assert.deepEqual(ksmResults.map((r, i) => `${i * 10}:${r}`).filter((x) => x.endsWith('failed')), ['0:failed', '30:failed', '90:failed']);
+  assert.equal(ksmResults.filter((r) => r === 'deferred').length, 9);
+  assert.equal(engine.counters.deferred, 9);
+  assert.equal(hv.setCalls.length, 12, 'the balloon moved every cycle meanwhile');
+  assert.equal(logger.records.filter((r) => r.event === 'action_failed' && r.level === 'error').length, 1, 'reported once at error');
+  assert.ok(!engine.snapshot().recent.some((a) => a.result === 'deferred'), 'deferrals do not crowd out the recent actions');
+  ksm.fail = undefined;
+  tick(100); // t = 220: past the backoff
+  await engine.collect();
+  const ok = await engine.evaluateAndAct();
+  assert.equal(ok.outcomes.find((o) => o.action.control === 'ksm_run')!.result, 'applied');
+  assert.equal(ksm.state.run, 1);
+});
+
+test('a failed inflation backs off, but a deflation (giving memory back) is always tried', async () => {
+  const hv = new FakeHypervisor([guest('a', { balloon_cur: 1536 * MiB })]);
+  let want = -10 * MiB;
+  const policy = targetPolicy((s) => (s.balloon_cur as number) + want);
+  const { engine, tick } = makeEngine(hv, policy, { safeguards: { minGuestKiB: 256 * MiB, headroomKiB: 64 * MiB, rollbackWindow: 0 } });
+  hv.failSet.set('id-a', 'balloon device busy');
+  await engine.collect();
+  assert.equal((await engine.evaluateAndAct()).outcomes[0]!.result, 'failed');
+  tick(10);
+  await engine.collect();
+  assert.equal((await engine.evaluateAndAct()).outcomes[0]!.result, 'deferred', 'inflating again waits');
+  want = 10 * MiB;
+  hv.failSet.delete('id-a');
+  tick(10);
+  await engine.collect();
+  assert.equal((await engine.evaluateAndAct()).outcomes[0]!.result, 'applied', 'deflating is not held back');
 });
 
 test('log volume: a cycle with many actions is summarized at info (each action at debug); a repeated veto is said once', async () => {
