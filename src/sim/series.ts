@@ -1,6 +1,6 @@
 // The time series `ballast sim --out` writes: one row per stats interval, host fields and
 // totals over guests, as CSV (header + rows) or JSON lines (rows with a per-guest array).
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream, openSync, type WriteStream } from 'node:fs';
 import { extname } from 'node:path';
 import { PAGE_KIB } from './params.js';
 import type { SimWorld } from './world.js';
@@ -114,10 +114,18 @@ export function openSeries(path: string): SeriesWriter {
   const csv = ext === '.csv';
   if (!csv && !['.jsonl', '.ndjson', '.json'].includes(ext))
     throw new Error(`--out ${path}: the file name must end in .csv or .jsonl`);
-  const out: WriteStream = createWriteStream(path);
+  // Opened now, synchronously: a path that cannot be written is an error before the run, not
+  // a silent loss after it.
+  let fd: number;
+  try {
+    fd = openSync(path, 'w');
+  } catch (err) {
+    throw new Error(`--out ${path}: cannot write: ${(err as Error).message}`);
+  }
+  const out: WriteStream = createWriteStream(path, { fd });
   let failed: Error | null = null;
   out.on('error', (e) => {
-    failed = e;
+    failed ??= e;
   });
   if (csv) out.write(SERIES_COLUMNS.join(',') + '\n');
   return {
@@ -127,8 +135,13 @@ export function openSeries(path: string): SeriesWriter {
     },
     close() {
       return new Promise((resolve, reject) => {
-        out.end(() => (failed ? reject(failed) : resolve()));
-        out.once('error', reject);
+        const done = (err?: Error | null) => {
+          const e = err ?? failed;
+          if (e) reject(new Error(`--out ${path}: writing failed: ${e.message}`));
+          else resolve();
+        };
+        if (failed || out.destroyed) return done();
+        out.end(done);
       });
     },
   };

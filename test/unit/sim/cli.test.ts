@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseDuration, parseMiB } from '../../../src/cli/sim.js';
@@ -91,4 +91,21 @@ test('ballast experiment prints a table like the paper\'s; refuses unknown exper
   const bad = runCli(['experiment', 'speedy']);
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /unknown experiment "speedy"/);
+});
+
+test('ballast sim --out: an unwritable path fails before the run; a full disk (/dev/full) fails the run with ENOSPC, exit 1', (t) => {
+  const r = runCli(['sim', '--scenario', 'demo', '--duration', '60', '--out', '/proc/no-such-dir/x.csv']);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /--out \/proc\/no-such-dir\/x\.csv: cannot write: ENOENT/);
+  assert.doesNotMatch(r.stdout, /engine/, 'refused before running');
+  if (!existsSync('/dev/full')) {
+    t.diagnostic('no /dev/full here: the disk-full half is not checked');
+    return;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'ballast-full-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  symlinkSync('/dev/full', join(dir, 'full.csv'));
+  const full = runCli(['sim', '--scenario', 'demo', '--duration', '600', '--out', join(dir, 'full.csv')]);
+  assert.equal(full.status, 1);
+  assert.match(full.stderr, /writing failed: ENOSPC/);
 });
