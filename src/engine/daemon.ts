@@ -8,7 +8,7 @@ import type { KsmSettings } from '../types.js';
 import { errorMessage } from '../controllers/controller.js';
 import { AlertMonitor } from './alerting.js';
 import { buildBackends, type Backends } from './backends.js';
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import { Engine, type EvaluationRecord } from './engine.js';
 import { compilePolicyFiles, type CompiledPolicy } from './policy-adapter.js';
 import { PolicyWatcher } from './policy-dir.js';
@@ -37,6 +37,7 @@ export class Daemon {
   readonly alerts?: AlertMonitor;
   private ksmAtStart?: Partial<KsmSettings>;
   private recordFd?: number;
+  private recordFailing?: { error: string; lost: number };
   private stopping?: Promise<void>;
 
   private constructor(readonly config: Config, readonly backends: Backends, private readonly log: Logger, private readonly opts: DaemonOptions) {
@@ -130,9 +131,40 @@ export class Daemon {
   }
 
   /** One JSON line per evaluation, written synchronously: the arrays are live views. */
+  /**
+   * One JSON line per evaluation. A line is written whole or not at all: a write that fails
+   * part-way (disk full) is cut back, so a reader never meets half a record. Failing is
+   * logged when it starts (and when the error changes) and when it recovers; the loop goes on.
+   */
   private record(rec: EvaluationRecord): void {
-    if (this.recordFd === undefined) this.recordFd = openSync(this.config.engine.record_file, 'a', 0o640);
-    writeSync(this.recordFd, JSON.stringify(rec) + '\n');
+    const file = this.config.engine.record_file;
+    const line = Buffer.from(`${JSON.stringify(rec)}\n`);
+    try {
+      if (this.recordFd === undefined) this.recordFd = openSync(file, 'a', 0o640);
+      const fd = this.recordFd;
+      const start = fstatSync(fd).size;
+      let done = 0;
+      try {
+        while (done < line.length) done += writeSync(fd, line, done);
+      } catch (err) {
+        if (done > 0) {
+          try {
+            ftruncateSync(fd, start);
+          } catch {
+            // a device (or a file gone read-only) that cannot be cut: nothing more to do
+          }
+        }
+        throw err;
+      }
+      if (this.recordFailing) {
+        this.log.info('record_recovered', { file, lost_records: this.recordFailing.lost });
+        this.recordFailing = undefined;
+      }
+    } catch (err) {
+      const error = errorMessage(err);
+      if (this.recordFailing?.error !== error) this.log.error('record_failed', { file, error, reason: 'the loop goes on; evaluations are not recorded until the file can be written again' });
+      this.recordFailing = { error, lost: (this.recordFailing?.lost ?? 0) + 1 };
+    }
   }
 
   static async create(opts: DaemonOptions): Promise<Daemon> {
