@@ -19,12 +19,18 @@ interface RunOptions {
   policyDir?: string;
 }
 
-export async function run(opts: RunOptions): Promise<void> {
-  if (!opts.config && !opts.momConfig) throw new Error('give --config FILE (ballast TOML) or --mom-config FILE (MOM\'s mom.conf), or both');
+/** The config as `ballast run` reads it (and reads it again on SIGHUP). */
+function readConfig(opts: RunOptions) {
   // A MOM config first; a ballast TOML, when given too, is laid over it.
   const mom = opts.momConfig ? loadMomConfigFile(opts.momConfig) : undefined;
   const config = opts.config ? loadConfigFile(opts.config, mom?.raw) : parseConfigObject(mom!.raw, opts.momConfig);
   if (opts.policyDir) config.engine.policy_dir = resolve(opts.policyDir);
+  return { mom, config };
+}
+
+export async function run(opts: RunOptions): Promise<void> {
+  if (!opts.config && !opts.momConfig) throw new Error('give --config FILE (ballast TOML) or --mom-config FILE (MOM\'s mom.conf), or both');
+  const { mom, config } = readConfig(opts);
   const format = (opts.logFormat ?? config.log.format) as LogFormat;
   if (!['auto', 'json', 'text'].includes(format)) throw new Error(`--log-format: expected auto, json or text, got ${format}`);
   const level = opts.logLevel ?? config.log.level;
@@ -55,9 +61,18 @@ export async function run(opts: RunOptions): Promise<void> {
         done();
       }, fail);
     };
-    // A daemon's usual answer to SIGHUP: read the policies again (the config is not re-read).
+    // A daemon's usual answer to SIGHUP: read the config and the policies again. A config
+    // that does not load is refused whole (every bad key named) and the running one stays.
     const onReload = () => {
-      logger.info('signal', { signal: 'SIGHUP', reason: 'reloading the policy directory' });
+      logger.info('signal', { signal: 'SIGHUP', reason: 'reloading the config and the policies' });
+      try {
+        const next = readConfig(opts).config;
+        const { applied, restartNeeded } = daemon.applyConfig(next);
+        if (applied.includes('log.level') && opts.logLevel === undefined && isLogLevel(next.log.level)) logger.setLevel?.(next.log.level);
+        logger.info('config_reloaded', { applied, restart_needed: restartNeeded.length ? restartNeeded : undefined, reason: restartNeeded.length ? 'these keys keep their running values until a restart' : undefined });
+      } catch (err) {
+        logger.error('config_refused', { error: err instanceof Error ? err.message : String(err), reason: 'the running config stays in force' });
+      }
       daemon.watcher.reload();
     };
     for (const s of stopSignals) process.on(s, onStop);

@@ -167,6 +167,26 @@ export class Daemon {
     }
   }
 
+  /**
+   * A reloaded config (SIGHUP): what can change in a running daemon changes now (safeguards
+   * and the log level, which the caller sets); the rest is listed as needing a restart and
+   * left as it is.
+   */
+  applyConfig(next: Config): { applied: string[]; restartNeeded: string[] } {
+    const applied: string[] = [];
+    const restartNeeded: string[] = [];
+    for (const key of changedKeys(this.config, next)) {
+      if (key.startsWith('safeguards.') || key === 'log.level') applied.push(key);
+      else restartNeeded.push(key);
+    }
+    if (applied.some((k) => k.startsWith('safeguards.'))) {
+      this.config.safeguards = next.safeguards;
+      this.engine.setSafeguards(toSafeguardConfig(next));
+    }
+    if (applied.includes('log.level')) this.config.log.level = next.log.level;
+    return { applied, restartNeeded };
+  }
+
   static async create(opts: DaemonOptions): Promise<Daemon> {
     const { config, logger } = opts;
     let engineRef: Engine | undefined;
@@ -288,4 +308,13 @@ export class Daemon {
       this.log.warn('ksm_restore_failed', { error: errorMessage(err) });
     }
   }
+}
+
+/** Dotted keys whose values differ between two configs. */
+function changedKeys(a: unknown, b: unknown, prefix = ''): string[] {
+  if (typeof a === 'object' && a !== null && typeof b === 'object' && b !== null && !Array.isArray(a) && !Array.isArray(b)) {
+    const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+    return [...keys].sort().flatMap((k) => changedKeys((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], prefix ? `${prefix}.${k}` : k));
+  }
+  return JSON.stringify(a) === JSON.stringify(b) ? [] : [prefix];
 }

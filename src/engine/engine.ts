@@ -151,7 +151,7 @@ export class Engine<P = CompiledPolicy> {
   private readonly evaluateFn: EvaluateFn<P>;
   private readonly hypervisor: Hypervisor;
   private readonly sources: HostSource[];
-  private readonly sg: SafeguardConfig;
+  private sg: SafeguardConfig;
   private readonly historyLength: number;
   private readonly log: Logger;
   private readonly clock: () => number;
@@ -236,6 +236,11 @@ export class Engine<P = CompiledPolicy> {
 
   get safeguards(): Readonly<SafeguardConfig> {
     return this.sg;
+  }
+
+  /** New safeguards (a reloaded config), in force from the next cycle. */
+  setSafeguards(sg: SafeguardConfig): void {
+    this.sg = { ...sg };
   }
 
   /** Stop listening to the driver's events. The engine owns no timers or connections. */
@@ -477,7 +482,12 @@ export class Engine<P = CompiledPolicy> {
     if (!evaluated) return;
     if (plan.aborted) {
       this.counters.abortedEvaluations++;
-      this.log.error('policy_aborted', { cycle: plan.cycle, reason: 'evaluation aborted: nothing from the policy is applied', errors: plan.errors.map(fmtPolicyError) });
+      // A policy that aborts the same way every cycle is said at error once, then at debug.
+      const errors = plan.errors.map(fmtPolicyError);
+      const key = `\0aborted\0${errors.join('\0')}`;
+      const first = !this.seenPolicyErrors.has(key);
+      if (first && this.seenPolicyErrors.size < 10_000) this.seenPolicyErrors.add(key);
+      this.log.log(first ? 'error' : 'debug', 'policy_aborted', { cycle: plan.cycle, reason: 'evaluation aborted: nothing from the policy is applied', errors, repeated: first ? undefined : true });
     }
     for (const e of plan.errors) {
       this.counters.policyErrors++;

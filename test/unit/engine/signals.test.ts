@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -72,6 +72,35 @@ test('signals: SIGHUP reloads policies, SIGUSR1/SIGUSR2 are ignored (no debugger
     assert.equal(code, 0, d.raw());
     assert.ok(at - sent < 10_000, `stopped in ${at - sent} ms`);
     assert.ok(d.records.some((r) => r.event === 'stopping') && d.records.some((r) => r.event === 'stopped'));
+  } finally {
+    d.child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('SIGHUP re-reads the config: a bad one is refused naming every bad key (the running one stays); safeguards and log level apply live, the rest is listed for a restart', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ballast-sighup-'));
+  const config = simConfig(dir);
+  const good = readFileSync(config, 'utf8');
+  const d = daemon(config);
+  try {
+    await d.until((r) => r.event === 'started');
+    writeFileSync(config, `${good}[safeguards]\nmin_guest_mib = "lots"\nno_such_key = 1\n`);
+    d.child.kill('SIGHUP');
+    const refused = await d.until((r) => r.event === 'config_refused');
+    assert.match(String(refused.error), /safeguards\.min_guest_mib/);
+    assert.match(String(refused.error), /no_such_key/);
+    assert.equal(d.child.exitCode, null, 'still running');
+
+    writeFileSync(config, good.replace('[engine]\n', '[engine]\nstats_interval = 7\n').replace('[log]', '[safeguards]\nmin_guest_mib = 300\n[log]\nlevel = "debug"'));
+    // A policy that aborts every cycle: an error once, then debug lines, which show once debug is on.
+    writeFileSync(join(dir, 'policies', '20.policy'), '(defvar z (+ 1 "a"))\n');
+    d.child.kill('SIGHUP');
+    const reloaded = await d.until((r) => r.event === 'config_reloaded');
+    assert.deepEqual(reloaded.applied, ['log.level', 'safeguards.min_guest_mib']);
+    assert.deepEqual(reloaded.restart_needed, ['engine.stats_interval']);
+    await d.until((r) => r.event === 'policy_aborted' && (r as { level?: string }).level === 'debug', 20_000);
+    assert.equal(d.records.filter((r) => r.event === 'policy_aborted' && (r as { level?: string }).level === 'error').length, 1, 'the same abort is an error once');
   } finally {
     d.child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
