@@ -127,7 +127,7 @@
       const note = g.stale ? `stale: ${g.stale}` : g.holdUntil !== undefined && g.holdUntil > now ? `held off inflation until t=${Math.round(g.holdUntil)}` : '';
       return `<tr data-guest="${esc(g.name)}"><td>${esc(g.name)}</td><td>${fmt(cur)}</td><td>${fmt(g.lastTarget)}</td><td>${fmt(s.balloon_max)}</td>` +
         `<td>${cur !== null && unused !== null ? fmt(cur - unused) : '–'}</td><td>${fmt(num(s.mem_usable) ?? num(s.mem_free))}</td>` +
-        `<td>${g.balloonReturn ? `${fmt(g.balloonReturn.returnedKiB)} / ${fmt(g.balloonReturn.inflatedKiB)}` : '–'}</td><td>${esc(note)}</td></tr>`;
+        `<td>${g.balloonReturn ? `${fmt(g.balloonReturn.returnedKiB)} / ${fmt(g.balloonReturn.expectedKiB)} / ${fmt(g.balloonReturn.inflatedKiB)}` : '–'}</td><td>${esc(note)}</td></tr>`;
     });
     $('#guests tbody').innerHTML = rows.join('') || '<tr><td colspan="8">no guests</td></tr>';
   }

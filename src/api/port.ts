@@ -34,7 +34,7 @@ export interface GuestState {
   /** The last balloon target ballast set (KiB). */
   lastTarget?: number;
   /** KiB inflations took from the guest, and KiB of QEMU's resident memory that went with them. */
-  balloonReturn?: { inflatedKiB: number; returnedKiB: number };
+  balloonReturn?: { inflatedKiB: number; expectedKiB: number; returnedKiB: number };
 }
 
 export interface HealthState {

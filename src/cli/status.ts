@@ -19,7 +19,7 @@ export function formatStatus(h: HealthState, host: HostState, guests: GuestState
     const cur = g.stats.balloon_cur;
     const used = typeof cur === 'number' && typeof g.stats.mem_unused === 'number' ? cur - g.stats.mem_unused : null;
     const r = g.balloonReturn;
-    const note = (r ? `  inflations returned ${mib(r.returnedKiB)} of ${mib(r.inflatedKiB)} MiB` : '') + (g.stale ? `  stale: ${g.stale}` : '');
+    const note = (r ? `  inflations returned ${mib(r.returnedKiB)} MiB (expected ${mib(r.expectedKiB)}, ballooned ${mib(r.inflatedKiB)})` : '') + (g.stale ? `  stale: ${g.stale}` : '');
     lines.push(`  ${g.name.padEnd(20)} balloon ${mib(cur).padStart(6)} / ${mib(g.stats.balloon_max).padStart(6)} MiB  target ${mib(g.lastTarget).padStart(6)}  used ${mib(used).padStart(6)}${note}`);
   }
   lines.push(alerts.length ? 'alerts:' : 'alerts: none');

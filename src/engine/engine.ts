@@ -374,8 +374,8 @@ export class Engine<P = CompiledPolicy> {
       g.warnedIneffective = true;
       const mib = (k: number) => Math.round(k / 1024);
       this.log.warn('balloon_ineffective', {
-        guest: g.name, inflated_mib: mib(g.returns.inflatedKiB), returned_mib: mib(g.returns.returnedKiB),
-        reason: 'QEMU\'s resident memory fell by under a quarter of what the balloon took: the guest gave pages it never touched, or huge pages hold them (see docs/host.md)',
+        guest: g.name, inflated_mib: mib(g.returns.inflatedKiB), expected_mib: mib(g.returns.expectedKiB), returned_mib: mib(g.returns.returnedKiB),
+        reason: 'the balloon took memory the host had backed, but QEMU\'s resident memory fell by under a quarter of it: huge pages likely hold it (see docs/host.md)',
       });
     }
   }

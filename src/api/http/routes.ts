@@ -60,7 +60,7 @@ async function policyText(ctx: RequestContext): Promise<string> {
 }
 
 function guestSummary(port: DaemonPort) {
-  return port.guests().map((g) => ({ id: g.id, name: g.name, props: g.props, stats: g.stats, vars: g.vars, stale: g.stale, holdUntil: g.holdUntil, lastTarget: g.lastTarget }));
+  return port.guests().map((g) => ({ id: g.id, name: g.name, props: g.props, stats: g.stats, vars: g.vars, stale: g.stale, holdUntil: g.holdUntil, lastTarget: g.lastTarget, balloonReturn: g.balloonReturn }));
 }
 
 function methodNotAllowed(method: string | undefined, allowed: string[]): never {

@@ -82,6 +82,7 @@ export function createMetrics(port: DaemonPort): Registry {
   const stale = new Gauge({ name: 'ballast_guest_stale', help: '1 when the guest\'s latest statistics could not be read (no balloon driver, no stats, driver error).', labelNames: guestLabels, registers: [reg] });
   const holding = new Gauge({ name: 'ballast_guest_rollback_hold', help: '1 while the guest is held off inflation after a rollback.', labelNames: guestLabels, registers: [reg] });
   const inflated = new Counter({ name: 'ballast_guest_balloon_inflated_bytes_total', help: 'Memory balloon inflations took from the guest since it appeared.', labelNames: guestLabels, registers: [reg] });
+  const expected = new Counter({ name: 'ballast_guest_balloon_expected_return_bytes_total', help: 'The part of those inflations the host had backed with resident memory: what should have come back.', labelNames: guestLabels, registers: [reg] });
   const returned = new Counter({ name: 'ballast_guest_balloon_returned_bytes_total', help: 'QEMU resident memory that went with those inflations: what the host really got back.', labelNames: guestLabels, registers: [reg] });
   const guests = new Gauge({ name: 'ballast_guests', help: 'Guests the daemon manages.', registers: [reg] });
   const up = new Gauge({ name: 'ballast_up', help: '1 when every source answers, 0 when degraded.', registers: [reg] });
@@ -133,6 +134,7 @@ export function createMetrics(port: DaemonPort): Registry {
     target.reset();
     stale.reset();
     inflated.reset();
+    expected.reset();
     returned.reset();
     holding.reset();
     const now = port.health().time;
@@ -152,6 +154,7 @@ export function createMetrics(port: DaemonPort): Registry {
       stale.set(labels, gs.stale ? 1 : 0);
       if (gs.balloonReturn) {
         inflated.inc(labels, gs.balloonReturn.inflatedKiB * KiB);
+        expected.inc(labels, gs.balloonReturn.expectedKiB * KiB);
         returned.inc(labels, gs.balloonReturn.returnedKiB * KiB);
       }
       holding.set(labels, gs.holdUntil !== undefined && gs.holdUntil > now ? 1 : 0);

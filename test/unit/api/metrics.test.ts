@@ -156,6 +156,15 @@ test('/metrics: valid text format whose values are the engine\'s own samples; a 
       if (g.lastTarget !== undefined) assert.equal(value(fams, 'ballast_guest_balloon_target_bytes', labels), g.lastTarget * 1024);
       if (typeof g.stats.swap_out === 'number') assert.equal(value(fams, 'ballast_guest_swap_out_bytes_total', labels), g.stats.swap_out * 1024, g.name);
     }
+    // The JSON API's guest list carries the same balloon-return totals (the dashboard shows them).
+    const listed = JSON.parse((await call(d.socket, 'GET', '/api/v1/guests')).body) as { name: string; balloonReturn?: unknown }[];
+    const withReturns = guests.filter((g) => g.balloonReturn !== undefined);
+    assert.ok(withReturns.length > 0, 'inflations measured');
+    for (const g of withReturns) {
+      const labels = { name: g.name, uuid: String(g.props.uuid ?? g.id) };
+      assert.equal(value(fams, 'ballast_guest_balloon_expected_return_bytes_total', labels), g.balloonReturn!.expectedKiB * 1024);
+      assert.ok(listed.find((x) => x.name === g.name)?.balloonReturn !== undefined, `${g.name}: balloonReturn in GET /api/v1/guests`);
+    }
     const c = d.port.counters();
     assert.equal(value(fams, 'ballast_cycles_total'), c.cycles);
     assert.equal(value(fams, 'ballast_rollbacks_total'), c.rollbacks);
