@@ -152,7 +152,7 @@
   function renderErrors() {
     $('#errors').innerHTML = state.errors.slice(-30).reverse().map((e) => {
       const f = e.fields ?? {};
-      const detail = f.message ?? f.error ?? f.reason ?? '';
+      const detail = f.message ?? f.msg ?? f.error ?? f.reason ?? '';
       return `<li class="${e.level === 'error' ? 'error' : 'veto'}">${esc(e.ts.slice(11, 19))} ${esc(e.event)} ${esc(f.entity ?? f.guest ?? '')} ${esc(Array.isArray(detail) ? detail.join('; ') : detail)}</li>`;
     }).join('') || '<li>none</li>';
   }
