@@ -25,6 +25,7 @@ const commands: Record<string, () => Promise<{ register: Register }>> = {
   lab: () => import('./lab.js'),
   ksm: () => import('./ksm.js'),
   status: () => import('./status.js'),
+  doctor: () => import('./doctor.js'),
 };
 
 const program = new Command();
