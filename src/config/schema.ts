@@ -4,27 +4,8 @@
 // in KiB (toSafeguardConfig converts).
 import { z } from 'zod';
 
-// zod 4 refuses NaN and Infinity in z.number(), so TOML's inf/nan are refused too.
-const positive = () => z.number({ error: 'expected a positive number' }).positive({ error: 'expected a positive number' });
-const nonNegative = () => z.number({ error: 'expected a number >= 0' }).min(0, { error: 'expected a number >= 0' });
-const positiveInt = () => z.number({ error: 'expected a positive integer' })
-  .int({ error: 'expected a positive integer' }).positive({ error: 'expected a positive integer' });
-const percent = () => z.number({ error: 'expected a percentage (0 to 100)' })
-  .min(0, { error: 'expected a percentage (0 to 100)' }).max(100, { error: 'expected a percentage (0 to 100)' });
-// Below half a second a driver is asked for stats faster than guests report them (and a
-// typo such as 1e-9 would poll libvirtd in a busy loop); above an hour the loop is not one.
-const interval = () => z.number({ error: 'expected seconds from 0.5 to 3600' })
-  .min(0.5, { error: 'expected seconds from 0.5 to 3600' }).max(3600, { error: 'expected seconds from 0.5 to 3600' });
-const str = () => z.string({ error: 'expected a string' });
-const bool = () => z.boolean({ error: 'expected true or false' });
-const oneOf = <T extends readonly [string, ...string[]]>(values: T) =>
-  z.enum(values, { error: `expected one of ${values.map((v) => `"${v}"`).join(', ')}` });
-
-/** A table whose missing keys take their defaults, and whose unknown keys are errors. */
-function section<S extends z.ZodRawShape>(shape: S) {
-  // Generic S makes zod unable to see that {} is valid input; every key has a default.
-  return z.strictObject(shape, { error: 'expected a table' }).prefault({} as never);
-}
+import { CONTROL_SECTIONS } from '../controls/registry.js';
+import { bool, interval, nonNegative, oneOf, percent, positive, positiveInt, section, str } from './fields.js';
 
 export const configSchema = z.strictObject({
   hypervisor: section({
@@ -115,12 +96,7 @@ export const configSchema = z.strictObject({
     /** An alert clears after this many collections in a row without it (no flapping at a threshold). */
     clear_after: positiveInt().default(3),
   }),
-  ksm: section({
-    /** Let policies drive KSM (ksm_* host controls). */
-    enabled: bool().default(true),
-    /** Put the KSM settings found at start back when the daemon stops. */
-    restore_on_exit: bool().default(true),
-  }),
+  ...CONTROL_SECTIONS,
   shutdown: section({
     /** On stop: leave balloons as they are, or deflate every guest to balloon_max. */
     balloons: oneOf(['leave', 'restore'] as const).default('leave'),

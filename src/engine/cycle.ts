@@ -3,14 +3,11 @@
 // give the same plan, which is what makes replay and the simulator exact. The engine then
 // hands the plan's actions to the controllers and commits the state that goes with them.
 import type { BalloonReturn } from './balloon-return.js';
-import type { Props } from '../types.js';
-import type { Action } from '../controllers/controller.js';
+import type { Props, Stats } from '../types.js';
+import type { Action, ControlModule } from '../controls/control.js';
 import type { History } from './history.js';
 import type { Controls, PolicyErrorInfo, PolicyOutput, Vars } from './policy-port.js';
-import {
-  CGROUP_CONTROLS, guardBalloon, guardCgroup, guardKsm, KSM_RANGES,
-  type GuestGuardState, type SafeguardConfig,
-} from './safeguards.js';
+import { guardBalloon, type GuestGuardState, type SafeguardConfig } from './safeguards.js';
 
 export interface GuestEntity {
   id: string;
@@ -64,44 +61,66 @@ export interface CyclePlan {
   guard: Map<string, GuardCommit>;
 }
 
+/** A control module as the planner sees it: whether its actions may be applied. */
+export interface PlannedControl {
+  module: ControlModule;
+  /** False when the config turns it off or the host has no backend for it. */
+  on: boolean;
+}
+
 export interface PlanOptions {
   safeguards: SafeguardConfig;
-  /** KSM controls allowed (config ksm.enabled and a KSM backend present). */
-  ksm: boolean;
-  /** cgroup controls allowed (config host.cgroup_limits and a backend present). */
-  cgroup: boolean;
+  /** The control modules (registry), by control name. */
+  controls: ReadonlyMap<string, PlannedControl>;
   /** Set when balloons must not be touched (read-only hypervisor connection): the reason. */
   balloonsOff?: string;
   /** Set while control is paused (observe only): no control is applied; the reason. */
   paused?: string;
 }
 
-const NO_CONTROLS: Controls = Object.freeze({}) as Controls;
-const KSM_CONTROL_NAMES = Object.keys(KSM_RANGES);
-const GUEST_CONTROLS = new Set<string>(['balloon_target', ...CGROUP_CONTROLS]);
+/** The controls of `modules` by name, for PlanOptions. */
+export function plannedControls(modules: readonly PlannedControl[]): Map<string, PlannedControl> {
+  const m = new Map<string, PlannedControl>();
+  for (const p of modules) for (const c of p.module.controls) m.set(c, p);
+  return m;
+}
 
-function hostPlan(controls: Controls, host: HostEntity, opts: PlanOptions, actions: Action[], notes: Note[]): void {
+const NO_CONTROLS: Controls = Object.freeze({}) as Controls;
+
+/** One control of a registry module: ignored, vetoed or an action. */
+function planKnob(
+  entity: string, guestId: string | undefined, scope: 'host' | 'guest', control: string, requested: unknown, latest: Stats,
+  opts: PlanOptions, plan: { actions: Action[]; notes: Note[] },
+): void {
+  const p = opts.controls.get(control);
+  if (!p || p.module.scope !== scope) {
+    plan.notes.push({ entity, control, requested, verdict: 'ignored', reasons: [`no controller for this ${scope} control`] });
+    return;
+  }
+  if (opts.paused !== undefined) {
+    plan.notes.push({ entity, control, requested, verdict: 'veto', reasons: [`not applied: ${opts.paused}`] });
+    return;
+  }
+  if (!p.on) {
+    plan.notes.push({ entity, control, requested, verdict: 'veto', reasons: [p.module.offReason], quiet: true });
+    return;
+  }
+  const d = p.module.guard(control, requested, latest, opts.safeguards);
+  if (d.verdict === 'veto') plan.notes.push({ entity, control, requested, verdict: 'veto', reasons: d.reasons });
+  else {
+    const cur = latest[control];
+    plan.actions.push({ entity, guestId, control, from: typeof cur === 'number' ? cur : null, to: d.value, reasons: d.reasons });
+  }
+}
+
+function hostPlan(controls: Controls, host: HostEntity, opts: PlanOptions, plan: CyclePlan): void {
   const latest = host.history.latest() ?? {};
   for (const [control, requested] of Object.entries(controls)) {
-    if (!KSM_CONTROL_NAMES.includes(control)) {
-      notes.push({ entity: 'host', control, requested, verdict: 'ignored', reasons: ['no controller for this host control'] });
+    if (requested === null || requested === undefined) {
+      if (!opts.controls.has(control)) plan.notes.push({ entity: 'host', control, requested, verdict: 'ignored', reasons: ['no controller for this host control'] });
       continue;
     }
-    if (requested === null || requested === undefined) continue;
-    if (opts.paused !== undefined) {
-      notes.push({ entity: 'host', control, requested, verdict: 'veto', reasons: [`not applied: ${opts.paused}`] });
-      continue;
-    }
-    if (!opts.ksm) {
-      notes.push({ entity: 'host', control, requested, verdict: 'veto', reasons: ['KSM control disabled (config ksm.enabled or no KSM backend)'], quiet: true });
-      continue;
-    }
-    const d = guardKsm(control, requested);
-    if (d.verdict === 'veto') notes.push({ entity: 'host', control, requested, verdict: 'veto', reasons: d.reasons });
-    else {
-      const cur = latest[control];
-      actions.push({ entity: 'host', control, from: typeof cur === 'number' ? cur : null, to: d.value, reasons: d.reasons });
-    }
+    planKnob('host', undefined, 'host', control, requested, latest, opts, plan);
   }
 }
 
@@ -131,24 +150,11 @@ function guestPlan(
     }
     if (d.next !== g.guard) plan.guard.set(g.id, { applied: d.next, otherwise: d.next });
   }
+  const latest = g.history.latest() ?? {};
   for (const control in own) {
     const requested = own[control];
     if (control === 'balloon_target' || requested === null || requested === undefined) continue;
-    if (!GUEST_CONTROLS.has(control)) {
-      plan.notes.push({ entity: g.name, control, requested, verdict: 'ignored', reasons: ['no controller for this guest control'] });
-      continue;
-    }
-    if (opts.paused !== undefined) {
-      plan.notes.push({ entity: g.name, control, requested, verdict: 'veto', reasons: [`not applied: ${opts.paused}`] });
-      continue;
-    }
-    if (!opts.cgroup) {
-      plan.notes.push({ entity: g.name, control, requested, verdict: 'veto', reasons: ['cgroup limits disabled (config host.cgroup_limits or no cgroup backend)'], quiet: true });
-      continue;
-    }
-    const c = guardCgroup(control, requested, g.history.latest() ?? {}, opts.safeguards);
-    if (c.verdict === 'veto') plan.notes.push({ entity: g.name, control, requested, verdict: 'veto', reasons: c.reasons });
-    else plan.actions.push({ entity: g.name, guestId: g.id, control, from: null, to: c.value, reasons: c.reasons });
+    planKnob(g.name, g.id, 'guest', control, requested, latest, opts, plan);
   }
 }
 
@@ -167,7 +173,7 @@ export function planCycle(
   const usable = output !== null && !output.aborted;
   if (usable) {
     plan.hostVars = output.host.vars;
-    hostPlan(output.host.controls, host, opts, plan.actions, plan.notes);
+    hostPlan(output.host.controls, host, opts, plan);
   }
   const errorsByGuest = new Map<string, string>();
   for (const e of plan.errors) {

@@ -3,9 +3,9 @@
 // balloons left or restored as configured, KSM settings put back, connections closed).
 import type { Config } from '../config/schema.js';
 import { toAlertThresholds, toSafeguardConfig } from '../config/convert.js';
+import { CONTROLS } from '../controls/registry.js';
 import type { Logger } from '../log/logger.js';
-import type { KsmSettings } from '../types.js';
-import { errorMessage } from '../controllers/controller.js';
+import { errorMessage } from '../controls/control.js';
 import { AlertMonitor } from './alerting.js';
 import { buildBackends, type Backends } from './backends.js';
 import { closeSync, fstatSync, ftruncateSync, openSync, writeSync } from 'node:fs';
@@ -35,7 +35,6 @@ export class Daemon {
   /** The named policies in force: the watcher's files plus those set through the API / MOM's RPC. */
   readonly policies = new PolicySet<CompiledPolicy>(compilePolicyFiles);
   readonly alerts?: AlertMonitor;
-  private ksmAtStart?: Partial<KsmSettings>;
   private recordFd?: number;
   private recordFailing?: { error: string; lost: number };
   private stopping?: Promise<void>;
@@ -47,8 +46,9 @@ export class Daemon {
       hostSources: backends.hostSources,
       ksm: backends.ksm,
       cgroup: backends.cgroup,
-      ksmEnabled: config.ksm.enabled,
-      cgroupEnabled: config.host.cgroup_limits,
+      disabled: new Set(CONTROLS.filter((m) => m.enabled?.(config) === false).map((m) => m.name)),
+      simWorld: backends.sim?.world,
+      config,
       balloonsOff: config.hypervisor.readonly ? 'hypervisor.readonly = true (observe only)' : undefined,
       policy: null,
       evaluateOptions: { stepBudget: c.step_budget },
@@ -215,11 +215,12 @@ export class Daemon {
       this.log.info('start_abandoned', { reason: 'stopped while starting' });
       return;
     }
-    if (this.engine.ksmController && c.ksm.restore_on_exit) {
+    // Each control notes what it will put back on stop.
+    for (const { module, instance } of this.engine.controlInstances) {
       try {
-        this.ksmAtStart = await this.engine.ksmController.readSettings();
+        await instance.remember?.();
       } catch (err) {
-        this.log.warn('ksm_read_failed', { error: errorMessage(err), reason: 'KSM settings cannot be restored on exit' });
+        this.log.warn(`${module.name}_read_failed`, { error: errorMessage(err), reason: `${module.name} settings cannot be restored on exit` });
       }
     }
     if (!this.watcher.start()) {
@@ -249,7 +250,7 @@ export class Daemon {
     clearTimeout(timer);
     if (!waited) this.log.warn('stop_timeout', { reason: `the cycle in flight did not finish within ${STOP_WAIT_MS / 1000} s; stopping anyway` });
     await this.restoreBalloons();
-    await this.restoreKsm();
+    await this.restoreControls();
     this.engine.dispose();
     if (this.recordFd !== undefined) closeSync(this.recordFd);
     this.recordFd = undefined;
@@ -297,15 +298,14 @@ export class Daemon {
     }
   }
 
-  private async restoreKsm(): Promise<void> {
-    const ksm = this.backends.ksm;
-    if (!ksm || !this.config.ksm.restore_on_exit || !this.engine.ksmController) return;
-    try {
-      if (ksm.restore) await ksm.restore();
-      else if (this.ksmAtStart) await this.engine.ksmController.restore(this.ksmAtStart);
-      this.log.info('ksm_restored', { settings: this.ksmAtStart, reason: 'ksm.restore_on_exit' });
-    } catch (err) {
-      this.log.warn('ksm_restore_failed', { error: errorMessage(err) });
+  private async restoreControls(): Promise<void> {
+    for (const { module, instance } of this.engine.controlInstances) {
+      try {
+        const what = await instance.restore?.();
+        if (what) this.log.info(`${module.name}_restored`, { reason: what });
+      } catch (err) {
+        this.log.warn(`${module.name}_restore_failed`, { error: errorMessage(err) });
+      }
     }
   }
 }

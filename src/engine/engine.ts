@@ -4,13 +4,13 @@
 // counted and logged, and the loop goes on.
 import { addReturn, ineffective, inflationStep, type BalloonReturn } from './balloon-return.js';
 import type { CgroupBackend, GuestSample, HostSource, Hypervisor, KsmBackend, LifecycleEvent, Props, Stats } from '../types.js';
-import { BalloonController } from '../controllers/balloon.js';
-import { CgroupController } from '../controllers/cgroup.js';
-import { errorMessage, type Action, type ActionOutcome, type Controller } from '../controllers/controller.js';
-import { KsmController } from '../controllers/ksm.js';
+import { BalloonController } from '../controls/balloon/controller.js';
+import { errorMessage, mapLimited, type Action, type ActionOutcome, type ControlEnv, type ControlInstance, type ControlModule, type Controller } from '../controls/control.js';
+import { CONTROLS } from '../controls/registry.js';
+import type { Config } from '../config/schema.js';
 import { nullLogger, type Logger } from '../log/logger.js';
 import { History } from './history.js';
-import { planCycle, type CyclePlan, type GuestEntity, type HostEntity, type Note } from './cycle.js';
+import { planCycle, plannedControls, type CyclePlan, type GuestEntity, type HostEntity, type Note, type PlannedControl } from './cycle.js';
 import type { EntityInput, EvaluateFn, EvaluateOptions, PolicyErrorInfo, PolicyOutput, Vars } from './policy-port.js';
 import { defaultSafeguards, type SafeguardConfig } from './safeguards.js';
 import { evaluatePolicy, type CompiledPolicy } from './policy-adapter.js';
@@ -44,10 +44,14 @@ export interface EngineOptions<P = CompiledPolicy> {
   evaluateOptions?: EvaluateOptions;
   historyLength?: number;
   safeguards?: Partial<SafeguardConfig>;
-  /** Let policies drive KSM (default true when a backend is given). */
-  ksmEnabled?: boolean;
-  /** Let policies set cgroup limits (default true when a backend is given). */
-  cgroupEnabled?: boolean;
+  /** The control modules (default: the registry, src/controls/registry.ts). */
+  controls?: readonly ControlModule[];
+  /** Modules turned off by name (the daemon fills it from each module's config section). */
+  disabled?: ReadonlySet<string>;
+  /** The simulated world, for modules with a simulated counterpart. */
+  simWorld?: unknown;
+  /** The daemon's config, for what modules read of their own sections (restore on exit). */
+  config?: Config;
   /** Never set balloons (observe only); the reason is logged with every vetoed target. */
   balloonsOff?: string;
   logger?: Logger;
@@ -163,8 +167,9 @@ export class Engine<P = CompiledPolicy> {
   /** Guests reported gone by a lifecycle event since the last collection. */
   private readonly gone = new Set<string>();
   private readonly balloon: BalloonController;
-  readonly ksmController?: KsmController;
-  private readonly cgroupController?: CgroupController;
+  /** The control modules at work (setup succeeded), in registry order. */
+  readonly controlInstances: { module: ControlModule; instance: ControlInstance }[] = [];
+  private readonly planned: Map<string, PlannedControl>;
   private readonly controllerByControl = new Map<string, Controller>();
   private readonly recent: ActionRecord[] = [];
   private readonly recentMax: number;
@@ -185,8 +190,6 @@ export class Engine<P = CompiledPolicy> {
     sourceErrors: 0, actionsApplied: 0, vetoes: 0, rollbacks: 0, dropped: 0, deferred: 0, guestsAppeared: 0, guestsVanished: 0,
   };
   private readonly evalOpts?: EvaluateOptions;
-  private readonly ksmOn: boolean;
-  private readonly cgroupOn: boolean;
   private readonly balloonsOff?: string;
 
   constructor(opts: EngineOptions<P>) {
@@ -203,16 +206,22 @@ export class Engine<P = CompiledPolicy> {
     this.host = { props: { name: 'host' }, history: new History(this.historyLength), vars: {} };
     this.balloon = new BalloonController(this.hypervisor);
     for (const c of this.balloon.controls) this.controllerByControl.set(c, this.balloon);
-    if (opts.ksm) {
-      this.ksmController = new KsmController(opts.ksm);
-      for (const c of this.ksmController.controls) this.controllerByControl.set(c, this.ksmController);
+    // Every registry module sets itself up with what this host has; one that cannot (no
+    // backend, no driver support) or that the config turns off still plans, as vetoes.
+    const env: ControlEnv = {
+      hypervisor: this.hypervisor, ksm: opts.ksm, cgroup: opts.cgroup, simWorld: opts.simWorld,
+      lookup: (id) => this.samples.get(id), log: this.log,
+    };
+    const planned: PlannedControl[] = [];
+    for (const module of opts.controls ?? CONTROLS) {
+      const made = module.setup(env, opts.config);
+      const on = typeof made !== 'string' && !opts.disabled?.has(module.name);
+      planned.push({ module, on });
+      if (typeof made === 'string') continue;
+      this.controlInstances.push({ module, instance: made });
+      for (const c of made.controller.controls) this.controllerByControl.set(c, made.controller);
     }
-    if (opts.cgroup) {
-      this.cgroupController = new CgroupController(opts.cgroup, (id) => this.samples.get(id));
-      for (const c of this.cgroupController.controls) this.controllerByControl.set(c, this.cgroupController);
-    }
-    this.ksmOn = !!opts.ksm && opts.ksmEnabled !== false;
-    this.cgroupOn = !!opts.cgroup && opts.cgroupEnabled !== false;
+    this.planned = plannedControls(planned);
     this.balloonsOff = opts.balloonsOff;
     this.recorder = opts.recorder;
     if (this.hypervisor.onEvent) this.unsubscribe = this.hypervisor.onEvent((e) => this.onLifecycle(e));
@@ -262,7 +271,7 @@ export class Engine<P = CompiledPolicy> {
     for (const k of this.backoff.keys()) if (k.startsWith(`${g.name}\0`)) this.backoff.delete(k);
     this.guests.delete(g.id);
     this.samples.delete(g.id);
-    this.cgroupController?.forget(g.id);
+    for (const { instance } of this.controlInstances) instance.controller.forget?.(g.id);
     this.counters.guestsVanished++;
     this.log.info('guest_vanished', { guest: g.name, id: g.id, reason: why });
   }
@@ -308,7 +317,7 @@ export class Engine<P = CompiledPolicy> {
     this.hostStale = staleReasons.length ? staleReasons.join('; ') : undefined;
     if (this.sources.length > 0) {
       this.host.history.push(merged, time);
-      this.ksmController?.learn(merged);
+      for (const { instance } of this.controlInstances) instance.learnHost?.(merged);
     }
 
     if (guestRes!.status === 'rejected') {
@@ -334,6 +343,7 @@ export class Engine<P = CompiledPolicy> {
       this.log.info('collect_recovered', { hypervisor: this.hypervisor.name, failed_collections: failed.count, reason: `failing since t=${Math.round(failed.since)}: ${failed.error}` });
     }
     this.gone.clear();
+    await this.addControlFields(guestRes!.value);
     const seen = new Set<string>();
     for (const sample of guestRes!.value) {
       seen.add(sample.id);
@@ -367,6 +377,28 @@ export class Engine<P = CompiledPolicy> {
     this.notifyCollect(report);
     return report;
   }
+
+  /** Fields the control modules read themselves (e.g. vcpu_quota), merged into fresh samples. */
+  private async addControlFields(samples: GuestSample[]): Promise<void> {
+    for (const { module, instance } of this.controlInstances) {
+      const read = instance.guestFields;
+      if (!read) continue;
+      await mapLimited(samples.filter((x) => !x.stale), 16, async (sample) => {
+        try {
+          Object.assign(sample.stats, await read(sample));
+          this.fieldErrors.delete(`${module.name}\0${sample.id}`);
+        } catch (err) {
+          // Said once per guest and module until it works again; the fields stay unknown.
+          const key = `${module.name}\0${sample.id}`;
+          const error = errorMessage(err);
+          if (this.fieldErrors.get(key) !== error) this.log.warn('control_fields_failed', { control: module.name, guest: sample.name, error });
+          if (this.fieldErrors.size < 10_000 || this.fieldErrors.has(key)) this.fieldErrors.set(key, error);
+        }
+      });
+    }
+  }
+
+  private readonly fieldErrors = new Map<string, string>();
 
   private noteReturn(g: GuestEntity, step: BalloonReturn): void {
     g.returns = addReturn(g.returns, step);
@@ -450,7 +482,7 @@ export class Engine<P = CompiledPolicy> {
     const output = this.runPolicy(guests, cycle, time);
     const evalMs = performance.now() - t0;
     const plan = planCycle(cycle, time, this.host, guests, output, {
-      safeguards: this.sg, ksm: this.ksmOn, cgroup: this.cgroupOn, balloonsOff: this.balloonsOff, paused: this.pausedReason,
+      safeguards: this.sg, controls: this.planned, balloonsOff: this.balloonsOff, paused: this.pausedReason,
     });
     this.counters.cycles++;
     this.recordPolicyOutcome(plan, output !== null);

@@ -69,7 +69,7 @@ export interface BalloonBounds {
 }
 
 const MiB = 1024;
-const fmtKiB = (k: number): string => (Math.abs(k) >= 10 * MiB ? `${Math.round(k / MiB)} MiB` : `${Math.round(k)} KiB`);
+export const fmtKiB = (k: number): string => (Math.abs(k) >= 10 * MiB ? `${Math.round(k / MiB)} MiB` : `${Math.round(k)} KiB`);
 
 function num(v: unknown): number | null {
   return typeof v === 'number' && Number.isFinite(v) ? v : null;
@@ -229,65 +229,4 @@ function decision(
   floor: number | null, max: number | null, reasons: string[], next: GuestGuardState,
 ): BalloonDecision {
   return { verdict, requested, from, target, floor, max, reasons, next };
-}
-
-// ---- KSM ----------------------------------------------------------------------------------
-
-/** Valid values of each KSM knob. The kernel takes any unsigned int for the two rates; these
- *  bounds only refuse values no sane policy means (0 pages, hours of sleep). */
-export const KSM_RANGES: Record<string, { min: number; max: number; set?: number[] }> = {
-  ksm_run: { min: 0, max: 2, set: [0, 1, 2] },
-  ksm_pages_to_scan: { min: 1, max: 100_000 },
-  ksm_sleep_millisecs: { min: 1, max: 60_000 },
-  ksm_merge_across_nodes: { min: 0, max: 1, set: [0, 1] },
-};
-
-export interface KnobDecision {
-  control: string;
-  requested: unknown;
-  verdict: 'apply' | 'veto';
-  value: number | null;
-  reasons: string[];
-}
-
-/** Range-check one KSM control (integers; fractional values are rounded, out of range refused). */
-export function guardKsm(control: string, requested: unknown): KnobDecision {
-  const range = KSM_RANGES[control];
-  if (!range) return { control, requested, verdict: 'veto', value: null, reasons: [`unknown KSM control ${control}`] };
-  const v = typeof requested === 'boolean' ? Number(requested) : num(requested);
-  if (v === null) return { control, requested, verdict: 'veto', value: null, reasons: [`not a finite number: ${JSON.stringify(requested)}`] };
-  const r = Math.round(v);
-  const reasons = r !== v ? [`rounded ${v} to ${r}`] : [];
-  const ok = range.set ? range.set.includes(r) : r >= range.min && r <= range.max;
-  if (!ok) {
-    const allowed = range.set ? range.set.join(', ') : `${range.min}..${range.max}`;
-    return { control, requested, verdict: 'veto', value: null, reasons: [`${r} out of range (${allowed})`] };
-  }
-  return { control, requested, verdict: 'apply', value: r, reasons: ['policy request', ...reasons] };
-}
-
-// ---- cgroup limits ------------------------------------------------------------------------
-
-export const CGROUP_CONTROLS = ['mem_high', 'mem_max'] as const;
-
-/**
- * Check a guest's mem_high / mem_max (KiB). -1 or "max" removes the limit; a limit below the
- * guest's balloon floor is raised to it (a cgroup limit under the guest's own use would make
- * the host swap the guest: the double paging ballast exists to avoid).
- */
-export function guardCgroup(control: string, requested: unknown, s: Stats, cfg: SafeguardConfig): KnobDecision {
-  if (requested === 'max' || requested === -1) return { control, requested, verdict: 'apply', value: null, reasons: ['policy removes the limit'] };
-  const v = num(requested);
-  if (v === null || v <= 0) return { control, requested, verdict: 'veto', value: null, reasons: [`expected a positive KiB value, -1 or "max": ${JSON.stringify(requested)}`] };
-  const b = balloonBounds(s, cfg);
-  let value = Math.round(v);
-  const reasons = ['policy request'];
-  if (typeof b !== 'string' && value < b.floor) {
-    reasons.push(`raised to floor ${fmtKiB(b.floor)} (${floorWhy(s, b, cfg)})`);
-    value = b.floor;
-  } else if (typeof b === 'string' && value < cfg.minGuestKiB) {
-    reasons.push(`raised to configured minimum ${fmtKiB(cfg.minGuestKiB)}`);
-    value = cfg.minGuestKiB;
-  }
-  return { control, requested, verdict: 'apply', value, reasons };
 }

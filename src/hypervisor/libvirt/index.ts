@@ -305,12 +305,21 @@ export class LibvirtHypervisor implements Hypervisor {
 
   async setBalloon(id: string, targetKiB: number): Promise<void> {
     if (!Number.isFinite(targetKiB) || targetKiB <= 0) throw new RangeError(`balloon target must be a positive KiB value, got ${targetKiB}`);
+    await this.withDomain(id, 'balloon not set', (c, dom) => c.setMemoryFlags(dom, Math.round(targetKiB), Affect.LIVE));
+  }
+
+  /**
+   * Run `fn` with the connection and the guest's domain: how a control module speaks the
+   * libvirt procedures it owns (src/controls/cputune). Rejects with LibvirtConnectionError
+   * while libvirtd is away and DomainNotFoundError when the guest is gone.
+   */
+  async withDomain<T>(id: string, what: string, fn: (client: LibvirtClient, dom: DomainRef) => Promise<T>): Promise<T> {
     const c = this.client;
-    if (!c?.isOpen) throw new LibvirtConnectionError(`not connected to libvirtd (${this.lastError ?? 'connecting'}); balloon of ${id} not set`);
+    if (!c?.isOpen) throw new LibvirtConnectionError(`not connected to libvirtd (${this.lastError ?? 'connecting'}); ${id}: ${what}`);
     let dom = this.doms.get(id);
     try {
       dom ??= await c.lookupByUuid(id);
-      await c.setMemoryFlags(dom, Math.round(targetKiB), Affect.LIVE);
+      return await fn(c, dom);
     } catch (err) {
       if (err instanceof DomainNotFoundError) this.forget(id);
       throw err;

@@ -297,7 +297,7 @@ test('a controller turned off by config: its controls are noted quietly, never w
     host: { controls: { ksm_run: 1 }, vars: host.vars },
     guests: guests.map((g) => ({ name: String(g.props.name), controls: { mem_high: 1500 * MiB }, vars: g.vars })),
   });
-  const { engine, logger } = makeEngine(hv, policy, { ksm, ksmEnabled: false });
+  const { engine, logger } = makeEngine(hv, policy, { ksm, disabled: new Set(['ksm']) });
   await engine.collect();
   const r = await engine.evaluateAndAct();
   assert.deepEqual(r.notes.map((n) => `${n.control}:${n.verdict}:${n.quiet}`).sort(), ['ksm_run:veto:true', 'mem_high:veto:true']);

@@ -1,7 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { History } from '../../../src/engine/history.js';
-import { balloonBounds, defaultSafeguards, guardBalloon, guardCgroup, guardKsm, type SafeguardConfig } from '../../../src/engine/safeguards.js';
+import { balloonBounds, defaultSafeguards, guardBalloon, type SafeguardConfig } from '../../../src/engine/safeguards.js';
+import { guardCgroup } from '../../../src/controls/cgroup/guard.js';
+import { guardKsm } from '../../../src/controls/ksm/guard.js';
 
 const MiB = 1024;
 const cfg: SafeguardConfig = { ...defaultSafeguards, minGuestKiB: 256 * MiB, headroomKiB: 64 * MiB, maxStepFraction: 0.1, minChangeKiB: 1024, minChangeFraction: 0.0025 };

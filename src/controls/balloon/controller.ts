@@ -1,7 +1,7 @@
 // The balloon controller: sets each guest's balloon target through the hypervisor driver.
 // Targets arrive already guarded (clamped, rate-limited); this only carries them out.
-import type { Hypervisor } from '../types.js';
-import { errorMessage, mapLimited, type Action, type ActionOutcome, type ActuationContext, type Controller } from './controller.js';
+import type { Hypervisor } from '../../types.js';
+import { errorMessage, mapLimited, type Action, type ActionOutcome, type ActuationContext, type Controller } from '../control.js';
 
 export class BalloonController implements Controller {
   readonly name = 'balloon';

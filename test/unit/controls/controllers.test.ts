@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BalloonController } from '../../../src/controllers/balloon.js';
-import { CgroupController } from '../../../src/controllers/cgroup.js';
-import { KsmController } from '../../../src/controllers/ksm.js';
-import { mapLimited, type Action } from '../../../src/controllers/controller.js';
+import { BalloonController } from '../../../src/controls/balloon/controller.js';
+import { CgroupController } from '../../../src/controls/cgroup/controller.js';
+import { KsmController } from '../../../src/controls/ksm/controller.js';
+import { mapLimited, type Action } from '../../../src/controls/control.js';
 import type { CgroupBackend, GuestSample, MemLimits } from '../../../src/types.js';
 import { FakeHypervisor, FakeKsm, guest, MiB } from '../engine/fakes.js';
 

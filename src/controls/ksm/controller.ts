@@ -1,8 +1,8 @@
 // The KSM controller: ksm_run, ksm_pages_to_scan, ksm_sleep_millisecs, ksm_merge_across_nodes
 // through a KsmBackend (sysfs on a real host, the simulator's KSM otherwise). Values arrive
 // range-checked; only values that differ from what KSM currently has are written, in one call.
-import type { KsmBackend, KsmSettings, Stats } from '../types.js';
-import { errorMessage, type Action, type ActionOutcome, type Controller } from './controller.js';
+import type { KsmBackend, KsmSettings, Stats } from '../../types.js';
+import { errorMessage, type Action, type ActionOutcome, type Controller } from '../control.js';
 
 export const KSM_CONTROLS = ['ksm_run', 'ksm_pages_to_scan', 'ksm_sleep_millisecs', 'ksm_merge_across_nodes'] as const;
 type KsmControl = (typeof KSM_CONTROLS)[number];

@@ -1,7 +1,7 @@
 // The cgroup controller: per-guest memory.high / memory.max (ballast's own controls mem_high,
 // mem_max, KiB; null removes the limit) through a CgroupBackend. Writes only changed limits.
-import type { CgroupBackend, GuestSample, MemLimits } from '../types.js';
-import { errorMessage, type Action, type ActionOutcome, type ActuationContext, type Controller } from './controller.js';
+import type { CgroupBackend, GuestSample, MemLimits } from '../../types.js';
+import { errorMessage, type Action, type ActionOutcome, type ActuationContext, type Controller } from '../control.js';
 
 export class CgroupController implements Controller {
   readonly name = 'cgroup';
