@@ -4,9 +4,11 @@
 // takes CONTROL_SECTIONS as top-level tables.
 import type { ControlModule } from './control.js';
 import { cgroup } from './cgroup/index.js';
+import { cputune } from './cputune/index.js';
+import { cputuneSection } from './cputune/config.js';
 import { ksm } from './ksm/index.js';
 import { ksmSection } from './ksm/config.js';
 
-export const CONTROLS: readonly ControlModule[] = [ksm, cgroup];
+export const CONTROLS: readonly ControlModule[] = [ksm, cgroup, cputune];
 
-export const CONTROL_SECTIONS = { ksm: ksmSection };
+export const CONTROL_SECTIONS = { ksm: ksmSection, cputune: cputuneSection };

@@ -1,0 +1,73 @@
+// CPU tuning, a guest control: MOM's CpuTune. oVirt's 04-cputune.policy sets each guest's
+// vcpu_quota and vcpu_period (µs); this module guards them, writes them through the driver's
+// way of holding them (libvirt scheduler parameters, the QEMU process's cgroup cpu.max, or the
+// simulator), and reports the values in force as the guest fields vcpu_quota / vcpu_period.
+import type { LibvirtHypervisor } from '../../hypervisor/libvirt/index.js';
+import { errorMessage, type ActionOutcome, type ControlModule } from '../control.js';
+import type { CpuTune, CpuTuneBackend } from './backend.js';
+import { cgroupCpuTune } from './cgroup-cpu.js';
+import { CPUTUNE_CONTROLS, guardCpuTune } from './guard.js';
+import { libvirtCpuTune } from './libvirt.js';
+import { simCpuTune } from './sim.js';
+
+/** Collections between re-reads of a guest's values (someone else may change them). */
+const REREAD_EVERY = 12;
+
+export const cputune: ControlModule = {
+  name: 'cputune',
+  scope: 'guest',
+  controls: CPUTUNE_CONTROLS,
+  enabled: (config) => config.cputune.enabled,
+  offReason: 'CPU tuning disabled (config cputune.enabled)',
+  guard: (control, requested) => guardCpuTune(control, requested),
+  setup(env) {
+    const hv = env.hypervisor;
+    const backend: CpuTuneBackend | undefined =
+      hv.name === 'libvirt' ? libvirtCpuTune(hv as LibvirtHypervisor)
+        : hv.name === 'qmp' ? cgroupCpuTune(env.lookup)
+          : hv.name === 'sim' ? simCpuTune()
+            : undefined;
+    if (!backend) return `no CPU tuning for the ${hv.name} driver`;
+    // What is in force per guest, and how many collections ago it was read.
+    const known = new Map<string, { tune: CpuTune; age: number }>();
+    return {
+      controller: {
+        name: 'cputune',
+        controls: CPUTUNE_CONTROLS,
+        async apply(actions, ctx) {
+          const byGuest = new Map<string, typeof actions[number][]>();
+          const out: ActionOutcome[] = [];
+          for (const a of actions) {
+            if (!a.guestId || a.to === null) out.push({ action: a, result: 'failed', error: 'CPU tuning action without guest or value' });
+            else if (ctx.isGone(a.guestId)) out.push({ action: a, result: 'dropped', error: 'guest vanished before actuation' });
+            else if (known.get(a.guestId)?.tune[a.control === 'vcpu_quota' ? 'quota' : 'period'] === a.to) out.push({ action: a, result: 'unchanged' });
+            else byGuest.set(a.guestId, [...(byGuest.get(a.guestId) ?? []), a]);
+          }
+          for (const [id, list] of byGuest) {
+            const tune: Partial<CpuTune> = {};
+            for (const a of list) tune[a.control === 'vcpu_quota' ? 'quota' : 'period'] = a.to;
+            try {
+              await backend.write(id, tune);
+              const k = known.get(id);
+              if (k) Object.assign(k.tune, tune);
+              for (const a of list) out.push({ action: a, result: 'applied' });
+            } catch (err) {
+              known.delete(id);
+              for (const a of list) out.push({ action: a, result: ctx.isGone(id) ? 'dropped' : 'failed', error: errorMessage(err) });
+            }
+          }
+          return out;
+        },
+        forget: (id) => known.delete(id),
+      },
+      async guestFields(g) {
+        let k = known.get(g.id);
+        if (!k || ++k.age >= REREAD_EVERY) {
+          k = { tune: await backend.read(g.id), age: 0 };
+          known.set(g.id, k);
+        }
+        return { vcpu_quota: k.tune.quota, vcpu_period: k.tune.period };
+      },
+    };
+  },
+};

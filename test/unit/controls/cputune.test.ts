@@ -1,0 +1,101 @@
+// MOM's CpuTune as a control module: guarded values, carried out per driver, read back as the
+// guest fields vcpu_quota / vcpu_period the next cycle's policy sees.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { guardCpuTune } from '../../../src/controls/cputune/guard.js';
+import { cgroupCpuTune, cpuMaxFile } from '../../../src/controls/cputune/cgroup-cpu.js';
+import { Engine } from '../../../src/engine/engine.js';
+import { compilePolicyText } from '../../../src/engine/policy-adapter.js';
+import { memoryLogger } from '../../../src/log/logger.js';
+import { SimHypervisor, simHostSource } from '../../../src/hypervisor/sim/index.js';
+import { loadScenario } from '../../../src/sim/scenarios.js';
+import { SimWorld } from '../../../src/sim/world.js';
+import type { GuestSample } from '../../../src/types.js';
+
+test('guard: libvirt\'s ranges; -1 (or any negative quota) is no limit; MOM\'s fractional values are rounded', () => {
+  assert.deepEqual(guardCpuTune('vcpu_quota', -1).value, -1);
+  assert.equal(guardCpuTune('vcpu_quota', 50000.4).value, 50000);
+  assert.equal(guardCpuTune('vcpu_quota', 999).verdict, 'veto');
+  assert.equal(guardCpuTune('vcpu_period', 100000).value, 100000);
+  assert.equal(guardCpuTune('vcpu_period', 999).verdict, 'veto');
+  assert.equal(guardCpuTune('vcpu_period', 2_000_000).verdict, 'veto');
+  assert.equal(guardCpuTune('vcpu_quota', 'lots').verdict, 'veto');
+});
+
+// oVirt's 04-cputune logic in short: a guest limited to 50% of the host's CPUs, spread over its vCPUs.
+const POLICY = `(defvar period 100000)
+(with Guests guest {
+  (defvar quota (/ (* 0.5 (* period Host.cpu_count)) guest.vcpu_count))
+  (if (!= guest.vcpu_quota quota) (guest.Control "vcpu_quota" quota) 0)
+  (if (!= guest.vcpu_period period) (guest.Control "vcpu_period" period) 0)
+})
+`;
+
+function simEngine(disabled?: Set<string>) {
+  const world = new SimWorld(loadScenario('demo'), 1);
+  const logger = memoryLogger();
+  const engine = new Engine({
+    hypervisor: new SimHypervisor(world), hostSources: [simHostSource(world)], policy: compilePolicyText(POLICY),
+    now: () => world.now, logger, disabled,
+  });
+  return { world, engine, logger };
+}
+
+test('on the simulated host: the policy\'s quota and period are applied, then read back as guest fields, and not set again', async () => {
+  const { world, engine } = simEngine();
+  world.advance(5);
+  await engine.collect();
+  const first = await engine.evaluateAndAct();
+  const tuned = first.outcomes.filter((o) => o.action.control === 'vcpu_quota' && o.result === 'applied');
+  assert.ok(tuned.length >= 5, `quota applied to every guest (${tuned.length})`);
+  const cpus = engine.snapshot().host.stats.cpu_count as number;
+  for (const o of tuned) {
+    const g = engine.snapshot().guests.find((x) => x.name === o.action.entity)!;
+    assert.equal(o.action.to, Math.round((0.5 * 100000 * cpus) / (g.stats.vcpu_count as number)));
+  }
+  world.advance(5);
+  await engine.collect();
+  for (const g of engine.snapshot().guests) {
+    const o = tuned.find((x) => x.action.entity === g.name);
+    if (o) assert.equal(g.stats.vcpu_quota, o.action.to, `${g.name}: the value in force is read back`);
+    assert.equal(g.stats.vcpu_period, 100000);
+  }
+  const second = await engine.evaluateAndAct();
+  assert.equal(second.outcomes.filter((o) => o.action.control.startsWith('vcpu_')).length, 0, 'in force: the policy asks nothing more');
+});
+
+test('cputune.enabled = false: the controls are vetoed (quietly), nothing is set', async () => {
+  const { world, engine } = simEngine(new Set(['cputune']));
+  world.advance(5);
+  await engine.collect();
+  const r = await engine.evaluateAndAct();
+  assert.equal(r.outcomes.filter((o) => o.action.control.startsWith('vcpu_')).length, 0);
+  const notes = r.notes.filter((n) => n.control === 'vcpu_quota');
+  assert.ok(notes.length > 0 && notes.every((n) => n.verdict === 'veto' && n.quiet), 'vetoed, quietly');
+});
+
+test('without libvirt: the QEMU process\'s cgroup v2 cpu.max holds quota x vCPUs; root cgroup and v1 are refused clearly', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'ballast-cpumax-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  mkdirSync(join(root, 'proc/41'), { recursive: true });
+  writeFileSync(join(root, 'proc/41/cgroup'), '0::/machine.slice/vm1.scope\n');
+  mkdirSync(join(root, 'sys/fs/cgroup/machine.slice/vm1.scope'), { recursive: true });
+  const file = join(root, 'sys/fs/cgroup/machine.slice/vm1.scope/cpu.max');
+  writeFileSync(file, 'max 100000\n');
+  const guest: GuestSample = { id: 'vm1', name: 'vm1', props: { pid: 41 }, stats: { vcpu_count: 2 } };
+  const b = cgroupCpuTune((id) => (id === 'vm1' ? guest : undefined), root);
+  assert.deepEqual(await b.read('vm1'), { quota: -1, period: 100000 });
+  await b.write('vm1', { quota: 25000, period: 50000 });
+  assert.equal(readFileSync(file, 'utf8'), '50000 50000\n', 'per-vCPU quota times 2 vCPUs');
+  assert.deepEqual(await b.read('vm1'), { quota: 25000, period: 50000 });
+  await b.write('vm1', { quota: -1 });
+  assert.equal(readFileSync(file, 'utf8'), 'max 50000\n');
+  writeFileSync(join(root, 'proc/41/cgroup'), '0::/\n');
+  await assert.rejects(cpuMaxFile(root, 41), /root cgroup/);
+  writeFileSync(join(root, 'proc/41/cgroup'), '4:cpu,cpuacct:/x\n');
+  await assert.rejects(cpuMaxFile(root, 41), /cgroup v2/);
+  await assert.rejects(b.read('nope'), /pid is not known/);
+});
