@@ -80,7 +80,8 @@ function verbosity(v: string): string | undefined {
 export function momConfigFrom(ini: Ini, file: string): MomConfig {
   const problems: string[] = [];
   const notes: string[] = [];
-  const raw: MomConfig['raw'] = { hypervisor: {}, engine: {}, ksm: {}, mom_rpc: {}, log: {} };
+  // MOM's default controllers list is Balloon alone: CpuTune runs only when mom.conf names it.
+  const raw: MomConfig['raw'] = { hypervisor: {}, engine: {}, ksm: {}, cputune: { enabled: false }, mom_rpc: {}, log: {} };
   let policyFiles: string[] | undefined;
   const base = dirname(resolve(file));
   const num = (key: string, v: string, int: boolean): number | undefined => {
@@ -145,9 +146,8 @@ export function momConfigFrom(ini: Ini, file: string): MomConfig {
         for (const c of list) if (!CONTROLLERS.has(c)) problems.push(`${key}: unknown controller "${c}" (MOM's are Balloon, KSM, CpuTune, IoTune)`);
         if (!list.includes('balloon')) notes.push(`${key}: without Balloon ballast still runs its balloon safeguards, and applies balloon_target only as the policy asks`);
         raw.ksm!.enabled = list.includes('ksm');
-        for (const c of ['cputune', 'iotune']) {
-          if (list.includes(c)) notes.push(`${key}: ${c === 'cputune' ? 'CpuTune' : 'IoTune'} is not in this build of ballast: the policy's ${c === 'cputune' ? 'vcpu_quota / vcpu_period' : 'ioTune'} controls are evaluated and not applied`);
-        }
+        raw.cputune!.enabled = list.includes('cputune');
+        if (list.includes('iotune')) notes.push(`${key}: IoTune is not in this build of ballast: the policy's ioTune controls are evaluated and not applied`);
         break;
       }
       case 'rpc-port': {

@@ -62,7 +62,7 @@ test("mom.conf: an oVirt host's keys become ballast's, with notes for what balla
   assert.equal(c.mom_rpc.socket, '/run/vdsm/mom-vdsm.sock');
   assert.equal(c.ksm.enabled, true);
   assert.equal(c.log.level, 'info');
-  for (const want of [/main-loop-interval: not needed/, /CpuTune is not in this build/, /logging\.log: ballast logs to stderr/, /\[vdsm\]: not used/, /guest\.collectors/]) {
+  for (const want of [/main-loop-interval: not needed/, /IoTune is not in this build/, /logging\.log: ballast logs to stderr/, /\[vdsm\]: not used/, /guest\.collectors/]) {
     assert.ok(m.notes.some((n) => want.test(n)), `a note matching ${want}: ${m.notes.join(' | ')}`);
   }
   const tcp = momConfigFrom(parseIni('[main]\nrpc-port: 8888\nverbosity: 5\ncontrollers: Balloon\n'), 'm.conf');
