@@ -6,8 +6,8 @@ import { existsSync } from 'node:fs';
 import { loadConfigFile, parseConfigObject } from '../config/load.js';
 import { loadMomConfigFile } from '../config/mom-conf.js';
 import { defaultConfig, type Config } from '../config/schema.js';
-import { countByStatus, exitCodeOf, runDoctor } from '../host/doctor/index.js';
-import { formatDoctor } from '../host/doctor/format.js';
+import { countByStatus, exitCodeOf, runDoctor } from '../doctor/index.js';
+import { formatDoctor } from '../doctor/format.js';
 
 /** Where the shipped systemd unit points `ballast run` (contrib/ballast.service). */
 const INSTALLED_CONFIG = '/etc/ballast/ballast.toml';

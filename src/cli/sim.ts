@@ -6,7 +6,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { compilePolicies, checkPolicy, type CompiledPolicy } from '../policy/index.js';
-import { runSimulated, type SimRunResult } from '../engine/simulated-run.js';
+import { runSimulated, type SimRunResult } from '../sim/run.js';
 import { loadScenario, parseParamOverrides } from '../sim/scenarios.js';
 import { SimWorld } from '../sim/world.js';
 import { SeriesSampler, openSeries, type SeriesWriter } from '../sim/series.js';

@@ -2,7 +2,7 @@
 // them out (one outcome per action; a controller never throws, so one bad guest or a
 // read-only sysfs cannot stop the loop), and the ControlModule each control's folder exports.
 import type { Config } from '../config/schema.js';
-import type { SafeguardConfig } from '../engine/safeguards.js';
+import type { SafeguardConfig } from './balloon/floor.js';
 import type { Logger } from '../log/logger.js';
 import type { CgroupBackend, GuestSample, Hypervisor, KsmBackend, Stats } from '../types.js';
 

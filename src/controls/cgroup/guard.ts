@@ -1,7 +1,7 @@
 // The cgroup control's safeguard: a limit never below the guest's balloon floor.
 import type { Stats } from '../../types.js';
 import type { KnobDecision } from '../control.js';
-import { balloonBounds, floorWhy, fmtKiB, type SafeguardConfig } from '../../engine/safeguards.js';
+import { balloonBounds, floorWhy, fmtKiB, type SafeguardConfig } from '../balloon/floor.js';
 
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 

@@ -2,7 +2,7 @@
 // domain XML and bulk stats, or QEMU's QOM through QMP) so the checks themselves stay pure.
 import { posix } from 'node:path';
 import { XMLParser } from 'fast-xml-parser';
-import { CgroupLimits, limitFiles } from '../cgroup-limits.js';
+import { CgroupLimits, limitFiles } from '../host/cgroup-limits.js';
 import { notWritable, type WritableProbe } from './checks.js';
 import { result, type CheckResult } from './types.js';
 

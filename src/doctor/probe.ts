@@ -1,15 +1,15 @@
 // Asking the hypervisor about its guests, for the doctor: is it reachable, and per guest the
 // facts guests.ts checks. Read-only on purpose: unlike the drivers, nothing here sets a stats
 // period, so the doctor reports the guest as it is, not as ballast would leave it.
-import type { Config } from '../../config/schema.js';
-import { LibvirtClient, type ClientOptions } from '../../hypervisor/libvirt/client.js';
-import { LibvirtConnectionError } from '../../hypervisor/libvirt/errors.js';
-import { ListFlags, REMOTE_STRING_MAX, StatsTypes, enc, paramsToRecord, type DomainRef } from '../../hypervisor/libvirt/protocol.js';
-import { XdrWriter } from '../../hypervisor/libvirt/xdr.js';
-import { QmpClient } from '../../hypervisor/qmp/client.js';
-import { guestStatsToMom, staleReason, type GuestStatsReply } from '../../hypervisor/qmp/stats.js';
-import { guestPid, LIBVIRT_RUN_DIR } from '../guest-pid.js';
-import { readThreadTgid } from '../process.js';
+import type { Config } from '../config/schema.js';
+import { LibvirtClient, type ClientOptions } from '../hypervisor/libvirt/client.js';
+import { LibvirtConnectionError } from '../hypervisor/libvirt/errors.js';
+import { ListFlags, REMOTE_STRING_MAX, StatsTypes, enc, paramsToRecord, type DomainRef } from '../hypervisor/libvirt/protocol.js';
+import { XdrWriter } from '../hypervisor/libvirt/xdr.js';
+import { QmpClient } from '../hypervisor/qmp/client.js';
+import { guestStatsToMom, staleReason, type GuestStatsReply } from '../hypervisor/qmp/stats.js';
+import { guestPid, LIBVIRT_RUN_DIR } from '../host/guest-pid.js';
+import { readThreadTgid } from '../host/process.js';
 import { checkQmpDir } from './checks.js';
 import { parseMemballoon, type GuestFacts } from './guests.js';
 import { result, type CheckResult } from './types.js';

@@ -1,12 +1,12 @@
 // Runs the real Engine against a SimWorld in simulated time, as fast as the CPU allows:
 // collect every statsIntervalS, evaluate and act every policyIntervalS (MOM's 5 s / 10 s by
 // default), advance the world in between. What `ballast sim` and `ballast experiment` use.
-import { Engine, type Counters } from './engine.js';
-import type { CompiledPolicy } from './policy-adapter.js';
-import type { SafeguardConfig } from './safeguards.js';
+import { Engine, type Counters } from '../engine/engine.js';
+import type { CompiledPolicy } from '../engine/policy-adapter.js';
+import type { SafeguardConfig } from '../engine/safeguards.js';
 import type { Logger } from '../log/logger.js';
 import { SimHypervisor, SimKsm, simHostSource, simWorldMetrics, type SimMetrics } from '../hypervisor/sim/index.js';
-import type { SimWorld } from '../sim/world.js';
+import type { SimWorld } from './world.js';
 
 export interface SimTick {
   /** Simulated seconds. */

@@ -8,18 +8,18 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Socket } from 'node:net';
-import { checkCgroup, checkKsm, checkPsi, checkQmpDir, checkSwap, checkThp, checkThpDefrag } from '../../../src/host/doctor/checks.js';
-import { checkGuestCgroup, guestChecks, parseMemballoon, type GuestFacts } from '../../../src/host/doctor/guests.js';
-import { CHECK_IDS, exitCodeOf, runDoctor, type CheckResult } from '../../../src/host/doctor/index.js';
-import { formatDoctor } from '../../../src/host/doctor/format.js';
-import { defaultConfig, type Config } from '../../../src/config/schema.js';
-import { MessageStatus, MessageType, encodeFrame, type Frame } from '../../../src/hypervisor/libvirt/framing.js';
-import { XdrReader, XdrWriter } from '../../../src/hypervisor/libvirt/xdr.js';
-import { readDomain } from '../../../src/hypervisor/libvirt/protocol.js';
-import { FakeLibvirtd, guest } from '../libvirt/fake-libvirtd.js';
-import { cleanup, fakeQmp } from '../qmp/fake-server.js';
+import { checkCgroup, checkKsm, checkPsi, checkQmpDir, checkSwap, checkThp, checkThpDefrag } from '../../src/doctor/checks.js';
+import { checkGuestCgroup, guestChecks, parseMemballoon, type GuestFacts } from '../../src/doctor/guests.js';
+import { CHECK_IDS, exitCodeOf, runDoctor, type CheckResult } from '../../src/doctor/index.js';
+import { formatDoctor } from '../../src/doctor/format.js';
+import { defaultConfig, type Config } from '../../src/config/schema.js';
+import { MessageStatus, MessageType, encodeFrame, type Frame } from '../../src/hypervisor/libvirt/framing.js';
+import { XdrReader, XdrWriter } from '../../src/hypervisor/libvirt/xdr.js';
+import { readDomain } from '../../src/hypervisor/libvirt/protocol.js';
+import { FakeLibvirtd, guest } from './libvirt/fake-libvirtd.js';
+import { cleanup, fakeQmp } from './qmp/fake-server.js';
 
-const REPO = join(import.meta.dirname, '..', '..', '..');
+const REPO = join(import.meta.dirname, '..', '..');
 
 /** A fixture root holding the given files (path relative to / -> content). */
 function tree(files: Record<string, string>): string {

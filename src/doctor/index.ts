@@ -1,8 +1,8 @@
 // `ballast doctor`'s checks in the order they are shown: the hypervisor and its guests, then
 // the host's kernel. Every host check always reports (ok, warn, fail or skip), so a script can
 // look for an id without knowing the host; per-guest ids come on top of them.
-import type { Config } from '../../config/schema.js';
-import { LIBVIRT_RUN_DIR } from '../guest-pid.js';
+import type { Config } from '../config/schema.js';
+import { LIBVIRT_RUN_DIR } from '../host/guest-pid.js';
 import { checkCgroup, checkKsm, checkPsi, checkSwap, checkThp, checkThpDefrag } from './checks.js';
 import { checkGuestCgroup, guestChecks } from './guests.js';
 import { probeLibvirt, probeQmp, type Probe, type ProbeOptions } from './probe.js';

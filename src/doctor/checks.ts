@@ -3,10 +3,10 @@
 // access(2), which answers for the caller's credentials and a read-only mount alike.
 import { access, constants, readdir, stat } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { parseMountinfo } from '../cgroup.js';
-import { errnoOf, readTextIfExists, under } from '../files.js';
-import { KSM_DIR, parseSelection, readKsmFiles } from '../ksm-sysfs.js';
-import { parsePsi } from '../psi.js';
+import { parseMountinfo } from '../host/cgroup.js';
+import { errnoOf, readTextIfExists, under } from '../host/files.js';
+import { KSM_DIR, parseSelection, readKsmFiles } from '../host/ksm-sysfs.js';
+import { parsePsi } from '../host/psi.js';
 import { BALLOON_RETURN_DOC, result, type CheckResult } from './types.js';
 
 const THP_DIR = '/sys/kernel/mm/transparent_hugepage';
