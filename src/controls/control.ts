@@ -2,6 +2,7 @@
 // them out (one outcome per action; a controller never throws, so one bad guest or a
 // read-only sysfs cannot stop the loop), and the ControlModule each control's folder exports.
 import type { Config } from '../config/schema.js';
+import { failureKind, type FailureKind } from '../errors.js';
 import type { SafeguardConfig } from './balloon/floor.js';
 import type { Logger } from '../log/logger.js';
 import type { CgroupBackend, GuestSample, Hypervisor, KsmBackend, Stats } from '../types.js';
@@ -27,6 +28,14 @@ export interface ActionOutcome {
   action: Action;
   result: ActionResult;
   error?: string;
+  /** How it failed (src/errors.ts): the loop retries, drops or stops asking by this. */
+  kind?: FailureKind;
+}
+
+/** The outcome of an action whose call threw: dropped when the guest is gone, else failed, with the kind. */
+export function failedOutcome(action: Action, err: unknown, gone = false): ActionOutcome {
+  const kind = gone ? 'gone' : failureKind(err);
+  return { action, result: kind === 'gone' ? 'dropped' : 'failed', error: kind === 'gone' ? `guest vanished: ${errorMessage(err)}` : errorMessage(err), kind };
 }
 
 export interface ActuationContext {

@@ -5,6 +5,7 @@
 import { addReturn, ineffective, inflationStep, type BalloonReturn } from './balloon-return.js';
 import type { CgroupBackend, GuestSample, HostSource, Hypervisor, KsmBackend, LifecycleEvent, Props, Stats } from '../types.js';
 import { BalloonController } from '../controls/balloon/controller.js';
+import { failureKind } from '../errors.js';
 import { errorMessage, mapLimited, type Action, type ActionOutcome, type ControlEnv, type ControlInstance, type ControlModule, type Controller } from '../controls/control.js';
 import { CONTROLS } from '../controls/registry.js';
 import type { Config } from '../config/schema.js';
@@ -20,6 +21,8 @@ export const SUMMARY_OVER = 16;
 
 const BACKOFF_FIRST_S = 30;
 const BACKOFF_MAX_S = 600;
+/** A control the host or guest does not support is tried again after an hour (it may be upgraded). */
+const UNSUPPORTED_RETRY_S = 3600;
 
 /** Giving memory back (deflating, lifting a limit) is never held back by a backoff: it is what relieves a guest. */
 function givesBack(a: Action): boolean {
@@ -329,7 +332,7 @@ export class Engine<P = CompiledPolicy> {
       // Logged when it starts failing (and when the error changes), counted meanwhile.
       const failing = this.failingSources.get(HYPERVISOR_KEY);
       if (!failing || failing.error !== error) {
-        this.log.error('collect_error', { hypervisor: this.hypervisor.name, error, reason: 'guests are stale (nothing inflates) until it answers; logged again when it recovers or the error changes' });
+        this.log.error('collect_error', { hypervisor: this.hypervisor.name, error, kind: failureKind(guestRes!.reason), reason: 'guests are stale (nothing inflates) until it answers; logged again when it recovers or the error changes' });
         this.failingSources.set(HYPERVISOR_KEY, { since: failing?.since ?? time, count: (failing?.count ?? 0) + 1, error });
       } else failing.count++;
       for (const g of this.guests.values()) g.stale = msg;
@@ -582,7 +585,8 @@ export class Engine<P = CompiledPolicy> {
     if (o.result === 'applied' || o.result === 'unchanged') this.backoff.delete(key);
     else if (o.result === 'failed') {
       const prev = this.backoff.get(key);
-      const delayS = prev ? Math.min(prev.delayS * 2, BACKOFF_MAX_S) : BACKOFF_FIRST_S;
+      // What the host or guest cannot do is not asked again soon; the rest backs off doubling.
+      const delayS = o.kind === 'unsupported' ? UNSUPPORTED_RETRY_S : prev ? Math.min(prev.delayS * 2, BACKOFF_MAX_S) : BACKOFF_FIRST_S;
       if (prev || this.backoff.size < 10_000) this.backoff.set(key, { retryAt: now + delayS, delayS, error: o.error ?? 'failed' });
     }
   }
@@ -622,7 +626,7 @@ export class Engine<P = CompiledPolicy> {
         continue;
       }
       this.remember(rec);
-      const fields = { cycle: plan.cycle, entity: a.entity, control: a.control, from: a.from, to: a.to, result: o.result, error: o.error, reason: a.reasons };
+      const fields = { cycle: plan.cycle, entity: a.entity, control: a.control, from: a.from, to: a.to, result: o.result, error: o.error, kind: o.kind, reason: a.reasons };
       const failKey = `${a.entity}\0${a.control}`;
       if (o.result === 'applied') {
         this.failing.delete(failKey);

@@ -1,7 +1,7 @@
 // The balloon controller: sets each guest's balloon target through the hypervisor driver.
 // Targets arrive already guarded (clamped, rate-limited); this only carries them out.
 import type { Hypervisor } from '../../types.js';
-import { errorMessage, mapLimited, type Action, type ActionOutcome, type ActuationContext, type Controller } from '../control.js';
+import { failedOutcome, mapLimited, type Action, type ActionOutcome, type ActuationContext, type Controller } from '../control.js';
 
 export class BalloonController implements Controller {
   readonly name = 'balloon';
@@ -19,8 +19,7 @@ export class BalloonController implements Controller {
         return { action, result: 'applied' };
       } catch (err) {
         // The guest may have vanished between the plan and the call: report it as such.
-        if (ctx.isGone(id)) return { action, result: 'dropped', error: `guest vanished: ${errorMessage(err)}` };
-        return { action, result: 'failed', error: errorMessage(err) };
+        return failedOutcome(action, err, ctx.isGone(id));
       }
     });
   }

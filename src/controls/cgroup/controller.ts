@@ -1,7 +1,7 @@
 // The cgroup controller: per-guest memory.high / memory.max (ballast's own controls mem_high,
 // mem_max, KiB; null removes the limit) through a CgroupBackend. Writes only changed limits.
 import type { CgroupBackend, GuestSample, MemLimits } from '../../types.js';
-import { errorMessage, type Action, type ActionOutcome, type ActuationContext, type Controller } from '../control.js';
+import { failedOutcome, type Action, type ActionOutcome, type ActuationContext, type Controller } from '../control.js';
 
 export class CgroupController implements Controller {
   readonly name = 'cgroup';
@@ -39,7 +39,7 @@ export class CgroupController implements Controller {
         this.written.set(id, w);
         for (const a of list) outcomes.push({ action: a, result: 'applied' });
       } catch (err) {
-        for (const a of list) outcomes.push({ action: a, result: 'failed', error: errorMessage(err) });
+        for (const a of list) outcomes.push(failedOutcome(a, err, ctx.isGone(id)));
       }
     }
     return outcomes;

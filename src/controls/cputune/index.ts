@@ -3,7 +3,7 @@
 // way of holding them (libvirt scheduler parameters, the QEMU process's cgroup cpu.max, or the
 // simulator), and reports the values in force as the guest fields vcpu_quota / vcpu_period.
 import type { LibvirtHypervisor } from '../../hypervisor/libvirt/index.js';
-import { errorMessage, type ActionOutcome, type ControlModule } from '../control.js';
+import { failedOutcome, type ActionOutcome, type ControlModule } from '../control.js';
 import type { CpuTune, CpuTuneBackend } from './backend.js';
 import { cgroupCpuTune } from './cgroup-cpu.js';
 import { CPUTUNE_CONTROLS, guardCpuTune } from './guard.js';
@@ -53,7 +53,7 @@ export const cputune: ControlModule = {
               for (const a of list) out.push({ action: a, result: 'applied' });
             } catch (err) {
               known.delete(id);
-              for (const a of list) out.push({ action: a, result: ctx.isGone(id) ? 'dropped' : 'failed', error: errorMessage(err) });
+              for (const a of list) out.push(failedOutcome(a, err, ctx.isGone(id)));
             }
           }
           return out;

@@ -2,7 +2,7 @@
 // through a KsmBackend (sysfs on a real host, the simulator's KSM otherwise). Values arrive
 // range-checked; only values that differ from what KSM currently has are written, in one call.
 import type { KsmBackend, KsmSettings, Stats } from '../../types.js';
-import { errorMessage, type Action, type ActionOutcome, type Controller } from '../control.js';
+import { failedOutcome, type Action, type ActionOutcome, type Controller } from '../control.js';
 
 export const KSM_CONTROLS = ['ksm_run', 'ksm_pages_to_scan', 'ksm_sleep_millisecs', 'ksm_merge_across_nodes'] as const;
 type KsmControl = (typeof KSM_CONTROLS)[number];
@@ -71,7 +71,7 @@ export class KsmController implements Controller {
     } catch (err) {
       // The backend's state after a failed multi-knob write is unknown: re-read next cycle.
       this.known = {};
-      for (const a of toWrite) outcomes.push({ action: a, result: 'failed', error: errorMessage(err) });
+      for (const a of toWrite) outcomes.push(failedOutcome(a, err));
     }
     return outcomes;
   }

@@ -1,6 +1,15 @@
 // Errors of the libvirt client. libvirtd's own errors keep its code and message, so a caller can
 // tell "domain not found" (the guest vanished; expected) from a real failure.
+import type { FailureKind } from '../../errors.js';
 import { ErrorCode, type RemoteError } from './protocol.js';
+
+/** virErrorNumber values and the failure kinds they are (src/errors.ts). */
+const KIND_OF_CODE: Record<number, FailureKind> = {
+  [ErrorCode.NO_SUPPORT]: 'unsupported', 84: 'unsupported', 67: 'unsupported', // OPERATION_UNSUPPORTED, CONFIG_UNSUPPORTED
+  [ErrorCode.NO_DOMAIN]: 'gone', [ErrorCode.OPERATION_INVALID]: 'gone', // "domain is not running"
+  6: 'denied', 88: 'denied', [ErrorCode.AUTH_FAILED]: 'denied', // OPERATION_DENIED, ACCESS_DENIED
+  [ErrorCode.AGENT_UNRESPONSIVE]: 'unavailable', [ErrorCode.RPC]: 'unavailable',
+};
 
 /** An error returned by libvirtd (remote_error), with libvirt's message and virErrorNumber. */
 export class LibvirtError extends Error {
@@ -21,6 +30,10 @@ export class LibvirtError extends Error {
     this.procedure = procedure;
     this.remote = remote;
   }
+
+  get kind(): FailureKind {
+    return KIND_OF_CODE[this.code] ?? 'failed';
+  }
 }
 
 /** VIR_ERR_NO_DOMAIN: the domain does not exist (any more). */
@@ -35,6 +48,7 @@ export function libvirtErrorFrom(remote: RemoteError, procedure: string): Libvir
 /** The connection to libvirtd could not be made, or was lost (socket error, keepalive timeout, close). */
 export class LibvirtConnectionError extends Error {
   override name = 'LibvirtConnectionError';
+  readonly kind: FailureKind = 'unavailable';
   constructor(
     message: string,
     readonly syscallCode?: string,
@@ -46,11 +60,13 @@ export class LibvirtConnectionError extends Error {
 /** libvirtd (or whatever is on the socket) sent something that is not valid protocol. */
 export class LibvirtProtocolError extends Error {
   override name = 'LibvirtProtocolError';
+  readonly kind: FailureKind = 'unavailable';
 }
 
 /** A call got no reply in time. The connection may still be alive. */
 export class LibvirtTimeoutError extends Error {
   override name = 'LibvirtTimeoutError';
+  readonly kind: FailureKind = 'unavailable';
 }
 
 export function isDomainGone(err: unknown): boolean {

@@ -1,6 +1,7 @@
 // A QMP client over a unix socket: waits for the greeting, negotiates capabilities, sends
 // commands with ids and matches replies by id, and passes asynchronous events (which QEMU
 // may send between a command and its reply) to listeners.
+import type { FailureKind } from '../../errors.js';
 import { EventEmitter } from 'node:events';
 import { createConnection, type Socket } from 'node:net';
 import { describeMessage, LineTooLongError, QmpLineReader, type QmpMessage } from './framing.js';
@@ -23,10 +24,18 @@ export class QmpCommandError extends Error {
     super(`QMP ${command}: ${errorClass}: ${desc}`);
     this.name = 'QmpCommandError';
   }
+
+  /** QMP's error classes as failure kinds (src/errors.ts). */
+  get kind(): FailureKind {
+    if (this.errorClass === 'CommandNotFound') return 'unsupported';
+    if (this.errorClass === 'DeviceNotActive' || this.errorClass === 'DeviceNotFound') return 'unavailable';
+    return 'failed';
+  }
 }
 
 /** The connection failed or the peer does not speak QMP. */
 export class QmpConnectionError extends Error {
+  readonly kind: FailureKind = 'unavailable';
   constructor(message: string, readonly code?: string) {
     super(message);
     this.name = 'QmpConnectionError';
