@@ -13,7 +13,7 @@ import { Engine, type EvaluationRecord } from './engine.js';
 import { compilePolicyFiles, type CompiledPolicy } from './policy-adapter.js';
 import { PolicyWatcher } from './policy-dir.js';
 import { PolicySet, type PolicyEntry } from './policy-set.js';
-import { Scheduler } from './scheduler.js';
+import { Loop } from './loop.js';
 
 export interface DaemonOptions {
   config: Config;
@@ -30,7 +30,7 @@ export interface DaemonOptions {
 
 export class Daemon {
   readonly engine: Engine;
-  readonly scheduler: Scheduler;
+  readonly loop: Loop;
   readonly watcher: PolicyWatcher<CompiledPolicy>;
   /** The named policies in force: the watcher's files plus those set through the API / MOM's RPC. */
   readonly policies = new PolicySet<CompiledPolicy>(compilePolicyFiles);
@@ -67,23 +67,13 @@ export class Daemon {
     // times more often, and each collection first moves the world by one stats interval.
     const scale = backends.sim?.timeScale ?? 1;
     const sim = backends.sim;
-    this.scheduler = new Scheduler([
-      {
-        name: 'collect', intervalS: c.stats_interval / scale,
-        run: async () => {
-          sim?.advance(c.stats_interval);
-          await this.engine.collect();
-          this.alerts?.check();
-        },
-      },
-      {
-        name: 'policy', intervalS: c.policy_interval / scale, runAtStart: false,
-        run: async () => {
-          await this.engine.evaluateAndAct();
-          this.opts.onCycle?.(this.engine);
-        },
-      },
-    ], { onError: (task, err) => log.error('task_error', { task, error: errorMessage(err) }) });
+    this.loop = new Loop(this.engine, {
+      statsIntervalS: c.stats_interval, policyIntervalS: c.policy_interval,
+      advance: sim ? (s) => sim.advance(s) : undefined, timeScale: scale,
+      onError: (task, err) => log.error('task_error', { task, error: errorMessage(err) }),
+    });
+    this.loop.onCollect(() => this.alerts?.check());
+    this.loop.onCycle(() => this.opts.onCycle?.(this.engine));
   }
 
   /** Set (create or replace) a named policy at run time; throws (compile error) and changes nothing when the set would not compile. */
@@ -227,7 +217,7 @@ export class Daemon {
       this.log.warn('no_policy', { policies: this.opts.policyFiles ?? c.engine.policy_dir, reason: 'running without a policy until a good one appears: statistics are collected, safeguards (rollback) still act' });
     }
     if (this.stopping) return;
-    this.scheduler.start();
+    this.loop.start();
     this.log.info('started', {});
   }
 
@@ -244,7 +234,7 @@ export class Daemon {
     const STOP_WAIT_MS = 10_000;
     let timer: NodeJS.Timeout | undefined;
     const waited = await Promise.race([
-      this.scheduler.stop().then(() => true),
+      this.loop.stop().then(() => true),
       new Promise<false>((r) => { timer = setTimeout(() => r(false), STOP_WAIT_MS); }),
     ]);
     clearTimeout(timer);

@@ -2,6 +2,7 @@
 // collect every statsIntervalS, evaluate and act every policyIntervalS (MOM's 5 s / 10 s by
 // default), advance the world in between. What `ballast sim` and `ballast experiment` use.
 import { Engine, type Counters } from '../engine/engine.js';
+import { Loop } from '../engine/loop.js';
 import type { CompiledPolicy } from '../engine/policy-adapter.js';
 import type { SafeguardConfig } from '../engine/safeguards.js';
 import type { Logger } from '../log/logger.js';
@@ -57,20 +58,10 @@ export async function runSimulated(opts: SimRunOptions): Promise<SimRunResult> {
     now: () => world.now,
   });
   const t0 = performance.now();
-  const end = world.now + opts.durationS;
-  let nextPolicy = world.now + policyEvery;
+  const loop = new Loop(engine, { statsIntervalS: stats, policyIntervalS: policyEvery, advance: (dt) => world.advance(dt) });
+  loop.onCollect(() => opts.onTick?.({ time: world.now, world, engine, hypervisor }));
   try {
-    await engine.collect();
-    opts.onTick?.({ time: world.now, world, engine, hypervisor });
-    while (world.now < end - 1e-9) {
-      world.advance(Math.min(stats, end - world.now));
-      await engine.collect();
-      if (world.now >= nextPolicy - 1e-9) {
-        await engine.evaluateAndAct();
-        nextPolicy += policyEvery;
-      }
-      opts.onTick?.({ time: world.now, world, engine, hypervisor });
-    }
+    await loop.runFor(opts.durationS, () => world.now);
   } finally {
     engine.dispose();
   }

@@ -11,7 +11,7 @@ import { hostSources } from '../../host/index.js';
 import { KsmSysfs } from '../../host/ksm-sysfs.js';
 import { QmpHypervisor } from '../../hypervisor/qmp/index.js';
 import { Engine } from '../../engine/engine.js';
-import { Scheduler } from '../../engine/scheduler.js';
+import { Loop } from '../../engine/loop.js';
 import type { SafeguardConfig } from '../../engine/safeguards.js';
 import { compilePolicies, shippedPolicy } from '../../policy/index.js';
 import { createWriteStream, type WriteStream } from 'node:fs';
@@ -59,7 +59,7 @@ export class RunManager {
   private readonly hypervisor: QmpHypervisor;
   private readonly ksm = new KsmSysfs();
   readonly engine: Engine;
-  private readonly scheduler: Scheduler;
+  private readonly loop: Loop;
   private balloonActions = 0;
   private ksmRunSeen = false;
   private belowFloorLeft = 0;
@@ -79,29 +79,21 @@ export class RunManager {
       policy,
       safeguards: o.config === 'mom' ? MOM_STYLE_SAFEGUARDS : undefined,
     });
-    this.scheduler = new Scheduler(
-      [
-        { name: 'collect', intervalS: o.statsIntervalS, run: () => this.engine.collect() },
-        {
-          name: 'policy',
-          intervalS: o.policyIntervalS,
-          runAtStart: false,
-          run: async () => {
-            const r = await this.engine.evaluateAndAct();
-            const deflated = new Set<string>();
-            for (const out of r.outcomes) {
-              if (out.action.control === 'balloon_target' && out.result === 'applied') {
-                this.balloonActions++;
-                if ((out.action.to ?? 0) > (out.action.from ?? Infinity)) deflated.add(out.action.entity);
-              }
-              if (out.action.control === 'ksm_run' && out.result === 'applied' && out.action.to === 1) this.ksmRunSeen = true;
-            }
-            this.afterCycle(r.cycle, deflated);
-          },
-        },
-      ],
-      { onError: (task, err) => o.onError?.(task, err) },
-    );
+    this.loop = new Loop(this.engine, {
+      statsIntervalS: o.statsIntervalS, policyIntervalS: o.policyIntervalS,
+      onError: (task, err) => o.onError?.(task, err),
+    });
+    this.loop.onCycle((r) => {
+      const deflated = new Set<string>();
+      for (const out of r.outcomes) {
+        if (out.action.control === 'balloon_target' && out.result === 'applied') {
+          this.balloonActions++;
+          if ((out.action.to ?? 0) > (out.action.from ?? Infinity)) deflated.add(out.action.entity);
+        }
+        if (out.action.control === 'ksm_run' && out.result === 'applied' && out.action.to === 1) this.ksmRunSeen = true;
+      }
+      this.afterCycle(r.cycle, deflated);
+    });
   }
 
   private afterCycle(cycle: number, deflated: Set<string>): void {
@@ -120,7 +112,7 @@ export class RunManager {
 
   async start(): Promise<void> {
     await this.hypervisor.connect();
-    this.scheduler.start();
+    this.loop.start();
   }
 
   private stopping: Promise<ManagerReport> | null = null;
@@ -134,7 +126,7 @@ export class RunManager {
   }
 
   private async doStop(): Promise<ManagerReport> {
-    await this.scheduler.stop();
+    await this.loop.stop();
     let ksmRestoreError: string | null = null;
     try {
       await this.ksm.restore();

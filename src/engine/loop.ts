@@ -1,0 +1,96 @@
+// The one control loop: collect every stats interval, evaluate-guard-actuate-record every policy
+// interval, over an Engine. `ballast run`, `ballast demo`, `ballast sim` and the lab experiment
+// all drive their engine through it; only the clock differs:
+//   start()/stop(): real timers (the Scheduler: no overlap, a slow step delays the next);
+//   runFor(seconds): simulated time, as fast as the CPU allows, advancing the clock itself.
+// What callers want to see they get as events of the loop, not as steps of their own.
+import type { CollectReport, CycleReport } from './engine.js';
+import { Scheduler } from './scheduler.js';
+
+export interface LoopOptions {
+  statsIntervalS: number;
+  policyIntervalS: number;
+  /** Moves a simulated clock by `seconds` before each collection (the simulated host). */
+  advance?: (seconds: number) => void;
+  /** Real timers run this many times faster than the intervals (a simulated host at speed). */
+  timeScale?: number;
+  /** A step that threw (the engine reports its own failures; this is for bugs). */
+  onError?: (step: 'collect' | 'policy', err: unknown) => void;
+}
+
+type Listener<T> = (x: T) => void;
+
+/** What the loop drives: an Engine, whatever its policy type. */
+export interface Steppable {
+  collect(): Promise<CollectReport>;
+  evaluateAndAct(): Promise<CycleReport>;
+}
+
+export class Loop {
+  private readonly scheduler: Scheduler;
+  private readonly collectListeners = new Set<Listener<CollectReport>>();
+  private readonly cycleListeners = new Set<Listener<CycleReport>>();
+
+  constructor(readonly engine: Steppable, private readonly opts: LoopOptions) {
+    if (!(opts.statsIntervalS > 0) || !(opts.policyIntervalS > 0)) throw new Error('loop: intervals must be positive');
+    const scale = opts.timeScale ?? 1;
+    this.scheduler = new Scheduler([
+      { name: 'collect', intervalS: opts.statsIntervalS / scale, run: () => this.collect(opts.statsIntervalS) },
+      { name: 'policy', intervalS: opts.policyIntervalS / scale, runAtStart: false, run: () => this.cycle() },
+    ], { onError: (task, err) => opts.onError?.(task as 'collect' | 'policy', err) });
+  }
+
+  /** After every collection. Returns the unsubscribe. */
+  onCollect(l: Listener<CollectReport>): () => void {
+    this.collectListeners.add(l);
+    return () => this.collectListeners.delete(l);
+  }
+
+  /** After every policy cycle. Returns the unsubscribe. */
+  onCycle(l: Listener<CycleReport>): () => void {
+    this.cycleListeners.add(l);
+    return () => this.cycleListeners.delete(l);
+  }
+
+  private async collect(dt: number): Promise<void> {
+    if (dt > 0) this.opts.advance?.(dt);
+    const r = await this.engine.collect();
+    for (const l of this.collectListeners) l(r);
+  }
+
+  private async cycle(): Promise<void> {
+    const r = await this.engine.evaluateAndAct();
+    for (const l of this.cycleListeners) l(r);
+  }
+
+  get started(): boolean {
+    return this.scheduler.started;
+  }
+
+  /** Real time: collect now and every stats interval, a cycle every policy interval. */
+  start(): void {
+    this.scheduler.start();
+  }
+
+  /** Stops the timers; resolves when the step in flight has finished. */
+  stop(): Promise<void> {
+    return this.scheduler.stop();
+  }
+
+  /** Simulated time: needs `advance`. Collects at the start, then after each stats interval,
+   *  and cycles each time a policy interval has passed, until `seconds` have been simulated. */
+  async runFor(seconds: number, now: () => number): Promise<void> {
+    if (!this.opts.advance) throw new Error('loop: runFor needs a simulated clock (advance)');
+    if (!(seconds >= 0) || !Number.isFinite(seconds)) throw new Error(`loop: bad duration ${seconds}`);
+    const end = now() + seconds;
+    let nextPolicy = now() + this.opts.policyIntervalS;
+    await this.collect(0);
+    while (now() < end - 1e-9) {
+      await this.collect(Math.min(this.opts.statsIntervalS, end - now()));
+      if (now() >= nextPolicy - 1e-9) {
+        await this.cycle();
+        nextPolicy += this.opts.policyIntervalS;
+      }
+    }
+  }
+}

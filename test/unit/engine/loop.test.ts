@@ -1,0 +1,51 @@
+// The one loop: the same collect/cycle cadence in simulated time (runFor) and real time (start),
+// with the loop's events seen by subscribers.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Loop, type Steppable } from '../../../src/engine/loop.js';
+import type { CollectReport, CycleReport } from '../../../src/engine/engine.js';
+
+function fake(clock: { t: number }) {
+  const log: string[] = [];
+  const e: Steppable = {
+    collect: async () => { log.push(`c${clock.t}`); return { time: clock.t, guests: 0, appeared: [], vanished: [], errors: [] } as CollectReport; },
+    evaluateAndAct: async () => { log.push(`p${clock.t}`); return { cycle: log.length, time: clock.t } as unknown as CycleReport; },
+  };
+  return { e, log };
+}
+
+test('runFor: a collection at the start and every stats interval, a cycle every policy interval, events to subscribers', async () => {
+  const clock = { t: 0 };
+  const { e, log } = fake(clock);
+  const loop = new Loop(e, { statsIntervalS: 5, policyIntervalS: 10, advance: (dt) => { clock.t += dt; } });
+  let collects = 0;
+  let cycles = 0;
+  loop.onCollect(() => collects++);
+  const off = loop.onCycle(() => cycles++);
+  await loop.runFor(30, () => clock.t);
+  assert.deepEqual(log, ['c0', 'c5', 'c10', 'p10', 'c15', 'c20', 'p20', 'c25', 'c30', 'p30']);
+  assert.equal(collects, 7);
+  assert.equal(cycles, 3);
+  off();
+  await loop.runFor(10, () => clock.t);
+  assert.equal(cycles, 3, 'unsubscribed');
+  await assert.rejects(new Loop(e, { statsIntervalS: 5, policyIntervalS: 10 }).runFor(10, () => 0), /simulated clock/);
+  assert.throws(() => new Loop(e, { statsIntervalS: 0, policyIntervalS: 10 }), /positive/);
+});
+
+test('start/stop: real timers, scaled for a simulated host at speed, the world advanced by one stats interval per collection', async () => {
+  const clock = { t: 0 };
+  const { e, log } = fake(clock);
+  const loop = new Loop(e, { statsIntervalS: 5, policyIntervalS: 10, timeScale: 100, advance: (dt) => { clock.t += dt; } });
+  loop.start();
+  await new Promise((r) => setTimeout(r, 330));
+  await loop.stop();
+  const c = log.filter((x) => x.startsWith('c')).length;
+  const p = log.filter((x) => x.startsWith('p')).length;
+  assert.ok(c >= 3, `collections every 50 ms: ${c}`);
+  assert.ok(p >= 1 && p <= c, `cycles every 100 ms: ${p}`);
+  assert.equal(clock.t, c * 5, 'each collection moved the simulated clock by 5 s');
+  const n = log.length;
+  await new Promise((r) => setTimeout(r, 120));
+  assert.equal(log.length, n, 'nothing after stop');
+});
