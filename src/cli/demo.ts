@@ -4,8 +4,6 @@
 // (a pipe, a test) it prints plain lines: one status line per policy cycle and one line per
 // action.
 import { existsSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { defaultConfig } from '../config/schema.js';
 import { Daemon } from '../engine/daemon.js';
@@ -15,14 +13,10 @@ import { createLogger, nullLogger, type Logger } from '../log/logger.js';
 import { DaemonApiPort } from '../api/daemon-port.js';
 import { EventLog } from '../api/event-log.js';
 import { startServers } from '../api/serve.js';
+import { shippedPolicyFile } from '../policy/shipped.js';
 
 const MiB = 1024;
 
-/** The shipped default policy, found next to the package's src/ or dist/. */
-export function shippedPolicy(name = 'default.policy'): string {
-  const here = dirname(fileURLToPath(import.meta.url));
-  return resolve(here, '..', '..', 'policies', name);
-}
 
 function mib(kib: unknown): string {
   return typeof kib === 'number' ? `${Math.round(kib / MiB)}` : '?';
@@ -113,7 +107,7 @@ export async function demo(opts: DemoOptions, out: NodeJS.WriteStream = process.
   const duration = opts.duration !== undefined ? positive('--duration', opts.duration) : undefined;
   const seed = Number(opts.seed);
   if (!Number.isInteger(seed)) throw new Error(`--seed: expected an integer, got ${opts.seed}`);
-  const policyFiles = opts.policy?.length ? opts.policy : [shippedPolicy()];
+  const policyFiles = opts.policy?.length ? opts.policy : [shippedPolicyFile()];
   for (const f of policyFiles) if (!existsSync(f)) throw new Error(`--policy: no such file: ${f}`);
 
   const config = defaultConfig();

@@ -9,7 +9,8 @@ import { cloudyDefaults, cloudyScenario, memknobsDefaults, memknobsScenario, par
 import type { ParamOverrides } from '../sim/params.js';
 import { SimWorld, type ScenarioSpec } from '../sim/world.js';
 import { addLabExperiment } from './experiment-lab.js';
-import { loadPolicyFiles, parseDuration, parseMiB, parsePositiveInt, shippedPolicyPath } from './sim.js';
+import { loadPolicyFiles, parseDuration, parseMiB, parsePositiveInt } from './sim.js';
+import { shippedPolicyFile } from '../policy/shipped.js';
 
 export type ExperimentName = 'memknobs' | 'cloudy';
 export type ConfigName = 'none' | 'ksm' | 'balloon+ksm';
@@ -82,7 +83,7 @@ export async function runExperiment(opts: ExperimentOptions): Promise<Experiment
   const policyFor = (c: ConfigName): CompiledPolicy | null => {
     if (opts.policies && c in opts.policies) return opts.policies[c] ?? null;
     if (c === 'none') return null;
-    return loadPolicyFiles([shippedPolicyPath(c === 'ksm' ? 'ksm.policy' : 'default.policy')]);
+    return loadPolicyFiles([shippedPolicyFile(c === 'ksm' ? 'ksm' : 'default')]);
   };
   const results: { config: ConfigName; r: SimRunResult }[] = [];
   for (const config of configs) {

@@ -2,8 +2,6 @@
 // allows, with the real engine and the given policies; a summary on stdout (or --json), a
 // time series with --out, progress on stderr.
 import { readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { compilePolicies, checkPolicy, type CompiledPolicy } from '../policy/index.js';
 import { runSimulated, type SimRunResult } from '../sim/run.js';
@@ -43,10 +41,6 @@ export function parsePositiveInt(text: string, what: string): number {
   return n;
 }
 
-/** A shipped policy file (policies/NAME next to src/ or dist/). */
-export function shippedPolicyPath(name: string): string {
-  return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'policies', name);
-}
 
 /** Read, check and compile policy files as one program (in the order given). */
 export function loadPolicyFiles(files: string[]): CompiledPolicy {

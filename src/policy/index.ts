@@ -11,7 +11,7 @@ export type { PolicyError, EvalOptions, EvalResult } from './evaluate.js';
 export { formatPolicy } from './format.js';
 export { PyFloat } from './values.js';
 export { PolicyStore } from './store.js';
-export { shippedPolicy, shippedPolicyNames } from './shipped.js';
+export { shippedPolicy, shippedPolicyFile, shippedPolicyNames } from './shipped.js';
 export { compilePolicies, orderNamedPolicies, DEFAULT_POLICY_NAME, type PolicySource } from './program.js';
 
 export function parsePolicy(text: string, file = '<policy>'): Program {

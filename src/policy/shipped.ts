@@ -14,6 +14,11 @@ export function shippedPolicyNames(): string[] {
     .sort();
 }
 
+/** The file of a shipped policy (`default`, or `default.policy`). */
+export function shippedPolicyFile(name = 'default'): string {
+  return fileURLToPath(new URL(name.endsWith('.policy') ? name : `${name}.policy`, DIR));
+}
+
 /** A shipped policy as a source for compilePolicies; `default` is what `ballast run` uses. */
 export function shippedPolicy(name = 'default'): PolicySource {
   const url = new URL(`${name}.policy`, DIR);
