@@ -10,27 +10,15 @@ import { errorMessage, mapLimited, type Action, type ActionOutcome, type Control
 import { CONTROLS } from '../controls/registry.js';
 import type { Config } from '../config/schema.js';
 import { nullLogger, type Logger } from '../log/logger.js';
+import { Backoff } from './backoff.js';
 import { History } from './history.js';
-import { planCycle, plannedControls, type CyclePlan, type GuestEntity, type HostEntity, type Note, type PlannedControl } from './cycle.js';
-import type { EntityInput, EvaluateFn, EvaluateOptions, PolicyErrorInfo, PolicyOutput, Vars } from './policy-port.js';
+import { planCycle, plannedControls, type CyclePlan, type GuestEntity, type HostEntity, type PlannedControl } from './cycle.js';
+import type { EntityInput, EvaluateFn, EvaluateOptions, PolicyErrorInfo, PolicyOutput } from './policy-port.js';
 import { defaultSafeguards, type SafeguardConfig } from './safeguards.js';
 import { evaluatePolicy, type CompiledPolicy } from './policy-adapter.js';
 
 /** Applied actions in one cycle above which each is logged at debug and the cycle summarized at info. */
 export const SUMMARY_OVER = 16;
-
-const BACKOFF_FIRST_S = 30;
-const BACKOFF_MAX_S = 600;
-/** A control the host or guest does not support is tried again after an hour (it may be upgraded). */
-const UNSUPPORTED_RETRY_S = 3600;
-
-/** Giving memory back (deflating, lifting a limit) is never held back by a backoff: it is what relieves a guest. */
-function givesBack(a: Action): boolean {
-  if (a.control === 'balloon_target' || a.control === 'mem_high' || a.control === 'mem_max') {
-    return a.to === null || (a.from !== null && a.to > a.from);
-  }
-  return false;
-}
 
 /** The hypervisor's entry among the failing sources (no host source has this name). */
 const HYPERVISOR_KEY = '\0hypervisor';
@@ -67,89 +55,8 @@ export interface EngineOptions<P = CompiledPolicy> {
   recorder?: (rec: EvaluationRecord) => void;
 }
 
-/** One policy evaluation as `ballast policy eval` takes it (a snapshot) plus what it gave. */
-export interface EvaluationRecord {
-  cycle: number;
-  time: number;
-  host: EntityInput;
-  guests: EntityInput[];
-  result: PolicyOutput;
-}
-
-/** One line of the action log. */
-export interface ActionRecord {
-  cycle: number;
-  time: number;
-  entity: string;
-  control: string;
-  requested?: unknown;
-  from: number | null;
-  to: number | null;
-  result: ActionOutcome['result'] | Note['verdict'];
-  reasons: string[];
-  error?: string;
-}
-
-export interface Counters {
-  collections: number;
-  cycles: number;
-  policyErrors: number;
-  abortedEvaluations: number;
-  controllerErrors: number;
-  driverErrors: number;
-  sourceErrors: number;
-  actionsApplied: number;
-  vetoes: number;
-  rollbacks: number;
-  dropped: number;
-  /** Actions not tried because their control is backing off after a failure. */
-  deferred: number;
-  guestsAppeared: number;
-  guestsVanished: number;
-}
-
-export interface CollectReport {
-  time: number;
-  guests: number;
-  appeared: string[];
-  vanished: string[];
-  errors: string[];
-}
-
-export interface CycleReport {
-  cycle: number;
-  time: number;
-  evaluated: boolean;
-  aborted: boolean;
-  errors: PolicyErrorInfo[];
-  outcomes: ActionOutcome[];
-  notes: Note[];
-  /** Wall-clock milliseconds spent in evaluate (policy) and in the whole step. */
-  evalMs: number;
-  totalMs: number;
-}
-
-export interface GuestView {
-  id: string;
-  name: string;
-  props: Props;
-  stats: Stats;
-  vars: Vars;
-  stale?: string;
-  holdUntil?: number;
-  lastTarget?: number;
-  balloonReturn?: BalloonReturn;
-}
-
-export interface EngineSnapshot {
-  time: number;
-  cycle: number;
-  policyLoaded: boolean;
-  host: { stats: Stats; vars: Vars; stale?: string };
-  guests: GuestView[];
-  recent: ActionRecord[];
-  counters: Counters;
-}
+export type { ActionRecord, CollectReport, Counters, CycleReport, EngineSnapshot, EvaluationRecord, GuestView } from './reports.js';
+import type { ActionRecord, CollectReport, Counters, CycleReport, EngineSnapshot, EvaluationRecord } from './reports.js';
 
 const GONE_EVENTS = new Set(['stopped', 'destroyed', 'crashed', 'undefined']);
 
@@ -184,8 +91,8 @@ export class Engine<P = CompiledPolicy> {
   private readonly recorder?: (rec: EvaluationRecord) => void;
   /** entity+control -> the error its last action failed with (repeats go to debug). */
   private readonly failing = new Map<string, string | undefined>();
-  /** Controls backing off after a failure, by entity and control. */
-  private readonly backoff = new Map<string, { retryAt: number; delayS: number; error: string }>();
+  /** Controls backing off after a failure. */
+  private readonly backoff = new Backoff();
   /** Policy errors already logged at warn since the policy was set (repeats go to debug). */
   private readonly seenPolicyErrors = new Set<string>();
   readonly counters: Counters = {
@@ -271,7 +178,7 @@ export class Engine<P = CompiledPolicy> {
   private dropGuest(g: GuestEntity, why: string): void {
     for (const k of this.failing.keys()) if (k.startsWith(`${g.name}\0`)) this.failing.delete(k);
     for (const k of this.vetoed.keys()) if (k.startsWith(`${g.name}\0`)) this.vetoed.delete(k);
-    for (const k of this.backoff.keys()) if (k.startsWith(`${g.name}\0`)) this.backoff.delete(k);
+    this.backoff.forget(g.name);
     this.guests.delete(g.id);
     this.samples.delete(g.id);
     for (const { instance } of this.controlInstances) instance.controller.forget?.(g.id);
@@ -548,9 +455,9 @@ export class Engine<P = CompiledPolicy> {
     const byController = new Map<Controller, Action[]>();
     const outcomes: ActionOutcome[] = [];
     for (const a of plan.actions) {
-      const backoff = this.backoff.get(`${a.entity}\0${a.control}`);
-      if (backoff && plan.now < backoff.retryAt && !givesBack(a)) {
-        outcomes.push({ action: a, result: 'deferred', error: `retrying at t=${Math.round(backoff.retryAt)} after: ${backoff.error}` });
+      const deferred = this.backoff.defer(a, plan.now);
+      if (deferred) {
+        outcomes.push(deferred);
         continue;
       }
       const c = this.controllerByControl.get(a.control);
@@ -571,24 +478,8 @@ export class Engine<P = CompiledPolicy> {
         for (const a of actions) outcomes.push({ action: a, result: 'failed', error: `${c.name} controller: ${errorMessage(err)}` });
       }
     }
-    for (const o of outcomes) this.updateBackoff(o, plan.now);
+    for (const o of outcomes) this.backoff.update(o, plan.now);
     return outcomes;
-  }
-
-  /**
-   * A control that failed (EPERM on a read-only sysfs, a cgroup file that went away, a driver
-   * refusing a guest) is not tried again every cycle: it waits 30 s, doubling up to 10 min,
-   * and the rest of the loop goes on. Success clears it.
-   */
-  private updateBackoff(o: ActionOutcome, now: number): void {
-    const key = `${o.action.entity}\0${o.action.control}`;
-    if (o.result === 'applied' || o.result === 'unchanged') this.backoff.delete(key);
-    else if (o.result === 'failed') {
-      const prev = this.backoff.get(key);
-      // What the host or guest cannot do is not asked again soon; the rest backs off doubling.
-      const delayS = o.kind === 'unsupported' ? UNSUPPORTED_RETRY_S : prev ? Math.min(prev.delayS * 2, BACKOFF_MAX_S) : BACKOFF_FIRST_S;
-      if (prev || this.backoff.size < 10_000) this.backoff.set(key, { retryAt: now + delayS, delayS, error: o.error ?? 'failed' });
-    }
   }
 
   private commitGuard(plan: CyclePlan, outcomes: ActionOutcome[]): void {

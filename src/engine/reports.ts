@@ -1,0 +1,91 @@
+// What the engine reports: each evaluation (for the recorder and replay), each action, its
+// counters, each collection and cycle, and the snapshot views and the API read.
+import type { ActionOutcome } from '../controls/control.js';
+import type { Props, Stats } from '../types.js';
+import type { BalloonReturn } from './balloon-return.js';
+import type { Note } from './cycle.js';
+import type { EntityInput, PolicyErrorInfo, PolicyOutput, Vars } from './policy-port.js';
+
+/** One policy evaluation as `ballast policy eval` takes it (a snapshot) plus what it gave. */
+export interface EvaluationRecord {
+  cycle: number;
+  time: number;
+  host: EntityInput;
+  guests: EntityInput[];
+  result: PolicyOutput;
+}
+
+/** One line of the action log. */
+export interface ActionRecord {
+  cycle: number;
+  time: number;
+  entity: string;
+  control: string;
+  requested?: unknown;
+  from: number | null;
+  to: number | null;
+  result: ActionOutcome['result'] | Note['verdict'];
+  reasons: string[];
+  error?: string;
+}
+
+export interface Counters {
+  collections: number;
+  cycles: number;
+  policyErrors: number;
+  abortedEvaluations: number;
+  controllerErrors: number;
+  driverErrors: number;
+  sourceErrors: number;
+  actionsApplied: number;
+  vetoes: number;
+  rollbacks: number;
+  dropped: number;
+  /** Actions not tried because their control is backing off after a failure. */
+  deferred: number;
+  guestsAppeared: number;
+  guestsVanished: number;
+}
+
+export interface CollectReport {
+  time: number;
+  guests: number;
+  appeared: string[];
+  vanished: string[];
+  errors: string[];
+}
+
+export interface CycleReport {
+  cycle: number;
+  time: number;
+  evaluated: boolean;
+  aborted: boolean;
+  errors: PolicyErrorInfo[];
+  outcomes: ActionOutcome[];
+  notes: Note[];
+  /** Wall-clock milliseconds spent in evaluate (policy) and in the whole step. */
+  evalMs: number;
+  totalMs: number;
+}
+
+export interface GuestView {
+  id: string;
+  name: string;
+  props: Props;
+  stats: Stats;
+  vars: Vars;
+  stale?: string;
+  holdUntil?: number;
+  lastTarget?: number;
+  balloonReturn?: BalloonReturn;
+}
+
+export interface EngineSnapshot {
+  time: number;
+  cycle: number;
+  policyLoaded: boolean;
+  host: { stats: Stats; vars: Vars; stale?: string };
+  guests: GuestView[];
+  recent: ActionRecord[];
+  counters: Counters;
+}
