@@ -97,8 +97,11 @@ export interface ControlInstance {
   controller: Controller;
   /** Every host sample (a host control learns the values in force). */
   learnHost?(host: Stats): void;
-  /** Fields this control adds to a guest's sample (what is in force), read at collection. */
-  guestFields?(guest: GuestSample): Promise<Stats>;
+  /** Fields this control adds to a guest's sample (what is in force), when it knows them
+   *  (synchronous: a thousand guests a collection, no promise each); undefined: read them. */
+  guestFields?(guest: GuestSample): Stats | undefined;
+  /** Reads the fields guestFields did not know (at most 16 guests at a time). */
+  readGuestFields?(guest: GuestSample): Promise<Stats>;
   /** At daemon start: note what `restore` will put back. */
   remember?(): Promise<void>;
   /** At daemon stop: put back what it changed (when its config asks). */

@@ -291,18 +291,33 @@ export class Engine<P = CompiledPolicy> {
   /** Fields the control modules read themselves (e.g. vcpu_quota), merged into fresh samples. */
   private async addControlFields(samples: GuestSample[]): Promise<void> {
     for (const { module, instance } of this.controlInstances) {
-      const read = instance.guestFields;
-      if (!read) continue;
-      await mapLimited(samples.filter((x) => !x.stale), 16, async (sample) => {
+      const known = instance.guestFields;
+      const read = instance.readGuestFields;
+      if (!known && !read) continue;
+      const failed = (sample: GuestSample, err: unknown) => {
+        // Said once per guest and module until it works again; the fields stay unknown.
+        const key = `${module.name}\0${sample.id}`;
+        const error = errorMessage(err);
+        if (this.fieldErrors.get(key) !== error) this.log.warn('control_fields_failed', { control: module.name, guest: sample.name, error });
+        if (this.fieldErrors.size < 10_000 || this.fieldErrors.has(key)) this.fieldErrors.set(key, error);
+      };
+      const ok = (sample: GuestSample, fields: Stats) => {
+        Object.assign(sample.stats, fields);
+        if (this.fieldErrors.size > 0) this.fieldErrors.delete(`${module.name}\0${sample.id}`);
+      };
+      // Most guests' fields are known (synchronous); only the rest are read, 16 at a time.
+      const unknown: GuestSample[] = [];
+      for (const sample of samples) {
+        if (sample.stale) continue;
+        const f = known?.call(instance, sample);
+        if (f) ok(sample, f);
+        else if (read) unknown.push(sample);
+      }
+      await mapLimited(unknown, 16, async (sample) => {
         try {
-          Object.assign(sample.stats, await read(sample));
-          this.fieldErrors.delete(`${module.name}\0${sample.id}`);
+          ok(sample, await read!.call(instance, sample));
         } catch (err) {
-          // Said once per guest and module until it works again; the fields stay unknown.
-          const key = `${module.name}\0${sample.id}`;
-          const error = errorMessage(err);
-          if (this.fieldErrors.get(key) !== error) this.log.warn('control_fields_failed', { control: module.name, guest: sample.name, error });
-          if (this.fieldErrors.size < 10_000 || this.fieldErrors.has(key)) this.fieldErrors.set(key, error);
+          failed(sample, err);
         }
       });
     }

@@ -60,13 +60,14 @@ export const cputune: ControlModule = {
         },
         forget: (id) => known.delete(id),
       },
-      async guestFields(g) {
-        let k = known.get(g.id);
-        if (!k || ++k.age >= REREAD_EVERY) {
-          k = { tune: await backend.read(g.id), age: 0 };
-          known.set(g.id, k);
-        }
-        return { vcpu_quota: k.tune.quota, vcpu_period: k.tune.period };
+      guestFields(g) {
+        const k = known.get(g.id);
+        return k && ++k.age < REREAD_EVERY ? { vcpu_quota: k.tune.quota, vcpu_period: k.tune.period } : undefined;
+      },
+      async readGuestFields(g) {
+        const tune = await backend.read(g.id);
+        known.set(g.id, { tune, age: 0 });
+        return { vcpu_quota: tune.quota, vcpu_period: tune.period };
       },
     };
   },
