@@ -1,10 +1,11 @@
 // Per-guest checks, from what a driver could learn about each guest (GuestFacts: libvirt's
 // domain XML and bulk stats, or QEMU's QOM through QMP) so the checks themselves stay pure.
 import { posix } from 'node:path';
-import { XMLParser } from 'fast-xml-parser';
 import { CgroupLimits, limitFiles } from '../host/cgroup-limits.js';
 import { notWritable, type WritableProbe } from './checks.js';
 import { result, type CheckResult } from './types.js';
+
+export { parseMemballoon, type Memballoon } from '../hypervisor/libvirt/domain-xml.js';
 
 export interface GuestFacts {
   name: string;
@@ -18,26 +19,6 @@ export interface GuestFacts {
   freePageReporting: boolean | null;
   /** The QEMU process, for the cgroup check; null when not known. */
   pid: number | null;
-}
-
-export interface Memballoon {
-  /** '' when the domain has no <memballoon>. */
-  model: string;
-  /** <stats period='N'/>; 0 when absent. */
-  statsPeriod: number;
-  freePageReporting: boolean;
-}
-
-const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '' });
-
-/** The balloon as a libvirt domain XML describes it. */
-export function parseMemballoon(xml: string): Memballoon {
-  const doc = parser.parse(xml) as { domain?: { devices?: { memballoon?: unknown } } };
-  const raw = doc.domain?.devices?.memballoon;
-  const mb = (Array.isArray(raw) ? raw[0] : raw) as { model?: string; freePageReporting?: string; stats?: { period?: string | number } } | undefined;
-  if (typeof mb !== 'object' || mb === null) return { model: '', statsPeriod: 0, freePageReporting: false };
-  const period = Number(mb.stats?.period ?? 0);
-  return { model: mb.model ?? '', statsPeriod: Number.isFinite(period) ? period : 0, freePageReporting: mb.freePageReporting === 'on' };
 }
 
 const VIRTIO = /^virtio(-transitional|-non-transitional)?$/;

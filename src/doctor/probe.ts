@@ -4,8 +4,7 @@
 import type { Config } from '../config/schema.js';
 import { LibvirtClient, type ClientOptions } from '../hypervisor/libvirt/client.js';
 import { LibvirtConnectionError } from '../hypervisor/libvirt/errors.js';
-import { ListFlags, REMOTE_STRING_MAX, StatsTypes, enc, paramsToRecord, type DomainRef } from '../hypervisor/libvirt/protocol.js';
-import { XdrWriter } from '../hypervisor/libvirt/xdr.js';
+import { ListFlags, StatsTypes, paramsToRecord, type DomainRef } from '../hypervisor/libvirt/protocol.js';
 import { QmpClient } from '../hypervisor/qmp/client.js';
 import { guestStatsToMom, staleReason, type GuestStatsReply } from '../hypervisor/qmp/stats.js';
 import { guestPid, LIBVIRT_RUN_DIR } from '../host/guest-pid.js';
@@ -31,14 +30,9 @@ export interface ProbeOptions {
   clientFactory?: (opts: ClientOptions) => Promise<LibvirtClient>;
 }
 
-// REMOTE_PROC_DOMAIN_GET_XML_DESC in libvirt's remote_protocol.x; the client has no wrapper
-// for it (the driver never needs the XML), so the doctor makes the call itself.
-const DOMAIN_GET_XML_DESC = 14;
-
 function domainXml(c: LibvirtClient, dom: DomainRef): Promise<string> {
   // flags 0: the live definition, no secrets (VIR_DOMAIN_XML_SECURE needs a read-write connection).
-  const args = Buffer.concat([enc.domainOnly(dom), new XdrWriter().uint(0).toBuffer()]);
-  return c.call(DOMAIN_GET_XML_DESC, args, (r) => r.string(REMOTE_STRING_MAX));
+  return c.getXmlDesc(dom, 0);
 }
 
 function libvirtVersion(v: bigint): string {

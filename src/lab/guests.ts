@@ -57,6 +57,8 @@ export interface DomainXmlOptions extends GuestBootOptions {
   consolePath: string;
   statsPeriodS: number;
   emulator: string;
+  /** virtio-balloon free page reporting (QEMU 5.1+, Linux 5.7+ guests): freed guest pages go back to the host. */
+  freePageReporting?: boolean;
 }
 
 /** Libvirt domain XML of a lab guest (type 'qemu': TCG, as KVM does not work on these hosts). */
@@ -86,7 +88,7 @@ export function domainXml(o: DomainXmlOptions): string {
       <source path='${e(o.consolePath)}'/>
       <target port='0'/>
     </serial>
-${o.guestAgent ? "    <channel type='unix'>\n      <target type='virtio' name='org.qemu.guest_agent.0'/>\n    </channel>\n" : ''}    <memballoon model='virtio'>
+${o.guestAgent ? "    <channel type='unix'>\n      <target type='virtio' name='org.qemu.guest_agent.0'/>\n    </channel>\n" : ''}    <memballoon model='virtio'${o.freePageReporting ? " freePageReporting='on'" : ''}>
       <stats period='${Math.max(1, Math.round(o.statsPeriodS))}'/>
     </memballoon>
   </devices>
@@ -145,6 +147,8 @@ export interface StartGuestsOptions {
   meminfoS?: number;
   /** Include the guest agent channel (when the image has the agent). Default true. */
   guestAgent?: boolean;
+  /** Turn on the balloon's free page reporting. Default off. */
+  freePageReporting?: boolean;
   /** Wait until each guest's balloon driver is bound and (with a workload) it reports. Default true. */
   wait?: boolean;
   bootTimeoutMs?: number;
@@ -201,6 +205,7 @@ export async function startLabGuests(o: StartGuestsOptions): Promise<LabGuest[]>
       guestAgent: (o.guestAgent ?? true) && build.manifest.guestAgent,
       consolePath,
       statsPeriodS: o.statsPeriodS ?? 2,
+      freePageReporting: o.freePageReporting,
       emulator,
     });
     const xmlPath = join(GUESTS_DIR, `${name}.xml`);

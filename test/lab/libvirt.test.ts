@@ -44,7 +44,7 @@ before(async () => {
   try {
     session = await acquireLab(
       { skip: (msg?: string) => void (unavailable = String(msg ?? 'lab unavailable').replace(/^LAB SKIPPED: /, '')) },
-      { guests: COUNT, memMiB: MEM_KIB / 1024, workload: '', meminfoS: 1, statsPeriodS: 1, bootTimeoutMs: 240_000 },
+      { guests: COUNT, memMiB: MEM_KIB / 1024, workload: '', meminfoS: 1, statsPeriodS: 1, bootTimeoutMs: 240_000, freePageReporting: true },
     );
     if (!session) return;
     names = session.guests.map((g) => g.name);
@@ -96,6 +96,8 @@ test('the driver lists the lab guests and reads their balloon stats in one all-d
     assert.ok(g.stats.mem_free! >= unused, 'mem_free = unused + caches');
     assert.ok(g.stats.rss! > 0);
     assert.equal(g.stats.vcpu_count, 1);
+    assert.equal(g.props.balloon_model, 'virtio', 'balloon facts from the domain XML');
+    assert.equal(g.props.free_page_reporting, 1, 'free page reporting seen as on');
     const cmdline = readFileSync(`/proc/${g.props.pid}/cmdline`, 'utf8');
     assert.match(cmdline, new RegExp(`guest=${g.name}[,\\0]`), 'props.pid is the QEMU process of this guest');
     // The guest's own view (console) agrees with the balloon's "available".

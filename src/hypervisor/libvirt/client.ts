@@ -18,6 +18,7 @@ import {
   QemuProc,
   REMOTE_PROGRAM,
   REMOTE_PROTOCOL_VERSION,
+  REMOTE_STRING_MAX,
   AgentTimeout,
   dec,
   enc,
@@ -398,6 +399,11 @@ export class LibvirtClient {
   lookupByUuid(uuid: string | Buffer): Promise<DomainRef> {
     const bytes = typeof uuid === 'string' ? uuidFromString(uuid) : uuid;
     return this.call(Proc.DOMAIN_LOOKUP_BY_UUID, enc.lookupByUuid(bytes), dec.domain);
+  }
+
+  /** The live domain XML (flags 0: no secrets, which a read-only connection may not see). */
+  getXmlDesc(dom: DomainRef, flags = 0): Promise<string> {
+    return this.call(Proc.DOMAIN_GET_XML_DESC, enc.getXmlDesc(dom, flags), (r) => r.string(REMOTE_STRING_MAX));
   }
 
   getInfo(dom: DomainRef): Promise<DomainInfo> {

@@ -4,7 +4,8 @@
 // reconnects with exponential backoff, re-registering its events.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { GuestSample, Hypervisor, HypervisorConnection, LifecycleEvent } from '../../types.js';
+import type { GuestSample, Hypervisor, HypervisorConnection, LifecycleEvent, Props } from '../../types.js';
+import { parseMemballoon } from './domain-xml.js';
 import { LibvirtClient, type ClientOptions } from './client.js';
 import { DomainNotFoundError, LibvirtConnectionError, LibvirtError, LibvirtProtocolError, LibvirtTimeoutError } from './errors.js';
 import { lifecycleFromMsg, sampleFromStats, statsFromMeminfo, NO_GUEST_STATS } from './mapping.js';
@@ -67,6 +68,8 @@ export class LibvirtHypervisor implements Hypervisor {
   private readonly noAgentUntil = new Map<string, number>();
   /** `${uuid}#${domain id}` -> QEMU pid */
   private readonly pids = new Map<string, number>();
+  /** `${uuid}#${domain id}` -> balloon facts from the domain XML */
+  private readonly balloons = new Map<string, Props>();
   /** `${uuid}#${domain id}` -> vCPU count */
   private readonly vcpus = new Map<string, number>();
   private readonly listeners = new Set<(e: LifecycleEvent) => void>();
@@ -213,6 +216,7 @@ export class LibvirtHypervisor implements Hypervisor {
         if (vcpus !== undefined) s.stats.vcpu_count = vcpus;
         const pid = await this.qemuPid(rec.dom, uuid);
         if (pid !== null) s.props.pid = pid;
+        Object.assign(s.props, await this.balloonProps(c, rec.dom, uuid));
         if (s.stale === NO_GUEST_STATS) await this.fillFromAgent(c, rec.dom, s);
         seen.add(uuid);
         out.push(s);
@@ -241,6 +245,25 @@ export class LibvirtHypervisor implements Hypervisor {
     }
   }
 
+  /** The balloon device as the domain XML has it (model, free page reporting), read once per
+   *  domain run; {} while it cannot be read (asked again next collection). */
+  private async balloonProps(c: LibvirtClient, dom: DomainRef, uuid: string): Promise<Props> {
+    const key = `${uuid}#${dom.id}`;
+    const known = this.balloons.get(key);
+    if (known) return known;
+    try {
+      const mb = parseMemballoon(await c.getXmlDesc(dom, 0));
+      const props: Props = { balloon_model: mb.model || 'none', free_page_reporting: mb.freePageReporting ? 1 : 0 };
+      this.balloons.set(key, props);
+      return props;
+    } catch (err) {
+      // libvirtd said no (an old daemon, an ACL): not asked again for this domain run. A lost
+      // connection is asked again next collection.
+      if (err instanceof LibvirtError) this.balloons.set(key, {});
+      return {};
+    }
+  }
+
   /** vCPU counts of guests not seen before, in one bulk call for just those guests. */
   private async learnVcpus(c: LibvirtClient, doms: DomainRef[]): Promise<void> {
     const fresh = doms.filter((d) => !this.vcpus.has(`${uuidToString(d.uuid)}#${d.id}`));
@@ -264,6 +287,7 @@ export class LibvirtHypervisor implements Hypervisor {
     for (const k of this.periodSet) if (k.startsWith(uuid + '#')) this.periodSet.delete(k);
     for (const k of this.vcpus.keys()) if (k.startsWith(uuid + '#')) this.vcpus.delete(k);
     for (const k of this.pids.keys()) if (k.startsWith(uuid + '#')) this.pids.delete(k);
+    for (const k of this.balloons.keys()) if (k.startsWith(uuid + '#')) this.balloons.delete(k);
   }
 
   /** Sets the stats period once per newly seen guest. False when the guest vanished. */

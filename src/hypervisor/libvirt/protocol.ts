@@ -15,6 +15,7 @@ export const Proc = {
   CONNECT_OPEN: 1,
   CONNECT_CLOSE: 2,
   DOMAIN_DESTROY: 12,
+  DOMAIN_GET_XML_DESC: 14,
   DOMAIN_GET_INFO: 16,
   DOMAIN_LOOKUP_BY_NAME: 23,
   DOMAIN_LOOKUP_BY_UUID: 24,
@@ -333,6 +334,11 @@ export const enc = {
     const w = new XdrWriter();
     writeDomain(w, dom);
     return w.uhyper(kib).uint(flags).toBuffer();
+  },
+  getXmlDesc(dom: DomainRef, flags = 0): Buffer {
+    const w = new XdrWriter();
+    writeDomain(w, dom);
+    return w.uint(flags).toBuffer();
   },
   getState(dom: DomainRef, flags = 0): Buffer {
     const w = new XdrWriter();

@@ -34,6 +34,8 @@ interface GuestInfo {
   name: string;
   pid: number | null;
   balloonPath: string | null;
+  /** The balloon's free-page-reporting property (null: unknown). */
+  freePageReporting: boolean | null;
   maxKiB: number | null;
   vcpus: number | null;
 }
@@ -185,13 +187,17 @@ export class QmpHypervisor implements Hypervisor {
     // A vCPU thread's thread group is the QEMU process: its PID without any configuration.
     const pid = cpus.length > 0 ? await readThreadTgid(this.opts.root ?? '/', cpus[0]!['thread-id']) : null;
     const balloonPath = await this.findBalloon(c);
+    let freePageReporting: boolean | null = null;
     if (balloonPath) {
       await q.execute('qom-set', { path: balloonPath, property: 'guest-stats-polling-interval', value: this.opts.statsPeriodS ?? 5 });
+      // QEMU 5.1+ has the property; an older one does not, and then it is unknown.
+      freePageReporting = await q.execute<boolean>('qom-get', { path: balloonPath, property: 'free-page-reporting' }).then((v) => v === true, () => null);
     }
     return {
       name,
       pid,
       balloonPath,
+      freePageReporting,
       maxKiB: Math.floor((mem['base-memory'] + (mem['plugged-memory'] ?? 0)) / 1024),
       vcpus: cpus.length,
     };
@@ -289,6 +295,7 @@ export class QmpHypervisor implements Hypervisor {
     const p: GuestSample['props'] = { name: this.guestName(c), socket: c.cfg.socket };
     if (c.info?.pid != null) p.pid = c.info.pid;
     if (c.info?.balloonPath) p.balloon_path = c.info.balloonPath;
+    if (c.info && c.info.freePageReporting !== null) p.free_page_reporting = c.info.freePageReporting ? 1 : 0;
     return p;
   }
 

@@ -22,6 +22,8 @@ test('domainXml: TCG domain, memory in KiB, balloon with stats period, serial co
   assert.match(xml, /<cmdline>[^<]*ballast.workload=alloc:32,touch:4,loop[^<]*<\/cmdline>/);
   assert.match(xml, /org.qemu.guest_agent.0/);
   assert.doesNotMatch(domainXml({ ...base, guestAgent: false }), /guest_agent/);
+  assert.match(domainXml({ ...base, freePageReporting: true }), /<memballoon model='virtio' freePageReporting='on'>/);
+  assert.doesNotMatch(xml, /freePageReporting/);
 });
 
 test('domainXml escapes paths', () => {

@@ -6,7 +6,10 @@ import { FakeLibvirtd, guest } from './fake-libvirtd.js';
 import { LibvirtHypervisor, type LibvirtHypervisorOptions } from '../../../src/hypervisor/libvirt/index.js';
 import { DomainNotFoundError, LibvirtConnectionError } from '../../../src/hypervisor/libvirt/errors.js';
 import { NO_GUEST_STATS } from '../../../src/hypervisor/libvirt/mapping.js';
-import { Proc, StatsTypes } from '../../../src/hypervisor/libvirt/protocol.js';
+import { Proc, StatsTypes, readDomain } from '../../../src/hypervisor/libvirt/protocol.js';
+import { MessageStatus, MessageType, encodeFrame, type Frame } from '../../../src/hypervisor/libvirt/framing.js';
+import { XdrReader, XdrWriter } from '../../../src/hypervisor/libvirt/xdr.js';
+import type { Socket } from 'node:net';
 import type { LifecycleEvent } from '../../../src/types.js';
 
 let fake: FakeLibvirtd;
@@ -190,4 +193,31 @@ test('a hung daemon (no replies) is dropped and reconnected', async () => {
   fake.silent = false;
   await waitUntil('reconnect', () => d.status().reconnects === 1 && d.status().connected);
   assert.equal((await d.collect())[0]!.stale, undefined);
+});
+
+test('the balloon device from the domain XML, read once per domain: model and free page reporting as guest props', async () => {
+  fake.guests = [guest(1), guest(2), guest(3)];
+  const asked: number[] = [];
+  fake.intercept = (sock: Socket, f: Frame) => {
+    if (f.header.proc !== Proc.DOMAIN_GET_XML_DESC) return false;
+    const id = readDomain(new XdrReader(f.payload)).id;
+    asked.push(id);
+    if (id === 3) return false; // the fake's "not supported": an old daemon
+    const balloon = id === 1 ? "<memballoon model='virtio' freePageReporting='on'><stats period='5'/></memballoon>" : "<memballoon model='none'/>";
+    const h = f.header;
+    const xml = `<domain type='qemu'><name>g${id}</name><devices>${balloon}</devices></domain>`;
+    sock.write(encodeFrame({ prog: h.prog, vers: h.vers, proc: h.proc, type: MessageType.REPLY, serial: h.serial, status: MessageStatus.OK }, new XdrWriter().string(xml).toBuffer()));
+    return true;
+  };
+  const d = driver();
+  await d.connect();
+  const s = await d.collect();
+  await d.collect();
+  assert.deepEqual(asked.sort(), [1, 2, 3], 'once per domain, not every collection (a refusal too)');
+  const props = new Map(s.map((g) => [g.name, g.props]));
+  assert.equal(props.get('g1')!.free_page_reporting, 1);
+  assert.equal(props.get('g1')!.balloon_model, 'virtio');
+  assert.equal(props.get('g2')!.free_page_reporting, 0);
+  assert.equal(props.get('g2')!.balloon_model, 'none');
+  assert.equal(props.get('g3')!.free_page_reporting, undefined, 'unknown when the daemon would not say');
 });

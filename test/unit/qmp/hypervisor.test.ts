@@ -23,7 +23,9 @@ test('collects a QEMU-like guest: stats in KiB, balloon facts; balloon sends byt
       case 'query-cpus-fast': return r([{ 'thread-id': process.pid }, { 'thread-id': process.pid }]);
       case 'qom-list': return r(cmd.arguments!.path === '/machine/peripheral' ? [{ name: 'type', type: 'string' }, { name: 'balloon0', type: 'child<virtio-balloon-pci>' }] : []);
       case 'query-balloon': return r({ actual: 192 * MiB });
-      case 'qom-get': return statsReply === 'error' ? { error: { class: 'GenericError', desc: 'boom' }, id: cmd.id } : r(statsReply);
+      case 'qom-get':
+        if (cmd.arguments!.property === 'free-page-reporting') return r(true);
+        return statsReply === 'error' ? { error: { class: 'GenericError', desc: 'boom' }, id: cmd.id } : r(statsReply);
       default: return r({});
     }
   };
@@ -37,6 +39,7 @@ test('collects a QEMU-like guest: stats in KiB, balloon facts; balloon sends byt
   assert.equal(rest.length, 0);
   assert.equal(s!.id, 'fake1');
   assert.equal(s!.props.pid, process.pid, 'pid from the vCPU thread\'s Tgid');
+  assert.equal(s!.props.free_page_reporting, 1, 'the balloon\'s free-page-reporting property');
   assert.equal(s!.stale, undefined);
   assert.deepEqual(
     { ...s!.stats, rss: typeof s!.stats.rss },
