@@ -24,9 +24,11 @@ test('ballast status and policy set/get/list/delete against a running demo', asy
   let demoOut = '';
   demo.stdout.on('data', (c: Buffer) => { demoOut += c; });
   try {
-    for (let i = 0; i < 150 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 100));
+    // The socket can appear a moment before the line that announces it is written out.
+    const listening = new RegExp(`listening: api unix:${sock}`);
+    for (let i = 0; i < 150 && !(existsSync(sock) && listening.test(demoOut)); i++) await new Promise((r) => setTimeout(r, 100));
     assert.ok(existsSync(sock), `the demo serves its API: ${demoOut}`);
-    assert.match(demoOut, new RegExp(`listening: api unix:${sock}`));
+    assert.match(demoOut, listening);
 
     const status = await ballast(['status', '--api', sock]);
     assert.equal(status.code, 0, status.err);
