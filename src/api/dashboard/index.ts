@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Handler } from '../http/server.js';
+import { HttpError, type Handler } from '../http/server.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 // src/api/dashboard and dist/api/dashboard are both three levels below the package root.
@@ -41,8 +41,8 @@ export function dashboardHandler(): Handler {
     const asset = ASSETS[path];
     if (!asset) return false;
     if (ctx.req.method !== 'GET' && ctx.req.method !== 'HEAD') {
-      ctx.res.writeHead(405, { allow: 'GET, HEAD' }).end();
-      return true;
+      ctx.res.setHeader('allow', 'GET, HEAD');
+      throw new HttpError(405, 'method not allowed', `${ctx.req.method} is not one of GET, HEAD`);
     }
     let body = cache.get(path);
     if (!body) {

@@ -15,13 +15,17 @@ function needWrite(ctx: RequestContext): void {
   if (ctx.access !== 'write') throw new HttpError(403, 'forbidden', 'this token may only read');
 }
 
-function policyName(raw: string): string {
-  let name: string;
+/** A path segment, percent-decoded; bad encoding is the client's error (400), not ours. */
+function decodedSegment(raw: string, what: string): string {
   try {
-    name = decodeURIComponent(raw);
+    return decodeURIComponent(raw);
   } catch {
-    throw new HttpError(400, 'bad policy name', 'not valid percent-encoding');
+    throw new HttpError(400, `bad ${what}`, 'not valid percent-encoding');
   }
+}
+
+function policyName(raw: string): string {
+  const name = decodedSegment(raw, 'policy name');
   if (!POLICY_NAME_RE.test(name)) throw new HttpError(400, 'bad policy name', `expected letters, digits, "_", "-" and "." (not first), at most 100: got ${JSON.stringify(name.slice(0, 120))}`);
   return name;
 }
@@ -142,7 +146,7 @@ export function apiHandler(): Handler {
     }
     if (parts.length === 2 && route === 'guests') {
       only(['GET']);
-      const name = decodeURIComponent(parts[1]!);
+      const name = decodedSegment(parts[1]!, 'guest name');
       const g = p.guest(name);
       if (!g) throw new HttpError(404, 'no such guest', name);
       sendJson(ctx.res, 200, { ...g, history: p.guestHistory(name) ?? [] });

@@ -7,7 +7,7 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { DaemonPort } from '../port.js';
 import type { Stats } from '../../types.js';
-import type { Handler } from '../http/server.js';
+import { HttpError, type Handler } from '../http/server.js';
 
 const KiB = 1024;
 const PAGE = 4096;
@@ -207,8 +207,8 @@ export function metricsHandler(): Handler {
   return async (ctx) => {
     if (ctx.url.pathname !== '/metrics') return false;
     if (ctx.req.method !== 'GET' && ctx.req.method !== 'HEAD') {
-      ctx.res.writeHead(405, { allow: 'GET, HEAD' }).end();
-      return true;
+      ctx.res.setHeader('allow', 'GET, HEAD');
+      throw new HttpError(405, 'method not allowed', `${ctx.req.method} is not one of GET, HEAD`);
     }
     const { text, contentType } = await renderMetrics(ctx.port);
     ctx.res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(text) });

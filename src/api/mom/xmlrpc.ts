@@ -189,7 +189,8 @@ export function encodeValue(v: unknown): string {
   if (v === null || v === undefined) return '<value><nil/></value>';
   if (typeof v === 'boolean') return `<value><boolean>${v ? 1 : 0}</boolean></value>`;
   if (typeof v === 'number') {
-    if (Number.isInteger(v)) return Math.abs(v) < 2 ** 31 ? `<value><int>${v}</int></value>` : `<value><i8>${v}</i8></value>`;
+    // An integer beyond 2^53 is not exact in a double, and beyond 2^63 not an i8 at all: a double it is.
+    if (Number.isSafeInteger(v)) return Math.abs(v) < 2 ** 31 ? `<value><int>${v}</int></value>` : `<value><i8>${v}</i8></value>`;
     // Python writes repr(float); JS's shortest round-trip form parses back the same.
     return `<value><double>${Number.isFinite(v) ? String(v) : v > 0 ? 'inf' : v < 0 ? '-inf' : 'nan'}</double></value>`;
   }

@@ -122,6 +122,10 @@ test('API: malformed, oversized and wrong-type bodies; unknown routes and method
       ['GET', '/api/v1/nothing', {}, 404, 'not found'],
       ['DELETE', '/api/v1/health', {}, 405, 'method not allowed'],
       ['GET', '/elsewhere', {}, 404, 'not found'],
+      // Found by the fuzz tests: a bad percent-encoding was a 500, the dashboard's and /metrics' 405 had no body.
+      ['GET', '/api/v1/guests/%E0%A4%A', {}, 400, 'bad guest name'],
+      ['POST', '/metrics', { body: '' }, 405, 'method not allowed'],
+      ['PATCH', '/', { body: '' }, 405, 'method not allowed'],
     ];
     for (const [m, p, o, status, error] of cases) {
       const r = await call(s, m, p, o);

@@ -162,6 +162,8 @@ test('XML-RPC codec: what we encode decodes to the same value (strings with mark
     assert.deepEqual(JSON.parse(JSON.stringify(back)), JSON.parse(JSON.stringify(v)));
   }), { numRuns: 300 });
   assert.equal(encodeValue(2 ** 40), '<value><i8>1099511627776</i8></value>');
+  // Found by the fuzz tests: an integer past 2^53 (or 2^63) went out as an i8 no reader takes.
+  assert.equal(encodeValue(1e20), '<value><double>100000000000000000000</double></value>');
   assert.throws(() => decodeCall('<methodCall><methodName>a b</methodName></methodCall>'), RpcDecodeError);
 });
 
