@@ -59,6 +59,8 @@ export interface DomainXmlOptions extends GuestBootOptions {
   emulator: string;
   /** virtio-balloon free page reporting (QEMU 5.1+, Linux 5.7+ guests): freed guest pages go back to the host. */
   freePageReporting?: boolean;
+  /** false: no balloon device at all (<memballoon model='none'/>), a guest ballast cannot balloon. */
+  balloon?: boolean;
 }
 
 /** Libvirt domain XML of a lab guest (type 'qemu': TCG, as KVM does not work on these hosts). */
@@ -88,9 +90,9 @@ export function domainXml(o: DomainXmlOptions): string {
       <source path='${e(o.consolePath)}'/>
       <target port='0'/>
     </serial>
-${o.guestAgent ? "    <channel type='unix'>\n      <target type='virtio' name='org.qemu.guest_agent.0'/>\n    </channel>\n" : ''}    <memballoon model='virtio'${o.freePageReporting ? " freePageReporting='on'" : ''}>
+${o.guestAgent ? "    <channel type='unix'>\n      <target type='virtio' name='org.qemu.guest_agent.0'/>\n    </channel>\n" : ''}${o.balloon === false ? "    <memballoon model='none'/>" : `    <memballoon model='virtio'${o.freePageReporting ? " freePageReporting='on'" : ''}>
       <stats period='${Math.max(1, Math.round(o.statsPeriodS))}'/>
-    </memballoon>
+    </memballoon>`}
   </devices>
 </domain>
 `;
@@ -149,6 +151,8 @@ export interface StartGuestsOptions {
   guestAgent?: boolean;
   /** Turn on the balloon's free page reporting. Default off. */
   freePageReporting?: boolean;
+  /** false: guests without a balloon device (then `wait` cannot wait for its driver: pass wait false). */
+  balloon?: boolean;
   /** Wait until each guest's balloon driver is bound and (with a workload) it reports. Default true. */
   wait?: boolean;
   bootTimeoutMs?: number;
@@ -206,6 +210,7 @@ export async function startLabGuests(o: StartGuestsOptions): Promise<LabGuest[]>
       consolePath,
       statsPeriodS: o.statsPeriodS ?? 2,
       freePageReporting: o.freePageReporting,
+      balloon: o.balloon,
       emulator,
     });
     const xmlPath = join(GUESTS_DIR, `${name}.xml`);

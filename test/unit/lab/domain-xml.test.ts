@@ -24,6 +24,7 @@ test('domainXml: TCG domain, memory in KiB, balloon with stats period, serial co
   assert.doesNotMatch(domainXml({ ...base, guestAgent: false }), /guest_agent/);
   assert.match(domainXml({ ...base, freePageReporting: true }), /<memballoon model='virtio' freePageReporting='on'>/);
   assert.doesNotMatch(xml, /freePageReporting/);
+  assert.match(domainXml({ ...base, balloon: false }), /<memballoon model='none'\/>/);
 });
 
 test('domainXml escapes paths', () => {
