@@ -73,7 +73,7 @@ test('QMP lines: random text, random JSON and deep nesting give messages or erro
   }), { numRuns: RUNS });
   fc.assert(fc.property(fc.jsonValue({ maxDepth: 6 }), (v) => {
     const [m] = new QmpLineReader().push(`${JSON.stringify(v)}\n`);
-    if (m?.ok) assert.deepEqual(m.message, v);
+    if (m?.ok) assert.equal(JSON.stringify(m.message), JSON.stringify(v));
   }), { numRuns: RUNS });
   fc.assert(fc.property(fc.integer({ min: 33, max: 20_000 }), (depth) => {
     const [m] = new QmpLineReader().push(`${'['.repeat(depth)}${']'.repeat(depth)}\n`);
