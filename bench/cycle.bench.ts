@@ -35,15 +35,21 @@ async function measure(guests: number, cycles: number) {
   const world = new SimWorld(scenario(guests), 7);
   const policy = compilePolicyText(policyText, 'default.policy');
   const engine = new Engine({
-    hypervisor: new SimHypervisor(world), hostSources: [simHostSource(world)], ksm: new SimKsm(world),
-    policy, now: () => world.now,
+    hypervisor: new SimHypervisor(world),
+    hostSources: [simHostSource(world)],
+    ksm: new SimKsm(world),
+    policy,
+    now: () => world.now,
   });
   const collect: number[] = [];
   const act: number[] = [];
   const total: number[] = [];
   const evalOnly: number[] = [];
   // Fill the history first (10 samples), as in steady state.
-  for (let i = 0; i < 10; i++) { world.advance(5); await engine.collect(); }
+  for (let i = 0; i < 10; i++) {
+    world.advance(5);
+    await engine.collect();
+  }
   for (let i = 0; i < cycles; i++) {
     world.advance(5);
     const t0 = performance.now();
@@ -68,8 +74,13 @@ async function measure(guests: number, cycles: number) {
   }
   engine.dispose();
   return {
-    guests: snap.guests.length, collect: median(collect), act: median(act), total: median(total),
-    evalInCycle: median(evalOnly), evalAlone: median(pure), actions: engine.counters.actionsApplied,
+    guests: snap.guests.length,
+    collect: median(collect),
+    act: median(act),
+    total: median(total),
+    evalInCycle: median(evalOnly),
+    evalAlone: median(pure),
+    actions: engine.counters.actionsApplied,
   };
 }
 
@@ -80,7 +91,9 @@ export default async function main(): Promise<void> {
   const fmt = (x: number) => x.toFixed(3).padStart(8);
   console.log(`guests  cycle ms  collect ms  eval+guard+act ms  policy-in-cycle ms  policy-alone ms  (medians)`);
   for (const m of [small, big]) {
-    console.log(`${String(m.guests).padStart(6)}  ${fmt(m.total)}  ${fmt(m.collect)}    ${fmt(m.act)}           ${fmt(m.evalInCycle)}           ${fmt(m.evalAlone)}`);
+    console.log(
+      `${String(m.guests).padStart(6)}  ${fmt(m.total)}  ${fmt(m.collect)}    ${fmt(m.act)}           ${fmt(m.evalInCycle)}           ${fmt(m.evalAlone)}`,
+    );
   }
   console.log(`cycle at 1,000 guests: ${big.total.toFixed(2)} ms (target <= 10 ms: ${big.total <= 10 ? 'met' : 'NOT met'})`);
   console.log(`ratio cycle(1000) / cycle(100): ${(big.total / small.total).toFixed(2)}x (linear would be 10x)`);

@@ -53,7 +53,21 @@ export function cpuSeconds(pid: number): number {
 /** Build the sources to JavaScript once, in a folder Node resolves node_modules from. */
 export function buildDist(): string | null {
   const out = join(root, 'node_modules', '.cache', 'ballast-bench-dist');
-  const r = spawnSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.build.json'), '--outDir', out, '--noEmitOnError', 'false', '--sourceMap', 'false'], { encoding: 'utf8', cwd: root });
+  const r = spawnSync(
+    process.execPath,
+    [
+      join(root, 'node_modules', 'typescript', 'bin', 'tsc'),
+      '-p',
+      join(root, 'tsconfig.build.json'),
+      '--outDir',
+      out,
+      '--noEmitOnError',
+      'false',
+      '--sourceMap',
+      'false',
+    ],
+    { encoding: 'utf8', cwd: root },
+  );
   const main = join(out, 'cli', 'main.js');
   if (!existsSync(main)) {
     process.stdout.write(`(compiled build failed, using tsx: ${(r.stdout + r.stderr).split('\n')[0]})\n`);
@@ -70,18 +84,24 @@ export function setup(guests: number): { dir: string; config: string } {
   copyFileSync(join(root, 'policies', 'default.policy'), join(policies, '50_default.policy'));
   const scenario = join(dir, 'scenario.json');
   const n = (f: number) => Math.round(guests * f);
-  writeFileSync(scenario, JSON.stringify({
-    name: `bench-${guests}`,
-    host: { memMiB: Math.max(1024, guests * 768), swapMiB: guests * 256, cpus: 64 },
-    guests: ([
-      { name: 'knobs', count: n(0.4), memMiB: 1024, workload: { kind: 'memknobs', sizesMiB: [200, 600, 900], runS: 60, pauseS: 10 } },
-      { name: 'web', count: n(0.3), memMiB: 1024, workload: { kind: 'web', requestRate: 4, anonMiB: 200, fileSetMiB: 500 } },
-      { name: 'idle', count: guests - n(0.4) - n(0.3), memMiB: 1024, workload: { kind: 'idle', anonMiB: 150 } },
-    ]).filter((g) => g.count > 0),
-    seed: 7,
-  }));
+  writeFileSync(
+    scenario,
+    JSON.stringify({
+      name: `bench-${guests}`,
+      host: { memMiB: Math.max(1024, guests * 768), swapMiB: guests * 256, cpus: 64 },
+      guests: [
+        { name: 'knobs', count: n(0.4), memMiB: 1024, workload: { kind: 'memknobs', sizesMiB: [200, 600, 900], runS: 60, pauseS: 10 } },
+        { name: 'web', count: n(0.3), memMiB: 1024, workload: { kind: 'web', requestRate: 4, anonMiB: 200, fileSetMiB: 500 } },
+        { name: 'idle', count: guests - n(0.4) - n(0.3), memMiB: 1024, workload: { kind: 'idle', anonMiB: 150 } },
+      ].filter((g) => g.count > 0),
+      seed: 7,
+    }),
+  );
   const config = join(dir, 'ballast.toml');
-  writeFileSync(config, `[hypervisor]\ndriver = "sim"\nscenario = "${scenario}"\n[engine]\npolicy_dir = "${policies}"\n[log]\nformat = "json"\nlevel = "warn"\n`);
+  writeFileSync(
+    config,
+    `[hypervisor]\ndriver = "sim"\nscenario = "${scenario}"\n[engine]\npolicy_dir = "${policies}"\n[log]\nformat = "json"\nlevel = "warn"\n`,
+  );
   return { dir, config };
 }
 
@@ -115,7 +135,9 @@ async function rssRun(dist: string | null, guests: number, timeScale: number, se
   const s = setup(guests);
   const d = spawnDaemon(dist, s.config, timeScale);
   let stderr = '';
-  d.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); });
+  d.stderr!.on('data', (c: Buffer) => {
+    stderr += c.toString();
+  });
   let max = 0;
   let last = 0;
   let maxPrivate = 0;
@@ -123,7 +145,8 @@ async function rssRun(dist: string | null, guests: number, timeScale: number, se
     await sleep(1000);
     if (d.exitCode !== null) break;
     last = procStatus(d.pid!).rssKiB;
-    if (i >= 2) { // after start-up
+    if (i >= 2) {
+      // after start-up
       max = Math.max(max, last);
       maxPrivate = Math.max(maxPrivate, privateKiB(d.pid!));
     }
@@ -150,8 +173,11 @@ async function cpuSplit(guests: number): Promise<{ worldPct: number; enginePct: 
   rmSync(s.dir, { recursive: true, force: true });
   const world = new SimWorld(spec, 7);
   const engine = new Engine({
-    hypervisor: new SimHypervisor(world), hostSources: [simHostSource(world)], ksm: new SimKsm(world),
-    policy: compilePolicyText(readFileSync(join(root, 'policies', 'default.policy'), 'utf8')), now: () => world.now,
+    hypervisor: new SimHypervisor(world),
+    hostSources: [simHostSource(world)],
+    ksm: new SimKsm(world),
+    policy: compilePolicyText(readFileSync(join(root, 'policies', 'default.policy'), 'utf8')),
+    now: () => world.now,
   });
   const us = (u: NodeJS.CpuUsage) => u.user + u.system;
   let worldUs = 0;
@@ -170,7 +196,7 @@ async function cpuSplit(guests: number): Promise<{ worldPct: number; enginePct: 
   }
   engine.dispose();
   // CPU microseconds per 10 s of (simulated = real, at the default intervals) time, as %.
-  return { worldPct: worldUs / periods / 1e6 / 10 * 100, enginePct: engineUs / periods / 1e6 / 10 * 100 };
+  return { worldPct: (worldUs / periods / 1e6 / 10) * 100, enginePct: (engineUs / periods / 1e6 / 10) * 100 };
 }
 
 export default async function main(): Promise<void> {
@@ -204,12 +230,18 @@ export default async function main(): Promise<void> {
   console.log(`RSS, 1,000 simulated guests: max ${mb(maxRss)} MB, last ${mb(big.last)} MB; target <= 60 MB: ${maxRss / 1024 <= 60 ? 'met' : 'NOT met'}`);
   console.log(`RSS, 100 simulated guests: ${mb(rss100)} MB; with no guest (Node + modules): ${mb(empty.max)} MB`);
   console.log(`RSS of an idle Node process (baseline): ${mb(idle.rssKiB)} MB; ratio 1,000-guest daemon / idle node: ${(maxRss / idle.rssKiB).toFixed(2)}x`);
-  console.log(`private memory (RSS minus the Node binary's shared pages): 1,000 guests ${mb(big.maxPrivate)} MB, no guest ${mb(empty.maxPrivate)} MB, idle Node ${mb(idle.privateKiB)} MB`);
-  console.log(`CPU, 100 simulated guests, stats 5 s / policy 10 s, ${wall.toFixed(0)} s: ${cpuS.toFixed(2)} s = ${cpuPct.toFixed(3)}% of one core; target <= 0.5%: ${cpuPct <= 0.5 ? 'met' : 'NOT met'}`);
+  console.log(
+    `private memory (RSS minus the Node binary's shared pages): 1,000 guests ${mb(big.maxPrivate)} MB, no guest ${mb(empty.maxPrivate)} MB, idle Node ${mb(idle.privateKiB)} MB`,
+  );
+  console.log(
+    `CPU, 100 simulated guests, stats 5 s / policy 10 s, ${wall.toFixed(0)} s: ${cpuS.toFixed(2)} s = ${cpuPct.toFixed(3)}% of one core; target <= 0.5%: ${cpuPct <= 0.5 ? 'met' : 'NOT met'}`,
+  );
   console.log(`CPU of an idle Node process (baseline): ${idlePct.toFixed(3)}% of one core; ballast adds ${(cpuPct - idlePct).toFixed(3)} points`);
   if (code2 !== 0) console.log(`daemon (100 guests) exited with ${code2}`);
   const split = await cpuSplit(100);
-  console.log(`of which, measured in-process per 10 s at 100 guests: the simulated world ${split.worldPct.toFixed(3)}%, ballast's loop (collect, evaluate, guard, act) ${split.enginePct.toFixed(3)}% of one core`);
+  console.log(
+    `of which, measured in-process per 10 s at 100 guests: the simulated world ${split.worldPct.toFixed(3)}%, ballast's loop (collect, evaluate, guard, act) ${split.enginePct.toFixed(3)}% of one core`,
+  );
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) await main();

@@ -97,7 +97,9 @@ export default async function libvirtBench(): Promise<void> {
     console.log(`driver collect (1 bulk RPC, all ${allGuests} guests)      median ${fmt(collect)}  (n=${collectMs.length})`);
     console.log(`virsh dommemstat x ${GUESTS} lab guests (spawned)          median ${fmt(round)}  (n=${virshRoundMs.length})`);
     console.log(`ratio virsh-per-guest / driver                    ${(round / collect).toFixed(1)}x`);
-    console.log(`one DOMAIN_MEMORY_STATS RPC                        median ${fmt(rpc)}  p90 ${fmt([...rpcMs].sort((a, b) => a - b)[Math.floor(rpcMs.length * 0.9)]!)}`);
+    console.log(
+      `one DOMAIN_MEMORY_STATS RPC                        median ${fmt(rpc)}  p90 ${fmt([...rpcMs].sort((a, b) => a - b)[Math.floor(rpcMs.length * 0.9)]!)}`,
+    );
     console.log(`one virsh dommemstat spawn                         median ${fmt(spawn1)}`);
     console.log(`ratio spawn / RPC                                  ${(spawn1 / rpc).toFixed(1)}x`);
   } finally {

@@ -11,7 +11,10 @@ import { buildDist, cpuSeconds, procStatus, setup, spawnDaemon, stopDaemon } fro
 const GUESTS = 1000;
 
 function withServers(config: string, dir: string, metricsPort: number, dashboardPort: number): void {
-  writeFileSync(config, `${readFileSync(config, 'utf8')}[api]\nsocket = "${join(dir, 'api.sock')}"\n[metrics]\nlisten = "127.0.0.1:${metricsPort}"\n[dashboard]\nlisten = "127.0.0.1:${dashboardPort}"\n`);
+  writeFileSync(
+    config,
+    `${readFileSync(config, 'utf8')}[api]\nsocket = "${join(dir, 'api.sock')}"\n[metrics]\nlisten = "127.0.0.1:${metricsPort}"\n[dashboard]\nlisten = "127.0.0.1:${dashboardPort}"\n`,
+  );
 }
 
 function serversOff(config: string): void {
@@ -30,7 +33,12 @@ async function waitForHttp(url: string, seconds: number): Promise<void> {
   throw new Error(`${url} did not answer within ${seconds} s`);
 }
 
-interface Run { cpuPct: number; rssMaxKiB: number; scrapes: number; polls: number }
+interface Run {
+  cpuPct: number;
+  rssMaxKiB: number;
+  scrapes: number;
+  polls: number;
+}
 
 async function measure(dist: string | null, on: boolean, windowS: number, after?: (metricsUrl: string) => Promise<void>): Promise<Run> {
   const s = setup(GUESTS);
@@ -40,7 +48,9 @@ async function measure(dist: string | null, on: boolean, windowS: number, after?
   else serversOff(s.config);
   const d = spawnDaemon(dist, s.config, 1);
   let stderr = '';
-  d.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); });
+  d.stderr!.on('data', (c: Buffer) => {
+    stderr += c.toString();
+  });
   const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
   const api = `http://127.0.0.1:${dashboardPort}/api/v1/`;
   try {
@@ -49,18 +59,28 @@ async function measure(dist: string | null, on: boolean, windowS: number, after?
     let scrapes = 0;
     let polls = 0;
     let stop = false;
-    const clients = on ? [
-      (async () => { while (!stop) { await (await fetch(metricsUrl)).text(); scrapes++; await sleep(15_000); } })(),
-      (async () => {
-        let since = 0;
-        while (!stop) {
-          const [,,,,, events] = await Promise.all(['health', 'host', 'guests', 'actions', 'alerts', `events?since=${since}`].map(async (p) => (await fetch(api + p)).json()));
-          since = (events as { seq: number }[]).at(-1)?.seq ?? since;
-          polls++;
-          await sleep(2000);
-        }
-      })(),
-    ] : [];
+    const clients = on
+      ? [
+          (async () => {
+            while (!stop) {
+              await (await fetch(metricsUrl)).text();
+              scrapes++;
+              await sleep(15_000);
+            }
+          })(),
+          (async () => {
+            let since = 0;
+            while (!stop) {
+              const [, , , , , events] = await Promise.all(
+                ['health', 'host', 'guests', 'actions', 'alerts', `events?since=${since}`].map(async (p) => (await fetch(api + p)).json()),
+              );
+              since = (events as { seq: number }[]).at(-1)?.seq ?? since;
+              polls++;
+              await sleep(2000);
+            }
+          })(),
+        ]
+      : [];
     const c0 = cpuSeconds(d.pid!);
     const t0 = performance.now();
     let rssMax = 0;
@@ -94,14 +114,22 @@ export default async function main(): Promise<void> {
       times.push(performance.now() - t);
     }
     times.sort((a, b) => a - b);
-    scrape = { medianMs: times[10]!, maxMs: times.at(-1)!, bytes: Buffer.byteLength(text), series: text.split('\n').filter((l) => l && !l.startsWith('#')).length, n: times.length };
+    scrape = {
+      medianMs: times[10]!,
+      maxMs: times.at(-1)!,
+      bytes: Buffer.byteLength(text),
+      series: text.split('\n').filter((l) => l && !l.startsWith('#')).length,
+      n: times.length,
+    };
   });
   const mb = (k: number) => (k / 1024).toFixed(1);
   console.log(`daemon, ${GUESTS.toLocaleString('en')} simulated guests, real time, ${windowS} s window (${dist ? 'compiled JavaScript' : 'tsx'}):`);
   console.log(`  API, /metrics and dashboard off (baseline): CPU ${off.cpuPct.toFixed(2)}% of one core, RSS max ${mb(off.rssMaxKiB)} MB`);
   console.log(`  on and used (${on.scrapes} scrapes, ${on.polls} dashboard polls): CPU ${on.cpuPct.toFixed(2)}% of one core, RSS max ${mb(on.rssMaxKiB)} MB`);
   console.log(`  ratio on/off: CPU ${(on.cpuPct / off.cpuPct).toFixed(2)}x, RSS ${(on.rssMaxKiB / off.rssMaxKiB).toFixed(2)}x`);
-  console.log(`/metrics at ${GUESTS.toLocaleString('en')} guests: ${scrape.series.toLocaleString('en')} series, ${(scrape.bytes / 1024).toFixed(0)} KiB; scrape time median ${scrape.medianMs.toFixed(1)} ms, max ${scrape.maxMs.toFixed(1)} ms over ${scrape.n} scrapes`);
+  console.log(
+    `/metrics at ${GUESTS.toLocaleString('en')} guests: ${scrape.series.toLocaleString('en')} series, ${(scrape.bytes / 1024).toFixed(0)} KiB; scrape time median ${scrape.medianMs.toFixed(1)} ms, max ${scrape.maxMs.toFixed(1)} ms over ${scrape.n} scrapes`,
+  );
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) await main();

@@ -16,16 +16,23 @@ function snapshot(): { host: EntityState; guests: EntityState[] } {
     props: {},
     vars: {},
     stats: Array.from({ length: HISTORY }, (_, i) => ({
-      mem_available: 64 * 1024 * 1024, mem_free: 9_000_000 + i * 1000, mem_unused: 4_000_000,
-      ksm_shareable: 50_000_000, ksm_pages_to_scan: 100,
+      mem_available: 64 * 1024 * 1024,
+      mem_free: 9_000_000 + i * 1000,
+      mem_unused: 4_000_000,
+      ksm_shareable: 50_000_000,
+      ksm_pages_to_scan: 100,
     })),
   };
   const guests = Array.from({ length: GUESTS }, (_, g) => ({
     props: { name: `vm${g}` },
     vars: {},
     stats: Array.from({ length: HISTORY }, (_, i) => ({
-      balloon_cur: 2_000_000 + g * 100, balloon_max: 4_000_000, balloon_min: 500_000,
-      mem_unused: 300_000 + i * 1000 + g, mem_available: 2_000_000, rss: 1_000_000,
+      balloon_cur: 2_000_000 + g * 100,
+      balloon_max: 4_000_000,
+      balloon_min: 500_000,
+      mem_unused: 300_000 + i * 1000 + g,
+      mem_available: 2_000_000,
+      rss: 1_000_000,
     })),
   }));
   return { host, guests };
@@ -79,31 +86,83 @@ class Naive {
     const l = n as ListNode;
     const items = l.open === '{' ? [{ kind: 'sym', text: 'eval' } as Node, ...l.items] : l.items;
     const head = items[0]!;
-    const name = head.kind === 'op' ? ({ '+': 'add', '-': 'sub', '*': 'mul', '/': 'div', '<': 'lt', '>': 'gt', '<=': 'lte', '>=': 'gte', '==': 'eq' } as Record<string, string>)[head.text]! : (head as { text: string }).text;
+    const name =
+      head.kind === 'op'
+        ? ({ '+': 'add', '-': 'sub', '*': 'mul', '/': 'div', '<': 'lt', '>': 'gt', '<=': 'lte', '>=': 'gte', '==': 'eq' } as Record<string, string>)[head.text]!
+        : (head as { text: string }).text;
     const args = items.slice(1);
     switch (name) {
-      case 'eval': { const v = this.evAll(args); return v[v.length - 1]!; }
-      case 'defvar': { const s = this.scopes[this.scopes.length - 1]!; if (!s.has(symAt(args, 0))) s.set(symAt(args, 0), this.eval(args[1]!)); return s.get(symAt(args, 0))!; }
-      case 'def': this.funcs.set(symAt(args, 0), { params: (args[1] as { items: Array<{ text: string }> }).items.map((p) => p.text), body: args[2]! }); return symAt(args, 0);
-      case 'if': return V.truthy(this.eval(args[0]!)) ? this.eval(args[1]!) : this.eval(args[2]!);
+      case 'eval': {
+        const v = this.evAll(args);
+        return v[v.length - 1]!;
+      }
+      case 'defvar': {
+        const s = this.scopes[this.scopes.length - 1]!;
+        if (!s.has(symAt(args, 0))) s.set(symAt(args, 0), this.eval(args[1]!));
+        return s.get(symAt(args, 0))!;
+      }
+      case 'def':
+        this.funcs.set(symAt(args, 0), { params: (args[1] as { items: Array<{ text: string }> }).items.map((p) => p.text), body: args[2]! });
+        return symAt(args, 0);
+      case 'if':
+        return V.truthy(this.eval(args[0]!)) ? this.eval(args[1]!) : this.eval(args[2]!);
       case 'with': {
         const list = this.lookup(symAt(args, 0)) as V.Value[];
-        return list.map((item) => { this.scopes.push(new Map([[symAt(args, 1), item]])); const v = this.eval(args[2]!); this.scopes.pop(); return v; });
+        return list.map((item) => {
+          this.scopes.push(new Map([[symAt(args, 1), item]]));
+          const v = this.eval(args[2]!);
+          this.scopes.pop();
+          return v;
+        });
       }
-      case 'add': { const [a, b] = this.evAll(args); return V.add(a!, b!, pos); }
-      case 'sub': { const [a, b] = this.evAll(args); return V.sub(a!, b!, pos); }
-      case 'mul': { const [a, b] = this.evAll(args); return V.mul(a!, b!, pos); }
-      case 'div': { const [a, b] = this.evAll(args); return V.div(a!, b!, pos); }
-      case 'lt': { const [a, b] = this.evAll(args); return V.compare('<', a!, b!, pos); }
-      case 'gt': { const [a, b] = this.evAll(args); return V.compare('>', a!, b!, pos); }
-      case 'lte': { const [a, b] = this.evAll(args); return V.compare('<=', a!, b!, pos); }
-      case 'gte': { const [a, b] = this.evAll(args); return V.compare('>=', a!, b!, pos); }
-      case 'min': return V.minMax('min', this.evAll(args), pos);
-      case 'max': return V.minMax('max', this.evAll(args), pos);
-      case 'abs': return V.abs(this.evAll(args)[0]!, pos);
-      case 'valid': return !this.evAll(args).includes(null);
-      case 'or': { const v = this.evAll(args); return v.find((x) => V.truthy(x)) ?? v[v.length - 1]!; }
-      case 'and': { const v = this.evAll(args); return v.find((x) => !V.truthy(x)) ?? v[v.length - 1]!; }
+      case 'add': {
+        const [a, b] = this.evAll(args);
+        return V.add(a!, b!, pos);
+      }
+      case 'sub': {
+        const [a, b] = this.evAll(args);
+        return V.sub(a!, b!, pos);
+      }
+      case 'mul': {
+        const [a, b] = this.evAll(args);
+        return V.mul(a!, b!, pos);
+      }
+      case 'div': {
+        const [a, b] = this.evAll(args);
+        return V.div(a!, b!, pos);
+      }
+      case 'lt': {
+        const [a, b] = this.evAll(args);
+        return V.compare('<', a!, b!, pos);
+      }
+      case 'gt': {
+        const [a, b] = this.evAll(args);
+        return V.compare('>', a!, b!, pos);
+      }
+      case 'lte': {
+        const [a, b] = this.evAll(args);
+        return V.compare('<=', a!, b!, pos);
+      }
+      case 'gte': {
+        const [a, b] = this.evAll(args);
+        return V.compare('>=', a!, b!, pos);
+      }
+      case 'min':
+        return V.minMax('min', this.evAll(args), pos);
+      case 'max':
+        return V.minMax('max', this.evAll(args), pos);
+      case 'abs':
+        return V.abs(this.evAll(args)[0]!, pos);
+      case 'valid':
+        return !this.evAll(args).includes(null);
+      case 'or': {
+        const v = this.evAll(args);
+        return v.find((x) => V.truthy(x)) ?? v[v.length - 1]!;
+      }
+      case 'and': {
+        const v = this.evAll(args);
+        return v.find((x) => !V.truthy(x)) ?? v[v.length - 1]!;
+      }
     }
     if (name.includes('.')) {
       const [base, method] = name.split('.');

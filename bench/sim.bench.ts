@@ -48,10 +48,14 @@ export default async function main(): Promise<void> {
     );
   }
   const ratio = (a: string, b: string) => (got.get(a)! / got.get(b)!).toFixed(2);
-  process.stdout.write(`per-guest speed at 1000 vs 32 guests: model ${ratio('model, 1000 guests', 'model, 32 guests')}, ` +
-    `with engine ${ratio('engine + policy, 1000 guests', 'engine + policy, 32 guests')} (1.00 = linear scaling)\n`);
-  process.stdout.write(`engine + policy vs model alone: 32 guests ${ratio('engine + policy, 32 guests', 'model, 32 guests')}, ` +
-    `1000 guests ${ratio('engine + policy, 1000 guests', 'model, 1000 guests')}\n`);
+  process.stdout.write(
+    `per-guest speed at 1000 vs 32 guests: model ${ratio('model, 1000 guests', 'model, 32 guests')}, ` +
+      `with engine ${ratio('engine + policy, 1000 guests', 'engine + policy, 32 guests')} (1.00 = linear scaling)\n`,
+  );
+  process.stdout.write(
+    `engine + policy vs model alone: 32 guests ${ratio('engine + policy, 32 guests', 'model, 32 guests')}, ` +
+      `1000 guests ${ratio('engine + policy, 1000 guests', 'model, 1000 guests')}\n`,
+  );
   const exp = (got.get('engine + policy, 32 guests')! / 32 / 3600) ** -1 * 3;
   process.stdout.write(`one experiment (32 guests x 1 h simulated, 3 configurations) takes about ${exp.toFixed(1)} CPU-s\n`);
 }

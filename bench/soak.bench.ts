@@ -25,7 +25,10 @@ class ChurnHypervisor implements Hypervisor {
   private cycle = 0;
   private readonly generation = new Map<string, number>();
 
-  constructor(private readonly inner: SimHypervisor, private readonly period: number) {}
+  constructor(
+    private readonly inner: SimHypervisor,
+    private readonly period: number,
+  ) {}
 
   async connect(): Promise<void> {}
   async close(): Promise<void> {}
@@ -81,17 +84,19 @@ const gc = runInNewContext('gc') as () => void;
 export default async function main(): Promise<void> {
   const cycles = Number(process.env.SOAK_CYCLES ?? 100_000);
   const guests = Number(process.env.SOAK_GUESTS ?? 200);
-  const world = new SimWorld(parseScenario({
-    name: 'soak',
-    host: { memMiB: guests * 700, swapMiB: guests * 256, cpus: 64 },
-    guests: [
-      { name: 'knobs', count: Math.round(guests * 0.5), memMiB: 1024, workload: { kind: 'memknobs', sizesMiB: [200, 600, 900], runS: 60, pauseS: 10 } },
-      { name: 'web', count: guests - Math.round(guests * 0.5), memMiB: 1024, workload: { kind: 'web', requestRate: 4, anonMiB: 200, fileSetMiB: 500 } },
-    ],
-    seed: 3,
-  }), 3);
-  const policies = ['default.policy', 'balloon.policy'].map((f) =>
-    compilePolicyText(readFileSync(new URL(`../policies/${f}`, import.meta.url), 'utf8'), f));
+  const world = new SimWorld(
+    parseScenario({
+      name: 'soak',
+      host: { memMiB: guests * 700, swapMiB: guests * 256, cpus: 64 },
+      guests: [
+        { name: 'knobs', count: Math.round(guests * 0.5), memMiB: 1024, workload: { kind: 'memknobs', sizesMiB: [200, 600, 900], runS: 60, pauseS: 10 } },
+        { name: 'web', count: guests - Math.round(guests * 0.5), memMiB: 1024, workload: { kind: 'web', requestRate: 4, anonMiB: 200, fileSetMiB: 500 } },
+      ],
+      seed: 3,
+    }),
+    3,
+  );
+  const policies = ['default.policy', 'balloon.policy'].map((f) => compilePolicyText(readFileSync(new URL(`../policies/${f}`, import.meta.url), 'utf8'), f));
   const churn = new ChurnHypervisor(new SimHypervisor(world), 50);
   const engine = new Engine({ hypervisor: churn, hostSources: [simHostSource(world)], ksm: new SimKsm(world), policy: policies[0]!, now: () => world.now });
   const handlesBefore = process.getActiveResourcesInfo().length;
@@ -120,9 +125,13 @@ export default async function main(): Promise<void> {
   const handlesAfter = process.getActiveResourcesInfo().length;
   const c = engine.counters;
   console.log(`${cycles} cycles at ${guests} guests in ${seconds.toFixed(1)} s (${((seconds * 1000) / cycles).toFixed(2)} ms per cycle, simulator included)`);
-  console.log(`guests appeared ${c.guestsAppeared}, vanished ${c.guestsVanished}; policy reloads ${Math.floor(cycles / 2_000)}; actions ${c.actionsApplied}, rollbacks ${c.rollbacks}`);
+  console.log(
+    `guests appeared ${c.guestsAppeared}, vanished ${c.guestsVanished}; policy reloads ${Math.floor(cycles / 2_000)}; actions ${c.actionsApplied}, rollbacks ${c.rollbacks}`,
+  );
   if (xs.length >= 2) {
-    console.log(`heap used: ${heap[0]!.toFixed(1)} MB at cycle ${xs[0]} -> ${heap.at(-1)!.toFixed(1)} MB at ${xs.at(-1)}; slope ${(slope(xs, heap) * 10_000).toFixed(3)} MB per 10k cycles`);
+    console.log(
+      `heap used: ${heap[0]!.toFixed(1)} MB at cycle ${xs[0]} -> ${heap.at(-1)!.toFixed(1)} MB at ${xs.at(-1)}; slope ${(slope(xs, heap) * 10_000).toFixed(3)} MB per 10k cycles`,
+    );
     console.log(`rss:       ${rss[0]!.toFixed(1)} MB -> ${rss.at(-1)!.toFixed(1)} MB; slope ${(slope(xs, rss) * 10_000).toFixed(3)} MB per 10k cycles`);
     console.log(`heap end / start: ${(heap.at(-1)! / heap[0]!).toFixed(3)}x   rss end / start: ${(rss.at(-1)! / rss[0]!).toFixed(3)}x`);
   }

@@ -45,12 +45,21 @@ if (files.length === 0) {
 const tmp = mkdtempSync(join(tmpdir(), 'ballast-tests-'));
 const tapFile = join(tmp, 'run.tap');
 const human = process.stdout.isTTY ? 'spec' : 'tap';
-const r = spawnSync(process.execPath, [
-  '--import', 'tsx', '--test',
-  `--test-reporter=${human}`, '--test-reporter-destination=stdout',
-  '--test-reporter=tap', `--test-reporter-destination=${tapFile}`,
-  ...passThrough, ...files,
-], { stdio: 'inherit' });
+const r = spawnSync(
+  process.execPath,
+  [
+    '--import',
+    'tsx',
+    '--test',
+    `--test-reporter=${human}`,
+    '--test-reporter-destination=stdout',
+    '--test-reporter=tap',
+    `--test-reporter-destination=${tapFile}`,
+    ...passThrough,
+    ...files,
+  ],
+  { stdio: 'inherit' },
+);
 let status = r.status ?? 1;
 let tap = '';
 try {

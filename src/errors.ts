@@ -13,10 +13,22 @@ export type FailureKind = 'gone' | 'unavailable' | 'unsupported' | 'denied' | 'f
 const KINDS = new Set<FailureKind>(['gone', 'unavailable', 'unsupported', 'denied', 'failed']);
 
 const BY_ERRNO: Record<string, FailureKind> = {
-  EPERM: 'denied', EACCES: 'denied', EROFS: 'denied',
-  ECONNREFUSED: 'unavailable', ECONNRESET: 'unavailable', EPIPE: 'unavailable', ETIMEDOUT: 'unavailable',
-  EAGAIN: 'unavailable', EBUSY: 'unavailable', ENOENT: 'unavailable', ENOTCONN: 'unavailable',
-  ENOTSUP: 'unsupported', EOPNOTSUPP: 'unsupported', ENOSYS: 'unsupported', EINVAL: 'failed', ESRCH: 'gone',
+  EPERM: 'denied',
+  EACCES: 'denied',
+  EROFS: 'denied',
+  ECONNREFUSED: 'unavailable',
+  ECONNRESET: 'unavailable',
+  EPIPE: 'unavailable',
+  ETIMEDOUT: 'unavailable',
+  EAGAIN: 'unavailable',
+  EBUSY: 'unavailable',
+  ENOENT: 'unavailable',
+  ENOTCONN: 'unavailable',
+  ENOTSUP: 'unsupported',
+  EOPNOTSUPP: 'unsupported',
+  ENOSYS: 'unsupported',
+  EINVAL: 'failed',
+  ESRCH: 'gone',
 };
 
 /** The kind of a failure, from its `kind` (drivers) or its errno code (system calls). */

@@ -35,20 +35,23 @@
   }
 
   function axes(unit) {
-    return [
-      state.wallClock ? {} : { label: 'daemon time (s)' },
-      { label: unit, size: 60 },
-    ];
+    return [state.wallClock ? {} : { label: 'daemon time (s)' }, { label: unit, size: 60 }];
   }
 
   function makeChart(el, title, labels, colors) {
     const width = Math.max(300, el.clientWidth || 600);
-    return new uPlot({
-      title, width, height: 220,
-      scales: { x: { time: state.wallClock } },
-      axes: axes('MiB'),
-      series: [{}, ...labels.map((label, i) => ({ label, stroke: colors[i], width: 1.5, spanGaps: true }))],
-    }, [[]], el);
+    return new uPlot(
+      {
+        title,
+        width,
+        height: 220,
+        scales: { x: { time: state.wallClock } },
+        axes: axes('MiB'),
+        series: [{}, ...labels.map((label, i) => ({ label, stroke: colors[i], width: 1.5, spanGaps: true }))],
+      },
+      [[]],
+      el,
+    );
   }
 
   let hostChart = null;
@@ -89,7 +92,12 @@
   function drawHost() {
     const h = state.host;
     if (!hostChart) {
-      hostChart = makeChart($('#host-chart'), 'Host', ['total', 'free', 'used by guests', 'KSM saved', 'swap used'], ['#1d2330', '#2e7d32', '#1565c0', '#8e24aa', '#c62828']);
+      hostChart = makeChart(
+        $('#host-chart'),
+        'Host',
+        ['total', 'free', 'used by guests', 'KSM saved', 'swap used'],
+        ['#1d2330', '#2e7d32', '#1565c0', '#8e24aa', '#c62828'],
+      );
     }
     hostChart.setData([h.t, h.total, h.free, h.guestsUsed, h.ksmSaved, h.swapUsed]);
   }
@@ -124,64 +132,89 @@
       const s = g.stats;
       const cur = num(s.balloon_cur);
       const unused = num(s.mem_unused);
-      const note = g.stale ? `stale: ${g.stale}` : g.holdUntil !== undefined && g.holdUntil > now ? `held off inflation until t=${Math.round(g.holdUntil)}` : '';
-      return `<tr data-guest="${esc(g.name)}"><td>${esc(g.name)}</td><td>${fmt(cur)}</td><td>${fmt(g.lastTarget)}</td><td>${fmt(s.balloon_max)}</td>` +
+      const note = g.stale
+        ? `stale: ${g.stale}`
+        : g.holdUntil !== undefined && g.holdUntil > now
+          ? `held off inflation until t=${Math.round(g.holdUntil)}`
+          : '';
+      return (
+        `<tr data-guest="${esc(g.name)}"><td>${esc(g.name)}</td><td>${fmt(cur)}</td><td>${fmt(g.lastTarget)}</td><td>${fmt(s.balloon_max)}</td>` +
         `<td>${cur !== null && unused !== null ? fmt(cur - unused) : '–'}</td><td>${fmt(num(s.mem_usable) ?? num(s.mem_free))}</td>` +
-        `<td>${g.balloonReturn ? `${fmt(g.balloonReturn.returnedKiB)} / ${fmt(g.balloonReturn.expectedKiB)} / ${fmt(g.balloonReturn.inflatedKiB)}` : '–'}</td><td>${esc(note)}</td></tr>`;
+        `<td>${g.balloonReturn ? `${fmt(g.balloonReturn.returnedKiB)} / ${fmt(g.balloonReturn.expectedKiB)} / ${fmt(g.balloonReturn.inflatedKiB)}` : '–'}</td><td>${esc(note)}</td></tr>`
+      );
     });
     $('#guests tbody').innerHTML = rows.join('') || '<tr><td colspan="8">no guests</td></tr>';
   }
 
   function renderActions(actions) {
-    const items = actions.slice(-60).reverse().map((a) => {
-      const what = a.result === 'veto' || a.result === 'ignored'
-        ? `asked ${a.control === 'balloon_target' && num(a.requested) !== null ? `${fmt(a.requested)} MiB` : JSON.stringify(a.requested ?? null)}`
-        : a.control === 'balloon_target'
-        ? `${fmt(a.from)} → ${fmt(a.to)} MiB`
-        : `${a.from ?? '?'} → ${a.to ?? (a.requested !== undefined ? JSON.stringify(a.requested) : '–')}`;
-      const cls = a.result === 'applied' ? '' : a.result;
-      return `<li class="${esc(cls)}"><b>${esc(a.entity)}</b> ${esc(a.control)} ${esc(what)} <i>${esc(a.result)}</i> — ${esc((a.reasons ?? []).join('; '))}${a.error ? ` (${esc(a.error)})` : ''}</li>`;
-    });
+    const items = actions
+      .slice(-60)
+      .reverse()
+      .map((a) => {
+        const what =
+          a.result === 'veto' || a.result === 'ignored'
+            ? `asked ${a.control === 'balloon_target' && num(a.requested) !== null ? `${fmt(a.requested)} MiB` : JSON.stringify(a.requested ?? null)}`
+            : a.control === 'balloon_target'
+              ? `${fmt(a.from)} → ${fmt(a.to)} MiB`
+              : `${a.from ?? '?'} → ${a.to ?? (a.requested !== undefined ? JSON.stringify(a.requested) : '–')}`;
+        const cls = a.result === 'applied' ? '' : a.result;
+        return `<li class="${esc(cls)}"><b>${esc(a.entity)}</b> ${esc(a.control)} ${esc(what)} <i>${esc(a.result)}</i> — ${esc((a.reasons ?? []).join('; '))}${a.error ? ` (${esc(a.error)})` : ''}</li>`;
+      });
     $('#actions').innerHTML = items.join('') || '<li>none yet</li>';
   }
 
   function renderAlerts(alerts) {
-    $('#alerts').innerHTML = alerts.map((a) => `<li class="${a.severity === 'critical' ? 'error' : 'veto'}">${esc(a.severity)}: ${esc(a.message)}</li>`).join('') || '<li>none</li>';
+    $('#alerts').innerHTML =
+      alerts.map((a) => `<li class="${a.severity === 'critical' ? 'error' : 'veto'}">${esc(a.severity)}: ${esc(a.message)}</li>`).join('') || '<li>none</li>';
   }
 
   function renderErrors() {
-    $('#errors').innerHTML = state.errors.slice(-30).reverse().map((e) => {
-      const f = e.fields ?? {};
-      const detail = f.message ?? f.msg ?? f.error ?? f.reason ?? '';
-      return `<li class="${e.level === 'error' ? 'error' : 'veto'}">${esc(e.ts.slice(11, 19))} ${esc(e.event)} ${esc(f.entity ?? f.guest ?? '')} ${esc(Array.isArray(detail) ? detail.join('; ') : detail)}</li>`;
-    }).join('') || '<li>none</li>';
+    $('#errors').innerHTML =
+      state.errors
+        .slice(-30)
+        .reverse()
+        .map((e) => {
+          const f = e.fields ?? {};
+          const detail = f.message ?? f.msg ?? f.error ?? f.reason ?? '';
+          return `<li class="${e.level === 'error' ? 'error' : 'veto'}">${esc(e.ts.slice(11, 19))} ${esc(e.event)} ${esc(f.entity ?? f.guest ?? '')} ${esc(Array.isArray(detail) ? detail.join('; ') : detail)}</li>`;
+        })
+        .join('') || '<li>none</li>';
   }
 
   function renderPolicies(list) {
-    $('#policies').innerHTML = list.map((p) => `<li>${esc(p.name)} <i>${esc(p.source)}${p.path ? `: ${esc(p.path)}` : ''}</i></li>`).join('') || '<li>no policy in force</li>';
+    $('#policies').innerHTML =
+      list.map((p) => `<li>${esc(p.name)} <i>${esc(p.source)}${p.path ? `: ${esc(p.path)}` : ''}</i></li>`).join('') || '<li>no policy in force</li>';
   }
 
   function renderHealth(h) {
     const pill = $('#status');
     pill.textContent = h.paused ? 'paused (observe only)' : h.status;
     pill.className = `pill ${h.paused ? 'paused' : h.status}`;
-    $('#meta').textContent = `${h.hypervisor} · cycle ${h.cycle} · t=${Math.round(h.time)} s${h.policyLoaded ? '' : ' · NO POLICY'}${h.problems.length ? ` · ${h.problems.join('; ')}` : ''}`;
+    $('#meta').textContent =
+      `${h.hypervisor} · cycle ${h.cycle} · t=${Math.round(h.time)} s${h.policyLoaded ? '' : ' · NO POLICY'}${h.problems.length ? ` · ${h.problems.join('; ')}` : ''}`;
   }
 
   let polls = 0;
   async function poll() {
     try {
       const [health, host, guests, actions, alerts, events] = await Promise.all([
-        get('health'), get('host'), get('guests'), get('actions'), get('alerts'), get(`events?since=${state.eventsSince}`),
+        get('health'),
+        get('host'),
+        get('guests'),
+        get('actions'),
+        get('alerts'),
+        get(`events?since=${state.eventsSince}`),
       ]);
       state.wallClock = health.time > 1e9;
       renderHealth(health);
       if (polls === 0) {
         // Start from the daemon's own history so the charts are not empty at first.
-        await Promise.all(guests.slice(0, MAX_GUEST_CHARTS).map(async (g) => {
-          const full = await get(`guests/${encodeURIComponent(g.name)}`);
-          for (const p of full.history ?? []) guestPoint(g.name, p.time, p.stats, null);
-        }));
+        await Promise.all(
+          guests.slice(0, MAX_GUEST_CHARTS).map(async (g) => {
+            const full = await get(`guests/${encodeURIComponent(g.name)}`);
+            for (const p of full.history ?? []) guestPoint(g.name, p.time, p.stats, null);
+          }),
+        );
       }
       // Every host sample since the last poll (the daemon keeps its newest few); the guests'
       // sum and the guests' own points are as of now.
@@ -223,7 +256,10 @@
   // For tests and the curious: what the charts hold.
   window.ballastDashboard = {
     points: () => ({ host: state.host.t.length, guests: Object.fromEntries([...state.guests].map(([n, g]) => [n, g.t.length])) }),
-    charts: () => ({ host: hostChart ? hostChart.data[0].length : 0, guests: Object.fromEntries([...guestCharts].map(([n, c]) => [n, c.chart.data[0].length])) }),
+    charts: () => ({
+      host: hostChart ? hostChart.data[0].length : 0,
+      guests: Object.fromEntries([...guestCharts].map(([n, c]) => [n, c.chart.data[0].length])),
+    }),
   };
   poll();
 })();

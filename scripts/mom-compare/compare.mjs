@@ -61,10 +61,21 @@ export function snapshot(r) {
   const host = {
     props: { name: 'host' },
     stats: Array.from({ length: samples }, () => ({
-      mem_available: total, mem_free: Math.max(0, free + r.int(-50000, 50000)), mem_unused: Math.floor(free / 2), swap_in: r.int(0, 3), swap_out: r.int(0, 3),
-      anon_pages: Math.floor(total * 0.4), ksm_run: r.int(0, 1), ksm_pages_to_scan: r.pick([64, 100, 1250]), ksm_sleep_millisecs: 20,
-      ksm_pages_shared: r.int(0, 1000), ksm_pages_sharing: r.int(0, 5000), ksm_shareable: Math.floor(total / 8), ksmd_cpu_usage: r.int(0, 30),
-      ksm_merge_across_nodes: 1, cpu_count: r.pick([2, 8, 64]),
+      mem_available: total,
+      mem_free: Math.max(0, free + r.int(-50000, 50000)),
+      mem_unused: Math.floor(free / 2),
+      swap_in: r.int(0, 3),
+      swap_out: r.int(0, 3),
+      anon_pages: Math.floor(total * 0.4),
+      ksm_run: r.int(0, 1),
+      ksm_pages_to_scan: r.pick([64, 100, 1250]),
+      ksm_sleep_millisecs: 20,
+      ksm_pages_shared: r.int(0, 1000),
+      ksm_pages_sharing: r.int(0, 5000),
+      ksm_shareable: Math.floor(total / 8),
+      ksmd_cpu_usage: r.int(0, 30),
+      ksm_merge_across_nodes: 1,
+      cpu_count: r.pick([2, 8, 64]),
     })),
     vars: {},
   };
@@ -76,9 +87,21 @@ export function snapshot(r) {
       stats: Array.from({ length: samples }, () => {
         const unused = Math.floor(cur * r.pick([0.05, 0.3, 0.6]));
         return {
-          balloon_cur: cur, balloon_max: max, balloon_min: 0, mem_available: cur, mem_unused: unused, mem_free: unused + r.int(0, 100000),
-          swap_in: r.int(0, 2), swap_out: r.int(0, 2), major_fault: r.int(0, 50), minor_fault: r.int(0, 5000), rss: cur, vcpu_count: r.int(1, 4),
-          vcpu_quota: -1, vcpu_period: 100000, vcpu_user_limit: r.pick([100, 50]),
+          balloon_cur: cur,
+          balloon_max: max,
+          balloon_min: 0,
+          mem_available: cur,
+          mem_unused: unused,
+          mem_free: unused + r.int(0, 100000),
+          swap_in: r.int(0, 2),
+          swap_out: r.int(0, 2),
+          major_fault: r.int(0, 50),
+          minor_fault: r.int(0, 5000),
+          rss: cur,
+          vcpu_count: r.int(1, 4),
+          vcpu_quota: -1,
+          vcpu_period: 100000,
+          vcpu_user_limit: r.pick([100, 50]),
         };
       }),
       vars: {},
@@ -96,26 +119,33 @@ export function program(r) {
     const e = () => expr(d - 1);
     return r.pick([
       () => `(${r.pick(['+', '-', '*', '/', '<', '>', '<=', '>=', '==', '!=', 'and', 'or', 'min', 'max'])} ${e()} ${e()})`,
-      () => `(not ${e()})`, () => `(abs ${e()})`, () => `(if ${e()} ${e()} ${e()})`,
-      () => `(let ((y ${e()})) (+ y ${e()}))`, () => `(Host.StatAvg "mem_free")`, () => `(Host.Stat "mem_free")`,
-      () => `(valid ${e()})`, () => `(null ${e()})`,
+      () => `(not ${e()})`,
+      () => `(abs ${e()})`,
+      () => `(if ${e()} ${e()} ${e()})`,
+      () => `(let ((y ${e()})) (+ y ${e()}))`,
+      () => `(Host.StatAvg "mem_free")`,
+      () => `(Host.Stat "mem_free")`,
+      () => `(valid ${e()})`,
+      () => `(null ${e()})`,
     ])();
   };
   const lines = ['(defvar x 3)'];
   for (let i = 0; i < r.int(1, 4); i++) {
-    lines.push(r.pick([
-      () => `(Host.Control "ksm_pages_to_scan" ${expr(2)})`,
-      () => `(Host.SetVar "v${i}" ${expr(3)})`,
-      () => `(set x ${expr(2)})`,
-      () => `(with Guests guest (guest.Control "balloon_target" (max 1 (- guest.balloon_cur ${expr(2)}))))`,
-      () => `(with Guests guest (guest.SetVar "u" (+ guest.mem_unused ${expr(1)})))`,
-      () => `(def f (a) (* a ${expr(1)})) (Host.SetVar "f" (f ${expr(1)}))`,
-    ])());
+    lines.push(
+      r.pick([
+        () => `(Host.Control "ksm_pages_to_scan" ${expr(2)})`,
+        () => `(Host.SetVar "v${i}" ${expr(3)})`,
+        () => `(set x ${expr(2)})`,
+        () => `(with Guests guest (guest.Control "balloon_target" (max 1 (- guest.balloon_cur ${expr(2)}))))`,
+        () => `(with Guests guest (guest.SetVar "u" (+ guest.mem_unused ${expr(1)})))`,
+        () => `(def f (a) (* a ${expr(1)})) (Host.SetVar "f" (f ${expr(1)}))`,
+      ])(),
+    );
   }
   return `${lines.join('\n')}\n`;
 }
 
-const close = (a, b) => a === b || (Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(a), Math.abs(b)));
+const close = (a, b) => a === b || Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(a), Math.abs(b));
 
 /** Equal as JSON values, numbers compared by value (MOM's 2.0 and ballast's 2 are the same control). */
 export function same(a, b) {
@@ -135,7 +165,8 @@ export function compareResults(mom, ours) {
   // ballast caps the size of values and the work of one evaluation (docs/policy.md); MOM does not.
   if (ourError && /too long|budget|time limit|allocat/.test(ours.errors[0].message)) return 'intended';
   if (ourError) return `ballast reported ${ours.errors[0].message}, MOM did not`;
-  if (!same(mom.host.controls, ours.host.controls)) return `host controls: MOM ${JSON.stringify(mom.host.controls)}, ballast ${JSON.stringify(ours.host.controls)}`;
+  if (!same(mom.host.controls, ours.host.controls))
+    return `host controls: MOM ${JSON.stringify(mom.host.controls)}, ballast ${JSON.stringify(ours.host.controls)}`;
   if (!same(mom.host.vars, ours.host.vars)) return `host vars: MOM ${JSON.stringify(mom.host.vars)}, ballast ${JSON.stringify(ours.host.vars)}`;
   for (const g of mom.guests) {
     const o = ours.guests.find((x) => x.name === g.name);
@@ -151,7 +182,11 @@ function momEngine(momPath) {
   const waiting = [];
   lines.on('line', (l) => waiting.shift()?.(JSON.parse(l)));
   return {
-    run: (policy, snapshots) => new Promise((res) => { waiting.push(res); child.stdin.write(`${JSON.stringify({ policy, snapshots })}\n`); }),
+    run: (policy, snapshots) =>
+      new Promise((res) => {
+        waiting.push(res);
+        child.stdin.write(`${JSON.stringify({ policy, snapshots })}\n`);
+      }),
     close: () => child.stdin.end(),
   };
 }
@@ -166,7 +201,9 @@ async function main() {
     process.exit(2);
   }
   if (o.help) {
-    process.stdout.write('usage: npm run compat -- --mom PATH [--cases N] [--random N] [--seed N]\nRuns oVirt MOM\'s policy engine beside ballast\'s on the same snapshots (docs/compat.md).\n');
+    process.stdout.write(
+      "usage: npm run compat -- --mom PATH [--cases N] [--random N] [--seed N]\nRuns oVirt MOM's policy engine beside ballast's on the same snapshots (docs/compat.md).\n",
+    );
     return;
   }
   const momPath = resolve(o.mom);
@@ -178,12 +215,16 @@ async function main() {
   const { parseSnapshots } = await import('../../src/policy/snapshot.js');
   const r = rng(o.seed);
   const snaps = Array.from({ length: o.cases }, () => snapshot(r));
-  const text = (dir, ext) => readdirSync(dir).filter((f) => f.endsWith(ext)).sort().map((f) => ({ name: f, text: readFileSync(join(dir, f), 'utf8') }));
+  const text = (dir, ext) =>
+    readdirSync(dir)
+      .filter((f) => f.endsWith(ext))
+      .sort()
+      .map((f) => ({ name: f, text: readFileSync(join(dir, f), 'utf8') }));
   const momRules = text(join(momPath, 'doc'), '.rules');
   const ours = text(join(repo, 'policies'), '.policy');
   const corpora = [
-    ['a: MOM\'s example policies', [...momRules, { name: 'all MOM rules', text: momRules.map((p) => p.text).join('\n') }], snaps],
-    ['b: ballast\'s policies', [...ours, { name: 'all of policies/', text: ours.map((p) => p.text).join('\n') }], snaps],
+    ["a: MOM's example policies", [...momRules, { name: 'all MOM rules', text: momRules.map((p) => p.text).join('\n') }], snaps],
+    ["b: ballast's policies", [...ours, { name: 'all of policies/', text: ours.map((p) => p.text).join('\n') }], snaps],
     ['c: random programs', Array.from({ length: o.random }, (_, i) => ({ name: `random #${i}`, text: program(r) })), null],
   ];
   const mom = momEngine(momPath);
@@ -218,7 +259,9 @@ async function main() {
         }
       });
     }
-    process.stdout.write(`${label}: ${counts.cases} cases, ${counts.same} identical, ${counts['both-error']} both errors, ${counts.intended} intended differences (ballast's resource limits), ${counts.different} different\n`);
+    process.stdout.write(
+      `${label}: ${counts.cases} cases, ${counts.same} identical, ${counts['both-error']} both errors, ${counts.intended} intended differences (ballast's resource limits), ${counts.different} different\n`,
+    );
     for (const e of examples) process.stdout.write(`${e}\n`);
     if (!label.startsWith('c') && counts.different > 0) realFailure = true;
   }

@@ -13,7 +13,11 @@ export class DaemonApiPort implements DaemonPort {
   /** `logger`: the daemon's logger, whose level setLogLevel changes. */
   private lastTimes?: { totalMs: number; evalMs: number };
 
-  constructor(private readonly daemon: Daemon, private readonly eventLog: EventLog, private readonly logger: Logger) {
+  constructor(
+    private readonly daemon: Daemon,
+    private readonly eventLog: EventLog,
+    private readonly logger: Logger,
+  ) {
     daemon.engine.onCycle((r) => {
       this.lastTimes = { totalMs: r.totalMs, evalMs: r.evalMs };
     });
@@ -34,8 +38,15 @@ export class DaemonApiPort implements DaemonPort {
     const stale = s.guests.filter((g) => g.stale);
     if (stale.length) problems.push(`${stale.length} guest(s) stale: ${stale[0]!.stale}`);
     return {
-      status: problems.length ? 'degraded' : 'ok', version: VERSION, hypervisor: this.daemon.backends.describe,
-      startedAt: this.startedAt, time: s.time, cycle: s.cycle, paused: this.daemon.engine.pausedReason !== undefined, policyLoaded: s.policyLoaded, problems,
+      status: problems.length ? 'degraded' : 'ok',
+      version: VERSION,
+      hypervisor: this.daemon.backends.describe,
+      startedAt: this.startedAt,
+      time: s.time,
+      cycle: s.cycle,
+      paused: this.daemon.engine.pausedReason !== undefined,
+      policyLoaded: s.policyLoaded,
+      problems,
     };
   }
 
@@ -83,7 +94,10 @@ export class DaemonApiPort implements DaemonPort {
   onUpdate(listener: (kind: 'collect' | 'cycle') => void) {
     const a = this.daemon.engine.onCollect(() => listener('collect'));
     const b = this.daemon.engine.onCycle(() => listener('cycle'));
-    return () => { a(); b(); };
+    return () => {
+      a();
+      b();
+    };
   }
 
   policies(): PolicyInfo[] {

@@ -13,7 +13,10 @@ export class EventLog {
   private seq = 0;
   private readonly listeners = new Set<(e: DaemonEvent) => void>();
 
-  constructor(private readonly capacity = 1000, private readonly minLevel: LogLevel = 'info') {}
+  constructor(
+    private readonly capacity = 1000,
+    private readonly minLevel: LogLevel = 'info',
+  ) {}
 
   /** A logger whose records land here (records below `minLevel` are dropped). */
   logger(base: Record<string, unknown> = {}): Logger {

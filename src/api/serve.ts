@@ -55,8 +55,7 @@ export async function startServers(config: Config, port: DaemonPort, logger: Log
   metricsOf(port);
   const all: Handler[] = [apiHandler(), metricsHandler(), dashboardHandler()];
   const readOnly: Handler[] = [apiHandler(), metricsHandler(), dashboardHandler()];
-  const make = (handlers: Handler[], auth: ListenerAuth) =>
-    createHttpServer({ handlers, port, auth, logger, maxBodyBytes: config.api.max_body_bytes });
+  const make = (handlers: Handler[], auth: ListenerAuth) => createHttpServer({ handlers, port, auth, logger, maxBodyBytes: config.api.max_body_bytes });
 
   const attempt = async (what: string, f: () => Promise<void>) => {
     try {
@@ -101,7 +100,11 @@ export async function startServers(config: Config, port: DaemonPort, logger: Log
   }
   if (config.mom_rpc.socket || config.mom_rpc.port) {
     await attempt('mom_rpc', async () => {
-      const mom = await startMomRpc(port, { socket: config.mom_rpc.socket || undefined, owner: config.mom_rpc.socket_owner || undefined, port: config.mom_rpc.port || undefined }, logger);
+      const mom = await startMomRpc(
+        port,
+        { socket: config.mom_rpc.socket || undefined, owner: config.mom_rpc.socket_owner || undefined, port: config.mom_rpc.port || undefined },
+        logger,
+      );
       open.push({ close: mom.close });
       urls.push(`mom-rpc ${mom.url}`);
     });

@@ -17,7 +17,6 @@ import { shippedPolicyFile } from '../policy/shipped.js';
 
 const MiB = 1024;
 
-
 function mib(kib: unknown): string {
   return typeof kib === 'number' ? `${Math.round(kib / MiB)}` : '?';
 }
@@ -28,9 +27,12 @@ function pct(part: unknown, whole: unknown): string {
 
 export function formatAction(a: ActionRecord): string {
   const balloon = a.control === 'balloon_target';
-  const what = a.result === 'veto'
-    ? `asked ${balloon && typeof a.requested === 'number' ? `${mib(a.requested)} MiB` : JSON.stringify(a.requested)}`
-    : balloon ? `${mib(a.from)} -> ${mib(a.to)} MiB` : `${a.from ?? '?'} -> ${a.to ?? 'none'}`;
+  const what =
+    a.result === 'veto'
+      ? `asked ${balloon && typeof a.requested === 'number' ? `${mib(a.requested)} MiB` : JSON.stringify(a.requested)}`
+      : balloon
+        ? `${mib(a.from)} -> ${mib(a.to)} MiB`
+        : `${a.from ?? '?'} -> ${a.to ?? 'none'}`;
   const tag = a.result === 'applied' ? '' : ` [${a.result}${a.error ? `: ${a.error}` : ''}]`;
   return `t=${Math.round(a.time)}s ${a.entity} ${a.control} ${what}${tag} (${a.reasons.join('; ')})`;
 }
@@ -53,7 +55,7 @@ export function renderView(s: EngineSnapshot, title: string, width = 100, alerts
   lines.push(`${title} — simulated t=${Math.round(s.time)} s, policy cycle ${s.cycle}${s.policyLoaded ? '' : ' (NO POLICY)'}`);
   lines.push(
     `host: free ${pct(h.mem_free, h.mem_available)} (${mib(h.mem_free)} of ${mib(h.mem_available)} MiB)` +
-    `  swap used ${mib(h.swap_usage)} MiB  KSM run=${h.ksm_run ?? '?'} scan=${h.ksm_pages_to_scan ?? '?'} sharing=${mib(typeof h.ksm_pages_sharing === 'number' ? h.ksm_pages_sharing * 4 : null)} MiB`,
+      `  swap used ${mib(h.swap_usage)} MiB  KSM run=${h.ksm_run ?? '?'} scan=${h.ksm_pages_to_scan ?? '?'} sharing=${mib(typeof h.ksm_pages_sharing === 'number' ? h.ksm_pages_sharing * 4 : null)} MiB`,
   );
   lines.push('');
   lines.push(`${'guest'.padEnd(14)}${'workload'.padEnd(12)}${'balloon MiB'.padStart(16)}${'used MiB'.padStart(10)}  ${'memory'.padEnd(32)} note`);
@@ -63,11 +65,17 @@ export function renderView(s: EngineSnapshot, title: string, width = 100, alerts
     const used = typeof cur === 'number' && typeof g.stats.mem_unused === 'number' ? cur - g.stats.mem_unused : null;
     const bar = typeof cur === 'number' && typeof max === 'number' && max > 0 ? meter(used ?? 0, cur, max, 32) : ''.padEnd(32);
     const note = g.holdUntil !== undefined ? `backing off until t=${Math.round(g.holdUntil)}s` : g.stale ? `stale: ${g.stale}` : '';
-    lines.push(`${g.name.slice(0, 13).padEnd(14)}${String(g.props.workload ?? '').slice(0, 11).padEnd(12)}${`${mib(cur)} / ${mib(max)}`.padStart(16)}${mib(used).padStart(10)}  ${bar} ${note}`);
+    lines.push(
+      `${g.name.slice(0, 13).padEnd(14)}${String(g.props.workload ?? '')
+        .slice(0, 11)
+        .padEnd(12)}${`${mib(cur)} / ${mib(max)}`.padStart(16)}${mib(used).padStart(10)}  ${bar} ${note}`,
+    );
   }
   lines.push('');
   const c = s.counters;
-  lines.push(`actions ${c.actionsApplied}  vetoes ${c.vetoes}  rollbacks ${c.rollbacks}  errors: policy ${c.policyErrors} controller ${c.controllerErrors} driver ${c.driverErrors}`);
+  lines.push(
+    `actions ${c.actionsApplied}  vetoes ${c.vetoes}  rollbacks ${c.rollbacks}  errors: policy ${c.policyErrors} controller ${c.controllerErrors} driver ${c.driverErrors}`,
+  );
   lines.push(alerts.length ? 'alerts:' : 'alerts: none');
   for (const a of alerts) lines.push(`  ${a.severity.toUpperCase()} ${a.message}`.slice(0, width));
   lines.push('recent actions:');
@@ -148,23 +156,33 @@ export async function demo(opts: DemoOptions, out: NodeJS.WriteStream = process.
     }
     printed = snap.cycle;
   };
-  let daemon: Daemon | undefined ;
+  let daemon: Daemon | undefined;
   daemon = await Daemon.create({ config, logger, policyFiles, onCycle: () => onCycle(daemon!) });
   if (tty) out.write('\x1b[?25l'); // hide the cursor while the view redraws
-  if (!tty) out.write(`${title}; policy ${policyFiles.join(', ')}; stats every ${config.engine.stats_interval} s, policy every ${config.engine.policy_interval} s (simulated)\n`);
+  if (!tty)
+    out.write(
+      `${title}; policy ${policyFiles.join(', ')}; stats every ${config.engine.stats_interval} s, policy every ${config.engine.policy_interval} s (simulated)\n`,
+    );
   const servers = await startServers(config, new DaemonApiPort(daemon, eventLog, logger), logger);
   // Said before the view takes the screen, and again in its title line.
   out.write(servers.dashboardUrl ? `dashboard: ${servers.dashboardUrl}\n` : 'dashboard: off\n');
   for (const u of servers.urls) if (!u.startsWith('dashboard ')) out.write(`listening: ${u}\n`);
   if (servers.dashboardUrl) title += ` — dashboard ${servers.dashboardUrl}`;
-  if (config.dashboard.listen && !servers.dashboardUrl) out.write(`dashboard: could not listen on ${config.dashboard.listen} (in use?); use --dashboard HOST:PORT or --dashboard off\n`);
+  if (config.dashboard.listen && !servers.dashboardUrl)
+    out.write(`dashboard: could not listen on ${config.dashboard.listen} (in use?); use --dashboard HOST:PORT or --dashboard off\n`);
   await daemon.start();
   await new Promise<void>((resolveRun) => {
     const finish = (why: string) => {
       process.off('SIGINT', onSig);
       process.off('SIGTERM', onSig);
       if (timer) clearTimeout(timer);
-      servers.close().then(() => daemon!.stop(why)).then(() => resolveRun(), () => resolveRun());
+      servers
+        .close()
+        .then(() => daemon!.stop(why))
+        .then(
+          () => resolveRun(),
+          () => resolveRun(),
+        );
     };
     const onSig = (sig: NodeJS.Signals) => finish(`signal ${sig}`);
     process.on('SIGINT', onSig);
@@ -173,7 +191,9 @@ export async function demo(opts: DemoOptions, out: NodeJS.WriteStream = process.
   });
   if (tty) out.write('\x1b[?25h');
   const c = daemon.engine.counters;
-  out.write(`demo stopped after ${c.cycles} policy cycles: ${c.actionsApplied} actions, ${c.vetoes} vetoes, ${c.rollbacks} rollbacks, ${c.policyErrors + c.controllerErrors + c.driverErrors} errors\n`);
+  out.write(
+    `demo stopped after ${c.cycles} policy cycles: ${c.actionsApplied} actions, ${c.vetoes} vetoes, ${c.rollbacks} rollbacks, ${c.policyErrors + c.controllerErrors + c.driverErrors} errors\n`,
+  );
 }
 
 export function register(program: Command): void {
@@ -184,7 +204,10 @@ export function register(program: Command): void {
     .option('--speed <x>', 'simulated seconds per real second', '10')
     .option('--duration <seconds>', 'stop after this many real seconds')
     .option('--seed <n>', 'random seed of the simulated world', '1')
-    .option('--policy <file>', 'policy file (repeatable, concatenated in order; default: the shipped default.policy)', (v: string, acc: string[] = []) => [...acc, v])
+    .option('--policy <file>', 'policy file (repeatable, concatenated in order; default: the shipped default.policy)', (v: string, acc: string[] = []) => [
+      ...acc,
+      v,
+    ])
     .option('--stats-interval <s>', 'simulated seconds between collections', '5')
     .option('--policy-interval <s>', 'simulated seconds between policy cycles', '10')
     .option('--log', 'also write the full action log to stderr')

@@ -25,15 +25,30 @@ function fraction(v: string, what: string): number {
 }
 
 function configList(v: string): ConfigName[] {
-  const out = v.split(',').map((s) => s.trim()).filter(Boolean);
+  const out = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const c of out) if (!(CONFIGS as readonly string[]).includes(c)) throw new Error(`--configs: unknown "${c}" (none, mom, ballast)`);
   if (!out.length) throw new Error('--configs: name at least one of none, mom, ballast');
   return out as ConfigName[];
 }
 
 export interface LabCliOptions {
-  guests: string; mem: string; duration: string; limitRatio: string; repeat: string; period?: string; rampSteps: string;
-  qemuOverhead: string; configs: string; statsInterval: string; policyInterval: string; swapDir: string; trace?: string; json?: boolean;
+  guests: string;
+  mem: string;
+  duration: string;
+  limitRatio: string;
+  repeat: string;
+  period?: string;
+  rampSteps: string;
+  qemuOverhead: string;
+  configs: string;
+  statsInterval: string;
+  policyInterval: string;
+  swapDir: string;
+  trace?: string;
+  json?: boolean;
 }
 
 /** Options of the simulated experiments that lab-memknobs shares by name. */
@@ -69,7 +84,7 @@ export function withParentOptions(own: LabCliOptions, cmd: Command): LabCliOptio
 export function addLabExperiment(experiment: Command): void {
   experiment
     .command('lab-memknobs')
-    .description('measure on real QEMU guests (TCG) in a memory domain whether the policies help: no manager, MOM\'s style, ballast (needs root and the lab)')
+    .description("measure on real QEMU guests (TCG) in a memory domain whether the policies help: no manager, MOM's style, ballast (needs root and the lab)")
     .option('--guests <n>', 'number of guests (1-8)', String(DEFAULT_SCALE.guests))
     .option('--mem <MiB>', 'memory per guest, MiB (128-512)', String(DEFAULT_SCALE.memMiB))
     .option('--duration <time>', 'measured time per run (e.g. 240, 4m)', String(DEFAULT_SCALE.durationS))

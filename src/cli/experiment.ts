@@ -191,56 +191,68 @@ export function register(program: Command): void {
     .option('--dup-fraction <f>', "KSM-shareable share of the workloads' data (sensitivity; default: the workload's)")
     .option('--param <key=value...>', 'override model parameters (see docs/simulator.md), e.g. hostSeesGuestAccess=true')
     .option('--json', 'print {"experiment", "runs"} as JSON on stdout')
-    .action(async (name: string, opts: {
-      guests?: string; guestMem?: string; hostMem?: string; cpus?: string; duration: string; seed: string;
-      dupFraction?: string; json?: boolean; param?: string[];
-    }) => {
-      if (name !== 'memknobs' && name !== 'cloudy') throw new Error(`unknown experiment "${name}" (memknobs, cloudy or lab-memknobs)`);
-      const d = name === 'memknobs' ? memknobsDefaults : cloudyDefaults;
-      const seed = Number(opts.seed);
-      if (!Number.isInteger(seed)) throw new Error(`--seed must be an integer, got "${opts.seed}"`);
-      const scale: ExperimentScale = {
-        guests: opts.guests ? parsePositiveInt(opts.guests, '--guests') : d.guests,
-        guestMiB: opts.guestMem ? parseMiB(opts.guestMem) : d.guestMiB,
-        hostMiB: opts.hostMem ? parseMiB(opts.hostMem) : d.hostMiB,
-        cpus: opts.cpus ? parsePositiveInt(opts.cpus, '--cpus') : d.cpus,
-        seed,
-      };
-      let dupFraction: number | undefined;
-      if (opts.dupFraction !== undefined) {
-        dupFraction = Number(opts.dupFraction);
-        if (!(dupFraction >= 0 && dupFraction <= 1)) throw new Error(`--dup-fraction must be in [0, 1], got "${opts.dupFraction}"`);
-      }
-      const durationS = parseDuration(opts.duration);
-      const runs = await runExperiment({
-        experiment: name,
-        scale,
-        durationS,
-        dupFraction,
-        params: parseParamOverrides(opts.param ?? []),
-        progress: (line) => process.stderr.write(line + '\n'),
-      });
-      if (opts.json) {
-        process.stdout.write(JSON.stringify({ experiment: name, runs }) + '\n');
-        return;
-      }
-      process.stdout.write(formatTable(name, scale, durationS, runs) + '\n');
-      if (name === 'cloudy') {
-        // The paper's table 2 starts with one VM alone on the host: the unconstrained reference.
-        const alone = await runExperiment({
+    .action(
+      async (
+        name: string,
+        opts: {
+          guests?: string;
+          guestMem?: string;
+          hostMem?: string;
+          cpus?: string;
+          duration: string;
+          seed: string;
+          dupFraction?: string;
+          json?: boolean;
+          param?: string[];
+        },
+      ) => {
+        if (name !== 'memknobs' && name !== 'cloudy') throw new Error(`unknown experiment "${name}" (memknobs, cloudy or lab-memknobs)`);
+        const d = name === 'memknobs' ? memknobsDefaults : cloudyDefaults;
+        const seed = Number(opts.seed);
+        if (!Number.isInteger(seed)) throw new Error(`--seed must be an integer, got "${opts.seed}"`);
+        const scale: ExperimentScale = {
+          guests: opts.guests ? parsePositiveInt(opts.guests, '--guests') : d.guests,
+          guestMiB: opts.guestMem ? parseMiB(opts.guestMem) : d.guestMiB,
+          hostMiB: opts.hostMem ? parseMiB(opts.hostMem) : d.hostMiB,
+          cpus: opts.cpus ? parsePositiveInt(opts.cpus, '--cpus') : d.cpus,
+          seed,
+        };
+        let dupFraction: number | undefined;
+        if (opts.dupFraction !== undefined) {
+          dupFraction = Number(opts.dupFraction);
+          if (!(dupFraction >= 0 && dupFraction <= 1)) throw new Error(`--dup-fraction must be in [0, 1], got "${opts.dupFraction}"`);
+        }
+        const durationS = parseDuration(opts.duration);
+        const runs = await runExperiment({
           experiment: name,
-          scale: { ...scale, guests: 1 },
+          scale,
           durationS,
           dupFraction,
           params: parseParamOverrides(opts.param ?? []),
-          configs: ['none'],
+          progress: (line) => process.stderr.write(line + '\n'),
         });
-        const per = (r: ExperimentRun) => (r.throughput / scale.guests).toFixed(1);
-        process.stdout.write(
-          `one guest alone on the host: ${alone[0]!.throughput.toFixed(1)} requests/s; per guest above: ` +
-            `${runs.map((r) => `${r.config} ${per(r)}`).join(', ')} (paper, per instance: 1 VM 710007, 32 VMs 774555 / 764762)\n`,
-        );
-      }
-    });
+        if (opts.json) {
+          process.stdout.write(JSON.stringify({ experiment: name, runs }) + '\n');
+          return;
+        }
+        process.stdout.write(formatTable(name, scale, durationS, runs) + '\n');
+        if (name === 'cloudy') {
+          // The paper's table 2 starts with one VM alone on the host: the unconstrained reference.
+          const alone = await runExperiment({
+            experiment: name,
+            scale: { ...scale, guests: 1 },
+            durationS,
+            dupFraction,
+            params: parseParamOverrides(opts.param ?? []),
+            configs: ['none'],
+          });
+          const per = (r: ExperimentRun) => (r.throughput / scale.guests).toFixed(1);
+          process.stdout.write(
+            `one guest alone on the host: ${alone[0]!.throughput.toFixed(1)} requests/s; per guest above: ` +
+              `${runs.map((r) => `${r.config} ${per(r)}`).join(', ')} (paper, per instance: 1 VM 710007, 32 VMs 774555 / 764762)\n`,
+          );
+        }
+      },
+    );
   addLabExperiment(experiment);
 }

@@ -44,15 +44,41 @@ async function statusReport() {
   const guests = answers ? await listLabGuests() : [];
   const qemu = listQemuGuests();
   return {
-    build: build ? { kernelRelease: build.kernelRelease, hash: build.hash.slice(0, 12), builtAt: build.builtAt, initrdBytes: build.initrdBytes, guestAgent: build.guestAgent } : null,
+    build: build
+      ? {
+          kernelRelease: build.kernelRelease,
+          hash: build.hash.slice(0, 12),
+          builtAt: build.builtAt,
+          initrdBytes: build.initrdBytes,
+          guestAgent: build.guestAgent,
+        }
+      : null,
     libvirtd: { answers, pid: ourPid, startedByLab: ourPid !== null },
     guests: guests.map((g) => {
       const s = labGuestSummary(consolePathOf(g.name));
-      return { name: g.name, state: g.state, kind: 'libvirt', console: consolePathOf(g.name), meminfo: s.meminfo.at(-1) ?? null, rate: s.rates.at(-1) ?? null, balloonBound: s.balloonBound };
+      return {
+        name: g.name,
+        state: g.state,
+        kind: 'libvirt',
+        console: consolePathOf(g.name),
+        meminfo: s.meminfo.at(-1) ?? null,
+        rate: s.rates.at(-1) ?? null,
+        balloonBound: s.balloonBound,
+      };
     }),
     qemuGuests: qemu.map((g) => {
       const s = labGuestSummary(g.consoleLog);
-      return { name: g.name, pid: g.pid, running: g.running, kind: 'qemu', qmpSocket: g.qmpSocket, console: g.consoleLog, meminfo: s.meminfo.at(-1) ?? null, rate: s.rates.at(-1) ?? null, balloonBound: s.balloonBound };
+      return {
+        name: g.name,
+        pid: g.pid,
+        running: g.running,
+        kind: 'qemu',
+        qmpSocket: g.qmpSocket,
+        console: g.consoleLog,
+        meminfo: s.meminfo.at(-1) ?? null,
+        rate: s.rates.at(-1) ?? null,
+        balloonBound: s.balloonBound,
+      };
     }),
   };
 }
@@ -85,7 +111,7 @@ export function register(program: Command): void {
     .action(async (o: { guests: number; mem: number; workload: string; stagger: number; statsPeriod: number }) => {
       await requireLab();
       const d = await ensureLibvirtd();
-      process.stderr.write(`lab: libvirtd PID ${d.pid ?? '?'} (${d.startedByUs ? 'started by the lab' : 'not the lab\'s'})\n`);
+      process.stderr.write(`lab: libvirtd PID ${d.pid ?? '?'} (${d.startedByUs ? 'started by the lab' : "not the lab's"})\n`);
       const t0 = Date.now();
       const guests = await startLabGuests({ count: o.guests, memMiB: o.mem, workload: o.workload, staggerS: o.stagger, statsPeriodS: o.statsPeriod });
       process.stdout.write(`${guests.length} guest(s) up in ${Date.now() - t0} ms (${LIBVIRT_URI}):\n`);
@@ -134,8 +160,14 @@ export function register(program: Command): void {
         return;
       }
       const out: string[] = [];
-      out.push(s.build ? `image: kernel ${s.build.kernelRelease}, built ${s.build.builtAt}, hash ${s.build.hash}, guest agent ${s.build.guestAgent ? 'yes' : 'no'}` : 'image: not built (ballast lab build)');
-      out.push(`libvirtd: ${s.libvirtd.answers ? 'answers' : 'not running'}${s.libvirtd.pid ? `, PID ${s.libvirtd.pid} started by the lab` : s.libvirtd.answers ? ', not started by the lab' : ''}`);
+      out.push(
+        s.build
+          ? `image: kernel ${s.build.kernelRelease}, built ${s.build.builtAt}, hash ${s.build.hash}, guest agent ${s.build.guestAgent ? 'yes' : 'no'}`
+          : 'image: not built (ballast lab build)',
+      );
+      out.push(
+        `libvirtd: ${s.libvirtd.answers ? 'answers' : 'not running'}${s.libvirtd.pid ? `, PID ${s.libvirtd.pid} started by the lab` : s.libvirtd.answers ? ', not started by the lab' : ''}`,
+      );
       const all = [...s.guests, ...s.qemuGuests.map((g) => ({ ...g, state: g.running ? `running (PID ${g.pid}, QMP ${g.qmpSocket})` : 'dead' }))];
       if (all.length === 0) out.push('guests: none (ballast lab up)');
       for (const g of all) {

@@ -29,10 +29,7 @@ const commands: Record<string, () => Promise<{ register: Register }>> = {
 };
 
 const program = new Command();
-program
-  .name('ballast')
-  .description('Memory overcommitment manager for KVM hosts (MOM-compatible policies)')
-  .version('0.1.0');
+program.name('ballast').description('Memory overcommitment manager for KVM hosts (MOM-compatible policies)').version('0.1.0');
 
 const chosen = first !== undefined && first in commands ? [first] : Object.keys(commands);
 

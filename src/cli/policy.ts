@@ -2,9 +2,7 @@
 // with MOM (see docs/policy.md and POLICY-LANGUAGE.md's "policy eval" section).
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import {
-  PolicyParseError, checkPolicy, compilePolicies, evaluate, formatPolicy, type EvalResult, type PolicySource,
-} from '../policy/index.js';
+import { PolicyParseError, checkPolicy, compilePolicies, evaluate, formatPolicy, type EvalResult, type PolicySource } from '../policy/index.js';
 import { SnapshotError, parseSnapshots } from '../policy/snapshot.js';
 import { stringifyPyJson } from '../policy/json.js';
 import { apiCall, ApiError, DEFAULT_API_SOCKET } from '../api/client.js';
@@ -100,41 +98,51 @@ function registerRemote(policy: Command): void {
     .command('list')
     .description('the policies a running daemon has in force (files and those set at run time), in evaluation order')
     .option(...api)
-    .action((f: RemoteFlags) => remote(async () => {
-      const list = (await apiCall(f.api, 'GET', 'policies')) as { name: string; source: string; path?: string }[];
-      return list.map((p) => `${p.name}\t${p.source}${p.path ? `\t${p.path}` : ''}\n`).join('');
-    }));
+    .action((f: RemoteFlags) =>
+      remote(async () => {
+        const list = (await apiCall(f.api, 'GET', 'policies')) as { name: string; source: string; path?: string }[];
+        return list.map((p) => `${p.name}\t${p.source}${p.path ? `\t${p.path}` : ''}\n`).join('');
+      }),
+    );
   policy
     .command('get')
     .argument('<name>', 'policy name')
     .description('print a named policy of a running daemon')
     .option(...api)
-    .action((name: string, f: RemoteFlags) => remote(async () => ((await apiCall(f.api, 'GET', `policies/${encodeURIComponent(name)}`)) as { text: string }).text));
+    .action((name: string, f: RemoteFlags) =>
+      remote(async () => ((await apiCall(f.api, 'GET', `policies/${encodeURIComponent(name)}`)) as { text: string }).text),
+    );
   policy
     .command('set')
     .argument('<name>', 'policy name (e.g. 01-parameters)')
     .argument('<file>', "policy file ('-' for stdin)")
-    .description('set (create or replace) a named policy in a running daemon; refused with FILE:LINE:COL, and nothing changes, when it does not compile; not kept across a restart')
+    .description(
+      'set (create or replace) a named policy in a running daemon; refused with FILE:LINE:COL, and nothing changes, when it does not compile; not kept across a restart',
+    )
     .option(...api)
-    .action((name: string, file: string, f: RemoteFlags) => remote(async () => {
-      let text: string;
-      try {
-        text = readText(file);
-      } catch (e) {
-        throw new ApiError((e as Error).message);
-      }
-      await apiCall(f.api, 'PUT', `policies/${encodeURIComponent(name)}`, text);
-      return `${name}: set\n`;
-    }));
+    .action((name: string, file: string, f: RemoteFlags) =>
+      remote(async () => {
+        let text: string;
+        try {
+          text = readText(file);
+        } catch (e) {
+          throw new ApiError((e as Error).message);
+        }
+        await apiCall(f.api, 'PUT', `policies/${encodeURIComponent(name)}`, text);
+        return `${name}: set\n`;
+      }),
+    );
   policy
     .command('delete')
     .argument('<name>', 'policy name')
     .description('delete a named policy set at run time (files are deleted from the policy directory)')
     .option(...api)
-    .action((name: string, f: RemoteFlags) => remote(async () => {
-      await apiCall(f.api, 'DELETE', `policies/${encodeURIComponent(name)}`);
-      return `${name}: deleted\n`;
-    }));
+    .action((name: string, f: RemoteFlags) =>
+      remote(async () => {
+        await apiCall(f.api, 'DELETE', `policies/${encodeURIComponent(name)}`);
+        return `${name}: deleted\n`;
+      }),
+    );
 }
 
 export function register(program: Command): void {

@@ -29,7 +29,7 @@ function readConfig(opts: RunOptions) {
 }
 
 export async function run(opts: RunOptions): Promise<void> {
-  if (!opts.config && !opts.momConfig) throw new Error('give --config FILE (ballast TOML) or --mom-config FILE (MOM\'s mom.conf), or both');
+  if (!opts.config && !opts.momConfig) throw new Error("give --config FILE (ballast TOML) or --mom-config FILE (MOM's mom.conf), or both");
   const { mom, config } = readConfig(opts);
   const format = (opts.logFormat ?? config.log.format) as LogFormat;
   if (!['auto', 'json', 'text'].includes(format)) throw new Error(`--log-format: expected auto, json or text, got ${format}`);
@@ -55,11 +55,13 @@ export async function run(opts: RunOptions): Promise<void> {
         process.exit(1);
       }
       signalled = true;
-      (servers?.close() ?? Promise.resolve()).then(() => daemon.stop(`signal ${sig}`)).then(() => {
-        for (const s of stopSignals) process.off(s, onStop);
-        process.off('SIGHUP', onReload);
-        done();
-      }, fail);
+      (servers?.close() ?? Promise.resolve())
+        .then(() => daemon.stop(`signal ${sig}`))
+        .then(() => {
+          for (const s of stopSignals) process.off(s, onStop);
+          process.off('SIGHUP', onReload);
+          done();
+        }, fail);
     };
     // A daemon's usual answer to SIGHUP: read the config and the policies again. A config
     // that does not load is refused whole (every bad key named) and the running one stays.
@@ -69,7 +71,11 @@ export async function run(opts: RunOptions): Promise<void> {
         const next = readConfig(opts).config;
         const { applied, restartNeeded } = daemon.applyConfig(next);
         if (applied.includes('log.level') && opts.logLevel === undefined && isLogLevel(next.log.level)) logger.setLevel?.(next.log.level);
-        logger.info('config_reloaded', { applied, restart_needed: restartNeeded.length ? restartNeeded : undefined, reason: restartNeeded.length ? 'these keys keep their running values until a restart' : undefined });
+        logger.info('config_reloaded', {
+          applied,
+          restart_needed: restartNeeded.length ? restartNeeded : undefined,
+          reason: restartNeeded.length ? 'these keys keep their running values until a restart' : undefined,
+        });
       } catch (err) {
         logger.error('config_refused', { error: err instanceof Error ? err.message : String(err), reason: 'the running config stays in force' });
       }
@@ -77,7 +83,8 @@ export async function run(opts: RunOptions): Promise<void> {
     };
     for (const s of stopSignals) process.on(s, onStop);
     process.on('SIGHUP', onReload);
-    for (const s of ['SIGUSR1', 'SIGUSR2'] as const) process.on(s, () => logger.info('signal', { signal: s, reason: 'ignored (SIGUSR1 does not open a debugger here)' }));
+    for (const s of ['SIGUSR1', 'SIGUSR2'] as const)
+      process.on(s, () => logger.info('signal', { signal: s, reason: 'ignored (SIGUSR1 does not open a debugger here)' }));
     startServers(config, new DaemonApiPort(daemon, eventLog, logger), logger)
       .then((s) => {
         servers = s;

@@ -41,7 +41,6 @@ export function parsePositiveInt(text: string, what: string): number {
   return n;
 }
 
-
 /** Read, check and compile policy files as one program (in the order given). */
 export function loadPolicyFiles(files: string[]): CompiledPolicy {
   const sources = files.map((file) => {
@@ -65,9 +64,7 @@ export function summaryLines(r: SimRunResult, header: string): string[] {
   return [
     header,
     `throughput        ${fmt(m.throughput)} ${m.throughput_unit} (sum over guests of each one's mean rate)`,
-    ...(m.web_requests_offered_per_s > 0
-      ? [`web requests      ${fmt(m.web_requests_per_s)} of ${fmt(m.web_requests_offered_per_s)} offered per s`]
-      : []),
+    ...(m.web_requests_offered_per_s > 0 ? [`web requests      ${fmt(m.web_requests_per_s)} of ${fmt(m.web_requests_offered_per_s)} offered per s`] : []),
     `swap operations   ${fmt(m.swap_ops)} pages (host ${fmt(m.host_swap_ops)}, guests ${fmt(m.guest_swap_ops)})`,
     `OOM kills         ${m.oom_kills} (guest ${m.guest_oom_kills}, host ${m.host_oom_kills})`,
     `balloon actions   ${fmt(r.balloonActions)}`,
@@ -85,67 +82,76 @@ export function register(program: Command): void {
     .option('--policy <file...>', 'policy files, concatenated in the order given (default: no policy)')
     .option('--duration <time>', 'simulated time, e.g. 2h, 90m, 3600', '1h')
     .option('--out <file>', 'write a time series, one row per stats interval (.csv or .jsonl)')
-    .option('--seed <n>', 'random seed (default: the scenario\'s)')
+    .option('--seed <n>', "random seed (default: the scenario's)")
     .option('--stats-interval <seconds>', 'seconds between collections', '5')
     .option('--policy-interval <seconds>', 'seconds between policy cycles', '10')
     .option('--param <key=value...>', 'override model parameters (see docs/simulator.md), e.g. hostSeesGuestAccess=true')
     .option('--json', 'print the summary as JSON on stdout')
-    .action(async (opts: {
-      scenario: string; policy?: string[]; duration: string; out?: string; seed?: string;
-      statsInterval: string; policyInterval: string; json?: boolean; param?: string[];
-    }) => {
-      const durationS = parseDuration(opts.duration);
-      const statsIntervalS = Number(opts.statsInterval);
-      const policyIntervalS = Number(opts.policyInterval);
-      if (!(statsIntervalS > 0) || !(policyIntervalS > 0)) throw new Error('--stats-interval and --policy-interval must be positive numbers');
-      const seed = opts.seed === undefined ? undefined : Number(opts.seed);
-      if (seed !== undefined && !Number.isInteger(seed)) throw new Error(`--seed must be an integer, got "${opts.seed}"`);
-      const loaded = loadScenario(opts.scenario);
-      const over = parseParamOverrides(opts.param ?? []);
-      const spec = { ...loaded, params: { ...loaded.params, ...over } };
-      const policy = opts.policy && opts.policy.length > 0 ? loadPolicyFiles(opts.policy) : null;
-      const world = new SimWorld(spec, seed);
-      // Open the output before running so that a bad path fails at once.
-      const series: SeriesWriter | null = opts.out ? openSeries(opts.out) : null;
-      const sampler = new SeriesSampler(world);
-      let lastProgress = 0;
-      const result = await runSimulated({
-        world,
-        policy,
-        durationS,
-        statsIntervalS,
-        policyIntervalS,
-        onTick: ({ time, hypervisor }) => {
-          if (series) {
-            const { row, guests } = sampler.sample(hypervisor.balloonActions);
-            series.write(row, guests);
-          }
-          if (time - lastProgress >= 600 || time >= durationS) {
-            lastProgress = time;
-            process.stderr.write(`sim: ${Math.round(time)} / ${Math.round(durationS)} simulated s\n`);
-          }
-        },
-      });
-      if (series) await series.close();
-      const header = `scenario ${spec.name ?? opts.scenario} (${spec.guests.length} guests), seed ${world.seed}, policy: ${
-        opts.policy?.join(' + ') ?? 'none'
-      }; ${durationS} simulated s in ${(result.wallMs / 1000).toFixed(2)} s`;
-      if (opts.json) {
-        process.stdout.write(
-          JSON.stringify({
-            scenario: spec.name ?? opts.scenario,
-            seed: world.seed,
-            duration_s: durationS,
-            policy: opts.policy ?? [],
-            ...result.metrics,
-            balloon_actions: result.balloonActions,
-            engine: result.engine,
-            wall_ms: Math.round(result.wallMs),
-          }) + '\n',
-        );
-      } else {
-        process.stdout.write(summaryLines(result, header).join('\n') + '\n');
-        if (opts.out) process.stdout.write(`time series       ${opts.out}\n`);
-      }
-    });
+    .action(
+      async (opts: {
+        scenario: string;
+        policy?: string[];
+        duration: string;
+        out?: string;
+        seed?: string;
+        statsInterval: string;
+        policyInterval: string;
+        json?: boolean;
+        param?: string[];
+      }) => {
+        const durationS = parseDuration(opts.duration);
+        const statsIntervalS = Number(opts.statsInterval);
+        const policyIntervalS = Number(opts.policyInterval);
+        if (!(statsIntervalS > 0) || !(policyIntervalS > 0)) throw new Error('--stats-interval and --policy-interval must be positive numbers');
+        const seed = opts.seed === undefined ? undefined : Number(opts.seed);
+        if (seed !== undefined && !Number.isInteger(seed)) throw new Error(`--seed must be an integer, got "${opts.seed}"`);
+        const loaded = loadScenario(opts.scenario);
+        const over = parseParamOverrides(opts.param ?? []);
+        const spec = { ...loaded, params: { ...loaded.params, ...over } };
+        const policy = opts.policy && opts.policy.length > 0 ? loadPolicyFiles(opts.policy) : null;
+        const world = new SimWorld(spec, seed);
+        // Open the output before running so that a bad path fails at once.
+        const series: SeriesWriter | null = opts.out ? openSeries(opts.out) : null;
+        const sampler = new SeriesSampler(world);
+        let lastProgress = 0;
+        const result = await runSimulated({
+          world,
+          policy,
+          durationS,
+          statsIntervalS,
+          policyIntervalS,
+          onTick: ({ time, hypervisor }) => {
+            if (series) {
+              const { row, guests } = sampler.sample(hypervisor.balloonActions);
+              series.write(row, guests);
+            }
+            if (time - lastProgress >= 600 || time >= durationS) {
+              lastProgress = time;
+              process.stderr.write(`sim: ${Math.round(time)} / ${Math.round(durationS)} simulated s\n`);
+            }
+          },
+        });
+        if (series) await series.close();
+        const header = `scenario ${spec.name ?? opts.scenario} (${spec.guests.length} guests), seed ${world.seed}, policy: ${
+          opts.policy?.join(' + ') ?? 'none'
+        }; ${durationS} simulated s in ${(result.wallMs / 1000).toFixed(2)} s`;
+        if (opts.json) {
+          process.stdout.write(
+            JSON.stringify({
+              scenario: spec.name ?? opts.scenario,
+              seed: world.seed,
+              duration_s: durationS,
+              policy: opts.policy ?? [],
+              ...result.metrics,
+              balloon_actions: result.balloonActions,
+              engine: result.engine,
+              wall_ms: Math.round(result.wallMs),
+            }) + '\n',
+          );
+        } else {
+          process.stdout.write(summaryLines(result, header).join('\n') + '\n');
+          if (opts.out) process.stdout.write(`time series       ${opts.out}\n`);
+        }
+      },
+    );
 }

@@ -19,8 +19,12 @@ export function formatStatus(h: HealthState, host: HostState, guests: GuestState
     const cur = g.stats.balloon_cur;
     const used = typeof cur === 'number' && typeof g.stats.mem_unused === 'number' ? cur - g.stats.mem_unused : null;
     const r = g.balloonReturn;
-    const note = (r ? `  inflations returned ${mib(r.returnedKiB)} MiB (expected ${mib(r.expectedKiB)}, ballooned ${mib(r.inflatedKiB)})` : '') + (g.stale ? `  stale: ${g.stale}` : '');
-    lines.push(`  ${g.name.padEnd(20)} balloon ${mib(cur).padStart(6)} / ${mib(g.stats.balloon_max).padStart(6)} MiB  target ${mib(g.lastTarget).padStart(6)}  used ${mib(used).padStart(6)}${note}`);
+    const note =
+      (r ? `  inflations returned ${mib(r.returnedKiB)} MiB (expected ${mib(r.expectedKiB)}, ballooned ${mib(r.inflatedKiB)})` : '') +
+      (g.stale ? `  stale: ${g.stale}` : '');
+    lines.push(
+      `  ${g.name.padEnd(20)} balloon ${mib(cur).padStart(6)} / ${mib(g.stats.balloon_max).padStart(6)} MiB  target ${mib(g.lastTarget).padStart(6)}  used ${mib(used).padStart(6)}${note}`,
+    );
   }
   lines.push(alerts.length ? 'alerts:' : 'alerts: none');
   for (const a of alerts) lines.push(`  ${a.severity}: ${a.message}`);
@@ -34,12 +38,20 @@ export function register(program: Command): void {
   program
     .command('status')
     .description('summary of a running daemon (host, guests, alerts, last actions) from its API socket')
-    .option('--api <path>', 'the daemon\'s API socket', DEFAULT_API_SOCKET)
+    .option('--api <path>', "the daemon's API socket", DEFAULT_API_SOCKET)
     .option('--json', 'print the health record as JSON')
     .action(async (o: { api: string; json?: boolean }) => {
       const [h, host, guests, actions, alerts] = await Promise.all([
-        apiCall(o.api, 'GET', 'health'), apiCall(o.api, 'GET', 'host'), apiCall(o.api, 'GET', 'guests'), apiCall(o.api, 'GET', 'actions'), apiCall(o.api, 'GET', 'alerts'),
+        apiCall(o.api, 'GET', 'health'),
+        apiCall(o.api, 'GET', 'host'),
+        apiCall(o.api, 'GET', 'guests'),
+        apiCall(o.api, 'GET', 'actions'),
+        apiCall(o.api, 'GET', 'alerts'),
       ]);
-      process.stdout.write(o.json ? `${JSON.stringify(h, null, 2)}\n` : `${formatStatus(h as HealthState, host as HostState, guests as GuestState[], actions as ActionRecord[], alerts as AlertEvent[])}\n`);
+      process.stdout.write(
+        o.json
+          ? `${JSON.stringify(h, null, 2)}\n`
+          : `${formatStatus(h as HealthState, host as HostState, guests as GuestState[], actions as ActionRecord[], alerts as AlertEvent[])}\n`,
+      );
     });
 }

@@ -8,7 +8,10 @@ import type { z } from 'zod';
 import { configSchema, type Config } from './schema.js';
 
 export class ConfigError extends Error {
-  constructor(readonly problems: string[], readonly file?: string) {
+  constructor(
+    readonly problems: string[],
+    readonly file?: string,
+  ) {
     super(problems.map((p) => `config error: ${p}${file ? ` (in ${file})` : ''}`).join('\n'));
     this.name = 'ConfigError';
   }

@@ -117,7 +117,9 @@ export function momConfigFrom(ini: Ini, file: string): MomConfig {
         const prev = raw.engine!.stats_interval as number | undefined;
         raw.engine!.stats_interval = prev === undefined ? n : Math.min(prev, n);
         if (host !== undefined && guest !== undefined && host !== guest && k === 'guest-monitor-interval') {
-          notes.push(`main.host-monitor-interval (${host}) and main.guest-monitor-interval (${guest}) differ: ballast collects both every ${raw.engine!.stats_interval} s`);
+          notes.push(
+            `main.host-monitor-interval (${host}) and main.guest-monitor-interval (${guest}) differ: ballast collects both every ${raw.engine!.stats_interval} s`,
+          );
         }
         break;
       }
@@ -134,17 +136,27 @@ export function momConfigFrom(ini: Ini, file: string): MomConfig {
       case 'hypervisor-interface': {
         const h = v.toLowerCase();
         if (h === 'libvirt') raw.hypervisor!.driver = 'libvirt';
-        else if (h.startsWith('vdsm')) problems.push(`${key}: "${v}" asks MOM to get guest data from vdsm; ballast reads it from libvirtd directly (vdsm's hosts run libvirtd): set "hypervisor-interface: libvirt" (see docs/ovirt.md)`);
-        else problems.push(`${key}: "${v}" is not supported; ballast talks to libvirt (hypervisor-interface: libvirt), or to QEMU's QMP sockets or its simulator through a ballast TOML config (--config)`);
+        else if (h.startsWith('vdsm'))
+          problems.push(
+            `${key}: "${v}" asks MOM to get guest data from vdsm; ballast reads it from libvirtd directly (vdsm's hosts run libvirtd): set "hypervisor-interface: libvirt" (see docs/ovirt.md)`,
+          );
+        else
+          problems.push(
+            `${key}: "${v}" is not supported; ballast talks to libvirt (hypervisor-interface: libvirt), or to QEMU's QMP sockets or its simulator through a ballast TOML config (--config)`,
+          );
         break;
       }
       case 'libvirt-hypervisor-uri':
         if (v) raw.hypervisor!.uri = v;
         break;
       case 'controllers': {
-        const list = v.split(',').map((c) => c.trim().toLowerCase()).filter(Boolean);
+        const list = v
+          .split(',')
+          .map((c) => c.trim().toLowerCase())
+          .filter(Boolean);
         for (const c of list) if (!CONTROLLERS.has(c)) problems.push(`${key}: unknown controller "${c}" (MOM's are Balloon, KSM, CpuTune, IoTune)`);
-        if (!list.includes('balloon')) notes.push(`${key}: without Balloon ballast still runs its balloon safeguards, and applies balloon_target only as the policy asks`);
+        if (!list.includes('balloon'))
+          notes.push(`${key}: without Balloon ballast still runs its balloon safeguards, and applies balloon_target only as the policy asks`);
         raw.ksm!.enabled = list.includes('ksm');
         raw.cputune!.enabled = list.includes('cputune');
         if (list.includes('iotune')) notes.push(`${key}: IoTune is not in this build of ballast: the policy's ioTune controls are evaluated and not applied`);
@@ -183,14 +195,21 @@ export function momConfigFrom(ini: Ini, file: string): MomConfig {
   }
   for (const s of ['host', 'guest']) {
     const c = ini.get(s)?.get('collectors');
-    if (c) notes.push(`${s}.collectors: ballast collects every source it has (${c.split(',').map((x) => x.trim()).join(', ')} included where it has them)`);
+    if (c)
+      notes.push(
+        `${s}.collectors: ballast collects every source it has (${c
+          .split(',')
+          .map((x) => x.trim())
+          .join(', ')} included where it has them)`,
+      );
   }
   for (const s of ini.keys()) {
     if (!['main', 'logging', 'host', 'guest'].includes(s)) notes.push(`[${s}]: not used by ballast`);
   }
   if (problems.length) throw new ConfigError(problems, file);
   // MOM with no policy-dir and no policy loads nothing; ballast's default directory is not MOM's.
-  if (raw.engine!.policy_dir === undefined && !policyFiles) notes.push('main.policy-dir: not set; ballast uses engine.policy_dir (default /etc/ballast/policies)');
+  if (raw.engine!.policy_dir === undefined && !policyFiles)
+    notes.push('main.policy-dir: not set; ballast uses engine.policy_dir (default /etc/ballast/policies)');
   return { raw, policyFiles, notes };
 }
 

@@ -30,8 +30,12 @@ export async function checkKsm(root: string, enabled: boolean, writable: Writabl
   const files = await readKsmFiles(root);
   if (files.run === undefined) {
     if (!enabled) return result('ksm', 'skip', `no ${KSM_DIR} (kernel without KSM); ksm.enabled = false, so ballast does not need it`);
-    return result('ksm', 'warn', `no ${KSM_DIR}: this kernel has no KSM, so the policies' ksm_* controls do nothing`,
-      'use a kernel built with CONFIG_KSM=y, or set ksm.enabled = false to say KSM is not wanted');
+    return result(
+      'ksm',
+      'warn',
+      `no ${KSM_DIR}: this kernel has no KSM, so the policies' ksm_* controls do nothing`,
+      'use a kernel built with CONFIG_KSM=y, or set ksm.enabled = false to say KSM is not wanted',
+    );
   }
   const run = files.run.trim();
   const state = run === '1' ? 'ksmd running' : run === '2' ? 'ksmd unmerging' : 'ksmd stopped';
@@ -40,9 +44,10 @@ export async function checkKsm(root: string, enabled: boolean, writable: Writabl
   if (!enabled) return result('ksm', 'skip', `${found}; ksm.enabled = false, so ballast leaves it alone`);
   const why = await writable(under(root, `${KSM_DIR}/run`));
   if (why === null) return result('ksm', 'ok', `${found}, writable`);
-  const fix = why === 'EROFS'
-    ? 'sysfs is mounted read-only here (a container?): run ballast on the host, or set ksm.enabled = false'
-    : 'run ballast as root (or with CAP_SYS_ADMIN), or set ksm.enabled = false';
+  const fix =
+    why === 'EROFS'
+      ? 'sysfs is mounted read-only here (a container?): run ballast on the host, or set ksm.enabled = false'
+      : 'run ballast as root (or with CAP_SYS_ADMIN), or set ksm.enabled = false';
   return result('ksm', 'fail', `${found} but ${KSM_DIR}/run is not writable (${why}): ballast cannot start, stop or tune ksmd`, fix);
 }
 
@@ -58,10 +63,18 @@ export async function checkThp(root: string): Promise<CheckResult> {
   if (mode === null) return result('thp', 'ok', 'kernel without transparent huge pages: nothing stands between the balloon and the host');
   const found = `transparent_hugepage/enabled = ${mode}`;
   if (mode === 'always') {
-    return result('thp', 'warn', `${found}: balloon pages inside huge pages may give nothing back to the host (measured in ${BALLOON_RETURN_DOC})`,
-      `echo madvise > ${THP_DIR}/enabled (or never; transparent_hugepage=madvise on the kernel command line to keep it)`);
+    return result(
+      'thp',
+      'warn',
+      `${found}: balloon pages inside huge pages may give nothing back to the host (measured in ${BALLOON_RETURN_DOC})`,
+      `echo madvise > ${THP_DIR}/enabled (or never; transparent_hugepage=madvise on the kernel command line to keep it)`,
+    );
   }
-  return result('thp', 'ok', `${found}${mode === 'madvise' ? ' (QEMU still madvises guest RAM; never is the most predictable, see ' + BALLOON_RETURN_DOC + ')' : ''}`);
+  return result(
+    'thp',
+    'ok',
+    `${found}${mode === 'madvise' ? ' (QEMU still madvises guest RAM; never is the most predictable, see ' + BALLOON_RETURN_DOC + ')' : ''}`,
+  );
 }
 
 /** THP `defrag`: with `always` faults stall in reclaim and compaction to build huge pages,
@@ -71,8 +84,12 @@ export async function checkThpDefrag(root: string): Promise<CheckResult> {
   if (mode === null) return result('thp_defrag', 'ok', 'no transparent_hugepage/defrag (kernel without transparent huge pages)');
   const found = `transparent_hugepage/defrag = ${mode}`;
   if (mode === 'always') {
-    return result('thp_defrag', 'warn', `${found}: page faults stall in reclaim and compaction to build huge pages, working against the balloon (${BALLOON_RETURN_DOC})`,
-      `echo madvise > ${THP_DIR}/defrag (or defer)`);
+    return result(
+      'thp_defrag',
+      'warn',
+      `${found}: page faults stall in reclaim and compaction to build huge pages, working against the balloon (${BALLOON_RETURN_DOC})`,
+      `echo madvise > ${THP_DIR}/defrag (or defer)`,
+    );
   }
   return result('thp_defrag', 'ok', found);
 }
@@ -98,11 +115,19 @@ export async function checkCgroup(root: string, cgroupLimits: boolean): Promise<
     ? 'boot with systemd.unified_cgroup_hierarchy=1 (cgroup v2 only), or set host.cgroup_limits = false'
     : 'boot with systemd.unified_cgroup_hierarchy=1 (cgroup v2 only) before turning host.cgroup_limits on';
   if (v1) {
-    return result('cgroup', cgroupLimits ? 'fail' : 'warn',
-      `the memory controller is on cgroup v1 (${v1.mountPoint}): no memory.high to throttle a guest with; cgroup control needs v2 (${use})`, toV2);
+    return result(
+      'cgroup',
+      cgroupLimits ? 'fail' : 'warn',
+      `the memory controller is on cgroup v1 (${v1.mountPoint}): no memory.high to throttle a guest with; cgroup control needs v2 (${use})`,
+      toV2,
+    );
   }
-  return result('cgroup', cgroupLimits ? 'fail' : 'warn', `no memory cgroup controller mounted (${use})`,
-    `mount cgroup2 with the memory controller enabled (systemd does this on cgroup v2 hosts)${cgroupLimits ? ', or set host.cgroup_limits = false' : ''}`);
+  return result(
+    'cgroup',
+    cgroupLimits ? 'fail' : 'warn',
+    `no memory cgroup controller mounted (${use})`,
+    `mount cgroup2 with the memory controller enabled (systemd does this on cgroup v2 hosts)${cgroupLimits ? ', or set host.cgroup_limits = false' : ''}`,
+  );
 }
 
 /** Swap: without it a host whose guests outgrow it has only the OOM killer, which picks the
@@ -111,7 +136,11 @@ export async function checkSwap(root: string): Promise<CheckResult> {
   const text = await readTextIfExists(root, '/proc/swaps');
   const fix = 'add a swap file or partition (or zram: zram-generator, or zramctl + mkswap + swapon)';
   if (text === null) return result('swap', 'warn', 'no /proc/swaps: this kernel has no swap support, so a host short of memory can only OOM-kill a guest', fix);
-  const areas = text.split('\n').slice(1).map((l) => l.trim().split(/\s+/)).filter((f) => f.length >= 4);
+  const areas = text
+    .split('\n')
+    .slice(1)
+    .map((l) => l.trim().split(/\s+/))
+    .filter((f) => f.length >= 4);
   if (areas.length === 0) return result('swap', 'warn', 'no swap: when guests outgrow the host the OOM killer ends a QEMU instead of paging', fix);
   const sizeKiB = areas.reduce((s, f) => s + Number(f[2]), 0);
   const usedKiB = areas.reduce((s, f) => s + Number(f[3]), 0);
@@ -125,12 +154,20 @@ export async function checkPsi(root: string): Promise<CheckResult> {
     text = await readTextIfExists(root, '/proc/pressure/memory');
   } catch (err) {
     if (errnoOf(err) !== 'EOPNOTSUPP') throw err;
-    return result('psi', 'warn', 'pressure stall information is disabled (reading /proc/pressure/memory: EOPNOTSUPP): psi_* fields are null',
-      'boot with psi=1 (the kernel was built with CONFIG_PSI_DEFAULT_DISABLED)');
+    return result(
+      'psi',
+      'warn',
+      'pressure stall information is disabled (reading /proc/pressure/memory: EOPNOTSUPP): psi_* fields are null',
+      'boot with psi=1 (the kernel was built with CONFIG_PSI_DEFAULT_DISABLED)',
+    );
   }
   if (text === null) {
-    return result('psi', 'warn', 'no /proc/pressure/memory: this kernel has no pressure stall information, so psi_* fields are null',
-      'use a kernel built with CONFIG_PSI=y (4.20+)');
+    return result(
+      'psi',
+      'warn',
+      'no /proc/pressure/memory: this kernel has no pressure stall information, so psi_* fields are null',
+      'use a kernel built with CONFIG_PSI=y (4.20+)',
+    );
   }
   const p = parsePsi(text);
   return result('psi', 'ok', `memory pressure: some avg10=${p.psi_some_avg10 ?? '?'}%, full avg10=${p.psi_full_avg10 ?? '?'}%`);
@@ -145,7 +182,15 @@ export async function checkQmpDir(dir: string): Promise<{ check: CheckResult; so
   } catch (err) {
     const code = errnoOf(err);
     const fix = `create it (mkdir -p ${dir}) and start each guest with -qmp unix:${dir}/NAME.sock,server=on,wait=off, or set hypervisor.qmp_dir`;
-    return { check: result('hypervisor', 'fail', `hypervisor.qmp_dir ${dir}: ${code === 'ENOENT' ? 'does not exist' : code === 'ENOTDIR' ? 'is not a directory' : `cannot be read (${code})`}`, fix), sockets: [] };
+    return {
+      check: result(
+        'hypervisor',
+        'fail',
+        `hypervisor.qmp_dir ${dir}: ${code === 'ENOENT' ? 'does not exist' : code === 'ENOTDIR' ? 'is not a directory' : `cannot be read (${code})`}`,
+        fix,
+      ),
+      sockets: [],
+    };
   }
   const sockets: string[] = [];
   for (const n of names.sort()) {
@@ -153,8 +198,15 @@ export async function checkQmpDir(dir: string): Promise<{ check: CheckResult; so
     if (s?.isSocket()) sockets.push(join(dir, n));
   }
   if (sockets.length === 0) {
-    return { check: result('hypervisor', 'warn', `hypervisor.qmp_dir ${dir} exists but holds no unix socket: no guest to manage yet`,
-      `start each guest with -qmp unix:${dir}/NAME.sock,server=on,wait=off`), sockets };
+    return {
+      check: result(
+        'hypervisor',
+        'warn',
+        `hypervisor.qmp_dir ${dir} exists but holds no unix socket: no guest to manage yet`,
+        `start each guest with -qmp unix:${dir}/NAME.sock,server=on,wait=off`,
+      ),
+      sockets,
+    };
   }
   return { check: result('hypervisor', 'ok', `hypervisor.qmp_dir ${dir}: ${sockets.length} QMP socket(s)`), sockets };
 }

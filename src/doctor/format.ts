@@ -15,7 +15,12 @@ export function formatDoctor(results: readonly CheckResult[], header?: string): 
     if (r.fix) lines.push(`${pad}fix: ${r.fix}`);
   }
   const n = countByStatus(results);
-  const verdict = exitCodeOf(results) === 1 ? 'something blocks ballast (exit 1)' : n.warn > 0 ? 'nothing blocks ballast; the warnings cost it effect' : 'nothing blocks ballast';
+  const verdict =
+    exitCodeOf(results) === 1
+      ? 'something blocks ballast (exit 1)'
+      : n.warn > 0
+        ? 'nothing blocks ballast; the warnings cost it effect'
+        : 'nothing blocks ballast';
   lines.push('', `${n.ok} ok, ${n.warn} warn, ${n.fail} fail, ${n.skip} skip: ${verdict}`);
   return lines.join('\n') + '\n';
 }

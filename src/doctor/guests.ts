@@ -40,7 +40,8 @@ export function guestChecks(g: GuestFacts, ctx: GuestCheckContext): CheckResult[
     : 'start QEMU with -device virtio-balloon-pci';
   const present = g.balloon === null ? (g.statsArriving ? true : null) : VIRTIO.test(g.balloon);
   let balloon: CheckResult;
-  if (present === null) balloon = result(id('balloon'), 'skip', 'cannot tell whether there is a balloon (the domain XML was not readable and no balloon statistics arrive)');
+  if (present === null)
+    balloon = result(id('balloon'), 'skip', 'cannot tell whether there is a balloon (the domain XML was not readable and no balloon statistics arrive)');
   else if (present) balloon = result(id('balloon'), 'ok', g.balloon ? `${g.balloon} balloon present` : 'balloon present (it reports statistics)');
   else {
     const what = g.balloon === '' || g.balloon === 'none' ? 'no balloon device' : `balloon model ${g.balloon}, not virtio`;
@@ -58,23 +59,30 @@ function statsCheck(g: GuestFacts, ctx: GuestCheckContext, id: string): CheckRes
   const libvirt = ctx.driver === 'libvirt';
   if (g.statsPeriod === 0 || g.statsPeriod === null) {
     const unset = g.statsPeriod === 0 ? 'no balloon stats period set' : 'no guest memory statistics';
-    const runSets = ctx.readOnly ? 'hypervisor.readonly = true, so ballast will not set it' : `\`ballast run\` sets it to ${ctx.statsPeriod} s when it first sees the guest`;
+    const runSets = ctx.readOnly
+      ? 'hypervisor.readonly = true, so ballast will not set it'
+      : `\`ballast run\` sets it to ${ctx.statsPeriod} s when it first sees the guest`;
     const fix = libvirt
       ? `virsh dommemstat ${g.name} --period ${ctx.statsPeriod} --live --config, or <stats period='${ctx.statsPeriod}'/> inside <memballoon>`
       : `qom-set the balloon's guest-stats-polling-interval to ${ctx.statsPeriod}`;
     return result(id, 'warn', `${unset}, so no guest memory statistics arrive (${runSets})`, fix);
   }
   const fallback = libvirt ? '; until then ballast reads /proc/meminfo through the qemu guest agent if there is one' : '';
-  return result(id, 'warn', `stats period ${g.statsPeriod} s set but the guest sends no memory statistics (virtio_balloon driver not loaded, or still booting)${fallback}`,
-    'load the virtio_balloon module in the guest (modprobe virtio_balloon)');
+  return result(
+    id,
+    'warn',
+    `stats period ${g.statsPeriod} s set but the guest sends no memory statistics (virtio_balloon driver not loaded, or still booting)${fallback}`,
+    'load the virtio_balloon module in the guest (modprobe virtio_balloon)',
+  );
 }
 
 function fprCheck(g: GuestFacts, ctx: GuestCheckContext, id: string): CheckResult {
   if (g.freePageReporting === null) return result(id, 'skip', 'not visible (domain XML not readable)');
   if (g.freePageReporting) return result(id, 'ok', 'free page reporting on');
-  const fix = ctx.driver === 'libvirt'
-    ? `<memballoon model='virtio' freePageReporting='on'> (libvirt 6.9+, QEMU 5.1+, guest Linux 5.7+; takes effect at the next cold boot)`
-    : 'start QEMU with -device virtio-balloon-pci,free-page-reporting=on (QEMU 5.1+, guest Linux 5.7+)';
+  const fix =
+    ctx.driver === 'libvirt'
+      ? `<memballoon model='virtio' freePageReporting='on'> (libvirt 6.9+, QEMU 5.1+, guest Linux 5.7+; takes effect at the next cold boot)`
+      : 'start QEMU with -device virtio-balloon-pci,free-page-reporting=on (QEMU 5.1+, guest Linux 5.7+)';
   return result(id, 'warn', 'free page reporting off: memory the guest frees stays with QEMU until a balloon target takes it', fix);
 }
 
@@ -105,6 +113,10 @@ export async function checkGuestCgroup(
     if (why !== null) bad.push(`${f} (${why})`);
   }
   if (bad.length === 0) return result(id, 'ok', `cgroup v${cg.version} ${cg.path}: ${files.high} and ${files.max} writable`);
-  return result(id, 'fail', `cgroup v${cg.version} ${cg.path}: cannot write ${bad.join(', ')}`,
-    'run ballast as root, or delegate the guests\' cgroups to its user; a read-only /sys/fs/cgroup (container) cannot work');
+  return result(
+    id,
+    'fail',
+    `cgroup v${cg.version} ${cg.path}: cannot write ${bad.join(', ')}`,
+    "run ballast as root, or delegate the guests' cgroups to its user; a read-only /sys/fs/cgroup (container) cannot work",
+  );
 }

@@ -38,7 +38,9 @@ export async function runDoctor(config: Config, opts: DoctorOptions = {}): Promi
     out.push(result('guests', 'skip', 'no running guests to check'));
   } else {
     const names = p.guests.map((g) => g.name);
-    out.push(result('guests', 'ok', `${names.length} running guest(s)${names.length ? `: ${names.slice(0, 10).join(', ')}${names.length > 10 ? ', …' : ''}` : ''}`));
+    out.push(
+      result('guests', 'ok', `${names.length} running guest(s)${names.length ? `: ${names.slice(0, 10).join(', ')}${names.length > 10 ? ', …' : ''}` : ''}`),
+    );
   }
   out.push(...p.extra);
   const driver = hv.driver === 'qmp' ? 'qmp' : 'libvirt';

@@ -43,7 +43,8 @@ function libvirtVersion(v: bigint): string {
 function connectFix(err: unknown, socket: string): string {
   const code = err instanceof LibvirtConnectionError ? err.syscallCode : undefined;
   if (code === 'EACCES') return 'run ballast as root (or in the libvirt group), or set hypervisor.readonly = true with the read-only socket';
-  if (code === 'ECONNREFUSED') return `a socket is at ${socket} but nothing listens: restart libvirtd (systemctl restart libvirtd, or virtqemud on modular daemons)`;
+  if (code === 'ECONNREFUSED')
+    return `a socket is at ${socket} but nothing listens: restart libvirtd (systemctl restart libvirtd, or virtqemud on modular daemons)`;
   return 'start libvirtd (systemctl start libvirtd, or virtqemud.socket on modular daemons), or point hypervisor.socket at its socket';
 }
 
@@ -70,8 +71,16 @@ export async function probeLibvirt(cfg: Config['hypervisor'], opts: ProbeOptions
     try {
       recs = await c.getAllDomainStats(StatsTypes.STATE | StatsTypes.BALLOON, ListFlags.ACTIVE);
     } catch (err) {
-      return { check: result('hypervisor', 'fail', `${reached}, but listing the guests failed: ${(err as Error).message}`,
-        'check libvirtd\'s log; a read-only connection may list guests, so this is libvirtd\'s own trouble'), guests: null, extra: [] };
+      return {
+        check: result(
+          'hypervisor',
+          'fail',
+          `${reached}, but listing the guests failed: ${(err as Error).message}`,
+          "check libvirtd's log; a read-only connection may list guests, so this is libvirtd's own trouble",
+        ),
+        guests: null,
+        extra: [],
+      };
     }
     // Mirrors the driver: libvirtd's PID files are only this host's for qemu:///system.
     const runDir = cfg.uri === 'qemu:///system' ? LIBVIRT_RUN_DIR : null;
@@ -96,7 +105,10 @@ export async function probeLibvirt(cfg: Config['hypervisor'], opts: ProbeOptions
   }
 }
 
-interface QomEntry { name: string; type: string }
+interface QomEntry {
+  name: string;
+  type: string;
+}
 
 /** One QMP socket's guest. QEMU's monitor serves one client at a time: while `ballast run`
  *  holds it the doctor gets no greeting, and says so. */
@@ -117,7 +129,11 @@ async function qmpGuest(socket: string, opts: ProbeOptions): Promise<GuestFacts>
       }
     }
     if (path === null) return { name, balloon: '', statsPeriod: null, statsArriving: false, freePageReporting: null, pid };
-    const get = <T>(property: string) => q.execute<T>('qom-get', { path, property }).then((v) => v, () => null);
+    const get = <T>(property: string) =>
+      q.execute<T>('qom-get', { path, property }).then(
+        (v) => v,
+        () => null,
+      );
     const period = await get<number>('guest-stats-polling-interval');
     const reply = await get<GuestStatsReply>('guest-stats');
     const m = reply ? guestStatsToMom(reply) : null;
@@ -145,8 +161,14 @@ export async function probeQmp(cfg: Config['hypervisor'], opts: ProbeOptions): P
       guests.push(await qmpGuest(s, opts));
     } catch (err) {
       const file = s.replace(/^.*\//, '');
-      extra.push(result(`guest:${file}:qmp`, 'warn', `${s}: ${(err as Error).message}`,
-        'a socket left by a QEMU that is gone can be removed; a QEMU busy with another QMP client (a running ballast) answers once that client leaves'));
+      extra.push(
+        result(
+          `guest:${file}:qmp`,
+          'warn',
+          `${s}: ${(err as Error).message}`,
+          'a socket left by a QEMU that is gone can be removed; a QEMU busy with another QMP client (a running ballast) answers once that client leaves',
+        ),
+      );
     }
   }
   guests.sort((a, b) => a.name.localeCompare(b.name));

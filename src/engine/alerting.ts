@@ -16,7 +16,12 @@ export class AlertMonitor {
   readonly raisedTotal: Record<AlertEvent['kind'], number> = { low_available: 0, high_usage: 0, paging: 0, guest_leak: 0 };
 
   /** `clearAfter`: collections in a row without an alert before it counts as cleared. */
-  constructor(private readonly source: AlertSource, private readonly thresholds: AlertThresholds, private readonly log: Logger, clearAfter = 1) {
+  constructor(
+    private readonly source: AlertSource,
+    private readonly thresholds: AlertThresholds,
+    private readonly log: Logger,
+    clearAfter = 1,
+  ) {
     this.tracker = new AlertTracker(clearAfter);
   }
 

@@ -39,9 +39,7 @@ export async function buildSimBackends(cfg: Config['hypervisor']): Promise<Backe
   let scenarios: typeof import('../sim/scenarios.js');
   let worldMod: typeof import('../sim/world.js');
   try {
-    [simMod, scenarios, worldMod] = await Promise.all([
-      import('../hypervisor/sim/index.js'), import('../sim/scenarios.js'), import('../sim/world.js'),
-    ]);
+    [simMod, scenarios, worldMod] = await Promise.all([import('../hypervisor/sim/index.js'), import('../sim/scenarios.js'), import('../sim/world.js')]);
   } catch (err) {
     if (isModuleMissing(err)) throw new BackendError(`hypervisor.driver = "sim": the simulator is not part of this build (${(err as Error).message})`);
     throw err;
@@ -68,7 +66,10 @@ export async function buildLibvirtBackends(config: Config, logger: Logger, opts:
   try {
     lv = await import('../hypervisor/libvirt/index.js');
   } catch (err) {
-    if (isModuleMissing(err)) throw new BackendError(`hypervisor.driver = "libvirt": the libvirt driver is not part of this build (${(err as Error).message}); use driver = "sim" to try ballast without it`);
+    if (isModuleMissing(err))
+      throw new BackendError(
+        `hypervisor.driver = "libvirt": the libvirt driver is not part of this build (${(err as Error).message}); use driver = "sim" to try ballast without it`,
+      );
     throw err;
   }
   const log = logger.child({ component: 'libvirt' });
@@ -119,8 +120,11 @@ export async function buildQmpBackends(config: Config, opts: BuildOptions = {}):
 
 export function buildBackends(config: Config, logger: Logger, opts: BuildOptions = {}): Promise<Backends> {
   switch (config.hypervisor.driver) {
-    case 'sim': return buildSimBackends(config.hypervisor);
-    case 'qmp': return buildQmpBackends(config, opts);
-    default: return buildLibvirtBackends(config, logger, opts);
+    case 'sim':
+      return buildSimBackends(config.hypervisor);
+    case 'qmp':
+      return buildQmpBackends(config, opts);
+    default:
+      return buildLibvirtBackends(config, logger, opts);
   }
 }

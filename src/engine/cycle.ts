@@ -89,8 +89,14 @@ const NO_CONTROLS: Controls = Object.freeze({}) as Controls;
 
 /** One control of a registry module: ignored, vetoed or an action. */
 function planKnob(
-  entity: string, guestId: string | undefined, scope: 'host' | 'guest', control: string, requested: unknown, latest: Stats,
-  opts: PlanOptions, plan: { actions: Action[]; notes: Note[] },
+  entity: string,
+  guestId: string | undefined,
+  scope: 'host' | 'guest',
+  control: string,
+  requested: unknown,
+  latest: Stats,
+  opts: PlanOptions,
+  plan: { actions: Action[]; notes: Note[] },
 ): void {
   const p = opts.controls.get(control);
   if (!p || p.module.scope !== scope) {
@@ -117,7 +123,8 @@ function hostPlan(controls: Controls, host: HostEntity, opts: PlanOptions, plan:
   const latest = host.history.latest() ?? {};
   for (const [control, requested] of Object.entries(controls)) {
     if (requested === null || requested === undefined) {
-      if (!opts.controls.has(control)) plan.notes.push({ entity: 'host', control, requested, verdict: 'ignored', reasons: ['no controller for this host control'] });
+      if (!opts.controls.has(control))
+        plan.notes.push({ entity: 'host', control, requested, verdict: 'ignored', reasons: ['no controller for this host control'] });
       continue;
     }
     planKnob('host', undefined, 'host', control, requested, latest, opts, plan);
@@ -125,8 +132,13 @@ function hostPlan(controls: Controls, host: HostEntity, opts: PlanOptions, plan:
 }
 
 function guestPlan(
-  g: GuestEntity, controls: Controls | undefined, errored: string | undefined, cycle: number, now: number,
-  opts: PlanOptions, plan: CyclePlan,
+  g: GuestEntity,
+  controls: Controls | undefined,
+  errored: string | undefined,
+  cycle: number,
+  now: number,
+  opts: PlanOptions,
+  plan: CyclePlan,
 ): void {
   // A guest whose part of the policy failed gets no policy controls this cycle; the guard
   // still runs for it so that a due rollback happens anyway.
@@ -140,7 +152,13 @@ function guestPlan(
   const d = guardBalloon({ history: g.history, requested: own.balloon_target ?? undefined, stale: g.stale, state: g.guard, cycle, now }, opts.safeguards);
   const balloonsOff = opts.paused ?? opts.balloonsOff;
   if (balloonsOff !== undefined && (d.verdict === 'apply' || d.verdict === 'rollback')) {
-    plan.notes.push({ entity: g.name, control: 'balloon_target', requested: own.balloon_target ?? d.target, verdict: 'veto', reasons: [...d.reasons, `not applied: ${balloonsOff}`] });
+    plan.notes.push({
+      entity: g.name,
+      control: 'balloon_target',
+      requested: own.balloon_target ?? d.target,
+      verdict: 'veto',
+      reasons: [...d.reasons, `not applied: ${balloonsOff}`],
+    });
   } else if (d.verdict === 'apply' || d.verdict === 'rollback') {
     plan.actions.push({ entity: g.name, guestId: g.id, control: 'balloon_target', from: d.from, to: d.target, reasons: d.reasons });
     plan.guard.set(g.id, { applied: d.next, otherwise: d.verdict === 'rollback' ? { ...g.guard, holdUntil: d.next.holdUntil } : g.guard });
@@ -164,11 +182,22 @@ function guestPlan(
  * safeguards' own rollbacks still happen.
  */
 export function planCycle(
-  cycle: number, now: number, host: HostEntity, guests: readonly GuestEntity[], output: PolicyOutput | null, opts: PlanOptions,
+  cycle: number,
+  now: number,
+  host: HostEntity,
+  guests: readonly GuestEntity[],
+  output: PolicyOutput | null,
+  opts: PlanOptions,
 ): CyclePlan {
   const plan: CyclePlan = {
-    cycle, now, aborted: output?.aborted ?? false, errors: output?.errors ?? [], actions: [], notes: [],
-    guestVars: new Map(), guard: new Map(),
+    cycle,
+    now,
+    aborted: output?.aborted ?? false,
+    errors: output?.errors ?? [],
+    actions: [],
+    notes: [],
+    guestVars: new Map(),
+    guard: new Map(),
   };
   const usable = output !== null && !output.aborted;
   if (usable) {

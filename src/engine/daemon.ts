@@ -39,7 +39,12 @@ export class Daemon {
   private recordFailing?: { error: string; lost: number };
   private stopping?: Promise<void>;
 
-  private constructor(readonly config: Config, readonly backends: Backends, private readonly log: Logger, private readonly opts: DaemonOptions) {
+  private constructor(
+    readonly config: Config,
+    readonly backends: Backends,
+    private readonly log: Logger,
+    private readonly opts: DaemonOptions,
+  ) {
     const c = config.engine;
     this.engine = new Engine<CompiledPolicy>({
       hypervisor: backends.hypervisor,
@@ -60,7 +65,10 @@ export class Daemon {
     });
     if (config.alerts.enabled) this.alerts = new AlertMonitor(this.engine, toAlertThresholds(config), log, config.alerts.clear_after);
     this.watcher = new PolicyWatcher({
-      source: opts.policyFiles ? { files: opts.policyFiles } : { dir: c.policy_dir }, compile: this.policies.compileFiles, logger: log, pollS: opts.policyPollS,
+      source: opts.policyFiles ? { files: opts.policyFiles } : { dir: c.policy_dir },
+      compile: this.policies.compileFiles,
+      logger: log,
+      pollS: opts.policyPollS,
       onPolicy: (p) => this.engine.setPolicy(p),
     });
     // A simulated host runs its intervals in simulated seconds: real timers fire time_scale
@@ -68,8 +76,10 @@ export class Daemon {
     const scale = backends.sim?.timeScale ?? 1;
     const sim = backends.sim;
     this.loop = new Loop(this.engine, {
-      statsIntervalS: c.stats_interval, policyIntervalS: c.policy_interval,
-      advance: sim ? (s) => sim.advance(s) : undefined, timeScale: scale,
+      statsIntervalS: c.stats_interval,
+      policyIntervalS: c.policy_interval,
+      advance: sim ? (s) => sim.advance(s) : undefined,
+      timeScale: scale,
       onError: (task, err) => log.error('task_error', { task, error: errorMessage(err) }),
     });
     this.loop.onCollect(() => this.alerts?.check());
@@ -152,7 +162,8 @@ export class Daemon {
       }
     } catch (err) {
       const error = errorMessage(err);
-      if (this.recordFailing?.error !== error) this.log.error('record_failed', { file, error, reason: 'the loop goes on; evaluations are not recorded until the file can be written again' });
+      if (this.recordFailing?.error !== error)
+        this.log.error('record_failed', { file, error, reason: 'the loop goes on; evaluations are not recorded until the file can be written again' });
       this.recordFailing = { error, lost: (this.recordFailing?.lost ?? 0) + 1 };
     }
   }
@@ -180,9 +191,11 @@ export class Daemon {
   static async create(opts: DaemonOptions): Promise<Daemon> {
     const { config, logger } = opts;
     let engineRef: Engine | undefined;
-    const backends = opts.backends ?? await buildBackends(config, logger, {
-      guestPids: () => (engineRef?.guestProps() ?? []).map((p) => Number(p.pid)).filter((p) => Number.isInteger(p) && p > 0),
-    });
+    const backends =
+      opts.backends ??
+      (await buildBackends(config, logger, {
+        guestPids: () => (engineRef?.guestProps() ?? []).map((p) => Number(p.pid)).filter((p) => Number.isInteger(p) && p > 0),
+      }));
     const d = new Daemon(config, backends, logger, opts);
     engineRef = d.engine;
     return d;
@@ -191,14 +204,21 @@ export class Daemon {
   async start(): Promise<void> {
     const c = this.config;
     this.log.info('starting', {
-      hypervisor: this.backends.describe, policies: this.opts.policyFiles ?? c.engine.policy_dir,
-      stats_interval: c.engine.stats_interval, policy_interval: c.engine.policy_interval,
+      hypervisor: this.backends.describe,
+      policies: this.opts.policyFiles ?? c.engine.policy_dir,
+      stats_interval: c.engine.stats_interval,
+      policy_interval: c.engine.policy_interval,
     });
     try {
       await this.backends.hypervisor.connect();
     } catch (err) {
       // The driver keeps reconnecting in the background; the loop runs on stale data meanwhile.
-      if (!this.stopping) this.log.error('connect_failed', { hypervisor: this.backends.hypervisor.name, error: errorMessage(err), reason: 'will keep trying; guests are stale until connected' });
+      if (!this.stopping)
+        this.log.error('connect_failed', {
+          hypervisor: this.backends.hypervisor.name,
+          error: errorMessage(err),
+          reason: 'will keep trying; guests are stale until connected',
+        });
     }
     // A stop that came while connecting wins: nothing may start after it.
     if (this.stopping) {
@@ -214,7 +234,10 @@ export class Daemon {
       }
     }
     if (!this.watcher.start()) {
-      this.log.warn('no_policy', { policies: this.opts.policyFiles ?? c.engine.policy_dir, reason: 'running without a policy until a good one appears: statistics are collected, safeguards (rollback) still act' });
+      this.log.warn('no_policy', {
+        policies: this.opts.policyFiles ?? c.engine.policy_dir,
+        reason: 'running without a policy until a good one appears: statistics are collected, safeguards (rollback) still act',
+      });
     }
     if (this.stopping) return;
     this.loop.start();
@@ -235,7 +258,9 @@ export class Daemon {
     let timer: NodeJS.Timeout | undefined;
     const waited = await Promise.race([
       this.loop.stop().then(() => true),
-      new Promise<false>((r) => { timer = setTimeout(() => r(false), STOP_WAIT_MS); }),
+      new Promise<false>((r) => {
+        timer = setTimeout(() => r(false), STOP_WAIT_MS);
+      }),
     ]);
     clearTimeout(timer);
     if (!waited) this.log.warn('stop_timeout', { reason: `the cycle in flight did not finish within ${STOP_WAIT_MS / 1000} s; stopping anyway` });
@@ -250,7 +275,9 @@ export class Daemon {
     try {
       const closed = await Promise.race([
         this.backends.hypervisor.close().then(() => true),
-        new Promise<false>((r) => { closeTimer = setTimeout(() => r(false), CLOSE_WAIT_MS); }),
+        new Promise<false>((r) => {
+          closeTimer = setTimeout(() => r(false), CLOSE_WAIT_MS);
+        }),
       ]);
       if (!closed) this.log.warn('close_timeout', { reason: `the hypervisor connection did not close within ${CLOSE_WAIT_MS / 1000} s; stopping anyway` });
     } catch (err) {
@@ -260,8 +287,13 @@ export class Daemon {
     }
     const n = this.engine.counters;
     this.log.info('stopped', {
-      cycles: n.cycles, actions: n.actionsApplied, rollbacks: n.rollbacks, vetoes: n.vetoes,
-      policy_errors: n.policyErrors, controller_errors: n.controllerErrors, driver_errors: n.driverErrors,
+      cycles: n.cycles,
+      actions: n.actionsApplied,
+      rollbacks: n.rollbacks,
+      vetoes: n.vetoes,
+      policy_errors: n.policyErrors,
+      controller_errors: n.controllerErrors,
+      driver_errors: n.driverErrors,
       alerts: this.alerts?.raisedTotal,
     });
   }
@@ -281,7 +313,14 @@ export class Daemon {
       if (typeof max !== 'number' || (g.stats.balloon_cur === max && (g.lastTarget === undefined || g.lastTarget === max))) continue;
       try {
         await this.backends.hypervisor.setBalloon(g.id, max);
-        this.log.info('action', { entity: g.name, control: 'balloon_target', from: g.stats.balloon_cur, to: max, result: 'applied', reason: ['shutdown.balloons = "restore": back to balloon_max'] });
+        this.log.info('action', {
+          entity: g.name,
+          control: 'balloon_target',
+          from: g.stats.balloon_cur,
+          to: max,
+          result: 'applied',
+          reason: ['shutdown.balloons = "restore": back to balloon_max'],
+        });
       } catch (err) {
         this.log.warn('action_failed', { entity: g.name, control: 'balloon_target', to: max, error: errorMessage(err), reason: ['shutdown restore'] });
       }

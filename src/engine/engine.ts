@@ -6,7 +6,16 @@ import { addReturn, ineffective, inflationStep, type BalloonReturn } from './bal
 import type { CgroupBackend, GuestSample, HostSource, Hypervisor, KsmBackend, LifecycleEvent, Props, Stats } from '../types.js';
 import { BalloonController } from '../controls/balloon/controller.js';
 import { failureKind } from '../errors.js';
-import { errorMessage, mapLimited, type Action, type ActionOutcome, type ControlEnv, type ControlInstance, type ControlModule, type Controller } from '../controls/control.js';
+import {
+  errorMessage,
+  mapLimited,
+  type Action,
+  type ActionOutcome,
+  type ControlEnv,
+  type ControlInstance,
+  type ControlModule,
+  type Controller,
+} from '../controls/control.js';
 import { CONTROLS } from '../controls/registry.js';
 import type { Config } from '../config/schema.js';
 import { nullLogger, type Logger } from '../log/logger.js';
@@ -96,8 +105,20 @@ export class Engine<P = CompiledPolicy> {
   /** Policy errors already logged at warn since the policy was set (repeats go to debug). */
   private readonly seenPolicyErrors = new Set<string>();
   readonly counters: Counters = {
-    collections: 0, cycles: 0, policyErrors: 0, abortedEvaluations: 0, controllerErrors: 0, driverErrors: 0,
-    sourceErrors: 0, actionsApplied: 0, vetoes: 0, rollbacks: 0, dropped: 0, deferred: 0, guestsAppeared: 0, guestsVanished: 0,
+    collections: 0,
+    cycles: 0,
+    policyErrors: 0,
+    abortedEvaluations: 0,
+    controllerErrors: 0,
+    driverErrors: 0,
+    sourceErrors: 0,
+    actionsApplied: 0,
+    vetoes: 0,
+    rollbacks: 0,
+    dropped: 0,
+    deferred: 0,
+    guestsAppeared: 0,
+    guestsVanished: 0,
   };
   private readonly evalOpts?: EvaluateOptions;
   private readonly balloonsOff?: string;
@@ -119,8 +140,12 @@ export class Engine<P = CompiledPolicy> {
     // Every registry module sets itself up with what this host has; one that cannot (no
     // backend, no driver support) or that the config turns off still plans, as vetoes.
     const env: ControlEnv = {
-      hypervisor: this.hypervisor, ksm: opts.ksm, cgroup: opts.cgroup, simWorld: opts.simWorld,
-      lookup: (id) => this.samples.get(id), log: this.log,
+      hypervisor: this.hypervisor,
+      ksm: opts.ksm,
+      cgroup: opts.cgroup,
+      simWorld: opts.simWorld,
+      lookup: (id) => this.samples.get(id),
+      log: this.log,
     };
     const planned: PlannedControl[] = [];
     for (const module of opts.controls ?? CONTROLS) {
@@ -190,10 +215,7 @@ export class Engine<P = CompiledPolicy> {
   async collect(): Promise<CollectReport> {
     const time = this.clock();
     const report: CollectReport = { time, guests: 0, appeared: [], vanished: [], errors: [] };
-    const [guestRes, ...sourceRes] = await Promise.allSettled([
-      this.hypervisor.collect(),
-      ...this.sources.map((s) => s.collect()),
-    ]);
+    const [guestRes, ...sourceRes] = await Promise.allSettled([this.hypervisor.collect(), ...this.sources.map((s) => s.collect())]);
     this.counters.collections++;
 
     // Host: merge every source's fields; a failing source keeps its last good values and
@@ -207,7 +229,11 @@ export class Engine<P = CompiledPolicy> {
         this.sourceStats.set(src.name, r.value);
         if (failing) {
           this.failingSources.delete(src.name);
-          this.log.info('source_recovered', { source: src.name, failed_collections: failing.count, reason: `failing since t=${Math.round(failing.since)}: ${failing.error}` });
+          this.log.info('source_recovered', {
+            source: src.name,
+            failed_collections: failing.count,
+            reason: `failing since t=${Math.round(failing.since)}: ${failing.error}`,
+          });
         }
       } else {
         this.counters.sourceErrors++;
@@ -217,7 +243,11 @@ export class Engine<P = CompiledPolicy> {
         report.errors.push(msg);
         // Logged when it starts failing (and when the error changes), counted meanwhile.
         if (!failing || failing.error !== error) {
-          this.log.warn('source_error', { source: src.name, error, reason: 'its last good values stay in the host sample; logged again when it recovers or the error changes' });
+          this.log.warn('source_error', {
+            source: src.name,
+            error,
+            reason: 'its last good values stay in the host sample; logged again when it recovers or the error changes',
+          });
           this.failingSources.set(src.name, { since: failing?.since ?? time, count: (failing?.count ?? 0) + 1, error });
         } else failing.count++;
       }
@@ -239,7 +269,12 @@ export class Engine<P = CompiledPolicy> {
       // Logged when it starts failing (and when the error changes), counted meanwhile.
       const failing = this.failingSources.get(HYPERVISOR_KEY);
       if (!failing || failing.error !== error) {
-        this.log.error('collect_error', { hypervisor: this.hypervisor.name, error, kind: failureKind(guestRes!.reason), reason: 'guests are stale (nothing inflates) until it answers; logged again when it recovers or the error changes' });
+        this.log.error('collect_error', {
+          hypervisor: this.hypervisor.name,
+          error,
+          kind: failureKind(guestRes!.reason),
+          reason: 'guests are stale (nothing inflates) until it answers; logged again when it recovers or the error changes',
+        });
         this.failingSources.set(HYPERVISOR_KEY, { since: failing?.since ?? time, count: (failing?.count ?? 0) + 1, error });
       } else failing.count++;
       for (const g of this.guests.values()) g.stale = msg;
@@ -250,7 +285,11 @@ export class Engine<P = CompiledPolicy> {
     const failed = this.failingSources.get(HYPERVISOR_KEY);
     if (failed) {
       this.failingSources.delete(HYPERVISOR_KEY);
-      this.log.info('collect_recovered', { hypervisor: this.hypervisor.name, failed_collections: failed.count, reason: `failing since t=${Math.round(failed.since)}: ${failed.error}` });
+      this.log.info('collect_recovered', {
+        hypervisor: this.hypervisor.name,
+        failed_collections: failed.count,
+        reason: `failing since t=${Math.round(failed.since)}: ${failed.error}`,
+      });
     }
     this.gone.clear();
     await this.addControlFields(guestRes!.value);
@@ -331,8 +370,12 @@ export class Engine<P = CompiledPolicy> {
       g.warnedIneffective = true;
       const mib = (k: number) => Math.round(k / 1024);
       this.log.warn('balloon_ineffective', {
-        guest: g.name, inflated_mib: mib(g.returns.inflatedKiB), expected_mib: mib(g.returns.expectedKiB), returned_mib: mib(g.returns.returnedKiB),
-        reason: 'the balloon took memory the host had backed, but QEMU\'s resident memory fell by under a quarter of it: huge pages likely hold it (see docs/host.md)',
+        guest: g.name,
+        inflated_mib: mib(g.returns.inflatedKiB),
+        expected_mib: mib(g.returns.expectedKiB),
+        returned_mib: mib(g.returns.returnedKiB),
+        reason:
+          "the balloon took memory the host had backed, but QEMU's resident memory fell by under a quarter of it: huge pages likely hold it (see docs/host.md)",
       });
     }
   }
@@ -363,7 +406,12 @@ export class Engine<P = CompiledPolicy> {
   timedHistory(entity: string): { time: number; stats: Stats }[] | undefined {
     let h: History | undefined;
     if (entity === 'host') h = this.host.history;
-    else for (const g of this.guests.values()) if (g.name === entity) { h = g.history; break; }
+    else
+      for (const g of this.guests.values())
+        if (g.name === entity) {
+          h = g.history;
+          break;
+        }
     if (!h) return undefined;
     const out: { time: number; stats: Stats }[] = [];
     for (let i = h.length - 1; i >= 0; i--) out.push({ time: h.timeAt(i)!, stats: h.at(i)! });
@@ -407,7 +455,10 @@ export class Engine<P = CompiledPolicy> {
     const output = this.runPolicy(guests, cycle, time);
     const evalMs = performance.now() - t0;
     const plan = planCycle(cycle, time, this.host, guests, output, {
-      safeguards: this.sg, controls: this.planned, balloonsOff: this.balloonsOff, paused: this.pausedReason,
+      safeguards: this.sg,
+      controls: this.planned,
+      balloonsOff: this.balloonsOff,
+      paused: this.pausedReason,
     });
     this.counters.cycles++;
     this.recordPolicyOutcome(plan, output !== null);
@@ -416,8 +467,15 @@ export class Engine<P = CompiledPolicy> {
     this.commitGuard(plan, outcomes);
     this.record(plan, outcomes);
     const report: CycleReport = {
-      cycle, time, evaluated: output !== null, aborted: plan.aborted, errors: plan.errors, outcomes, notes: plan.notes,
-      evalMs, totalMs: performance.now() - t0,
+      cycle,
+      time,
+      evaluated: output !== null,
+      aborted: plan.aborted,
+      errors: plan.errors,
+      outcomes,
+      notes: plan.notes,
+      evalMs,
+      totalMs: performance.now() - t0,
     };
     for (const l of this.cycleListeners) {
       try {
@@ -444,7 +502,12 @@ export class Engine<P = CompiledPolicy> {
       const key = `\0aborted\0${errors.join('\0')}`;
       const first = !this.seenPolicyErrors.has(key);
       if (first && this.seenPolicyErrors.size < 10_000) this.seenPolicyErrors.add(key);
-      this.log.log(first ? 'error' : 'debug', 'policy_aborted', { cycle: plan.cycle, reason: 'evaluation aborted: nothing from the policy is applied', errors, repeated: first ? undefined : true });
+      this.log.log(first ? 'error' : 'debug', 'policy_aborted', {
+        cycle: plan.cycle,
+        reason: 'evaluation aborted: nothing from the policy is applied',
+        errors,
+        repeated: first ? undefined : true,
+      });
     }
     for (const e of plan.errors) {
       this.counters.policyErrors++;
@@ -454,7 +517,14 @@ export class Engine<P = CompiledPolicy> {
       const key = `${e.guest ?? ''}\0${e.line}:${e.col}\0${e.message}`;
       const first = !this.seenPolicyErrors.has(key);
       if (first && this.seenPolicyErrors.size < 10_000) this.seenPolicyErrors.add(key);
-      this.log.log(first ? 'warn' : 'debug', 'policy_error', { cycle: plan.cycle, guest: e.guest, line: e.line, col: e.col, error: e.message, repeated: first ? undefined : true });
+      this.log.log(first ? 'warn' : 'debug', 'policy_error', {
+        cycle: plan.cycle,
+        guest: e.guest,
+        line: e.line,
+        col: e.col,
+        error: e.message,
+        repeated: first ? undefined : true,
+      });
     }
   }
 
@@ -521,8 +591,15 @@ export class Engine<P = CompiledPolicy> {
       const a = o.action;
       const isRollback = a.reasons[0]?.startsWith('rollback') ?? false;
       const rec: ActionRecord = {
-        cycle: plan.cycle, time: plan.now, entity: a.entity, control: a.control, from: a.from, to: a.to,
-        result: o.result, reasons: a.reasons, error: o.error,
+        cycle: plan.cycle,
+        time: plan.now,
+        entity: a.entity,
+        control: a.control,
+        from: a.from,
+        to: a.to,
+        result: o.result,
+        reasons: a.reasons,
+        error: o.error,
       };
       if (o.result === 'unchanged') continue;
       if (o.result === 'deferred') {
@@ -532,14 +609,26 @@ export class Engine<P = CompiledPolicy> {
         continue;
       }
       this.remember(rec);
-      const fields = { cycle: plan.cycle, entity: a.entity, control: a.control, from: a.from, to: a.to, result: o.result, error: o.error, kind: o.kind, reason: a.reasons };
+      const fields = {
+        cycle: plan.cycle,
+        entity: a.entity,
+        control: a.control,
+        from: a.from,
+        to: a.to,
+        result: o.result,
+        error: o.error,
+        kind: o.kind,
+        reason: a.reasons,
+      };
       const failKey = `${a.entity}\0${a.control}`;
       if (o.result === 'applied') {
         this.failing.delete(failKey);
         this.counters.actionsApplied++;
         this.vetoed.delete(failKey);
-        if (isRollback) { this.counters.rollbacks++; this.log.warn('rollback', fields); }
-        else this.log.log(summarize ? 'debug' : 'info', 'action', fields);
+        if (isRollback) {
+          this.counters.rollbacks++;
+          this.log.warn('rollback', fields);
+        } else this.log.log(summarize ? 'debug' : 'info', 'action', fields);
       } else if (o.result === 'dropped') {
         this.counters.dropped++;
         this.log.info('action_dropped', fields);
@@ -556,13 +645,30 @@ export class Engine<P = CompiledPolicy> {
     for (const n of plan.notes) {
       if (n.verdict === 'veto' && !n.quiet) {
         this.counters.vetoes++;
-        this.remember({ cycle: plan.cycle, time: plan.now, entity: n.entity, control: n.control, requested: n.requested, from: null, to: null, result: 'veto', reasons: n.reasons });
+        this.remember({
+          cycle: plan.cycle,
+          time: plan.now,
+          entity: n.entity,
+          control: n.control,
+          requested: n.requested,
+          from: null,
+          to: null,
+          result: 'veto',
+          reasons: n.reasons,
+        });
         // The same veto for the same reason every cycle is said once (again when it changes).
         const key = `${n.entity}\0${n.control}`;
         const why = n.reasons.join('; ');
         const repeated = this.vetoed.get(key) === why;
         if (!repeated && this.vetoed.size < 10_000) this.vetoed.set(key, why);
-        this.log.log(repeated ? 'debug' : 'info', 'veto', { cycle: plan.cycle, entity: n.entity, control: n.control, requested: n.requested, reason: n.reasons, repeated: repeated || undefined });
+        this.log.log(repeated ? 'debug' : 'info', 'veto', {
+          cycle: plan.cycle,
+          entity: n.entity,
+          control: n.control,
+          requested: n.requested,
+          reason: n.reasons,
+          repeated: repeated || undefined,
+        });
       } else {
         this.log.debug(n.verdict, { cycle: plan.cycle, entity: n.entity, control: n.control, requested: n.requested, reason: n.reasons });
       }
@@ -577,7 +683,13 @@ export class Engine<P = CompiledPolicy> {
       .sort((x, y) => Math.abs((y.action.to as number) - (y.action.from as number)) - Math.abs((x.action.to as number) - (x.action.from as number)))
       .slice(0, 5)
       .map((o) => ({ entity: o.action.entity, control: o.action.control, from: o.action.from, to: o.action.to }));
-    this.log.info('cycle_summary', { cycle: plan.cycle, actions: counts, biggest: moves, vetoes: plan.notes.filter((n) => n.verdict === 'veto' && !n.quiet).length, reason: `more than ${SUMMARY_OVER} actions: each is logged at debug` });
+    this.log.info('cycle_summary', {
+      cycle: plan.cycle,
+      actions: counts,
+      biggest: moves,
+      vetoes: plan.notes.filter((n) => n.verdict === 'veto' && !n.quiet).length,
+      reason: `more than ${SUMMARY_OVER} actions: each is logged at debug`,
+    });
   }
 
   private remember(rec: ActionRecord): void {
@@ -630,7 +742,15 @@ export class Engine<P = CompiledPolicy> {
       policyLoaded: this.policyValue !== null,
       host: { stats: this.host.history.latest() ?? {}, vars: this.host.vars, stale: this.hostStale },
       guests: [...this.guests.values()].map((g) => ({
-        id: g.id, name: g.name, props: g.props, stats: g.history.latest() ?? {}, vars: g.vars, stale: g.stale, holdUntil: g.guard.holdUntil, lastTarget: g.lastTarget, balloonReturn: g.returns,
+        id: g.id,
+        name: g.name,
+        props: g.props,
+        stats: g.history.latest() ?? {},
+        vars: g.vars,
+        stale: g.stale,
+        holdUntil: g.guard.holdUntil,
+        lastTarget: g.lastTarget,
+        balloonReturn: g.returns,
       })),
       recent: this.recentActions(),
       counters: { ...this.counters },

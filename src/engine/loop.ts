@@ -31,13 +31,19 @@ export class Loop {
   private readonly collectListeners = new Set<Listener<CollectReport>>();
   private readonly cycleListeners = new Set<Listener<CycleReport>>();
 
-  constructor(readonly engine: Steppable, private readonly opts: LoopOptions) {
+  constructor(
+    readonly engine: Steppable,
+    private readonly opts: LoopOptions,
+  ) {
     if (!(opts.statsIntervalS > 0) || !(opts.policyIntervalS > 0)) throw new Error('loop: intervals must be positive');
     const scale = opts.timeScale ?? 1;
-    this.scheduler = new Scheduler([
-      { name: 'collect', intervalS: opts.statsIntervalS / scale, run: () => this.collect(opts.statsIntervalS) },
-      { name: 'policy', intervalS: opts.policyIntervalS / scale, runAtStart: false, run: () => this.cycle() },
-    ], { onError: (task, err) => opts.onError?.(task as 'collect' | 'policy', err) });
+    this.scheduler = new Scheduler(
+      [
+        { name: 'collect', intervalS: opts.statsIntervalS / scale, run: () => this.collect(opts.statsIntervalS) },
+        { name: 'policy', intervalS: opts.policyIntervalS / scale, runAtStart: false, run: () => this.cycle() },
+      ],
+      { onError: (task, err) => opts.onError?.(task as 'collect' | 'policy', err) },
+    );
   }
 
   /** After every collection. Returns the unsubscribe. */

@@ -6,11 +6,9 @@ import type { EvaluateFn } from './policy-port.js';
 
 export type { CompiledPolicy };
 
-export const compilePolicyFiles: CompileFn<CompiledPolicy> = (files) =>
-  compilePolicies(files.map((f) => ({ name: f.name, text: f.text, file: f.path })));
+export const compilePolicyFiles: CompileFn<CompiledPolicy> = (files) => compilePolicies(files.map((f) => ({ name: f.name, text: f.text, file: f.path })));
 
-export const evaluatePolicy: EvaluateFn<CompiledPolicy> = (policy, host, guests, opts) =>
-  evaluate(policy, host, guests, { stepBudget: opts?.stepBudget });
+export const evaluatePolicy: EvaluateFn<CompiledPolicy> = (policy, host, guests, opts) => evaluate(policy, host, guests, { stepBudget: opts?.stepBudget });
 
 /** Compile policy text given inline (tests, demo fallbacks). */
 export function compilePolicyText(text: string, name = '50_main_'): CompiledPolicy {

@@ -22,7 +22,10 @@ export type PolicySourceSpec = { dir: string } | { files: string[] };
 
 function listPaths(src: PolicySourceSpec): string[] {
   if ('files' in src) return src.files;
-  return readdirSync(src.dir).filter((n) => n.endsWith('.policy')).sort().map((n) => join(src.dir, n));
+  return readdirSync(src.dir)
+    .filter((n) => n.endsWith('.policy'))
+    .sort()
+    .map((n) => join(src.dir, n));
 }
 
 export function describeSource(src: PolicySourceSpec): string {
@@ -45,24 +48,24 @@ export function sourceSignature(src: PolicySourceSpec): string {
 function sourceState(src: PolicySourceSpec): { signature: string; newestMs: number } {
   let newestMs = 0;
   try {
-    const signature = listPaths(src).map((n) => {
-      try {
-        const st = statSync(n);
-        newestMs = Math.max(newestMs, st.mtimeMs);
-        return `${n}:${st.size}:${st.mtimeMs}`;
-      } catch {
-        return `${n}:gone`;
-      }
-    }).join('|');
+    const signature = listPaths(src)
+      .map((n) => {
+        try {
+          const st = statSync(n);
+          newestMs = Math.max(newestMs, st.mtimeMs);
+          return `${n}:${st.size}:${st.mtimeMs}`;
+        } catch {
+          return `${n}:gone`;
+        }
+      })
+      .join('|');
     return { signature, newestMs };
   } catch (err) {
     return { signature: `error:${(err as Error).message}`, newestMs };
   }
 }
 
-export type LoadResult<P> =
-  | { ok: true; policy: P; files: string[] }
-  | { ok: false; error: string };
+export type LoadResult<P> = { ok: true; policy: P; files: string[] } | { ok: false; error: string };
 
 export function loadPolicies<P>(src: PolicySourceSpec, compile: CompileFn<P>): LoadResult<P> {
   let files: PolicyFile[];
@@ -154,18 +157,29 @@ export class PolicyWatcher<P> {
       // Watching the directory (not the files) sees editors that save by rename.
       const dir = 'dir' in src ? src.dir : dirname(src.files[0] ?? '.');
       this.watcher = watch(dir, { persistent: false }, () => this.soon());
-      this.watcher.on('error', () => { this.watcher?.close(); this.watcher = undefined; });
+      this.watcher.on('error', () => {
+        this.watcher?.close();
+        this.watcher = undefined;
+      });
     } catch {
       // No inotify (or the directory is missing): polling alone will do.
     }
-    this.poll = setInterval(() => { if (!this.debounce) this.check(); }, (this.opts.pollS ?? 2) * 1000);
+    this.poll = setInterval(
+      () => {
+        if (!this.debounce) this.check();
+      },
+      (this.opts.pollS ?? 2) * 1000,
+    );
     this.poll.unref();
     return ok;
   }
 
   private soon(ms = this.opts.debounceMs ?? 200): void {
     if (this.debounce) clearTimeout(this.debounce);
-    this.debounce = setTimeout(() => { this.debounce = undefined; this.check(); }, ms);
+    this.debounce = setTimeout(() => {
+      this.debounce = undefined;
+      this.check();
+    }, ms);
     this.debounce.unref();
   }
 

@@ -33,7 +33,10 @@ export class PolicySet<P> {
   /** MOM's setPolicy clears every policy, files included, until resetPolicies. */
   private filesHidden = false;
 
-  constructor(private readonly compileFn: CompileFn<P>, private readonly clock: () => number = () => Date.now() / 1000) {}
+  constructor(
+    private readonly compileFn: CompileFn<P>,
+    private readonly clock: () => number = () => Date.now() / 1000,
+  ) {}
 
   /** The entries in force, in the order they are concatenated. */
   entries(): PolicyEntry[] {
@@ -42,7 +45,9 @@ export class PolicySet<P> {
 
   /** The concatenated text (MOM's getPolicy). */
   text(): string {
-    return this.entries().map((e) => e.text).join('\n');
+    return this.entries()
+      .map((e) => e.text)
+      .join('\n');
   }
 
   hasApiEntries(): boolean {

@@ -113,20 +113,35 @@ export function guardBalloon(inp: BalloonGuardInput, cfg: SafeguardConfig): Ball
   }
   let t = Math.round(requestedNum);
   if (t < cur) {
-    const why = inp.stale ? `sample stale (${inp.stale})`
-      : b.used === null ? 'guest memory use unknown (no mem_unused)'
-      : state.holdUntil !== undefined ? `backing off after a rollback until t=${Math.round(state.holdUntil)} s`
-      : null;
+    const why = inp.stale
+      ? `sample stale (${inp.stale})`
+      : b.used === null
+        ? 'guest memory use unknown (no mem_unused)'
+        : state.holdUntil !== undefined
+          ? `backing off after a rollback until t=${Math.round(state.holdUntil)} s`
+          : null;
     if (why) return decision('veto', requestedNum, from, null, floor, max, [`inflation refused: ${why}`], state);
   }
   // Bit flags instead of strings until we know the decision is kept.
   let did = 0;
-  if (t < floor) { did |= 1; t = floor; }
-  if (t > max) { did |= 2; t = max; }
+  if (t < floor) {
+    did |= 1;
+    t = floor;
+  }
+  if (t > max) {
+    did |= 2;
+    t = max;
+  }
   const lo = Math.min(cur - b.step, max);
   const hi = Math.max(cur + b.step, floor);
-  if (t < lo) { did |= 4; t = lo; }
-  if (t > hi) { did |= 8; t = hi; }
+  if (t < lo) {
+    did |= 4;
+    t = lo;
+  }
+  if (t > hi) {
+    did |= 8;
+    t = hi;
+  }
   const outside = cur < floor || cur > max;
   const skip = t === cur || (Math.abs(t - cur) < b.minChange && !outside);
   const reasons: string[] = [];
@@ -142,17 +157,24 @@ export function guardBalloon(inp: BalloonGuardInput, cfg: SafeguardConfig): Ball
     return decision('skip', requestedNum, from, null, floor, max, reasons, state);
   }
   if (t > cur + b.step) reasons.push(`below floor: raised by more than one step, at once`);
-  const next: GuestGuardState = t < cur
-    ? { lastInflation: { cycle: inp.cycle, at: inp.now, step: cur - t }, holdUntil: state.holdUntil }
-    : { lastInflation: undefined, holdUntil: state.holdUntil };
+  const next: GuestGuardState =
+    t < cur
+      ? { lastInflation: { cycle: inp.cycle, at: inp.now, step: cur - t }, holdUntil: state.holdUntil }
+      : { lastInflation: undefined, holdUntil: state.holdUntil };
   return decision('apply', requestedNum, from, t, floor, max, reasons, next);
 }
 
 const NO_REQUEST: string[] = ['no balloon_target'];
 
 function decision(
-  verdict: BalloonVerdict, requested: number | null, from: number | null, target: number | null,
-  floor: number | null, max: number | null, reasons: string[], next: GuestGuardState,
+  verdict: BalloonVerdict,
+  requested: number | null,
+  from: number | null,
+  target: number | null,
+  floor: number | null,
+  max: number | null,
+  reasons: string[],
+  next: GuestGuardState,
 ): BalloonDecision {
   return { verdict, requested, from, target, floor, max, reasons, next };
 }

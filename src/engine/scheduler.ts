@@ -29,9 +29,13 @@ export class Scheduler {
   readonly skipped: Record<string, number> = {};
   readonly runs: Record<string, number> = {};
 
-  constructor(private readonly tasks: Task[], private readonly opts: SchedulerOptions = {}) {
+  constructor(
+    private readonly tasks: Task[],
+    private readonly opts: SchedulerOptions = {},
+  ) {
     for (const t of tasks) {
-      if (!(t.intervalS > 0) || !Number.isFinite(t.intervalS)) throw new RangeError(`task ${t.name}: interval must be a positive number of seconds, got ${t.intervalS}`);
+      if (!(t.intervalS > 0) || !Number.isFinite(t.intervalS))
+        throw new RangeError(`task ${t.name}: interval must be a positive number of seconds, got ${t.intervalS}`);
       // Node turns a delay outside 1 ms .. 2^31-1 ms into 1 ms: a typo would hammer libvirtd.
       if (t.intervalS * 1000 < 1 || t.intervalS * 1000 > MAX_TIMER_MS) {
         throw new RangeError(`task ${t.name}: interval ${t.intervalS} s is outside what a timer can wait (0.001 s to ${MAX_TIMER_MS / 1000} s)`);

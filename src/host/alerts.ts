@@ -64,17 +64,23 @@ export function hostAlerts(history: readonly Stats[], t: AlertThresholds = DEFAU
     const availShare = free / total;
     if (availShare < t.availableFraction) {
       out.push({
-        kind: 'low_available', severity: availShare < t.availableFraction / 2 ? 'critical' : 'warning', entity: 'host',
+        kind: 'low_available',
+        severity: availShare < t.availableFraction / 2 ? 'critical' : 'warning',
+        entity: 'host',
         message: `host available memory ${pct(availShare)} (${Math.round(free / 1024)} MiB of ${Math.round(total / 1024)} MiB) is under ${pct(t.availableFraction)}`,
-        value: availShare, threshold: t.availableFraction,
+        value: availShare,
+        threshold: t.availableFraction,
       });
     }
     const usage = (total - free) / total;
     if (usage > t.usageFraction) {
       out.push({
-        kind: 'high_usage', severity: 'warning', entity: 'host',
+        kind: 'high_usage',
+        severity: 'warning',
+        entity: 'host',
         message: `host memory usage ${pct(usage)} is above ${pct(t.usageFraction)}`,
-        value: usage, threshold: t.usageFraction,
+        value: usage,
+        threshold: t.usageFraction,
       });
     }
   }
@@ -89,9 +95,12 @@ export function hostAlerts(history: readonly Stats[], t: AlertThresholds = DEFAU
     if (rates.length === t.pagingSamples && rates.every((r) => r > t.pagingPagesPerSec)) {
       const least = Math.min(...rates);
       out.push({
-        kind: 'paging', severity: 'warning', entity: 'host',
+        kind: 'paging',
+        severity: 'warning',
+        entity: 'host',
         message: `host paging at least ${least.toFixed(1)} pages/s for ${t.pagingSamples} samples (threshold ${t.pagingPagesPerSec} pages/s)`,
-        value: least, threshold: t.pagingPagesPerSec,
+        value: least,
+        threshold: t.pagingPagesPerSec,
       });
     }
   }
@@ -117,9 +126,12 @@ export function guestLeakAlert(name: string, history: readonly Stats[], t: Alert
   const rise = u[u.length - 1]! - u[0]!;
   if (share < t.leakRisingShare || rise < t.leakMinRiseKiB) return null;
   return {
-    kind: 'guest_leak', severity: 'warning', entity: name,
+    kind: 'guest_leak',
+    severity: 'warning',
+    entity: name,
     message: `guest ${name}: used memory rose ${Math.round(rise / 1024)} MiB over ${u.length} samples (rising in ${pct(share)} of them): a leak?`,
-    value: rise, threshold: t.leakMinRiseKiB,
+    value: rise,
+    threshold: t.leakMinRiseKiB,
   };
 }
 

@@ -32,7 +32,10 @@ export function limitText(kib: number | null, files: LimitFiles): string {
 }
 
 export class CgroupLimitError extends Error {
-  constructor(message: string, readonly code?: string) {
+  constructor(
+    message: string,
+    readonly code?: string,
+  ) {
     super(message);
     this.name = 'CgroupLimitError';
   }
@@ -85,11 +88,18 @@ export class CgroupLimits implements CgroupBackend {
     if (cached) return cached;
     const cg = await findMemoryCgroup(this.root, pid);
     if (!cg) throw new CgroupLimitError(`guest ${guest.name}: process ${pid} has no memory cgroup (gone, or no memory controller mounted)`);
-    if (cg.path === '/') throw new CgroupLimitError(`guest ${guest.name}: process ${pid} is in the root memory cgroup, which takes no limits; start it in its own cgroup`);
+    if (cg.path === '/')
+      throw new CgroupLimitError(`guest ${guest.name}: process ${pid} is in the root memory cgroup, which takes no limits; start it in its own cgroup`);
     if (!this.opts.allowShared) {
-      const procs = (await readFile(posix.join(cg.dir, 'cgroup.procs'), 'utf8')).split('\n').filter((l) => l.trim() !== '').map(Number);
+      const procs = (await readFile(posix.join(cg.dir, 'cgroup.procs'), 'utf8'))
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .map(Number);
       const others = procs.filter((p) => p !== pid);
-      if (others.length > 0) throw new CgroupLimitError(`guest ${guest.name}: cgroup ${cg.path} also holds process(es) ${others.slice(0, 5).join(', ')}; refusing to limit a shared cgroup (allowShared to override)`);
+      if (others.length > 0)
+        throw new CgroupLimitError(
+          `guest ${guest.name}: cgroup ${cg.path} also holds process(es) ${others.slice(0, 5).join(', ')}; refusing to limit a shared cgroup (allowShared to override)`,
+        );
     }
     this.byPid.set(pid, cg);
     return cg;

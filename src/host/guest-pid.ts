@@ -19,7 +19,10 @@ export async function guestPid(guest: Pick<GuestSample, 'name' | 'props'>, opts:
 }
 
 /** PIDs of the guests' QEMU processes (for KsmSource's ksm_shareable). */
-export async function guestPids(guests: readonly Pick<GuestSample, 'name' | 'props'>[], opts: { root?: string; libvirtRunDir?: string } = {}): Promise<number[]> {
+export async function guestPids(
+  guests: readonly Pick<GuestSample, 'name' | 'props'>[],
+  opts: { root?: string; libvirtRunDir?: string } = {},
+): Promise<number[]> {
   const out: number[] = [];
   for (const g of guests) {
     const pid = await guestPid(g, opts);

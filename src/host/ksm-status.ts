@@ -32,8 +32,32 @@ export interface KsmStatus {
   processes: KsmProcess[];
 }
 
-const KNOBS = ['run', 'pages_to_scan', 'sleep_millisecs', 'merge_across_nodes', 'max_page_sharing', 'use_zero_pages', 'smart_scan', 'advisor_mode', 'advisor_max_cpu', 'advisor_target_scan_time', 'stable_node_chains_prune_millisecs'];
-const COUNTERS = ['pages_shared', 'pages_sharing', 'pages_unshared', 'pages_volatile', 'full_scans', 'general_profit', 'ksm_zero_pages', 'pages_scanned', 'pages_skipped', 'stable_node_chains', 'stable_node_dups'];
+const KNOBS = [
+  'run',
+  'pages_to_scan',
+  'sleep_millisecs',
+  'merge_across_nodes',
+  'max_page_sharing',
+  'use_zero_pages',
+  'smart_scan',
+  'advisor_mode',
+  'advisor_max_cpu',
+  'advisor_target_scan_time',
+  'stable_node_chains_prune_millisecs',
+];
+const COUNTERS = [
+  'pages_shared',
+  'pages_sharing',
+  'pages_unshared',
+  'pages_volatile',
+  'full_scans',
+  'general_profit',
+  'ksm_zero_pages',
+  'pages_scanned',
+  'pages_skipped',
+  'stable_node_chains',
+  'stable_node_dups',
+];
 
 export function parseKsmStat(text: string): Omit<KsmProcess, 'pid' | 'comm'> | null {
   const kv = new Map<string, string>();
@@ -45,7 +69,14 @@ export function parseKsmStat(text: string): Omit<KsmProcess, 'pid' | 'comm'> | n
   const b = (k: string) => (kv.has(k) ? kv.get(k) === 'yes' : null);
   const merging = n('ksm_merging_pages');
   if (merging === null) return null;
-  return { merging_pages: merging, rmap_items: n('ksm_rmap_items'), zero_pages: n('ksm_zero_pages'), process_profit: n('ksm_process_profit'), merge_any: b('ksm_merge_any'), mergeable: b('ksm_mergeable') };
+  return {
+    merging_pages: merging,
+    rmap_items: n('ksm_rmap_items'),
+    zero_pages: n('ksm_zero_pages'),
+    process_profit: n('ksm_process_profit'),
+    merge_any: b('ksm_merge_any'),
+    mergeable: b('ksm_mergeable'),
+  };
 }
 
 export function statusFromFiles(files: Record<string, string>): Pick<KsmStatus, 'available' | 'state' | 'knobs' | 'counters' | 'saved_kib'> {
@@ -100,22 +131,37 @@ export function formatKsmStatus(s: KsmStatus, opts: { top?: number; all?: boolea
   if (!s.available) return 'KSM: not available on this kernel (no /sys/kernel/mm/ksm)\n';
   const lines: string[] = [];
   const c = s.counters;
-  lines.push(`KSM: ${s.state} (run=${s.knobs.run})   ksmd pid ${s.ksmd.pid ?? '-'}, cpu ${s.ksmd.cpu_seconds === null ? '-' : `${s.ksmd.cpu_seconds.toFixed(2)} s`}`);
-  lines.push(`  knobs     ${Object.entries(s.knobs).filter(([k]) => k !== 'run').map(([k, v]) => `${k}=${v}`).join(' ')}`);
-  lines.push(`  pages     shared ${c.pages_shared ?? '-'}  sharing ${c.pages_sharing ?? '-'}  unshared ${c.pages_unshared ?? '-'}  volatile ${c.pages_volatile ?? '-'}`);
+  lines.push(
+    `KSM: ${s.state} (run=${s.knobs.run})   ksmd pid ${s.ksmd.pid ?? '-'}, cpu ${s.ksmd.cpu_seconds === null ? '-' : `${s.ksmd.cpu_seconds.toFixed(2)} s`}`,
+  );
+  lines.push(
+    `  knobs     ${Object.entries(s.knobs)
+      .filter(([k]) => k !== 'run')
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ')}`,
+  );
+  lines.push(
+    `  pages     shared ${c.pages_shared ?? '-'}  sharing ${c.pages_sharing ?? '-'}  unshared ${c.pages_unshared ?? '-'}  volatile ${c.pages_volatile ?? '-'}`,
+  );
   lines.push(`  scans     full_scans ${c.full_scans ?? '-'}${c.pages_scanned !== undefined ? `  pages_scanned ${c.pages_scanned}` : ''}`);
-  lines.push(`  profit    general_profit ${c.general_profit === undefined ? '-' : `${c.general_profit} bytes (${mib(c.general_profit / 1024)})`}   saved ${s.saved_kib === null ? '-' : mib(s.saved_kib)} (pages_sharing x ${PAGE_KIB} KiB)`);
+  lines.push(
+    `  profit    general_profit ${c.general_profit === undefined ? '-' : `${c.general_profit} bytes (${mib(c.general_profit / 1024)})`}   saved ${s.saved_kib === null ? '-' : mib(s.saved_kib)} (pages_sharing x ${PAGE_KIB} KiB)`,
+  );
   const shown = s.processes.filter((p) => opts.all || p.merging_pages > 0).slice(0, opts.top ?? 20);
   if (s.per_process_source === 'none') {
     lines.push('  processes: this kernel has no per-process KSM counters (/proc/PID/ksm_stat needs Linux 6.1+)');
   } else if (shown.length === 0) {
     lines.push(`  processes: none with merged pages (${s.processes.length} checked via ${s.per_process_source})`);
   } else {
-    lines.push(`  processes with merged pages (top ${shown.length} of ${s.processes.filter((p) => p.merging_pages > 0).length}, from ${s.per_process_source}):`);
+    lines.push(
+      `  processes with merged pages (top ${shown.length} of ${s.processes.filter((p) => p.merging_pages > 0).length}, from ${s.per_process_source}):`,
+    );
     lines.push(`  ${'PID'.padStart(8)}  ${'MERGING'.padStart(10)}  ${'SAVED'.padStart(10)}  ${'PROFIT'.padStart(12)}  MODE       COMMAND`);
     for (const p of shown) {
       const mode = p.merge_any ? 'process' : p.mergeable ? 'madvise' : p.merge_any === null ? '?' : '-';
-      lines.push(`  ${String(p.pid).padStart(8)}  ${String(p.merging_pages).padStart(10)}  ${mib(p.merging_pages * PAGE_KIB).padStart(10)}  ${(p.process_profit === null ? '-' : String(p.process_profit)).padStart(12)}  ${mode.padEnd(9)}  ${p.comm}`);
+      lines.push(
+        `  ${String(p.pid).padStart(8)}  ${String(p.merging_pages).padStart(10)}  ${mib(p.merging_pages * PAGE_KIB).padStart(10)}  ${(p.process_profit === null ? '-' : String(p.process_profit)).padStart(12)}  ${mode.padEnd(9)}  ${p.comm}`,
+      );
     }
   }
   return lines.join('\n') + '\n';

@@ -11,8 +11,15 @@ export const KSM_DIR = '/sys/kernel/mm/ksm';
 /** MOM's KSM host fields: always present in a sample (null without KSM) so policies that
  *  name them never fail on a kernel without KSM. */
 export const MOM_KSM_FIELDS = [
-  'ksm_run', 'ksm_pages_to_scan', 'ksm_sleep_millisecs', 'ksm_pages_shared', 'ksm_pages_sharing',
-  'ksm_pages_unshared', 'ksm_pages_volatile', 'ksm_full_scans', 'ksm_merge_across_nodes',
+  'ksm_run',
+  'ksm_pages_to_scan',
+  'ksm_sleep_millisecs',
+  'ksm_pages_shared',
+  'ksm_pages_sharing',
+  'ksm_pages_unshared',
+  'ksm_pages_volatile',
+  'ksm_full_scans',
+  'ksm_merge_across_nodes',
 ] as const;
 
 /** The advisor modes in the kernel's order; ksm_advisor_mode is the index of the selected one. */
@@ -100,7 +107,8 @@ export interface KsmSysfsOptions {
 
 function validate(knob: Knob, value: unknown): string {
   if (knob === 'advisor_mode') {
-    if (!(ADVISOR_MODES as readonly unknown[]).includes(value)) throw new Error(`ksm advisor_mode must be one of ${ADVISOR_MODES.join(', ')}, not ${String(value)}`);
+    if (!(ADVISOR_MODES as readonly unknown[]).includes(value))
+      throw new Error(`ksm advisor_mode must be one of ${ADVISOR_MODES.join(', ')}, not ${String(value)}`);
     return String(value);
   }
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
@@ -165,7 +173,7 @@ export class KsmSysfs implements KsmBackend {
       if (errnoOf(err) === 'ENOENT') return null;
       throw err;
     }
-    return knob === 'advisor_mode' ? parseSelection(text) ?? text : text;
+    return knob === 'advisor_mode' ? (parseSelection(text) ?? text) : text;
   }
 
   /** Writes the given settings (knobs that already hold the value are not touched), then
@@ -234,7 +242,11 @@ export class KsmSysfs implements KsmBackend {
         this.originals.delete(knob);
       } catch (err) {
         const code = errnoOf(err);
-        failures.push({ knob, code, message: code ? explain(knob, code, this.path(knob), raw).replace('; will retry next cycle', '') : `ksm ${knob}: ${(err as Error).message}` });
+        failures.push({
+          knob,
+          code,
+          message: code ? explain(knob, code, this.path(knob), raw).replace('; will retry next cycle', '') : `ksm ${knob}: ${(err as Error).message}`,
+        });
       }
     }
     if (failures.length > 0) throw new KsmWriteError(failures);

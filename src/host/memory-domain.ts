@@ -161,7 +161,10 @@ export class MemoryDomainSource implements HostSource {
       const cg = this.opts.dir;
       let mp = cg;
       for (let d = cg; d !== posix.dirname(d); d = posix.dirname(d)) {
-        if ((await readNum(posix.dirname(d), 'cgroup.procs')) === null) { mp = d; break; }
+        if ((await readNum(posix.dirname(d), 'cgroup.procs')) === null) {
+          mp = d;
+          break;
+        }
         mp = posix.dirname(d);
       }
       this.located = { dir: cg, mountPoint: mp };

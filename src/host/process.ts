@@ -57,7 +57,10 @@ export async function readThreadTgid(root: string, tid: number): Promise<number 
 export function parseStatCpuTicks(text: string): number {
   const close = text.lastIndexOf(')');
   if (close < 0) throw new Error('stat: no command name in parentheses');
-  const rest = text.slice(close + 1).trim().split(/\s+/);
+  const rest = text
+    .slice(close + 1)
+    .trim()
+    .split(/\s+/);
   // rest[0] is field 3 (state); utime and stime are fields 14 and 15.
   const utime = Number(rest[11]);
   const stime = Number(rest[12]);
@@ -87,4 +90,3 @@ export async function sumRss(root: string, pids: readonly number[]): Promise<num
   for (const pid of pids) total += (await readProcessRss(root, pid)) ?? 0;
   return total;
 }
-

@@ -24,7 +24,10 @@ export function parsePsi(text: string): Stats {
 /** A kernel without PSI (or with psi=0, where reading fails with EOPNOTSUPP) gives nulls. */
 export class PsiSource implements HostSource {
   readonly name = 'psi';
-  constructor(private readonly root = '/', private readonly path = '/proc/pressure/memory') {}
+  constructor(
+    private readonly root = '/',
+    private readonly path = '/proc/pressure/memory',
+  ) {}
   async collect(): Promise<Stats> {
     let text: string | null;
     try {

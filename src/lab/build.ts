@@ -246,7 +246,14 @@ async function unpackKernel(deb: string, work: string, wanted: string[]): Promis
   const builtinList = existsSync(join(modDir, 'modules.builtin')) ? readFileSync(join(modDir, 'modules.builtin'), 'utf8').split('\n') : [];
   const builtin = new Set(builtinList.map((l) => basename(l).replace(/\.ko$/, '')).filter(Boolean));
   const files = findFiles(join(modDir, 'kernel'), (n) => /\.ko(\.(xz|zst|gz))?$/.test(n));
-  const byName = new Map(files.map((f) => [basename(f).replace(/\.ko(\.(xz|zst|gz))?$/, '').replace(/-/g, '_'), f]));
+  const byName = new Map(
+    files.map((f) => [
+      basename(f)
+        .replace(/\.ko(\.(xz|zst|gz))?$/, '')
+        .replace(/-/g, '_'),
+      f,
+    ]),
+  );
   const modules: KernelParts['modules'] = [];
   for (const name of wanted) {
     if (builtin.has(name) || builtin.has(name.replace(/_/g, '-'))) modules.push({ name, kind: 'builtin' });
@@ -268,7 +275,11 @@ async function compileWorkload(work: string): Promise<string> {
 
 /** Unpacks the guest agent and collects the shared libraries it needs (from the host, as ldd
  *  resolves them). Returns null with a reason when that is not possible. */
-async function guestAgentFiles(version: string, debDir: string, work: string): Promise<{ files: { path: string; data: Buffer; mode: number }[] } | { skipped: string }> {
+async function guestAgentFiles(
+  version: string,
+  debDir: string,
+  work: string,
+): Promise<{ files: { path: string; data: Buffer; mode: number }[] } | { skipped: string }> {
   const deb = await download(AGENT_PKG, version, debDir);
   const dir = join(work, 'qga');
   rmSync(dir, { recursive: true, force: true });
@@ -324,7 +335,9 @@ async function buildInto(dir: string, inputs: LabInputs, hash: string, stamp: st
     ...agentFiles,
   ];
   const baseDirs = ['bin', 'sbin', 'dev', 'etc', 'lib', 'lib/modules', 'proc', 'sys', 'tmp', 'run', 'usr', 'usr/bin', 'usr/sbin', 'var'];
-  const dirs = [...new Set([...baseDirs, ...parentDirs(files.map((f) => f.path))])].sort((a, b) => a.split('/').length - b.split('/').length || a.localeCompare(b));
+  const dirs = [...new Set([...baseDirs, ...parentDirs(files.map((f) => f.path))])].sort(
+    (a, b) => a.split('/').length - b.split('/').length || a.localeCompare(b),
+  );
   const entries: CpioEntry[] = [
     ...dirs.map((d): CpioEntry => ({ type: 'dir', path: d, mode: d === 'tmp' ? 0o1777 : 0o755 })),
     // The kernel opens /dev/console for init before init can mount devtmpfs.
@@ -364,7 +377,9 @@ async function buildInto(dir: string, inputs: LabInputs, hash: string, stamp: st
   };
   writeFileSync(join(dir, 'manifest.json.tmp'), JSON.stringify(manifest, null, 2) + '\n');
   renameSync(join(dir, 'manifest.json.tmp'), join(dir, 'manifest.json'));
-  progress(`done in ${manifest.buildMs} ms: kernel ${kernel.release}, initramfs ${(initrdData.length / 1048576).toFixed(1)} MiB, guest agent ${withAgent ? 'included' : 'left out'}`);
+  progress(
+    `done in ${manifest.buildMs} ms: kernel ${kernel.release}, initramfs ${(initrdData.length / 1048576).toFixed(1)} MiB, guest agent ${withAgent ? 'included' : 'left out'}`,
+  );
   return manifest;
 }
 

@@ -19,7 +19,11 @@ const TOKEN = /^([a-z][a-z0-9_]*)=(\S*)$/;
 export function parseConsoleLine(line: string): ConsoleLine | null {
   const at = line.indexOf('BALLAST ');
   if (at === -1) return null;
-  const words = line.slice(at + 8).replace(/\r/g, '').trim().split(/\s+/);
+  const words = line
+    .slice(at + 8)
+    .replace(/\r/g, '')
+    .trim()
+    .split(/\s+/);
   const kind = words.shift();
   if (!kind || !KIND.test(kind)) return null;
   const fields: Record<string, string> = {};
@@ -147,7 +151,15 @@ export function summarizeConsole(lines: ConsoleLine[]): ConsoleSummary {
         break;
       }
       case 'rate': {
-        const r = { t: l.t ?? NaN, idx: num(f.idx), op: f.op ?? '', pages: num(f.pages), secs: num(f.secs), pagesPerS: num(f.pages_per_s), wsKiB: num(f.ws_kib) };
+        const r = {
+          t: l.t ?? NaN,
+          idx: num(f.idx),
+          op: f.op ?? '',
+          pages: num(f.pages),
+          secs: num(f.secs),
+          pagesPerS: num(f.pages_per_s),
+          wsKiB: num(f.ws_kib),
+        };
         if ([r.t, r.idx, r.pages, r.secs, r.pagesPerS, r.wsKiB].every(Number.isFinite)) s.rates.push(r);
         break;
       }

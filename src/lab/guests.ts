@@ -90,9 +90,13 @@ export function domainXml(o: DomainXmlOptions): string {
       <source path='${e(o.consolePath)}'/>
       <target port='0'/>
     </serial>
-${o.guestAgent ? "    <channel type='unix'>\n      <target type='virtio' name='org.qemu.guest_agent.0'/>\n    </channel>\n" : ''}${o.balloon === false ? "    <memballoon model='none'/>" : `    <memballoon model='virtio'${o.freePageReporting ? " freePageReporting='on'" : ''}>
+${o.guestAgent ? "    <channel type='unix'>\n      <target type='virtio' name='org.qemu.guest_agent.0'/>\n    </channel>\n" : ''}${
+  o.balloon === false
+    ? "    <memballoon model='none'/>"
+    : `    <memballoon model='virtio'${o.freePageReporting ? " freePageReporting='on'" : ''}>
       <stats period='${Math.max(1, Math.round(o.statsPeriodS))}'/>
-    </memballoon>`}
+    </memballoon>`
+}
   </devices>
 </domain>
 `;
@@ -186,7 +190,9 @@ export async function startLabGuests(o: StartGuestsOptions): Promise<LabGuest[]>
   mkdirSync(GUESTS_DIR, { recursive: true });
   const emulator = await findEmulator();
   if (o.group !== undefined && !/^[a-z0-9]+$/.test(o.group)) throw new Error(`bad guest group ${JSON.stringify(o.group)}: use a-z and 0-9`);
-  const names = (o.names ?? Array.from({ length: o.count }, (_, i) => (o.group ? `${o.group}-${i + 1}` : String(i + 1)))).map((n) => (n.startsWith(GUEST_PREFIX) ? n : GUEST_PREFIX + n));
+  const names = (o.names ?? Array.from({ length: o.count }, (_, i) => (o.group ? `${o.group}-${i + 1}` : String(i + 1)))).map((n) =>
+    n.startsWith(GUEST_PREFIX) ? n : GUEST_PREFIX + n,
+  );
   if (names.length !== o.count) throw new Error(`names has ${names.length} entries for ${o.count} guests`);
   const existing = new Set((await listLabGuests()).map((g) => g.name));
   const guests: LabGuest[] = [];
@@ -287,7 +293,9 @@ export async function waitGuestReady(nameOrConsolePath: string, o: { timeoutMs?:
     // "Reporting" = the workload printed its first phase line (an idle step prints no rates).
     if (balloonReady(s, BALLOON_MODULES) && s.ready && (!o.needWorkload || s.phases.length > 0)) return s;
     if (Date.now() > deadline) {
-      throw new Error(`${nameOrConsolePath} not ready after ${o.timeoutMs ?? 180_000} ms (booted=${s.booted}, balloon=${s.balloonBound}, ready=${s.ready}, workload phases=${s.phases.length}, workload exits=${s.workloadExits})`);
+      throw new Error(
+        `${nameOrConsolePath} not ready after ${o.timeoutMs ?? 180_000} ms (booted=${s.booted}, balloon=${s.balloonBound}, ready=${s.ready}, workload phases=${s.phases.length}, workload exits=${s.workloadExits})`,
+      );
     }
     await sleep(250);
   }

@@ -105,7 +105,17 @@ async function prepareHost(): Promise<void> {
   // account must exist even though qemu.conf makes QEMU run as root.
   if ((await run('getent', ['group', 'libvirt-qemu'])).code !== 0) await runOk('groupadd', ['--system', 'libvirt-qemu']);
   if ((await run('getent', ['passwd', 'libvirt-qemu'])).code !== 0) {
-    await runOk('useradd', ['--system', '--no-create-home', '--home-dir', '/var/lib/libvirt', '--shell', '/usr/sbin/nologin', '-g', 'libvirt-qemu', 'libvirt-qemu']);
+    await runOk('useradd', [
+      '--system',
+      '--no-create-home',
+      '--home-dir',
+      '/var/lib/libvirt',
+      '--shell',
+      '/usr/sbin/nologin',
+      '-g',
+      'libvirt-qemu',
+      'libvirt-qemu',
+    ]);
   }
   const old = existsSync(QEMU_CONF) ? readFileSync(QEMU_CONF, 'utf8') : '';
   const merged = mergeConfSettings(old, LAB_QEMU_CONF);
@@ -134,11 +144,16 @@ async function startOurs(): Promise<number> {
   if (r.code !== 0) throw new Error(`libvirtd -d failed (exit ${r.code}): ${r.stderr.trim()}\n${logTail()}`);
   const started = Date.now();
   try {
-    await waitFor('libvirtd to answer on ' + LIBVIRT_SOCK, 90_000, async () => {
-      const pid = readPidFile(LIBVIRTD_PIDFILE);
-      if (pid !== null && !pidAlive(pid)) throw new Error('libvirtd exited during startup');
-      return (await libvirtdAnswers()) && pid !== null;
-    }, 200);
+    await waitFor(
+      'libvirtd to answer on ' + LIBVIRT_SOCK,
+      90_000,
+      async () => {
+        const pid = readPidFile(LIBVIRTD_PIDFILE);
+        if (pid !== null && !pidAlive(pid)) throw new Error('libvirtd exited during startup');
+        return (await libvirtdAnswers()) && pid !== null;
+      },
+      200,
+    );
   } catch (e) {
     const pid = labLibvirtdPid();
     if (pid !== null) await killPid(pid);
@@ -233,7 +248,10 @@ export async function libvirtdClientCount(): Promise<number | null> {
 export async function libvirtdIdle(): Promise<{ idle: boolean; why: string }> {
   const list = await run('virsh', ['-q', '-c', LIBVIRT_URI, 'list', '--name'], { timeoutMs: 15_000 });
   if (list.code !== 0) return { idle: false, why: `virsh list failed: ${list.stderr.trim()}` };
-  const running = list.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+  const running = list.stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   if (running.length) return { idle: false, why: `running domains: ${running.join(', ')}` };
   const clients = await libvirtdClientCount();
   if (clients === null) return { idle: false, why: 'cannot list libvirtd clients (virt-admin)' };

@@ -62,28 +62,53 @@ export interface QemuGuest {
 const recordPath = (name: string) => join(QEMU_DIR, `${name}.json`);
 
 /** QEMU's argument list for a lab guest (pure). */
-export function qemuArgs(o: { name: string; memMiB: number; kernel: string; initrd: string; cmdline: string; qmpSocket: string; consoleLog: string; qgaSocket: string | null }): string[] {
+export function qemuArgs(o: {
+  name: string;
+  memMiB: number;
+  kernel: string;
+  initrd: string;
+  cmdline: string;
+  qmpSocket: string;
+  consoleLog: string;
+  qgaSocket: string | null;
+}): string[] {
   const args = [
-    '-name', o.name,
-    '-accel', 'tcg',
-    '-machine', 'pc',
-    '-m', String(checkMemMiB(o.memMiB)),
-    '-smp', '1',
-    '-nodefaults', '-no-user-config',
-    '-display', 'none',
-    '-serial', `file:${o.consoleLog}`,
-    '-kernel', o.kernel,
-    '-initrd', o.initrd,
-    '-append', o.cmdline,
+    '-name',
+    o.name,
+    '-accel',
+    'tcg',
+    '-machine',
+    'pc',
+    '-m',
+    String(checkMemMiB(o.memMiB)),
+    '-smp',
+    '1',
+    '-nodefaults',
+    '-no-user-config',
+    '-display',
+    'none',
+    '-serial',
+    `file:${o.consoleLog}`,
+    '-kernel',
+    o.kernel,
+    '-initrd',
+    o.initrd,
+    '-append',
+    o.cmdline,
     // id=balloon0: the device is /machine/peripheral/balloon0 for qom-set/qom-get of stats.
-    '-device', 'virtio-balloon-pci,id=balloon0',
-    '-qmp', `unix:${o.qmpSocket},server=on,wait=off`,
+    '-device',
+    'virtio-balloon-pci,id=balloon0',
+    '-qmp',
+    `unix:${o.qmpSocket},server=on,wait=off`,
   ];
   if (o.qgaSocket) {
     args.push(
-      '-chardev', `socket,id=qga0,path=${o.qgaSocket},server=on,wait=off`,
-      '-device', 'virtio-serial-pci,id=vserial0',
-      '-device', 'virtserialport,chardev=qga0,name=org.qemu.guest_agent.0',
+      '-chardev',
+      `socket,id=qga0,path=${o.qgaSocket},server=on,wait=off`,
+      '-device',
+      'virtio-serial-pci,id=vserial0',
+      '-device',
+      'virtserialport,chardev=qga0,name=org.qemu.guest_agent.0',
     );
   }
   return args;

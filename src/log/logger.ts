@@ -56,10 +56,18 @@ class SinkLogger implements Logger {
     const rec: LogRecord = { ts: this.clock().toISOString(), level, event, ...this.base, ...fields };
     this.sink(rec);
   }
-  debug(event: string, fields?: LogFields): void { this.log('debug', event, fields); }
-  info(event: string, fields?: LogFields): void { this.log('info', event, fields); }
-  warn(event: string, fields?: LogFields): void { this.log('warn', event, fields); }
-  error(event: string, fields?: LogFields): void { this.log('error', event, fields); }
+  debug(event: string, fields?: LogFields): void {
+    this.log('debug', event, fields);
+  }
+  info(event: string, fields?: LogFields): void {
+    this.log('info', event, fields);
+  }
+  warn(event: string, fields?: LogFields): void {
+    this.log('warn', event, fields);
+  }
+  error(event: string, fields?: LogFields): void {
+    this.log('error', event, fields);
+  }
   child(fields: LogFields): Logger {
     return new SinkLogger(this.sink, this.level, { ...this.base, ...fields }, this.clock);
   }
@@ -105,9 +113,7 @@ export interface LoggerOptions {
 
 export function createLogger(opts: LoggerOptions = {}): Logger {
   const stream = opts.stream ?? process.stderr;
-  const format = opts.format === 'auto' || opts.format === undefined
-    ? (stream.isTTY ? 'text' : 'json')
-    : opts.format;
+  const format = opts.format === 'auto' || opts.format === undefined ? (stream.isTTY ? 'text' : 'json') : opts.format;
   const fmt = format === 'json' ? formatJson : formatText;
   const sink: Sink = (rec) => {
     stream.write(fmt(rec) + '\n');
@@ -122,26 +128,43 @@ export interface MemoryLogger extends Logger {
 
 export function memoryLogger(level: LogLevel = 'debug'): MemoryLogger {
   const records: LogRecord[] = [];
-  const logger = new SinkLogger((rec) => records.push(rec), { rank: LEVEL_RANK[level] }, {}, () => new Date());
+  const logger = new SinkLogger(
+    (rec) => records.push(rec),
+    { rank: LEVEL_RANK[level] },
+    {},
+    () => new Date(),
+  );
   return Object.assign(logger, { records }) as MemoryLogger;
 }
 
 /** A logger that drops everything (benchmarks). */
-export const nullLogger: Logger = Object.assign(new SinkLogger(() => {}, { rank: Infinity }, {}, () => new Date()), {
-  // Shared by everyone: a level change must not make it format records for nothing.
-  setLevel: () => {},
-});
+export const nullLogger: Logger = Object.assign(
+  new SinkLogger(
+    () => {},
+    { rank: Infinity },
+    {},
+    () => new Date(),
+  ),
+  {
+    // Shared by everyone: a level change must not make it format records for nothing.
+    setLevel: () => {},
+  },
+);
 
 /** Fan records out to several loggers (e.g. the terminal and the demo's event pane). */
 export function teeLogger(...loggers: Logger[]): Logger {
   const tee: Logger = {
-    log: (level, event, fields) => { for (const l of loggers) l.log(level, event, fields); },
+    log: (level, event, fields) => {
+      for (const l of loggers) l.log(level, event, fields);
+    },
     debug: (e, f) => tee.log('debug', e, f),
     info: (e, f) => tee.log('info', e, f),
     warn: (e, f) => tee.log('warn', e, f),
     error: (e, f) => tee.log('error', e, f),
     child: (fields) => teeLogger(...loggers.map((l) => l.child(fields))),
-    setLevel: (level) => { for (const l of loggers) l.setLevel?.(level); },
+    setLevel: (level) => {
+      for (const l of loggers) l.setLevel?.(level);
+    },
   };
   return tee;
 }

@@ -6,15 +6,22 @@ import { PolicyRuntimeError, type Pos } from './errors.js';
 import type { AtomNode, ListNode, Node, Program } from './parser.js';
 import { ENTITY_METHODS, Entity } from './entity.js';
 import type { Runtime, Fn, UserFn } from './runtime.js';
-import {
-  DictValues, PyFunc, abs, add, compare, div, eq, isNull, minMax, mkFloat, mul, repr, shl, shr, sub, truthy,
-  typeName, type Value,
-} from './values.js';
+import { DictValues, PyFunc, abs, add, compare, div, eq, isNull, minMax, mkFloat, mul, repr, shl, shr, sub, truthy, typeName, type Value } from './values.js';
 
 /** Operator tokens and the builtin each names (MOM's operator map). */
 export const OPERATORS: Readonly<Record<string, string>> = {
-  '+': 'add', '-': 'sub', '*': 'mul', '/': 'div', '<': 'lt', '>': 'gt', '<=': 'lte', '>=': 'gte',
-  '<<': 'shl', '>>': 'shr', '==': 'eq', '!=': 'neq',
+  '+': 'add',
+  '-': 'sub',
+  '*': 'mul',
+  '/': 'div',
+  '<': 'lt',
+  '>': 'gt',
+  '<=': 'lte',
+  '>=': 'gte',
+  '<<': 'shl',
+  '>>': 'shr',
+  '==': 'eq',
+  '!=': 'neq',
 };
 
 /** Names bound before evaluation starts (MOM's externs and the two entities). */
@@ -24,9 +31,33 @@ export const PREBOUND = ['Host', 'Guests', 'abs', 'debug'] as const;
 // 'c' = code (not evaluated by the dispatcher), 's' = must be a bare symbol; a trailing '*'
 // allows further arguments of the last kind, so 'v*' means one or more values.
 const SIGS: Readonly<Record<string, string>> = {
-  if: 'vcc', def: 'scc', defun: 'scc', set: 'sv', setq: 'sv', defvar: 'sv', let: 'cc*', with: 'ssc',
-  add: 'vv', sub: 'vv', mul: 'vv', div: 'vv', lt: 'vv', gt: 'vv', lte: 'vv', gte: 'vv', eq: 'vv', neq: 'vv',
-  shl: 'vv', shr: 'vv', and: 'v*', or: 'v*', not: 'v', min: 'v*', max: 'v*', null: '*', valid: '*',
+  if: 'vcc',
+  def: 'scc',
+  defun: 'scc',
+  set: 'sv',
+  setq: 'sv',
+  defvar: 'sv',
+  let: 'cc*',
+  with: 'ssc',
+  add: 'vv',
+  sub: 'vv',
+  mul: 'vv',
+  div: 'vv',
+  lt: 'vv',
+  gt: 'vv',
+  lte: 'vv',
+  gte: 'vv',
+  eq: 'vv',
+  neq: 'vv',
+  shl: 'vv',
+  shr: 'vv',
+  and: 'v*',
+  or: 'v*',
+  not: 'v',
+  min: 'v*',
+  max: 'v*',
+  null: '*',
+  valid: '*',
 };
 
 export interface CompiledPolicy {
@@ -472,9 +503,7 @@ class Compiler {
       const ps = itemsOf(paramsNode);
       const bad = ps.find((p) => p.kind !== 'sym');
       const what = bad === undefined ? '' : bad.kind === 'list' ? 'a list' : bad.text;
-      params = bad
-        ? `parameters of ${fname} must be symbols (found ${what} at ${bad.line}:${bad.col})`
-        : ps.map((p) => this.id((p as AtomNode).text));
+      params = bad ? `parameters of ${fname} must be symbols (found ${what} at ${bad.line}:${bad.col})` : ps.map((p) => this.id((p as AtomNode).text));
     }
     const fn: UserFn = { name: fname, params, body: this.expr(args[2]!) };
     return (rt) => {

@@ -7,9 +7,24 @@ import { parseTokens } from './parser.js';
 const WIDTH = 80;
 const INDENT = 2;
 
-interface FAtom { kind: 'atom'; text: string; blankBefore: boolean }
-interface FComment { kind: 'comment'; text: string; trailing: boolean; blankBefore: boolean }
-interface FList { kind: 'list'; open: string; close: string; items: FItem[]; blankBefore: boolean }
+interface FAtom {
+  kind: 'atom';
+  text: string;
+  blankBefore: boolean;
+}
+interface FComment {
+  kind: 'comment';
+  text: string;
+  trailing: boolean;
+  blankBefore: boolean;
+}
+interface FList {
+  kind: 'list';
+  open: string;
+  close: string;
+  items: FItem[];
+  blankBefore: boolean;
+}
 type FItem = FAtom | FComment | FList;
 
 const CLOSE: Record<string, string> = { '(': ')', '[': ']', '{': '}' };

@@ -28,4 +28,3 @@ export function checkPolicy(text: string, file = '<policy>'): PolicyParseError[]
     throw e;
   }
 }
-

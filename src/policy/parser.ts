@@ -49,12 +49,7 @@ export function parseTokens(tokens: Token[]): Program {
       const open = stack.pop();
       if (!open) throw new PolicyParseError(t.file, t.line, t.col, `unexpected '${k}' with no open bracket`);
       if (CLOSER[open.open] !== k) {
-        throw new PolicyParseError(
-          t.file,
-          t.line,
-          t.col,
-          `'${k}' does not match '${open.open}' opened at ${open.file}:${open.line}:${open.col}`,
-        );
+        throw new PolicyParseError(t.file, t.line, t.col, `'${k}' does not match '${open.open}' opened at ${open.file}:${open.line}:${open.col}`);
       }
       (stack.length ? stack[stack.length - 1]!.items : top).push(open);
       continue;

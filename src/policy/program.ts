@@ -27,7 +27,12 @@ export function compilePolicies(sources: PolicySource[]): CompiledPolicy {
   for (const s of sources) {
     total += s.text.length;
     if (total > MAX_POLICY_BYTES) {
-      throw new PolicyParseError(s.file ?? s.name, 1, 1, `policies larger than ${MAX_POLICY_BYTES} bytes in all are refused (this one brings the set to ${total}+)`);
+      throw new PolicyParseError(
+        s.file ?? s.name,
+        1,
+        1,
+        `policies larger than ${MAX_POLICY_BYTES} bytes in all are refused (this one brings the set to ${total}+)`,
+      );
     }
   }
   if (sources.map((s) => s.text).join('\n') === '') {

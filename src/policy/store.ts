@@ -21,7 +21,9 @@ export class PolicyStore {
 
   /** The whole set as one text, as MOM's getPolicy returns it (joined by newlines, by name). */
   getText(): string {
-    return orderNamedPolicies(this.named).map((s) => s.text).join('\n');
+    return orderNamedPolicies(this.named)
+      .map((s) => s.text)
+      .join('\n');
   }
 
   /**

@@ -126,9 +126,7 @@ export function add(a: Value, b: Value, pos: Pos): Value {
   }
   if (typeof a === 'string' || typeof b === 'string') {
     throw new PolicyRuntimeError(
-      typeof a === 'string'
-        ? `can only concatenate str (not "${typeName(b)}") to str`
-        : `unsupported operand type(s) for +: '${typeName(a)}' and 'str'`,
+      typeof a === 'string' ? `can only concatenate str (not "${typeName(b)}") to str` : `unsupported operand type(s) for +: '${typeName(a)}' and 'str'`,
       pos,
     );
   }
@@ -344,5 +342,11 @@ export function repr(v: Value): string {
   if (v instanceof DictValues) return `dict_values([${v.items.map(repr).join(', ')}])`;
   if (v instanceof PyEntity) return v.describe();
   const obj = v as Record<string, Value>;
-  return '{' + Object.keys(obj).map((k) => `${strRepr(k)}: ${repr(obj[k]!)}`).join(', ') + '}';
+  return (
+    '{' +
+    Object.keys(obj)
+      .map((k) => `${strRepr(k)}: ${repr(obj[k]!)}`)
+      .join(', ') +
+    '}'
+  );
 }

@@ -167,7 +167,12 @@ export class SimGuest {
     stalledS: 0,
   };
 
-  constructor(cfg: GuestConfig, params: ModelParams, now: number, private readonly noise: () => number) {
+  constructor(
+    cfg: GuestConfig,
+    params: ModelParams,
+    now: number,
+    private readonly noise: () => number,
+  ) {
     this.name = cfg.name;
     this.maxKiB = cfg.maxKiB;
     this.vcpus = cfg.vcpus;
@@ -182,10 +187,7 @@ export class SimGuest {
     const kern = Math.min(params.guestKernelKiB, this.balloonCur * 0.5);
     // A pre-filled cache leaves room for the workload's memory and the guest's watermark.
     const room = this.balloonCur - kern - this.demand.anonKiB - watermarks(this.balloonCur).high;
-    const cache = Math.min(
-      this.balloonCur - kern,
-      Math.max(params.guestMinCacheKiB, Math.min(cfg.cacheKiB ?? 0, room)),
-    );
+    const cache = Math.min(this.balloonCur - kern, Math.max(params.guestMinCacheKiB, Math.min(cfg.cacheKiB ?? 0, room)));
     this.kern.size = kern;
     this.cache.size = cache;
     this.freeU = this.balloonCur - kern - cache;

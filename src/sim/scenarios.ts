@@ -298,8 +298,7 @@ export function parseScenario(raw: unknown, source = 'scenario'): ScenarioSpec {
   for (const g of guests) {
     if (names.has(g.name)) throw new Error(`${source}: guest name ${g.name} appears twice`);
     names.add(g.name);
-    if (g.stopS !== undefined && g.stopS <= (g.startS ?? 0))
-      throw new Error(`${source}: guest ${g.name}: stopS must be after startS`);
+    if (g.stopS !== undefined && g.stopS <= (g.startS ?? 0)) throw new Error(`${source}: guest ${g.name}: stopS must be after startS`);
     if ((g.balloonMiB ?? 0) > g.memMiB) throw new Error(`${source}: guest ${g.name}: balloonMiB exceeds memMiB`);
   }
   return { ...(r.data as ScenarioSpec), guests };
@@ -314,9 +313,7 @@ export function loadScenario(nameOrFile: string): ScenarioSpec {
     text = readFileSync(nameOrFile, 'utf8');
   } catch (e) {
     const names = Object.keys(builtinScenarios).join(', ');
-    throw new Error(
-      `scenario ${nameOrFile}: not a built-in scenario (${names}) and not a readable file (${(e as Error).message})`,
-    );
+    throw new Error(`scenario ${nameOrFile}: not a built-in scenario (${names}) and not a readable file (${(e as Error).message})`);
   }
   let raw: unknown;
   try {

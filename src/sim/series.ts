@@ -112,8 +112,7 @@ export interface SeriesWriter {
 export function openSeries(path: string): SeriesWriter {
   const ext = extname(path).toLowerCase();
   const csv = ext === '.csv';
-  if (!csv && !['.jsonl', '.ndjson', '.json'].includes(ext))
-    throw new Error(`--out ${path}: the file name must end in .csv or .jsonl`);
+  if (!csv && !['.jsonl', '.ndjson', '.json'].includes(ext)) throw new Error(`--out ${path}: the file name must end in .csv or .jsonl`);
   // Opened now, synchronously: a path that cannot be written is an error before the run, not
   // a silent loss after it.
   let fd: number;

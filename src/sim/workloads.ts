@@ -4,12 +4,7 @@
 // these wishes into faults, swap and throughput.
 import { MIB, PAGE_KIB } from './params.js';
 
-export type WorkloadSpec =
-  | MemknobsSpec
-  | WebSpec
-  | IdleSpec
-  | LeakSpec
-  | PhasesSpec;
+export type WorkloadSpec = MemknobsSpec | WebSpec | IdleSpec | LeakSpec | PhasesSpec;
 
 /** The seed's Memknobs: allocate a buffer of a fixed size, loop writing every page of it,
  *  exit; the harness runs it again with a growing size. Throughput = pages written/s. */

@@ -124,9 +124,7 @@ export class SimWorld {
     this.reservedKiB = (spec.host.reservedMiB ?? 0) * MIB;
     this.cpus = spec.host.cpus;
     this.ksm = { run: 0, pages_to_scan: 100, sleep_millisecs: 20, merge_across_nodes: 1, ...spec.host.ksm };
-    this.pending = spec.guests
-      .map((g, index) => ({ at: g.startS ?? 0, spec: g, index }))
-      .sort((a, b) => a.at - b.at || a.index - b.index);
+    this.pending = spec.guests.map((g, index) => ({ at: g.startS ?? 0, spec: g, index })).sort((a, b) => a.at - b.at || a.index - b.index);
     this.startDue();
   }
 

@@ -13,10 +13,15 @@ import { virsh } from '../../src/lab/guests.js';
 
 async function schedinfo(name: string): Promise<Record<string, string>> {
   const out = await virsh(['schedinfo', name, '--live']);
-  return Object.fromEntries(out.split('\n').map((l) => l.split(':').map((x) => x.trim())).filter((kv) => kv.length === 2 && kv[0]) as [string, string][]);
+  return Object.fromEntries(
+    out
+      .split('\n')
+      .map((l) => l.split(':').map((x) => x.trim()))
+      .filter((kv) => kv.length === 2 && kv[0]) as [string, string][],
+  );
 }
 
-test('cputune on a libvirt guest: the scheduler parameters read back equal the policy\'s values', async (t) => {
+test("cputune on a libvirt guest: the scheduler parameters read back equal the policy's values", async (t) => {
   const lab = await acquireLab(t, { guests: 1, memMiB: 192, workload: '', meminfoS: 1, statsPeriodS: 1, bootTimeoutMs: 240_000 });
   if (!lab) return;
   const name = lab.guests[0]!.name;
@@ -32,15 +37,20 @@ test('cputune on a libvirt guest: the scheduler parameters read back equal the p
   const quota = 37_500;
   const period = 75_000;
   mkdirSync(join(dir, 'policies'));
-  writeFileSync(join(dir, 'policies', '50_cputune.policy'), `# CpuTune for this test's guest only
+  writeFileSync(
+    join(dir, 'policies', '50_cputune.policy'),
+    `# CpuTune for this test's guest only
 (with Guests guest
   (if (== (guest.Prop "name") "${name}") {
     (if (!= guest.vcpu_quota ${quota}) (guest.Control "vcpu_quota" ${quota}.0) 0)
     (if (!= guest.vcpu_period ${period}) (guest.Control "vcpu_period" ${period}) 0)
   } 0))
-`);
+`,
+  );
   const cfg = join(dir, 'ballast.toml');
-  writeFileSync(cfg, `[hypervisor]
+  writeFileSync(
+    cfg,
+    `[hypervisor]
 driver = "libvirt"
 stats_period = 1
 [engine]
@@ -54,7 +64,8 @@ enabled = true
 [log]
 format = "json"
 level = "info"
-`);
+`,
+  );
   const before = await schedinfo(name);
   assert.notEqual(before.vcpu_quota, String(quota), 'not already set');
   const run = spawnDaemon(cfg);
@@ -66,7 +77,14 @@ level = "info"
     throw new Error(`${(e as Error).message}\nschedinfo: ${JSON.stringify(before)}\ndaemon log:\n${run.logText().slice(-4000)}`);
   });
   const applied = run.logs.filter((l) => l.event === 'action' && String(l.control).startsWith('vcpu_') && l.result === 'applied');
-  assert.deepEqual(applied.map((l) => [l.control, l.to]).sort(), [['vcpu_period', period], ['vcpu_quota', quota]], 'each set once');
+  assert.deepEqual(
+    applied.map((l) => [l.control, l.to]).sort(),
+    [
+      ['vcpu_period', period],
+      ['vcpu_quota', quota],
+    ],
+    'each set once',
+  );
   // Held: a few more cycles ask nothing (the fields read back equal the policy's values).
   await new Promise((r) => setTimeout(r, 4000));
   assert.equal(run.logs.filter((l) => l.event === 'action' && String(l.control).startsWith('vcpu_')).length, 2, 'not set again');

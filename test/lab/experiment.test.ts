@@ -61,7 +61,14 @@ test('lab-memknobs, small scale: ballast kills no guest and swaps out no more th
   const mount = await memoryCgroupMount();
   const left = readdirSync(mount!.mountPoint).filter((n) => n.startsWith(`ballast-lab-experiment-${process.pid}-`));
   assert.deepEqual(left, [], 'domain cgroups removed');
-  assert.deepEqual(swapAreas().map((a) => a.name), swapsBefore, 'swap as before');
+  assert.deepEqual(
+    swapAreas().map((a) => a.name),
+    swapsBefore,
+    'swap as before',
+  );
   assert.ok(!existsSync(`/var/tmp/ballast-lab-experiment-${process.pid}.swap`), 'swap file deleted');
-  assert.ok(progress.some((m) => /swap/.test(m)), 'progress says what it did with swap');
+  assert.ok(
+    progress.some((m) => /swap/.test(m)),
+    'progress says what it did with swap',
+  );
 });

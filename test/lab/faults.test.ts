@@ -22,7 +22,9 @@ function get(sock: string, path: string): Promise<{ status: number; body: string
   return new Promise((resolve, reject) => {
     const req = request({ socketPath: sock, path }, (res) => {
       let body = '';
-      res.on('data', (c: Buffer) => { body += c; });
+      res.on('data', (c: Buffer) => {
+        body += c;
+      });
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
     });
     req.on('error', reject);
@@ -32,7 +34,9 @@ function get(sock: string, path: string): Promise<{ status: number; body: string
 
 function config(dir: string, maxStepPercent: number): string {
   const cfg = join(dir, 'ballast.toml');
-  writeFileSync(cfg, `[hypervisor]
+  writeFileSync(
+    cfg,
+    `[hypervisor]
 driver = "libvirt"
 stats_period = 1
 [engine]
@@ -54,25 +58,31 @@ socket = "${join(dir, 'api.sock')}"
 [log]
 format = "json"
 level = "info"
-`);
+`,
+  );
   return cfg;
 }
 
 /** Every guest named gets balloon_target = `kib` (with `wobble`, 8 MiB less once it is there: the balloons keep moving). */
 function policy(dir: string, names: string[], kib: number, wobble: boolean): void {
-  writeFileSync(join(dir, 'policies', '50_faults.policy'), `(defvar target ${kib})
+  writeFileSync(
+    join(dir, 'policies', '50_faults.policy'),
+    `(defvar target ${kib})
 (with Guests guest
   (if (or ${names.map((n) => `(== (guest.Prop "name") "${n}")`).join(' ')})
     (guest.Control "balloon_target" ${wobble ? '(if (== guest.balloon_cur target) (- target 8192) target)' : 'target'})
     0))
-`);
+`,
+  );
 }
 
 test('faults on lab guests: destroyed mid-run, no balloon device, daemon SIGKILLed and restarted', { timeout: 10 * 60_000 }, async (t) => {
   const lab = await acquireLab(t, { guests: 2, memMiB: MEM_MIB, workload: '', meminfoS: 1, statsPeriodS: 1, bootTimeoutMs: 240_000 });
   if (!lab) return;
   const [kept, doomed] = lab.guests.map((g) => g.name) as [string, string];
-  const [noBalloon] = (await lab.startGuests({ count: 1, names: [`${lab.group}-nob`], memMiB: MEM_MIB, workload: '', balloon: false, wait: false })).map((g) => g.name) as [string];
+  const [noBalloon] = (await lab.startGuests({ count: 1, names: [`${lab.group}-nob`], memMiB: MEM_MIB, workload: '', balloon: false, wait: false })).map(
+    (g) => g.name,
+  ) as [string];
   const dir = mkdtempSync(join(tmpdir(), 'ballast-faults-'));
   mkdirSync(join(dir, 'policies'));
   const observer = new LibvirtHypervisor({ statsPeriodSec: 0 });
@@ -102,7 +112,7 @@ test('faults on lab guests: destroyed mid-run, no balloon device, daemon SIGKILL
   assert.equal(r1.proc.exitCode, null, 'the daemon runs on');
   const after = r1.logs.slice(r1.logs.findIndex((l) => l.event === 'guest_vanished' && l.guest === doomed));
   assert.equal(after.filter((l) => l.entity === doomed || l.guest === doomed).length, 1, 'its going is said once; nothing is tried on it afterwards');
-  const errorsAboutIt = r1.logs.filter((l) => (l.level === 'error') && JSON.stringify(l).includes(doomed));
+  const errorsAboutIt = r1.logs.filter((l) => l.level === 'error' && JSON.stringify(l).includes(doomed));
   assert.ok(errorsAboutIt.length <= 1, `at most one error about the destroyed guest: ${JSON.stringify(errorsAboutIt)}`);
 
   // Row: a guest without a balloon device: excluded from balloon control, reported.

@@ -127,7 +127,6 @@ function liveLeases(): string[] {
   });
 }
 
-
 /**
  * Sets up the lab for a test: image built, libvirtd answering, `guests` libvirt guests booted
  * with their balloon driver loaded. Returns null (after a loud skip) when the lab cannot run.
@@ -173,7 +172,14 @@ export async function acquireLab(t: Pick<TestContext, 'skip'>, o: AcquireOptions
       if (libvirtd) await stopLabGuests({ group });
       rmSync(lease, { force: true });
       // Last one out stops the libvirtd this process started — unless anything still runs on it.
-      if (libvirtd && libvirtdStartedHere && process.env.BALLAST_LAB_KEEP_LIBVIRTD !== '1' && labLibvirtdPid() !== null && liveLeases().length === 0 && (await libvirtdIdle()).idle) {
+      if (
+        libvirtd &&
+        libvirtdStartedHere &&
+        process.env.BALLAST_LAB_KEEP_LIBVIRTD !== '1' &&
+        labLibvirtdPid() !== null &&
+        liveLeases().length === 0 &&
+        (await libvirtdIdle()).idle
+      ) {
         await stopLibvirtd();
         libvirtdStartedHere = false;
       }
@@ -222,7 +228,10 @@ export async function until<T>(what: string, ms: number, f: () => Promise<T | nu
  *  libvirtd must not do it under another suite's guests. */
 export async function othersDone(): Promise<boolean> {
   if (otherLeases().length) console.error(`other lab sessions hold leases (${otherLeases().join(', ')}): waiting up to 180 s before killing libvirtd`);
-  return until('other lab sessions to end', 180_000, () => otherLeases().length === 0).then(() => true, () => false);
+  return until('other lab sessions to end', 180_000, () => otherLeases().length === 0).then(
+    () => true,
+    () => false,
+  );
 }
 
 /**

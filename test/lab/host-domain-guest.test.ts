@@ -36,14 +36,26 @@ test('lab guest in a memory domain: domain fields, balloon returns memory, per-g
     if (guest) await stopQemuGuest(guest).catch(() => {});
     for (const d of [guestDir, domainDir]) {
       for (let i = 0; i < 40; i++) {
-        try { rmdirSync(d); break; } catch { await new Promise((r) => setTimeout(r, 100)); }
+        try {
+          rmdirSync(d);
+          break;
+        } catch {
+          await new Promise((r) => setTimeout(r, 100));
+        }
       }
     }
     rmSync(dir, { recursive: true, force: true });
   });
   try {
     // Touch 120 MiB, free it, then idle: the memory stays charged to QEMU until ballooned away.
-    guest = await startQemuGuest({ name: 'domaintest', memMiB: 256, qmpSocket: join(dir, 'g.qmp'), workload: 'alloc:120,touch:2,free,idle:600', guestAgent: false, memCgroup: guestDir });
+    guest = await startQemuGuest({
+      name: 'domaintest',
+      memMiB: 256,
+      qmpSocket: join(dir, 'g.qmp'),
+      workload: 'alloc:120,touch:2,free,idle:600',
+      guestAgent: false,
+      memCgroup: guestDir,
+    });
   } catch (e) {
     return skip(t, `cannot start a lab guest: ${(e as Error).message}`);
   }
@@ -91,7 +103,9 @@ test('lab guest in a memory domain: domain fields, balloon returns memory, per-g
   if (!after) {
     const usage = (await domain.collect()).domain_usage as number;
     const knob = join(domainDir, v === 2 ? 'memory.high' : 'memory.limit_in_bytes');
-    console.error(`domain lab: charge still ${Math.round(usage / 1024)} MiB 30 s after ballooning returned ${Math.round(returned / 1024)} MiB of guest RAM (deferred huge page split?): lowering ${knob} to make the kernel reclaim`);
+    console.error(
+      `domain lab: charge still ${Math.round(usage / 1024)} MiB 30 s after ballooning returned ${Math.round(returned / 1024)} MiB of guest RAM (deferred huge page split?): lowering ${knob} to make the kernel reclaim`,
+    );
     try {
       writeFileSync(knob, String((usage - returned / 2) * 1024));
     } catch (e) {
@@ -100,7 +114,9 @@ test('lab guest in a memory domain: domain fields, balloon returns memory, per-g
     writeFileSync(knob, v === 2 ? 'max' : String(512 * MiB));
     after = await until('the domain charge to drop after reclaim', 30000, dropped);
   }
-  console.error(`domain lab: ballooned 256 -> 96 MiB: guest RAM resident ${Math.round(ramBefore / 1024)} -> ${Math.round(ramAfter / 1024)} MiB, QEMU charge ${Math.round((before.domain_usage as number) / 1024)} -> ${Math.round((after.domain_usage as number) / 1024)} MiB, domain mem_free ${Math.round((before.mem_free as number) / 1024)} -> ${Math.round((after.mem_free as number) / 1024)} MiB`);
+  console.error(
+    `domain lab: ballooned 256 -> 96 MiB: guest RAM resident ${Math.round(ramBefore / 1024)} -> ${Math.round(ramAfter / 1024)} MiB, QEMU charge ${Math.round((before.domain_usage as number) / 1024)} -> ${Math.round((after.domain_usage as number) / 1024)} MiB, domain mem_free ${Math.round((before.mem_free as number) / 1024)} -> ${Math.round((after.mem_free as number) / 1024)} MiB`,
+  );
   assert.ok((after.mem_free as number) >= (before.mem_free as number) + returned / 2, 'the domain sees the memory come back');
 
   const limits = new CgroupLimits();

@@ -15,7 +15,6 @@ import { MemoryDomainSource } from '../../src/host/memory-domain.js';
 import { CgroupLimits } from '../../src/host/cgroup-limits.js';
 import { skipLoudly as skip } from './fixture.js';
 
-
 function writable(path: string): boolean {
   try {
     accessSync(path, constants.W_OK);
@@ -30,7 +29,11 @@ function writable(path: string): boolean {
 test('KSM sysfs: write knobs on the real kernel, read back, restore the originals', async (t) => {
   if (!existsSync(KSM_DIR)) return skip(t, `${KSM_DIR} does not exist (kernel without KSM)`);
   if (!writable(join(KSM_DIR, 'pages_to_scan'))) return skip(t, `${KSM_DIR} is not writable here (not root, or read-only sysfs)`);
-  const before = Object.fromEntries(['run', 'pages_to_scan', 'sleep_millisecs', 'smart_scan', 'advisor_mode'].filter((f) => existsSync(join(KSM_DIR, f))).map((f) => [f, readFileSync(join(KSM_DIR, f), 'utf8').trim()]));
+  const before = Object.fromEntries(
+    ['run', 'pages_to_scan', 'sleep_millisecs', 'smart_scan', 'advisor_mode']
+      .filter((f) => existsSync(join(KSM_DIR, f)))
+      .map((f) => [f, readFileSync(join(KSM_DIR, f), 'utf8').trim()]),
+  );
   const k = new KsmSysfs();
   t.after(async () => {
     await k.restore().catch((e: unknown) => console.error(`restore failed: ${(e as Error).message}`));
@@ -83,8 +86,14 @@ test('memory cgroup (real): domain fields of a child cgroup with a limit; per-gu
       }
     };
     return new Promise<void>((resolve) => {
-      child.once('exit', () => { tryRemove(); setTimeout(resolve, 100); });
-      if (child.exitCode !== null) { tryRemove(); resolve(); }
+      child.once('exit', () => {
+        tryRemove();
+        setTimeout(resolve, 100);
+      });
+      if (child.exitCode !== null) {
+        tryRemove();
+        resolve();
+      }
     });
   });
   await new Promise((r) => child.once('spawn', r));
@@ -95,7 +104,7 @@ test('memory cgroup (real): domain fields of a child cgroup with a limit; per-gu
   writeFileSync(join(dir, v === 2 ? 'memory.max' : 'memory.limit_in_bytes'), String(256 * MiB));
 
   const domain = await new MemoryDomainSource({ pid: child.pid! }).collect();
-  assert.equal(domain.mem_available, 256 * 1024, 'the cgroup limit is the domain\'s memory');
+  assert.equal(domain.mem_available, 256 * 1024, "the cgroup limit is the domain's memory");
   assert.ok((domain.mem_free as number) <= 256 * 1024 && (domain.mem_free as number) > 200 * 1024, `mem_free ${domain.mem_free}`);
   assert.ok((domain.domain_usage as number) > 0, 'sleep is charged to the cgroup');
 
@@ -130,9 +139,10 @@ print('ready', flush=True)
 time.sleep(120)
 `;
 
-test('ksm status shows a process\'s merged pages, top first (real KSM)', async (t) => {
+test("ksm status shows a process's merged pages, top first (real KSM)", async (t) => {
   if (!existsSync(join(KSM_DIR, 'run'))) return skip(t, 'no /sys/kernel/mm/ksm on this kernel');
-  if (spawnSync('python3', ['-c', 'import ctypes, mmap']).status !== 0) return skip(t, 'python3 (with ctypes) is needed to make a process with mergeable pages');
+  if (spawnSync('python3', ['-c', 'import ctypes, mmap']).status !== 0)
+    return skip(t, 'python3 (with ctypes) is needed to make a process with mergeable pages');
   const ksm = new KsmSysfs();
   try {
     await ksm.write({ pages_to_scan: 5000, sleep_millisecs: 10 });
@@ -166,7 +176,11 @@ test('ksm status shows a process\'s merged pages, top first (real KSM)', async (
   assert.ok(j.counters.pages_sharing > 4000);
   assert.ok(j.counters.general_profit > 0);
   const merging = j.processes.map((p: { merging_pages: number }) => p.merging_pages);
-  assert.deepEqual(merging, [...merging].sort((a: number, b: number) => b - a), 'largest first');
+  assert.deepEqual(
+    merging,
+    [...merging].sort((a: number, b: number) => b - a),
+    'largest first',
+  );
   assert.ok(j.processes.some((p: { pid: number }) => p.pid === child.pid));
   const text = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'ksm', 'status'], { encoding: 'utf8' });
   assert.match(text.stdout, /KSM: running/);

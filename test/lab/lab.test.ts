@@ -10,7 +10,17 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { acquireLab, adoptLibvirtd, requireLab, skipLoudly, otherLeases } from './fixture.js';
-import { ensureLabBuilt, ensureLibvirtd, stopLibvirtd, libvirtdAnswers, libvirtdIdle, labLibvirtdPid, BALLOON_MODULES, libvirtGuestPid, memCgroupDirOf } from '../../src/lab/index.js';
+import {
+  ensureLabBuilt,
+  ensureLibvirtd,
+  stopLibvirtd,
+  libvirtdAnswers,
+  libvirtdIdle,
+  labLibvirtdPid,
+  BALLOON_MODULES,
+  libvirtGuestPid,
+  memCgroupDirOf,
+} from '../../src/lab/index.js';
 import { virsh } from '../../src/lab/guests.js';
 import { pidAlive, sleep, waitFor } from '../../src/lab/proc.js';
 
@@ -26,11 +36,16 @@ test('lab build: built once, then cached; the image is reproducible', async (t) 
   const warm = await ensureLabBuilt({ dir });
   assert.equal(warm.rebuilt, false, 'second call with the same inputs does no work');
   assert.deepEqual(warm.manifest, cold.manifest);
-  assert.deepEqual(cold.manifest.modules.filter((m) => BALLOON_MODULES.includes(m.name)).map((m) => m.name), BALLOON_MODULES);
+  assert.deepEqual(
+    cold.manifest.modules.filter((m) => BALLOON_MODULES.includes(m.name)).map((m) => m.name),
+    BALLOON_MODULES,
+  );
   // Same inputs, same bytes: the initramfs has fixed owners and times, the kernel is the package's.
   assert.equal(sha(cold.initrd), sha(lab.build.initrd));
   assert.equal(sha(cold.kernel), sha(lab.build.kernel));
-  console.error(`lab build: cold ${cold.ms} ms (${cold.manifest.buildMs} ms building), cached ${warm.ms} ms; initramfs ${cold.manifest.initrdBytes} bytes; guest agent ${cold.manifest.guestAgent ? 'in' : 'out: ' + cold.manifest.guestAgentSkipped}`);
+  console.error(
+    `lab build: cold ${cold.ms} ms (${cold.manifest.buildMs} ms building), cached ${warm.ms} ms; initramfs ${cold.manifest.initrdBytes} bytes; guest agent ${cold.manifest.guestAgent ? 'in' : 'out: ' + cold.manifest.guestAgentSkipped}`,
+  );
 });
 
 test('a libvirt guest boots: balloon modules loaded, workload reporting, ballooning seen inside', async (t) => {
@@ -58,20 +73,30 @@ test('a libvirt guest boots: balloon modules loaded, workload reporting, balloon
   });
   assert.ok(after <= 160 * 1024, `MemTotal ${after} KiB after ballooning to 160 MiB`);
   // libvirt's "actual" follows the guest's inflation, which may still be finishing.
-  const stats = await waitFor('balloon actual to reach 163840 KiB', 60_000, async () => {
-    const out = await virsh(['dommemstat', g.name]);
-    return /^actual 163840$/m.test(out) ? out : undefined;
-  }, 500);
+  const stats = await waitFor(
+    'balloon actual to reach 163840 KiB',
+    60_000,
+    async () => {
+      const out = await virsh(['dommemstat', g.name]);
+      return /^actual 163840$/m.test(out) ? out : undefined;
+    },
+    500,
+  );
   assert.match(stats, /^unused \d+$/m, 'balloon stats flow (stats period set)');
   if (lab.build.manifest.guestAgent) {
     // The guest agent answers through libvirt (the driver's fallback for guests without balloon stats).
-    const info = await waitFor('the guest agent to answer', 30_000, async () => {
-      try {
-        return await virsh(['qemu-agent-command', g.name, '{"execute":"guest-get-memory-block-info"}'], 10_000);
-      } catch {
-        return undefined;
-      }
-    }, 1000);
+    const info = await waitFor(
+      'the guest agent to answer',
+      30_000,
+      async () => {
+        try {
+          return await virsh(['qemu-agent-command', g.name, '{"execute":"guest-get-memory-block-info"}'], 10_000);
+        } catch {
+          return undefined;
+        }
+      },
+      1000,
+    );
     assert.match(info, /"size":\d+/);
   } else {
     console.error(`LAB NOTE: guest agent not in the image: ${lab.build.manifest.guestAgentSkipped}`);
@@ -171,7 +196,10 @@ test('ballast lab up | status | down', async (t) => {
   assert.match(up.stdout, /ballast-lab-1 {2}128 MiB {2}ready after \d+ ms/);
   const st = cli(['status', '--json']);
   assert.equal(st.status, 0, st.stderr);
-  const s = JSON.parse(st.stdout) as { libvirtd: { answers: boolean }; guests: { name: string; state: string; balloonBound: boolean; meminfo: { totalKiB: number } | null }[] };
+  const s = JSON.parse(st.stdout) as {
+    libvirtd: { answers: boolean };
+    guests: { name: string; state: string; balloonBound: boolean; meminfo: { totalKiB: number } | null }[];
+  };
   assert.equal(s.libvirtd.answers, true);
   const g = s.guests.find((x) => x.name === 'ballast-lab-1');
   assert.ok(g, st.stdout);
@@ -182,5 +210,8 @@ test('ballast lab up | status | down', async (t) => {
   assert.equal(down.status, 0, down.stderr);
   assert.match(down.stdout, /stopped 1 guest\(s\): ballast-lab-1/);
   const after = JSON.parse(cli(['status', '--json']).stdout) as { guests: { name: string }[] };
-  assert.equal(after.guests.some((x) => x.name === 'ballast-lab-1'), false);
+  assert.equal(
+    after.guests.some((x) => x.name === 'ballast-lab-1'),
+    false,
+  );
 });

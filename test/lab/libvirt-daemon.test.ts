@@ -78,7 +78,8 @@ level = "info"
     throw new Error(`${(e as Error).message}\ndaemon log:\n${logText().slice(-4000)}`);
   });
 
-  if (!(await othersDone())) return skipLoudly(t, `other lab sessions still hold leases after 180 s (${otherLeases().join(', ')}): not killing libvirtd under them`);
+  if (!(await othersDone()))
+    return skipLoudly(t, `other lab sessions still hold leases after 180 s (${otherLeases().join(', ')}): not killing libvirtd under them`);
   const pid = labLibvirtdPid();
   if (pid === null) return skipLoudly(t, 'the running libvirtd was not started by the lab (no PID file of ours): not killing it');
   process.kill(pid, 'SIGKILL');
@@ -100,6 +101,11 @@ level = "info"
   const code = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 20_000))]);
   assert.equal(code, 0, `clean exit on SIGTERM (log tail:\n${logText().slice(-2000)})`);
   const failed = logs.filter((l) => l.event === 'driver' && /reconnect failed/.test(String(l.msg))).length;
-  console.error(`daemon: ${logs.length} log records, ${failed} failed reconnect attempts while libvirtd was down, then reconnected and ballooned ${names.join(', ')} to ${second} KiB`);
-  assert.ok(logs.some((l) => l.event === 'stopping'), 'logged its stop');
+  console.error(
+    `daemon: ${logs.length} log records, ${failed} failed reconnect attempts while libvirtd was down, then reconnected and ballooned ${names.join(', ')} to ${second} KiB`,
+  );
+  assert.ok(
+    logs.some((l) => l.event === 'stopping'),
+    'logged its stop',
+  );
 });

@@ -145,7 +145,12 @@ test('memory stats, stats period and the guest agent passthrough on a real guest
   assert.match(v, new RegExp(`^actual ${MEM_KIB}$`, 'm'));
   assert.match(v, new RegExp(`^available ${tags.get(5)}$`, 'm'));
   if (!agentInImage) return skipLoudly(t, 'the lab image has no qemu guest agent: passthrough not exercised');
-  await until('guest agent to answer', 30_000, () => agentPing(c, dom).then(() => true, () => false));
+  await until('guest agent to answer', 30_000, () =>
+    agentPing(c, dom).then(
+      () => true,
+      () => false,
+    ),
+  );
   const meminfo = statsFromMeminfo(await agentReadFile(c, dom, '/proc/meminfo'));
   assert.ok(Math.abs(meminfo.mem_total_guest! - (tags.get(5) ?? 0)) < 1024, 'agent MemTotal = balloon available');
   const raw = await c.agentCommand(dom, '{"execute":"guest-info"}', 5);
@@ -256,7 +261,10 @@ test('records cut into tiny pieces or coalesced by the transport, and garbage, a
         c.lookupByName(names[0]!),
         c.lookupByName(names[2]!),
       ]);
-      assert.ok(names.every((n) => stats.some((r) => r.dom.name === n)), `${mode}: bulk stats of every guest`);
+      assert.ok(
+        names.every((n) => stats.some((r) => r.dom.name === n)),
+        `${mode}: bulk stats of every guest`,
+      );
       assert.ok(doms.length >= COUNT);
       assert.deepEqual([a.name, b.name], [names[0], names[2]], `${mode}: replies matched to their calls`);
       await assert.rejects(c.lookupByName('ballast-lab-nope'), DomainNotFoundError);
@@ -288,7 +296,8 @@ test('libvirtd killed mid-run: the driver keeps collecting (stale), reconnects w
   if (unavailable) return skipLoudly(t, unavailable);
   // Killing libvirtd disturbs every other lab user: wait for other sessions to finish, and
   // rather skip than kill it under them.
-  if (!(await othersDone())) return skipLoudly(t, `other lab sessions still hold leases after 180 s (${otherLeases().join(', ')}): not killing libvirtd under them`);
+  if (!(await othersDone()))
+    return skipLoudly(t, `other lab sessions still hold leases after 180 s (${otherLeases().join(', ')}): not killing libvirtd under them`);
   const pid = labLibvirtdPid();
   if (pid === null) return skipLoudly(t, 'the running libvirtd was not started by the lab (no PID file of ours): not killing it');
   const fresh = mine(await hv.collect());
@@ -331,10 +340,18 @@ test('libvirtd killed mid-run: the driver keeps collecting (stale), reconnects w
     running = false;
     await loop;
   }
-  console.error(`libvirtd restart: ${log.length} collections, ${log.filter((l) => l.stale).length} of them stale, driver status ${JSON.stringify(hv.status())}`);
+  console.error(
+    `libvirtd restart: ${log.length} collections, ${log.filter((l) => l.stale).length} of them stale, driver status ${JSON.stringify(hv.status())}`,
+  );
   assert.deepEqual(after.map((g) => g.id).sort(), fresh.map((g) => g.id).sort(), 'same guests (QEMU outlived libvirtd)');
-  assert.ok(log.some((l) => l.stale === COUNT), 'the loop saw stale samples while libvirtd was down');
-  assert.ok(log.every((l) => l.n === COUNT), 'the loop never lost a guest');
+  assert.ok(
+    log.some((l) => l.stale === COUNT),
+    'the loop saw stale samples while libvirtd was down',
+  );
+  assert.ok(
+    log.every((l) => l.n === COUNT),
+    'the loop never lost a guest',
+  );
   // The balloon works again through the new connection.
   await hv.setBalloon(after[2]!.id, 200 * 1024);
   await until('balloon after reconnect', 30_000, async () => mine(await hv.collect()).find((g) => g.id === after[2]!.id && g.stats.balloon_cur === 200 * 1024));

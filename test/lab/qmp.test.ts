@@ -16,8 +16,27 @@ const QEMU = 'qemu-system-x86_64';
 const haveQemu = spawnSync(QEMU, ['--version']).status === 0;
 
 function bareQemu(dir: string, name: string, memMiB = 256): ChildProcess {
-  return spawn(QEMU, ['-accel', 'tcg', '-machine', 'q35', '-m', String(memMiB), '-nodefaults', '-display', 'none', '-name', name,
-    '-device', 'virtio-balloon-pci,id=balloon0', '-qmp', `unix:${join(dir, name + '.sock')},server=on,wait=off`], { stdio: 'ignore' });
+  return spawn(
+    QEMU,
+    [
+      '-accel',
+      'tcg',
+      '-machine',
+      'q35',
+      '-m',
+      String(memMiB),
+      '-nodefaults',
+      '-display',
+      'none',
+      '-name',
+      name,
+      '-device',
+      'virtio-balloon-pci,id=balloon0',
+      '-qmp',
+      `unix:${join(dir, name + '.sock')},server=on,wait=off`,
+    ],
+    { stdio: 'ignore' },
+  );
 }
 
 test('QMP driver on bare QEMU: discovery, balloon facts, pid and RSS, SHUTDOWN and kill events', async (t) => {
@@ -41,7 +60,10 @@ test('QMP driver on bare QEMU: discovery, balloon facts, pid and RSS, SHUTDOWN a
   t.after(() => h.close());
   await h.connect();
   const samples = await h.collect();
-  assert.deepEqual(samples.map((s) => s.name), ['bare-a', 'bare-b']);
+  assert.deepEqual(
+    samples.map((s) => s.name),
+    ['bare-a', 'bare-b'],
+  );
   const sa = samples[0]!;
   assert.equal(sa.stats.balloon_cur, 256 * 1024);
   assert.equal(sa.stats.balloon_max, 256 * 1024);
@@ -61,7 +83,11 @@ test('QMP driver on bare QEMU: discovery, balloon facts, pid and RSS, SHUTDOWN a
   b.kill('SIGKILL');
   await until('destroyed event for bare-b', 5000, () => events.some((e) => e.kind === 'destroyed' && e.name === 'bare-b'));
   const after = await h.collect();
-  assert.deepEqual(after.map((s) => s.name), [], 'gone guests are left out, not reported stale');
+  assert.deepEqual(
+    after.map((s) => s.name),
+    [],
+    'gone guests are left out, not reported stale',
+  );
   assert.equal(events.filter((e) => e.name === 'bare-a' && e.kind === 'destroyed').length, 0, 'a clean quit is not a destroy');
 });
 
@@ -86,7 +112,9 @@ test('QMP driver on a lab guest: stats arrive, balloon changes actual, BALLOON_C
   const events: LifecycleEvent[] = [];
   const changes: number[] = [];
   h.onEvent((e) => events.push(e));
-  h.onQmpEvent((_, e) => { if (e.event === 'BALLOON_CHANGE') changes.push(e.data.actual as number); });
+  h.onQmpEvent((_, e) => {
+    if (e.event === 'BALLOON_CHANGE') changes.push(e.data.actual as number);
+  });
   await h.connect();
   const t0 = Date.now();
   const fresh = await until('fresh balloon stats from the guest', 180000, async () => (await h.collect()).find((s) => !s.stale));
@@ -97,13 +125,15 @@ test('QMP driver on a lab guest: stats arrive, balloon changes actual, BALLOON_C
   assert.ok(typeof fresh.stats.minor_fault === 'number' && fresh.stats.minor_fault > 0);
   assert.equal(fresh.stats.balloon_cur, 256 * 1024);
   assert.equal(fresh.props.pid, guest.pid);
-  assert.equal(fresh.name, guest.name, 'name from QEMU\'s -name');
+  assert.equal(fresh.name, guest.name, "name from QEMU's -name");
 
   const tStats = Date.now() - t0;
   const t1 = Date.now();
   await h.setBalloon(fresh.id, 160 * 1024);
   await until('BALLOON_CHANGE down to 160 MiB', 60000, () => changes.some((c) => c === 160 * 1048576));
-  console.error(`qmp lab: first fresh stats after ${tStats} ms; balloon 256 -> 160 MiB confirmed by BALLOON_CHANGE after ${Date.now() - t1} ms; guest MemTotal ${total} KiB`);
+  console.error(
+    `qmp lab: first fresh stats after ${tStats} ms; balloon 256 -> 160 MiB confirmed by BALLOON_CHANGE after ${Date.now() - t1} ms; guest MemTotal ${total} KiB`,
+  );
   const ballooned = await until('actual at 160 MiB', 30000, async () => (await h.collect()).find((s) => s.stats.balloon_cur === 160 * 1024));
   assert.equal(ballooned.stats.balloon_cur, 160 * 1024);
   const statsAfter = await until('guest MemTotal to shrink', 30000, async () => {

@@ -45,7 +45,9 @@ function hostFreeShare(): number {
 
 /** The guard's floor for one sample, from the config's values (KiB). */
 function floorOf(s: Stats): number | null {
-  const cur = s.balloon_cur, max = s.balloon_max, unused = s.mem_unused;
+  const cur = s.balloon_cur,
+    max = s.balloon_max,
+    unused = s.mem_unused;
   if (typeof cur !== 'number' || typeof max !== 'number' || typeof unused !== 'number') return null;
   const bmin = typeof s.balloon_min === 'number' ? s.balloon_min : 0;
   const f = Math.max(MIN_GUEST_MIB * MiB, bmin, Math.max(0, cur - unused) + HEADROOM_MIB * MiB);
@@ -56,11 +58,21 @@ const mib = (kib: number) => Math.round(kib / MiB);
 
 class ForeignGuest extends Error {}
 
-test('ballast run (libvirt) + shipped balloon.policy under host pressure: inflates to the floors, never below, grows back when the pressure is lifted', { timeout: 300_000 }, async (t) => {
+test('ballast run (libvirt) + shipped balloon.policy under host pressure: inflates to the floors, never below, grows back when the pressure is lifted', {
+  timeout: 300_000,
+}, async (t) => {
   const share = hostFreeShare();
   if (share < 0.3) return skipLoudly(t, `host free share ${share.toFixed(3)}: the host really is short of memory, the guests could not be shown growing back`);
 
-  const lab = await acquireLab(t, { guests: 2, memMiB: GUEST_MIB, group: 'runpressure', workload: WORKLOAD, meminfoS: 1, statsPeriodS: 1, bootTimeoutMs: 240_000 });
+  const lab = await acquireLab(t, {
+    guests: 2,
+    memMiB: GUEST_MIB,
+    group: 'runpressure',
+    workload: WORKLOAD,
+    meminfoS: 1,
+    statsPeriodS: 1,
+    bootTimeoutMs: 240_000,
+  });
   if (!lab) return;
   const names = lab.guests.map((g) => g.name);
   const ours = (n: string) => names.includes(n);
@@ -118,7 +130,8 @@ test('ballast run (libvirt) + shipped balloon.policy under host pressure: inflat
       await new Promise((r) => setTimeout(r, 2000));
       busy = await others();
     }
-    if (busy.length) return skipLoudly(t, `other domains still run on libvirtd after 120 s (${busy.join(', ')}): the shipped balloon policy would act on them too`);
+    if (busy.length)
+      return skipLoudly(t, `other domains still run on libvirtd after 120 s (${busy.join(', ')}): the shipped balloon policy would act on them too`);
   }
 
   const before = await until('balloon stats of both guests', 60_000, ourSamples);
@@ -128,12 +141,18 @@ test('ballast run (libvirt) + shipped balloon.policy under host pressure: inflat
   const pdir = join(dir, 'policies');
   mkdirSync(pdir);
   copyFileSync(shipped, join(pdir, 'balloon.policy'));
-  assert.match(readFileSync(shipped, 'utf8'), /\(defvar balloon_pressure_threshold /, 'the shipped policy still names its threshold balloon_pressure_threshold');
+  assert.match(
+    readFileSync(shipped, 'utf8'),
+    /\(defvar balloon_pressure_threshold /,
+    'the shipped policy still names its threshold balloon_pressure_threshold',
+  );
   const tuning = join(pdir, '00_tuning.policy');
   writeFileSync(tuning, `# the lab host counts as under pressure\n(defvar balloon_pressure_threshold ${THRESHOLD})\n`);
   const recordFile = join(dir, 'record.jsonl');
   const cfg = join(dir, 'ballast.toml');
-  writeFileSync(cfg, `[hypervisor]
+  writeFileSync(
+    cfg,
+    `[hypervisor]
 driver = "libvirt"
 stats_period = 1
 [engine]
@@ -154,7 +173,8 @@ balloons = "leave"
 [log]
 format = "json"
 level = "info"
-`);
+`,
+  );
 
   const t0 = Date.now();
   const run = spawnDaemon(cfg, (rec) => {
@@ -181,15 +201,24 @@ level = "info"
     const floorMs = Date.now() - (firstInflation || t0);
     const startToInflationMs = (firstInflation || Date.now()) - t0;
     for (const g of atFloor) {
-      const cur = g.stats.balloon_cur!, max = g.stats.balloon_max!;
+      const cur = g.stats.balloon_cur!,
+        max = g.stats.balloon_max!;
       assert.ok(cur <= max - 128 * MiB, `${g.name}: balloon_cur ${mib(cur)} MiB is well below balloon_max ${mib(max)} MiB`);
     }
     // The guests themselves see less memory: MemTotal falls by (nearly) what the balloon took.
-    const totalsAfter = await Promise.all(names.map((n, i) => lab.waitConsole(n, (c) => {
-      const m = c.meminfo.at(-1);
-      const took = GUEST_MIB * MiB - atFloor[i].stats.balloon_cur!;
-      return m && totalBefore[i] - m.totalKiB >= 0.9 * took ? m.totalKiB : undefined;
-    }, 30_000)));
+    const totalsAfter = await Promise.all(
+      names.map((n, i) =>
+        lab.waitConsole(
+          n,
+          (c) => {
+            const m = c.meminfo.at(-1);
+            const took = GUEST_MIB * MiB - atFloor[i].stats.balloon_cur!;
+            return m && totalBefore[i] - m.totalKiB >= 0.9 * took ? m.totalKiB : undefined;
+          },
+          30_000,
+        ),
+      ),
+    );
 
     // Hold the floor for a few cycles (the daemon keeps deciding; none may go below).
     await new Promise((r) => setTimeout(r, 4000));
@@ -199,17 +228,29 @@ level = "info"
     const loadedBefore = logs.filter((l) => l.event === 'policy_loaded').length;
     const tLift = Date.now();
     unlinkSync(tuning);
-    await until('the daemon to reload the policy without 00_tuning.policy', 30_000, () => logs.filter((l) => l.event === 'policy_loaded').length > loadedBefore).catch(withLog);
+    await until(
+      'the daemon to reload the policy without 00_tuning.policy',
+      30_000,
+      () => logs.filter((l) => l.event === 'policy_loaded').length > loadedBefore,
+    ).catch(withLog);
     const liftedAt = Date.parse(String(logs.filter((l) => l.event === 'policy_loaded').at(-1)!.ts)) / 1000;
     const grown = await until('both guests to grow back to balloon_max', 120_000, async () => {
       const s = await ourSamples();
       return s?.every((g) => g.stats.balloon_cur! >= g.stats.balloon_max! - 2 * MiB) ? s : null;
     }).catch(withLog);
     const growMs = Date.now() - tLift;
-    const totalsGrown = await Promise.all(names.map((n, i) => lab.waitConsole(n, (c) => {
-      const m = c.meminfo.at(-1);
-      return m && m.totalKiB >= totalBefore[i] - 4 * MiB ? m.totalKiB : undefined;
-    }, 30_000)));
+    const totalsGrown = await Promise.all(
+      names.map((n, i) =>
+        lab.waitConsole(
+          n,
+          (c) => {
+            const m = c.meminfo.at(-1);
+            return m && m.totalKiB >= totalBefore[i] - 4 * MiB ? m.totalKiB : undefined;
+          },
+          30_000,
+        ),
+      ),
+    );
 
     daemon.kill('SIGTERM');
     const code = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 20_000))]);
@@ -218,17 +259,31 @@ level = "info"
 
     // 2. Never below the floor. Every balloon action the daemon applied, checked against the
     // floor recomputed from the sample that cycle decided on (the evaluation record).
-    const records = readFileSync(recordFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as {
-      cycle: number; time: number; guests: { props: Record<string, unknown>; stats: Stats[] }[];
-      result: { guests: { name: string; controls: Record<string, unknown> }[] };
-    });
+    const records = readFileSync(recordFile, 'utf8')
+      .trim()
+      .split('\n')
+      .map(
+        (l) =>
+          JSON.parse(l) as {
+            cycle: number;
+            time: number;
+            guests: { props: Record<string, unknown>; stats: Stats[] }[];
+            result: { guests: { name: string; controls: Record<string, unknown> }[] };
+          },
+      );
     const byCycle = new Map(records.map((r) => [r.cycle, r]));
     const actions = logs.filter((l) => l.event === 'action' && l.control === 'balloon_target');
     assert.ok(actions.length >= 4, `the daemon ballooned (${actions.length} actions)`);
-    const touchedOthers = logs.filter((l) => (l.event === 'action' || l.event === 'veto' || l.event === 'action_failed') && typeof l.entity === 'string' && !ours(l.entity as string));
+    const touchedOthers = logs.filter(
+      (l) => (l.event === 'action' || l.event === 'veto' || l.event === 'action_failed') && typeof l.entity === 'string' && !ours(l.entity as string),
+    );
     assert.deepEqual(touchedOthers, [], 'the daemon acted on no other guest');
     let minMargin = Infinity;
-    let inflations = 0, deflations = 0, lateInflations = 0, clamps = 0, clampsByUse = 0;
+    let inflations = 0,
+      deflations = 0,
+      lateInflations = 0,
+      clamps = 0,
+      clampsByUse = 0;
     for (const a of actions) {
       assert.equal(a.result, 'applied', `action applied: ${JSON.stringify(a)}`);
       const rec = byCycle.get(a.cycle as number);
@@ -240,7 +295,10 @@ level = "info"
       const floor = floorOf(s);
       assert.ok(floor !== null, `cycle ${String(a.cycle)}: ${String(a.entity)} had balloon stats`);
       const to = a.to as number;
-      assert.ok(to >= floor!, `${String(a.entity)} cycle ${String(a.cycle)}: target ${to} KiB is below its floor ${floor} KiB (sample ${JSON.stringify(s)}; reasons ${JSON.stringify(a.reason)})`);
+      assert.ok(
+        to >= floor!,
+        `${String(a.entity)} cycle ${String(a.cycle)}: target ${to} KiB is below its floor ${floor} KiB (sample ${JSON.stringify(s)}; reasons ${JSON.stringify(a.reason)})`,
+      );
       assert.ok(to <= s.balloon_max!, `target within balloon_max`);
       minMargin = Math.min(minMargin, to - floor!);
       // Where the daemon says it clamped to the floor, its floor is the one recomputed here.
@@ -273,7 +331,8 @@ level = "info"
         if (ours(name) && typeof asked === 'number' && floor !== null && byUse && asked < floor) belowFloorAsks.set(name, belowFloorAsks.get(name)! + 1);
       }
     }
-    for (const [n, k] of belowFloorAsks) assert.ok(k >= 1, `${n}: the policy asked for less than the used + headroom floor (${k} times; ${clampsByUse} of ${clamps} logged clamps by use)`);
+    for (const [n, k] of belowFloorAsks)
+      assert.ok(k >= 1, `${n}: the policy asked for less than the used + headroom floor (${k} times; ${clampsByUse} of ${clamps} logged clamps by use)`);
     assert.ok(inflations >= 2 && deflations >= 2, `inflations ${inflations}, deflations ${deflations}`);
     // And what the guests reported: each kept at least the headroom unused (a few MiB of
     // slack for what the guest's use moved between the decision and the sample) and never
@@ -293,8 +352,13 @@ level = "info"
 
     console.error(
       `run-pressure: host free share ${share.toFixed(3)}, threshold forced to ${THRESHOLD}; ` +
-        names.map((n, i) => `${n}: balloon ${GUEST_MIB} -> ${mib(atFloor[i].stats.balloon_cur!)} MiB (floor ${mib(floorOf(atFloor[i].stats)!)} MiB, used ${mib(atFloor[i].stats.balloon_cur! - atFloor[i].stats.mem_unused!)} MiB), ` +
-          `MemTotal ${mib(totalBefore[i])} -> ${mib(totalsAfter[i])} -> ${mib(totalsGrown[i])} MiB, held at ${mib(held[i].stats.balloon_cur!)} MiB, back to ${mib(grown[i].stats.balloon_cur!)} MiB`).join('; ') +
+        names
+          .map(
+            (n, i) =>
+              `${n}: balloon ${GUEST_MIB} -> ${mib(atFloor[i].stats.balloon_cur!)} MiB (floor ${mib(floorOf(atFloor[i].stats)!)} MiB, used ${mib(atFloor[i].stats.balloon_cur! - atFloor[i].stats.mem_unused!)} MiB), ` +
+              `MemTotal ${mib(totalBefore[i])} -> ${mib(totalsAfter[i])} -> ${mib(totalsGrown[i])} MiB, held at ${mib(held[i].stats.balloon_cur!)} MiB, back to ${mib(grown[i].stats.balloon_cur!)} MiB`,
+          )
+          .join('; ') +
         `; first inflation ${(startToInflationMs / 1000).toFixed(1)} s after spawning the daemon, floor reached ${(floorMs / 1000).toFixed(1)} s after it, grown back ${(growMs / 1000).toFixed(1)} s after deleting 00_tuning.policy; ` +
         `${actions.length} actions (${inflations} inflations, ${deflations} deflations), ${clamps} clamped up to the floor (${clampsByUse} by used + headroom), policy asks below the floor ${[...belowFloorAsks.values()].join('/')}, least target margin above the floor ${mib(minMargin)} MiB, least unused seen ${mib(minUnused)} MiB`,
     );
@@ -304,6 +368,9 @@ level = "info"
     await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
     const touched = logs.filter((l) => l.event === 'action' && typeof l.entity === 'string' && !ours(l.entity as string));
     if (touched.length) console.error(`run-pressure: the daemon acted on another guest before it was stopped: ${JSON.stringify(touched)}`);
-    return skipLoudly(t, `another domain appeared on libvirtd during the run (${e.message}): the daemon was stopped, the shipped policy must not act on other guests`);
+    return skipLoudly(
+      t,
+      `another domain appeared on libvirtd during the run (${e.message}): the daemon was stopped, the shipped policy must not act on other guests`,
+    );
   }
 });

@@ -20,9 +20,13 @@ test('dashboard in chromium: charts with data, the guest list, live updates, a s
     t.skip(why);
     return;
   }
-  const demo = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'demo', '--dashboard', '127.0.0.1:0', '--speed', '40', '--duration', '120'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const demo = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'demo', '--dashboard', '127.0.0.1:0', '--speed', '40', '--duration', '120'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
-  demo.stdout.on('data', (c: Buffer) => { out += c; });
+  demo.stdout.on('data', (c: Buffer) => {
+    out += c;
+  });
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--headless=new'] });
   try {
     for (let i = 0; i < 200 && !/dashboard: http/.test(out); i++) await new Promise((r) => setTimeout(r, 100));
@@ -31,26 +35,41 @@ test('dashboard in chromium: charts with data, the guest list, live updates, a s
     const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(String(e)));
-    page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors.push(m.text());
+    });
     await page.goto(url);
 
     // Charts with points: uPlot draws a canvas per chart; the page reports what each holds.
-    await page.waitForFunction(() => {
-      const c = (window as unknown as { ballastDashboard?: { charts(): { host: number; guests: Record<string, number> } } }).ballastDashboard?.charts();
-      return c !== undefined && c.host >= 3 && Object.values(c.guests).some((n) => n >= 3);
-    }, undefined, { timeout: 30_000 });
-    assert.ok(await page.locator('#host-chart canvas').count() >= 1, 'host chart drawn');
-    assert.ok(await page.locator('#guest-charts .guest-chart canvas').count() >= 3, 'a chart per guest');
+    await page.waitForFunction(
+      () => {
+        const c = (window as unknown as { ballastDashboard?: { charts(): { host: number; guests: Record<string, number> } } }).ballastDashboard?.charts();
+        return c !== undefined && c.host >= 3 && Object.values(c.guests).some((n) => n >= 3);
+      },
+      undefined,
+      { timeout: 30_000 },
+    );
+    assert.ok((await page.locator('#host-chart canvas').count()) >= 1, 'host chart drawn');
+    assert.ok((await page.locator('#guest-charts .guest-chart canvas').count()) >= 3, 'a chart per guest');
     const guests = await page.locator('#guests tbody tr').allInnerTexts();
-    assert.ok(guests.some((r) => r.startsWith('web1')), `guest list: ${guests.join(' | ')}`);
+    assert.ok(
+      guests.some((r) => r.startsWith('web1')),
+      `guest list: ${guests.join(' | ')}`,
+    );
     assert.match((await page.locator('#status').textContent()) ?? '', /^ok$|^degraded$/);
 
     // Live: the header's cycle count and the chart's points move without a reload.
     const meta1 = await page.locator('#meta').textContent();
     const points1 = await page.evaluate(() => (window as unknown as { ballastDashboard: { charts(): { host: number } } }).ballastDashboard.charts().host);
-    await page.waitForFunction((p) => (window as unknown as { ballastDashboard: { charts(): { host: number } } }).ballastDashboard.charts().host > p, points1, { timeout: 20_000 });
+    await page.waitForFunction((p) => (window as unknown as { ballastDashboard: { charts(): { host: number } } }).ballastDashboard.charts().host > p, points1, {
+      timeout: 20_000,
+    });
     await page.waitForFunction((m) => document.querySelector('#meta')?.textContent !== m, meta1, { timeout: 20_000 });
-    await page.waitForFunction(() => (document.querySelector('#actions')?.children.length ?? 0) > 0 && !/none yet/.test(document.querySelector('#actions')?.textContent ?? ''), undefined, { timeout: 30_000 });
+    await page.waitForFunction(
+      () => (document.querySelector('#actions')?.children.length ?? 0) > 0 && !/none yet/.test(document.querySelector('#actions')?.textContent ?? ''),
+      undefined,
+      { timeout: 30_000 },
+    );
 
     const shot = join(mkdtempSync(join(tmpdir(), 'ballast-dashboard-')), 'dashboard.png');
     await page.screenshot({ path: shot, fullPage: true });

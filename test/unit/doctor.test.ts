@@ -58,7 +58,13 @@ const SWAP = 'Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n/dev/zram0 parti
 const NO_SWAP = 'Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n';
 const PSI = 'some avg10=1.50 avg60=0.20 avg300=0.00 total=100\nfull avg10=0.50 avg60=0.00 avg300=0.00 total=50\n';
 /** A host with nothing to complain about. */
-const HEALTHY = { ...KSM, ...THP('always [madvise] never\n', 'always defer defer+madvise [madvise] never\n'), ...V2, 'proc/swaps': SWAP, 'proc/pressure/memory': PSI };
+const HEALTHY = {
+  ...KSM,
+  ...THP('always [madvise] never\n', 'always defer defer+madvise [madvise] never\n'),
+  ...V2,
+  'proc/swaps': SWAP,
+  'proc/pressure/memory': PSI,
+};
 
 const denied = (code: string) => async () => code;
 
@@ -135,8 +141,11 @@ test('swap and PSI: missing warns, present is ok', async () => {
 
 test('memballoon XML: model, stats period and free page reporting', () => {
   const xml = (mb: string) => `<domain type='kvm'><name>g</name><devices><disk type='file'/>${mb}</devices></domain>`;
-  assert.deepEqual(parseMemballoon(xml(`<memballoon model='virtio' freePageReporting='on'><stats period='5'/><address type='pci'/></memballoon>`)),
-    { model: 'virtio', statsPeriod: 5, freePageReporting: true });
+  assert.deepEqual(parseMemballoon(xml(`<memballoon model='virtio' freePageReporting='on'><stats period='5'/><address type='pci'/></memballoon>`)), {
+    model: 'virtio',
+    statsPeriod: 5,
+    freePageReporting: true,
+  });
   assert.deepEqual(parseMemballoon(xml(`<memballoon model='virtio'/>`)), { model: 'virtio', statsPeriod: 0, freePageReporting: false });
   assert.deepEqual(parseMemballoon(xml(`<memballoon model='none'/>`)), { model: 'none', statsPeriod: 0, freePageReporting: false });
   assert.deepEqual(parseMemballoon(xml('')), { model: '', statsPeriod: 0, freePageReporting: false });
@@ -146,8 +155,14 @@ test('guest checks: what is missing warns with its fix, what cannot be seen is s
   const ctx = { statsPeriod: 5, readOnly: false, driver: 'libvirt' as const };
   const by = (rs: CheckResult[]) => Object.fromEntries(rs.map((r) => [r.id.split(':')[2], r]));
   const good: GuestFacts = { name: 'vm1', balloon: 'virtio', statsPeriod: 5, statsArriving: true, freePageReporting: true, pid: 1 };
-  assert.deepEqual(guestChecks(good, ctx).map((r) => [r.id, r.status]),
-    [['guest:vm1:balloon', 'ok'], ['guest:vm1:stats', 'ok'], ['guest:vm1:free_page_reporting', 'ok']]);
+  assert.deepEqual(
+    guestChecks(good, ctx).map((r) => [r.id, r.status]),
+    [
+      ['guest:vm1:balloon', 'ok'],
+      ['guest:vm1:stats', 'ok'],
+      ['guest:vm1:free_page_reporting', 'ok'],
+    ],
+  );
 
   const none = by(guestChecks({ ...good, balloon: 'none', statsArriving: false }, ctx));
   assert.equal(none.balloon!.status, 'warn');
@@ -204,7 +219,12 @@ function serveXml(fake: FakeLibvirtd, xml: (id: number) => string | null): void 
     const text = xml(readDomain(new XdrReader(f.payload)).id);
     if (text === null) return false; // the fake's "not supported" error
     const h = f.header;
-    sock.write(encodeFrame({ prog: h.prog, vers: h.vers, proc: h.proc, type: MessageType.REPLY, serial: h.serial, status: MessageStatus.OK }, new XdrWriter().string(text).toBuffer()));
+    sock.write(
+      encodeFrame(
+        { prog: h.prog, vers: h.vers, proc: h.proc, type: MessageType.REPLY, serial: h.serial, status: MessageStatus.OK },
+        new XdrWriter().string(text).toBuffer(),
+      ),
+    );
     return true;
   };
 }
@@ -275,16 +295,20 @@ test('qmp: a missing directory fails, an empty one warns, a guest behind a socke
       const prop = cmd.arguments?.property;
       if (cmd.execute === 'query-name') return ret({ name: 'vm1' });
       if (cmd.execute === 'query-cpus-fast') return ret([]);
-      if (cmd.execute === 'qom-list') return ret(cmd.arguments?.path === '/machine/peripheral' ? [{ name: 'balloon0', type: 'child<virtio-balloon-pci>' }] : []);
+      if (cmd.execute === 'qom-list')
+        return ret(cmd.arguments?.path === '/machine/peripheral' ? [{ name: 'balloon0', type: 'child<virtio-balloon-pci>' }] : []);
       if (cmd.execute === 'qom-get' && prop === 'guest-stats-polling-interval') return ret(0);
       if (cmd.execute === 'qom-get' && prop === 'guest-stats') return ret({ stats: {}, 'last-update': 0 });
       if (cmd.execute === 'qom-get' && prop === 'free-page-reporting') return ret(true);
       return ret({});
     };
-    const results = await runDoctor(config((c) => {
-      c.hypervisor.driver = 'qmp';
-      c.hypervisor.qmp_dir = empty;
-    }), { root, timeoutMs: 1000 });
+    const results = await runDoctor(
+      config((c) => {
+        c.hypervisor.driver = 'qmp';
+        c.hypervisor.qmp_dir = empty;
+      }),
+      { root, timeoutMs: 1000 },
+    );
     const st = Object.fromEntries(results.map((r) => [r.id, r.status]));
     assert.equal(st.hypervisor, 'ok');
     assert.deepEqual([st['guest:vm1:balloon'], st['guest:vm1:stats'], st['guest:vm1:free_page_reporting']], ['ok', 'warn', 'ok']);
@@ -296,10 +320,13 @@ test('qmp: a missing directory fails, an empty one warns, a guest behind a socke
   const busy = await fakeQmp(join(empty, 'busy.sock'));
   busy.greeting = null;
   try {
-    const results = await runDoctor(config((c) => {
-      c.hypervisor.driver = 'qmp';
-      c.hypervisor.qmp_dir = empty;
-    }), { root, timeoutMs: 200 });
+    const results = await runDoctor(
+      config((c) => {
+        c.hypervisor.driver = 'qmp';
+        c.hypervisor.qmp_dir = empty;
+      }),
+      { root, timeoutMs: 200 },
+    );
     const r = results.find((x) => x.id === 'guest:busy.sock:qmp')!;
     assert.equal(r.status, 'warn');
     assert.match(r.message, /no greeting/);

@@ -9,7 +9,19 @@ import { Engine } from '../../src/engine/engine.js';
 import { memoryLogger } from '../../src/log/logger.js';
 import { evaluateFn, FakeHypervisor, guest, MiB, targetPolicy } from './engine/fakes.js';
 
-const remote = (code: number) => ({ code, domain: 10, message: `libvirt error ${code}`, level: 2, dom: null, str1: null, str2: null, str3: null, int1: 0, int2: 0, net: null });
+const remote = (code: number) => ({
+  code,
+  domain: 10,
+  message: `libvirt error ${code}`,
+  level: 2,
+  dom: null,
+  str1: null,
+  str2: null,
+  str3: null,
+  int1: 0,
+  int2: 0,
+  net: null,
+});
 
 test('every driver error and errno has its kind', () => {
   assert.equal(failureKind(new DomainNotFoundError(remote(42), 'DOMAIN_LOOKUP_BY_UUID')), 'gone');
@@ -32,7 +44,10 @@ test('every driver error and errno has its kind', () => {
 });
 
 class KindError extends Error {
-  constructor(message: string, readonly kind: string) {
+  constructor(
+    message: string,
+    readonly kind: string,
+  ) {
     super(message);
   }
 }
@@ -41,8 +56,13 @@ test('the loop acts on the kind: gone is dropped (no retry), unsupported is aske
   const hv = new FakeHypervisor([guest('a', { balloon_cur: 1536 * MiB }), guest('b', { balloon_cur: 1536 * MiB })]);
   let t = 0;
   const engine = new Engine({
-    hypervisor: hv, hostSources: [], policy: targetPolicy((s) => (s.balloon_cur as number) - 10 * MiB), evaluate: evaluateFn,
-    logger: memoryLogger(), now: () => t, safeguards: { minGuestKiB: 256 * MiB, headroomKiB: 64 * MiB, rollbackWindow: 0 },
+    hypervisor: hv,
+    hostSources: [],
+    policy: targetPolicy((s) => (s.balloon_cur as number) - 10 * MiB),
+    evaluate: evaluateFn,
+    logger: memoryLogger(),
+    now: () => t,
+    safeguards: { minGuestKiB: 256 * MiB, headroomKiB: 64 * MiB, rollbackWindow: 0 },
   });
   const setBalloon = hv.setBalloon.bind(hv);
   hv.setBalloon = async (id, target) => {

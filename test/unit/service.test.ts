@@ -8,7 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const unit = readFileSync(new URL('../../contrib/ballast.service', import.meta.url), 'utf8');
-const directives = new Map(unit.split('\n').filter((l) => /^[A-Za-z]+=/.test(l)).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+const directives = new Map(
+  unit
+    .split('\n')
+    .filter((l) => /^[A-Za-z]+=/.test(l))
+    .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+);
 
 test('the unit is hardened: no new privileges, read-only system but for what ballast writes, few capabilities, SIGHUP reload', () => {
   assert.equal(directives.get('NoNewPrivileges'), 'yes');

@@ -50,7 +50,9 @@ export function dashboardHandler(): Handler {
       cache.set(path, body);
     }
     ctx.res.writeHead(200, {
-      'content-type': asset.type, 'content-length': body.length, 'cache-control': 'no-cache',
+      'content-type': asset.type,
+      'content-length': body.length,
+      'cache-control': 'no-cache',
       // The page loads only what this server serves.
       'content-security-policy': "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:",
       'x-content-type-options': 'nosniff',

@@ -26,7 +26,12 @@ function decodedSegment(raw: string, what: string): string {
 
 function policyName(raw: string): string {
   const name = decodedSegment(raw, 'policy name');
-  if (!POLICY_NAME_RE.test(name)) throw new HttpError(400, 'bad policy name', `expected letters, digits, "_", "-" and "." (not first), at most 100: got ${JSON.stringify(name.slice(0, 120))}`);
+  if (!POLICY_NAME_RE.test(name))
+    throw new HttpError(
+      400,
+      'bad policy name',
+      `expected letters, digits, "_", "-" and "." (not first), at most 100: got ${JSON.stringify(name.slice(0, 120))}`,
+    );
   return name;
 }
 
@@ -43,7 +48,12 @@ async function jsonBody<T>(ctx: RequestContext, schema: z.ZodType<T>, emptyOk: b
     throw new HttpError(400, 'malformed JSON', (err as Error).message);
   }
   const r = schema.safeParse(value);
-  if (!r.success) throw new HttpError(400, 'invalid body', r.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`));
+  if (!r.success)
+    throw new HttpError(
+      400,
+      'invalid body',
+      r.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`),
+    );
   return r.data;
 }
 
@@ -64,7 +74,17 @@ async function policyText(ctx: RequestContext): Promise<string> {
 }
 
 function guestSummary(port: DaemonPort) {
-  return port.guests().map((g) => ({ id: g.id, name: g.name, props: g.props, stats: g.stats, vars: g.vars, stale: g.stale, holdUntil: g.holdUntil, lastTarget: g.lastTarget, balloonReturn: g.balloonReturn }));
+  return port.guests().map((g) => ({
+    id: g.id,
+    name: g.name,
+    props: g.props,
+    stats: g.stats,
+    vars: g.vars,
+    stale: g.stale,
+    holdUntil: g.holdUntil,
+    lastTarget: g.lastTarget,
+    balloonReturn: g.balloonReturn,
+  }));
 }
 
 function methodNotAllowed(method: string | undefined, allowed: string[]): never {
@@ -117,7 +137,11 @@ export function apiHandler(): Handler {
           return true;
         case 'policies':
           only(['GET']);
-          sendJson(ctx.res, 200, p.policies().map(({ text: _t, ...info }) => info));
+          sendJson(
+            ctx.res,
+            200,
+            p.policies().map(({ text: _t, ...info }) => info),
+          );
           return true;
         case 'pause': {
           only(['POST']);

@@ -28,14 +28,16 @@ export type Handler = (ctx: RequestContext) => boolean | Promise<boolean>;
 
 /** An error that becomes a JSON error response. */
 export class HttpError extends Error {
-  constructor(readonly status: number, readonly error: string, readonly detail?: unknown) {
+  constructor(
+    readonly status: number,
+    readonly error: string,
+    readonly detail?: unknown,
+  ) {
     super(error);
   }
 }
 
-export type ListenerAuth =
-  | { kind: 'unix' }
-  | { kind: 'tcp'; writeToken?: string; readToken?: string; loopbackReads?: boolean };
+export type ListenerAuth = { kind: 'unix' } | { kind: 'tcp'; writeToken?: string; readToken?: string; loopbackReads?: boolean };
 
 export interface HttpServerOptions {
   handlers: Handler[];

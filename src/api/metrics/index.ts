@@ -15,8 +15,8 @@ const PAGE = 4096;
 type Scale = number;
 /** [metric suffix, stat, scale, help] of the host gauges. */
 const HOST_GAUGES: [string, string, Scale, string][] = [
-  ['memory_total_bytes', 'mem_available', KiB, 'Host (or memory domain) memory, MOM\'s mem_available.'],
-  ['memory_free_bytes', 'mem_free', KiB, 'Free memory including reclaimable page cache (MOM\'s mem_free).'],
+  ['memory_total_bytes', 'mem_available', KiB, "Host (or memory domain) memory, MOM's mem_available."],
+  ['memory_free_bytes', 'mem_free', KiB, "Free memory including reclaimable page cache (MOM's mem_free)."],
   ['memory_unused_bytes', 'mem_unused', KiB, 'Memory not used at all (MemFree).'],
   ['memory_anon_bytes', 'anon_pages', KiB, 'Anonymous memory in use (AnonPages).'],
   ['swap_total_bytes', 'swap_total', KiB, 'Swap space.'],
@@ -35,14 +35,14 @@ const HOST_GAUGES: [string, string, Scale, string][] = [
 ];
 
 const GUEST_GAUGES: [string, string, Scale, string][] = [
-  ['balloon_current_bytes', 'balloon_cur', KiB, 'The guest\'s memory as the balloon leaves it (balloon_cur).'],
-  ['balloon_max_bytes', 'balloon_max', KiB, 'The guest\'s memory with the balloon empty (balloon_max).'],
+  ['balloon_current_bytes', 'balloon_cur', KiB, "The guest's memory as the balloon leaves it (balloon_cur)."],
+  ['balloon_max_bytes', 'balloon_max', KiB, "The guest's memory with the balloon empty (balloon_max)."],
   ['balloon_min_bytes', 'balloon_min', KiB, 'The configured balloon floor (balloon_min).'],
   ['memory_unused_bytes', 'mem_unused', KiB, 'Memory the guest does not use at all.'],
   ['memory_available_bytes', 'mem_available', KiB, 'Memory the guest sees (MemTotal through the balloon).'],
   ['memory_usable_bytes', 'mem_usable', KiB, 'Memory the guest could give without swapping (free + reclaimable cache).'],
   ['memory_free_bytes', 'mem_free', KiB, 'Free memory in the guest including its page cache.'],
-  ['memory_resident_bytes', 'rss', KiB, 'Resident memory of the guest\'s QEMU process on the host.'],
+  ['memory_resident_bytes', 'rss', KiB, "Resident memory of the guest's QEMU process on the host."],
   ['vcpus', 'vcpu_count', 1, 'Virtual CPUs.'],
 ];
 
@@ -57,7 +57,7 @@ const GUEST_COUNTERS: [string, string, Scale, string][] = [
 const COUNTERS: [string, keyof ReturnType<DaemonPort['counters']>, string][] = [
   ['ballast_collections_total', 'collections', 'Collections of host and guest statistics.'],
   ['ballast_cycles_total', 'cycles', 'Policy cycles (evaluate, guard, actuate).'],
-  ['ballast_policy_errors_total', 'policyErrors', 'Policy runtime errors (a guest\'s part, or a whole evaluation).'],
+  ['ballast_policy_errors_total', 'policyErrors', "Policy runtime errors (a guest's part, or a whole evaluation)."],
   ['ballast_policy_aborted_total', 'abortedEvaluations', 'Evaluations aborted (budget, error outside a guest): nothing applied.'],
   ['ballast_controller_errors_total', 'controllerErrors', 'Actions that failed in a controller or driver.'],
   ['ballast_driver_errors_total', 'driverErrors', 'Failed hypervisor collections.'],
@@ -76,34 +76,93 @@ export function createMetrics(port: DaemonPort): Registry {
   const reg = new Registry();
   const hostGauges = HOST_GAUGES.map(([name, stat, scale, help]) => ({ g: new Gauge({ name: `ballast_host_${name}`, help, registers: [reg] }), stat, scale }));
   const guestLabels = ['name', 'uuid'] as const;
-  const guestGauges = GUEST_GAUGES.map(([name, stat, scale, help]) => ({ g: new Gauge({ name: `ballast_guest_${name}`, help, labelNames: guestLabels, registers: [reg] }), stat, scale }));
-  const guestCounters = GUEST_COUNTERS.map(([name, stat, scale, help]) => ({ c: new Counter({ name: `ballast_guest_${name}`, help, labelNames: guestLabels, registers: [reg] }), stat, scale }));
-  const target = new Gauge({ name: 'ballast_guest_balloon_target_bytes', help: 'The balloon target ballast last set for the guest.', labelNames: guestLabels, registers: [reg] });
-  const stale = new Gauge({ name: 'ballast_guest_stale', help: '1 when the guest\'s latest statistics could not be read (no balloon driver, no stats, driver error).', labelNames: guestLabels, registers: [reg] });
-  const holding = new Gauge({ name: 'ballast_guest_rollback_hold', help: '1 while the guest is held off inflation after a rollback.', labelNames: guestLabels, registers: [reg] });
-  const inflated = new Counter({ name: 'ballast_guest_balloon_inflated_bytes_total', help: 'Memory balloon inflations took from the guest since it appeared.', labelNames: guestLabels, registers: [reg] });
-  const expected = new Counter({ name: 'ballast_guest_balloon_expected_return_bytes_total', help: 'The part of those inflations the host had backed with resident memory: what should have come back.', labelNames: guestLabels, registers: [reg] });
-  const returned = new Counter({ name: 'ballast_guest_balloon_returned_bytes_total', help: 'QEMU resident memory that went with those inflations: what the host really got back.', labelNames: guestLabels, registers: [reg] });
+  const guestGauges = GUEST_GAUGES.map(([name, stat, scale, help]) => ({
+    g: new Gauge({ name: `ballast_guest_${name}`, help, labelNames: guestLabels, registers: [reg] }),
+    stat,
+    scale,
+  }));
+  const guestCounters = GUEST_COUNTERS.map(([name, stat, scale, help]) => ({
+    c: new Counter({ name: `ballast_guest_${name}`, help, labelNames: guestLabels, registers: [reg] }),
+    stat,
+    scale,
+  }));
+  const target = new Gauge({
+    name: 'ballast_guest_balloon_target_bytes',
+    help: 'The balloon target ballast last set for the guest.',
+    labelNames: guestLabels,
+    registers: [reg],
+  });
+  const stale = new Gauge({
+    name: 'ballast_guest_stale',
+    help: "1 when the guest's latest statistics could not be read (no balloon driver, no stats, driver error).",
+    labelNames: guestLabels,
+    registers: [reg],
+  });
+  const holding = new Gauge({
+    name: 'ballast_guest_rollback_hold',
+    help: '1 while the guest is held off inflation after a rollback.',
+    labelNames: guestLabels,
+    registers: [reg],
+  });
+  const inflated = new Counter({
+    name: 'ballast_guest_balloon_inflated_bytes_total',
+    help: 'Memory balloon inflations took from the guest since it appeared.',
+    labelNames: guestLabels,
+    registers: [reg],
+  });
+  const expected = new Counter({
+    name: 'ballast_guest_balloon_expected_return_bytes_total',
+    help: 'The part of those inflations the host had backed with resident memory: what should have come back.',
+    labelNames: guestLabels,
+    registers: [reg],
+  });
+  const returned = new Counter({
+    name: 'ballast_guest_balloon_returned_bytes_total',
+    help: 'QEMU resident memory that went with those inflations: what the host really got back.',
+    labelNames: guestLabels,
+    registers: [reg],
+  });
   const guests = new Gauge({ name: 'ballast_guests', help: 'Guests the daemon manages.', registers: [reg] });
   const up = new Gauge({ name: 'ballast_up', help: '1 when every source answers, 0 when degraded.', registers: [reg] });
   const paused = new Gauge({ name: 'ballast_paused', help: '1 while control is paused (observe only).', registers: [reg] });
   const policyLoaded = new Gauge({ name: 'ballast_policy_loaded', help: '1 when a policy is in force.', registers: [reg] });
-  const info = new Gauge({ name: 'ballast_build_info', help: 'Version and hypervisor of the daemon (always 1).', labelNames: ['version', 'hypervisor'], registers: [reg] });
+  const info = new Gauge({
+    name: 'ballast_build_info',
+    help: 'Version and hypervisor of the daemon (always 1).',
+    labelNames: ['version', 'hypervisor'],
+    registers: [reg],
+  });
   const alerts = new Gauge({ name: 'ballast_alerts', help: 'Alerts active now.', labelNames: ['kind', 'severity', 'entity'], registers: [reg] });
-  const actions = new Counter({ name: 'ballast_actions_total', help: 'Controls decided, by control and result (applied, failed, veto, ...), over the actions the daemon keeps.', labelNames: ['control', 'result'], registers: [reg] });
+  const actions = new Counter({
+    name: 'ballast_actions_total',
+    help: 'Controls decided, by control and result (applied, failed, veto, ...), over the actions the daemon keeps.',
+    labelNames: ['control', 'result'],
+    registers: [reg],
+  });
   // Only drivers with a connection to lose have these (not the simulator).
-  const link = port.connection?.() !== undefined ? {
-    connected: new Gauge({ name: 'ballast_hypervisor_connected', help: '1 when the hypervisor driver\'s sockets are open.', registers: [reg] }),
-    reconnects: new Counter({ name: 'ballast_hypervisor_reconnects_total', help: 'Hypervisor connections re-established after a loss.', registers: [reg] }),
-  } : undefined;
+  const link =
+    port.connection?.() !== undefined
+      ? {
+          connected: new Gauge({ name: 'ballast_hypervisor_connected', help: "1 when the hypervisor driver's sockets are open.", registers: [reg] }),
+          reconnects: new Counter({
+            name: 'ballast_hypervisor_reconnects_total',
+            help: 'Hypervisor connections re-established after a loss.',
+            registers: [reg],
+          }),
+        }
+      : undefined;
   const counters = COUNTERS.map(([name, field, help]) => ({ c: new Counter({ name, help, registers: [reg] }), field }));
   const cycleSeconds = new Histogram({
-    name: 'ballast_cycle_duration_seconds', help: 'Wall-clock time of one policy cycle (evaluate, guard, actuate, record).',
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [reg],
+    name: 'ballast_cycle_duration_seconds',
+    help: 'Wall-clock time of one policy cycle (evaluate, guard, actuate, record).',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [reg],
   });
   const evalSeconds = new Histogram({
-    name: 'ballast_policy_evaluation_duration_seconds', help: 'Wall-clock time of one policy evaluation.',
-    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: [reg],
+    name: 'ballast_policy_evaluation_duration_seconds',
+    help: 'Wall-clock time of one policy evaluation.',
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [reg],
   });
   // Actions are counted as each cycle ends: the port keeps only recent records.
   let lastCycleCounted = 0;

@@ -74,7 +74,11 @@ export function momFunctions(port: DaemonPort, log: Logger): Record<string, Verb
       run: (n, p) => {
         const name = str(n!, 'setNamedPolicy', 'name');
         if (!POLICY_NAME_RE.test(name)) {
-          log.warn('mom_policy_refused', { call: 'setNamedPolicy', name, error: 'a policy name is letters, digits, "_", "-" and "." (not first), at most 100' });
+          log.warn('mom_policy_refused', {
+            call: 'setNamedPolicy',
+            name,
+            error: 'a policy name is letters, digits, "_", "-" and "." (not first), at most 100',
+          });
           return false;
         }
         // MOM deletes a named policy when given None; XML-RPC without nil sends '' instead, which MOM keeps as an empty policy.
@@ -82,7 +86,14 @@ export function momFunctions(port: DaemonPort, log: Logger): Record<string, Verb
         return compiled('setNamedPolicy', () => port.setPolicy(name, str(p!, 'setNamedPolicy', 'policy')));
       },
     },
-    getPolicy: { args: [], run: () => port.policies().map((p) => p.text).join('\n') },
+    getPolicy: {
+      args: [],
+      run: () =>
+        port
+          .policies()
+          .map((p) => p.text)
+          .join('\n'),
+    },
     getNamedPolicies: {
       args: [],
       run: () => Object.fromEntries(port.policies().map((p) => [p.name, p.text])),
@@ -118,7 +129,12 @@ export function answer(verbs: Record<string, Verb>, xml: string, log: Logger): s
   const verb = Object.hasOwn(verbs, call.method) ? verbs[call.method] : undefined;
   if (!verb) return encodeFault(new RpcFault(1, `<class 'Exception'>:method "${call.method}" is not supported`));
   if (call.params.length !== verb.args.length) {
-    return encodeFault(new RpcFault(1, `<class 'TypeError'>:${call.method}() takes ${verb.args.length} positional argument(s) (${verb.args.join(', ') || 'none'}) but ${call.params.length} were given`));
+    return encodeFault(
+      new RpcFault(
+        1,
+        `<class 'TypeError'>:${call.method}() takes ${verb.args.length} positional argument(s) (${verb.args.join(', ') || 'none'}) but ${call.params.length} were given`,
+      ),
+    );
   }
   try {
     log.debug('mom_call', { method: call.method });
@@ -176,7 +192,11 @@ export function createMomServer(port: DaemonPort, log: Logger): Server {
 }
 
 /** MOM's RPC on a unix socket (mode 0600, as MOM's) or on 127.0.0.1:port. */
-export async function startMomRpc(port: DaemonPort, where: { socket?: string; owner?: string; port?: number }, log: Logger): Promise<{ url: string; close(): Promise<void> }> {
+export async function startMomRpc(
+  port: DaemonPort,
+  where: { socket?: string; owner?: string; port?: number },
+  log: Logger,
+): Promise<{ url: string; close(): Promise<void> }> {
   const server = createMomServer(port, log);
   if (where.socket) {
     await listenUnix(server, where.socket);

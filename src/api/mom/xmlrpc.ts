@@ -10,7 +10,10 @@ export class RpcDecodeError extends Error {}
 
 /** A fault to send back: Python's xmlrpc.client raises it as xmlrpc.client.Fault. */
 export class RpcFault extends Error {
-  constructor(readonly faultCode: number, readonly faultString: string) {
+  constructor(
+    readonly faultCode: number,
+    readonly faultString: string,
+  ) {
     super(faultString);
   }
 }
@@ -20,8 +23,14 @@ const MAX_DEPTH = 64;
 type Node = Record<string, Node[] | string>;
 
 const parser = new XMLParser({
-  preserveOrder: true, ignoreAttributes: true, parseTagValue: false, trimValues: false,
-  processEntities: false, htmlEntities: false, ignoreDeclaration: true, ignorePiTags: true,
+  preserveOrder: true,
+  ignoreAttributes: true,
+  parseTagValue: false,
+  trimValues: false,
+  processEntities: false,
+  htmlEntities: false,
+  ignoreDeclaration: true,
+  ignorePiTags: true,
 });
 
 const ENTITIES: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" };
@@ -113,7 +122,7 @@ function decodeValue(valueChildren: Node[]): RpcValue {
     case 'double': {
       const s = text(body).trim();
       const v = Number(s);
-      if (s === '' || !Number.isFinite(v) && !/^[+-]?(inf|nan)$/i.test(s)) throw new RpcDecodeError(`bad <double> ${JSON.stringify(s.slice(0, 40))}`);
+      if (s === '' || (!Number.isFinite(v) && !/^[+-]?(inf|nan)$/i.test(s))) throw new RpcDecodeError(`bad <double> ${JSON.stringify(s.slice(0, 40))}`);
       return v;
     }
     case 'nil':

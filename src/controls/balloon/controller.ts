@@ -7,7 +7,10 @@ export class BalloonController implements Controller {
   readonly name = 'balloon';
   readonly controls = ['balloon_target'] as const;
 
-  constructor(private readonly hypervisor: Hypervisor, private readonly concurrency = 16) {}
+  constructor(
+    private readonly hypervisor: Hypervisor,
+    private readonly concurrency = 16,
+  ) {}
 
   async apply(actions: readonly Action[], ctx: ActuationContext): Promise<ActionOutcome[]> {
     return mapLimited(actions, this.concurrency, async (action): Promise<ActionOutcome> => {

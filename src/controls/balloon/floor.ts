@@ -76,9 +76,14 @@ export function floorWhy(s: Stats, b: BalloonBounds, cfg: SafeguardConfig): stri
   const bmin = num(s.balloon_min) ?? 0;
   let why = `configured minimum ${fmtKiB(cfg.minGuestKiB)}`;
   let f = cfg.minGuestKiB;
-  if (bmin > f) { f = bmin; why = `balloon_min ${fmtKiB(bmin)}`; }
-  if (b.used !== null && b.used + cfg.headroomKiB > f) { f = b.used + cfg.headroomKiB; why = `used ${fmtKiB(b.used)} + headroom ${fmtKiB(cfg.headroomKiB)}`; }
+  if (bmin > f) {
+    f = bmin;
+    why = `balloon_min ${fmtKiB(bmin)}`;
+  }
+  if (b.used !== null && b.used + cfg.headroomKiB > f) {
+    f = b.used + cfg.headroomKiB;
+    why = `used ${fmtKiB(b.used)} + headroom ${fmtKiB(cfg.headroomKiB)}`;
+  }
   if (f > b.max) why += ' (capped at balloon_max)';
   return why;
 }
-

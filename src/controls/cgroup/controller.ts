@@ -8,15 +8,24 @@ export class CgroupController implements Controller {
   readonly controls = ['mem_high', 'mem_max'] as const;
   private readonly written = new Map<string, { mem_high?: number | null; mem_max?: number | null }>();
 
-  constructor(private readonly backend: CgroupBackend, private readonly lookup: (guestId: string) => GuestSample | undefined) {}
+  constructor(
+    private readonly backend: CgroupBackend,
+    private readonly lookup: (guestId: string) => GuestSample | undefined,
+  ) {}
 
   async apply(actions: readonly Action[], ctx: ActuationContext): Promise<ActionOutcome[]> {
     const outcomes: ActionOutcome[] = [];
     const byGuest = new Map<string, Action[]>();
     for (const a of actions) {
-      if (!a.guestId) { outcomes.push({ action: a, result: 'failed', error: 'cgroup action without guest' }); continue; }
+      if (!a.guestId) {
+        outcomes.push({ action: a, result: 'failed', error: 'cgroup action without guest' });
+        continue;
+      }
       const prev = this.written.get(a.guestId)?.[a.control as 'mem_high' | 'mem_max'];
-      if (prev !== undefined && prev === a.to) { outcomes.push({ action: a, result: 'unchanged' }); continue; }
+      if (prev !== undefined && prev === a.to) {
+        outcomes.push({ action: a, result: 'unchanged' });
+        continue;
+      }
       const list = byGuest.get(a.guestId) ?? [];
       list.push(a);
       byGuest.set(a.guestId, list);

@@ -15,7 +15,8 @@ export const CGROUP_CONTROLS = ['mem_high', 'mem_max'] as const;
 export function guardCgroup(control: string, requested: unknown, s: Stats, cfg: SafeguardConfig): KnobDecision {
   if (requested === 'max' || requested === -1) return { control, requested, verdict: 'apply', value: null, reasons: ['policy removes the limit'] };
   const v = num(requested);
-  if (v === null || v <= 0) return { control, requested, verdict: 'veto', value: null, reasons: [`expected a positive KiB value, -1 or "max": ${JSON.stringify(requested)}`] };
+  if (v === null || v <= 0)
+    return { control, requested, verdict: 'veto', value: null, reasons: [`expected a positive KiB value, -1 or "max": ${JSON.stringify(requested)}`] };
   const b = balloonBounds(s, cfg);
   let value = Math.round(v);
   const reasons = ['policy request'];

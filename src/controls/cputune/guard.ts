@@ -17,11 +17,13 @@ export function guardCpuTune(control: string, requested: unknown): KnobDecision 
   const reasons = ['policy request', ...(r !== v ? [`rounded ${v} to ${r}`] : [])];
   if (control === 'vcpu_quota') {
     if (r < 0) return { control, requested, verdict: 'apply', value: -1, reasons: [...reasons, 'no CPU limit'] };
-    if (r < QUOTA_MIN || r > QUOTA_MAX) return { control, requested, verdict: 'veto', value: null, reasons: [`${r} out of range (-1 or ${QUOTA_MIN}..${QUOTA_MAX} µs)`] };
+    if (r < QUOTA_MIN || r > QUOTA_MAX)
+      return { control, requested, verdict: 'veto', value: null, reasons: [`${r} out of range (-1 or ${QUOTA_MIN}..${QUOTA_MAX} µs)`] };
     return { control, requested, verdict: 'apply', value: r, reasons };
   }
   if (control === 'vcpu_period') {
-    if (r < PERIOD_MIN || r > PERIOD_MAX) return { control, requested, verdict: 'veto', value: null, reasons: [`${r} out of range (${PERIOD_MIN}..${PERIOD_MAX} µs)`] };
+    if (r < PERIOD_MIN || r > PERIOD_MAX)
+      return { control, requested, verdict: 'veto', value: null, reasons: [`${r} out of range (${PERIOD_MIN}..${PERIOD_MAX} µs)`] };
     return { control, requested, verdict: 'apply', value: r, reasons };
   }
   return { control, requested, verdict: 'veto', value: null, reasons: [`unknown CPU tuning control ${control}`] };

@@ -23,9 +23,12 @@ export const cputune: ControlModule = {
   setup(env) {
     const hv = env.hypervisor;
     const backend: CpuTuneBackend | undefined =
-      hv.name === 'libvirt' ? libvirtCpuTune(hv as LibvirtHypervisor)
-        : hv.name === 'qmp' ? cgroupCpuTune(env.lookup)
-          : hv.name === 'sim' ? simCpuTune()
+      hv.name === 'libvirt'
+        ? libvirtCpuTune(hv as LibvirtHypervisor)
+        : hv.name === 'qmp'
+          ? cgroupCpuTune(env.lookup)
+          : hv.name === 'sim'
+            ? simCpuTune()
             : undefined;
     if (!backend) return `no CPU tuning for the ${hv.name} driver`;
     // What is in force per guest, and how many collections ago it was read.
@@ -35,7 +38,7 @@ export const cputune: ControlModule = {
         name: 'cputune',
         controls: CPUTUNE_CONTROLS,
         async apply(actions, ctx) {
-          const byGuest = new Map<string, typeof actions[number][]>();
+          const byGuest = new Map<string, (typeof actions)[number][]>();
           const out: ActionOutcome[] = [];
           for (const a of actions) {
             if (!a.guestId || a.to === null) out.push({ action: a, result: 'failed', error: 'CPU tuning action without guest or value' });

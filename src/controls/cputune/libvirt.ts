@@ -17,8 +17,9 @@ export function libvirtCpuTune(hv: LibvirtHypervisor): CpuTuneBackend {
       return hv.withDomain(guestId, 'scheduler parameters not read', async (c, dom) => {
         const w = new XdrWriter();
         writeDomain(w, dom);
-        const params = await c.call(PROC_GET_SCHEDULER_PARAMETERS_FLAGS, w.int(SCHEDULER_PARAMETERS_MAX).uint(AFFECT_LIVE).toBuffer(),
-          (r) => r.array(readTypedParam, SCHEDULER_PARAMETERS_MAX));
+        const params = await c.call(PROC_GET_SCHEDULER_PARAMETERS_FLAGS, w.int(SCHEDULER_PARAMETERS_MAX).uint(AFFECT_LIVE).toBuffer(), (r) =>
+          r.array(readTypedParam, SCHEDULER_PARAMETERS_MAX),
+        );
         const get = (f: string) => {
           const v = params.find((p) => p.field === f)?.value;
           return typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : null;

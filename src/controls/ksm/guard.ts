@@ -12,7 +12,6 @@ export const KSM_RANGES: Record<string, { min: number; max: number; set?: number
   ksm_merge_across_nodes: { min: 0, max: 1, set: [0, 1] },
 };
 
-
 /** Range-check one KSM control (integers; fractional values are rounded, out of range refused). */
 export function guardKsm(control: string, requested: unknown): KnobDecision {
   const range = KSM_RANGES[control];
@@ -28,4 +27,3 @@ export function guardKsm(control: string, requested: unknown): KnobDecision {
   }
   return { control, requested, verdict: 'apply', value: r, reasons: ['policy request', ...reasons] };
 }
-

@@ -130,12 +130,26 @@ export async function runLabExperiment(o: LabExperimentOptions): Promise<LabExpe
       },
     });
     const plan = planGuests(scale);
-    say(`lab-memknobs: ${scale.guests} x ${scale.memMiB} MiB guests, domain limit ${domainLimitMiB(scale)} MiB (${scale.limitRatio.toFixed(2)} x (guest memory + ${scale.qemuOverheadMiB} MiB QEMU each)), ${scale.durationS} s per run, ${o.repeat} repetition(s) of ${configs.join(', ')}`);
+    say(
+      `lab-memknobs: ${scale.guests} x ${scale.memMiB} MiB guests, domain limit ${domainLimitMiB(scale)} MiB (${scale.limitRatio.toFixed(2)} x (guest memory + ${scale.qemuOverheadMiB} MiB QEMU each)), ${scale.durationS} s per run, ${o.repeat} repetition(s) of ${configs.join(', ')}`,
+    );
     say(`lab-memknobs: workload ${plan[0]!.workload} (guest i starts ${plan.map((p) => p.delayS).join('/')} s after boot)`);
     for (let rep = 1; rep <= o.repeat; rep++) {
       const order = configs.map((_, i) => configs[(i + rep - 1) % configs.length]!);
       for (const config of order) {
-        runs.push(await runOnce({ config, scale, repetition: rep, statsIntervalS, policyIntervalS, cleanup, say, progressEveryS: o.progressEveryS, traceDir: o.traceDir }));
+        runs.push(
+          await runOnce({
+            config,
+            scale,
+            repetition: rep,
+            statsIntervalS,
+            policyIntervalS,
+            cleanup,
+            say,
+            progressEveryS: o.progressEveryS,
+            traceDir: o.traceDir,
+          }),
+        );
       }
     }
     return {

@@ -25,7 +25,20 @@ export function formatLabTable(r: LabExperimentResult): string {
     `cells: median (min–max) over repetitions; "vs none": ratio to the no-manager run of the same repetition; swap pages from ${r.swap.source}`,
     '',
   ];
-  const cols = ['config', 'throughput Mpages/s', 'vs none', 'peaks', 'OOM kills', 'swap-in pages', 'vs none', 'swap-out pages', 'vs none', 'at limit s', 'vs none', 'balloon acts'];
+  const cols = [
+    'config',
+    'throughput Mpages/s',
+    'vs none',
+    'peaks',
+    'OOM kills',
+    'swap-in pages',
+    'vs none',
+    'swap-out pages',
+    'vs none',
+    'at limit s',
+    'vs none',
+    'balloon acts',
+  ];
   const rows = r.summary.map((c) => [
     c.config,
     fmtSpread(c.throughput, mp),

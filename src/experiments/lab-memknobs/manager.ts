@@ -67,9 +67,7 @@ export class RunManager {
 
   constructor(o: ManagerOptions) {
     this.hypervisor = new QmpHypervisor({ sockets: o.qmpSockets, statsPeriodS: Math.max(1, Math.floor(o.statsIntervalS)) });
-    const policy = o.config === 'mom'
-      ? compilePolicies([shippedPolicy('balloon'), shippedPolicy('ksm')])
-      : compilePolicies([shippedPolicy('default')]);
+    const policy = o.config === 'mom' ? compilePolicies([shippedPolicy('balloon'), shippedPolicy('ksm')]) : compilePolicies([shippedPolicy('default')]);
     this.trace = o.traceFile ? createWriteStream(o.traceFile) : null;
     this.engine = new Engine({
       logger: this.trace ? createLogger({ format: 'json', level: 'debug', stream: this.trace }) : nullLogger,
@@ -80,7 +78,8 @@ export class RunManager {
       safeguards: o.config === 'mom' ? MOM_STYLE_SAFEGUARDS : undefined,
     });
     this.loop = new Loop(this.engine, {
-      statsIntervalS: o.statsIntervalS, policyIntervalS: o.policyIntervalS,
+      statsIntervalS: o.statsIntervalS,
+      policyIntervalS: o.policyIntervalS,
       onError: (task, err) => o.onError?.(task, err),
     });
     this.loop.onCycle((r) => {
@@ -107,7 +106,16 @@ export class RunManager {
       sizes[g.name] = [cur, unused];
       if (headroom > 0 && cur !== null && unused !== null && max !== null && cur < max && unused < headroom && !deflated.has(g.name)) this.belowFloorLeft++;
     }
-    this.trace?.write(JSON.stringify({ ts: new Date().toISOString(), event: 'cycle_guests', cycle, host_free: snap.host.stats.mem_free, host_available: snap.host.stats.mem_available, guests: sizes }) + '\n');
+    this.trace?.write(
+      JSON.stringify({
+        ts: new Date().toISOString(),
+        event: 'cycle_guests',
+        cycle,
+        host_free: snap.host.stats.mem_free,
+        host_available: snap.host.stats.mem_available,
+        guests: sizes,
+      }) + '\n',
+    );
   }
 
   async start(): Promise<void> {

@@ -57,7 +57,11 @@ export interface GuestPlan {
  * guest: its reaction time (statistics age + policy interval) times the growth rate must stay
  * under the floor's headroom, or the guest hits its balloon and OOM-kills.
  */
-export function guestWorkload(memMiB: number, periodS: number, rampSteps = DEFAULT_SCALE.rampSteps): { spec: string; baseMiB: number; peakMiB: number; activeS: number; restS: number } {
+export function guestWorkload(
+  memMiB: number,
+  periodS: number,
+  rampSteps = DEFAULT_SCALE.rampSteps,
+): { spec: string; baseMiB: number; peakMiB: number; activeS: number; restS: number } {
   const base = Math.max(16, Math.round(memMiB / 6));
   const peak = Math.round(memMiB * 0.65);
   const steps: string[] = [`alloc:${base}`, 'touch:2'];
@@ -110,7 +114,8 @@ export function checkScale(s: LabScale): LabScale {
   if (!(s.limitRatio > 0.2 && s.limitRatio <= 1.5)) bad(`--limit-ratio must be in (0.2, 1.5], got ${s.limitRatio}`);
   if (!Number.isInteger(s.rampSteps) || s.rampSteps < 1 || s.rampSteps > 40) bad(`--ramp-steps must be 1..40, got ${s.rampSteps}`);
   const active = guestWorkload(s.memMiB, s.periodS, s.rampSteps).activeS;
-  if (!(s.periodS >= active + 11)) bad(`--period must be at least ${active + 11} s with ${s.rampSteps} ramp steps (the active part takes about ${active + 6} s), got ${s.periodS}`);
+  if (!(s.periodS >= active + 11))
+    bad(`--period must be at least ${active + 11} s with ${s.rampSteps} ramp steps (the active part takes about ${active + 6} s), got ${s.periodS}`);
   if (!(s.qemuOverheadMiB >= 0 && s.qemuOverheadMiB <= 1024)) bad(`--qemu-overhead must be 0..1024 MiB, got ${s.qemuOverheadMiB}`);
   return s;
 }

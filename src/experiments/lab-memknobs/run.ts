@@ -12,7 +12,16 @@ import { ConsoleTail } from './console-tail.js';
 import { readCounters } from './counters.js';
 import { createDomain, removeDomain } from './domain.js';
 import { RunManager, type ManagerReport } from './manager.js';
-import { minGuestTotalKiB, oomKills, peaksReached, summarizeCounters, workloadPages, workloadTrouble, type CounterSample, type CounterSummary } from './metrics.js';
+import {
+  minGuestTotalKiB,
+  oomKills,
+  peaksReached,
+  summarizeCounters,
+  workloadPages,
+  workloadTrouble,
+  type CounterSample,
+  type CounterSummary,
+} from './metrics.js';
 import { domainLimitMiB, planGuests, type ConfigName, type LabScale } from './plan.js';
 
 export interface RunOptions {
@@ -89,7 +98,11 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
     },
     runSync: () => {
       for (const d of [...domain.guestDirs, domain.dir]) {
-        try { rmSync(d, { recursive: false }); } catch { /* busy or gone */ }
+        try {
+          rmSync(d, { recursive: false });
+        } catch {
+          /* busy or gone */
+        }
       }
     },
   });
@@ -104,7 +117,12 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
     runSync: () => {
       for (const n of names) {
         const pid = qemuPidFromRecord(n);
-        if (pid) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+        if (pid)
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            /* gone */
+          }
       }
     },
   });
@@ -149,7 +167,9 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
       undoManager = cleanup.add({ what: `${config} manager (KSM knobs restored)`, run: async () => void (await m.stop()) });
       await m.start();
     }
-    say(`${tag} ${guests.length} guests up in ${bootS.toFixed(0)} s; measuring ${scale.durationS} s${manager ? ` with the ${config} manager` : ' without a manager'}`);
+    say(
+      `${tag} ${guests.length} guests up in ${bootS.toFixed(0)} s; measuring ${scale.durationS} s${manager ? ` with the ${config} manager` : ' without a manager'}`,
+    );
 
     const from = Date.now() / 1000;
     const to = from + scale.durationS;
@@ -174,7 +194,9 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
           return m ? mib(Number(m.line.fields.total_kib)) : '?';
         });
         const c = samples.at(-1)!;
-        say(`${tag} ${Math.round(at - from)}/${scale.durationS} s: ${((pages - lastPages) / (at - lastAt) / 1e6).toFixed(2)} Mpages/s, domain ${mib(c.usageKiB)}/${mib(limitKiB)} MiB, swap ${mib(c.swapKiB)} MiB, guests ${sizes.join('/')} MiB, OOM kills ${oomKills(all, from, at + 1)}`);
+        say(
+          `${tag} ${Math.round(at - from)}/${scale.durationS} s: ${((pages - lastPages) / (at - lastAt) / 1e6).toFixed(2)} Mpages/s, domain ${mib(c.usageKiB)}/${mib(limitKiB)} MiB, swap ${mib(c.swapKiB)} MiB, guests ${sizes.join('/')} MiB, OOM kills ${oomKills(all, from, at + 1)}`,
+        );
         lastPages = pages;
         lastAt = at;
       }
@@ -222,7 +244,9 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
       windowS: Math.round(windowS * 10) / 10,
       bootS: Math.round(bootS * 10) / 10,
     };
-    say(`${tag} done: ${(result.throughput / 1e6).toFixed(2)} Mpages/s, swap in/out ${result.swapIn}/${result.swapOut} pages, OOM kills ${result.oomKills}, ${result.pressureS} s at the limit${managerReport ? `, ${managerReport.balloonActions} balloon actions, ${managerReport.rollbacks} rollbacks, ${managerReport.belowFloorLeft} guest-cycles left below the floor` : ''}`);
+    say(
+      `${tag} done: ${(result.throughput / 1e6).toFixed(2)} Mpages/s, swap in/out ${result.swapIn}/${result.swapOut} pages, OOM kills ${result.oomKills}, ${result.pressureS} s at the limit${managerReport ? `, ${managerReport.balloonActions} balloon actions, ${managerReport.rollbacks} rollbacks, ${managerReport.belowFloorLeft} guest-cycles left below the floor` : ''}`,
+    );
     return result;
   } finally {
     if (undoManager) await undoManager().catch((e) => say(`${tag} stopping the manager: ${(e as Error).message}`));

@@ -33,7 +33,9 @@ export async function ensureSwap(sizeMiB: number, dir: string, say: (m: string) 
     return { mode: 'existing', path: null, totalKiB: total, before };
   }
   const path = join(dir, `ballast-lab-experiment-${process.pid}.swap`);
-  say(`swap: the host has ${Math.round(total / 1024)} MiB of swap: adding a ${sizeMiB} MiB swap file ${path} for this experiment (swapoff and deleted at the end)`);
+  say(
+    `swap: the host has ${Math.round(total / 1024)} MiB of swap: adding a ${sizeMiB} MiB swap file ${path} for this experiment (swapoff and deleted at the end)`,
+  );
   rmSync(path, { force: true });
   try {
     await runOk('fallocate', ['-l', `${sizeMiB}M`, path]);

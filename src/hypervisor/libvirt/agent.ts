@@ -25,10 +25,7 @@ export async function agentPing(client: LibvirtClient, dom: DomainRef, timeoutSe
 
 /** Reads a (small) file inside the guest: guest-file-open / read until eof / close. */
 export async function agentReadFile(client: LibvirtClient, dom: DomainRef, path: string, timeoutSec = 2, maxBytes = 1 << 20): Promise<string> {
-  const handle = parseReturn(
-    'guest-file-open',
-    await client.agentCommand(dom, { execute: 'guest-file-open', arguments: { path, mode: 'r' } }, timeoutSec),
-  );
+  const handle = parseReturn('guest-file-open', await client.agentCommand(dom, { execute: 'guest-file-open', arguments: { path, mode: 'r' } }, timeoutSec));
   if (typeof handle !== 'number') throw new LibvirtProtocolError(`guest-file-open returned ${JSON.stringify(handle)}, not a handle`);
   const parts: Buffer[] = [];
   let total = 0;

@@ -178,9 +178,7 @@ export class LibvirtClient {
     this.lastRx = Date.now();
     sock.setNoDelay?.(true);
     sock.on('data', (chunk: Buffer) => this.onData(chunk));
-    sock.on('error', (err: NodeJS.ErrnoException) =>
-      this.destroy(new LibvirtConnectionError(`libvirtd connection error: ${err.message}`, err.code)),
-    );
+    sock.on('error', (err: NodeJS.ErrnoException) => this.destroy(new LibvirtConnectionError(`libvirtd connection error: ${err.message}`, err.code)));
     sock.on('close', () => this.destroy(new LibvirtConnectionError('libvirtd closed the connection')));
   }
 
@@ -194,7 +192,9 @@ export class LibvirtClient {
       throw new LibvirtConnectionError('libvirtd polkit authentication did not complete');
     }
     const names = types.map((t) => (t === AuthType.SASL ? 'sasl' : `type ${t}`)).join(', ');
-    throw new LibvirtConnectionError(`libvirtd at ${this.socketPath} requires authentication ballast does not do (${names}); run as root or configure auth_unix_rw = "none"`);
+    throw new LibvirtConnectionError(
+      `libvirtd at ${this.socketPath} requires authentication ballast does not do (${names}); run as root or configure auth_unix_rw = "none"`,
+    );
   }
 
   // ---------- wire ----------
@@ -283,7 +283,9 @@ export class LibvirtClient {
       if (Date.now() - this.lastRx < this.kaInterval) return;
       if (this.kaMissed >= this.kaCount) {
         this.destroy(
-          new LibvirtConnectionError(`libvirtd did not answer ${this.kaCount} keepalive pings in ${(this.kaCount * this.kaInterval) / 1000} s: connection declared dead`),
+          new LibvirtConnectionError(
+            `libvirtd did not answer ${this.kaCount} keepalive pings in ${(this.kaCount * this.kaInterval) / 1000} s: connection declared dead`,
+          ),
         );
         return;
       }
@@ -470,4 +472,3 @@ function connectError(path: string, err: NodeJS.ErrnoException): LibvirtConnecti
   const hint = err.code && why[err.code] ? ` (${why[err.code]})` : '';
   return new LibvirtConnectionError(`cannot connect to libvirtd at ${path}: ${err.code ?? err.message}${hint}`, err.code);
 }
-

@@ -5,10 +5,16 @@ import { ErrorCode, type RemoteError } from './protocol.js';
 
 /** virErrorNumber values and the failure kinds they are (src/errors.ts). */
 const KIND_OF_CODE: Record<number, FailureKind> = {
-  [ErrorCode.NO_SUPPORT]: 'unsupported', 84: 'unsupported', 67: 'unsupported', // OPERATION_UNSUPPORTED, CONFIG_UNSUPPORTED
-  [ErrorCode.NO_DOMAIN]: 'gone', [ErrorCode.OPERATION_INVALID]: 'gone', // "domain is not running"
-  6: 'denied', 88: 'denied', [ErrorCode.AUTH_FAILED]: 'denied', // OPERATION_DENIED, ACCESS_DENIED
-  [ErrorCode.AGENT_UNRESPONSIVE]: 'unavailable', [ErrorCode.RPC]: 'unavailable',
+  [ErrorCode.NO_SUPPORT]: 'unsupported',
+  84: 'unsupported',
+  67: 'unsupported', // OPERATION_UNSUPPORTED, CONFIG_UNSUPPORTED
+  [ErrorCode.NO_DOMAIN]: 'gone',
+  [ErrorCode.OPERATION_INVALID]: 'gone', // "domain is not running"
+  6: 'denied',
+  88: 'denied',
+  [ErrorCode.AUTH_FAILED]: 'denied', // OPERATION_DENIED, ACCESS_DENIED
+  [ErrorCode.AGENT_UNRESPONSIVE]: 'unavailable',
+  [ErrorCode.RPC]: 'unavailable',
 };
 
 /** An error returned by libvirtd (remote_error), with libvirt's message and virErrorNumber. */

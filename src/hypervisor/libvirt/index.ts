@@ -161,7 +161,11 @@ export class LibvirtHypervisor implements Hypervisor {
         },
         (err: Error) => {
           this.lastError = err.message;
-          this.log('warn', 'libvirt reconnect failed', { error: err.message, attempt: this.attempt, nextInMs: Math.min(max, initial * factor ** this.attempt) });
+          this.log('warn', 'libvirt reconnect failed', {
+            error: err.message,
+            attempt: this.attempt,
+            nextInMs: Math.min(max, initial * factor ** this.attempt),
+          });
           this.scheduleReconnect();
         },
       );
@@ -203,7 +207,10 @@ export class LibvirtHypervisor implements Hypervisor {
       const reason = err instanceof LibvirtError ? `libvirtd error: ${err.message}` : `libvirt: ${(err as Error).message}`;
       return this.staleAll(reason);
     }
-    await this.learnVcpus(c, recs.map((r) => r.dom));
+    await this.learnVcpus(
+      c,
+      recs.map((r) => r.dom),
+    );
     const out: GuestSample[] = [];
     const seen = new Set<string>();
     await Promise.all(

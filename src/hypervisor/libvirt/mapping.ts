@@ -16,8 +16,7 @@ import {
 const STATE_NAMES: Record<number, string> = Object.fromEntries(Object.entries(DomainState).map(([k, v]) => [v, k.toLowerCase()]));
 
 /** Reason given when a guest reports no balloon statistics of its own. */
-export const NO_GUEST_STATS =
-  'no guest memory statistics from the balloon (virtio_balloon driver not loaded in the guest yet, or stats period not set)';
+export const NO_GUEST_STATS = 'no guest memory statistics from the balloon (virtio_balloon driver not loaded in the guest yet, or stats period not set)';
 
 function num(v: TypedValue | undefined): number | null {
   if (v === undefined) return null;
@@ -94,7 +93,10 @@ export function lifecycleFromMsg(msg: LifecycleMsg): LifecycleEvent {
       break;
     default: {
       kind = 'other';
-      const name = Object.entries(E).find(([, v]) => v === msg.event)?.[0]?.toLowerCase() ?? `event ${msg.event}`;
+      const name =
+        Object.entries(E)
+          .find(([, v]) => v === msg.event)?.[0]
+          ?.toLowerCase() ?? `event ${msg.event}`;
       detail = `${name}/${msg.detail}`;
     }
   }

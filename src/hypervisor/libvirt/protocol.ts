@@ -111,9 +111,7 @@ export const MemoryStatTag = {
   HUGETLB_PGFAIL: 12,
 } as const;
 
-export const MEMORY_STAT_NAMES: Record<number, string> = Object.fromEntries(
-  Object.entries(MemoryStatTag).map(([k, v]) => [v, k.toLowerCase()]),
-);
+export const MEMORY_STAT_NAMES: Record<number, string> = Object.fromEntries(Object.entries(MemoryStatTag).map(([k, v]) => [v, k.toLowerCase()]));
 
 /** virErrorNumber values the driver reacts to. */
 export const ErrorCode = {
@@ -300,7 +298,10 @@ export function paramsToRecord(params: readonly TypedParam[]): Record<string, Ty
 
 export const enc = {
   connectOpen(uri: string | null, flags: number): Buffer {
-    return new XdrWriter().optional(uri, (w, v) => w.string(v, REMOTE_STRING_MAX)).uint(flags).toBuffer();
+    return new XdrWriter()
+      .optional(uri, (w, v) => w.string(v, REMOTE_STRING_MAX))
+      .uint(flags)
+      .toBuffer();
   },
   supportsFeature(feature: number): Buffer {
     return new XdrWriter().int(feature).toBuffer();
@@ -434,10 +435,7 @@ export const dec = {
     return { state: r.int(), reason: r.int() };
   },
   allDomainStats(r: XdrReader): DomainStatsRecord[] {
-    return r.array(
-      (x) => ({ dom: readDomain(x), params: x.array(readTypedParam, REMOTE_CONNECT_GET_ALL_DOMAIN_STATS_MAX) }),
-      REMOTE_DOMAIN_LIST_MAX,
-    );
+    return r.array((x) => ({ dom: readDomain(x), params: x.array(readTypedParam, REMOTE_CONNECT_GET_ALL_DOMAIN_STATS_MAX) }), REMOTE_DOMAIN_LIST_MAX);
   },
   lifecycleMsg(r: XdrReader): LifecycleMsg {
     return { callbackId: r.int(), dom: readDomain(r), event: r.int(), detail: r.int() };

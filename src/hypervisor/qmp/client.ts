@@ -20,7 +20,11 @@ export interface QmpGreeting {
 
 /** An error reply from QEMU: `class` is QMP's error class (GenericError, DeviceNotFound, ...). */
 export class QmpCommandError extends Error {
-  constructor(readonly command: string, readonly errorClass: string, readonly desc: string) {
+  constructor(
+    readonly command: string,
+    readonly errorClass: string,
+    readonly desc: string,
+  ) {
     super(`QMP ${command}: ${errorClass}: ${desc}`);
     this.name = 'QmpCommandError';
   }
@@ -36,7 +40,10 @@ export class QmpCommandError extends Error {
 /** The connection failed or the peer does not speak QMP. */
 export class QmpConnectionError extends Error {
   readonly kind: FailureKind = 'unavailable';
-  constructor(message: string, readonly code?: string) {
+  constructor(
+    message: string,
+    readonly code?: string,
+  ) {
     super(message);
     this.name = 'QmpConnectionError';
   }
@@ -67,7 +74,10 @@ export class QmpClient extends EventEmitter {
   private ready = false;
   greeting: QmpGreeting | null = null;
 
-  constructor(readonly path: string, private readonly opts: QmpClientOptions = {}) {
+  constructor(
+    readonly path: string,
+    private readonly opts: QmpClientOptions = {},
+  ) {
     super();
   }
 
@@ -93,7 +103,10 @@ export class QmpClient extends EventEmitter {
         sock.destroy();
         reject(err);
       };
-      const timer = setTimeout(() => fail(new QmpConnectionError(`QMP ${this.path}: no greeting within ${timeoutMs} ms (not a QMP socket, or QEMU is busy with another client)`)), timeoutMs);
+      const timer = setTimeout(
+        () => fail(new QmpConnectionError(`QMP ${this.path}: no greeting within ${timeoutMs} ms (not a QMP socket, or QEMU is busy with another client)`)),
+        timeoutMs,
+      );
 
       sock.on('error', (err: NodeJS.ErrnoException) => {
         const msg = err.code === 'ENOENT' ? 'no such socket' : err.code === 'ECONNREFUSED' ? 'connection refused (QEMU gone?)' : err.message;

@@ -51,13 +51,19 @@ class GuestConn {
   retryDelay: number;
   lastError: string | null = null;
   lastActualKiB: number | null = null;
-  constructor(readonly cfg: QmpGuestConfig, opts: QmpHypervisorOptions) {
+  constructor(
+    readonly cfg: QmpGuestConfig,
+    opts: QmpHypervisorOptions,
+  ) {
     this.client = new QmpClient(cfg.socket, { timeoutMs: opts.timeoutMs ?? 10000, connectTimeoutMs: opts.timeoutMs ?? 5000 });
     this.retryDelay = opts.retryMs ?? 1000;
   }
 }
 
-interface QomEntry { name: string; type: string }
+interface QomEntry {
+  name: string;
+  type: string;
+}
 
 export class QmpHypervisor implements Hypervisor {
   readonly name = 'qmp';
@@ -113,7 +119,8 @@ export class QmpHypervisor implements Hypervisor {
       // Not "no guests": a directory that is missing or unreadable is a configuration problem,
       // and saying nothing would look like an idle host.
       const code = (err as NodeJS.ErrnoException).code ?? '';
-      const why = code === 'ENOENT' ? 'does not exist' : code === 'ENOTDIR' ? 'is not a directory' : code === 'EACCES' ? 'is not readable' : (err as Error).message;
+      const why =
+        code === 'ENOENT' ? 'does not exist' : code === 'ENOTDIR' ? 'is not a directory' : code === 'EACCES' ? 'is not readable' : (err as Error).message;
       throw new Error(`QMP socket directory ${dir} ${why} (hypervisor.qmp_dir): no guest can be found until it does`);
     }
     const out: string[] = [];
@@ -157,7 +164,9 @@ export class QmpHypervisor implements Hypervisor {
         c.client.removeAllListeners();
         await c.client.connect();
         c.client.on('event', (e: QmpEvent) => this.onQmpEvent_(c, e));
-        c.client.on('protocol-error', (err: Error) => { c.lastError = err.message; });
+        c.client.on('protocol-error', (err: Error) => {
+          c.lastError = err.message;
+        });
         c.client.on('close', () => this.onClose(c));
       }
       c.info = await this.learn(c);
@@ -191,7 +200,10 @@ export class QmpHypervisor implements Hypervisor {
     if (balloonPath) {
       await q.execute('qom-set', { path: balloonPath, property: 'guest-stats-polling-interval', value: this.opts.statsPeriodS ?? 5 });
       // QEMU 5.1+ has the property; an older one does not, and then it is unknown.
-      freePageReporting = await q.execute<boolean>('qom-get', { path: balloonPath, property: 'free-page-reporting' }).then((v) => v === true, () => null);
+      freePageReporting = await q.execute<boolean>('qom-get', { path: balloonPath, property: 'free-page-reporting' }).then(
+        (v) => v === true,
+        () => null,
+      );
     }
     return {
       name,

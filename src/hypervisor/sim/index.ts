@@ -62,8 +62,7 @@ export class SimHypervisor implements Hypervisor {
     if (!g) throw new Error(`sim: cannot set the balloon of guest ${id}: it is not running`);
     if (typeof targetKiB !== 'number' || !Number.isFinite(targetKiB) || targetKiB <= 0)
       throw new Error(`sim: guest ${id}: balloon target must be a positive number of KiB, got ${targetKiB}`);
-    if (targetKiB > g.maxKiB)
-      throw new Error(`sim: guest ${id}: balloon target ${Math.round(targetKiB)} KiB exceeds its maximum ${g.maxKiB} KiB`);
+    if (targetKiB > g.maxKiB) throw new Error(`sim: guest ${id}: balloon target ${Math.round(targetKiB)} KiB exceeds its maximum ${g.maxKiB} KiB`);
     if (Math.abs(targetKiB - g.balloonTarget) > 0.5) this.balloonActions++;
     g.balloonTarget = targetKiB;
   }

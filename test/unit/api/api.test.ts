@@ -42,15 +42,24 @@ test('API over the unix socket: every read route, named policies, pause/resume, 
     const events = await call(s, 'GET', '/api/v1/events');
     assert.ok(events.json.some((e: { event: string }) => e.event === 'policy_loaded'));
     const last = events.json.at(-1).seq;
-    assert.deepEqual((await call(s, 'GET', `/api/v1/events?since=${last}`)).json.filter((e: { seq: number }) => e.seq <= last), []);
+    assert.deepEqual(
+      (await call(s, 'GET', `/api/v1/events?since=${last}`)).json.filter((e: { seq: number }) => e.seq <= last),
+      [],
+    );
     assert.equal((await call(s, 'GET', '/api/v1/events?since=-1')).status, 400);
 
     const policies = await call(s, 'GET', '/api/v1/policies');
-    assert.deepEqual(policies.json.map((p: { name: string; source: string }) => [p.name, p.source]), [['10_base', 'file']]);
+    assert.deepEqual(
+      policies.json.map((p: { name: string; source: string }) => [p.name, p.source]),
+      [['10_base', 'file']],
+    );
     assert.equal((await call(s, 'GET', '/api/v1/policies/10_base')).json.text, MARK(1));
 
     // A bad policy: 400 with FILE:LINE:COL; nothing changes, the next cycle decides as before.
-    const bad = await call(s, 'PUT', '/api/v1/policies/20_x', { body: '(with Guests guest\n  (guest.SetVar "mark" (+ 1)', headers: { 'content-type': 'text/plain' } });
+    const bad = await call(s, 'PUT', '/api/v1/policies/20_x', {
+      body: '(with Guests guest\n  (guest.SetVar "mark" (+ 1)',
+      headers: { 'content-type': 'text/plain' },
+    });
     assert.equal(bad.status, 400);
     assert.equal(bad.json.error, 'policy refused');
     assert.match(bad.json.detail, /^api:20_x:\d+:\d+: /);
@@ -64,7 +73,10 @@ test('API over the unix socket: every read route, named policies, pause/resume, 
     assert.equal(good.json.source, 'api');
     await d.cycles(1);
     assert.deepEqual(marks((await call(s, 'GET', '/api/v1/guests')).json), [2]);
-    assert.deepEqual((await call(s, 'GET', '/api/v1/policies')).json.map((p: { name: string }) => p.name), ['10_base', '20_x']);
+    assert.deepEqual(
+      (await call(s, 'GET', '/api/v1/policies')).json.map((p: { name: string }) => p.name),
+      ['10_base', '20_x'],
+    );
 
     // Files are not deleted through the API; run-time policies are.
     assert.equal((await call(s, 'DELETE', '/api/v1/policies/10_base')).status, 409);
@@ -89,7 +101,10 @@ test('API over the unix socket: every read route, named policies, pause/resume, 
     await d.cycles(3);
     assert.equal(d.port.counters().actionsApplied, before, 'no action applied while paused');
     const during = d.port.actions().filter((a) => a.cycle > cycleAtPause);
-    assert.ok(during.length > 0 && during.every((a) => a.result === 'veto' && a.reasons.some((r) => r.includes('paused: maintenance'))), JSON.stringify(during.slice(0, 3)));
+    assert.ok(
+      during.length > 0 && during.every((a) => a.result === 'veto' && a.reasons.some((r) => r.includes('paused: maintenance'))),
+      JSON.stringify(during.slice(0, 3)),
+    );
     assert.equal((await call(s, 'POST', '/api/v1/resume')).json.paused, false);
     await d.cycles(2);
     assert.ok(d.port.counters().actionsApplied > before, 'acts again after resume');
@@ -99,14 +114,22 @@ test('API over the unix socket: every read route, named policies, pause/resume, 
     const n = d.log.records.length;
     d.daemon.engine.onCycle(() => {});
     await d.cycles(1);
-    assert.ok(d.log.records.slice(n).every((r) => r.level === 'warn' || r.level === 'error' || r.event === 'log_level'), 'info records stop at level warn');
+    assert.ok(
+      d.log.records.slice(n).every((r) => r.level === 'warn' || r.level === 'error' || r.event === 'log_level'),
+      'info records stop at level warn',
+    );
   } finally {
     await d.stop();
   }
 });
 
 test('API: malformed, oversized and wrong-type bodies; unknown routes and methods', async () => {
-  const d = await startSimDaemon({ policies: { '10_base': MARK(1) }, tweak: (c) => { c.api.max_body_bytes = 4096; } });
+  const d = await startSimDaemon({
+    policies: { '10_base': MARK(1) },
+    tweak: (c) => {
+      c.api.max_body_bytes = 4096;
+    },
+  });
   try {
     const s = d.socket;
     const json = { 'content-type': 'application/json' };
@@ -135,7 +158,10 @@ test('API: malformed, oversized and wrong-type bodies; unknown routes and method
     const bytes = await call(s, 'PUT', '/api/v1/policies/20_bin', { body: Buffer.from([0xff, 0xfe, 0x28]), headers: { 'content-type': 'text/plain' } });
     assert.equal(bytes.status, 400);
     // Nothing of it changed the daemon.
-    assert.deepEqual(d.port.policies().map((p) => p.name), ['10_base']);
+    assert.deepEqual(
+      d.port.policies().map((p) => p.name),
+      ['10_base'],
+    );
     assert.equal(d.port.health().paused, false);
     assert.equal((await call(s, 'GET', '/api/v1/health')).status, 200, 'still serving');
   } finally {
@@ -156,16 +182,27 @@ test('API over TCP: bearer tokens; read-only token cannot write; nothing changes
     const ro = { authorization: `Bearer ${READ_TOKEN}` };
     assert.equal((await call(at, 'GET', '/api/v1/guests', { headers: ro })).status, 200);
     assert.equal((await call(at, 'GET', '/metrics', { headers: ro })).status, 200);
-    const writes: [string, string, string?][] = [['POST', '/api/v1/pause'], ['PUT', '/api/v1/policies/20_x', MARK(2)], ['DELETE', '/api/v1/policies/10_base'], ['PUT', '/api/v1/log-level', '{"level":"debug"}']];
+    const writes: [string, string, string?][] = [
+      ['POST', '/api/v1/pause'],
+      ['PUT', '/api/v1/policies/20_x', MARK(2)],
+      ['DELETE', '/api/v1/policies/10_base'],
+      ['PUT', '/api/v1/log-level', '{"level":"debug"}'],
+    ];
     for (const [m, p, body] of writes) {
       assert.equal((await call(at, m, p, { body, headers: { ...ro, 'content-type': 'text/plain' } })).status, 403, `${m} ${p} with the read token`);
       assert.equal((await call(at, m, p, { body })).status, 401, `${m} ${p} without a token`);
     }
     assert.equal(d.port.health().paused, false);
-    assert.deepEqual(d.port.policies().map((p) => p.name), ['10_base']);
+    assert.deepEqual(
+      d.port.policies().map((p) => p.name),
+      ['10_base'],
+    );
     const rw = { authorization: `Bearer ${WRITE_TOKEN}`, 'content-type': 'text/plain' };
     assert.equal((await call(at, 'PUT', '/api/v1/policies/20_x', { body: MARK(2), headers: rw })).status, 200);
-    assert.deepEqual(d.port.policies().map((p) => p.name), ['10_base', '20_x']);
+    assert.deepEqual(
+      d.port.policies().map((p) => p.name),
+      ['10_base', '20_x'],
+    );
   } finally {
     await d.stop();
   }
@@ -175,13 +212,23 @@ test('MOM-style verbs on the port: setPolicy replaces everything until resetPoli
   const d = await startSimDaemon({ policies: { '10_base': MARK(1) } });
   try {
     d.port.replacePolicies(MARK(5));
-    assert.deepEqual(d.port.policies().map((p) => [p.name, p.source]), [['50_main_', 'api']]);
+    assert.deepEqual(
+      d.port.policies().map((p) => [p.name, p.source]),
+      [['50_main_', 'api']],
+    );
     await d.cycles(1);
     assert.deepEqual(marks(d.port.guests()), [5]);
     assert.throws(() => d.port.replacePolicies('(('), /api:50_main_:1:/);
-    assert.deepEqual(d.port.policies().map((p) => p.name), ['50_main_'], 'a refused setPolicy keeps the running set');
+    assert.deepEqual(
+      d.port.policies().map((p) => p.name),
+      ['50_main_'],
+      'a refused setPolicy keeps the running set',
+    );
     d.port.resetPolicies();
-    assert.deepEqual(d.port.policies().map((p) => [p.name, p.source]), [['10_base', 'file']]);
+    assert.deepEqual(
+      d.port.policies().map((p) => [p.name, p.source]),
+      [['10_base', 'file']],
+    );
     await d.cycles(1);
     assert.deepEqual(marks(d.port.guests()), [1]);
   } finally {

@@ -11,8 +11,12 @@ function ballast(args: string[], input?: string): Promise<{ code: number | null;
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
-  child.stdout.on('data', (c: Buffer) => { out += c; });
-  child.stderr.on('data', (c: Buffer) => { err += c; });
+  child.stdout.on('data', (c: Buffer) => {
+    out += c;
+  });
+  child.stderr.on('data', (c: Buffer) => {
+    err += c;
+  });
   child.stdin.end(input ?? '');
   return new Promise((resolve) => child.on('close', (code) => resolve({ code, out, err })));
 }
@@ -20,9 +24,15 @@ function ballast(args: string[], input?: string): Promise<{ code: number | null;
 test('ballast status and policy set/get/list/delete against a running demo', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ballast-cli-api-'));
   const sock = join(dir, 'api.sock');
-  const demo = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'demo', '--api', sock, '--dashboard', 'off', '--speed', '50', '--duration', '120'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const demo = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'src/cli/main.ts', 'demo', '--api', sock, '--dashboard', 'off', '--speed', '50', '--duration', '120'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let demoOut = '';
-  demo.stdout.on('data', (c: Buffer) => { demoOut += c; });
+  demo.stdout.on('data', (c: Buffer) => {
+    demoOut += c;
+  });
   try {
     // The socket can appear a moment before the line that announces it is written out.
     const listening = new RegExp(`listening: api unix:${sock}`);
@@ -46,7 +56,13 @@ test('ballast status and policy set/get/list/delete against a running demo', asy
     const fromStdin = await ballast(['policy', 'set', '02-more', '-', '--api', sock], '(defvar two 2)\n');
     assert.equal(fromStdin.code, 0, fromStdin.err);
     assert.equal((await ballast(['policy', 'get', '01-parameters', '--api', sock])).out, '(defvar ballast_cli_test 1)\n');
-    assert.deepEqual((await ballast(['policy', 'list', '--api', sock])).out.split('\n').filter(Boolean).map((l) => l.split('\t')[0]), ['01-parameters', '02-more', 'default']);
+    assert.deepEqual(
+      (await ballast(['policy', 'list', '--api', sock])).out
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => l.split('\t')[0]),
+      ['01-parameters', '02-more', 'default'],
+    );
 
     const bad = await ballast(['policy', 'set', '03-bad', '-', '--api', sock], '(defvar x\n');
     assert.equal(bad.code, 1);

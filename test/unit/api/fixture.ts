@@ -28,7 +28,9 @@ export interface SimDaemon {
   stop(): Promise<void>;
 }
 
-export async function startSimDaemon(o: { policies?: Record<string, string>; tcp?: boolean; momRpc?: boolean; dashboard?: boolean; tweak?: (c: Config) => void } = {}): Promise<SimDaemon> {
+export async function startSimDaemon(
+  o: { policies?: Record<string, string>; tcp?: boolean; momRpc?: boolean; dashboard?: boolean; tweak?: (c: Config) => void } = {},
+): Promise<SimDaemon> {
   const dir = mkdtempSync(join(tmpdir(), 'ballast-api-'));
   const pdir = join(dir, 'policies');
   mkdirSync(pdir);
@@ -58,17 +60,25 @@ export async function startSimDaemon(o: { policies?: Record<string, string>; tcp
   await daemon.start();
   const servers = await startServers(config, port, logger);
   const tcp = servers.urls.find((u) => u.startsWith('api http://'))?.match(/http:\/\/([^/]+)\//)?.[1];
-  const cycles = (n = 1) => new Promise<void>((resolve) => {
-    let left = n;
-    const off = port.onUpdate((kind) => {
-      if (kind === 'cycle' && --left === 0) {
-        off();
-        resolve();
-      }
+  const cycles = (n = 1) =>
+    new Promise<void>((resolve) => {
+      let left = n;
+      const off = port.onUpdate((kind) => {
+        if (kind === 'cycle' && --left === 0) {
+          off();
+          resolve();
+        }
+      });
     });
-  });
   return {
-    dir, daemon, port, servers, socket: config.api.socket, tcp, log, cycles,
+    dir,
+    daemon,
+    port,
+    servers,
+    socket: config.api.socket,
+    tcp,
+    log,
+    cycles,
     stop: async () => {
       await servers.close();
       await daemon.stop('test done');
@@ -89,20 +99,23 @@ export interface Reply {
 export function call(at: string, method: string, path: string, o: { body?: string | Buffer; headers?: Record<string, string> } = {}): Promise<Reply> {
   const where = at.startsWith('/') ? { socketPath: at } : { host: at.split(':')[0], port: Number(at.split(':')[1]) };
   return new Promise((resolve, reject) => {
-    const req = request({ ...where, method, path, headers: { ...(o.body !== undefined ? { 'content-length': String(Buffer.byteLength(o.body)) } : {}), ...o.headers } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const body = Buffer.concat(chunks).toString('utf8');
-        let json: unknown;
-        try {
-          json = JSON.parse(body);
-        } catch {
-          json = undefined;
-        }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json });
-      });
-    });
+    const req = request(
+      { ...where, method, path, headers: { ...(o.body !== undefined ? { 'content-length': String(Buffer.byteLength(o.body)) } : {}), ...o.headers } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const body = Buffer.concat(chunks).toString('utf8');
+          let json: unknown;
+          try {
+            json = JSON.parse(body);
+          } catch {
+            json = undefined;
+          }
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json });
+        });
+      },
+    );
     req.on('error', reject);
     if (o.body !== undefined) req.write(o.body);
     req.end();

@@ -53,10 +53,11 @@ test('the dashboard layout: unique ids, panels inside the 24-column grid, none o
   for (const p of dash.panels) {
     const { x, y, w, h } = p.gridPos;
     assert.ok(x >= 0 && w > 0 && x + w <= 24, `${p.title} fits the grid`);
-    for (let i = x; i < x + w; i++) for (let j = y; j < y + h; j++) {
-      assert.ok(!cells.has(`${i},${j}`), `${p.title} overlaps another panel`);
-      cells.add(`${i},${j}`);
-    }
+    for (let i = x; i < x + w; i++)
+      for (let j = y; j < y + h; j++) {
+        assert.ok(!cells.has(`${i},${j}`), `${p.title} overlaps another panel`);
+        cells.add(`${i},${j}`);
+      }
     for (const t of p.targets ?? []) assert.equal(t.datasource.uid, '$' + '{datasource}', 'every query uses the chosen data source');
   }
 });

@@ -63,39 +63,50 @@ export function parseExposition(text: string): Map<string, Family> {
   let current: Family | undefined;
   const seen = new Set<string>();
   if (!text.endsWith('\n')) throw new Error('the exposition must end with a newline');
-  text.split('\n').slice(0, -1).forEach((raw, idx) => {
-    const n = idx + 1;
-    if (raw === '') return;
-    const meta = /^# (HELP|TYPE) (\S+) ?(.*)$/.exec(raw);
-    if (meta) {
-      const [, kind, name, rest] = meta;
-      if (!NAME.test(name!)) throw new Error(`line ${n}: bad metric name ${name}`);
-      let f = fams.get(name!);
-      if (!f) {
-        if (current && current.name !== name && fams.has(name!)) throw new Error(`line ${n}: family ${name} split`);
-        f = { name: name!, type: 'untyped', help: '', samples: [] };
-        fams.set(name!, f);
+  text
+    .split('\n')
+    .slice(0, -1)
+    .forEach((raw, idx) => {
+      const n = idx + 1;
+      if (raw === '') return;
+      const meta = /^# (HELP|TYPE) (\S+) ?(.*)$/.exec(raw);
+      if (meta) {
+        const [, kind, name, rest] = meta;
+        if (!NAME.test(name!)) throw new Error(`line ${n}: bad metric name ${name}`);
+        let f = fams.get(name!);
+        if (!f) {
+          if (current && current.name !== name && fams.has(name!)) throw new Error(`line ${n}: family ${name} split`);
+          f = { name: name!, type: 'untyped', help: '', samples: [] };
+          fams.set(name!, f);
+        }
+        if (kind === 'TYPE') {
+          if (!['counter', 'gauge', 'histogram', 'summary', 'untyped'].includes(rest!)) throw new Error(`line ${n}: bad type ${rest}`);
+          if (f.samples.length) throw new Error(`line ${n}: TYPE after samples of ${name}`);
+          f.type = rest!;
+        } else f.help = rest!;
+        current = f;
+        return;
       }
-      if (kind === 'TYPE') {
-        if (!['counter', 'gauge', 'histogram', 'summary', 'untyped'].includes(rest!)) throw new Error(`line ${n}: bad type ${rest}`);
-        if (f.samples.length) throw new Error(`line ${n}: TYPE after samples of ${name}`);
-        f.type = rest!;
-      } else f.help = rest!;
-      current = f;
-      return;
-    }
-    if (raw.startsWith('#')) return;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)(?: (-?\d+))?$/.exec(raw);
-    if (!m) throw new Error(`line ${n}: not a sample: ${raw}`);
-    const [, name, labelText, value] = m;
-    const labels = labelText ? parseLabels(labelText, n) : {};
-    const key = `${name}{${Object.entries(labels).sort().map(([k, v]) => `${k}=${v}`).join(',')}}`;
-    if (seen.has(key)) throw new Error(`line ${n}: duplicate series ${key}`);
-    seen.add(key);
-    const base = current && (name === current.name || (current.type === 'histogram' && /_(bucket|sum|count)$/.test(name!) && name!.replace(/_(bucket|sum|count)$/, '') === current.name)) ? current : undefined;
-    if (!base) throw new Error(`line ${n}: sample ${name} outside its family`);
-    base.samples.push({ name: name!, labels, value: parseValue(value!, n) });
-  });
+      if (raw.startsWith('#')) return;
+      const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)(?: (-?\d+))?$/.exec(raw);
+      if (!m) throw new Error(`line ${n}: not a sample: ${raw}`);
+      const [, name, labelText, value] = m;
+      const labels = labelText ? parseLabels(labelText, n) : {};
+      const key = `${name}{${Object.entries(labels)
+        .sort()
+        .map(([k, v]) => `${k}=${v}`)
+        .join(',')}}`;
+      if (seen.has(key)) throw new Error(`line ${n}: duplicate series ${key}`);
+      seen.add(key);
+      const base =
+        current &&
+        (name === current.name ||
+          (current.type === 'histogram' && /_(bucket|sum|count)$/.test(name!) && name!.replace(/_(bucket|sum|count)$/, '') === current.name))
+          ? current
+          : undefined;
+      if (!base) throw new Error(`line ${n}: sample ${name} outside its family`);
+      base.samples.push({ name: name!, labels, value: parseValue(value!, n) });
+    });
   for (const f of fams.values()) {
     if (f.type === 'counter' && !f.name.endsWith('_total')) throw new Error(`counter ${f.name} does not end in _total`);
     if (f.type === 'histogram') {
@@ -114,8 +125,9 @@ export function parseExposition(text: string): Map<string, Family> {
 }
 
 const value = (fams: Map<string, Family>, name: string, labels: Record<string, string> = {}) =>
-  (fams.get(name) ?? fams.get(name.replace(/_(bucket|sum|count)$/, '')))?.samples
-    .find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
+  (fams.get(name) ?? fams.get(name.replace(/_(bucket|sum|count)$/, '')))?.samples.find(
+    (s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v),
+  )?.value;
 
 test('the exposition parser refuses what the format does not allow', () => {
   assert.throws(() => parseExposition('# TYPE a counter\na 1\n'), /_total/);
@@ -126,7 +138,7 @@ test('the exposition parser refuses what the format does not allow', () => {
   assert.equal(parseExposition('# HELP a x\n# TYPE a gauge\na{b="q\\"\\n"} 1.5e3\n').get('a')!.samples[0]!.labels.b, 'q"\n');
 });
 
-test('/metrics: valid text format whose values are the engine\'s own samples; a gone guest loses its series', async () => {
+test("/metrics: valid text format whose values are the engine's own samples; a gone guest loses its series", async () => {
   const d = await startSimDaemon({ policies: { '10_b': '(with Guests guest (guest.Control "balloon_target" (* 0.95 guest.balloon_max)))\n' } });
   try {
     await d.cycles(3);
@@ -171,7 +183,10 @@ test('/metrics: valid text format whose values are the engine\'s own samples; a 
     assert.equal(fams.get('ballast_hypervisor_connected'), undefined, 'the simulator has no connection to report');
     assert.equal(fams.get('ballast_cycle_duration_seconds')?.type, 'histogram');
     assert.ok((value(fams, 'ballast_cycle_duration_seconds_count') ?? 0) >= 2, 'cycles observed');
-    assert.ok([...(fams.get('ballast_actions_total')?.samples ?? [])].some((s) => s.labels.control === 'balloon_target'), 'actions by control and result');
+    assert.ok(
+      [...(fams.get('ballast_actions_total')?.samples ?? [])].some((s) => s.labels.control === 'balloon_target'),
+      'actions by control and result',
+    );
     for (const f of fams.values()) assert.ok(f.help.length > 0, `${f.name} has HELP`);
 
     // The demo scenario's guest "late" runs from 300 to 1800 simulated seconds.

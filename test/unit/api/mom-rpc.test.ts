@@ -45,8 +45,12 @@ async function python(dir: string, socket: string, calls: [string, unknown[]][])
   const child = spawn('python3', [script, socket, JSON.stringify(calls)], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
-  child.stdout.on('data', (c: Buffer) => { out += c; });
-  child.stderr.on('data', (c: Buffer) => { err += c; });
+  child.stdout.on('data', (c: Buffer) => {
+    out += c;
+  });
+  child.stderr.on('data', (c: Buffer) => {
+    err += c;
+  });
   const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
   assert.equal(code, 0, `python3: ${err}`);
   return JSON.parse(out) as unknown[];
@@ -62,18 +66,34 @@ test("MOM's verbs through Python's xmlrpc.client over the unix socket", async ()
   try {
     await d.cycles(2);
     const sock = join(d.dir, 'mom.sock');
-    const [ping, stats, active, named, policy] = await python(d.dir, sock, [
-      ['ping', []], ['getStatistics', []], ['getActiveGuests', []], ['getNamedPolicies', []], ['getPolicy', []],
-    ]) as [boolean, { host: Record<string, number>; guests: Record<string, Record<string, number>> }, string[], Record<string, string>, string];
+    const [ping, stats, active, named, policy] = (await python(d.dir, sock, [
+      ['ping', []],
+      ['getStatistics', []],
+      ['getActiveGuests', []],
+      ['getNamedPolicies', []],
+      ['getPolicy', []],
+    ])) as [boolean, { host: Record<string, number>; guests: Record<string, Record<string, number>> }, string[], Record<string, string>, string];
     assert.equal(ping, true);
     // Every key vdsm's momIF reads from getStatistics()['host'].
     for (const k of ['ksm_run', 'ksm_pages_to_scan', 'ksm_merge_across_nodes', 'ksm_pages_sharing', 'ksmd_cpu_usage']) {
       assert.equal(typeof stats.host[k], 'number', `host.${k}`);
     }
-    assert.deepEqual(Object.keys(stats.guests).sort(), d.port.guests().map((g) => g.name).sort());
+    assert.deepEqual(
+      Object.keys(stats.guests).sort(),
+      d.port
+        .guests()
+        .map((g) => g.name)
+        .sort(),
+    );
     const anyGuest = d.port.guests()[0]!;
     assert.equal(stats.guests[anyGuest.name]!.balloon_max, anyGuest.stats.balloon_max);
-    assert.deepEqual(active.sort(), d.port.guests().map((g) => g.name).sort());
+    assert.deepEqual(
+      active.sort(),
+      d.port
+        .guests()
+        .map((g) => g.name)
+        .sort(),
+    );
     assert.deepEqual(named, { '00-defines': DEFINES, '10-balloon': BALLOON });
     assert.equal(policy, `${DEFINES}\n${BALLOON}`);
 
@@ -88,14 +108,20 @@ test("MOM's verbs through Python's xmlrpc.client over the unix socket", async ()
     assert.ok(moved.length > 0 && moved.every((a) => (a.to as number) < (a.from as number)), 'balloons inflate toward 95%');
 
     // A policy that does not compile: False, as MOM answers; the running set stays.
-    const [bad, after] = await python(d.dir, sock, [['setNamedPolicy', ['02-bad', '(set target_share']], ['getNamedPolicies', []]]);
+    const [bad, after] = await python(d.dir, sock, [
+      ['setNamedPolicy', ['02-bad', '(set target_share']],
+      ['getNamedPolicies', []],
+    ]);
     assert.equal(bad, false);
     assert.deepEqual(Object.keys(after as object).sort(), ['00-defines', '01-parameters', '10-balloon']);
     assert.ok(d.log.records.some((r) => r.event === 'mom_policy_refused' && String(r.error).startsWith('api:02-bad:1:')));
 
     // setPolicy replaces everything; resetPolicies brings the files back.
     const [replaced, only, reset, back] = await python(d.dir, sock, [
-      ['setPolicy', ['(with Guests guest (guest.SetVar "asked" 1))\n']], ['getNamedPolicies', []], ['resetPolicies', []], ['getNamedPolicies', []],
+      ['setPolicy', ['(with Guests guest (guest.SetVar "asked" 1))\n']],
+      ['getNamedPolicies', []],
+      ['resetPolicies', []],
+      ['getNamedPolicies', []],
     ]);
     assert.equal(replaced, true);
     assert.deepEqual(Object.keys(only as object), ['50_main_']);
@@ -103,9 +129,12 @@ test("MOM's verbs through Python's xmlrpc.client over the unix socket", async ()
     assert.deepEqual(Object.keys(back as object).sort(), ['00-defines', '10-balloon']);
 
     // Verbosity, and the faults Python raises for what the server cannot do.
-    const [verb, unknown, arity, type] = await python(d.dir, sock, [
-      ['setVerbosity', ['debug']], ['noSuchVerb', []], ['ping', [1]], ['setNamedPolicy', [1, 2]],
-    ]) as [boolean, { fault: number; string: string }, { fault: number; string: string }, { fault: number; string: string }];
+    const [verb, unknown, arity, type] = (await python(d.dir, sock, [
+      ['setVerbosity', ['debug']],
+      ['noSuchVerb', []],
+      ['ping', [1]],
+      ['setNamedPolicy', [1, 2]],
+    ])) as [boolean, { fault: number; string: string }, { fault: number; string: string }, { fault: number; string: string }];
     assert.equal(verb, true);
     assert.match(unknown.string, /method "noSuchVerb" is not supported/);
     assert.match(arity.string, /TypeError/);
@@ -131,7 +160,9 @@ test('MOM RPC: bad XML, entity tricks, deep nesting, oversized bodies are refuse
       assert.equal(r.status, 200, body.slice(0, 40));
       assert.match(r.body, /<fault>/, body.slice(0, 40));
     }
-    const big = await post(`<methodCall><methodName>setPolicy</methodName><params><param><value><string>${'x'.repeat(5 * 1024 * 1024)}</string></value></param></params></methodCall>`);
+    const big = await post(
+      `<methodCall><methodName>setPolicy</methodName><params><param><value><string>${'x'.repeat(5 * 1024 * 1024)}</string></value></param></params></methodCall>`,
+    );
     assert.equal(big.status, 413);
     assert.equal((await call(sock, 'GET', '/RPC2')).status, 501);
     const ok = await post('<?xml version="1.0"?><methodCall><methodName>ping</methodName><params></params></methodCall>');
@@ -148,19 +179,28 @@ test('XML-RPC codec: what we encode decodes to the same value (strings with mark
   // biome-ignore lint/suspicious/noControlCharactersInRegex: struct member names without control characters
   const control = /[\u0000-\u001f]/;
   const value: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
-    v: fc.oneof({ depthSize: 'small' },
+    v: fc.oneof(
+      { depthSize: 'small' },
       fc.string({ unit: 'binary' }).filter((s) => !notXml.test(s)),
       fc.integer({ min: -(2 ** 31) + 1, max: 2 ** 31 - 1 }),
       fc.boolean(),
       fc.double({ noNaN: true, noDefaultInfinity: true }).filter((x) => !Number.isInteger(x)),
       fc.array(tie('v'), { maxLength: 4 }),
-      fc.dictionary(fc.string({ minLength: 1, maxLength: 8 }).filter((s) => !control.test(s)), tie('v'), { maxKeys: 4 })),
+      fc.dictionary(
+        fc.string({ minLength: 1, maxLength: 8 }).filter((s) => !control.test(s)),
+        tie('v'),
+        { maxKeys: 4 },
+      ),
+    ),
   })).v;
-  fc.assert(fc.property(value, (v) => {
-    const xml = encodeResponse(v).replace('<methodResponse>', '<methodCall><methodName>x</methodName>').replace('</methodResponse>', '</methodCall>');
-    const back = decodeCall(xml).params[0];
-    assert.deepEqual(JSON.parse(JSON.stringify(back)), JSON.parse(JSON.stringify(v)));
-  }), { numRuns: 300 });
+  fc.assert(
+    fc.property(value, (v) => {
+      const xml = encodeResponse(v).replace('<methodResponse>', '<methodCall><methodName>x</methodName>').replace('</methodResponse>', '</methodCall>');
+      const back = decodeCall(xml).params[0];
+      assert.deepEqual(JSON.parse(JSON.stringify(back)), JSON.parse(JSON.stringify(v)));
+    }),
+    { numRuns: 300 },
+  );
   assert.equal(encodeValue(2 ** 40), '<value><i8>1099511627776</i8></value>');
   // Found by the fuzz tests: an integer past 2^53 (or 2^63) went out as an i8 no reader takes.
   assert.equal(encodeValue(1e20), '<value><double>100000000000000000000</double></value>');
@@ -174,7 +214,12 @@ test('MOM RPC socket handed to another user (mom_rpc.socket_owner), mode kept 06
     t.skip('needs root (chown)');
     return;
   }
-  const d = await startSimDaemon({ momRpc: true, tweak: (c) => { c.mom_rpc.socket_owner = '65534:65534'; } });
+  const d = await startSimDaemon({
+    momRpc: true,
+    tweak: (c) => {
+      c.mom_rpc.socket_owner = '65534:65534';
+    },
+  });
   try {
     const st = statSync(join(d.dir, 'mom.sock'));
     assert.equal(st.uid, 65534);
@@ -183,7 +228,12 @@ test('MOM RPC socket handed to another user (mom_rpc.socket_owner), mode kept 06
   } finally {
     await d.stop();
   }
-  const e = await startSimDaemon({ momRpc: true, tweak: (c) => { c.mom_rpc.socket_owner = 'no-such-user-here'; } });
+  const e = await startSimDaemon({
+    momRpc: true,
+    tweak: (c) => {
+      c.mom_rpc.socket_owner = 'no-such-user-here';
+    },
+  });
   try {
     assert.ok(e.log.records.some((r) => r.event === 'listen_failed' && /no user "no-such-user-here"/.test(String(r.error))));
     assert.ok(!e.servers.urls.some((u) => u.startsWith('mom-rpc')));

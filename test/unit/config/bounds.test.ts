@@ -5,7 +5,12 @@ import { parseConfigText } from '../../../src/config/load.js';
 import { Scheduler } from '../../../src/engine/scheduler.js';
 
 test('engine intervals: 0.5 to 3600 s, errors name the key', () => {
-  for (const [key, v] of [['stats_interval', '1e-9'], ['policy_interval', '3000000'], ['stats_interval', '0.1'], ['policy_interval', '-5']] as const) {
+  for (const [key, v] of [
+    ['stats_interval', '1e-9'],
+    ['policy_interval', '3000000'],
+    ['stats_interval', '0.1'],
+    ['policy_interval', '-5'],
+  ] as const) {
     assert.throws(() => parseConfigText(`[engine]\n${key} = ${v}\n`), new RegExp(`engine\\.${key}: expected seconds from 0\\.5 to 3600`), `${key} = ${v}`);
   }
   assert.equal(parseConfigText('[engine]\nstats_interval = 0.5\npolicy_interval = 3600\n').engine.policy_interval, 3600);

@@ -14,12 +14,14 @@ test('balloon: applies, reports a vanished guest as dropped and a driver error a
   const hv = new FakeHypervisor([guest('a'), guest('b'), guest('c')]);
   hv.failSet.set('id-c', 'virDomainSetMemoryFlags: Requested operation is not valid');
   const c = new BalloonController(hv);
-  const out = await c.apply([
-    act('a', 'balloon_target', 1500 * MiB, 'id-a'),
-    act('b', 'balloon_target', 1500 * MiB, 'id-b'),
-    act('c', 'balloon_target', 1500 * MiB, 'id-c'),
-  ], { isGone: (id) => id === 'id-b' });
-  assert.deepEqual(out.map((o) => o.result), ['applied', 'dropped', 'failed']);
+  const out = await c.apply(
+    [act('a', 'balloon_target', 1500 * MiB, 'id-a'), act('b', 'balloon_target', 1500 * MiB, 'id-b'), act('c', 'balloon_target', 1500 * MiB, 'id-c')],
+    { isGone: (id) => id === 'id-b' },
+  );
+  assert.deepEqual(
+    out.map((o) => o.result),
+    ['applied', 'dropped', 'failed'],
+  );
   assert.match(out[2]!.error!, /not valid/);
   assert.deepEqual(hv.setCalls, [{ id: 'id-a', target: 1500 * MiB }]);
 });

@@ -15,7 +15,7 @@ import { loadScenario } from '../../../src/sim/scenarios.js';
 import { SimWorld } from '../../../src/sim/world.js';
 import type { GuestSample } from '../../../src/types.js';
 
-test('guard: libvirt\'s ranges; -1 (or any negative quota) is no limit; MOM\'s fractional values are rounded', () => {
+test("guard: libvirt's ranges; -1 (or any negative quota) is no limit; MOM's fractional values are rounded", () => {
   assert.deepEqual(guardCpuTune('vcpu_quota', -1).value, -1);
   assert.equal(guardCpuTune('vcpu_quota', 50000.4).value, 50000);
   assert.equal(guardCpuTune('vcpu_quota', 999).verdict, 'veto');
@@ -38,13 +38,17 @@ function simEngine(disabled?: Set<string>) {
   const world = new SimWorld(loadScenario('demo'), 1);
   const logger = memoryLogger();
   const engine = new Engine({
-    hypervisor: new SimHypervisor(world), hostSources: [simHostSource(world)], policy: compilePolicyText(POLICY),
-    now: () => world.now, logger, disabled,
+    hypervisor: new SimHypervisor(world),
+    hostSources: [simHostSource(world)],
+    policy: compilePolicyText(POLICY),
+    now: () => world.now,
+    logger,
+    disabled,
   });
   return { world, engine, logger };
 }
 
-test('on the simulated host: the policy\'s quota and period are applied, then read back as guest fields, and not set again', async () => {
+test("on the simulated host: the policy's quota and period are applied, then read back as guest fields, and not set again", async () => {
   const { world, engine } = simEngine();
   world.advance(5);
   await engine.collect();
@@ -77,7 +81,7 @@ test('cputune.enabled = false: the controls are vetoed (quietly), nothing is set
   assert.ok(notes.length > 0 && notes.every((n) => n.verdict === 'veto' && n.quiet), 'vetoed, quietly');
 });
 
-test('without libvirt: the QEMU process\'s cgroup v2 cpu.max holds quota x vCPUs; root cgroup and v1 are refused clearly', async (t) => {
+test("without libvirt: the QEMU process's cgroup v2 cpu.max holds quota x vCPUs; root cgroup and v1 are refused clearly", async (t) => {
   const root = mkdtempSync(join(tmpdir(), 'ballast-cpumax-'));
   t.after(() => rmSync(root, { recursive: true, force: true }));
   mkdirSync(join(root, 'proc/41'), { recursive: true });

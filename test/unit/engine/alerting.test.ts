@@ -63,9 +63,15 @@ test('paging needs the rate above the threshold in each of the newest samples', 
   await step({ swap_in: 100, swap_out: 0 });
   assert.equal(events('alert').length, 0, 'two samples are not enough');
   await step({ swap_in: 0, swap_out: 100 });
-  assert.deepEqual(events('alert').map((a) => a.kind), ['paging']);
+  assert.deepEqual(
+    events('alert').map((a) => a.kind),
+    ['paging'],
+  );
   await step({ swap_in: 0, swap_out: 10 }); // 2 pages/s
-  assert.deepEqual(events('alert_cleared').map((a) => a.kind), ['paging']);
+  assert.deepEqual(
+    events('alert_cleared').map((a) => a.kind),
+    ['paging'],
+  );
 });
 
 test('a guest whose used memory climbs steadily gets a leak warning; it clears as gone when the guest vanishes', async () => {
@@ -77,11 +83,18 @@ test('a guest whose used memory climbs steadily gets a leak warning; it clears a
     await step();
   }
   const leaks = events('alert').filter((x) => x.kind === 'guest_leak');
-  assert.deepEqual(leaks.map((x) => x.entity), ['a'], 'b is flat, a leaks');
+  assert.deepEqual(
+    leaks.map((x) => x.entity),
+    ['a'],
+    'b is flat, a leaks',
+  );
   assert.equal(alerts.active().length, 1);
   hv.guests.delete(a.id);
   const r = await step();
-  assert.deepEqual(r.cleared.map((x) => x.entity), ['a']);
+  assert.deepEqual(
+    r.cleared.map((x) => x.entity),
+    ['a'],
+  );
   assert.match(String(events('alert_cleared')[0]!.reason), /gone or stale/);
 });
 
@@ -92,10 +105,16 @@ test('with clear_after, a host hovering around the threshold gets one alert, cle
   await step({ mem_free: 1550 * MiB }); // 19%
   await step({ mem_free: 1700 * MiB });
   await step({ mem_free: 1700 * MiB });
-  assert.deepEqual(events('alert').map((a) => a.kind), ['low_available']);
+  assert.deepEqual(
+    events('alert').map((a) => a.kind),
+    ['low_available'],
+  );
   assert.equal(events('alert_cleared').length, 0);
   await step({ mem_free: 1700 * MiB });
-  assert.deepEqual(events('alert_cleared').map((a) => a.kind), ['low_available']);
+  assert.deepEqual(
+    events('alert_cleared').map((a) => a.kind),
+    ['low_available'],
+  );
 });
 
 test('the [alerts] config keys become the thresholds; a bad key is named', () => {

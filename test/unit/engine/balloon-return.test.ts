@@ -10,16 +10,40 @@ import { evaluateFn, FakeHypervisor, guest, MiB, targetPolicy } from './fakes.js
 test('inflationStep: only inflations count; the return is the rss fall, at most the shrink; expected is what was resident beyond the new size', () => {
   const A = QEMU_ALLOWANCE_KIB;
   // Fully touched guest: rss = its memory + QEMU's own; everything the balloon takes should come back.
-  assert.deepEqual(inflationStep({ balloon_cur: 1000, rss: 1000 + A }, { balloon_cur: 800, rss: 850 + A }), { inflatedKiB: 200, returnedKiB: 150, expectedKiB: 200 });
-  assert.deepEqual(inflationStep({ balloon_cur: 1000, rss: 1000 + A }, { balloon_cur: 800, rss: 500 }), { inflatedKiB: 200, returnedKiB: 200, expectedKiB: 200 }, 'capped at the shrink');
-  assert.deepEqual(inflationStep({ balloon_cur: 1000, rss: 1000 + A }, { balloon_cur: 800, rss: 1100 + A }), { inflatedKiB: 200, returnedKiB: 0, expectedKiB: 200 }, 'rss rose: nothing came back');
+  assert.deepEqual(inflationStep({ balloon_cur: 1000, rss: 1000 + A }, { balloon_cur: 800, rss: 850 + A }), {
+    inflatedKiB: 200,
+    returnedKiB: 150,
+    expectedKiB: 200,
+  });
+  assert.deepEqual(
+    inflationStep({ balloon_cur: 1000, rss: 1000 + A }, { balloon_cur: 800, rss: 500 }),
+    { inflatedKiB: 200, returnedKiB: 200, expectedKiB: 200 },
+    'capped at the shrink',
+  );
+  assert.deepEqual(
+    inflationStep({ balloon_cur: 1000, rss: 1000 + A }, { balloon_cur: 800, rss: 1100 + A }),
+    { inflatedKiB: 200, returnedKiB: 0, expectedKiB: 200 },
+    'rss rose: nothing came back',
+  );
   // A guest that touched only 850 of its 1000: 50 of the 200 were resident.
-  assert.deepEqual(inflationStep({ balloon_cur: 1000, rss: 850 + A }, { balloon_cur: 800, rss: 800 + A }), { inflatedKiB: 200, returnedKiB: 50, expectedKiB: 50 });
-  assert.deepEqual(inflationStep({ balloon_cur: 1000, rss: 300 }, { balloon_cur: 800, rss: 300 }), { inflatedKiB: 200, returnedKiB: 0, expectedKiB: 0 }, 'untouched memory: nothing to expect');
+  assert.deepEqual(inflationStep({ balloon_cur: 1000, rss: 850 + A }, { balloon_cur: 800, rss: 800 + A }), {
+    inflatedKiB: 200,
+    returnedKiB: 50,
+    expectedKiB: 50,
+  });
+  assert.deepEqual(
+    inflationStep({ balloon_cur: 1000, rss: 300 }, { balloon_cur: 800, rss: 300 }),
+    { inflatedKiB: 200, returnedKiB: 0, expectedKiB: 0 },
+    'untouched memory: nothing to expect',
+  );
   assert.equal(inflationStep({ balloon_cur: 800, rss: 900 }, { balloon_cur: 1000, rss: 700 }), null, 'a deflation');
   assert.equal(inflationStep({ balloon_cur: 1000 }, { balloon_cur: 800, rss: 700 }), null, 'rss unknown');
   assert.equal(inflationStep(undefined, { balloon_cur: 800, rss: 700 }), null);
-  const t = addReturn(addReturn(undefined, { inflatedKiB: 64 * 1024, returnedKiB: 1024, expectedKiB: 64 * 1024 }), { inflatedKiB: 1024, returnedKiB: 1024, expectedKiB: 1024 });
+  const t = addReturn(addReturn(undefined, { inflatedKiB: 64 * 1024, returnedKiB: 1024, expectedKiB: 64 * 1024 }), {
+    inflatedKiB: 1024,
+    returnedKiB: 1024,
+    expectedKiB: 1024,
+  });
   assert.deepEqual(t, { inflatedKiB: 65 * 1024, returnedKiB: 2048, expectedKiB: 65 * 1024 });
   assert.equal(ineffective(t), true);
   assert.equal(ineffective({ inflatedKiB: 32 * 1024, returnedKiB: 0, expectedKiB: 32 * 1024 }), false, 'too little to judge');
@@ -27,7 +51,7 @@ test('inflationStep: only inflations count; the return is the rss fall, at most 
   assert.equal(ineffective({ inflatedKiB: 900 * 1024, returnedKiB: 0, expectedKiB: 0 }), false, 'ballooned untouched memory is not a failure');
 });
 
-test('the engine keeps each guest\'s totals and warns once when resident memory the balloon took did not come back', async () => {
+test("the engine keeps each guest's totals and warns once when resident memory the balloon took did not come back", async () => {
   // "a" gives back what the balloon takes; "b"'s QEMU keeps its resident memory (huge pages);
   // "c" never touched most of its memory: nothing was resident to give back, no warning.
   const full = 2048 * MiB + QEMU_ALLOWANCE_KIB;
@@ -35,8 +59,13 @@ test('the engine keeps each guest\'s totals and warns once when resident memory 
   const logger = memoryLogger();
   let t = 0;
   const engine = new Engine({
-    hypervisor: hv, hostSources: [], policy: targetPolicy((s) => (s.balloon_cur as number) - 100 * MiB), evaluate: evaluateFn, logger,
-    now: () => t, safeguards: { minGuestKiB: 256 * MiB, headroomKiB: 64 * MiB },
+    hypervisor: hv,
+    hostSources: [],
+    policy: targetPolicy((s) => (s.balloon_cur as number) - 100 * MiB),
+    evaluate: evaluateFn,
+    logger,
+    now: () => t,
+    safeguards: { minGuestKiB: 256 * MiB, headroomKiB: 64 * MiB },
   });
   const a = hv.guests.get('id-a')!;
   const before = hv.setBalloon.bind(hv);
@@ -58,5 +87,9 @@ test('the engine keeps each guest\'s totals and warns once when resident memory 
   assert.deepEqual(view.get('b'), { inflatedKiB: 400 * MiB, returnedKiB: 0, expectedKiB: 400 * MiB });
   assert.deepEqual(view.get('c'), { inflatedKiB: 400 * MiB, returnedKiB: 0, expectedKiB: 0 });
   const warned = logger.records.filter((r) => r.event === 'balloon_ineffective');
-  assert.deepEqual(warned.map((r) => r.guest), ['b'], 'once, for b only');
+  assert.deepEqual(
+    warned.map((r) => r.guest),
+    ['b'],
+    'once, for b only',
+  );
 });

@@ -14,20 +14,37 @@ function makeEngine(hv: FakeHypervisor, policy: FnPolicy | null, extra: Partial<
   let t = 0;
   const logger = memoryLogger();
   const engine = new Engine<FnPolicy>({
-    hypervisor: hv, hostSources: [hostSource()], policy, evaluate: evaluateFn, logger,
-    now: () => t, safeguards: { minGuestKiB: 256 * MiB, headroomKiB: 64 * MiB },
+    hypervisor: hv,
+    hostSources: [hostSource()],
+    policy,
+    evaluate: evaluateFn,
+    logger,
+    now: () => t,
+    safeguards: { minGuestKiB: 256 * MiB, headroomKiB: 64 * MiB },
     ...extra,
   });
-  return { engine, logger, tick: (dt = 5) => { t += dt; } };
+  return {
+    engine,
+    logger,
+    tick: (dt = 5) => {
+      t += dt;
+    },
+  };
 }
 
 test('a cycle collects, evaluates, guards and sets balloons, logging each action with its reason', async () => {
   const hv = new FakeHypervisor([guest('a'), guest('b')]);
-  const { engine, logger } = makeEngine(hv, targetPolicy((s) => (s.balloon_cur as number) - 100 * MiB));
+  const { engine, logger } = makeEngine(
+    hv,
+    targetPolicy((s) => (s.balloon_cur as number) - 100 * MiB),
+  );
   await engine.collect();
   const r = await engine.evaluateAndAct();
   assert.equal(r.outcomes.length, 2);
-  assert.deepEqual(hv.setCalls.map((c) => c.target), [1948 * MiB, 1948 * MiB]);
+  assert.deepEqual(
+    hv.setCalls.map((c) => c.target),
+    [1948 * MiB, 1948 * MiB],
+  );
   const actions = logger.records.filter((x) => x.event === 'action');
   assert.equal(actions.length, 2);
   assert.deepEqual(actions[0]!.reason, ['policy asked to inflate']);
@@ -41,7 +58,11 @@ test('guests appearing start with empty history and their own vars; vars persist
     guests: guests.map((g) => ({ name: String(g.props.name), controls: {}, vars: { seen: ((g.vars.seen as number) ?? 0) + 1, hist: g.stats.length } })),
   });
   const { engine, tick } = makeEngine(hv, counting);
-  for (let i = 0; i < 3; i++) { await engine.collect(); await engine.evaluateAndAct(); tick(); }
+  for (let i = 0; i < 3; i++) {
+    await engine.collect();
+    await engine.evaluateAndAct();
+    tick();
+  }
   hv.guests.set('id-b', guest('b'));
   await engine.collect();
   await engine.evaluateAndAct();
@@ -55,11 +76,19 @@ test('guests appearing start with empty history and their own vars; vars persist
 
 test('a guest that vanished is freed; its pending controls are dropped, others still acted on', async () => {
   const hv = new FakeHypervisor([guest('a'), guest('b'), guest('c')]);
-  const { engine, logger } = makeEngine(hv, targetPolicy((s) => (s.balloon_cur as number) - 100 * MiB));
+  const { engine, logger } = makeEngine(
+    hv,
+    targetPolicy((s) => (s.balloon_cur as number) - 100 * MiB),
+  );
   await engine.collect();
   // b is destroyed after the plan is made, right when the first balloon call goes out
   let fired = false;
-  hv.beforeSet = () => { if (!fired) { fired = true; hv.destroy('id-b'); } };
+  hv.beforeSet = () => {
+    if (!fired) {
+      fired = true;
+      hv.destroy('id-b');
+    }
+  };
   const r = await engine.evaluateAndAct();
   const byName = Object.fromEntries(r.outcomes.map((o) => [o.action.entity, o.result]));
   assert.equal(byName.a, 'applied');
@@ -76,7 +105,10 @@ test('a guest that vanished is freed; its pending controls are dropped, others s
 
 test('a guest vanishing without an event (driver error on set) fails that action only', async () => {
   const hv = new FakeHypervisor([guest('a'), guest('b')]);
-  const { engine } = makeEngine(hv, targetPolicy((s) => (s.balloon_cur as number) - 100 * MiB));
+  const { engine } = makeEngine(
+    hv,
+    targetPolicy((s) => (s.balloon_cur as number) - 100 * MiB),
+  );
   await engine.collect();
   hv.guests.delete('id-a'); // gone from libvirt, no event delivered
   const r = await engine.evaluateAndAct();
@@ -121,7 +153,9 @@ test('an aborted evaluation applies nothing; a throwing evaluator does not stop 
   assert.equal(hv.setCalls.length, 0);
   assert.equal(ksm.writes.length, 0);
   assert.deepEqual(engine.snapshot().host.vars, {}, 'vars of an aborted run are not kept');
-  engine.setPolicy(() => { throw new Error('boom'); });
+  engine.setPolicy(() => {
+    throw new Error('boom');
+  });
   const r2 = await engine.evaluateAndAct();
   assert.equal(r2.aborted, true);
   assert.match(r2.errors[0]!.message, /boom/);
@@ -131,8 +165,18 @@ test('an aborted evaluation applies nothing; a throwing evaluator does not stop 
 test('driver and source errors are counted; guests go stale and are not inflated', async () => {
   const hv = new FakeHypervisor([guest('a')]);
   let failSource = false;
-  const src: HostSource = { name: 'meminfo', collect: async () => { if (failSource) throw new Error('EIO'); return { mem_available: 1, mem_free: 1 }; } };
-  const { engine } = makeEngine(hv, targetPolicy((s) => (s.balloon_cur as number) - 300 * MiB), { hostSources: [src] });
+  const src: HostSource = {
+    name: 'meminfo',
+    collect: async () => {
+      if (failSource) throw new Error('EIO');
+      return { mem_available: 1, mem_free: 1 };
+    },
+  };
+  const { engine } = makeEngine(
+    hv,
+    targetPolicy((s) => (s.balloon_cur as number) - 300 * MiB),
+    { hostSources: [src] },
+  );
   await engine.collect();
   hv.failCollect = 'connection reset';
   failSource = true;
@@ -149,9 +193,13 @@ test('driver and source errors are counted; guests go stale and are not inflated
 
 test('rollback through the engine: inflation, then a swap-in spike, then deflation and back-off', async () => {
   const hv = new FakeHypervisor([guest('a')]);
-  const { engine, logger, tick } = makeEngine(hv, targetPolicy((s) => (s.balloon_cur as number) - 150 * MiB), {
-    safeguards: { minGuestKiB: 256 * MiB, headroomKiB: 64 * MiB, rollbackWindow: 2, rollbackSwapInKiBPerS: 1024, rollbackBackoffS: 60 },
-  });
+  const { engine, logger, tick } = makeEngine(
+    hv,
+    targetPolicy((s) => (s.balloon_cur as number) - 150 * MiB),
+    {
+      safeguards: { minGuestKiB: 256 * MiB, headroomKiB: 64 * MiB, rollbackWindow: 2, rollbackSwapInKiBPerS: 1024, rollbackBackoffS: 60 },
+    },
+  );
   await engine.collect();
   await engine.evaluateAndAct();
   assert.equal(hv.guests.get('id-a')!.stats.balloon_cur, 1898 * MiB);
@@ -207,7 +255,10 @@ test('KSM controls: range-checked, only changed values written, failures counted
   tick(60);
   await engine.evaluateAndAct();
   assert.equal(engine.counters.controllerErrors, 3);
-  assert.deepEqual(logger.records.filter((x) => x.event === 'action_failed').map((x) => x.level), ['error', 'debug', 'debug']);
+  assert.deepEqual(
+    logger.records.filter((x) => x.event === 'action_failed').map((x) => x.level),
+    ['error', 'debug', 'debug'],
+  );
   ksm.fail = undefined;
   tick(120);
   assert.equal((await engine.evaluateAndAct()).outcomes[0]!.result, 'applied');
@@ -247,14 +298,22 @@ test('simulator: a guest destroyed between collection and actuation is dropped, 
   const { SimHypervisor, SimKsm, simHostSource } = await import('../../../src/hypervisor/sim/index.js');
   const { parseScenario } = await import('../../../src/sim/scenarios.js');
   const { SimWorld } = await import('../../../src/sim/world.js');
-  const world = new SimWorld(parseScenario({
-    host: { memMiB: 4096, swapMiB: 2048, cpus: 2 },
-    guests: [1, 2, 3].map((i) => ({ name: `vm${i}`, memMiB: 1024, workload: { kind: 'idle', anonMiB: 100 } })),
-  }), 1);
+  const world = new SimWorld(
+    parseScenario({
+      host: { memMiB: 4096, swapMiB: 2048, cpus: 2 },
+      guests: [1, 2, 3].map((i) => ({ name: `vm${i}`, memMiB: 1024, workload: { kind: 'idle', anonMiB: 100 } })),
+    }),
+    1,
+  );
   const sim = new SimHypervisor(world);
   const logger = memoryLogger();
   const engine = new Engine<FnPolicy>({
-    hypervisor: sim, hostSources: [simHostSource(world)], ksm: new SimKsm(world), logger, now: () => world.now, evaluate: evaluateFn,
+    hypervisor: sim,
+    hostSources: [simHostSource(world)],
+    ksm: new SimKsm(world),
+    logger,
+    now: () => world.now,
+    evaluate: evaluateFn,
     policy: targetPolicy((s) => (s.balloon_cur as number) - 50 * MiB),
   });
   world.advance(5);
@@ -263,7 +322,10 @@ test('simulator: a guest destroyed between collection and actuation is dropped, 
   const realSet = sim.setBalloon.bind(sim);
   let first = true;
   sim.setBalloon = async (id, t) => {
-    if (first) { first = false; world.destroyGuest('vm2'); }
+    if (first) {
+      first = false;
+      world.destroyGuest('vm2');
+    }
     return realSet(id, t);
   };
   const r = await engine.evaluateAndAct();
@@ -273,7 +335,10 @@ test('simulator: a guest destroyed between collection and actuation is dropped, 
   assert.equal(res.vm3, 'applied');
   world.advance(5);
   await engine.collect();
-  assert.deepEqual(engine.snapshot().guests.map((g) => g.name), ['vm1', 'vm3']);
+  assert.deepEqual(
+    engine.snapshot().guests.map((g) => g.name),
+    ['vm1', 'vm3'],
+  );
   const again = await engine.evaluateAndAct();
   assert.ok(again.outcomes.every((o) => o.result === 'applied'));
   engine.dispose();
@@ -281,7 +346,11 @@ test('simulator: a guest destroyed between collection and actuation is dropped, 
 
 test('observe-only (read-only connection): targets are computed and logged, never set', async () => {
   const hv = new FakeHypervisor([guest('a')]);
-  const { engine, logger } = makeEngine(hv, targetPolicy((s) => (s.balloon_cur as number) - 100 * MiB), { balloonsOff: 'hypervisor.readonly = true (observe only)' });
+  const { engine, logger } = makeEngine(
+    hv,
+    targetPolicy((s) => (s.balloon_cur as number) - 100 * MiB),
+    { balloonsOff: 'hypervisor.readonly = true (observe only)' },
+  );
   await engine.collect();
   const r = await engine.evaluateAndAct();
   assert.equal(hv.setCalls.length, 0);
@@ -309,10 +378,15 @@ test('a controller turned off by config: its controls are noted quietly, never w
 
 test('cycle listeners get every report; a throwing listener is logged, not fatal', async () => {
   const hv = new FakeHypervisor([guest('a')]);
-  const { engine, logger } = makeEngine(hv, targetPolicy(() => undefined));
+  const { engine, logger } = makeEngine(
+    hv,
+    targetPolicy(() => undefined),
+  );
   const seen: number[] = [];
   const off = engine.onCycle((r) => seen.push(r.cycle));
-  engine.onCycle(() => { throw new Error('view crashed'); });
+  engine.onCycle(() => {
+    throw new Error('view crashed');
+  });
   await engine.collect();
   await engine.evaluateAndAct();
   off();
@@ -328,7 +402,10 @@ test('a policy error that repeats every cycle is warned once, then counted at de
   await engine.collect();
   for (let i = 0; i < 3; i++) await engine.evaluateAndAct();
   const errs = logger.records.filter((x) => x.event === 'policy_error');
-  assert.deepEqual(errs.map((x) => x.level), ['warn', 'debug', 'debug']);
+  assert.deepEqual(
+    errs.map((x) => x.level),
+    ['warn', 'debug', 'debug'],
+  );
   assert.equal(engine.counters.policyErrors, 3);
   engine.setPolicy(policy); // a reloaded policy: warned again
   await engine.evaluateAndAct();
@@ -337,7 +414,13 @@ test('a policy error that repeats every cycle is warned once, then counted at de
 
 test('a failing host source is logged when it starts failing and when it recovers, with a count, not every collection', async () => {
   let fail = true;
-  const flaky: HostSource = { name: 'flaky', collect: async () => { if (fail) throw new Error('EBUSY'); return { mem_free: 1 }; } };
+  const flaky: HostSource = {
+    name: 'flaky',
+    collect: async () => {
+      if (fail) throw new Error('EBUSY');
+      return { mem_free: 1 };
+    },
+  };
   const logger = memoryLogger();
   const engine = new Engine<FnPolicy>({ hypervisor: new FakeHypervisor([]), hostSources: [flaky], policy: null, evaluate: evaluateFn, logger });
   for (let i = 0; i < 5; i++) await engine.collect();
@@ -363,7 +446,10 @@ test('a failing hypervisor is logged when it starts failing, when its error chan
   hv.failCollect = undefined;
   await engine.collect();
   await engine.collect();
-  assert.deepEqual(logger.records.filter((r) => r.event === 'collect_error').map((r) => r.error), ['libvirtd not connected', 'connection refused']);
+  assert.deepEqual(
+    logger.records.filter((r) => r.event === 'collect_error').map((r) => r.error),
+    ['libvirtd not connected', 'connection refused'],
+  );
   const rec = logger.records.filter((r) => r.event === 'collect_recovered');
   assert.equal(rec.length, 1);
   assert.equal(rec[0]!.failed_collections, 5);
@@ -380,14 +466,18 @@ test('EPERM on KSM: reported, retried with backoff (30 s, doubling), the balloon
   });
   const { engine, logger, tick } = makeEngine(hv, both, { ksm, safeguards: { minGuestKiB: 256 * MiB, headroomKiB: 64 * MiB, rollbackWindow: 0 } });
   const ksmResults: string[] = [];
-  for (let i = 0; i < 12; i++) { // t = 0, 10, ..., 110
+  for (let i = 0; i < 12; i++) {
+    // t = 0, 10, ..., 110
     await engine.collect();
     const r = await engine.evaluateAndAct();
     ksmResults.push(r.outcomes.find((o) => o.action.control === 'ksm_run')!.result);
     tick(10);
   }
   // Tried at t=0 (fails, next at 30), t=30 (fails, next at 90), t=90 (fails, next at 210).
-  assert.deepEqual(ksmResults.map((r, i) => `${i * 10}:${r}`).filter((x) => x.endsWith('failed')), ['0:failed', '30:failed', '90:failed']);
+  assert.deepEqual(
+    ksmResults.map((r, i) => `${i * 10}:${r}`).filter((x) => x.endsWith('failed')),
+    ['0:failed', '30:failed', '90:failed'],
+  );
   assert.equal(ksmResults.filter((r) => r === 'deferred').length, 9);
   assert.equal(engine.counters.deferred, 9);
   assert.equal(hv.setCalls.length, 12, 'the balloon moved every cycle meanwhile');
@@ -422,7 +512,10 @@ test('a failed inflation backs off, but a deflation (giving memory back) is alwa
 test('log volume: a cycle with many actions is summarized at info (each action at debug); a repeated veto is said once', async () => {
   const many = Array.from({ length: 40 }, (_, i) => guest(`g${i}`));
   const hv = new FakeHypervisor(many);
-  const { engine, logger } = makeEngine(hv, targetPolicy((s) => (s.balloon_cur as number) - 100 * MiB));
+  const { engine, logger } = makeEngine(
+    hv,
+    targetPolicy((s) => (s.balloon_cur as number) - 100 * MiB),
+  );
   await engine.collect();
   await engine.evaluateAndAct();
   const info = logger.records.filter((r) => r.level !== 'debug');
@@ -434,7 +527,10 @@ test('log volume: a cycle with many actions is summarized at info (each action a
 
   // A policy asking below the floor every cycle: the veto is logged at info once.
   const hv2 = new FakeHypervisor([guest('a', { balloon_cur: 300 * MiB, mem_unused: 10 * MiB })]);
-  const two = makeEngine(hv2, targetPolicy(() => 'lots' as unknown as number));
+  const two = makeEngine(
+    hv2,
+    targetPolicy(() => 'lots' as unknown as number),
+  );
   for (let i = 0; i < 4; i++) {
     await two.engine.collect();
     await two.engine.evaluateAndAct();

@@ -16,8 +16,17 @@ export function guest(name: string, over: Partial<Record<string, number | null>>
     id: `id-${name}`,
     name,
     stats: {
-      balloon_cur: 2048 * MiB, balloon_max: 2048 * MiB, balloon_min: 0, mem_unused: 1024 * MiB,
-      mem_available: 2048 * MiB, mem_free: 1200 * MiB, swap_in: 0, swap_out: 0, major_fault: 0, minor_fault: 0, rss: 1500 * MiB,
+      balloon_cur: 2048 * MiB,
+      balloon_max: 2048 * MiB,
+      balloon_min: 0,
+      mem_unused: 1024 * MiB,
+      mem_available: 2048 * MiB,
+      mem_free: 1200 * MiB,
+      swap_in: 0,
+      swap_out: 0,
+      major_fault: 0,
+      minor_fault: 0,
+      rss: 1500 * MiB,
       ...over,
     },
   };
@@ -56,7 +65,9 @@ export class FakeHypervisor implements Hypervisor {
   }
   onEvent(listener: (e: LifecycleEvent) => void): () => void {
     this.listeners.push(listener);
-    return () => { this.listeners = this.listeners.filter((l) => l !== listener); };
+    return () => {
+      this.listeners = this.listeners.filter((l) => l !== listener);
+    };
   }
   destroy(id: string): void {
     const g = this.guests.get(id);
@@ -70,7 +81,12 @@ export class FakeKsm implements KsmBackend {
   writes: Partial<KsmSettings>[] = [];
   fail?: string;
   async read(): Promise<Stats> {
-    return { ksm_run: this.state.run, ksm_pages_to_scan: this.state.pages_to_scan, ksm_sleep_millisecs: this.state.sleep_millisecs, ksm_merge_across_nodes: this.state.merge_across_nodes };
+    return {
+      ksm_run: this.state.run,
+      ksm_pages_to_scan: this.state.pages_to_scan,
+      ksm_sleep_millisecs: this.state.sleep_millisecs,
+      ksm_merge_across_nodes: this.state.merge_across_nodes,
+    };
   }
   async write(s: Partial<KsmSettings>): Promise<void> {
     if (this.fail) throw new Error(this.fail);

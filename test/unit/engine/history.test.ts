@@ -10,7 +10,10 @@ test('history keeps the newest N samples, oldest first in toArray, by reference'
   });
   assert.equal(h.length, 3);
   assert.equal(h.latest(), s[4]);
-  assert.deepEqual(h.toArray().map((x) => x.v), [3, 4, 5]);
+  assert.deepEqual(
+    h.toArray().map((x) => x.v),
+    [3, 4, 5],
+  );
   assert.equal(h.toArray()[2], s[4], 'samples are not copied');
   assert.equal(h.toArray(), h.toArray(), 'the view is reused until the next push');
   assert.equal(h.timeAt(0), 20);

@@ -5,7 +5,15 @@ import { createLogger, formatText, memoryLogger, teeLogger } from '../../../src/
 
 function sink(isTTY: boolean) {
   const lines: string[] = [];
-  const stream = Object.assign(new Writable({ write(chunk, _enc, cb) { lines.push(...String(chunk).split('\n').filter(Boolean)); cb(); } }), { isTTY });
+  const stream = Object.assign(
+    new Writable({
+      write(chunk, _enc, cb) {
+        lines.push(...String(chunk).split('\n').filter(Boolean));
+        cb();
+      },
+    }),
+    { isTTY },
+  );
   return { stream, lines };
 }
 const clock = () => new Date('2026-11-25T12:00:05.123Z');
@@ -16,7 +24,15 @@ test('JSON lines when not a terminal: every field, errors as their message', () 
   log.info('action', { entity: 'vm1', to: 1024, reason: ['policy asked to inflate'], error: new Error('boom') });
   log.debug('hidden');
   assert.equal(lines.length, 1);
-  assert.deepEqual(JSON.parse(lines[0]!), { ts: '2026-11-25T12:00:05.123Z', level: 'info', event: 'action', entity: 'vm1', to: 1024, reason: ['policy asked to inflate'], error: 'boom' });
+  assert.deepEqual(JSON.parse(lines[0]!), {
+    ts: '2026-11-25T12:00:05.123Z',
+    level: 'info',
+    event: 'action',
+    entity: 'vm1',
+    to: 1024,
+    reason: ['policy asked to inflate'],
+    error: 'boom',
+  });
 });
 
 test('human text on a terminal, reason last', () => {
@@ -33,8 +49,14 @@ test('levels, memory and tee loggers', () => {
   const t = teeLogger(a, b);
   t.info('i');
   t.error('e', { k: 1 });
-  assert.deepEqual(a.records.map((r) => r.event), ['e']);
-  assert.deepEqual(b.records.map((r) => r.event), ['i', 'e']);
+  assert.deepEqual(
+    a.records.map((r) => r.event),
+    ['e'],
+  );
+  assert.deepEqual(
+    b.records.map((r) => r.event),
+    ['i', 'e'],
+  );
   t.child({ c: 2 }).warn('w');
   assert.equal(b.records.at(-1)!.c, 2);
 });

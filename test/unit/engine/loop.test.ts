@@ -8,8 +8,14 @@ import type { CollectReport, CycleReport } from '../../../src/engine/engine.js';
 function fake(clock: { t: number }) {
   const log: string[] = [];
   const e: Steppable = {
-    collect: async () => { log.push(`c${clock.t}`); return { time: clock.t, guests: 0, appeared: [], vanished: [], errors: [] } as CollectReport; },
-    evaluateAndAct: async () => { log.push(`p${clock.t}`); return { cycle: log.length, time: clock.t } as unknown as CycleReport; },
+    collect: async () => {
+      log.push(`c${clock.t}`);
+      return { time: clock.t, guests: 0, appeared: [], vanished: [], errors: [] } as CollectReport;
+    },
+    evaluateAndAct: async () => {
+      log.push(`p${clock.t}`);
+      return { cycle: log.length, time: clock.t } as unknown as CycleReport;
+    },
   };
   return { e, log };
 }
@@ -17,7 +23,13 @@ function fake(clock: { t: number }) {
 test('runFor: a collection at the start and every stats interval, a cycle every policy interval, events to subscribers', async () => {
   const clock = { t: 0 };
   const { e, log } = fake(clock);
-  const loop = new Loop(e, { statsIntervalS: 5, policyIntervalS: 10, advance: (dt) => { clock.t += dt; } });
+  const loop = new Loop(e, {
+    statsIntervalS: 5,
+    policyIntervalS: 10,
+    advance: (dt) => {
+      clock.t += dt;
+    },
+  });
   let collects = 0;
   let cycles = 0;
   loop.onCollect(() => collects++);
@@ -29,14 +41,24 @@ test('runFor: a collection at the start and every stats interval, a cycle every 
   off();
   await loop.runFor(10, () => clock.t);
   assert.equal(cycles, 3, 'unsubscribed');
-  await assert.rejects(new Loop(e, { statsIntervalS: 5, policyIntervalS: 10 }).runFor(10, () => 0), /simulated clock/);
+  await assert.rejects(
+    new Loop(e, { statsIntervalS: 5, policyIntervalS: 10 }).runFor(10, () => 0),
+    /simulated clock/,
+  );
   assert.throws(() => new Loop(e, { statsIntervalS: 0, policyIntervalS: 10 }), /positive/);
 });
 
 test('start/stop: real timers, scaled for a simulated host at speed, the world advanced by one stats interval per collection', async () => {
   const clock = { t: 0 };
   const { e, log } = fake(clock);
-  const loop = new Loop(e, { statsIntervalS: 5, policyIntervalS: 10, timeScale: 100, advance: (dt) => { clock.t += dt; } });
+  const loop = new Loop(e, {
+    statsIntervalS: 5,
+    policyIntervalS: 10,
+    timeScale: 100,
+    advance: (dt) => {
+      clock.t += dt;
+    },
+  });
   loop.start();
   await new Promise((r) => setTimeout(r, 330));
   await loop.stop();

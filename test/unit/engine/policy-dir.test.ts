@@ -36,7 +36,15 @@ test('hot reload: a good change is taken, a bad file is refused with FILE:LINE:C
   const dir = tmp();
   const logger = memoryLogger();
   const accepted: CompiledPolicy[] = [];
-  const w = new PolicyWatcher({ source: { dir }, compile: compilePolicyFiles, logger, pollS: 0.05, debounceMs: 10, settleMs: 50, onPolicy: (p) => accepted.push(p) });
+  const w = new PolicyWatcher({
+    source: { dir },
+    compile: compilePolicyFiles,
+    logger,
+    pollS: 0.05,
+    debounceMs: 10,
+    settleMs: 50,
+    onPolicy: (p) => accepted.push(p),
+  });
   try {
     writeFileSync(join(dir, '50_main.policy'), '(Host.Control "mark" 1)\n');
     assert.equal(w.start(), true);
@@ -66,7 +74,14 @@ test('hot reload: a good change is taken, a bad file is refused with FILE:LINE:C
 test('a policy file rewritten in place is loaded only once whole: a half-written prefix that compiles is never taken', async () => {
   const dir = tmp();
   const accepted: number[] = [];
-  const w = new PolicyWatcher({ source: { dir }, compile: compilePolicyFiles, pollS: 0.02, debounceMs: 5, settleMs: 400, onPolicy: (p) => accepted.push(marker(p) as number) });
+  const w = new PolicyWatcher({
+    source: { dir },
+    compile: compilePolicyFiles,
+    pollS: 0.02,
+    debounceMs: 5,
+    settleMs: 400,
+    onPolicy: (p) => accepted.push(marker(p) as number),
+  });
   try {
     const file = join(dir, '50_main.policy');
     writeFileSync(file, '(Host.Control "mark" 1)\n');

@@ -21,7 +21,15 @@ function bounds(s: Stats, sg: SafeguardConfig) {
   return { cur, max, floor, step };
 }
 
-const FIELDS = ['guest.balloon_cur', 'guest.balloon_max', 'guest.mem_unused', 'guest.balloon_min', 'guest.mem_free', 'Host.mem_free', '(guest.StatAvg "mem_unused")'];
+const FIELDS = [
+  'guest.balloon_cur',
+  'guest.balloon_max',
+  'guest.mem_unused',
+  'guest.balloon_min',
+  'guest.mem_free',
+  'Host.mem_free',
+  '(guest.StatAvg "mem_unused")',
+];
 
 /** Random arithmetic over guest and host fields, as policy text. */
 const exprArb: fc.Arbitrary<string> = fc.letrec<{ e: string }>((tie) => ({
@@ -35,16 +43,28 @@ const exprArb: fc.Arbitrary<string> = fc.letrec<{ e: string }>((tie) => ({
   ),
 })).e;
 
-interface SimGuest { id: string; name: string; max: number; cur: number; used: number; swapIn: number; faults: number; bmin: number }
+interface SimGuest {
+  id: string;
+  name: string;
+  max: number;
+  cur: number;
+  used: number;
+  swapIn: number;
+  faults: number;
+  bmin: number;
+}
 
 /** A host of random guests; each cycle their use drifts and some swap. */
 const hostArb = fc.record({
-  guests: fc.array(fc.record({
-    maxMiB: fc.integer({ min: 256, max: 16384 }),
-    curFrac: fc.double({ min: 0.05, max: 1, noNaN: true }),
-    usedFrac: fc.double({ min: 0, max: 1, noNaN: true }),
-    bminMiB: fc.integer({ min: 0, max: 2048 }),
-  }), { minLength: 1, maxLength: 8 }),
+  guests: fc.array(
+    fc.record({
+      maxMiB: fc.integer({ min: 256, max: 16384 }),
+      curFrac: fc.double({ min: 0.05, max: 1, noNaN: true }),
+      usedFrac: fc.double({ min: 0, max: 1, noNaN: true }),
+      bminMiB: fc.integer({ min: 0, max: 2048 }),
+    }),
+    { minLength: 1, maxLength: 8 },
+  ),
   drift: fc.array(fc.double({ min: -0.2, max: 0.2, noNaN: true }), { minLength: 8, maxLength: 8 }),
   swaps: fc.array(fc.nat({ max: 100_000 }), { minLength: 8, maxLength: 8 }),
   safeguards: fc.record({
@@ -71,8 +91,17 @@ class DriftingHypervisor extends FakeHypervisor {
   override async collect(): Promise<GuestSample[]> {
     const out = this.sims.map((g) => {
       const stats: Stats = {
-        balloon_cur: g.cur, balloon_max: g.max, balloon_min: g.bmin, mem_unused: Math.max(0, g.cur - g.used),
-        mem_free: Math.max(0, g.cur - g.used), swap_in: g.swapIn, major_fault: g.faults, swap_out: 0, minor_fault: 0, mem_available: g.cur, rss: g.cur,
+        balloon_cur: g.cur,
+        balloon_max: g.max,
+        balloon_min: g.bmin,
+        mem_unused: Math.max(0, g.cur - g.used),
+        mem_free: Math.max(0, g.cur - g.used),
+        swap_in: g.swapIn,
+        major_fault: g.faults,
+        swap_out: 0,
+        minor_fault: 0,
+        mem_available: g.cur,
+        rss: g.cur,
       };
       this.lastSeen.set(g.id, stats);
       return { id: g.id, name: g.name, props: { name: g.name }, stats };
@@ -88,20 +117,24 @@ class DriftingHypervisor extends FakeHypervisor {
 
 test('balloon targets stay in [floor, balloon_max] and move at most one step per cycle', async () => {
   let checked = 0;
-  await fc.assert(fc.asyncProperty(exprArb, hostArb, async (expr, host) => {
-    const policy = compilePolicyText(`(with Guests guest (guest.Control "balloon_target" ${expr}))`);
-    const sims: SimGuest[] = host.guests.map((g, i) => {
-      const max = g.maxMiB * MiB;
-      const cur = Math.max(1, Math.round(max * g.curFrac));
-      return { id: `g${i}`, name: `vm${i}`, max, cur, used: Math.round(cur * g.usedFrac), swapIn: 0, faults: 0, bmin: g.bminMiB * MiB };
-    });
-    const hv = new DriftingHypervisor(sims);
-    let t = 0;
-    const sg = host.safeguards as SafeguardConfig;
-    const engine = new Engine({
-      hypervisor: hv, hostSources: [{ name: 'h', collect: async () => ({ mem_available: 64 * 1024 * MiB, mem_free: 4 * 1024 * MiB }) }],
-      policy, now: () => t, safeguards: sg,
-    });
+  await fc.assert(
+    fc.asyncProperty(exprArb, hostArb, async (expr, host) => {
+      const policy = compilePolicyText(`(with Guests guest (guest.Control "balloon_target" ${expr}))`);
+      const sims: SimGuest[] = host.guests.map((g, i) => {
+        const max = g.maxMiB * MiB;
+        const cur = Math.max(1, Math.round(max * g.curFrac));
+        return { id: `g${i}`, name: `vm${i}`, max, cur, used: Math.round(cur * g.usedFrac), swapIn: 0, faults: 0, bmin: g.bminMiB * MiB };
+      });
+      const hv = new DriftingHypervisor(sims);
+      let t = 0;
+      const sg = host.safeguards as SafeguardConfig;
+      const engine = new Engine({
+        hypervisor: hv,
+        hostSources: [{ name: 'h', collect: async () => ({ mem_available: 64 * 1024 * MiB, mem_free: 4 * 1024 * MiB }) }],
+        policy,
+        now: () => t,
+        safeguards: sg,
+      });
       for (let cycle = 0; cycle < 8; cycle++) {
         for (const [i, g] of sims.entries()) {
           g.used = Math.max(0, Math.min(g.cur, Math.round(g.used + host.drift[(i + cycle) % 8]! * g.max)));
@@ -124,7 +157,9 @@ test('balloon targets stay in [floor, balloon_max] and move at most one step per
         }
       }
       engine.dispose();
-  }), { numRuns: 150 });
+    }),
+    { numRuns: 150 },
+  );
   assert.ok(checked > 100, `only ${checked} balloon targets were set: the property was barely exercised`);
 });
 
@@ -136,8 +171,18 @@ import { SimWorld } from '../../../src/sim/world.js';
 import type { Hypervisor, LifecycleEvent } from '../../../src/types.js';
 
 const workloadArb = fc.oneof(
-  fc.record({ kind: fc.constant('memknobs'), sizesMiB: fc.array(fc.integer({ min: 32, max: 1500 }), { minLength: 1, maxLength: 3 }), runS: fc.integer({ min: 10, max: 120 }), pauseS: fc.integer({ min: 0, max: 30 }) }),
-  fc.record({ kind: fc.constant('web'), requestRate: fc.integer({ min: 1, max: 30 }), anonMiB: fc.integer({ min: 50, max: 600 }), fileSetMiB: fc.integer({ min: 50, max: 1500 }) }),
+  fc.record({
+    kind: fc.constant('memknobs'),
+    sizesMiB: fc.array(fc.integer({ min: 32, max: 1500 }), { minLength: 1, maxLength: 3 }),
+    runS: fc.integer({ min: 10, max: 120 }),
+    pauseS: fc.integer({ min: 0, max: 30 }),
+  }),
+  fc.record({
+    kind: fc.constant('web'),
+    requestRate: fc.integer({ min: 1, max: 30 }),
+    anonMiB: fc.integer({ min: 50, max: 600 }),
+    fileSetMiB: fc.integer({ min: 50, max: 1500 }),
+  }),
   fc.record({ kind: fc.constant('idle'), anonMiB: fc.integer({ min: 10, max: 400 }) }),
   fc.record({ kind: fc.constant('leak'), leakMiBPerMin: fc.integer({ min: 10, max: 400 }) }),
 );
@@ -145,13 +190,16 @@ const workloadArb = fc.oneof(
 const scenarioArb = fc.record({
   hostMiB: fc.integer({ min: 1024, max: 8192 }),
   swapMiB: fc.integer({ min: 0, max: 4096 }),
-  guests: fc.array(fc.record({
-    memMiB: fc.integer({ min: 256, max: 2048 }),
-    balloonFrac: fc.double({ min: 0.3, max: 1, noNaN: true }),
-    balloonMinMiB: fc.integer({ min: 0, max: 256 }),
-    stopS: fc.option(fc.integer({ min: 20, max: 200 }), { nil: undefined }),
-    workload: workloadArb,
-  }), { minLength: 1, maxLength: 6 }),
+  guests: fc.array(
+    fc.record({
+      memMiB: fc.integer({ min: 256, max: 2048 }),
+      balloonFrac: fc.double({ min: 0.3, max: 1, noNaN: true }),
+      balloonMinMiB: fc.integer({ min: 0, max: 256 }),
+      stopS: fc.option(fc.integer({ min: 20, max: 200 }), { nil: undefined }),
+      workload: workloadArb,
+    }),
+    { minLength: 1, maxLength: 6 },
+  ),
   seed: fc.integer({ min: 1, max: 1000 }),
 });
 
@@ -161,8 +209,12 @@ class RecordingHypervisor implements Hypervisor {
   lastSeen = new Map<string, Stats>();
   calls: { id: string; target: number }[] = [];
   constructor(private readonly inner: SimHypervisor) {}
-  connect() { return this.inner.connect(); }
-  close() { return this.inner.close(); }
+  connect() {
+    return this.inner.connect();
+  }
+  close() {
+    return this.inner.close();
+  }
   async collect(): Promise<GuestSample[]> {
     const out = await this.inner.collect();
     for (const s of out) this.lastSeen.set(s.id, s.stats);
@@ -172,55 +224,76 @@ class RecordingHypervisor implements Hypervisor {
     this.calls.push({ id, target });
     await this.inner.setBalloon(id, target);
   }
-  onEvent(l: (e: LifecycleEvent) => void) { return this.inner.onEvent(l); }
+  onEvent(l: (e: LifecycleEvent) => void) {
+    return this.inner.onEvent(l);
+  }
 }
 
 test('on random simulated hosts, balloon targets stay in [floor, balloon_max] within the step limit, and back-offs hold', async () => {
   let checked = 0;
   let rollbacks = 0;
-  await fc.assert(fc.asyncProperty(exprArb, scenarioArb, hostArb.map((h) => h.safeguards), async (expr, sc, sg) => {
-    const spec = parseScenario({
-      host: { memMiB: sc.hostMiB, swapMiB: sc.swapMiB, cpus: 4 },
-      guests: sc.guests.map((g, i) => ({
-        name: `vm${i}`, memMiB: g.memMiB, balloonMiB: Math.max(64, Math.round(g.memMiB * g.balloonFrac)),
-        balloonMinMiB: g.balloonMinMiB, stopS: g.stopS, workload: g.workload,
-      })),
-      seed: sc.seed,
-    });
-    const world = new SimWorld(spec, sc.seed);
-    const hv = new RecordingHypervisor(new SimHypervisor(world));
-    const policy = compilePolicyText(`(with Guests guest (guest.Control "balloon_target" ${expr}))`);
-    const engine = new Engine({ hypervisor: hv, hostSources: [simHostSource(world)], ksm: new SimKsm(world), policy, now: () => world.now, safeguards: sg as SafeguardConfig });
-    const heldUntil = new Map<string, number>();
-    for (let i = 0; i < 24; i++) {
-      world.advance(5);
-      await engine.collect();
-      if (i % 2 === 0) continue;
-      hv.calls.length = 0;
-      const r = await engine.evaluateAndAct();
-      assert.equal(r.outcomes.filter((o) => o.result === 'failed').length, 0, JSON.stringify(r.outcomes.filter((o) => o.result === 'failed')));
-      // After a rollback, that guest is not inflated again before its back-off ends.
-      for (const o of r.outcomes) {
-        const id = o.action.guestId!;
-        const s = hv.lastSeen.get(id)!;
-        if (o.action.reasons[0]!.startsWith('rollback')) {
-          rollbacks++;
-          heldUntil.set(id, world.now + sg.rollbackBackoffS);
-        } else if (o.result === 'applied' && (o.action.to as number) < (s.balloon_cur as number)) {
-          assert.ok(world.now >= (heldUntil.get(id) ?? -Infinity), `${id} inflated at t=${world.now} during its back-off (until ${heldUntil.get(id)})`);
+  await fc.assert(
+    fc.asyncProperty(
+      exprArb,
+      scenarioArb,
+      hostArb.map((h) => h.safeguards),
+      async (expr, sc, sg) => {
+        const spec = parseScenario({
+          host: { memMiB: sc.hostMiB, swapMiB: sc.swapMiB, cpus: 4 },
+          guests: sc.guests.map((g, i) => ({
+            name: `vm${i}`,
+            memMiB: g.memMiB,
+            balloonMiB: Math.max(64, Math.round(g.memMiB * g.balloonFrac)),
+            balloonMinMiB: g.balloonMinMiB,
+            stopS: g.stopS,
+            workload: g.workload,
+          })),
+          seed: sc.seed,
+        });
+        const world = new SimWorld(spec, sc.seed);
+        const hv = new RecordingHypervisor(new SimHypervisor(world));
+        const policy = compilePolicyText(`(with Guests guest (guest.Control "balloon_target" ${expr}))`);
+        const engine = new Engine({
+          hypervisor: hv,
+          hostSources: [simHostSource(world)],
+          ksm: new SimKsm(world),
+          policy,
+          now: () => world.now,
+          safeguards: sg as SafeguardConfig,
+        });
+        const heldUntil = new Map<string, number>();
+        for (let i = 0; i < 24; i++) {
+          world.advance(5);
+          await engine.collect();
+          if (i % 2 === 0) continue;
+          hv.calls.length = 0;
+          const r = await engine.evaluateAndAct();
+          assert.equal(r.outcomes.filter((o) => o.result === 'failed').length, 0, JSON.stringify(r.outcomes.filter((o) => o.result === 'failed')));
+          // After a rollback, that guest is not inflated again before its back-off ends.
+          for (const o of r.outcomes) {
+            const id = o.action.guestId!;
+            const s = hv.lastSeen.get(id)!;
+            if (o.action.reasons[0]!.startsWith('rollback')) {
+              rollbacks++;
+              heldUntil.set(id, world.now + sg.rollbackBackoffS);
+            } else if (o.result === 'applied' && (o.action.to as number) < (s.balloon_cur as number)) {
+              assert.ok(world.now >= (heldUntil.get(id) ?? -Infinity), `${id} inflated at t=${world.now} during its back-off (until ${heldUntil.get(id)})`);
+            }
+          }
+          for (const call of hv.calls) {
+            checked++;
+            const { cur, max, floor, step } = bounds(hv.lastSeen.get(call.id)!, sg);
+            const ctx = `expr=${expr} t=${world.now} cur=${cur} floor=${floor} max=${max} step=${step} target=${call.target}`;
+            assert.ok(call.target >= floor && call.target <= max, `target outside [floor, max]: ${ctx}`);
+            const change = Math.abs(call.target - cur);
+            assert.ok(change <= step || (cur < floor && call.target === floor) || (cur > max && call.target === max), `change ${change} above step: ${ctx}`);
+          }
         }
-      }
-      for (const call of hv.calls) {
-        checked++;
-        const { cur, max, floor, step } = bounds(hv.lastSeen.get(call.id)!, sg);
-        const ctx = `expr=${expr} t=${world.now} cur=${cur} floor=${floor} max=${max} step=${step} target=${call.target}`;
-        assert.ok(call.target >= floor && call.target <= max, `target outside [floor, max]: ${ctx}`);
-        const change = Math.abs(call.target - cur);
-        assert.ok(change <= step || (cur < floor && call.target === floor) || (cur > max && call.target === max), `change ${change} above step: ${ctx}`);
-      }
-    }
-    engine.dispose();
-  }), { numRuns: 60 });
+        engine.dispose();
+      },
+    ),
+    { numRuns: 60 },
+  );
   assert.ok(checked > 100, `only ${checked} balloon targets were set: the property was barely exercised`);
   // (rollbacks happen in some runs only; the test below makes sure they are exercised)
   void rollbacks;
@@ -229,14 +302,25 @@ test('on random simulated hosts, balloon targets stay in [floor, balloon_max] wi
 test('simulator: an over-eager policy triggers rollbacks, and each guest then backs off for the whole period', async () => {
   const spec = parseScenario({
     host: { memMiB: 3072, swapMiB: 4096, cpus: 2 },
-    guests: [0, 1, 2].map((i) => ({ name: `vm${i}`, memMiB: 1024, workload: { kind: 'memknobs', sizesMiB: [300, 700], runS: 40, pauseS: 5, offsetS: i * 13 } })),
+    guests: [0, 1, 2].map((i) => ({
+      name: `vm${i}`,
+      memMiB: 1024,
+      workload: { kind: 'memknobs', sizesMiB: [300, 700], runS: 40, pauseS: 5, offsetS: i * 13 },
+    })),
     seed: 3,
   });
   const world = new SimWorld(spec, 3);
   const hv = new RecordingHypervisor(new SimHypervisor(world));
   // Shrink every guest by 15% a cycle, whatever happens: the guard must catch the swapping.
   const policy = compilePolicyText('(with Guests guest (guest.Control "balloon_target" (* guest.balloon_cur 0.85)))');
-  const sg: Partial<SafeguardConfig> = { minGuestKiB: 64 * MiB, headroomKiB: 0, rollbackWindow: 3, rollbackSwapInKiBPerS: 256, rollbackMajorFaultsPerS: 100, rollbackBackoffS: 60 };
+  const sg: Partial<SafeguardConfig> = {
+    minGuestKiB: 64 * MiB,
+    headroomKiB: 0,
+    rollbackWindow: 3,
+    rollbackSwapInKiBPerS: 256,
+    rollbackMajorFaultsPerS: 100,
+    rollbackBackoffS: 60,
+  };
   const engine = new Engine({ hypervisor: hv, hostSources: [simHostSource(world)], policy, now: () => world.now, safeguards: sg });
   const heldUntil = new Map<string, number>();
   let rollbacks = 0;

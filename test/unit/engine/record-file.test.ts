@@ -14,7 +14,11 @@ test('record_file on a full disk (/dev/full): record_failed once, cycles go on, 
   let file = '';
   const d = await startSimDaemon({
     policies: { '10_b': '(with Guests guest (guest.Control "balloon_target" (* 0.9 guest.balloon_max)))\n' },
-    tweak: (c) => { file = join(c.api.socket, '..', 'full.jsonl'); symlinkSync('/dev/full', file); c.engine.record_file = file; },
+    tweak: (c) => {
+      file = join(c.api.socket, '..', 'full.jsonl');
+      symlinkSync('/dev/full', file);
+      c.engine.record_file = file;
+    },
   });
   try {
     await d.cycles(4);
@@ -22,7 +26,10 @@ test('record_file on a full disk (/dev/full): record_failed once, cycles go on, 
     assert.equal(failed.length, 1, 'logged once, not every cycle');
     assert.match(String(failed[0]!.error), /ENOSPC/);
     assert.ok(d.port.counters().cycles >= 4);
-    assert.ok(d.port.actions().some((a) => a.control === 'balloon_target' && a.result === 'applied'), 'the loop still acts');
+    assert.ok(
+      d.port.actions().some((a) => a.control === 'balloon_target' && a.result === 'applied'),
+      'the loop still acts',
+    );
   } finally {
     await d.stop();
   }
@@ -30,7 +37,13 @@ test('record_file on a full disk (/dev/full): record_failed once, cycles go on, 
 
 test('record_file in a directory that appears later: failing, then recovered; every line in the file is whole JSON', async () => {
   let dir = '';
-  const d = await startSimDaemon({ policies: { '10_v': '(Host.SetVar "seen" 1)\n' }, tweak: (c) => { dir = join(c.api.socket, '..', 'later'); c.engine.record_file = join(dir, 'rec.jsonl'); } });
+  const d = await startSimDaemon({
+    policies: { '10_v': '(Host.SetVar "seen" 1)\n' },
+    tweak: (c) => {
+      dir = join(c.api.socket, '..', 'later');
+      c.engine.record_file = join(dir, 'rec.jsonl');
+    },
+  });
   try {
     await d.cycles(2);
     assert.equal(d.log.records.filter((r) => r.event === 'record_failed').length, 1);

@@ -7,7 +7,11 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-interface Rec { event: string; level: string; [k: string]: unknown }
+interface Rec {
+  event: string;
+  level: string;
+  [k: string]: unknown;
+}
 
 function setup(extra = ''): { dir: string; config: string; policies: string } {
   const dir = mkdtempSync(join(tmpdir(), 'ballast-run-'));
@@ -15,7 +19,9 @@ function setup(extra = ''): { dir: string; config: string; policies: string } {
   spawnSync('mkdir', [policies]);
   copyFileSync('policies/default.policy', join(policies, '50_default.policy'));
   const config = join(dir, 'ballast.toml');
-  writeFileSync(config, `
+  writeFileSync(
+    config,
+    `
 [hypervisor]
 driver = "sim"
 scenario = "demo"
@@ -30,7 +36,8 @@ socket = "${dir}/api.sock"
 [log]
 format = "json"
 ${extra}
-`);
+`,
+  );
   return { dir, config, policies };
 }
 
@@ -56,7 +63,11 @@ function start(config: string) {
         continue;
       }
       records.push(rec);
-      for (const w of [...waiters]) if (w.pred(rec)) { waiters.splice(waiters.indexOf(w), 1); w.resolve(rec); }
+      for (const w of [...waiters])
+        if (w.pred(rec)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(rec);
+        }
     }
   });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
@@ -64,8 +75,17 @@ function start(config: string) {
     const found = records.find(pred);
     if (found) return Promise.resolve(found);
     return new Promise<Rec>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`timed out; records so far:\n${records.map((r) => JSON.stringify(r)).join('\n')}\n${bad.join('\n')}`)), ms);
-      waiters.push({ pred, resolve: (r) => { clearTimeout(timer); resolve(r); } });
+      const timer = setTimeout(
+        () => reject(new Error(`timed out; records so far:\n${records.map((r) => JSON.stringify(r)).join('\n')}\n${bad.join('\n')}`)),
+        ms,
+      );
+      waiters.push({
+        pred,
+        resolve: (r) => {
+          clearTimeout(timer);
+          resolve(r);
+        },
+      });
     });
   };
   return { child, records, bad, exited, until };
@@ -102,20 +122,36 @@ test('ballast run (sim): acts with reasons, hot-reloads policies, stops cleanly 
     assert.ok(events.indexOf('ksm_restored') > events.indexOf('stopping'), 'KSM settings put back (ksm.restore_on_exit)');
     assert.equal(events.at(-1), 'stopped');
     assert.equal((d.records.at(-1)!.alerts as Record<string, number>).low_available, 1, 'raised once, not once per collection');
-    assert.deepEqual(d.bad.filter((l) => l.trim() !== ''), [], 'every stderr line is a JSON record');
+    assert.deepEqual(
+      d.bad.filter((l) => l.trim() !== ''),
+      [],
+      'every stderr line is a JSON record',
+    );
     assert.ok(!d.records.some((r) => r.event === 'task_error'));
 
     // engine.record_file: every evaluation, replayable by `ballast policy eval` with the same result
     const lines = readFileSync(join(dir, 'evaluations.jsonl'), 'utf8').trim().split('\n');
     assert.ok(lines.length >= 3, `recorded ${lines.length} evaluations`);
-    const last = JSON.parse(lines.at(-1)!) as { cycle: number; host: unknown; guests: unknown[]; result: { guests: { name: string; controls: Record<string, number> }[]; host: { controls: unknown } } };
+    const last = JSON.parse(lines.at(-1)!) as {
+      cycle: number;
+      host: unknown;
+      guests: unknown[];
+      result: { guests: { name: string; controls: Record<string, number> }[]; host: { controls: unknown } };
+    };
     assert.equal(last.guests.length, last.result.guests.length);
     const snap = join(dir, 'snap.json');
     writeFileSync(snap, lines.at(-1)!);
-    const ev = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'policy', 'eval', '--policy', join(policies, '50_default.policy'), '--input', snap], { encoding: 'utf8' });
+    const ev = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli/main.ts', 'policy', 'eval', '--policy', join(policies, '50_default.policy'), '--input', snap],
+      { encoding: 'utf8' },
+    );
     assert.equal(ev.status, 0, ev.stderr);
     const replay = JSON.parse(ev.stdout) as typeof last.result;
-    assert.deepEqual(replay.guests.map((g) => [g.name, g.controls]), last.result.guests.map((g) => [g.name, g.controls]));
+    assert.deepEqual(
+      replay.guests.map((g) => [g.name, g.controls]),
+      last.result.guests.map((g) => [g.name, g.controls]),
+    );
     assert.deepEqual(replay.host.controls, last.result.host.controls);
   } finally {
     d.child.kill('SIGKILL');

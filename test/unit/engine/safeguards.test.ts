@@ -6,7 +6,14 @@ import { guardCgroup } from '../../../src/controls/cgroup/guard.js';
 import { guardKsm } from '../../../src/controls/ksm/guard.js';
 
 const MiB = 1024;
-const cfg: SafeguardConfig = { ...defaultSafeguards, minGuestKiB: 256 * MiB, headroomKiB: 64 * MiB, maxStepFraction: 0.1, minChangeKiB: 1024, minChangeFraction: 0.0025 };
+const cfg: SafeguardConfig = {
+  ...defaultSafeguards,
+  minGuestKiB: 256 * MiB,
+  headroomKiB: 64 * MiB,
+  maxStepFraction: 0.1,
+  minChangeKiB: 1024,
+  minChangeFraction: 0.0025,
+};
 
 function hist(...samples: Record<string, number | null>[]): History {
   const h = new History(10);
@@ -15,7 +22,15 @@ function hist(...samples: Record<string, number | null>[]): History {
   });
   return h;
 }
-const g = (o: Record<string, number | null> = {}) => ({ balloon_cur: 2048 * MiB, balloon_max: 2048 * MiB, balloon_min: 0, mem_unused: 1024 * MiB, swap_in: 0, major_fault: 0, ...o });
+const g = (o: Record<string, number | null> = {}) => ({
+  balloon_cur: 2048 * MiB,
+  balloon_max: 2048 * MiB,
+  balloon_min: 0,
+  mem_unused: 1024 * MiB,
+  swap_in: 0,
+  major_fault: 0,
+  ...o,
+});
 
 test('floor is the largest of configured minimum, balloon_min and used + headroom', () => {
   const b1 = balloonBounds(g(), cfg);
@@ -38,8 +53,14 @@ test('a request below the floor is clamped up and rate-limited, with reasons', (
   assert.equal(d.verdict, 'apply');
   // floor 1088 MiB, but the step limit (10% of 2 GiB) stops at 2048 - 204.8 MiB
   assert.equal(d.target, 2048 * MiB - Math.floor(0.1 * 2048 * MiB));
-  assert.ok(d.reasons.some((r) => r.startsWith('clamped up to floor')), d.reasons.join());
-  assert.ok(d.reasons.some((r) => r.startsWith('rate-limited')), d.reasons.join());
+  assert.ok(
+    d.reasons.some((r) => r.startsWith('clamped up to floor')),
+    d.reasons.join(),
+  );
+  assert.ok(
+    d.reasons.some((r) => r.startsWith('rate-limited')),
+    d.reasons.join(),
+  );
   assert.deepEqual(d.next.lastInflation, { cycle: 1, at: 10, step: Math.floor(0.1 * 2048 * MiB) });
 });
 
@@ -75,7 +96,10 @@ test('no inflation when used memory is unknown, the sample is stale, or during b
   assert.match(held.reasons[0]!, /backing off/);
   const after = guardBalloon({ history: hist(g()), requested: 1900 * MiB, state: { holdUntil: 100 }, cycle: 9, now: 100 }, cfg);
   assert.equal(after.verdict, 'apply', 'back-off over');
-  const deflate = guardBalloon({ history: hist(g({ balloon_cur: 1800 * MiB, mem_unused: 800 * MiB })), requested: 1900 * MiB, state: { holdUntil: 100 }, cycle: 1, now: 50 }, cfg);
+  const deflate = guardBalloon(
+    { history: hist(g({ balloon_cur: 1800 * MiB, mem_unused: 800 * MiB })), requested: 1900 * MiB, state: { holdUntil: 100 }, cycle: 1, now: 50 },
+    cfg,
+  );
   assert.equal(deflate.verdict, 'apply', 'deflation is always allowed');
 });
 

@@ -15,11 +15,20 @@ test('tasks run on their intervals, never overlap, and stop() waits for the one 
     active--;
   };
   const errors: string[] = [];
-  const s = new Scheduler([
-    { name: 'fast', intervalS: 0.02, run: task('fast', 5) },
-    { name: 'slow', intervalS: 0.05, run: task('slow', 30), runAtStart: false },
-    { name: 'bad', intervalS: 0.03, run: () => { throw new Error('nope'); } },
-  ], { onError: (t, e) => errors.push(`${t}: ${(e as Error).message}`) });
+  const s = new Scheduler(
+    [
+      { name: 'fast', intervalS: 0.02, run: task('fast', 5) },
+      { name: 'slow', intervalS: 0.05, run: task('slow', 30), runAtStart: false },
+      {
+        name: 'bad',
+        intervalS: 0.03,
+        run: () => {
+          throw new Error('nope');
+        },
+      },
+    ],
+    { onError: (t, e) => errors.push(`${t}: ${(e as Error).message}`) },
+  );
   s.start();
   await sleep(300);
   await s.stop();
@@ -57,7 +66,10 @@ test('unref timers do not keep a process alive; stop() leaves no handle behind',
     const unref = join(dir, 'unref.mts');
     writeFileSync(unref, `import { Scheduler } from '${mod}';\nnew Scheduler([{ name: 't', intervalS: 0.05, run: () => {} }], { unref: true }).start();\n`);
     const stopped = join(dir, 'stopped.mts');
-    writeFileSync(stopped, `import { Scheduler } from '${mod}';\nconst s = new Scheduler([{ name: 't', intervalS: 0.05, run: () => {} }]);\ns.start();\nsetTimeout(() => s.stop(), 120);\n`);
+    writeFileSync(
+      stopped,
+      `import { Scheduler } from '${mod}';\nconst s = new Scheduler([{ name: 't', intervalS: 0.05, run: () => {} }]);\ns.start();\nsetTimeout(() => s.stop(), 120);\n`,
+    );
     for (const f of [unref, stopped]) {
       const r = spawnSync(process.execPath, ['--import', 'tsx', f], { encoding: 'utf8', timeout: 10_000 });
       assert.equal(r.status, 0, `${f}: ${r.stderr} (signal ${r.signal})`);

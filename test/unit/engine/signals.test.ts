@@ -8,7 +8,10 @@ import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-interface Rec { event: string; [k: string]: unknown }
+interface Rec {
+  event: string;
+  [k: string]: unknown;
+}
 
 function daemon(config: string) {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'run', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -47,7 +50,10 @@ function simConfig(dir: string): string {
   mkdirSync(join(dir, 'policies'));
   writeFileSync(join(dir, 'policies', '10.policy'), '(defvar x 1)\n');
   const config = join(dir, 'ballast.toml');
-  writeFileSync(config, `[hypervisor]\ndriver = "sim"\ntime_scale = 50\n[engine]\npolicy_dir = "${join(dir, 'policies')}"\n[api]\nsocket = "${join(dir, 'api.sock')}"\n[ksm]\nrestore_on_exit = false\n[log]\nformat = "json"\n`);
+  writeFileSync(
+    config,
+    `[hypervisor]\ndriver = "sim"\ntime_scale = 50\n[engine]\npolicy_dir = "${join(dir, 'policies')}"\n[api]\nsocket = "${join(dir, 'api.sock')}"\n[ksm]\nrestore_on_exit = false\n[log]\nformat = "json"\n`,
+  );
   return config;
 }
 
@@ -92,7 +98,10 @@ test('SIGHUP re-reads the config: a bad one is refused naming every bad key (the
     assert.match(String(refused.error), /no_such_key/);
     assert.equal(d.child.exitCode, null, 'still running');
 
-    writeFileSync(config, good.replace('[engine]\n', '[engine]\nstats_interval = 7\n').replace('[log]', '[safeguards]\nmin_guest_mib = 300\n[log]\nlevel = "debug"'));
+    writeFileSync(
+      config,
+      good.replace('[engine]\n', '[engine]\nstats_interval = 7\n').replace('[log]', '[safeguards]\nmin_guest_mib = 300\n[log]\nlevel = "debug"'),
+    );
     // A policy that aborts every cycle: an error once, then debug lines, which show once debug is on.
     writeFileSync(join(dir, 'policies', '20.policy'), '(defvar z (+ 1 "a"))\n');
     d.child.kill('SIGHUP');
@@ -100,7 +109,11 @@ test('SIGHUP re-reads the config: a bad one is refused naming every bad key (the
     assert.deepEqual(reloaded.applied, ['log.level', 'safeguards.min_guest_mib']);
     assert.deepEqual(reloaded.restart_needed, ['engine.stats_interval']);
     await d.until((r) => r.event === 'policy_aborted' && (r as { level?: string }).level === 'debug', 20_000);
-    assert.equal(d.records.filter((r) => r.event === 'policy_aborted' && (r as { level?: string }).level === 'error').length, 1, 'the same abort is an error once');
+    assert.equal(
+      d.records.filter((r) => r.event === 'policy_aborted' && (r as { level?: string }).level === 'error').length,
+      1,
+      'the same abort is an error once',
+    );
   } finally {
     d.child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
@@ -110,12 +123,17 @@ test('SIGHUP re-reads the config: a bad one is refused naming every bad key (the
 test('SIGTERM while libvirtd accepts but never answers: the daemon stops within seconds and never starts', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ballast-hung-'));
   const sockets: Socket[] = [];
-  const hung = createServer((s) => { sockets.push(s); }); // accepts, reads, never answers
+  const hung = createServer((s) => {
+    sockets.push(s);
+  }); // accepts, reads, never answers
   const path = join(dir, 'libvirt-sock');
   await new Promise<void>((r) => hung.listen(path, r));
   const config = join(dir, 'ballast.toml');
   mkdirSync(join(dir, 'policies'));
-  writeFileSync(config, `[hypervisor]\ndriver = "libvirt"\nsocket = "${path}"\n[engine]\npolicy_dir = "${join(dir, 'policies')}"\n[api]\nsocket = "${join(dir, 'api.sock')}"\n[ksm]\nenabled = false\nrestore_on_exit = false\n[log]\nformat = "json"\n`);
+  writeFileSync(
+    config,
+    `[hypervisor]\ndriver = "libvirt"\nsocket = "${path}"\n[engine]\npolicy_dir = "${join(dir, 'policies')}"\n[api]\nsocket = "${join(dir, 'api.sock')}"\n[ksm]\nenabled = false\nrestore_on_exit = false\n[log]\nformat = "json"\n`,
+  );
   const d = daemon(config);
   try {
     await d.until((r) => r.event === 'starting');
@@ -127,7 +145,10 @@ test('SIGTERM while libvirtd accepts but never answers: the daemon stops within 
     const stopping = d.records.findIndex((r) => r.event === 'stopping');
     assert.ok(stopping >= 0, d.raw());
     assert.ok(!d.records.slice(stopping).some((r) => r.event === 'started'), `nothing starts after stopping:\n${d.raw()}`);
-    assert.ok(d.records.some((r) => r.event === 'stopped'), d.raw());
+    assert.ok(
+      d.records.some((r) => r.event === 'stopped'),
+      d.raw(),
+    );
   } finally {
     d.child.kill('SIGKILL');
     for (const s of sockets) s.destroy();

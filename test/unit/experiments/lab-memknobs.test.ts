@@ -8,7 +8,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { validateWorkloadSpec, parseConsoleLine } from '../../../src/lab/console.js';
 import { checkScale, DEFAULT_SCALE, domainLimitMiB, guestWorkload, planGuests, swapSizeMiB } from '../../../src/experiments/lab-memknobs/plan.js';
-import { minGuestTotalKiB, oomKills, peaksReached, ratio, spread, summarizeCounters, workloadPages, workloadTrouble, type CounterSample, type TimedLine } from '../../../src/experiments/lab-memknobs/metrics.js';
+import {
+  minGuestTotalKiB,
+  oomKills,
+  peaksReached,
+  ratio,
+  spread,
+  summarizeCounters,
+  workloadPages,
+  workloadTrouble,
+  type CounterSample,
+  type TimedLine,
+} from '../../../src/experiments/lab-memknobs/metrics.js';
 import { ConsoleTail } from '../../../src/experiments/lab-memknobs/console-tail.js';
 import { parsePsiTotals } from '../../../src/experiments/lab-memknobs/counters.js';
 import { swapAreas } from '../../../src/experiments/lab-memknobs/swap.js';
@@ -21,7 +32,10 @@ import type { RunResult } from '../../../src/experiments/lab-memknobs/run.js';
 test('plan: every guest runs the same valid schedule, staggered evenly over the period', () => {
   const plans = planGuests({ ...DEFAULT_SCALE });
   assert.equal(plans.length, 4);
-  assert.deepEqual(plans.map((p) => p.delayS), [0, 30, 60, 90]);
+  assert.deepEqual(
+    plans.map((p) => p.delayS),
+    [0, 30, 60, 90],
+  );
   assert.equal(new Set(plans.map((p) => p.workload)).size, 1);
   for (const p of plans) assert.equal(validateWorkloadSpec(p.workload), p.workload);
   for (const steps of [12, 6]) {
@@ -96,7 +110,20 @@ test('metrics: pages, OOM kills and balloon depth inside the window only', () =>
 });
 
 function sample(at: number, o: Partial<CounterSample> = {}): CounterSample {
-  return { at, usageKiB: 100, limitHits: 0, swapKiB: 0, majorFaults: 0, domainSwapIn: null, domainSwapOut: null, hostSwapIn: 0, hostSwapOut: 0, psiSomeUs: 0, psiFullUs: 0, ...o };
+  return {
+    at,
+    usageKiB: 100,
+    limitHits: 0,
+    swapKiB: 0,
+    majorFaults: 0,
+    domainSwapIn: null,
+    domainSwapOut: null,
+    hostSwapIn: 0,
+    hostSwapOut: 0,
+    psiSomeUs: 0,
+    psiFullUs: 0,
+    ...o,
+  };
 }
 
 test('metrics: counter summary takes deltas, peaks and seconds at the limit', () => {
@@ -127,7 +154,10 @@ test('metrics: spread and ratio', () => {
 });
 
 test('counters: PSI totals and /proc/swaps parsing', () => {
-  assert.deepEqual(parsePsiTotals('some avg10=0.00 avg60=0.00 avg300=0.00 total=1234\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=56\n'), { some: 1234, full: 56 });
+  assert.deepEqual(parsePsiTotals('some avg10=0.00 avg60=0.00 avg300=0.00 total=1234\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=56\n'), {
+    some: 1234,
+    full: 56,
+  });
   assert.deepEqual(parsePsiTotals(null), { some: null, full: null });
   assert.deepEqual(swapAreas('Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n'), []);
   assert.deepEqual(swapAreas('Filename Type Size Used Priority\n/var/tmp/x.swap file 65532 0 -2\n/dev/zram0 partition 1024 0 100\n'), [
@@ -143,10 +173,19 @@ test('console tail: complete lines only, each stamped when read, across appends'
   const tail = new ConsoleTail(f);
   assert.deepEqual(tail.poll(1), [], 'a missing file is no lines yet');
   writeFileSync(f, 'kernel noise\nBALLAST ready t=1.0\nBALLAST rate t=2 idx=1 op=touch pa');
-  assert.deepEqual(tail.poll(5).map((l) => [l.at, l.line.kind]), [[5, 'ready']]);
+  assert.deepEqual(
+    tail.poll(5).map((l) => [l.at, l.line.kind]),
+    [[5, 'ready']],
+  );
   appendFileSync(f, 'ges=10 secs=2 pages_per_s=5 ws_kib=4\n[ 1.2] oom\nBALLAST workload-exit t=3 status=137\n');
   const got = tail.poll(7);
-  assert.deepEqual(got.map((l) => [l.at, l.line.kind]), [[7, 'rate'], [7, 'workload-exit']]);
+  assert.deepEqual(
+    got.map((l) => [l.at, l.line.kind]),
+    [
+      [7, 'rate'],
+      [7, 'workload-exit'],
+    ],
+  );
   assert.equal(got[0]!.line.fields.pages, '10');
   assert.equal(tail.lines.length, 3);
   assert.deepEqual(tail.poll(9), []);
@@ -154,18 +193,39 @@ test('console tail: complete lines only, each stamped when read, across appends'
 
 function run(config: RunResult['config'], repetition: number, throughput: number, swapOut: number, oom = 0): RunResult {
   return {
-    config, repetition, throughput, peaks: 3, oomKills: oom, swapIn: swapOut / 2, swapOut, swapSource: 'host /proc/vmstat pswpin/pswpout', pressureS: swapOut / 100,
-    counters: summarizeCounters([sample(0), sample(1)]), guests: [],
-    manager: config === 'none' ? null : { cycles: 1, balloonActions: 3, rollbacks: 0, vetoes: 0, policyErrors: 0, controllerErrors: 0, driverErrors: 0, ksmRunSeen: false, belowFloorLeft: 0, ksmRestoreError: null },
-    windowS: 1, bootS: 1,
+    config,
+    repetition,
+    throughput,
+    peaks: 3,
+    oomKills: oom,
+    swapIn: swapOut / 2,
+    swapOut,
+    swapSource: 'host /proc/vmstat pswpin/pswpout',
+    pressureS: swapOut / 100,
+    counters: summarizeCounters([sample(0), sample(1)]),
+    guests: [],
+    manager:
+      config === 'none'
+        ? null
+        : {
+            cycles: 1,
+            balloonActions: 3,
+            rollbacks: 0,
+            vetoes: 0,
+            policyErrors: 0,
+            controllerErrors: 0,
+            driverErrors: 0,
+            ksmRunSeen: false,
+            belowFloorLeft: 0,
+            ksmRestoreError: null,
+          },
+    windowS: 1,
+    bootS: 1,
   };
 }
 
-test('summary: spreads per configuration and ratios to the same repetition\'s no-manager run', () => {
-  const runs = [
-    run('none', 1, 100, 1000), run('ballast', 1, 110, 500),
-    run('none', 2, 200, 2000), run('ballast', 2, 180, 200), run('mom', 2, 50, 0, 4),
-  ];
+test("summary: spreads per configuration and ratios to the same repetition's no-manager run", () => {
+  const runs = [run('none', 1, 100, 1000), run('ballast', 1, 110, 500), run('none', 2, 200, 2000), run('ballast', 2, 180, 200), run('mom', 2, 50, 0, 4)];
   const [none, ballast, mom] = summarize(runs, ['none', 'ballast', 'mom']);
   assert.equal(none!.throughputVsNone, null);
   assert.deepEqual(ballast!.throughput, { min: 110, median: 145, max: 180, n: 2 });
@@ -178,9 +238,15 @@ test('summary: spreads per configuration and ratios to the same repetition\'s no
   assert.equal(fmtSpread({ min: 2, median: 2, max: 2, n: 1 }), '2');
   assert.equal(fmtSpread(null), '-');
   const table = formatLabTable({
-    experiment: 'lab-memknobs', scale: DEFAULT_SCALE, repeat: 2, domainLimitMiB: 1280, cgroupVersion: 1,
+    experiment: 'lab-memknobs',
+    scale: DEFAULT_SCALE,
+    repeat: 2,
+    domainLimitMiB: 1280,
+    cgroupVersion: 1,
     swap: { mode: 'file', totalMiB: 896, source: 'host /proc/vmstat pswpin/pswpout' },
-    workload: { spec: 'x', delaysS: [0, 30] }, manager: { statsIntervalS: 2, policyIntervalS: 4 }, runs,
+    workload: { spec: 'x', delaysS: [0, 30] },
+    manager: { statsIntervalS: 2, policyIntervalS: 4 },
+    runs,
     summary: summarize(runs, ['none', 'mom', 'ballast']),
   });
   const rows = table.split('\n');
@@ -195,7 +261,12 @@ test('cleanup: newest first, a failing step does not stop the others, run-now st
   const said: string[] = [];
   const c = new Cleanup((m) => said.push(m));
   c.add({ what: 'swap', run: async () => void done.push('swap') });
-  c.add({ what: 'cgroup', run: async () => { throw new Error('busy'); } });
+  c.add({
+    what: 'cgroup',
+    run: async () => {
+      throw new Error('busy');
+    },
+  });
   const now = c.add({ what: 'manager', run: async () => void done.push('manager') });
   c.add({ what: 'guests', run: async () => void done.push('guests') });
   await now();
@@ -208,7 +279,7 @@ test('cleanup: newest first, a failing step does not stop the others, run-now st
   assert.deepEqual(await c.runAll(), []);
 });
 
-test('lock: one experiment at a time; a dead owner\'s lock is taken over', (t) => {
+test("lock: one experiment at a time; a dead owner's lock is taken over", (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'ballast-lock-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, 'experiment.lock');
@@ -218,7 +289,10 @@ test('lock: one experiment at a time; a dead owner\'s lock is taken over', (t) =
   assert.ok(!existsSync(path));
   // a live owner (our parent process) holds it
   writeFileSync(path, `${process.ppid}\n`);
-  assert.throws(() => acquireExperimentLock(path), (e: unknown) => e instanceof LabUnavailable && /another lab experiment \(PID \d+\) is running/.test((e as Error).message));
+  assert.throws(
+    () => acquireExperimentLock(path),
+    (e: unknown) => e instanceof LabUnavailable && /another lab experiment \(PID \d+\) is running/.test((e as Error).message),
+  );
   // a dead owner's lock is stale
   writeFileSync(path, '999999999\n');
   const again = acquireExperimentLock(path);

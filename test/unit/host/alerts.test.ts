@@ -7,21 +7,33 @@ const host = (free: number, swapIn = 0, swapOut = 0) => ({ mem_available: 1000, 
 test('low available (under 20%) and high usage (over 85%), with value and threshold', () => {
   assert.deepEqual(hostAlerts([host(500)]), []);
   const a = hostAlerts([host(190)]);
-  assert.deepEqual(a.map((e) => [e.kind, e.severity]), [['low_available', 'warning']]);
+  assert.deepEqual(
+    a.map((e) => [e.kind, e.severity]),
+    [['low_available', 'warning']],
+  );
   assert.equal(a[0]!.value, 0.19);
   assert.equal(a[0]!.threshold, 0.2);
   const b = hostAlerts([host(80)]);
-  assert.deepEqual(b.map((e) => [e.kind, e.severity]).sort(), [['high_usage', 'warning'], ['low_available', 'critical']]);
+  assert.deepEqual(b.map((e) => [e.kind, e.severity]).sort(), [
+    ['high_usage', 'warning'],
+    ['low_available', 'critical'],
+  ]);
   assert.match(b.find((e) => e.kind === 'high_usage')!.message, /92\.0% is above 85\.0%/);
   assert.deepEqual(hostAlerts([{ mem_available: null, mem_free: 1 }]), [], 'no data, no alert');
 });
 
 test('paging must be sustained: every one of the last 3 samples above 10 pages/s', () => {
   // 5 s interval: 60 pages = 12 pages/s.
-  assert.deepEqual(hostAlerts([host(900, 60), host(900, 30, 30), host(900, 0, 60)]).map((e) => e.kind), ['paging']);
+  assert.deepEqual(
+    hostAlerts([host(900, 60), host(900, 30, 30), host(900, 0, 60)]).map((e) => e.kind),
+    ['paging'],
+  );
   assert.deepEqual(hostAlerts([host(900, 60), host(900, 10), host(900, 0, 60)]), [], 'one quiet sample breaks it');
   assert.deepEqual(hostAlerts([host(900, 60), host(900, 60)]), [], 'not enough history');
-  assert.deepEqual(hostAlerts([host(900, 60), host(900, 60)], { ...DEFAULT_THRESHOLDS, pagingSamples: 2, pagingPagesPerSec: 11.9 }).map((e) => e.value), [12]);
+  assert.deepEqual(
+    hostAlerts([host(900, 60), host(900, 60)], { ...DEFAULT_THRESHOLDS, pagingSamples: 2, pagingPagesPerSec: 11.9 }).map((e) => e.value),
+    [12],
+  );
   assert.deepEqual(hostAlerts([host(900, null as never, null as never), host(900, 60), host(900, 60), host(900, 60)]).length, 1);
 });
 
@@ -37,8 +49,17 @@ test('guest leak: used memory rising in most steps and by enough', () => {
   const small = Array.from({ length: 10 }, (_, i) => g(100_000 + i * 100));
   assert.equal(guestLeakAlert('vm1', small), null, 'rising by less than 32 MiB in total');
   assert.equal(guestLeakAlert('vm1', steady.slice(0, 5)), null, 'window not full');
-  const evs = evaluateAlerts([host(900)], new Map([['vm1', steady], ['vm2', flat]]));
-  assert.deepEqual(evs.map((e) => e.entity), ['vm1']);
+  const evs = evaluateAlerts(
+    [host(900)],
+    new Map([
+      ['vm1', steady],
+      ['vm2', flat],
+    ]),
+  );
+  assert.deepEqual(
+    evs.map((e) => e.entity),
+    ['vm1'],
+  );
 });
 
 test('tracker reports raise once and clear once', () => {
@@ -62,5 +83,11 @@ test('tracker with clearAfter: an alert hovering at its threshold stays one aler
   assert.deepEqual(r.cleared.map((e) => e.kind).sort(), ['high_usage', 'low_available']);
   assert.deepEqual(r.active, []);
   assert.equal(t.update(low).raised.length, 2, 'after clearing it can start again');
-  assert.deepEqual(t.dropEntities((e) => e !== 'host').map((e) => e.kind).sort(), ['high_usage', 'low_available']);
+  assert.deepEqual(
+    t
+      .dropEntities((e) => e !== 'host')
+      .map((e) => e.kind)
+      .sort(),
+    ['high_usage', 'low_available'],
+  );
 });

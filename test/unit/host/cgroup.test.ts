@@ -22,7 +22,11 @@ function put(root: string, path: string, text: string) {
 /** A v2 host: machine.slice limited to 1 GiB, with one guest scope inside; v1 hierarchies absent. */
 function v2Tree(): string {
   const root = mkdtempSync(join(tmpdir(), 'ballast-cg2-'));
-  put(root, 'proc/self/mountinfo', '30 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n');
+  put(
+    root,
+    'proc/self/mountinfo',
+    '30 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n',
+  );
   put(root, 'sys/fs/cgroup/cgroup.controllers', 'cpuset cpu io memory hugetlb pids rdma misc\n');
   put(root, 'sys/fs/cgroup/cgroup.procs', '1\n');
   const slice = 'sys/fs/cgroup/machine.slice';
@@ -48,13 +52,19 @@ function v2Tree(): string {
 
 const guest = (pid: number, name = 'vm1'): GuestSample => ({ id: name, name, props: { pid }, stats: {} });
 
-test('/proc/PID/cgroup and mountinfo parse, on this machine\'s files', () => {
+test("/proc/PID/cgroup and mountinfo parse, on this machine's files", () => {
   const lines = parseProcCgroup(readFileSync(join(LIVE, 'proc/self-cgroup.txt'), 'utf8'));
   const mem = lines.find((l) => l.controllers.includes('memory'))!;
   assert.match(mem.path, /^\/process_api\//);
-  assert.deepEqual(lines.find((l) => l.id === 0), { id: 0, controllers: [], path: '/' });
+  assert.deepEqual(
+    lines.find((l) => l.id === 0),
+    { id: 0, controllers: [], path: '/' },
+  );
   const mounts = parseMountinfo(readFileSync(join(LIVE, 'proc/self-mountinfo.txt'), 'utf8'));
-  assert.deepEqual(mounts.find((m) => m.controllers.includes('memory')), { root: '/', mountPoint: '/sys/fs/cgroup/memory', version: 1, controllers: ['memory'] });
+  assert.deepEqual(
+    mounts.find((m) => m.controllers.includes('memory')),
+    { root: '/', mountPoint: '/sys/fs/cgroup/memory', version: 1, controllers: ['memory'] },
+  );
   assert.equal(mounts.find((m) => m.version === 2)?.mountPoint, '/sys/fs/cgroup/unified');
   assert.deepEqual(mounts.find((m) => m.controllers.includes('name=systemd'))?.controllers, ['name=systemd']);
   assert.throws(() => parseProcCgroup('nonsense'), /cannot read line/);
@@ -71,7 +81,7 @@ test('limits: "max", v1\'s huge "unlimited", bytes -> KiB; KiB -> file text', ()
   assert.throws(() => limitText(-5, limitFiles(1)), /non-negative/);
 });
 
-test('v2: a guest\'s cgroup found from its pid; the domain reads limit, usage, cache, swap, events', async (t) => {
+test("v2: a guest's cgroup found from its pid; the domain reads limit, usage, cache, swap, events", async (t) => {
   const root = v2Tree();
   t.after(() => rmSync(root, { recursive: true, force: true }));
   const cg = await findMemoryCgroup(root, 4242);
@@ -83,11 +93,11 @@ test('v2: a guest\'s cgroup found from its pid; the domain reads limit, usage, c
   assert.equal(s.mem_unused, (1024 - 600) * 1024);
   assert.equal(s.mem_free, (1024 - 600 + 150) * 1024);
   assert.equal(s.anon_pages, 400 * 1024);
-  assert.equal(s.swap_total, 2097152, 'unlimited swap.max: the host\'s swap');
+  assert.equal(s.swap_total, 2097152, "unlimited swap.max: the host's swap");
   assert.equal(s.swap_usage, 50 * 1024);
   assert.equal(s.domain_oom_kill, 1);
   assert.equal(s.domain_events_high, 3);
-  assert.equal(s.domain_psi_some_avg10, 12.5, 'the cgroup\'s own pressure');
+  assert.equal(s.domain_psi_some_avg10, 12.5, "the cgroup's own pressure");
   assert.equal(s.domain_psi_full_avg60, 1.25);
   // The scope has no limit of its own; its parent's 1 GiB is its effective limit.
   const scope = await readDomain(join(root, 'sys/fs/cgroup/machine.slice/machine-qemu\\x2d1\\x2dvm1.scope'), join(root, 'sys/fs/cgroup'));
@@ -111,13 +121,17 @@ test('v1 domain: hierarchical limit, total_cache, memsw swap, oom_control', asyn
   put(root, 'lab/memory.limit_in_bytes', '9223372036854771712\n');
   put(root, 'lab/memory.memsw.limit_in_bytes', `${768 * MiB}\n`);
   put(root, 'lab/memory.memsw.usage_in_bytes', `${320 * MiB}\n`);
-  put(root, 'lab/memory.stat', `cache 1\nrss 2\ntotal_cache ${40 * MiB}\ntotal_rss ${250 * MiB}\nhierarchical_memory_limit ${512 * MiB}\nhierarchical_memsw_limit ${768 * MiB}\n`);
+  put(
+    root,
+    'lab/memory.stat',
+    `cache 1\nrss 2\ntotal_cache ${40 * MiB}\ntotal_rss ${250 * MiB}\nhierarchical_memory_limit ${512 * MiB}\nhierarchical_memsw_limit ${768 * MiB}\n`,
+  );
   put(root, 'lab/memory.oom_control', 'oom_kill_disable 0\nunder_oom 0\noom_kill 2\n');
   put(root, 'lab/memory.failcnt', '9\n');
   const r = await readDomain(d);
   assert.equal(r.version, 1);
   assert.equal((await new MemoryDomainSource({ dir: d, root: LIVE }).collect()).domain_psi_some_avg10, null, 'v1: no per-cgroup pressure');
-  assert.equal(r.limit, 512 * 1024, 'own limit unlimited, parent\'s 512 MiB applies');
+  assert.equal(r.limit, 512 * 1024, "own limit unlimited, parent's 512 MiB applies");
   assert.equal(r.swapLimit, 256 * 1024);
   assert.equal(r.swapUsage, 20 * 1024, 'memsw usage minus memory usage');
   assert.equal(r.fileCache, 40 * 1024);

@@ -9,16 +9,24 @@ import { formatKsmStatus, gatherKsmStatus, parseKsmStat, statusFromFiles } from 
 const LIVE = join(import.meta.dirname, 'fixtures', 'live');
 const REPO = join(import.meta.dirname, '..', '..', '..');
 
-test('parseKsmStat: this kernel\'s format; older kernels\' shorter file; not a ksm_stat', () => {
+test("parseKsmStat: this kernel's format; older kernels' shorter file; not a ksm_stat", () => {
   const live = 'ksm_rmap_items 0\nksm_zero_pages 0\nksm_merging_pages 0\nksm_process_profit 0\nksm_merge_any: no\nksm_mergeable: no\n';
   assert.deepEqual(parseKsmStat(live), { merging_pages: 0, rmap_items: 0, zero_pages: 0, process_profit: 0, merge_any: false, mergeable: false });
-  assert.deepEqual(parseKsmStat('ksm_rmap_items 9\nksm_merging_pages 5\n'), { merging_pages: 5, rmap_items: 9, zero_pages: null, process_profit: null, merge_any: null, mergeable: null });
+  assert.deepEqual(parseKsmStat('ksm_rmap_items 9\nksm_merging_pages 5\n'), {
+    merging_pages: 5,
+    rmap_items: 9,
+    zero_pages: null,
+    process_profit: null,
+    merge_any: null,
+    mergeable: null,
+  });
   assert.equal(parseKsmStat('hello'), null);
 });
 
 test('status from the live sysfs files: state, knobs (advisor as a word), counters', () => {
   const files: Record<string, string> = {};
-  for (const f of ['run', 'pages_to_scan', 'advisor_mode', 'pages_sharing', 'general_profit', 'full_scans']) files[f] = readFileSync(join(LIVE, 'sys/kernel/mm/ksm', f), 'utf8');
+  for (const f of ['run', 'pages_to_scan', 'advisor_mode', 'pages_sharing', 'general_profit', 'full_scans'])
+    files[f] = readFileSync(join(LIVE, 'sys/kernel/mm/ksm', f), 'utf8');
   const s = statusFromFiles(files);
   assert.equal(s.state, 'stopped');
   assert.equal(s.knobs.advisor_mode, 'none');
@@ -51,7 +59,10 @@ test('processes sorted by merging pages, largest first; text view and CLI --json
   assert.equal(s.state, 'running');
   assert.equal(s.ksmd.pid, 37);
   assert.equal(s.per_process_source, 'ksm_stat');
-  assert.deepEqual(s.processes.map((p) => p.pid), [200, 100, 300]);
+  assert.deepEqual(
+    s.processes.map((p) => p.pid),
+    [200, 100, 300],
+  );
   const text = formatKsmStatus(s, { top: 5 });
   assert.match(text, /KSM: running/);
   assert.match(text, /saved 11\.7 MiB/);
@@ -59,10 +70,16 @@ test('processes sorted by merging pages, largest first; text view and CLI --json
   assert.equal(rows.length, 2, 'the idle process is hidden without --all');
   assert.match(rows[0]!, /200\s+2990\s+11\.7 MiB\s+9000000\s+process\s+scene-server/);
   assert.match(rows[1]!, /100\s+10 .*madvise\s+qemu-small/);
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'ksm', 'status', '--json', '--root', root, '--top', '1'], { cwd: REPO, encoding: 'utf8' });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'ksm', 'status', '--json', '--root', root, '--top', '1'], {
+    cwd: REPO,
+    encoding: 'utf8',
+  });
   assert.equal(r.status, 0, r.stderr);
   const j = JSON.parse(r.stdout);
-  assert.deepEqual(j.processes.map((p: { comm: string }) => p.comm), ['scene-server']);
+  assert.deepEqual(
+    j.processes.map((p: { comm: string }) => p.comm),
+    ['scene-server'],
+  );
   assert.equal(j.counters.pages_sharing, 3000);
   const bad = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'ksm', 'status', '--top', 'x'], { cwd: REPO, encoding: 'utf8' });
   assert.notEqual(bad.status, 0);

@@ -11,7 +11,16 @@ function ksmDir(extra: Record<string, string> = {}): string {
   const root = mkdtempSync(join(tmpdir(), 'ballast-ksm-'));
   const dir = join(root, 'sys/kernel/mm/ksm');
   mkdirSync(dir, { recursive: true });
-  const files = { run: '0\n', pages_to_scan: '100\n', sleep_millisecs: '20\n', merge_across_nodes: '1\n', pages_shared: '0\n', advisor_mode: '[none] scan-time\n', smart_scan: '1\n', ...extra };
+  const files = {
+    run: '0\n',
+    pages_to_scan: '100\n',
+    sleep_millisecs: '20\n',
+    merge_across_nodes: '1\n',
+    pages_shared: '0\n',
+    advisor_mode: '[none] scan-time\n',
+    smart_scan: '1\n',
+    ...extra,
+  };
   for (const [k, v] of Object.entries(files)) writeFileSync(join(dir, k), v);
   return root;
 }

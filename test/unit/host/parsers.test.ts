@@ -17,7 +17,7 @@ import { cpuPercent } from '../../../src/host/ksm.js';
 const LIVE = join(import.meta.dirname, 'fixtures', 'live');
 const live = (p: string) => readFileSync(join(LIVE, p), 'utf8');
 
-test('meminfo: MOM fields from this machine\'s /proc/meminfo', () => {
+test("meminfo: MOM fields from this machine's /proc/meminfo", () => {
   const kv = parseMeminfo(live('proc/meminfo'));
   const s = meminfoStats(kv);
   assert.equal(s.mem_available, 24684084);
@@ -47,23 +47,44 @@ test('vmstat: live counters parse; deltas are null first, then per interval, min
 });
 
 test('vmstat deltas are never negative and sum across intervals (property)', () => {
-  const counters = fc.record({ pswpin: fc.nat(), pswpout: fc.nat(), pgmajfault: fc.nat(1000), pgfault: fc.nat() }).map((c) => ({ ...c, pgfault: c.pgfault + c.pgmajfault }));
+  const counters = fc
+    .record({ pswpin: fc.nat(), pswpout: fc.nat(), pgmajfault: fc.nat(1000), pgfault: fc.nat() })
+    .map((c) => ({ ...c, pgfault: c.pgfault + c.pgmajfault }));
   const inc = fc.record({ pswpin: fc.nat(1e6), pswpout: fc.nat(1e6), pgmajfault: fc.nat(1e6), minor: fc.nat(1e6) });
-  fc.assert(fc.property(counters, inc, inc, (a, d1, d2) => {
-    const b = { pswpin: a.pswpin + d1.pswpin, pswpout: a.pswpout + d1.pswpout, pgmajfault: a.pgmajfault + d1.pgmajfault, pgfault: a.pgfault + d1.pgmajfault + d1.minor };
-    const c = { pswpin: b.pswpin + d2.pswpin, pswpout: b.pswpout + d2.pswpout, pgmajfault: b.pgmajfault + d2.pgmajfault, pgfault: b.pgfault + d2.pgmajfault + d2.minor };
-    const x = vmstatDeltas(a, b), y = vmstatDeltas(b, c), z = vmstatDeltas(a, c);
-    for (const k of ['swap_in', 'swap_out', 'major_fault', 'minor_fault']) {
-      assert.ok((x[k] as number) >= 0);
-      assert.equal((x[k] as number) + (y[k] as number), z[k]);
-    }
-    assert.equal(x.minor_fault, d1.minor);
-  }));
+  fc.assert(
+    fc.property(counters, inc, inc, (a, d1, d2) => {
+      const b = {
+        pswpin: a.pswpin + d1.pswpin,
+        pswpout: a.pswpout + d1.pswpout,
+        pgmajfault: a.pgmajfault + d1.pgmajfault,
+        pgfault: a.pgfault + d1.pgmajfault + d1.minor,
+      };
+      const c = {
+        pswpin: b.pswpin + d2.pswpin,
+        pswpout: b.pswpout + d2.pswpout,
+        pgmajfault: b.pgmajfault + d2.pgmajfault,
+        pgfault: b.pgfault + d2.pgmajfault + d2.minor,
+      };
+      const x = vmstatDeltas(a, b),
+        y = vmstatDeltas(b, c),
+        z = vmstatDeltas(a, c);
+      for (const k of ['swap_in', 'swap_out', 'major_fault', 'minor_fault']) {
+        assert.ok((x[k] as number) >= 0);
+        assert.equal((x[k] as number) + (y[k] as number), z[k]);
+      }
+      assert.equal(x.minor_fault, d1.minor);
+    }),
+  );
 });
 
 test('psi: live file, real numbers, missing lines null, garbage ignored', () => {
   assert.deepEqual(parsePsi(live('proc/pressure/memory')), { psi_some_avg10: 0, psi_some_avg60: 0, psi_full_avg10: 0, psi_full_avg60: 0 });
-  assert.deepEqual(parsePsi('some avg10=1.50 avg60=0.25 avg300=0.10 total=12345\n'), { psi_some_avg10: 1.5, psi_some_avg60: 0.25, psi_full_avg10: null, psi_full_avg60: null });
+  assert.deepEqual(parsePsi('some avg10=1.50 avg60=0.25 avg300=0.10 total=12345\n'), {
+    psi_some_avg10: 1.5,
+    psi_some_avg60: 0.25,
+    psi_full_avg10: null,
+    psi_full_avg60: null,
+  });
   assert.deepEqual(parsePsi('some avg10=x avg60=\n\u0000\u0001'), { psi_some_avg10: null, psi_some_avg60: null, psi_full_avg10: null, psi_full_avg60: null });
 });
 
@@ -78,8 +99,21 @@ test('numa: node meminfo of this machine and a two-node host', () => {
 
 test('hugepages: pool and THP fields, used = (total - free) * size', () => {
   const live0 = hugepageStats(parseMeminfo(live('proc/meminfo')));
-  assert.deepEqual(live0, { hugepages_total: 0, hugepages_free: 0, hugepages_rsvd: 0, hugepages_surp: 0, hugepage_size: 2048, hugetlb_total: 0, hugetlb_used: 0, anon_huge_pages: 0 });
-  const s = hugepageStats(parseMeminfo('MemTotal: 100 kB\nAnonHugePages: 4096 kB\nHugePages_Total: 10\nHugePages_Free: 4\nHugePages_Rsvd: 1\nHugePages_Surp: 0\nHugepagesize: 2048 kB\n'));
+  assert.deepEqual(live0, {
+    hugepages_total: 0,
+    hugepages_free: 0,
+    hugepages_rsvd: 0,
+    hugepages_surp: 0,
+    hugepage_size: 2048,
+    hugetlb_total: 0,
+    hugetlb_used: 0,
+    anon_huge_pages: 0,
+  });
+  const s = hugepageStats(
+    parseMeminfo(
+      'MemTotal: 100 kB\nAnonHugePages: 4096 kB\nHugePages_Total: 10\nHugePages_Free: 4\nHugePages_Rsvd: 1\nHugePages_Surp: 0\nHugepagesize: 2048 kB\n',
+    ),
+  );
   assert.equal(s.hugetlb_used, 6 * 2048);
   assert.equal(s.hugetlb_total, 10 * 2048);
   assert.equal(s.anon_huge_pages, 4096);
@@ -107,7 +141,17 @@ test('process stat and status: ksmd ticks, names with spaces and parentheses, RS
 
 test('ksm sysfs files -> ksm_* fields; advisor_mode as an index; MOM fields always present', () => {
   const files: Record<string, string> = {};
-  for (const f of ['run', 'pages_to_scan', 'sleep_millisecs', 'pages_shared', 'full_scans', 'general_profit', 'advisor_mode', 'smart_scan', 'merge_across_nodes']) {
+  for (const f of [
+    'run',
+    'pages_to_scan',
+    'sleep_millisecs',
+    'pages_shared',
+    'full_scans',
+    'general_profit',
+    'advisor_mode',
+    'smart_scan',
+    'merge_across_nodes',
+  ]) {
     files[f] = live(`sys/kernel/mm/ksm/${f}`);
   }
   const s = ksmFieldsFromFiles(files);

@@ -21,7 +21,7 @@ function tree(): string {
   return dir;
 }
 
-test('vmstat source: first sample has no deltas, the second has the counters\' growth', async (t) => {
+test("vmstat source: first sample has no deltas, the second has the counters' growth", async (t) => {
   const root = tree();
   t.after(() => rmSync(root, { recursive: true, force: true }));
   const src = new VmstatSource(root);
@@ -71,9 +71,29 @@ test('numa, hugepages, cpu, meminfo sources on the live fixture', async () => {
 test('hostSources on the live system: every MOM host field is there, memory in KiB', async () => {
   const merged: Record<string, number | null> = {};
   for (const s of hostSources({ guestPids: () => [process.pid] })) Object.assign(merged, await s.collect());
-  for (const f of ['mem_available', 'mem_free', 'mem_unused', 'anon_pages', 'swap_in', 'swap_out', 'swap_total', 'swap_usage',
-    'major_fault', 'minor_fault', 'ksm_run', 'ksm_pages_to_scan', 'ksm_sleep_millisecs', 'ksm_pages_shared', 'ksm_pages_sharing',
-    'ksm_pages_unshared', 'ksm_pages_volatile', 'ksm_full_scans', 'ksm_shareable', 'ksmd_cpu_usage', 'cpu_count']) {
+  for (const f of [
+    'mem_available',
+    'mem_free',
+    'mem_unused',
+    'anon_pages',
+    'swap_in',
+    'swap_out',
+    'swap_total',
+    'swap_usage',
+    'major_fault',
+    'minor_fault',
+    'ksm_run',
+    'ksm_pages_to_scan',
+    'ksm_sleep_millisecs',
+    'ksm_pages_shared',
+    'ksm_pages_sharing',
+    'ksm_pages_unshared',
+    'ksm_pages_volatile',
+    'ksm_full_scans',
+    'ksm_shareable',
+    'ksmd_cpu_usage',
+    'cpu_count',
+  ]) {
     assert.ok(f in merged, `missing ${f}`);
   }
   assert.ok((merged.ksm_shareable as number) > 1000, 'our own RSS counted');

@@ -9,6 +9,9 @@ test('cgroupPathFrom: v1 memory controller line wins over the v2 line', () => {
 });
 
 test('cgroupPathFrom: pure v2 host', () => {
-  assert.deepEqual(cgroupPathFrom('0::/machine.slice/machine-qemu.scope/libvirt\n', 'memory'), { version: 2, path: '/machine.slice/machine-qemu.scope/libvirt' });
+  assert.deepEqual(cgroupPathFrom('0::/machine.slice/machine-qemu.scope/libvirt\n', 'memory'), {
+    version: 2,
+    path: '/machine.slice/machine-qemu.scope/libvirt',
+  });
   assert.equal(cgroupPathFrom('garbage\n', 'memory'), null);
 });

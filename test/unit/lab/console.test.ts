@@ -39,7 +39,13 @@ test('summarizeConsole: modules, balloon, meminfo and rates', () => {
   assert.equal(s.workloadStarted, true);
   assert.equal(s.meminfo.length, 1, 'the garbled meminfo line is dropped');
   assert.deepEqual(s.meminfo[0], { t: 5.28, totalKiB: 223632, freeKiB: 189500, availKiB: 192760 });
-  assert.deepEqual(s.rates.map((r) => [r.op, r.pagesPerS]), [['alloc', 129064], ['touch', 8245570]]);
+  assert.deepEqual(
+    s.rates.map((r) => [r.op, r.pagesPerS]),
+    [
+      ['alloc', 129064],
+      ['touch', 8245570],
+    ],
+  );
   assert.equal(s.phases[0].arg, 32);
 });
 

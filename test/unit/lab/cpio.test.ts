@@ -38,5 +38,12 @@ test('newcArchive: the cpio tool lists what we wrote', (t) => {
 
 test('newcArchive refuses bad and duplicate paths', () => {
   assert.throws(() => newcArchive([{ type: 'dir', path: '../x' }]), /bad cpio path/);
-  assert.throws(() => newcArchive([{ type: 'dir', path: 'a' }, { type: 'dir', path: 'a' }]), /duplicate/);
+  assert.throws(
+    () =>
+      newcArchive([
+        { type: 'dir', path: 'a' },
+        { type: 'dir', path: 'a' },
+      ]),
+    /duplicate/,
+  );
 });

@@ -2,7 +2,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { qemuArgs } from '../../../src/lab/qemu.js';
 
-const base = { name: 'ballast-lab-q1', memMiB: 256, kernel: '/k', initrd: '/i', cmdline: 'console=ttyS0', qmpSocket: '/run/q.qmp', consoleLog: '/run/q.console' };
+const base = {
+  name: 'ballast-lab-q1',
+  memMiB: 256,
+  kernel: '/k',
+  initrd: '/i',
+  cmdline: 'console=ttyS0',
+  qmpSocket: '/run/q.qmp',
+  consoleLog: '/run/q.console',
+};
 
 test('qemuArgs: TCG, balloon with a stable id, QMP server socket, serial console file', () => {
   const a = qemuArgs({ ...base, qgaSocket: null });

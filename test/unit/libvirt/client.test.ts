@@ -46,7 +46,10 @@ test('open does auth list, connect open, keepalive feature; then calls work', as
     [Proc.AUTH_LIST, Proc.CONNECT_OPEN, Proc.CONNECT_SUPPORTS_FEATURE],
   );
   const doms = await c.listAllDomains();
-  assert.deepEqual(doms.map((d) => d.name), ['g1', 'g2', 'g3']);
+  assert.deepEqual(
+    doms.map((d) => d.name),
+    ['g1', 'g2', 'g3'],
+  );
   assert.equal(uuidToString(doms[1]!.uuid), '00000000-0000-0000-0000-000000000002');
 });
 
@@ -220,13 +223,16 @@ test('random reply payloads and statuses settle the call, never crash (property)
     fc.asyncProperty(
       fc.record({
         status: fc.constantFrom(0, 1, 2, 7),
-        payload: fc.oneof(fc.uint8Array({ maxLength: 64 }), fc.array(fc.integer({ min: 0, max: 40 }), { maxLength: 12 }).map((ws) => {
-          const b = Buffer.alloc(ws.length * 4);
-          ws.forEach((w, i) => {
-            b.writeUInt32BE(w, i * 4);
-          });
-          return new Uint8Array(b);
-        })),
+        payload: fc.oneof(
+          fc.uint8Array({ maxLength: 64 }),
+          fc.array(fc.integer({ min: 0, max: 40 }), { maxLength: 12 }).map((ws) => {
+            const b = Buffer.alloc(ws.length * 4);
+            ws.forEach((w, i) => {
+              b.writeUInt32BE(w, i * 4);
+            });
+            return new Uint8Array(b);
+          }),
+        ),
         type: fc.constantFrom(MessageType.REPLY, MessageType.REPLY_WITH_FDS),
       }),
       async (r) => {

@@ -26,7 +26,8 @@ const waitUntil = async (what: string, cond: () => boolean | Promise<boolean>, m
     await new Promise((r) => setTimeout(r, 10));
   }
 };
-const MEMINFO = 'MemTotal:         480000 kB\nMemFree:          200000 kB\nMemAvailable:     300000 kB\nBuffers:            1000 kB\nCached:            50000 kB\n';
+const MEMINFO =
+  'MemTotal:         480000 kB\nMemFree:          200000 kB\nMemAvailable:     300000 kB\nBuffers:            1000 kB\nCached:            50000 kB\n';
 
 beforeEach(async () => {
   fake = new FakeLibvirtd();
@@ -48,9 +49,16 @@ test('collect: one all-domain-stats call, MOM fields in KiB, balloon_min from co
   const before = fake.calls.length;
   const s = await d.collect();
   const calls = fake.calls.slice(before);
-  assert.deepEqual(calls.map((c) => c.proc), [Proc.CONNECT_GET_ALL_DOMAIN_STATS], 'steady state: exactly one RPC per collection');
+  assert.deepEqual(
+    calls.map((c) => c.proc),
+    [Proc.CONNECT_GET_ALL_DOMAIN_STATS],
+    'steady state: exactly one RPC per collection',
+  );
   assert.equal(s[1]!.stats.vcpu_count, 2);
-  assert.deepEqual(s.map((x) => x.name), ['g1', 'g2', 'g3']);
+  assert.deepEqual(
+    s.map((x) => x.name),
+    ['g1', 'g2', 'g3'],
+  );
   const g1 = s[0]!;
   assert.equal(g1.id, '00000000-0000-0000-0000-000000000001');
   assert.equal(g1.stale, undefined);
@@ -129,7 +137,10 @@ test('a guest that vanished disappears from the next collection', async () => {
   await d.connect();
   assert.equal((await d.collect()).length, 3);
   fake.guests = fake.guests.slice(1);
-  assert.deepEqual((await d.collect()).map((x) => x.name), ['g2', 'g3']);
+  assert.deepEqual(
+    (await d.collect()).map((x) => x.name),
+    ['g2', 'g3'],
+  );
 });
 
 test('lifecycle events arrive through onEvent', async () => {
@@ -206,7 +217,12 @@ test('the balloon device from the domain XML, read once per domain: model and fr
     const balloon = id === 1 ? "<memballoon model='virtio' freePageReporting='on'><stats period='5'/></memballoon>" : "<memballoon model='none'/>";
     const h = f.header;
     const xml = `<domain type='qemu'><name>g${id}</name><devices>${balloon}</devices></domain>`;
-    sock.write(encodeFrame({ prog: h.prog, vers: h.vers, proc: h.proc, type: MessageType.REPLY, serial: h.serial, status: MessageStatus.OK }, new XdrWriter().string(xml).toBuffer()));
+    sock.write(
+      encodeFrame(
+        { prog: h.prog, vers: h.vers, proc: h.proc, type: MessageType.REPLY, serial: h.serial, status: MessageStatus.OK },
+        new XdrWriter().string(xml).toBuffer(),
+      ),
+    );
     return true;
   };
   const d = driver();

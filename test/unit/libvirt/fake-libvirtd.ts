@@ -102,7 +102,10 @@ export class FakeLibvirtd {
     for (const [sock, ids] of this.callbackIds) {
       for (const cb of ids) {
         const payload = encRet.lifecycleMsg({ callbackId: cb, dom: this.ref(guest), event, detail });
-        this.write(sock, encodeFrame({ prog: REMOTE_PROGRAM, vers: 1, proc: Proc.DOMAIN_EVENT_CALLBACK_LIFECYCLE, type: MessageType.MESSAGE, serial: 0, status: 0 }, payload));
+        this.write(
+          sock,
+          encodeFrame({ prog: REMOTE_PROGRAM, vers: 1, proc: Proc.DOMAIN_EVENT_CALLBACK_LIFECYCLE, type: MessageType.MESSAGE, serial: 0, status: 0 }, payload),
+        );
       }
     }
   }
@@ -279,7 +282,8 @@ function statsParams(g: FakeGuest, groups: number): TypedParam[] {
       { field: 'balloon.rss', type: U, value: g.currentKiB + 10000 },
     );
   }
-  if (groups & 8) p.push({ field: 'vcpu.current', type: TypedParamType.UINT, value: g.vcpus ?? 1 }, { field: 'vcpu.maximum', type: TypedParamType.UINT, value: 4 });
+  if (groups & 8)
+    p.push({ field: 'vcpu.current', type: TypedParamType.UINT, value: g.vcpus ?? 1 }, { field: 'vcpu.maximum', type: TypedParamType.UINT, value: 4 });
   return p;
 }
 

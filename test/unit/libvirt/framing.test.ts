@@ -1,15 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import {
-  FrameDecoder,
-  FramingError,
-  MessageStatus,
-  MessageType,
-  decodeHeader,
-  encodeFrame,
-  type Header,
-} from '../../../src/hypervisor/libvirt/framing.js';
+import { FrameDecoder, FramingError, MessageStatus, MessageType, decodeHeader, encodeFrame, type Header } from '../../../src/hypervisor/libvirt/framing.js';
 
 const hdr = (serial: number, proc = 1): Header => ({
   prog: 0x20008086,
@@ -35,7 +27,10 @@ test('several records in one chunk come out one by one', () => {
   const d = new FrameDecoder();
   const chunk = Buffer.concat([encodeFrame(hdr(1), Buffer.from('aaaa')), encodeFrame(hdr(2)), encodeFrame(hdr(3), Buffer.from('bbbbbbbb'))]);
   const frames = d.push(chunk);
-  assert.deepEqual(frames.map((f) => f.header.serial), [1, 2, 3]);
+  assert.deepEqual(
+    frames.map((f) => f.header.serial),
+    [1, 2, 3],
+  );
   assert.equal(frames[0]!.payload.toString(), 'aaaa');
   assert.equal(frames[1]!.payload.length, 0);
   assert.equal(frames[2]!.payload.toString(), 'bbbbbbbb');

@@ -8,7 +8,13 @@ const U = TypedParamType.ULLONG;
 
 test('balloon with only host-side numbers: stale, guest fields null, mem_free null', () => {
   const s = sampleFromStats(
-    { dom, params: [{ field: 'balloon.current', type: U, value: 1000 }, { field: 'balloon.maximum', type: U, value: 2000 }] },
+    {
+      dom,
+      params: [
+        { field: 'balloon.current', type: U, value: 1000 },
+        { field: 'balloon.maximum', type: U, value: 2000 },
+      ],
+    },
     0,
   );
   assert.equal(s.stale, NO_GUEST_STATS);
@@ -40,7 +46,9 @@ test('lifecycle: stopped/destroyed, stopped/shutdown, crashed, started, suspende
 });
 
 test('/proc/meminfo text -> guest memory fields', () => {
-  const st = statsFromMeminfo('MemTotal:  1000 kB\nMemFree:  100 kB\nMemAvailable:  600 kB\nBuffers:  10 kB\nCached:  200 kB\nSwapCached: 0 kB\nHugePages_Total: 0\n');
+  const st = statsFromMeminfo(
+    'MemTotal:  1000 kB\nMemFree:  100 kB\nMemAvailable:  600 kB\nBuffers:  10 kB\nCached:  200 kB\nSwapCached: 0 kB\nHugePages_Total: 0\n',
+  );
   assert.deepEqual(st, { mem_unused: 100, mem_available: 600, mem_free: 310, mem_total_guest: 1000 });
   assert.throws(() => statsFromMeminfo('hello'), /not \/proc\/meminfo/);
 });

@@ -76,7 +76,11 @@ const typedParam: fc.Arbitrary<TypedParam> = fc.oneof(
   fc.record({ field: fc.string({ maxLength: 20 }), type: fc.constant(TypedParamType.INT), value: fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }) }),
   fc.record({ field: fc.string({ maxLength: 20 }), type: fc.constant(TypedParamType.UINT), value: fc.integer({ min: 0, max: 2 ** 32 - 1 }) }),
   fc.record({ field: fc.string({ maxLength: 20 }), type: fc.constant(TypedParamType.ULLONG), value: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }) }),
-  fc.record({ field: fc.string({ maxLength: 20 }), type: fc.constant(TypedParamType.LLONG), value: fc.integer({ min: Number.MIN_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER }) }),
+  fc.record({
+    field: fc.string({ maxLength: 20 }),
+    type: fc.constant(TypedParamType.LLONG),
+    value: fc.integer({ min: Number.MIN_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER }),
+  }),
   fc.record({ field: fc.string({ maxLength: 20 }), type: fc.constant(TypedParamType.DOUBLE), value: fc.double({ noNaN: true }) }),
   fc.record({ field: fc.string({ maxLength: 20 }), type: fc.constant(TypedParamType.BOOLEAN), value: fc.boolean() }),
   fc.record({ field: fc.string({ maxLength: 20 }), type: fc.constant(TypedParamType.STRING), value: fc.string({ maxLength: 20 }) }),
@@ -128,7 +132,10 @@ test('all-domain-stats reply: records with typed params (round trip)', () => {
 
 test('list all domains reply and lifecycle event message decode', () => {
   const l = dec.listAllDomains(new XdrReader(encRet.listAllDomains([dom, { ...dom, name: 'b' }])));
-  assert.deepEqual(l.map((d) => d.name), ['lab-1', 'b']);
+  assert.deepEqual(
+    l.map((d) => d.name),
+    ['lab-1', 'b'],
+  );
   const m = dec.lifecycleMsg(new XdrReader(encRet.lifecycleMsg({ callbackId: 7, dom, event: 5, detail: 1 })));
   assert.deepEqual(m, { callbackId: 7, dom, event: 5, detail: 1 });
 });

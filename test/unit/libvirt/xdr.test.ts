@@ -19,8 +19,14 @@ test('optional data is a boolean followed by the value when present', () => {
   const buf = w.toBuffer();
   assert.equal(buf.toString('hex'), '00000001' + '00000001' + '78000000' + '00000000');
   const r = new XdrReader(buf);
-  assert.equal(r.optional((x) => x.string()), 'x');
-  assert.equal(r.optional((x) => x.string()), null);
+  assert.equal(
+    r.optional((x) => x.string()),
+    'x',
+  );
+  assert.equal(
+    r.optional((x) => x.string()),
+    null,
+  );
   r.done();
 });
 
@@ -41,15 +47,33 @@ test('round trip of random mixed records (property)', () => {
       const w = new XdrWriter(4);
       for (const it of items) {
         switch (it.k) {
-          case 'int': w.int(it.v); break;
-          case 'uint': w.uint(it.v); break;
-          case 'hyper': w.hyper(it.v); break;
-          case 'uhyper': w.uhyper(it.v); break;
-          case 'double': w.double(it.v); break;
-          case 'string': w.string(it.v); break;
-          case 'opaque': w.opaque(it.v); break;
-          case 'opt': w.optional(it.v, (x, v) => x.string(v)); break;
-          case 'arr': w.array(it.v, (x, v) => x.int(v)); break;
+          case 'int':
+            w.int(it.v);
+            break;
+          case 'uint':
+            w.uint(it.v);
+            break;
+          case 'hyper':
+            w.hyper(it.v);
+            break;
+          case 'uhyper':
+            w.uhyper(it.v);
+            break;
+          case 'double':
+            w.double(it.v);
+            break;
+          case 'string':
+            w.string(it.v);
+            break;
+          case 'opaque':
+            w.opaque(it.v);
+            break;
+          case 'opt':
+            w.optional(it.v, (x, v) => x.string(v));
+            break;
+          case 'arr':
+            w.array(it.v, (x, v) => x.int(v));
+            break;
         }
       }
       const buf = w.toBuffer();
@@ -57,15 +81,39 @@ test('round trip of random mixed records (property)', () => {
       const r = new XdrReader(buf);
       for (const it of items) {
         switch (it.k) {
-          case 'int': assert.equal(r.int(), it.v); break;
-          case 'uint': assert.equal(r.uint(), it.v); break;
-          case 'hyper': assert.equal(r.hyper(), it.v); break;
-          case 'uhyper': assert.equal(r.uhyper(), it.v); break;
-          case 'double': assert.ok(Object.is(r.double(), it.v)); break;
-          case 'string': assert.equal(r.string(), it.v); break;
-          case 'opaque': assert.deepEqual(new Uint8Array(r.opaque()), it.v); break;
-          case 'opt': assert.equal(r.optional((x) => x.string()), it.v); break;
-          case 'arr': assert.deepEqual(r.array((x) => x.int()), it.v); break;
+          case 'int':
+            assert.equal(r.int(), it.v);
+            break;
+          case 'uint':
+            assert.equal(r.uint(), it.v);
+            break;
+          case 'hyper':
+            assert.equal(r.hyper(), it.v);
+            break;
+          case 'uhyper':
+            assert.equal(r.uhyper(), it.v);
+            break;
+          case 'double':
+            assert.ok(Object.is(r.double(), it.v));
+            break;
+          case 'string':
+            assert.equal(r.string(), it.v);
+            break;
+          case 'opaque':
+            assert.deepEqual(new Uint8Array(r.opaque()), it.v);
+            break;
+          case 'opt':
+            assert.equal(
+              r.optional((x) => x.string()),
+              it.v,
+            );
+            break;
+          case 'arr':
+            assert.deepEqual(
+              r.array((x) => x.int()),
+              it.v,
+            );
+            break;
         }
       }
       r.done();

@@ -38,10 +38,7 @@ test('check: prints FILE:LINE:COL: message for each bad file, exit 1', () => {
   const good = file('good.policy', '(+ 1 2)');
   const r = cli(['check', bad1, good, bad2]);
   assert.equal(r.status, 1);
-  assert.deepEqual(r.stderr.trim().split('\n'), [
-    `${bad1}:2:11: unexpected character ';' (U+003B)`,
-    `${bad2}:1:1: unclosed '(' (missing ')')`,
-  ]);
+  assert.deepEqual(r.stderr.trim().split('\n'), [`${bad1}:2:11: unexpected character ';' (U+003B)`, `${bad2}:1:1: unclosed '(' (missing ')')`]);
 });
 
 test('check: an unreadable file is a usage error (exit 2)', () => {
@@ -51,7 +48,10 @@ test('check: an unreadable file is a usage error (exit 2)', () => {
 });
 
 test('eval: one snapshot -> one result with controls, vars and errors (line, col, guest)', () => {
-  const pol = file('p.policy', '(with Guests g {\n  (g.SetVar "n" (+ 1 (or (g.GetVar "n") 0)))\n  (g.Control "balloon_target" (/ 800 g.balloon_cur))\n})\n(Host.Control "ksm_run" 1)\n');
+  const pol = file(
+    'p.policy',
+    '(with Guests g {\n  (g.SetVar "n" (+ 1 (or (g.GetVar "n") 0)))\n  (g.Control "balloon_target" (/ 800 g.balloon_cur))\n})\n(Host.Control "ksm_run" 1)\n',
+  );
   const snap = file('s.json', JSON.stringify(SNAP));
   const r = cli(['eval', '--policy', pol, '--input', snap]);
   assert.equal(r.status, 0, r.stderr);

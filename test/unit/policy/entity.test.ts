@@ -80,7 +80,7 @@ test('a method used as a value is a callable', () => {
   assert.equal(py('(defvar f Host.Stat) (f "mem_free")'), '500');
 });
 
-test('an error in one guest\'s part drops only that guest\'s controls and goes on', () => {
+test("an error in one guest's part drops only that guest's controls and goes on", () => {
   const gs = [guest('ok1', { balloon_cur: 100 }), guest('bad', { balloon_cur: 0 }), guest('ok2', { balloon_cur: 300 })];
   const r = run(
     '(Host.Control "ksm_run" 1)\n(with Guests g {\n  (g.Control "balloon_target" 1)\n  (g.Control "balloon_target" (/ 1000 g.balloon_cur))\n})',
@@ -90,7 +90,13 @@ test('an error in one guest\'s part drops only that guest\'s controls and goes o
   assert.equal(r.aborted, false);
   assert.deepEqual(r.values, [null, [null, null, null]]);
   assert.deepEqual(r.errors, [{ message: 'division by zero', line: 4, col: 31, guest: 'bad', file: 'test.policy' }]);
-  assert.equal(stringifyPyJson(r.guests.map((g) => g.controls), 0), `[{"balloon_target":10.0},{},{"balloon_target":${1000 / 300}}]`);
+  assert.equal(
+    stringifyPyJson(
+      r.guests.map((g) => g.controls),
+      0,
+    ),
+    `[{"balloon_target":10.0},{},{"balloon_target":${1000 / 300}}]`,
+  );
   assert.deepEqual(r.host.controls, { ksm_run: 1 });
 });
 
@@ -103,16 +109,12 @@ test('a guest that failed keeps no controls even if a later part sets some', () 
 
 test('scopes are restored after a guest fails inside nested calls', () => {
   const gs = [guest('a', { balloon_cur: 0 }), guest('b', { balloon_cur: 4 })];
-  const r = run(
-    '(defvar x 1)\n(def inner (v) (let ((x 99)) (/ 8 v)))\n(with Guests g (inner g.balloon_cur))\nx',
-    HOST,
-    gs,
-  );
+  const r = run('(defvar x 1)\n(def inner (v) (let ((x 99)) (/ 8 v)))\n(with Guests g (inner g.balloon_cur))\nx', HOST, gs);
   assert.equal(stringifyPyJson(r.values, 0), '[1,"inner",[null,2.0],1]');
   assert.equal(r.errors[0]!.guest, 'a');
 });
 
-test('an error outside a guest\'s part aborts: nothing applied, vars unchanged', () => {
+test("an error outside a guest's part aborts: nothing applied, vars unchanged", () => {
   const g = guest('vm1', { balloon_cur: 10 });
   const r = run('(with Guests g { (g.Control "balloon_target" 5) (g.SetVar "a" 1) })\n(Host.Control "ksm_run" 1)\n(+ 1 "x")', HOST, [g]);
   assert.equal(r.aborted, true);
@@ -157,7 +159,7 @@ test('JSON objects in vars and props behave as Python dicts', () => {
   assert.match(err('(+ (Host.Prop "name") (Host.GetVar "x"))').message, /concatenate str \(not "NoneType"\)/);
 });
 
-test('a dotted name skips inner bindings that lack the attribute, as MOM\'s scope walk does', () => {
+test("a dotted name skips inner bindings that lack the attribute, as MOM's scope walk does", () => {
   const gs = [guest('vm1', { balloon_cur: 5 })];
   assert.equal(py('(let ((Host 1)) Host.mem_free)'), '500');
   assert.equal(py('(let ((Host 1)) (Host.Stat "mem_free"))'), '500');

@@ -56,7 +56,10 @@ test('fmt handles a comment right after an opening bracket and before a closing 
   const src = '( # why\n + 1 2 # two\n)\n';
   const out = formatPolicy(src);
   assert.equal(formatPolicy(out), out);
-  assert.deepEqual(tokenize(out, 'f', true).map((t) => t.text), tokenize(src, 'f', true).map((t) => t.text));
+  assert.deepEqual(
+    tokenize(out, 'f', true).map((t) => t.text),
+    tokenize(src, 'f', true).map((t) => t.text),
+  );
 });
 
 test('fmt refuses what does not parse', () => {

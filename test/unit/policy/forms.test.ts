@@ -108,7 +108,7 @@ test('def and defun define functions and return their name', () => {
   assert.match(err('(f 1)').message, /unknown function f/);
 });
 
-test('dynamic scoping: a function sees its caller\'s variables', () => {
+test("dynamic scoping: a function sees its caller's variables", () => {
   assert.equal(py('(def show () y) (def caller (y) (show)) (caller 9)'), '9');
   assert.equal(py('(defvar y 1) (def show () y) (def caller (y) (show)) (caller 9)'), '9');
   assert.match(err('(def show () y) (show)').message, /undefined symbol y/);

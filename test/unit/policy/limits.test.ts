@@ -41,13 +41,16 @@ test('the budget is global: one guest burning it aborts the whole evaluation', (
   assert.equal(r.errors.length, 1);
 });
 
-test('the recursion limit is fatal even inside a guest\'s part (as MOM\'s RecursionError)', () => {
+test("the recursion limit is fatal even inside a guest's part (as MOM's RecursionError)", () => {
   const gs = [guest('deep', { balloon_cur: 10_000 }), guest('shallow', { balloon_cur: 3 })];
   const src = '(def down (n) (if (<= n 0) 0 (+ 1 (down (- n 1)))))\n(with Guests g (g.Control "balloon_target" (down g.balloon_cur)))';
   const r = run(src, HOST, gs);
   assert.equal(r.aborted, true);
   assert.equal(r.errors.length, 1);
-  assert.deepEqual(r.guests.map((g) => g.controls), [{}, {}]);
+  assert.deepEqual(
+    r.guests.map((g) => g.controls),
+    [{}, {}],
+  );
 });
 
 test('runaway recursion through with and guests ends at once (harness case H2)', () => {

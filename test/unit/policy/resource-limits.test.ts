@@ -40,14 +40,20 @@ test('values are capped before they are built; so is what one evaluation allocat
 
 test('a wall-clock deadline ends an evaluation the budget would let run', () => {
   // Cheap steps (no long values), a budget far above what runs in 50 ms.
-  const { r, ms, first } = timed('(def spin (n) (if (> n 0) (spin (- n 1)) 0))\n(with Guests g (spin 300))\n(with Guests g (with Guests h (with Guests i (with Guests j (with Guests k (spin 300))))))', { stepBudget: 1e12, timeLimitMs: 50 });
+  const { r, ms, first } = timed(
+    '(def spin (n) (if (> n 0) (spin (- n 1)) 0))\n(with Guests g (spin 300))\n(with Guests g (with Guests h (with Guests i (with Guests j (with Guests k (spin 300))))))',
+    { stepBudget: 1e12, timeLimitMs: 50 },
+  );
   assert.equal(r.aborted, true);
   assert.match(first!.message, /deadline passed/);
   assert.ok(ms < 5_000, `${Math.round(ms)} ms`);
 });
 
 test('policy text: a size limit with a clear error; long lists and literals compile without stack overflow', () => {
-  assert.throws(() => compilePolicies([{ name: 'p', text: `# ${'x'.repeat(2_000_000)}\n1`, file: 'big.policy' }]), (e: unknown) => e instanceof PolicyParseError && /^big\.policy:1:1: policies larger than 1048576 bytes/.test(e.message));
+  assert.throws(
+    () => compilePolicies([{ name: 'p', text: `# ${'x'.repeat(2_000_000)}\n1`, file: 'big.policy' }]),
+    (e: unknown) => e instanceof PolicyParseError && /^big\.policy:1:1: policies larger than 1048576 bytes/.test(e.message),
+  );
   const list = compilePolicies([{ name: 'p', text: `(defvar x [${Array.from({ length: 150000 }, () => '1').join(' ')}])`, file: 'p.policy' }]);
   assert.ok(list, '150k items compile');
   const lit = timed(`(defvar s "${'x'.repeat(1_000_000)}")`);

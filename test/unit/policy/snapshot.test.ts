@@ -7,7 +7,11 @@ import { PyFloat } from '../../../src/policy/values.js';
 const SNAP = { host: { props: {}, stats: [{ mem_free: 1 }], vars: {} }, guests: [{ props: { name: 'a' }, stats: [], vars: {} }] };
 
 function fails(text: string, msg: RegExp): void {
-  assert.throws(() => parseSnapshots(text, 'in.json'), (e: unknown) => e instanceof SnapshotError && msg.test(e.message), text);
+  assert.throws(
+    () => parseSnapshots(text, 'in.json'),
+    (e: unknown) => e instanceof SnapshotError && msg.test(e.message),
+    text,
+  );
 }
 
 test('bad JSON and bad shapes name what is wrong', () => {

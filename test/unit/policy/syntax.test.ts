@@ -9,12 +9,21 @@ const kinds = (src: string) => tokenize(src).map((t) => `${t.kind}${t.numKind ? 
 
 test('tokens: brackets, numbers of each kind, strings, symbols, operators', () => {
   assert.deepEqual(kinds('(+ -7 0.5 .5 1e3 0x1F 0o17 "s" \'q\' guest.balloon_cur a-b_c)'), [
-    '(=(', 'op=+', 'num:int=-7', 'num:float=0.5', 'num:float=.5', 'num:float=1e3', 'num:hex=0x1F',
-    'num:octal=0o17', 'str="s"', "str='q'", 'sym=guest.balloon_cur', 'sym=a-b_c', ')=)',
+    '(=(',
+    'op=+',
+    'num:int=-7',
+    'num:float=0.5',
+    'num:float=.5',
+    'num:float=1e3',
+    'num:hex=0x1F',
+    'num:octal=0o17',
+    'str="s"',
+    "str='q'",
+    'sym=guest.balloon_cur',
+    'sym=a-b_c',
+    ')=)',
   ]);
-  assert.deepEqual(kinds('[<< >> <= >= == != < > * /]'), [
-    '[=[', 'op=<<', 'op=>>', 'op=<=', 'op=>=', 'op===', 'op=!=', 'op=<', 'op=>', 'op=*', 'op=/', ']=]',
-  ]);
+  assert.deepEqual(kinds('[<< >> <= >= == != < > * /]'), ['[=[', 'op=<<', 'op=>>', 'op=<=', 'op=>=', 'op===', 'op=!=', 'op=<', 'op=>', 'op=*', 'op=/', ']=]']);
   // Word operators lex as symbols; a minus not attached to digits is the operator.
   assert.deepEqual(kinds('and - x -x'), ['sym=and', 'op=-', 'sym=x', 'op=-', 'sym=x']);
   // MOM's rules split a number from letters that follow it.
@@ -29,7 +38,16 @@ test('comments run to end of line, also on the last line without a newline', () 
 
 test('positions: line and column of every token, strings spanning lines', () => {
   const t = tokenize('(a\n  "x\ny" b)', 'f.policy');
-  assert.deepEqual(t.map((x) => [x.text, x.line, x.col]), [['(', 1, 1], ['a', 1, 2], ['"x\ny"', 2, 3], ['b', 3, 4], [')', 3, 5]]);
+  assert.deepEqual(
+    t.map((x) => [x.text, x.line, x.col]),
+    [
+      ['(', 1, 1],
+      ['a', 1, 2],
+      ['"x\ny"', 2, 3],
+      ['b', 3, 4],
+      [')', 3, 5],
+    ],
+  );
 });
 
 function parseError(src: string, file = 'p.policy'): PolicyParseError {
@@ -101,7 +119,11 @@ test('named policies: concatenated in order as one program; errors name the file
   ]);
   assert.equal(p.exprs.length, 2);
   assert.throws(
-    () => compilePolicies([{ name: 'a', text: '1' }, { name: 'b', file: 'b.policy', text: '\n  2 ^' }]),
+    () =>
+      compilePolicies([
+        { name: 'a', text: '1' },
+        { name: 'b', file: 'b.policy', text: '\n  2 ^' },
+      ]),
     (e: unknown) => e instanceof PolicyParseError && e.message === "b.policy:2:5: unexpected character '^' (U+005E)",
   );
 });
@@ -110,7 +132,10 @@ test('orderNamedPolicies: MOM order is by name; the unnamed default is 50_main_'
   const { orderNamedPolicies, DEFAULT_POLICY_NAME } = await import('../../../src/policy/index.js');
   assert.equal(DEFAULT_POLICY_NAME, '50_main_');
   const order = orderNamedPolicies({ '60_ksm': 'b', [DEFAULT_POLICY_NAME]: 'a', '10_base': 'c', Zed: 'z' });
-  assert.deepEqual(order.map((s) => s.name), ['10_base', '50_main_', '60_ksm', 'Zed']);
+  assert.deepEqual(
+    order.map((s) => s.name),
+    ['10_base', '50_main_', '60_ksm', 'Zed'],
+  );
   assert.deepEqual(order[0], { name: '10_base', text: 'c', file: '10_base' });
   // An empty set of policies is MOM's program `0`.
   assert.equal(compilePolicies([]).exprs.length, 1);

@@ -11,7 +11,10 @@ test('framing: partial lines, several messages per chunk, CRLF, split UTF-8, gar
   const r = new QmpLineReader();
   assert.deepEqual(r.push('{"a":'), []);
   const both = r.push('1}\r\n{"b":2}\r\n{"c"');
-  assert.deepEqual(both, [{ ok: true, message: { a: 1 } }, { ok: true, message: { b: 2 } }]);
+  assert.deepEqual(both, [
+    { ok: true, message: { a: 1 } },
+    { ok: true, message: { b: 2 } },
+  ]);
   assert.deepEqual(r.push(':3}\n'), [{ ok: true, message: { c: 3 } }]);
   const euro = Buffer.from('{"s":"€"}\n');
   assert.deepEqual(r.push(euro.subarray(0, 7)), []);
@@ -31,11 +34,21 @@ test('greeting, qmp_capabilities first, then id-matched replies even out of orde
   t.after(() => cleanup(f));
   const held: { execute: string; id?: unknown }[] = [];
   f.handle = (cmd, sock) => {
-    if (cmd.execute === 'slow') { held.push(cmd); return null; }
+    if (cmd.execute === 'slow') {
+      held.push(cmd);
+      return null;
+    }
     if (cmd.execute === 'fast') {
       // Answer fast, then the held slow one, in one write, with an event between.
       const slow = held.shift()!;
-      sock.write(JSON.stringify({ return: 'F', id: cmd.id }) + '\r\n' + JSON.stringify({ event: 'BALLOON_CHANGE', data: { actual: 1048576 }, timestamp: { seconds: 10, microseconds: 500000 } }) + '\r\n' + JSON.stringify({ return: 'S', id: slow.id }) + '\r\n');
+      sock.write(
+        JSON.stringify({ return: 'F', id: cmd.id }) +
+          '\r\n' +
+          JSON.stringify({ event: 'BALLOON_CHANGE', data: { actual: 1048576 }, timestamp: { seconds: 10, microseconds: 500000 } }) +
+          '\r\n' +
+          JSON.stringify({ return: 'S', id: slow.id }) +
+          '\r\n',
+      );
       return null;
     }
     return { return: {}, id: cmd.id };
@@ -57,7 +70,8 @@ test('greeting, qmp_capabilities first, then id-matched replies even out of orde
 test('error replies become QmpCommandError with the class; arguments are sent', async (t) => {
   const f = await fakeQmp();
   t.after(() => cleanup(f));
-  f.handle = (cmd) => cmd.execute === 'balloon' ? { error: { class: 'DeviceNotActive', desc: 'No balloon device has been activated' }, id: cmd.id } : { return: {}, id: cmd.id };
+  f.handle = (cmd) =>
+    cmd.execute === 'balloon' ? { error: { class: 'DeviceNotActive', desc: 'No balloon device has been activated' }, id: cmd.id } : { return: {}, id: cmd.id };
   const c = new QmpClient(f.path);
   await c.connect();
   const err = await c.execute('balloon', { value: 1024 }).catch((e: unknown) => e);
@@ -71,7 +85,10 @@ test('error replies become QmpCommandError with the class; arguments are sent', 
 test('garbage on the socket: reported as protocol-error, the connection keeps working', async (t) => {
   const f = await fakeQmp();
   t.after(() => cleanup(f));
-  f.handle = (cmd) => cmd.execute === 'x' ? `\u00ff\u00fe not json at all\r\n{"return": 42, "id": ${JSON.stringify(cmd.id)}}\r\n{"return": 1, "id": "nobody"}\r\n` : { return: {}, id: cmd.id };
+  f.handle = (cmd) =>
+    cmd.execute === 'x'
+      ? `\u00ff\u00fe not json at all\r\n{"return": 42, "id": ${JSON.stringify(cmd.id)}}\r\n{"return": 1, "id": "nobody"}\r\n`
+      : { return: {}, id: cmd.id };
   const c = new QmpClient(f.path);
   await c.connect();
   const errs: Error[] = [];
@@ -94,13 +111,22 @@ test('a peer that is not QMP: clear connect errors, no crash', async (t) => {
   await assert.rejects(new QmpClient(f.path).connect(), /expected the QMP greeting/);
   f.greeting = null; // silent
   await assert.rejects(new QmpClient(f.path, { connectTimeoutMs: 100 }).connect(), /no greeting within 100 ms/);
-  await assert.rejects(new QmpClient(join(f.dir, 'nothing.sock')).connect(), (e: Error & { code?: string }) => /no such socket/.test(e.message) && e.code === 'ENOENT');
+  await assert.rejects(
+    new QmpClient(join(f.dir, 'nothing.sock')).connect(),
+    (e: Error & { code?: string }) => /no such socket/.test(e.message) && e.code === 'ENOENT',
+  );
 });
 
 test('server goes away mid-command: the command fails, close is reported; reconnect works', async (t) => {
   const f = await fakeQmp();
   t.after(() => cleanup(f));
-  f.handle = (cmd, sock) => { if (cmd.execute === 'hang') { sock.destroy(); return null; } return { return: 'ok', id: cmd.id }; };
+  f.handle = (cmd, sock) => {
+    if (cmd.execute === 'hang') {
+      sock.destroy();
+      return null;
+    }
+    return { return: 'ok', id: cmd.id };
+  };
   const c = new QmpClient(f.path);
   await c.connect();
   const closed = once(c, 'close');
@@ -148,7 +174,10 @@ test('hostile peers: deep nesting, endless JSON and an unterminated line neither
     return null;
   };
   await assert.rejects(c.execute('y'), /closed|without a line end|dropping/);
-  assert.ok(errs.some((e) => /without a line end/.test(e.message)), errs.map((e) => e.message).join('\n'));
+  assert.ok(
+    errs.some((e) => /without a line end/.test(e.message)),
+    errs.map((e) => e.message).join('\n'),
+  );
   const reader = new QmpLineReader();
   assert.throws(() => reader.push('x'.repeat(1024 * 1024 + 1)), /without a line end/);
   c.close();

@@ -62,5 +62,7 @@ export async function fakeQmp(path?: string): Promise<FakeQmp> {
 }
 
 export function cleanup(f: FakeQmp): Promise<void> {
-  return f.close().then(() => { if (f.dir) rmSync(f.dir, { recursive: true, force: true }); });
+  return f.close().then(() => {
+    if (f.dir) rmSync(f.dir, { recursive: true, force: true });
+  });
 }

@@ -14,19 +14,35 @@ const MiB = 1048576;
 test('collects a QEMU-like guest: stats in KiB, balloon facts; balloon sends bytes; broken guest goes stale', async (t) => {
   const f = await fakeQmp();
   t.after(() => cleanup(f));
-  let statsReply: unknown = { stats: { 'stat-total-memory': 200 * MiB, 'stat-free-memory': 50 * MiB, 'stat-disk-caches': 10 * MiB, 'stat-swap-in': 8192, 'stat-major-faults': 3 }, 'last-update': 1000 };
+  let statsReply: unknown = {
+    stats: { 'stat-total-memory': 200 * MiB, 'stat-free-memory': 50 * MiB, 'stat-disk-caches': 10 * MiB, 'stat-swap-in': 8192, 'stat-major-faults': 3 },
+    'last-update': 1000,
+  };
   f.handle = (cmd) => {
     const r = (v: unknown) => ({ return: v, id: cmd.id });
     switch (cmd.execute) {
-      case 'query-name': return r({ name: 'fake1' });
-      case 'query-memory-size-summary': return r({ 'base-memory': 256 * MiB });
-      case 'query-cpus-fast': return r([{ 'thread-id': process.pid }, { 'thread-id': process.pid }]);
-      case 'qom-list': return r(cmd.arguments!.path === '/machine/peripheral' ? [{ name: 'type', type: 'string' }, { name: 'balloon0', type: 'child<virtio-balloon-pci>' }] : []);
-      case 'query-balloon': return r({ actual: 192 * MiB });
+      case 'query-name':
+        return r({ name: 'fake1' });
+      case 'query-memory-size-summary':
+        return r({ 'base-memory': 256 * MiB });
+      case 'query-cpus-fast':
+        return r([{ 'thread-id': process.pid }, { 'thread-id': process.pid }]);
+      case 'qom-list':
+        return r(
+          cmd.arguments!.path === '/machine/peripheral'
+            ? [
+                { name: 'type', type: 'string' },
+                { name: 'balloon0', type: 'child<virtio-balloon-pci>' },
+              ]
+            : [],
+        );
+      case 'query-balloon':
+        return r({ actual: 192 * MiB });
       case 'qom-get':
         if (cmd.arguments!.property === 'free-page-reporting') return r(true);
         return statsReply === 'error' ? { error: { class: 'GenericError', desc: 'boom' }, id: cmd.id } : r(statsReply);
-      default: return r({});
+      default:
+        return r({});
     }
   };
   // A stale socket file nobody listens on: left out, not an error.
@@ -38,13 +54,30 @@ test('collects a QEMU-like guest: stats in KiB, balloon facts; balloon sends byt
   const [s, ...rest] = await h.collect();
   assert.equal(rest.length, 0);
   assert.equal(s!.id, 'fake1');
-  assert.equal(s!.props.pid, process.pid, 'pid from the vCPU thread\'s Tgid');
-  assert.equal(s!.props.free_page_reporting, 1, 'the balloon\'s free-page-reporting property');
+  assert.equal(s!.props.pid, process.pid, "pid from the vCPU thread's Tgid");
+  assert.equal(s!.props.free_page_reporting, 1, "the balloon's free-page-reporting property");
   assert.equal(s!.stale, undefined);
   assert.deepEqual(
     { ...s!.stats, rss: typeof s!.stats.rss },
-    { mem_available: 200 * 1024, mem_unused: 50 * 1024, mem_free: 60 * 1024, mem_usable: null, swap_in: 8, swap_out: null, major_fault: 3, minor_fault: null,
-      htlb_pgalloc: null, htlb_pgfail: null, balloon_cur: 192 * 1024, balloon_max: 256 * 1024, balloon_min: 0, rss: 'number', vcpu_count: 2, io_tune: null, vcpu_user_limit: 100 },
+    {
+      mem_available: 200 * 1024,
+      mem_unused: 50 * 1024,
+      mem_free: 60 * 1024,
+      mem_usable: null,
+      swap_in: 8,
+      swap_out: null,
+      major_fault: 3,
+      minor_fault: null,
+      htlb_pgalloc: null,
+      htlb_pgfail: null,
+      balloon_cur: 192 * 1024,
+      balloon_max: 256 * 1024,
+      balloon_min: 0,
+      rss: 'number',
+      vcpu_count: 2,
+      io_tune: null,
+      vcpu_user_limit: 100,
+    },
   );
   const set = f.received.find((c) => c.execute === 'qom-set')!;
   assert.deepEqual(set.arguments, { path: '/machine/peripheral/balloon0', property: 'guest-stats-polling-interval', value: 2 });
@@ -66,12 +99,18 @@ test('QEMU restarted on the same socket: destroyed event, left out while down, r
   f.handle = (cmd) => {
     const r = (v: unknown) => ({ return: v, id: cmd.id });
     switch (cmd.execute) {
-      case 'query-name': return r({ name: 'phoenix' });
-      case 'query-memory-size-summary': return r({ 'base-memory': 128 * MiB });
-      case 'query-cpus-fast': return r([]);
-      case 'qom-list': return r([]);
-      case 'query-balloon': return r({ actual: 128 * MiB });
-      default: return r({});
+      case 'query-name':
+        return r({ name: 'phoenix' });
+      case 'query-memory-size-summary':
+        return r({ 'base-memory': 128 * MiB });
+      case 'query-cpus-fast':
+        return r([]);
+      case 'qom-list':
+        return r([]);
+      case 'query-balloon':
+        return r({ actual: 128 * MiB });
+      default:
+        return r({});
     }
   };
   const h = new QmpHypervisor({ sockets: [f.path], retryMs: 50 });

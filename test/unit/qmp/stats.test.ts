@@ -8,15 +8,30 @@ const UNSET = 18446744073709551615; // -1 as QEMU's uint64, as JSON.parse reads 
 test('guest-stats in bytes -> MOM fields in KiB; unset stats are null', () => {
   const { stats, lastUpdate } = guestStatsToMom({
     stats: {
-      'stat-swap-in': 4096 * 10, 'stat-swap-out': 0, 'stat-major-faults': 321, 'stat-minor-faults': 65432,
-      'stat-free-memory': 100 * 1048576, 'stat-total-memory': 376 * 1048576, 'stat-available-memory': 250 * 1048576,
-      'stat-disk-caches': 30 * 1048576, 'stat-htlb-pgalloc': UNSET, 'stat-htlb-pgfail': UNSET,
+      'stat-swap-in': 4096 * 10,
+      'stat-swap-out': 0,
+      'stat-major-faults': 321,
+      'stat-minor-faults': 65432,
+      'stat-free-memory': 100 * 1048576,
+      'stat-total-memory': 376 * 1048576,
+      'stat-available-memory': 250 * 1048576,
+      'stat-disk-caches': 30 * 1048576,
+      'stat-htlb-pgalloc': UNSET,
+      'stat-htlb-pgfail': UNSET,
     },
     'last-update': 1764068000,
   });
   assert.deepEqual(stats, {
-    mem_available: 376 * 1024, mem_unused: 100 * 1024, mem_free: 130 * 1024, mem_usable: 250 * 1024,
-    swap_in: 40, swap_out: 0, major_fault: 321, minor_fault: 65432, htlb_pgalloc: null, htlb_pgfail: null,
+    mem_available: 376 * 1024,
+    mem_unused: 100 * 1024,
+    mem_free: 130 * 1024,
+    mem_usable: 250 * 1024,
+    swap_in: 40,
+    swap_out: 0,
+    major_fault: 321,
+    minor_fault: 65432,
+    htlb_pgalloc: null,
+    htlb_pgfail: null,
   });
   assert.equal(lastUpdate, 1764068000);
   assert.equal(staleReason(lastUpdate, stats), null);

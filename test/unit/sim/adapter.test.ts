@@ -21,9 +21,25 @@ test('collect returns every running guest in one batch with MOM fields in KiB', 
   await hv.connect();
   w.advance(10);
   const samples = await hv.collect();
-  assert.deepEqual(samples.map((s) => s.id), ['a', 'b']);
+  assert.deepEqual(
+    samples.map((s) => s.id),
+    ['a', 'b'],
+  );
   const a = samples[0]!.stats;
-  for (const f of ['balloon_cur', 'balloon_max', 'balloon_min', 'mem_available', 'mem_unused', 'mem_free', 'swap_in', 'swap_out', 'major_fault', 'minor_fault', 'rss', 'vcpu_count'])
+  for (const f of [
+    'balloon_cur',
+    'balloon_max',
+    'balloon_min',
+    'mem_available',
+    'mem_unused',
+    'mem_free',
+    'swap_in',
+    'swap_out',
+    'major_fault',
+    'minor_fault',
+    'rss',
+    'vcpu_count',
+  ])
     assert.equal(typeof a[f], 'number', f);
   assert.equal(a.balloon_max, 1024 * MIB);
   assert.equal(a.balloon_cur, 1024 * MIB);
@@ -68,7 +84,10 @@ test('lifecycle events reach listeners until they unsubscribe', () => {
   w.advance(12);
   off();
   w.advance(10);
-  assert.deepEqual(got.map((e) => `${e.kind}:${e.id}`), ['started:late', 'stopped:late']);
+  assert.deepEqual(
+    got.map((e) => `${e.kind}:${e.id}`),
+    ['started:late', 'stopped:late'],
+  );
   w.destroyGuest('later');
   assert.equal(got.length, 2);
   const w2 = new SimWorld({ host: { memMiB: 1024, swapMiB: 0, cpus: 1 }, guests: [{ name: 'x', memMiB: 256, workload: { kind: 'idle' } }] });
@@ -76,7 +95,10 @@ test('lifecycle events reach listeners until they unsubscribe', () => {
   new SimHypervisor(w2).onEvent((e) => seen.push(e));
   assert.equal(w2.destroyGuest('x', 'operator'), true);
   assert.equal(w2.destroyGuest('x'), false);
-  assert.deepEqual(seen.map((e) => `${e.kind}:${e.id}:${e.detail}`), ['destroyed:x:operator']);
+  assert.deepEqual(
+    seen.map((e) => `${e.kind}:${e.id}:${e.detail}`),
+    ['destroyed:x:operator'],
+  );
 });
 
 test('SimKsm reads the ksm_* fields and writes only valid settings, all or nothing', async () => {

@@ -49,7 +49,10 @@ test('ballast sim --json and a JSONL series', () => {
   assert.equal(summary.scenario, 'demo');
   assert.equal(summary.duration_s, 120);
   for (const k of ['throughput', 'swap_ops', 'oom_kills', 'balloon_actions', 'pressure_s']) assert.equal(typeof summary[k], 'number', k);
-  const rows = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const rows = readFileSync(out, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   assert.equal(rows.length, 120 / 5 + 1);
   assert.ok(Array.isArray(rows[1].guest) && rows[1].guest[0].name);
 });
@@ -75,12 +78,15 @@ test('ballast experiment --json prints exactly {experiment, runs} with the three
   const j = JSON.parse(r.stdout);
   assert.deepEqual(Object.keys(j), ['experiment', 'runs']);
   assert.equal(j.experiment, 'memknobs');
-  assert.deepEqual(j.runs.map((x: { config: string }) => x.config), ['none', 'ksm', 'balloon+ksm']);
+  assert.deepEqual(
+    j.runs.map((x: { config: string }) => x.config),
+    ['none', 'ksm', 'balloon+ksm'],
+  );
   for (const run of j.runs) for (const k of ['throughput', 'swap_ops', 'oom_kills']) assert.equal(typeof run[k], 'number', k);
   assert.match(r.stderr, /memknobs balloon\+ksm: done/);
 });
 
-test('ballast experiment prints a table like the paper\'s; refuses unknown experiments', () => {
+test("ballast experiment prints a table like the paper's; refuses unknown experiments", () => {
   const r = runCli(['experiment', 'cloudy', '--guests', '4', '--host-mem', '6G', '--cpus', '2', '--duration', '5m']);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /^cloudy: 4 guests x 1024 MiB/);

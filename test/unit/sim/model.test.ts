@@ -14,7 +14,13 @@ function checkInvariants(w: SimWorld, where: string): void {
   let swapped = 0;
   for (const g of w.guests.values()) {
     const at = `${where} ${g.name}`;
-    for (const [name, p] of [['kern', g.kern], ['hot', g.hot], ['cold', g.cold], ['cache', g.cache], ['freeT', g.freeT]] as const) {
+    for (const [name, p] of [
+      ['kern', g.kern],
+      ['hot', g.hot],
+      ['cold', g.cold],
+      ['cache', g.cache],
+      ['freeT', g.freeT],
+    ] as const) {
       assert.ok(p.size >= -EPS, `${at}: ${name}.size ${p.size} < 0`);
       assert.ok(p.hsw >= -EPS && p.hsw <= p.size + EPS, `${at}: ${name}.hsw ${p.hsw} outside [0, ${p.size}]`);
       // Merged pages are resident: never more than the part's resident pages.
@@ -264,7 +270,7 @@ test('guests start and stop on schedule, with events, and leave nothing behind o
   w.advance(40);
   assert.deepEqual([...w.guests.keys()], ['a']);
   assert.deepEqual(events, ['started:b@30', 'stopped:b@90']);
-  assert.ok(w.hostUsedKiB() < used0 + 10 * MIB, 'the stopped guest\'s memory is free again');
+  assert.ok(w.hostUsedKiB() < used0 + 10 * MIB, "the stopped guest's memory is free again");
   assert.ok(w.records.has('b'), 'its counters are kept for the totals');
 });
 

@@ -44,7 +44,10 @@ test('an experiment runs the three configurations on identical workloads', async
     scale: { guests: 4, guestMiB: 1024, hostMiB: 3072, cpus: 2, seed: 2 },
     durationS: 600,
   });
-  assert.deepEqual(runs.map((r) => r.config), ['none', 'ksm', 'balloon+ksm']);
+  assert.deepEqual(
+    runs.map((r) => r.config),
+    ['none', 'ksm', 'balloon+ksm'],
+  );
   assert.equal(runs[0]!.throughput_vs_none_pct, 0);
   assert.equal(runs[0]!.balloon_actions, 0);
   assert.equal(runs[1]!.balloon_actions, 0, 'KSM only never touches balloons');

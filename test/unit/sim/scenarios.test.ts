@@ -34,14 +34,22 @@ test("the experiments' defaults are the seed paper's setups, and scale", () => {
 test('scenario files in JSON and TOML, with guest counts', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ballast-scn-'));
   const json = join(dir, 's.json');
-  writeFileSync(json, JSON.stringify({
-    host: { memMiB: 4096, swapMiB: 1024, cpus: 2 },
-    guests: [{ name: 'web', count: 3, memMiB: 1024, workload: { kind: 'web', requestRate: 5, anonMiB: 100, fileSetMiB: 200 } }],
-  }));
+  writeFileSync(
+    json,
+    JSON.stringify({
+      host: { memMiB: 4096, swapMiB: 1024, cpus: 2 },
+      guests: [{ name: 'web', count: 3, memMiB: 1024, workload: { kind: 'web', requestRate: 5, anonMiB: 100, fileSetMiB: 200 } }],
+    }),
+  );
   const s = loadScenario(json);
-  assert.deepEqual(s.guests.map((g) => g.name), ['web-1', 'web-2', 'web-3']);
+  assert.deepEqual(
+    s.guests.map((g) => g.name),
+    ['web-1', 'web-2', 'web-3'],
+  );
   const toml = join(dir, 's.toml');
-  writeFileSync(toml, `
+  writeFileSync(
+    toml,
+    `
 seed = 9
 [host]
 memMiB = 2048
@@ -55,7 +63,8 @@ startS = 10
 kind = "memknobs"
 sizesMiB = [100, 200]
 runS = 30
-`);
+`,
+  );
   const t = loadScenario(toml);
   assert.equal(t.seed, 9);
   assert.equal(t.guests[0]!.startS, 10);
@@ -68,10 +77,20 @@ test('bad scenarios are refused with the key that is wrong', () => {
   assert.throws(() => parseScenario({ ...base, guests: [{ name: 'a', memMiB: 512, workload: { kind: 'fly' } }] }), /guests\.0\.workload/);
   assert.throws(() => parseScenario({ ...base, guests: [{ name: 'a', memMiB: 512, wrkload: { kind: 'idle' }, workload: { kind: 'idle' } }] }), /wrkload/);
   assert.throws(
-    () => parseScenario({ ...base, guests: [{ name: 'a', memMiB: 512, workload: { kind: 'idle' } }, { name: 'a', memMiB: 512, workload: { kind: 'idle' } }] }),
+    () =>
+      parseScenario({
+        ...base,
+        guests: [
+          { name: 'a', memMiB: 512, workload: { kind: 'idle' } },
+          { name: 'a', memMiB: 512, workload: { kind: 'idle' } },
+        ],
+      }),
     /guest name a appears twice/,
   );
-  assert.throws(() => parseScenario({ ...base, guests: [{ name: 'a', memMiB: 512, startS: 10, stopS: 5, workload: { kind: 'idle' } }] }), /stopS must be after startS/);
+  assert.throws(
+    () => parseScenario({ ...base, guests: [{ name: 'a', memMiB: 512, startS: 10, stopS: 5, workload: { kind: 'idle' } }] }),
+    /stopS must be after startS/,
+  );
   assert.throws(() => loadScenario('/nonexistent/file.json'), /not a built-in scenario \(demo, memknobs, cloudy, leak\)/);
   const dir = mkdtempSync(join(tmpdir(), 'ballast-scn-'));
   writeFileSync(join(dir, 'bad.json'), '{ nope');
@@ -80,12 +99,15 @@ test('bad scenarios are refused with the key that is wrong', () => {
 
 test('the example scenario file loads and its guests expand', () => {
   const s = loadScenario('scenarios/example.toml');
-  assert.deepEqual(s.guests.map((g) => g.name), ['batch-1', 'batch-2', 'batch-3', 'web-1', 'web-2', 'leaky']);
+  assert.deepEqual(
+    s.guests.map((g) => g.name),
+    ['batch-1', 'batch-2', 'batch-3', 'web-1', 'web-2', 'leaky'],
+  );
   assert.equal(s.host.ksm?.pages_to_scan, 100);
   new SimWorld(s).advance(30);
 });
 
-test('--param overrides are checked like a scenario\'s params', async () => {
+test("--param overrides are checked like a scenario's params", async () => {
   const { parseParamOverrides } = await import('../../../src/sim/scenarios.js');
   assert.deepEqual(parseParamOverrides(['hostSeesGuestAccess=true', 'hostSwapDevice.readIops=20000']), {
     hostSeesGuestAccess: true,
