@@ -131,7 +131,11 @@ test('faults on lab guests: destroyed mid-run, no balloon device, daemon SIGKILL
   policy(dir, [kept], FLOOR_MIB * 1024, false);
   run = spawnDaemon(config(dir, 10)); // 10% steps: several cycles to the floor
   const r2 = run;
-  await until('inflation under way', 60_000, async () => actions(r2, kept).some((l) => l.result === 'applied') && ((await balloonOf(kept)) ?? Infinity) < MEM_MIB * 1024);
+  await until(
+    'inflation under way',
+    60_000,
+    async () => actions(r2, kept).some((l) => l.result === 'applied') && ((await balloonOf(kept)) ?? Infinity) < MEM_MIB * 1024,
+  );
   r2.proc.kill('SIGKILL');
   await r2.exited;
   const mid = await balloonOf(kept);
@@ -146,9 +150,14 @@ test('faults on lab guests: destroyed mid-run, no balloon device, daemon SIGKILL
   // The guest's balloon driver goes on toward the last target set after the daemon dies, so the
   // balloon the restarted daemon reads lies between what was seen at the kill and that target;
   // never the maximum a daemon without state would assume.
-  const lastSet = actions(r2, kept).filter((l) => l.result === 'applied').at(-1)!.to as number;
+  const lastSet = actions(r2, kept)
+    .filter((l) => l.result === 'applied')
+    .at(-1)!.to as number;
   const from = first.from as number;
-  assert.ok(from <= mid! && from >= lastSet, `the restarted daemon started from the balloon as it was (${from} KiB; at the kill ${mid}, last target ${lastSet})`);
+  assert.ok(
+    from <= mid! && from >= lastSet,
+    `the restarted daemon started from the balloon as it was (${from} KiB; at the kill ${mid}, last target ${lastSet})`,
+  );
   for (const l of [...r2.logs, ...r3.logs].filter((x) => x.event === 'action' && x.control === 'balloon_target')) {
     assert.ok((l.to as number) >= FLOOR_MIB * 1024, `never below the floor: ${JSON.stringify(l)}`);
   }
