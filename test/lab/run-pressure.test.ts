@@ -342,7 +342,10 @@ level = "info"
       assert.ok(g.stats.balloon_cur! >= MIN_GUEST_MIB * MiB, `${g.name}: balloon_cur ${g.stats.balloon_cur} KiB under min_guest`);
       minUnused = Math.min(minUnused, g.stats.mem_unused!);
     }
-    assert.ok(minUnused >= (HEADROOM_MIB - 8) * MiB, `every guest kept about the headroom unused (least seen ${mib(minUnused)} MiB)`);
+    // The guard's floor holds at decision time (checked above from the evaluation records);
+    // between a decision and the next sample the guest's own use moves (a TCG guest's kernel
+    // allocated 17 MiB in one interval in a CI run), so the sample keeps at least half the headroom.
+    assert.ok(minUnused >= (HEADROOM_MIB / 2) * MiB, `every guest kept most of the headroom unused (least seen ${mib(minUnused)} MiB)`);
     for (const r of records) {
       for (const g of r.guests) {
         const s = g.stats.at(-1)!;
