@@ -224,32 +224,22 @@ export class Engine<P = CompiledPolicy> {
     const merged: Stats = {};
     this.sources.forEach((src, i) => {
       const r = sourceRes[i]!;
-      const failing = this.failingSources.get(src.name);
       if (r.status === 'fulfilled') {
         this.sourceStats.set(src.name, r.value);
-        if (failing) {
-          this.failingSources.delete(src.name);
-          this.log.info('source_recovered', {
-            source: src.name,
-            failed_collections: failing.count,
-            reason: `failing since t=${Math.round(failing.since)}: ${failing.error}`,
-          });
-        }
+        this.noteRecovered(src.name, 'source_recovered', { source: src.name });
       } else {
         this.counters.sourceErrors++;
         const error = errorMessage(r.reason);
         const msg = `host source ${src.name}: ${error}`;
         staleReasons.push(msg);
         report.errors.push(msg);
-        // Logged when it starts failing (and when the error changes), counted meanwhile.
-        if (!failing || failing.error !== error) {
+        if (this.noteFailing(src.name, error, time)) {
           this.log.warn('source_error', {
             source: src.name,
             error,
             reason: 'its last good values stay in the host sample; logged again when it recovers or the error changes',
           });
-          this.failingSources.set(src.name, { since: failing?.since ?? time, count: (failing?.count ?? 0) + 1, error });
-        } else failing.count++;
+        }
       }
       const s = this.sourceStats.get(src.name);
       if (s) Object.assign(merged, s);
@@ -266,31 +256,20 @@ export class Engine<P = CompiledPolicy> {
       const error = errorMessage(guestRes!.reason);
       const msg = `hypervisor ${this.hypervisor.name}: ${error}`;
       report.errors.push(msg);
-      // Logged when it starts failing (and when the error changes), counted meanwhile.
-      const failing = this.failingSources.get(HYPERVISOR_KEY);
-      if (!failing || failing.error !== error) {
+      if (this.noteFailing(HYPERVISOR_KEY, error, time)) {
         this.log.error('collect_error', {
           hypervisor: this.hypervisor.name,
           error,
           kind: failureKind(guestRes!.reason),
           reason: 'guests are stale (nothing inflates) until it answers; logged again when it recovers or the error changes',
         });
-        this.failingSources.set(HYPERVISOR_KEY, { since: failing?.since ?? time, count: (failing?.count ?? 0) + 1, error });
-      } else failing.count++;
+      }
       for (const g of this.guests.values()) g.stale = msg;
       report.guests = this.guests.size;
       this.notifyCollect(report);
       return report;
     }
-    const failed = this.failingSources.get(HYPERVISOR_KEY);
-    if (failed) {
-      this.failingSources.delete(HYPERVISOR_KEY);
-      this.log.info('collect_recovered', {
-        hypervisor: this.hypervisor.name,
-        failed_collections: failed.count,
-        reason: `failing since t=${Math.round(failed.since)}: ${failed.error}`,
-      });
-    }
+    this.noteRecovered(HYPERVISOR_KEY, 'collect_recovered', { hypervisor: this.hypervisor.name });
     this.gone.clear();
     await this.addControlFields(guestRes!.value);
     const seen = new Set<string>();
@@ -385,6 +364,25 @@ export class Engine<P = CompiledPolicy> {
 
   /** Host sources (and the hypervisor, under HYPERVISOR_KEY) failing now: since when, how many collections, the error. */
   private readonly failingSources = new Map<string, { since: number; count: number; error: string }>();
+
+  /** Counts a failed collection of `key`; true when it should be logged (it starts failing, or its error changed). */
+  private noteFailing(key: string, error: string, time: number): boolean {
+    const failing = this.failingSources.get(key);
+    if (failing && failing.error === error) {
+      failing.count++;
+      return false;
+    }
+    this.failingSources.set(key, { since: failing?.since ?? time, count: (failing?.count ?? 0) + 1, error });
+    return true;
+  }
+
+  /** A collection of `key` worked: if it was failing, say so once, with how long and how often. */
+  private noteRecovered(key: string, event: string, fields: Record<string, unknown>): void {
+    const failed = this.failingSources.get(key);
+    if (!failed) return;
+    this.failingSources.delete(key);
+    this.log.info(event, { ...fields, failed_collections: failed.count, reason: `failing since t=${Math.round(failed.since)}: ${failed.error}` });
+  }
 
   private notifyCollect(report: CollectReport): void {
     for (const l of this.collectListeners) {
