@@ -126,6 +126,8 @@ export async function demo(opts: DemoOptions, out: NodeJS.WriteStream = process.
   config.engine.stats_interval = positive('--stats-interval', opts.statsInterval);
   config.engine.policy_interval = positive('--policy-interval', opts.policyInterval);
   config.ksm.restore_on_exit = false;
+  // The demo's leaky guest should be seen within minutes of simulated time, not half an hour.
+  config.alerts.leak_window = 600;
   config.api.socket = opts.api ?? '';
   config.mom_rpc.socket = opts.momRpc ?? '';
   config.dashboard.listen = opts.dashboard === 'off' ? '' : opts.dashboard;

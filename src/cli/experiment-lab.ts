@@ -2,7 +2,8 @@
 // memory domain: no manager / MOM's style / ballast, repeated, with the spread. Table or --json
 // on stdout, progress on stderr. The experiment cleans up after itself, also on Ctrl-C.
 import type { Command } from 'commander';
-import { DEFAULT_SCALE, type ConfigName, CONFIGS, type LabScale } from '../experiments/lab-memknobs/plan.js';
+import { ALL_CONFIGS, DEFAULT_SCALE, type ConfigName, CONFIGS, type LabScale } from '../experiments/lab-memknobs/plan.js';
+import { parseSwapPreset, PRESETS } from '../experiments/lab-memknobs/swap-device.js';
 import { runLabExperiment, LabUnavailable } from '../experiments/lab-memknobs/experiment.js';
 import { formatLabTable } from '../experiments/lab-memknobs/format.js';
 
@@ -29,8 +30,8 @@ function configList(v: string): ConfigName[] {
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean);
-  for (const c of out) if (!(CONFIGS as readonly string[]).includes(c)) throw new Error(`--configs: unknown "${c}" (none, mom, ballast)`);
-  if (!out.length) throw new Error('--configs: name at least one of none, mom, ballast');
+  for (const c of out) if (!(ALL_CONFIGS as readonly string[]).includes(c)) throw new Error(`--configs: unknown "${c}" (${ALL_CONFIGS.join(', ')})`);
+  if (!out.length) throw new Error(`--configs: name at least one of ${ALL_CONFIGS.join(', ')}`);
   return out as ConfigName[];
 }
 
@@ -47,6 +48,7 @@ export interface LabCliOptions {
   statsInterval: string;
   policyInterval: string;
   swapDir: string;
+  swap: string;
   trace?: string;
   json?: boolean;
 }
@@ -93,10 +95,17 @@ export function addLabExperiment(experiment: Command): void {
     .option('--period <time>', 'workload cycle per guest (default 30 s x max(guests, 4))')
     .option('--ramp-steps <n>', 'steps (one every ~4 s) from the base to the peak working set: fewer = guests grow faster', String(DEFAULT_SCALE.rampSteps))
     .option('--qemu-overhead <MiB>', "QEMU's own memory per TCG guest counted in the domain's size", String(DEFAULT_SCALE.qemuOverheadMiB))
-    .option('--configs <list>', 'runs to make, comma-separated', CONFIGS.join(','))
+    .option('--configs <list>', `runs to make, comma-separated, of ${ALL_CONFIGS.join(', ')}`, CONFIGS.join(','))
     .option('--stats-interval <s>', "manager's statistics interval, seconds", '2')
     .option('--policy-interval <s>', "manager's policy interval, seconds", '4')
     .option('--swap-dir <dir>', 'where to put a temporary swap file when the host has no swap', '/var/tmp')
+    .option(
+      '--swap <preset>',
+      `what swapping costs: host (the host's swap as it is) or a throttled loop device: ${Object.values(PRESETS)
+        .map((p) => `${p.name} (${p.readIops} IO/s)`)
+        .join(', ')}`,
+      'host',
+    )
     .option('--trace <dir>', "keep each run's engine decisions (JSON lines), counter samples and guest consoles in this directory")
     .option('--json', 'print the whole result as JSON on stdout')
     .action(async (own: LabCliOptions, cmd: Command) => {
@@ -119,6 +128,7 @@ export function addLabExperiment(experiment: Command): void {
           statsIntervalS: seconds(o.statsInterval, '--stats-interval'),
           policyIntervalS: seconds(o.policyInterval, '--policy-interval'),
           swapDir: o.swapDir,
+          swapPreset: parseSwapPreset(o.swap),
           traceDir: o.trace,
         });
         process.stdout.write((o.json ? JSON.stringify(result) : formatLabTable(result)) + '\n');

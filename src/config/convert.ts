@@ -9,6 +9,7 @@ export function toSafeguardConfig(c: Config): SafeguardConfig {
     minGuestKiB: Math.round(s.min_guest_mib * 1024),
     headroomKiB: Math.round(s.headroom_mib * 1024),
     maxStepFraction: s.max_step_percent / 100,
+    cacheStepFraction: s.cache_step_percent === 'off' ? null : s.cache_step_percent / 100,
     minChangeFraction: s.min_change_percent / 100,
     minChangeKiB: Math.round(s.min_change_mib * 1024),
     rollbackWindow: s.rollback_window,
@@ -26,6 +27,7 @@ export function toAlertThresholds(c: Config): AlertThresholds {
     pagingPagesPerSec: a.paging_pages_per_s,
     pagingSamples: a.paging_samples,
     leakSamples: a.leak_samples,
+    leakWindowS: a.leak_window,
     leakRisingShare: a.leak_rising_percent / 100,
     leakMinRiseKiB: Math.round(a.leak_min_rise_mib * 1024),
     // swap_in / swap_out are per-collection deltas.

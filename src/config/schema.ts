@@ -56,8 +56,12 @@ export const configSchema = z.strictObject(
     safeguards: section({
       /** No balloon target below this, whatever the policy says (MiB). */
       min_guest_mib: nonNegative().default(128),
-      /** Floor = guest used memory + this (MiB); used = balloon_cur - mem_unused. */
+      /** Floor = guest used memory + this (MiB); used = balloon_cur - mem_usable (MemAvailable:
+       *  page cache is not used memory) when the guest reports it, else balloon_cur - mem_unused. */
       headroom_mib: nonNegative().default(64),
+      /** Page cache a balloon may take per policy cycle, % of balloon_max; "off": page cache
+       *  counts as used memory and the floor stays above it. */
+      cache_step_percent: z.union([percent(), z.literal('off')]).default(5),
       /** Largest balloon change per policy cycle, % of the guest's balloon_max. */
       max_step_percent: percent()
         .refine((v) => v > 0, { error: 'expected a percentage above 0 (up to 100)' })
@@ -96,13 +100,16 @@ export const configSchema = z.strictObject(
       paging_pages_per_s: nonNegative().default(10),
       /** ... in each of this many newest samples. */
       paging_samples: positiveInt().default(3),
-      /** guest_leak: a guest's used memory rose in most of this many newest samples ... */
+      /** guest_leak: over leak_window, a guest's used memory (page cache not counted) is cut
+       *  into this many parts and each part's low is kept ... */
       leak_samples: z
         .number({ error: 'expected an integer >= 2' })
         .int({ error: 'expected an integer >= 2' })
         .min(2, { error: 'expected an integer >= 2' })
         .default(10),
-      /** ... (at least this % of the steps) ... */
+      /** ... the window, seconds: growth that lasts less and comes back is not a leak ... */
+      leak_window: positive().default(1800),
+      /** ... the lows rose in at least this % of the steps ... */
       leak_rising_percent: percent().default(80),
       /** ... and by at least this much in total (MiB). */
       leak_min_rise_mib: nonNegative().default(32),

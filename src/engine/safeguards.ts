@@ -138,6 +138,12 @@ export function guardBalloon(inp: BalloonGuardInput, cfg: SafeguardConfig): Ball
     did |= 4;
     t = lo;
   }
+  // Into page cache only a little per cycle (cacheStep is 0 unless the floor is cache-aware).
+  const cacheLo = Math.max(floor, Math.min(cur, b.cacheFloor) - b.cacheStep);
+  if (t < cacheLo && t < cur) {
+    did |= 16;
+    t = Math.min(cur, cacheLo);
+  }
   if (t > hi) {
     did |= 8;
     t = hi;
@@ -152,6 +158,7 @@ export function guardBalloon(inp: BalloonGuardInput, cfg: SafeguardConfig): Ball
   if (did & 2) reasons.push(`clamped down to balloon_max ${fmtKiB(max)}`);
   if (did & 4) reasons.push(`rate-limited to -${fmtKiB(b.step)} per cycle`);
   if (did & 8) reasons.push(`rate-limited to +${fmtKiB(b.step)} per cycle`);
+  if (did & 16) reasons.push(`page cache taken at most ${fmtKiB(b.cacheStep)} per cycle (below used with cache + headroom ${fmtKiB(b.cacheFloor)})`);
   if (skip) {
     reasons.push(`change ${fmtKiB(t - cur)} below ${fmtKiB(b.minChange)}`);
     return decision('skip', requestedNum, from, null, floor, max, reasons, state);

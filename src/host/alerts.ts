@@ -3,7 +3,8 @@
 //   low_available: host mem_free / mem_available under 20%
 //   high_usage:    host (mem_available - mem_free) / mem_available above 85%
 //   paging:        host swap_in + swap_out above 10 pages/s in each of the last 3 samples
-//   guest_leak:    a guest's used memory (mem_available - mem_free) rising steadily over a window
+//   guest_leak:    a guest's used memory, page cache not counted, whose lows keep rising over a
+//                  long window: growth that does not come back (see LeakLows)
 import type { Stats } from '../types.js';
 
 export type AlertKind = 'low_available' | 'high_usage' | 'paging' | 'guest_leak';
@@ -27,9 +28,12 @@ export interface AlertThresholds {
   pagingPagesPerSec: number;
   /** ... in each of this many newest samples. */
   pagingSamples: number;
-  /** guest_leak looks at this many newest samples ... */
+  /** guest_leak cuts its window into this many parts and compares each part's lowest used
+   *  memory ... */
   leakSamples: number;
-  /** ... and needs at least this share of the steps to rise ... */
+  /** ... over a window this long (seconds) ... */
+  leakWindowS: number;
+  /** ... and needs at least this share of the steps between those lows to rise ... */
   leakRisingShare: number;
   /** ... and the total rise to be at least this many KiB. */
   leakMinRiseKiB: number;
@@ -43,6 +47,7 @@ export const DEFAULT_THRESHOLDS: AlertThresholds = {
   pagingPagesPerSec: 10,
   pagingSamples: 3,
   leakSamples: 10,
+  leakWindowS: 1800,
   leakRisingShare: 0.8,
   leakMinRiseKiB: 32 * 1024,
   intervalS: 5,
@@ -107,19 +112,61 @@ export function hostAlerts(history: readonly Stats[], t: AlertThresholds = DEFAU
   return out;
 }
 
-/** A guest's used memory, KiB: what it holds that it would not give back (page cache counts as free). */
+/** A guest's used memory, KiB: what it holds that it would not give back. Page cache counts
+ *  as free: MemAvailable (mem_usable) when the guest reports it, else mem_free (free + caches)
+ *  or, last, mem_unused. */
 export function guestUsed(s: Stats): number | null {
   const total = num(s, 'mem_available');
-  const free = num(s, 'mem_free') ?? num(s, 'mem_unused');
+  const free = num(s, 'mem_usable') ?? num(s, 'mem_free') ?? num(s, 'mem_unused');
   return total === null || free === null ? null : total - free;
 }
 
-/** A leak warning when the guest's used memory rose in most steps of the window and by enough in total. */
-export function guestLeakAlert(name: string, history: readonly Stats[], t: AlertThresholds = DEFAULT_THRESHOLDS): AlertEvent | null {
-  if (history.length < t.leakSamples || t.leakSamples < 2) return null;
-  const used = history.slice(-t.leakSamples).map(guestUsed);
-  if (used.some((u) => u === null)) return null;
-  const u = used as number[];
+/**
+ * The lows of a guest's used memory: the window (leakWindowS) is cut into leakSamples parts
+ * of samples, and each finished part leaves its lowest value. A workload that ramps up and
+ * comes back down leaves a low part behind it; a leak raises every part's low. Samples are
+ * counted, not timed: one part is leakWindowS / intervalS / leakSamples samples. O(parts)
+ * numbers per guest, whatever the window.
+ */
+export class LeakLows {
+  private readonly perPart: number;
+  private readonly guests = new Map<string, { n: number; low: number; lows: number[] }>();
+
+  constructor(private readonly t: AlertThresholds = DEFAULT_THRESHOLDS) {
+    this.perPart = Math.max(1, Math.round(t.leakWindowS / t.intervalS / Math.max(1, t.leakSamples)));
+  }
+
+  /** Counts one sample of the guest (null: used memory unknown, the sample is not counted). */
+  observe(name: string, used: number | null): void {
+    if (used === null) return;
+    let g = this.guests.get(name);
+    if (!g) {
+      g = { n: 0, low: Infinity, lows: [] };
+      this.guests.set(name, g);
+    }
+    if (used < g.low) g.low = used;
+    if (++g.n < this.perPart) return;
+    g.lows.push(g.low);
+    if (g.lows.length > this.t.leakSamples) g.lows.shift();
+    g.n = 0;
+    g.low = Infinity;
+  }
+
+  lows(name: string): readonly number[] {
+    return this.guests.get(name)?.lows ?? [];
+  }
+
+  /** Drops the guests `keep` rejects (gone). */
+  retain(keep: (name: string) => boolean): void {
+    for (const name of this.guests.keys()) if (!keep(name)) this.guests.delete(name);
+  }
+}
+
+/** A leak warning when the lows of the guest's used memory rose in most steps of a full
+ *  window and by enough in total (lows: oldest first, as LeakLows keeps them). */
+export function guestLeakAlert(name: string, lows: readonly number[], t: AlertThresholds = DEFAULT_THRESHOLDS): AlertEvent | null {
+  if (lows.length < t.leakSamples || t.leakSamples < 2) return null;
+  const u = lows.slice(-t.leakSamples);
   let rising = 0;
   for (let i = 1; i < u.length; i++) if (u[i]! > u[i - 1]!) rising++;
   const share = rising / (u.length - 1);
@@ -129,23 +176,25 @@ export function guestLeakAlert(name: string, history: readonly Stats[], t: Alert
     kind: 'guest_leak',
     severity: 'warning',
     entity: name,
-    message: `guest ${name}: used memory rose ${Math.round(rise / 1024)} MiB over ${u.length} samples (rising in ${pct(share)} of them): a leak?`,
+    message: `guest ${name}: used memory (page cache not counted) kept rising and did not come back: its low rose ${Math.round(rise / 1024)} MiB over ${fmtWindow(t.leakWindowS)} (rising in ${pct(share)} of ${u.length} parts): a leak?`,
     value: rise,
     threshold: t.leakMinRiseKiB,
   };
 }
 
-/** Every alert for one cycle: host history, and each guest's history by name. */
+const fmtWindow = (s: number): string => (s >= 120 ? `${Math.round(s / 60)} min` : `${Math.round(s)} s`);
+
+/** Every alert for one cycle: host history, and each guest's used-memory lows by name. */
 export function evaluateAlerts(
   host: readonly Stats[],
-  guests: ReadonlyMap<string, readonly Stats[]> | Record<string, readonly Stats[]>,
+  guestLows: ReadonlyMap<string, readonly number[]> | Record<string, readonly number[]>,
   thresholds: Partial<AlertThresholds> = {},
 ): AlertEvent[] {
   const t = { ...DEFAULT_THRESHOLDS, ...thresholds };
   const out = hostAlerts(host, t);
-  const entries = guests instanceof Map ? [...guests.entries()] : Object.entries(guests);
-  for (const [name, h] of entries) {
-    const a = guestLeakAlert(name, h, t);
+  const entries = guestLows instanceof Map ? [...guestLows.entries()] : Object.entries(guestLows);
+  for (const [name, lows] of entries) {
+    const a = guestLeakAlert(name, lows, t);
     if (a) out.push(a);
   }
   return out;

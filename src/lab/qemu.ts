@@ -25,6 +25,11 @@ export interface QemuGuestOptions {
   /** A cgroup directory (v1 or v2) whose cgroup.procs receives QEMU's PID right after spawn,
    *  before the guest has touched its memory, so all of it is charged there. */
   memCgroup?: string;
+  /** More cgroup directories (other v1 hierarchies, e.g. a blkio cgroup that throttles the
+   *  experiment's swap device) that receive QEMU's PID right after spawn. */
+  moreCgroups?: string[];
+  /** virtio-balloon free page reporting (Linux 5.7+ guests hand freed pages back). */
+  freePageReporting?: boolean;
   /** Wait until the balloon driver is bound (and the workload reports). Default true. */
   wait?: boolean;
   bootTimeoutMs?: number;
@@ -71,6 +76,7 @@ export function qemuArgs(o: {
   qmpSocket: string;
   consoleLog: string;
   qgaSocket: string | null;
+  freePageReporting?: boolean;
 }): string[] {
   const args = [
     '-name',
@@ -97,7 +103,7 @@ export function qemuArgs(o: {
     o.cmdline,
     // id=balloon0: the device is /machine/peripheral/balloon0 for qom-set/qom-get of stats.
     '-device',
-    'virtio-balloon-pci,id=balloon0',
+    `virtio-balloon-pci,id=balloon0${o.freePageReporting ? ',free-page-reporting=on' : ''}`,
     '-qmp',
     `unix:${o.qmpSocket},server=on,wait=off`,
   ];
@@ -143,7 +149,17 @@ export async function startQemuGuest(o: QemuGuestOptions): Promise<QemuGuest> {
   for (const f of [qmpSocket, consoleLog, qgaSocket]) if (f) rmSync(f, { force: true });
   const workload = o.workload ?? DEFAULT_WORKLOAD;
   const cmdline = guestCmdline({ name, workload, delayS: o.delayS, reportS: o.reportS, meminfoS: o.meminfoS, guestAgent: withAgent });
-  const args = qemuArgs({ name, memMiB, kernel: build.kernel, initrd: build.initrd, cmdline, qmpSocket, consoleLog, qgaSocket });
+  const args = qemuArgs({
+    name,
+    memMiB,
+    kernel: build.kernel,
+    initrd: build.initrd,
+    cmdline,
+    qmpSocket,
+    consoleLog,
+    qgaSocket,
+    freePageReporting: o.freePageReporting,
+  });
 
   const logFd = openSync(qemuLog, 'w');
   const t0 = Date.now();
@@ -159,7 +175,7 @@ export async function startQemuGuest(o: QemuGuestOptions): Promise<QemuGuest> {
   const guest: QemuGuest = { name, pid, memMiB, qmpSocket, consoleLog, qemuLog, qgaSocket, bootMs: null };
   writeFileSync(recordPath(name), JSON.stringify({ ...guest, startedAt: new Date().toISOString() }, null, 2) + '\n');
   try {
-    if (o.memCgroup) writeFileSync(join(o.memCgroup, 'cgroup.procs'), String(pid));
+    for (const dir of [o.memCgroup, ...(o.moreCgroups ?? [])]) if (dir) writeFileSync(join(dir, 'cgroup.procs'), String(pid));
     await waitFor(`QMP socket ${qmpSocket}`, 30_000, () => {
       if (!pidAlive(pid)) throw new Error(`QEMU exited: ${readTail(qemuLog)}`);
       return existsSync(qmpSocket);

@@ -5,8 +5,15 @@ import type { Stats } from '../../types.js';
 export interface SafeguardConfig {
   /** No balloon target below this (KiB). */
   minGuestKiB: number;
-  /** Floor = used + headroom, used = balloon_cur - mem_unused (KiB). */
+  /** Floor = used + headroom (KiB). used: the guest's memory that is not page cache,
+   *  balloon_cur - mem_usable (MemAvailable), when the guest reports it; else balloon_cur -
+   *  mem_unused (page cache counted as used). */
   headroomKiB: number;
+  /** Page cache one policy cycle may take, as a fraction of balloon_max: below used-with-cache
+   *  + headroom a balloon goes down at most this fast, so a guest's cache is reclaimed a little
+   *  at a time and a hot cache shows its refaults (and a rollback) before much is gone.
+   *  null: page cache counts as used (the floor is balloon_cur - mem_unused + headroom). */
+  cacheStepFraction: number | null;
   /** Largest change per policy cycle, as a fraction of balloon_max. */
   maxStepFraction: number;
   /** Changes below max(minChangeKiB, minChangeFraction * balloon_max) are skipped. */
@@ -24,6 +31,7 @@ export const defaultSafeguards: SafeguardConfig = {
   minGuestKiB: 128 * 1024,
   headroomKiB: 64 * 1024,
   maxStepFraction: 0.1,
+  cacheStepFraction: 0.05,
   minChangeFraction: 0.0025,
   minChangeKiB: 1024,
   rollbackWindow: 3,
@@ -37,7 +45,15 @@ export interface BalloonBounds {
   max: number;
   step: number;
   minChange: number;
+  /** Memory the guest uses, page cache included (balloon_cur - mem_unused). */
   used: number | null;
+  /** Memory the guest uses that is not reclaimable cache (balloon_cur - mem_usable), when the
+   *  floor is cache-aware; null when the floor counts page cache as used. */
+  anon: number | null;
+  /** used + headroom (capped at max): below it a balloon eats into page cache. */
+  cacheFloor: number;
+  /** The most a cycle may take below cacheFloor. */
+  cacheStep: number;
 }
 
 const MiB = 1024;
@@ -49,9 +65,13 @@ function num(v: unknown): number | null {
 
 /**
  * The interval a balloon target must stay in, and the step limits.
- * floor = max(configured minimum, balloon_min, used + headroom), where used memory is
- * MOM's notion: balloon_cur - mem_unused (what the guest holds minus what it reports as
- * completely unused; page cache counts as used, so the floor errs on the guest's side).
+ * floor = max(configured minimum, balloon_min, used + headroom). What counts as used:
+ * - cache-aware (cacheStepFraction set, and the guest reports mem_usable, its MemAvailable):
+ *   balloon_cur - mem_usable, the memory the guest cannot drop. A guest whose page cache grows
+ *   is not deflated for it, and a balloon may take its cache, at most cacheStep a cycle below
+ *   cacheFloor (used-with-cache + headroom), the guard's pacing of that.
+ * - otherwise MOM's notion: balloon_cur - mem_unused (page cache counts as used, the floor
+ *   errs on the guest's side).
  * A floor above balloon_max is lowered to balloon_max: a guest never gets more than its maximum.
  */
 export function balloonBounds(s: Stats, cfg: SafeguardConfig): BalloonBounds | string {
@@ -61,14 +81,21 @@ export function balloonBounds(s: Stats, cfg: SafeguardConfig): BalloonBounds | s
   if (max === null || max <= 0) return 'balloon_max unknown';
   const unused = num(s.mem_unused);
   const used = unused === null ? null : Math.max(0, cur - unused);
+  const usable = cfg.cacheStepFraction === null ? null : num(s.mem_usable);
+  // MemAvailable is never less than what is completely free; a guest that says otherwise
+  // (garbage, or a sample torn between two reads) gets the cautious floor.
+  const anon = used === null || usable === null || usable < (unused ?? 0) ? null : Math.max(0, cur - usable);
   const bmin = num(s.balloon_min) ?? 0;
   let floor = cfg.minGuestKiB;
   if (bmin > floor) floor = bmin;
-  if (used !== null && used + cfg.headroomKiB > floor) floor = used + cfg.headroomKiB;
+  const counted = anon ?? used;
+  if (counted !== null && counted + cfg.headroomKiB > floor) floor = counted + cfg.headroomKiB;
   if (floor > max) floor = max;
+  const cacheFloor = used === null ? floor : Math.min(max, Math.max(floor, used + cfg.headroomKiB));
   const step = Math.max(1, Math.floor(cfg.maxStepFraction * max));
+  const cacheStep = anon === null ? 0 : Math.max(1, Math.floor((cfg.cacheStepFraction ?? 0) * max));
   const minChange = Math.max(cfg.minChangeKiB, cfg.minChangeFraction * max);
-  return { floor: Math.ceil(floor), max, step, minChange, used };
+  return { floor: Math.ceil(floor), max, step, minChange, used, anon, cacheFloor: Math.ceil(cacheFloor), cacheStep };
 }
 
 /** Which term made the floor what it is (for the action log; computed only when logged). */
@@ -80,9 +107,13 @@ export function floorWhy(s: Stats, b: BalloonBounds, cfg: SafeguardConfig): stri
     f = bmin;
     why = `balloon_min ${fmtKiB(bmin)}`;
   }
-  if (b.used !== null && b.used + cfg.headroomKiB > f) {
-    f = b.used + cfg.headroomKiB;
-    why = `used ${fmtKiB(b.used)} + headroom ${fmtKiB(cfg.headroomKiB)}`;
+  const counted = b.anon ?? b.used;
+  if (counted !== null && counted + cfg.headroomKiB > f) {
+    f = counted + cfg.headroomKiB;
+    why =
+      b.anon !== null
+        ? `used without page cache ${fmtKiB(b.anon)} + headroom ${fmtKiB(cfg.headroomKiB)}`
+        : `used ${fmtKiB(counted)} + headroom ${fmtKiB(cfg.headroomKiB)}`;
   }
   if (f > b.max) why += ' (capped at balloon_max)';
   return why;

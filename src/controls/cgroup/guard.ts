@@ -20,9 +20,10 @@ export function guardCgroup(control: string, requested: unknown, s: Stats, cfg: 
   const b = balloonBounds(s, cfg);
   let value = Math.round(v);
   const reasons = ['policy request'];
-  if (typeof b !== 'string' && value < b.floor) {
-    reasons.push(`raised to floor ${fmtKiB(b.floor)} (${floorWhy(s, b, cfg)})`);
-    value = b.floor;
+  // Page cache counts here: under a host-side limit the host would swap the guest's cache out.
+  if (typeof b !== 'string' && value < b.cacheFloor) {
+    reasons.push(`raised to floor ${fmtKiB(b.cacheFloor)} (${b.cacheFloor > b.floor ? 'used with page cache + headroom' : floorWhy(s, b, cfg)})`);
+    value = b.cacheFloor;
   } else if (typeof b === 'string' && value < cfg.minGuestKiB) {
     reasons.push(`raised to configured minimum ${fmtKiB(cfg.minGuestKiB)}`);
     value = cfg.minGuestKiB;

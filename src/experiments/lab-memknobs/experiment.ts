@@ -11,9 +11,21 @@ import { acquireExperimentLock } from './lock.js';
 export { LabUnavailable };
 import { memoryCgroupMount } from './domain.js';
 import { ratio, spread, type Spread } from './metrics.js';
-import { checkScale, CONFIGS, domainLimitMiB, planGuests, swapSizeMiB, type ConfigName, type LabScale } from './plan.js';
+import { checkScale, configParts, CONFIGS, domainLimitMiB, planGuests, swapSizeMiB, type ConfigName, type LabScale } from './plan.js';
 import { runOnce, type RunResult } from './run.js';
 import { ensureSwap, removeSwap, type SwapSetup } from './swap.js';
+import {
+  addThrottledSwap,
+  PRESETS,
+  probeSwap,
+  removeThrottledSwap,
+  throttleV2,
+  type SwapPreset,
+  type SwapPresetName,
+  type ThrottledSwap,
+} from './swap-device.js';
+import { mkdirSync as mkdir, rmdirSync } from 'node:fs';
+import { join } from 'node:path';
 
 export interface LabExperimentOptions {
   scale: LabScale;
@@ -21,8 +33,10 @@ export interface LabExperimentOptions {
   configs?: readonly ConfigName[];
   statsIntervalS?: number;
   policyIntervalS?: number;
-  /** Where a swap file goes when the host has none. */
+  /** Where a swap file goes when the host has none (or the preset's file). */
   swapDir?: string;
+  /** 'host': the host's swap, or a plain swap file; a preset: a throttled loop device. */
+  swapPreset?: SwapPresetName;
   say?: (m: string) => void;
   /** Keep each run's engine decisions, counter samples and guest consoles here. */
   traceDir?: string;
@@ -52,7 +66,14 @@ export interface LabExperimentResult {
   repeat: number;
   domainLimitMiB: number;
   cgroupVersion: 1 | 2;
-  swap: { mode: SwapSetup['mode']; totalMiB: number; source: string };
+  swap: {
+    mode: SwapSetup['mode'] | 'device';
+    totalMiB: number;
+    source: string;
+    preset: SwapPresetName;
+    /** The preset's limits, and what a probe measured through them. */
+    device?: { loop: string; dev: string; limits: SwapPreset; measured: ThrottledSwap['measured'] };
+  };
   workload: { spec: string; delaysS: number[] };
   manager: { statsIntervalS: number; policyIntervalS: number };
   runs: RunResult[];
@@ -72,20 +93,21 @@ function vsNone(runs: RunResult[], config: ConfigName, pick: (r: RunResult) => n
 export function summarize(runs: RunResult[], configs: readonly ConfigName[]): ConfigSummary[] {
   return configs.map((config) => {
     const mine = runs.filter((r) => r.config === config);
-    const managed = config !== 'none';
+    const managed = configParts(config).manager !== 'none';
+    const compared = config !== 'none';
     return {
       config,
       runs: mine.length,
       throughput: spread(mine.map((r) => r.throughput)),
-      throughputVsNone: managed ? spread(vsNone(runs, config, (r) => r.throughput)) : null,
+      throughputVsNone: compared ? spread(vsNone(runs, config, (r) => r.throughput)) : null,
       peaks: spread(mine.map((r) => r.peaks)),
       oomKills: spread(mine.map((r) => r.oomKills)),
       swapIn: spread(mine.map((r) => r.swapIn)),
       swapOut: spread(mine.map((r) => r.swapOut)),
-      swapInVsNone: managed ? spread(vsNone(runs, config, (r) => r.swapIn)) : null,
-      swapOutVsNone: managed ? spread(vsNone(runs, config, (r) => r.swapOut)) : null,
+      swapInVsNone: compared ? spread(vsNone(runs, config, (r) => r.swapIn)) : null,
+      swapOutVsNone: compared ? spread(vsNone(runs, config, (r) => r.swapOut)) : null,
       pressureS: spread(mine.map((r) => r.pressureS)),
-      pressureVsNone: managed ? spread(vsNone(runs, config, (r) => r.pressureS)) : null,
+      pressureVsNone: compared ? spread(vsNone(runs, config, (r) => r.pressureS)) : null,
       balloonActions: managed ? spread(mine.map((r) => r.manager?.balloonActions ?? null)) : null,
       rollbacks: managed ? spread(mine.map((r) => r.manager?.rollbacks ?? null)) : null,
     };
@@ -116,8 +138,29 @@ export async function runLabExperiment(o: LabExperimentOptions): Promise<LabExpe
   cleanup.install();
   const runs: RunResult[] = [];
   let swap: SwapSetup | null = null;
+  let device: ThrottledSwap | null = null;
+  const preset = o.swapPreset ?? 'host';
   try {
-    swap = await ensureSwap(swapSizeMiB(scale), o.swapDir ?? '/var/tmp', say);
+    if (preset !== 'host') {
+      const dev = await addThrottledSwap(PRESETS[preset], swapSizeMiB(scale), o.swapDir ?? '/var/tmp', version, say);
+      device = dev;
+      cleanup.add({
+        what: `swap device ${dev.loop}`,
+        run: () => removeThrottledSwap(dev, say),
+        runSync: () => {
+          spawnSync('swapoff', [dev.loop]);
+          spawnSync('losetup', ['-d', dev.loop]);
+          spawnSync('rm', ['-f', dev.file]);
+        },
+      });
+      dev.measured = await probeThrough(dev, version);
+      say(
+        `swap: probe through the throttle: ${dev.measured.readIops} reads/s of 4 KiB, ${dev.measured.readLatencyMs} ms each (dd iflag=direct, one at a time)`,
+      );
+    }
+    swap = device
+      ? { mode: 'existing', path: null, totalKiB: swapSizeMiB(scale) * 1024, before: [] }
+      : await ensureSwap(swapSizeMiB(scale), o.swapDir ?? '/var/tmp', say);
     const sw = swap;
     cleanup.add({
       what: 'swap file',
@@ -148,6 +191,7 @@ export async function runLabExperiment(o: LabExperimentOptions): Promise<LabExpe
             say,
             progressEveryS: o.progressEveryS,
             traceDir: o.traceDir,
+            swapDevice: device,
           }),
         );
       }
@@ -158,7 +202,13 @@ export async function runLabExperiment(o: LabExperimentOptions): Promise<LabExpe
       repeat: o.repeat,
       domainLimitMiB: domainLimitMiB(scale),
       cgroupVersion: version,
-      swap: { mode: swap.mode, totalMiB: Math.round(swap.totalKiB / 1024), source: runs[0]?.swapSource ?? '' },
+      swap: {
+        mode: device ? 'device' : swap.mode,
+        totalMiB: Math.round(swap.totalKiB / 1024),
+        source: runs[0]?.swapSource ?? '',
+        preset,
+        ...(device ? { device: { loop: device.loop, dev: device.dev, limits: device.preset, measured: device.measured } } : {}),
+      },
       workload: { spec: plan[0]!.workload, delaysS: plan.map((p) => p.delayS) },
       manager: { statsIntervalS, policyIntervalS },
       runs,
@@ -167,5 +217,20 @@ export async function runLabExperiment(o: LabExperimentOptions): Promise<LabExpe
   } finally {
     await cleanup.runAll();
     cleanup.uninstall();
+  }
+}
+
+/** Measures the throttled device from where the guests will use it: the blkio cgroup (v1) or
+ *  a probe cgroup with the same io.max (v2). */
+async function probeThrough(dev: ThrottledSwap, version: 1 | 2): Promise<NonNullable<ThrottledSwap['measured']>> {
+  if (version === 1 && dev.blkioDir) return probeSwap(dev, dev.blkioDir);
+  const mount = (await memoryCgroupMount())!.mountPoint;
+  const dir = join(mount, `ballast-lab-experiment-${process.pid}-probe`);
+  mkdir(dir);
+  try {
+    throttleV2(dir, mount, dev);
+    return await probeSwap(dev, dir);
+  } finally {
+    rmdirSync(dir);
   }
 }

@@ -13,13 +13,22 @@ export function fmtSpread(s: Spread | null, f: (v: number) => string = num): str
   return `${f(s.median)} (${f(s.min)}–${f(s.max)})`;
 }
 
+function swapWhat(r: LabExperimentResult): string {
+  const d = r.swap.device;
+  if (d) {
+    const m = d.measured ? `, measured ${d.measured.readIops} reads/s, ${d.measured.readLatencyMs} ms each` : '';
+    return `preset ${r.swap.preset}: loop device ${d.loop} throttled to ${d.limits.readIops}/${d.limits.writeIops} IO/s read/write${m}`;
+  }
+  return r.swap.mode === 'file' ? 'a swap file added for the experiment' : "the host's";
+}
+
 const fmtRatio = (s: Spread | null) => fmtSpread(s, (v) => `${v.toFixed(2)}x`);
 
 export function formatLabTable(r: LabExperimentResult): string {
   const s = r.scale;
   const head = [
     `lab-memknobs: ${s.guests} x ${s.memMiB} MiB TCG guests in a cgroup v${r.cgroupVersion} memory domain limited to ${r.domainLimitMiB} MiB ` +
-      `(${s.limitRatio.toFixed(2)} x (guest memory + ${s.qemuOverheadMiB} MiB QEMU overhead each)), swap ${r.swap.totalMiB} MiB (${r.swap.mode === 'file' ? 'a swap file added for the experiment' : "the host's"})`,
+      `(${s.limitRatio.toFixed(2)} x (guest memory + ${s.qemuOverheadMiB} MiB QEMU overhead each)), swap ${r.swap.totalMiB} MiB (${swapWhat(r)})`,
     `${s.durationS} s measured per run, ${r.repeat} repetition(s); workload period ${s.periodS} s, ramp in ${s.rampSteps} steps, guests staggered by ${r.workload.delaysS.join('/')} s; ` +
       `manager: stats every ${r.manager.statsIntervalS} s, policy every ${r.manager.policyIntervalS} s`,
     `cells: median (min–max) over repetitions; "vs none": ratio to the no-manager run of the same repetition; swap pages from ${r.swap.source}`,

@@ -16,17 +16,19 @@ import type { SafeguardConfig } from '../../engine/safeguards.js';
 import { compilePolicies, shippedPolicy } from '../../policy/index.js';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { createLogger, nullLogger } from '../../log/logger.js';
-import type { ConfigName } from './plan.js';
 
 export const MOM_STYLE_SAFEGUARDS: Partial<SafeguardConfig> = {
   minGuestKiB: 0,
   headroomKiB: 0,
   maxStepFraction: 1,
   rollbackWindow: 0,
+  // As measured before cache-aware floors: MOM's style counts page cache as used.
+  cacheStepFraction: null,
 };
 
 export interface ManagerOptions {
-  config: Exclude<ConfigName, 'none'>;
+  /** The manager: MOM's style or ballast's (free page reporting is the guests', not its). */
+  config: 'mom' | 'ballast';
   qmpSockets: string[];
   domainDir: string;
   guestPids: number[];

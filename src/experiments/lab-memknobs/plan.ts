@@ -3,13 +3,23 @@
 // guests' peaks, and the memory domain's limit. Memory in MiB here: these become kernel
 // command line arguments and a cgroup limit, both set once.
 
-export type ConfigName = 'none' | 'mom' | 'ballast';
+export type ConfigName = 'none' | 'mom' | 'ballast' | 'none+fpr' | 'ballast+fpr';
+/** The runs made unless --configs names others. */
 export const CONFIGS: readonly ConfigName[] = ['none', 'mom', 'ballast'];
+export const ALL_CONFIGS: readonly ConfigName[] = ['none', 'mom', 'ballast', 'none+fpr', 'ballast+fpr'];
 export const CONFIG_TITLES: Record<ConfigName, string> = {
   none: 'no manager',
   mom: "MOM's style (balloon + KSM policies, basic guards only)",
   ballast: 'ballast (default policy + safeguards)',
+  'none+fpr': 'no manager; guests hand freed pages back (virtio-balloon free page reporting)',
+  'ballast+fpr': 'ballast, and guests hand freed pages back (free page reporting)',
 };
+
+/** Which manager a run has, and whether its guests report free pages (pure). */
+export function configParts(c: ConfigName): { manager: 'none' | 'mom' | 'ballast'; fpr: boolean } {
+  const fpr = c.endsWith('+fpr');
+  return { manager: (fpr ? c.slice(0, -4) : c) as 'none' | 'mom' | 'ballast', fpr };
+}
 
 export interface LabScale {
   guests: number;

@@ -22,7 +22,8 @@ import {
   type CounterSample,
   type CounterSummary,
 } from './metrics.js';
-import { domainLimitMiB, planGuests, type ConfigName, type LabScale } from './plan.js';
+import { configParts, domainLimitMiB, planGuests, type ConfigName, type LabScale } from './plan.js';
+import { throttleV2, type ThrottledSwap } from './swap-device.js';
 
 export interface RunOptions {
   config: ConfigName;
@@ -36,6 +37,8 @@ export interface RunOptions {
   traceDir?: string;
   /** Seconds between progress lines. */
   progressEveryS?: number;
+  /** The experiment's throttled swap device, when a --swap preset is used. */
+  swapDevice?: ThrottledSwap | null;
 }
 
 export interface GuestResult {
@@ -90,6 +93,7 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
   const limitKiB = domainLimitMiB(scale) * 1024;
   const cgName = `ballast-lab-experiment-${process.pid}-${config}-${o.repetition}`;
   const domain = await createDomain(cgName, limitKiB, scale.guests);
+  const parts = configParts(config);
   const undoDomain = cleanup.add({
     what: `cgroup ${domain.dir}`,
     run: async () => {
@@ -129,6 +133,9 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
 
   let undoManager: (() => Promise<void>) | null = null;
   try {
+    // v2: the swap device's limits go on the domain itself (v1: the QEMUs join the blkio cgroup).
+    if (o.swapDevice && domain.version === 2) throttleV2(domain.dir, join(domain.dir, '..'), o.swapDevice);
+    const moreCgroups = o.swapDevice?.blkioDir ? [o.swapDevice.blkioDir] : [];
     say(`${tag} domain ${domain.dir}: limit ${domainLimitMiB(scale)} MiB for ${scale.guests} x ${scale.memMiB} MiB guests; booting them`);
     const t0 = Date.now();
     const guests: QemuGuest[] = await Promise.all(
@@ -143,6 +150,8 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
           meminfoS: 2,
           guestAgent: false,
           memCgroup: domain.guestDirs[i],
+          moreCgroups,
+          freePageReporting: parts.fpr,
           bootTimeoutMs: 240_000,
         }),
       ),
@@ -152,9 +161,9 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
     const tails = guests.map((g) => new ConsoleTail(g.consoleLog));
     for (const t of tails) t.poll();
 
-    if (config !== 'none') {
+    if (parts.manager !== 'none') {
       const m = new RunManager({
-        config,
+        config: parts.manager,
         qmpSockets: guests.map((g) => g.qmpSocket),
         domainDir: domain.dir,
         guestPids: guests.map((g) => g.pid),

@@ -17,7 +17,8 @@ function setup(hv: FakeHypervisor, clearAfter = 1) {
   let t = 0;
   const logger = memoryLogger();
   const engine = new Engine<FnPolicy>({ hypervisor: hv, hostSources: [source], policy: null, evaluate: evaluateFn, logger, now: () => t });
-  const alerts = new AlertMonitor(engine, DEFAULT_THRESHOLDS, logger, clearAfter);
+  // A leak window of 50 s in parts of one 5 s sample: the tests step through it quickly.
+  const alerts = new AlertMonitor(engine, { ...DEFAULT_THRESHOLDS, leakWindowS: 50 }, logger, clearAfter);
   const step = async (h: Stats = {}) => {
     host = { ...host, ...h };
     t += 5;

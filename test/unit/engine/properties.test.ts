@@ -15,10 +15,18 @@ import { FakeHypervisor, MiB } from './fakes.js';
 function bounds(s: Stats, sg: SafeguardConfig) {
   const cur = s.balloon_cur as number;
   const max = s.balloon_max as number;
-  const used = cur - (s.mem_unused as number);
-  const floor = Math.min(max, Math.ceil(Math.max(sg.minGuestKiB, s.balloon_min as number, used + sg.headroomKiB)));
+  const unused = s.mem_unused as number;
+  const used = Math.max(0, cur - unused);
+  // Cache-aware: page cache (mem_usable - mem_unused) is not used memory, when reported sanely.
+  const usable = typeof s.mem_usable === 'number' && sg.cacheStepFraction !== null ? s.mem_usable : null;
+  const anon = usable !== null && usable >= unused ? Math.max(0, cur - usable) : null;
+  const floor = Math.min(max, Math.ceil(Math.max(sg.minGuestKiB, (s.balloon_min as number | undefined) ?? 0, (anon ?? used) + sg.headroomKiB)));
   const step = Math.max(1, Math.floor(sg.maxStepFraction * max));
-  return { cur, max, floor, step };
+  const cacheFloor = Math.ceil(Math.min(max, Math.max(floor, used + sg.headroomKiB)));
+  const cacheStep = anon === null ? 0 : Math.max(1, Math.floor((sg.cacheStepFraction ?? 0) * max));
+  // The lowest an inflation may go this cycle: not more than cacheStep into the cache.
+  const lowest = Math.max(floor, Math.min(cur, cacheFloor) - cacheStep);
+  return { cur, max, floor, step, lowest };
 }
 
 const FIELDS = [
@@ -52,6 +60,8 @@ interface SimGuest {
   swapIn: number;
   faults: number;
   bmin: number;
+  /** Share of `used` that is page cache (mem_usable reported), or null (not reported). */
+  cacheFrac: number | null;
 }
 
 /** A host of random guests; each cycle their use drifts and some swap. */
@@ -62,6 +72,7 @@ const hostArb = fc.record({
       curFrac: fc.double({ min: 0.05, max: 1, noNaN: true }),
       usedFrac: fc.double({ min: 0, max: 1, noNaN: true }),
       bminMiB: fc.integer({ min: 0, max: 2048 }),
+      cacheFrac: fc.option(fc.double({ min: 0, max: 1, noNaN: true }), { nil: null }),
     }),
     { minLength: 1, maxLength: 8 },
   ),
@@ -71,6 +82,7 @@ const hostArb = fc.record({
     minGuestKiB: fc.integer({ min: 0, max: 1024 * MiB }),
     headroomKiB: fc.integer({ min: 0, max: 512 * MiB }),
     maxStepFraction: fc.double({ min: 0.001, max: 1, noNaN: true }),
+    cacheStepFraction: fc.option(fc.double({ min: 0, max: 0.2, noNaN: true }), { nil: null }),
     minChangeFraction: fc.double({ min: 0, max: 0.05, noNaN: true }),
     minChangeKiB: fc.integer({ min: 0, max: 8 * MiB }),
     rollbackWindow: fc.integer({ min: 0, max: 4 }),
@@ -96,6 +108,7 @@ class DriftingHypervisor extends FakeHypervisor {
         balloon_min: g.bmin,
         mem_unused: Math.max(0, g.cur - g.used),
         mem_free: Math.max(0, g.cur - g.used),
+        ...(g.cacheFrac === null ? {} : { mem_usable: Math.max(0, g.cur - g.used) + Math.round(g.used * g.cacheFrac) }),
         swap_in: g.swapIn,
         major_fault: g.faults,
         swap_out: 0,
@@ -123,7 +136,7 @@ test('balloon targets stay in [floor, balloon_max] and move at most one step per
       const sims: SimGuest[] = host.guests.map((g, i) => {
         const max = g.maxMiB * MiB;
         const cur = Math.max(1, Math.round(max * g.curFrac));
-        return { id: `g${i}`, name: `vm${i}`, max, cur, used: Math.round(cur * g.usedFrac), swapIn: 0, faults: 0, bmin: g.bminMiB * MiB };
+        return { id: `g${i}`, name: `vm${i}`, max, cur, used: Math.round(cur * g.usedFrac), swapIn: 0, faults: 0, bmin: g.bminMiB * MiB, cacheFrac: g.cacheFrac };
       });
       const hv = new DriftingHypervisor(sims);
       let t = 0;
@@ -146,10 +159,11 @@ test('balloon targets stay in [floor, balloon_max] and move at most one step per
         await engine.evaluateAndAct();
         for (const call of hv.setCalls) {
           checked++;
-          const { cur, max, floor, step } = bounds(hv.lastSeen.get(call.id)!, sg);
+          const { cur, max, floor, step, lowest } = bounds(hv.lastSeen.get(call.id)!, sg);
           const ctx = `expr=${expr} cur=${cur} floor=${floor} max=${max} step=${step} target=${call.target}`;
           assert.ok(Number.isInteger(call.target), ctx);
           assert.ok(call.target >= floor && call.target <= max, `target outside [floor, max]: ${ctx}`);
+          assert.ok(call.target >= cur || call.target >= lowest, `inflated more than the page-cache step allows (lowest ${lowest}): ${ctx}`);
           const change = Math.abs(call.target - cur);
           const raisedToFloor = cur < floor && call.target === floor;
           const loweredToMax = cur > max && call.target === max;
@@ -282,9 +296,10 @@ test('on random simulated hosts, balloon targets stay in [floor, balloon_max] wi
           }
           for (const call of hv.calls) {
             checked++;
-            const { cur, max, floor, step } = bounds(hv.lastSeen.get(call.id)!, sg);
+            const { cur, max, floor, step, lowest } = bounds(hv.lastSeen.get(call.id)!, sg);
             const ctx = `expr=${expr} t=${world.now} cur=${cur} floor=${floor} max=${max} step=${step} target=${call.target}`;
             assert.ok(call.target >= floor && call.target <= max, `target outside [floor, max]: ${ctx}`);
+            assert.ok(call.target >= cur || call.target >= lowest, `inflated more than the page-cache step allows (lowest ${lowest}): ${ctx}`);
             const change = Math.abs(call.target - cur);
             assert.ok(change <= step || (cur < floor && call.target === floor) || (cur > max && call.target === max), `change ${change} above step: ${ctx}`);
           }

@@ -143,3 +143,52 @@ test('cgroup limits below the floor are raised to it; "max" removes the limit', 
   assert.equal(guardCgroup('mem_max', 'max', g(), cfg).value, null);
   assert.equal(guardCgroup('mem_max', -5, g(), cfg).verdict, 'veto');
 });
+
+test('cache-aware floor: page cache is not used memory; a balloon takes it at most cacheStep a cycle', () => {
+  // 2 GiB guest: 300 MiB free, 1.2 GiB page cache, ~550 MiB that only the guest can give up.
+  const cache = g({ mem_unused: 300 * MiB, mem_usable: 1500 * MiB });
+  const b = balloonBounds(cache, cfg);
+  assert.ok(typeof b !== 'string');
+  assert.equal(b.anon, 548 * MiB);
+  assert.equal(b.floor, 548 * MiB + 64 * MiB, 'floor = used without cache + headroom');
+  assert.equal(b.cacheFloor, 1748 * MiB + 64 * MiB, 'used with cache + headroom: above the current size');
+  assert.equal(b.cacheStep, Math.floor(0.05 * 2048 * MiB));
+  // Free memory beyond used-with-cache + headroom goes at the normal pace (10%: 205 MiB).
+  const first = guardBalloon({ history: hist(cache), requested: 1024 * MiB, state: {}, cycle: 1, now: 0 }, cfg);
+  assert.equal(first.target, 2048 * MiB - Math.floor(0.1 * 2048 * MiB));
+  // Once little is free, the guard takes one cache step a cycle below that level, no more.
+  const cached = g({ mem_unused: 40 * MiB, mem_usable: 1240 * MiB });
+  const d = guardBalloon({ history: hist(cached), requested: 1024 * MiB, state: {}, cycle: 1, now: 0 }, cfg);
+  assert.equal(d.verdict, 'apply');
+  assert.equal(d.target, 2048 * MiB - b.cacheStep);
+  assert.ok(
+    d.reasons.some((r) => r.startsWith('page cache taken at most 102 MiB per cycle')),
+    d.reasons.join(),
+  );
+  // A guest whose cache grew until almost nothing is free is not deflated for it.
+  const full = g({ balloon_cur: 1024 * MiB, mem_unused: 20 * MiB, mem_usable: 700 * MiB });
+  const keep = guardBalloon({ history: hist(full), requested: 1024 * MiB, state: {}, cycle: 1, now: 0 }, cfg);
+  assert.equal(keep.verdict, 'skip');
+  const old = guardBalloon({ history: hist(full), requested: 1024 * MiB, state: {}, cycle: 1, now: 0 }, { ...cfg, cacheStepFraction: null });
+  assert.equal(old.verdict, 'apply', 'counting cache as used, the same guest is below its floor');
+  assert.equal(old.target, 1004 * MiB + 64 * MiB);
+});
+
+test('cache-aware floor falls back to counting cache when mem_usable is missing, off, or contradicts mem_unused', () => {
+  for (const [s, c] of [
+    [g({ mem_unused: 300 * MiB }), cfg],
+    [g({ mem_unused: 300 * MiB, mem_usable: 1500 * MiB }), { ...cfg, cacheStepFraction: null }],
+    [g({ mem_unused: 300 * MiB, mem_usable: 100 * MiB }), cfg],
+  ] as const) {
+    const b = balloonBounds(s, c);
+    assert.ok(typeof b !== 'string');
+    assert.equal(b.anon, null);
+    assert.equal(b.floor, 1748 * MiB + 64 * MiB);
+    assert.equal(b.cacheStep, 0);
+  }
+});
+
+test('cgroup limits keep page cache: a host-side limit under it would swap the cache out', () => {
+  const d = guardCgroup('mem_high', 10 * MiB, g({ mem_unused: 300 * MiB, mem_usable: 1500 * MiB }), cfg);
+  assert.equal(d.value, 1812 * MiB);
+});

@@ -7,7 +7,9 @@ import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFil
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { validateWorkloadSpec, parseConsoleLine } from '../../../src/lab/console.js';
-import { checkScale, DEFAULT_SCALE, domainLimitMiB, guestWorkload, planGuests, swapSizeMiB } from '../../../src/experiments/lab-memknobs/plan.js';
+import { checkScale, configParts, DEFAULT_SCALE, domainLimitMiB, guestWorkload, planGuests, swapSizeMiB } from '../../../src/experiments/lab-memknobs/plan.js';
+import { parseSwapPreset, PRESETS, throttleLines } from '../../../src/experiments/lab-memknobs/swap-device.js';
+import { qemuArgs } from '../../../src/lab/qemu.js';
 import {
   minGuestTotalKiB,
   oomKills,
@@ -243,7 +245,7 @@ test("summary: spreads per configuration and ratios to the same repetition's no-
     repeat: 2,
     domainLimitMiB: 1280,
     cgroupVersion: 1,
-    swap: { mode: 'file', totalMiB: 896, source: 'host /proc/vmstat pswpin/pswpout' },
+    swap: { mode: 'file', totalMiB: 896, source: 'host /proc/vmstat pswpin/pswpout', preset: 'host' },
     workload: { spec: 'x', delaysS: [0, 30] },
     manager: { statsIntervalS: 2, policyIntervalS: 4 },
     runs,
@@ -314,6 +316,7 @@ test('CLI: bad options are refused with their name before anything starts; simul
     [['--mem', '2048'], /--mem must be 128\.\.512 MiB/],
     [['--limit-ratio', 'x'], /--limit-ratio must be a number/],
     [['--configs', 'none,foo'], /--configs: unknown "foo"/],
+    [['--swap', 'floppy'], /--swap must be one of host, nvme, ssd, hdd, got "floppy"/],
     [['--seed', '3'], /--seed is an option of the simulated experiments, not of lab-memknobs/],
     [[], /lab-memknobs cannot run here: BALLAST_LAB=0/],
   ];
@@ -323,4 +326,29 @@ test('CLI: bad options are refused with their name before anything starts; simul
     assert.match(r.stderr, want, args.join(' '));
     assert.equal(r.stdout, '');
   }
+});
+
+test('swap presets: slower classes allow fewer operations; throttle lines name the device for v1 and v2', () => {
+  assert.ok(PRESETS.nvme.readIops > PRESETS.ssd.readIops && PRESETS.ssd.readIops > PRESETS.hdd.readIops);
+  assert.ok(PRESETS.hdd.readIops <= 200, 'a disk seeks: at most a few hundred random operations a second');
+  const t = throttleLines('7:0', PRESETS.hdd);
+  assert.equal(t.v1['blkio.throttle.read_iops_device'], '7:0 120');
+  assert.equal(t.v1['blkio.throttle.write_bps_device'], '7:0 150000000');
+  assert.equal(t.v2, '7:0 riops=120 wiops=120 rbps=150000000 wbps=150000000');
+  assert.equal(parseSwapPreset(' HDD '), 'hdd');
+  assert.throws(() => parseSwapPreset('tape'), /--swap must be one of host, nvme, ssd, hdd/);
+});
+
+test('free page reporting runs: the manager and the balloon option come from the name', () => {
+  assert.deepEqual(configParts('none'), { manager: 'none', fpr: false });
+  assert.deepEqual(configParts('ballast+fpr'), { manager: 'ballast', fpr: true });
+  assert.deepEqual(configParts('none+fpr'), { manager: 'none', fpr: true });
+  const base = { name: 'g', memMiB: 256, kernel: 'k', initrd: 'i', cmdline: 'c', qmpSocket: 's', consoleLog: 'l', qgaSocket: null };
+  assert.ok(qemuArgs({ ...base, freePageReporting: true }).includes('virtio-balloon-pci,id=balloon0,free-page-reporting=on'));
+  assert.ok(qemuArgs(base).includes('virtio-balloon-pci,id=balloon0'));
+  // A free-page-reporting run without a manager is still compared with the plain no-manager run.
+  const runs = [run('none', 1, 100, 1000), run('none+fpr', 1, 150, 400)];
+  const [, fpr] = summarize(runs, ['none', 'none+fpr']);
+  assert.equal(fpr!.throughputVsNone!.median, 1.5);
+  assert.equal(fpr!.balloonActions, null);
 });
