@@ -136,7 +136,17 @@ test('balloon targets stay in [floor, balloon_max] and move at most one step per
       const sims: SimGuest[] = host.guests.map((g, i) => {
         const max = g.maxMiB * MiB;
         const cur = Math.max(1, Math.round(max * g.curFrac));
-        return { id: `g${i}`, name: `vm${i}`, max, cur, used: Math.round(cur * g.usedFrac), swapIn: 0, faults: 0, bmin: g.bminMiB * MiB, cacheFrac: g.cacheFrac };
+        return {
+          id: `g${i}`,
+          name: `vm${i}`,
+          max,
+          cur,
+          used: Math.round(cur * g.usedFrac),
+          swapIn: 0,
+          faults: 0,
+          bmin: g.bminMiB * MiB,
+          cacheFrac: g.cacheFrac,
+        };
       });
       const hv = new DriftingHypervisor(sims);
       let t = 0;
