@@ -6,6 +6,7 @@ import { ALL_CONFIGS, DEFAULT_SCALE, type ConfigName, CONFIGS, type LabScale } f
 import { parseSwapPreset, PRESETS } from '../experiments/lab-memknobs/swap-device.js';
 import { runLabExperiment, LabUnavailable } from '../experiments/lab-memknobs/experiment.js';
 import { formatLabTable } from '../experiments/lab-memknobs/format.js';
+import { formatDensityTable, runDensityExperiment } from '../experiments/lab-density/experiment.js';
 
 function int(v: string, what: string): number {
   if (!/^\d+$/.test(v.trim())) throw new Error(`${what} must be a whole number, got "${v}"`);
@@ -63,24 +64,24 @@ const SHARED = ['guests', 'duration', 'json'] as const;
  * from the parent when they came from the command line, and refuse the parent's other options
  * rather than silently running with defaults.
  */
-export function withParentOptions(own: LabCliOptions, cmd: Command): LabCliOptions {
+export function withParentOptions<T extends object>(own: T, cmd: Command): T {
   const parent = cmd.parent;
   if (!parent) return own;
-  const out = { ...own } as LabCliOptions & Record<string, unknown>;
+  const out = { ...own } as Record<string, unknown>;
   const parentOpts = parent.opts() as Record<string, unknown>;
   for (const key of Object.keys(parentOpts)) {
     if (parent.getOptionValueSource(key) !== 'cli') continue;
     if ((SHARED as readonly string[]).includes(key)) {
-      if (cmd.getOptionValueSource(key) === 'cli' && own[key as keyof LabCliOptions] !== parentOpts[key]) {
+      if (cmd.getOptionValueSource(key) === 'cli' && (own as Record<string, unknown>)[key] !== parentOpts[key]) {
         throw new Error(`--${key} given twice with different values`);
       }
       out[key] = parentOpts[key];
     } else {
       const flag = parent.options.find((opt) => opt.attributeName() === key)?.long ?? key;
-      throw new Error(`${flag} is an option of the simulated experiments, not of lab-memknobs (see ballast experiment lab-memknobs --help)`);
+      throw new Error(`${flag} is an option of the simulated experiments, not of ${cmd.name()} (see ballast experiment ${cmd.name()} --help)`);
     }
   }
-  return out;
+  return out as T;
 }
 
 export function addLabExperiment(experiment: Command): void {
@@ -134,6 +135,76 @@ export function addLabExperiment(experiment: Command): void {
         process.stdout.write((o.json ? JSON.stringify(result) : formatLabTable(result)) + '\n');
       } catch (e) {
         if (e instanceof LabUnavailable) throw new Error(`lab-memknobs cannot run here: ${e.message}`);
+        throw e;
+      }
+    });
+}
+
+interface DensityCliOptions {
+  guests: string;
+  mem: string;
+  duration: string;
+  period?: string;
+  rampSteps: string;
+  qemuOverhead: string;
+  configs: string;
+  tolerance: string;
+  steps: string;
+  confirm: string;
+  baselineRuns: string;
+  minRatio: string;
+  swap: string;
+  swapDir: string;
+  json?: boolean;
+}
+
+export function addLabDensity(experiment: Command): void {
+  experiment
+    .command('lab-density')
+    .description(
+      'find, per manager, the smallest memory domain in which real QEMU guests keep their throughput with no OOM kill (bisection on the limit; needs root and the lab)',
+    )
+    .option('--guests <n>', 'number of guests (1-8)', String(DEFAULT_SCALE.guests))
+    .option('--mem <MiB>', 'memory per guest, MiB (128-512)', String(DEFAULT_SCALE.memMiB))
+    .option('--duration <time>', 'measured time per run (e.g. 150, 3m)', '150')
+    .option('--period <time>', 'workload cycle per guest (default 30 s x max(guests, 4))')
+    .option('--ramp-steps <n>', 'steps (one every ~4 s) from the base to the peak working set', String(DEFAULT_SCALE.rampSteps))
+    .option('--qemu-overhead <MiB>', "QEMU's own memory per TCG guest counted in the domain's size", String(DEFAULT_SCALE.qemuOverheadMiB))
+    .option('--configs <list>', `managers to search for, comma-separated, of ${ALL_CONFIGS.join(', ')}`, CONFIGS.join(','))
+    .option('--tolerance <f>', 'largest throughput loss that still passes, as a fraction', '0.05')
+    .option('--steps <n>', 'bisection steps per manager', '4')
+    .option('--confirm <n>', 'confirmation runs at the limit found', '1')
+    .option('--baseline-runs <n>', 'unconstrained runs whose median is the baseline', '2')
+    .option('--min-ratio <r>', "the search's lower bound, as a share of what the guests could hold", '0.4')
+    .option('--swap <preset>', 'what swapping costs (see lab-memknobs --help)', 'hdd')
+    .option('--swap-dir <dir>', 'where the swap file goes', '/var/tmp')
+    .option('--json', 'print the whole result as JSON on stdout')
+    .action(async (own: DensityCliOptions, cmd: Command) => {
+      const o = withParentOptions(own, cmd);
+      const guests = int(o.guests, '--guests');
+      try {
+        const result = await runDensityExperiment({
+          scale: {
+            guests,
+            memMiB: int(o.mem, '--mem'),
+            durationS: seconds(o.duration, '--duration'),
+            limitRatio: 1,
+            periodS: o.period ? seconds(o.period, '--period') : 30 * Math.max(guests, 4),
+            qemuOverheadMiB: int(o.qemuOverhead, '--qemu-overhead'),
+            rampSteps: int(o.rampSteps, '--ramp-steps'),
+          },
+          configs: configList(o.configs),
+          tolerance: fraction(o.tolerance, '--tolerance'),
+          steps: int(o.steps, '--steps'),
+          confirm: int(o.confirm, '--confirm'),
+          baselineRuns: int(o.baselineRuns, '--baseline-runs'),
+          minRatio: fraction(o.minRatio, '--min-ratio'),
+          swapPreset: parseSwapPreset(o.swap),
+          swapDir: o.swapDir,
+        });
+        process.stdout.write((o.json ? JSON.stringify(result) : formatDensityTable(result)) + '\n');
+      } catch (e) {
+        if (e instanceof LabUnavailable) throw new Error(`lab-density cannot run here: ${e.message}`);
         throw e;
       }
     });

@@ -8,7 +8,7 @@ import type { CompiledPolicy } from '../policy/index.js';
 import { cloudyDefaults, cloudyScenario, memknobsDefaults, memknobsScenario, parseParamOverrides, type ExperimentScale } from '../sim/scenarios.js';
 import type { ParamOverrides } from '../sim/params.js';
 import { SimWorld, type ScenarioSpec } from '../sim/world.js';
-import { addLabExperiment } from './experiment-lab.js';
+import { addLabDensity, addLabExperiment } from './experiment-lab.js';
 import { loadPolicyFiles, parseDuration, parseMiB, parsePositiveInt } from './sim.js';
 import { shippedPolicyFile } from '../policy/shipped.js';
 
@@ -181,7 +181,7 @@ export function register(program: Command): void {
   const experiment = program
     .command('experiment')
     .description("the seed paper's experiments on the simulator: no policy / KSM only / balloon + KSM, identical workloads")
-    .argument('<name>', 'memknobs or cloudy (simulated); lab-memknobs runs on real QEMU guests')
+    .argument('<name>', 'memknobs or cloudy (simulated); lab-memknobs and lab-density run on real QEMU guests')
     .option('--guests <n>', 'number of guests (default 32)')
     .option('--guest-mem <size>', 'memory per guest, e.g. 2G (default: memknobs 2G, cloudy 1G)')
     .option('--host-mem <size>', 'host memory, e.g. 48G (default 48G)')
@@ -206,7 +206,7 @@ export function register(program: Command): void {
           param?: string[];
         },
       ) => {
-        if (name !== 'memknobs' && name !== 'cloudy') throw new Error(`unknown experiment "${name}" (memknobs, cloudy or lab-memknobs)`);
+        if (name !== 'memknobs' && name !== 'cloudy') throw new Error(`unknown experiment "${name}" (memknobs, cloudy, lab-memknobs or lab-density)`);
         const d = name === 'memknobs' ? memknobsDefaults : cloudyDefaults;
         const seed = Number(opts.seed);
         if (!Number.isInteger(seed)) throw new Error(`--seed must be an integer, got "${opts.seed}"`);
@@ -255,4 +255,5 @@ export function register(program: Command): void {
       },
     );
   addLabExperiment(experiment);
+  addLabDensity(experiment);
 }

@@ -2,30 +2,14 @@
 // ballast) on real QEMU guests in a memory domain, and the spread of what they measured.
 // The order of the three runs rotates from one repetition to the next so that a drift of
 // the shared machine's load does not always favour the same configuration.
-import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { labAvailable } from '../../lab/available.js';
-import { Cleanup } from './cleanup.js';
 import { LabUnavailable } from './errors.js';
-import { acquireExperimentLock } from './lock.js';
 export { LabUnavailable };
-import { memoryCgroupMount } from './domain.js';
 import { ratio, spread, type Spread } from './metrics.js';
 import { checkScale, configParts, CONFIGS, domainLimitMiB, planGuests, swapSizeMiB, type ConfigName, type LabScale } from './plan.js';
 import { runOnce, type RunResult } from './run.js';
-import { ensureSwap, removeSwap, type SwapSetup } from './swap.js';
-import {
-  addThrottledSwap,
-  PRESETS,
-  probeSwap,
-  removeThrottledSwap,
-  throttleV2,
-  type SwapPreset,
-  type SwapPresetName,
-  type ThrottledSwap,
-} from './swap-device.js';
-import { mkdirSync as mkdir, rmdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { checkLab, prepareLab, type SwapReport } from './setup.js';
+import type { SwapPresetName } from './swap-device.js';
 
 export interface LabExperimentOptions {
   scale: LabScale;
@@ -66,14 +50,7 @@ export interface LabExperimentResult {
   repeat: number;
   domainLimitMiB: number;
   cgroupVersion: 1 | 2;
-  swap: {
-    mode: SwapSetup['mode'] | 'device';
-    totalMiB: number;
-    source: string;
-    preset: SwapPresetName;
-    /** The preset's limits, and what a probe measured through them. */
-    device?: { loop: string; dev: string; limits: SwapPreset; measured: ThrottledSwap['measured'] };
-  };
+  swap: SwapReport;
   workload: { spec: string; delaysS: number[] };
   manager: { statsIntervalS: number; policyIntervalS: number };
   runs: RunResult[];
@@ -114,14 +91,7 @@ export function summarize(runs: RunResult[], configs: readonly ConfigName[]): Co
   });
 }
 
-/** Throws LabUnavailable with the reason when the experiment cannot run on this machine. */
-export async function checkLab(): Promise<{ version: 1 | 2 }> {
-  const a = await labAvailable({ libvirt: false });
-  if (!a.ok) throw new LabUnavailable(a.reason);
-  const mount = await memoryCgroupMount();
-  if (!mount) throw new LabUnavailable('no memory cgroup controller mounted');
-  return { version: mount.version };
-}
+export { checkLab };
 
 export async function runLabExperiment(o: LabExperimentOptions): Promise<LabExperimentResult> {
   const scale = checkScale({ ...o.scale });
@@ -130,48 +100,10 @@ export async function runLabExperiment(o: LabExperimentOptions): Promise<LabExpe
   const say = o.say ?? ((m: string) => process.stderr.write(m + '\n'));
   const statsIntervalS = o.statsIntervalS ?? 2;
   const policyIntervalS = o.policyIntervalS ?? 4;
-  const { version } = await checkLab();
   if (o.traceDir) mkdirSync(o.traceDir, { recursive: true });
-  const unlock = acquireExperimentLock();
-  const cleanup = new Cleanup(say);
-  cleanup.add({ what: 'experiment lock', run: async () => unlock(), runSync: unlock });
-  cleanup.install();
+  const lab = await prepareLab({ swapMiB: swapSizeMiB(scale), swapPreset: o.swapPreset ?? 'host', swapDir: o.swapDir ?? '/var/tmp', say });
   const runs: RunResult[] = [];
-  let swap: SwapSetup | null = null;
-  let device: ThrottledSwap | null = null;
-  const preset = o.swapPreset ?? 'host';
   try {
-    if (preset !== 'host') {
-      const dev = await addThrottledSwap(PRESETS[preset], swapSizeMiB(scale), o.swapDir ?? '/var/tmp', version, say);
-      device = dev;
-      cleanup.add({
-        what: `swap device ${dev.loop}`,
-        run: () => removeThrottledSwap(dev, say),
-        runSync: () => {
-          spawnSync('swapoff', [dev.loop]);
-          spawnSync('losetup', ['-d', dev.loop]);
-          spawnSync('rm', ['-f', dev.file]);
-        },
-      });
-      dev.measured = await probeThrough(dev, version);
-      say(
-        `swap: probe through the throttle: ${dev.measured.readIops} reads/s of 4 KiB, ${dev.measured.readLatencyMs} ms each (dd iflag=direct, one at a time)`,
-      );
-    }
-    swap = device
-      ? { mode: 'existing', path: null, totalKiB: swapSizeMiB(scale) * 1024, before: [] }
-      : await ensureSwap(swapSizeMiB(scale), o.swapDir ?? '/var/tmp', say);
-    const sw = swap;
-    cleanup.add({
-      what: 'swap file',
-      run: () => removeSwap(sw, say),
-      runSync: () => {
-        if (sw.mode === 'file' && sw.path) {
-          spawnSync('swapoff', [sw.path]);
-          spawnSync('rm', ['-f', sw.path]);
-        }
-      },
-    });
     const plan = planGuests(scale);
     say(
       `lab-memknobs: ${scale.guests} x ${scale.memMiB} MiB guests, domain limit ${domainLimitMiB(scale)} MiB (${scale.limitRatio.toFixed(2)} x (guest memory + ${scale.qemuOverheadMiB} MiB QEMU each)), ${scale.durationS} s per run, ${o.repeat} repetition(s) of ${configs.join(', ')}`,
@@ -187,11 +119,11 @@ export async function runLabExperiment(o: LabExperimentOptions): Promise<LabExpe
             repetition: rep,
             statsIntervalS,
             policyIntervalS,
-            cleanup,
+            cleanup: lab.cleanup,
             say,
             progressEveryS: o.progressEveryS,
             traceDir: o.traceDir,
-            swapDevice: device,
+            swapDevice: lab.device,
           }),
         );
       }
@@ -201,36 +133,14 @@ export async function runLabExperiment(o: LabExperimentOptions): Promise<LabExpe
       scale,
       repeat: o.repeat,
       domainLimitMiB: domainLimitMiB(scale),
-      cgroupVersion: version,
-      swap: {
-        mode: device ? 'device' : swap.mode,
-        totalMiB: Math.round(swap.totalKiB / 1024),
-        source: runs[0]?.swapSource ?? '',
-        preset,
-        ...(device ? { device: { loop: device.loop, dev: device.dev, limits: device.preset, measured: device.measured } } : {}),
-      },
+      cgroupVersion: lab.version,
+      swap: lab.swapReport(runs[0]?.swapSource ?? ''),
       workload: { spec: plan[0]!.workload, delaysS: plan.map((p) => p.delayS) },
       manager: { statsIntervalS, policyIntervalS },
       runs,
       summary: summarize(runs, configs),
     };
   } finally {
-    await cleanup.runAll();
-    cleanup.uninstall();
-  }
-}
-
-/** Measures the throttled device from where the guests will use it: the blkio cgroup (v1) or
- *  a probe cgroup with the same io.max (v2). */
-async function probeThrough(dev: ThrottledSwap, version: 1 | 2): Promise<NonNullable<ThrottledSwap['measured']>> {
-  if (version === 1 && dev.blkioDir) return probeSwap(dev, dev.blkioDir);
-  const mount = (await memoryCgroupMount())!.mountPoint;
-  const dir = join(mount, `ballast-lab-experiment-${process.pid}-probe`);
-  mkdir(dir);
-  try {
-    throttleV2(dir, mount, dev);
-    return await probeSwap(dev, dir);
-  } finally {
-    rmdirSync(dir);
+    await lab.finish();
   }
 }

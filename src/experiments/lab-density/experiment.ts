@@ -1,0 +1,155 @@
+// `ballast experiment lab-density`: how small a memory domain can each manager run the same
+// guests in without losing throughput? The measure TMO and Google's far memory use: memory
+// saved at (almost) no cost. One unconstrained run set (no manager, the domain as large as
+// everything the guests could hold) gives the baseline throughput and the peak memory the
+// guests really held; then, per manager, a bisection on the domain limit, and confirmation
+// runs at the limit found.
+import { domainLimitMiB, planGuests, checkScale, type ConfigName, type LabScale } from '../lab-memknobs/plan.js';
+import { runOnce, type RunResult } from '../lab-memknobs/run.js';
+import { prepareLab, type SwapReport } from '../lab-memknobs/setup.js';
+import type { SwapPresetName } from '../lab-memknobs/swap-device.js';
+import { densityRow, nextRatio, passes, type DensityRow, type Probe } from './search.js';
+
+export interface DensityOptions {
+  /** Guests, memory, duration, workload; limitRatio is what the search varies. */
+  scale: LabScale;
+  configs: readonly ConfigName[];
+  /** Largest throughput loss that still passes (0.05: within 5%). */
+  tolerance: number;
+  /** Bisection steps per manager. */
+  steps: number;
+  /** Confirmation runs at the limit found. */
+  confirm: number;
+  /** Unconstrained runs for the baseline (their median). */
+  baselineRuns: number;
+  /** The search's bounds, as shares of what the guests could hold. */
+  minRatio: number;
+  swapPreset: SwapPresetName;
+  swapDir: string;
+  statsIntervalS?: number;
+  policyIntervalS?: number;
+  say?: (m: string) => void;
+}
+
+export interface DensityResult {
+  experiment: 'lab-density';
+  scale: Omit<LabScale, 'limitRatio'>;
+  tolerance: number;
+  unconstrained: { limitMiB: number; throughput: number; peakMiB: number; runs: number };
+  swap: SwapReport;
+  rows: DensityRow[];
+  probes: (Probe & { config: string })[];
+}
+
+const CEILING = 1;
+
+export async function runDensityExperiment(o: DensityOptions): Promise<DensityResult> {
+  const say = o.say ?? ((m: string) => process.stderr.write(m + '\n'));
+  if (!(o.tolerance > 0 && o.tolerance < 1)) throw new Error(`--tolerance must be in (0, 1), got ${o.tolerance}`);
+  if (!Number.isInteger(o.steps) || o.steps < 1 || o.steps > 8) throw new Error(`--steps must be 1..8, got ${o.steps}`);
+  if (!Number.isInteger(o.confirm) || o.confirm < 0 || o.confirm > 5) throw new Error(`--confirm must be 0..5, got ${o.confirm}`);
+  if (!Number.isInteger(o.baselineRuns) || o.baselineRuns < 1 || o.baselineRuns > 5) throw new Error(`--baseline-runs must be 1..5, got ${o.baselineRuns}`);
+  if (!(o.minRatio > 0.2 && o.minRatio < CEILING)) throw new Error(`--min-ratio must be in (0.2, 1), got ${o.minRatio}`);
+  const base = checkScale({ ...o.scale, limitRatio: CEILING });
+  const at = (ratio: number): LabScale => ({ ...base, limitRatio: ratio });
+  // Swap for the tightest domain the search may try.
+  const swapMiB = Math.max(256, Math.ceil((base.guests * (base.memMiB + base.qemuOverheadMiB) * (1 - o.minRatio) + 256) / 64) * 64);
+  const lab = await prepareLab({ swapMiB, swapPreset: o.swapPreset, swapDir: o.swapDir, say });
+  let probeNo = 0;
+  const run = (config: ConfigName, ratio: number): Promise<RunResult> =>
+    runOnce({
+      config,
+      scale: at(ratio),
+      repetition: ++probeNo,
+      statsIntervalS: o.statsIntervalS ?? 2,
+      policyIntervalS: o.policyIntervalS ?? 4,
+      cleanup: lab.cleanup,
+      say,
+      swapDevice: lab.device,
+      progressEveryS: 60,
+    });
+  try {
+    say(
+      `lab-density: ${base.guests} x ${base.memMiB} MiB guests, ${base.durationS} s per run; workload ${planGuests(base)[0]!.workload}; passes: 0 OOM kills and throughput within ${Math.round(o.tolerance * 100)}% of the unconstrained runs`,
+    );
+    const baselineRuns: RunResult[] = [];
+    for (let i = 0; i < o.baselineRuns; i++) baselineRuns.push(await run('none', CEILING));
+    const sorted = baselineRuns.map((r) => r.throughput).sort((a, b) => a - b);
+    const mid = sorted.length >> 1;
+    const baseline = sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+    const peakMiB = Math.max(...baselineRuns.map((r) => r.counters.peakUsageKiB)) / 1024;
+    say(`lab-density: unconstrained: ${(baseline / 1e6).toFixed(2)} Mpages/s (median of ${baselineRuns.length}), peak domain use ${Math.round(peakMiB)} MiB`);
+
+    const probes: (Probe & { config: string })[] = [];
+    const rows: DensityRow[] = [];
+    for (const config of o.configs) {
+      const mine: Probe[] = [];
+      const probe = async (ratio: number, confirm: boolean) => {
+        const r = await run(config, ratio);
+        const p: Probe = {
+          ratio,
+          limitMiB: domainLimitMiB(at(ratio)),
+          throughput: r.throughput,
+          oomKills: r.oomKills,
+          pass: passes(r.throughput, r.oomKills, baseline, o.tolerance),
+          confirm,
+        };
+        say(
+          `lab-density: ${config} at ${p.limitMiB} MiB (${ratio}): ${(p.throughput / 1e6).toFixed(2)} Mpages/s (${((p.throughput / baseline) * 100).toFixed(0)}%), ${p.oomKills} OOM kills: ${p.pass ? 'passes' : 'fails'}`,
+        );
+        mine.push(p);
+        probes.push({ ...p, config });
+        return p.pass;
+      };
+      let lo = o.minRatio;
+      let hi = CEILING;
+      for (let s = 0; s < o.steps; s++) {
+        const ratio = nextRatio(lo, hi);
+        if (await probe(ratio, false)) hi = ratio;
+        else lo = ratio;
+      }
+      // Confirm the limit found; a failed confirmation falls back to the next larger passing one.
+      for (let c = 0; c < o.confirm; c++) {
+        const found = densityRow(config, mine, CEILING, domainLimitMiB(base), baseline, peakMiB);
+        const ratio = mine.find((p) => p.limitMiB === found.limitMiB)?.ratio;
+        if (ratio === undefined) break;
+        await probe(ratio, true);
+      }
+      const row = densityRow(config, mine, CEILING, domainLimitMiB(base), baseline, peakMiB);
+      say(`lab-density: ${config}: smallest passing limit ${row.limitMiB} MiB, memory saved ${(row.saved * 100).toFixed(0)}%`);
+      rows.push(row);
+    }
+    const { limitRatio: _omit, ...scale } = base;
+    return {
+      experiment: 'lab-density',
+      scale,
+      tolerance: o.tolerance,
+      unconstrained: { limitMiB: domainLimitMiB(base), throughput: Math.round(baseline), peakMiB: Math.round(peakMiB), runs: baselineRuns.length },
+      swap: lab.swapReport(baselineRuns[0]?.swapSource ?? ''),
+      rows,
+      probes,
+    };
+  } finally {
+    await lab.finish();
+  }
+}
+
+export function formatDensityTable(r: DensityResult): string {
+  const head = [
+    `lab-density: ${r.scale.guests} x ${r.scale.memMiB} MiB TCG guests, ${r.scale.durationS} s per run, swap ${r.swap.preset}; unconstrained (no manager, ${r.unconstrained.limitMiB} MiB domain): ${(r.unconstrained.throughput / 1e6).toFixed(2)} Mpages/s, peak use ${r.unconstrained.peakMiB} MiB`,
+    `smallest domain limit with 0 OOM kills and throughput within ${Math.round(r.tolerance * 100)}% of unconstrained; saved = 1 - limit / unconstrained peak`,
+    '',
+  ];
+  const cols = ['config', 'limit MiB', 'saved', 'throughput vs unconstrained', 'OOM kills', 'runs at limit'];
+  const rows = r.rows.map((x) => [
+    x.config,
+    String(x.limitMiB),
+    `${(x.saved * 100).toFixed(0)}%`,
+    x.throughputVsUnconstrained === null ? '-' : `${x.throughputVsUnconstrained.toFixed(2)}x`,
+    String(x.oomKills),
+    String(x.runsAtLimit),
+  ]);
+  const widths = cols.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  return [...head, line(cols), ...rows.map(line)].join('\n');
+}

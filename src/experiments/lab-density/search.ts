@@ -1,0 +1,70 @@
+// The density search, as pure functions: a run at a domain limit passes when the guests keep
+// their throughput (within a tolerance of the unconstrained run's) and nobody is OOM-killed;
+// bisection on the limit finds the smallest that passes; memory saved is measured against
+// what the unconstrained guests actually held at their peak.
+
+export interface Probe {
+  /** Domain limit as a share of what the guests could hold (guest memory + QEMU overhead). */
+  ratio: number;
+  limitMiB: number;
+  throughput: number;
+  oomKills: number;
+  pass: boolean;
+  /** A confirmation run at a limit the bisection found. */
+  confirm: boolean;
+}
+
+export function passes(throughput: number, oomKills: number, baseline: number, tolerance: number): boolean {
+  return oomKills === 0 && throughput >= (1 - tolerance) * baseline;
+}
+
+/** The next limit to try between the largest failing (lo) and the smallest passing (hi) ratio. */
+export function nextRatio(lo: number, hi: number): number {
+  return Math.round(((lo + hi) / 2) * 1000) / 1000;
+}
+
+/**
+ * The smallest ratio that passed, given every probe of one manager (bisection and
+ * confirmations): a ratio counts only when no run at it, or at a larger ratio below it in the
+ * search, failed — a confirmation that fails disqualifies its ratio, and the search falls back
+ * to the next larger ratio that passed. `ceiling`: the unconstrained ratio, passing by definition.
+ */
+export function smallestPassing(probes: readonly Probe[], ceiling: number): number {
+  const failed = new Set(probes.filter((p) => !p.pass).map((p) => p.ratio));
+  const ok = probes.filter((p) => p.pass && !failed.has(p.ratio)).map((p) => p.ratio);
+  return Math.min(ceiling, ...ok);
+}
+
+export interface DensityRow {
+  config: string;
+  limitMiB: number;
+  /** 1 - limit / the unconstrained run's peak domain usage. */
+  saved: number;
+  /** Throughput at that limit (median of the runs there) over the unconstrained median. */
+  throughputVsUnconstrained: number | null;
+  oomKills: number;
+  /** Runs at that limit (bisection + confirmations). */
+  runsAtLimit: number;
+}
+
+const median = (xs: number[]): number | null => {
+  if (!xs.length) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+export function densityRow(config: string, probes: readonly Probe[], ceiling: number, ceilingLimitMiB: number, baseline: number, peakMiB: number): DensityRow {
+  const ratio = smallestPassing(probes, ceiling);
+  const at = probes.filter((p) => p.ratio === ratio);
+  const limitMiB = at[0]?.limitMiB ?? ceilingLimitMiB;
+  const t = median(at.map((p) => p.throughput));
+  return {
+    config,
+    limitMiB,
+    saved: Math.round((1 - limitMiB / peakMiB) * 1000) / 1000,
+    throughputVsUnconstrained: t === null || baseline <= 0 ? null : Math.round((t / baseline) * 1000) / 1000,
+    oomKills: at.reduce((s, p) => s + p.oomKills, 0),
+    runsAtLimit: at.length,
+  };
+}

@@ -1,0 +1,131 @@
+// What every lab experiment sets up before its runs and undoes after them, even on Ctrl-C:
+// one experiment at a time (the lock), the cleanup list, and the swap the domain is squeezed
+// into (the host's, a plain swap file, or a throttled device that costs what a real one does).
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, rmdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { labAvailable } from '../../lab/available.js';
+import { Cleanup } from './cleanup.js';
+import { memoryCgroupMount } from './domain.js';
+import { LabUnavailable } from './errors.js';
+import { acquireExperimentLock } from './lock.js';
+import { ensureSwap, removeSwap, type SwapSetup } from './swap.js';
+import {
+  addThrottledSwap,
+  PRESETS,
+  probeSwap,
+  removeThrottledSwap,
+  throttleV2,
+  type SwapPreset,
+  type SwapPresetName,
+  type ThrottledSwap,
+} from './swap-device.js';
+
+/** What the result says about the swap the runs had. */
+export interface SwapReport {
+  mode: SwapSetup['mode'] | 'device';
+  totalMiB: number;
+  source: string;
+  preset: SwapPresetName;
+  /** The preset's limits, and what a probe measured through them. */
+  device?: { loop: string; dev: string; limits: SwapPreset; measured: ThrottledSwap['measured'] };
+}
+
+export interface LabSetup {
+  version: 1 | 2;
+  cleanup: Cleanup;
+  /** The throttled swap device (a preset), or null (the host's swap or a plain file). */
+  device: ThrottledSwap | null;
+  swapReport(source: string): SwapReport;
+  /** Undoes everything (newest first). */
+  finish(): Promise<void>;
+}
+
+/** Throws LabUnavailable with the reason when lab experiments cannot run on this machine. */
+export async function checkLab(): Promise<{ version: 1 | 2 }> {
+  const a = await labAvailable({ libvirt: false });
+  if (!a.ok) throw new LabUnavailable(a.reason);
+  const mount = await memoryCgroupMount();
+  if (!mount) throw new LabUnavailable('no memory cgroup controller mounted');
+  return { version: mount.version };
+}
+
+export async function prepareLab(o: { swapMiB: number; swapPreset: SwapPresetName; swapDir: string; say: (m: string) => void }): Promise<LabSetup> {
+  const { say } = o;
+  const { version } = await checkLab();
+  const unlock = acquireExperimentLock();
+  const cleanup = new Cleanup(say);
+  cleanup.add({ what: 'experiment lock', run: async () => unlock(), runSync: unlock });
+  cleanup.install();
+  const finish = async () => {
+    await cleanup.runAll();
+    cleanup.uninstall();
+  };
+  try {
+    let device: ThrottledSwap | null = null;
+    let swap: SwapSetup;
+    if (o.swapPreset !== 'host') {
+      const dev = await addThrottledSwap(PRESETS[o.swapPreset], o.swapMiB, o.swapDir, version, say);
+      device = dev;
+      cleanup.add({
+        what: `swap device ${dev.loop}`,
+        run: () => removeThrottledSwap(dev, say),
+        runSync: () => {
+          spawnSync('swapoff', [dev.loop]);
+          spawnSync('losetup', ['-d', dev.loop]);
+          spawnSync('rm', ['-f', dev.file]);
+        },
+      });
+      dev.measured = await probeThrough(dev, version);
+      say(
+        `swap: probe through the throttle: ${dev.measured.readIops} reads/s of 4 KiB, ${dev.measured.readLatencyMs} ms each (dd iflag=direct, one at a time)`,
+      );
+      swap = { mode: 'existing', path: null, totalKiB: o.swapMiB * 1024, before: [] };
+    } else {
+      const sw = await ensureSwap(o.swapMiB, o.swapDir, say);
+      swap = sw;
+      cleanup.add({
+        what: 'swap file',
+        run: () => removeSwap(sw, say),
+        runSync: () => {
+          if (sw.mode === 'file' && sw.path) {
+            spawnSync('swapoff', [sw.path]);
+            spawnSync('rm', ['-f', sw.path]);
+          }
+        },
+      });
+    }
+    const dev = device;
+    return {
+      version,
+      cleanup,
+      device,
+      finish,
+      swapReport: (source) => ({
+        mode: dev ? 'device' : swap.mode,
+        totalMiB: Math.round(swap.totalKiB / 1024),
+        source,
+        preset: o.swapPreset,
+        ...(dev ? { device: { loop: dev.loop, dev: dev.dev, limits: dev.preset, measured: dev.measured } } : {}),
+      }),
+    };
+  } catch (e) {
+    await finish();
+    throw e;
+  }
+}
+
+/** Measures the throttled device from where the guests will use it: the blkio cgroup (v1) or
+ *  a probe cgroup with the same io.max (v2). */
+async function probeThrough(dev: ThrottledSwap, version: 1 | 2): Promise<NonNullable<ThrottledSwap['measured']>> {
+  if (version === 1 && dev.blkioDir) return probeSwap(dev, dev.blkioDir);
+  const mount = (await memoryCgroupMount())!.mountPoint;
+  const dir = join(mount, `ballast-lab-experiment-${process.pid}-probe`);
+  mkdirSync(dir);
+  try {
+    throttleV2(dir, mount, dev);
+    return await probeSwap(dev, dir);
+  } finally {
+    rmdirSync(dir);
+  }
+}
