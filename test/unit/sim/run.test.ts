@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { runSimulated } from '../../../src/sim/run.js';
 import { compilePolicyText } from '../../../src/engine/policy-adapter.js';
 import { SimWorld } from '../../../src/sim/world.js';
-import { memknobsScenario, demoScenario } from '../../../src/sim/scenarios.js';
+import { memknobsScenario, demoScenario, cloudyScenario } from '../../../src/sim/scenarios.js';
 import { runExperiment } from '../../../src/cli/experiment.js';
 
 const policy = (f: string) => compilePolicyText(readFileSync(`policies/${f}`, 'utf8'));
@@ -65,4 +65,18 @@ test('an experiment runs the three configurations on identical workloads', async
   // With the engine and policy in the loop, too.
   assert.equal(again[1]!.throughput, runs[2]!.throughput);
   assert.equal(again[1]!.balloon_actions, runs[2]!.balloon_actions);
+});
+
+test("Cloudy's page cache: the balloon reclaims it with cache-aware floors, not when cache counts as used", async () => {
+  const scale = { guests: 8, guestMiB: 1024, hostMiB: 6144, cpus: 4, seed: 3 };
+  const run = (safeguards: object) =>
+    runSimulated({ world: new SimWorld(cloudyScenario(scale)), policy: policy('default.policy'), durationS: 1200, safeguards });
+  const aware = await run({});
+  const counted = await run({ cacheStepFraction: null });
+  assert.equal(counted.balloonActions, 0, 'all a guest holds is counted as used: its floor is above its size');
+  assert.ok(aware.balloonActions > 0, 'cache-aware: the balloon moves');
+  assert.ok(
+    aware.metrics.swap_ops < counted.metrics.swap_ops,
+    `the host swapped less when the balloon took cache: ${aware.metrics.swap_ops} vs ${counted.metrics.swap_ops}`,
+  );
 });
