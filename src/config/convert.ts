@@ -16,6 +16,8 @@ export function toSafeguardConfig(c: Config): SafeguardConfig {
     rollbackSwapInKiBPerS: s.rollback_swap_in_kib_per_s,
     rollbackMajorFaultsPerS: s.rollback_major_faults_per_s,
     rollbackBackoffS: s.rollback_backoff,
+    psiStopPercent: s.psi_stop_percent === 'off' ? null : s.psi_stop_percent,
+    rollbackPsiPercent: s.rollback_psi_percent === 'off' ? null : s.rollback_psi_percent,
   };
 }
 

@@ -20,6 +20,10 @@ export const configSchema = z.strictObject(
       readonly: bool().default(false),
       /** Memory stats period asked of each guest's balloon driver, seconds (libvirt, qmp). */
       stats_period: positiveInt().default(5),
+      /** libvirt only: read each guest's /proc/pressure/memory through its guest agent every
+       *  collection (psi_some_avg10, ... for policies and the safeguards; 3 agent calls per
+       *  guest and collection; guests without an agent are retried once a minute). */
+      guest_psi: bool().default(false),
       /** qmp only: a directory whose every unix socket is a guest's QMP socket. */
       qmp_dir: str().default('/run/ballast/qmp'),
       /** sim only: a built-in scenario name or a scenario file. */
@@ -82,6 +86,11 @@ export const configSchema = z.strictObject(
       rollback_major_faults_per_s: positive().default(1000),
       /** After a rollback, no inflation of that guest for this many seconds. */
       rollback_backoff: nonNegative().default(300),
+      /** No inflation of a guest whose memory stall (PSI some avg10, where the driver reads
+       *  it: hypervisor.guest_psi) is above this %; "off": not used. */
+      psi_stop_percent: z.union([percent(), z.literal('off')]).default(10),
+      /** A guest memory stall above this % after an inflation rolls it back; "off": not used. */
+      rollback_psi_percent: z.union([percent(), z.literal('off')]).default(20),
     }),
     host: section({
       /** A cgroup whose memory budget is "the host" (e.g. /sys/fs/cgroup/machine.slice); empty: the whole host. */

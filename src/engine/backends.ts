@@ -78,6 +78,7 @@ export async function buildLibvirtBackends(config: Config, logger: Logger, opts:
     socketPath: cfg.socket || undefined,
     readOnly: cfg.readonly,
     statsPeriodSec: cfg.stats_period,
+    guestPsi: cfg.guest_psi,
     balloonMin: Object.fromEntries(Object.entries(config.guest_min_mib).map(([k, v]) => [k, Math.round(v * 1024)])),
     log: (level, msg, fields) => log.log(level, 'driver', { msg, ...fields }),
   });

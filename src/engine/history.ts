@@ -63,6 +63,20 @@ export class History {
     return peak;
   }
 
+  /** The largest value of `field` in samples taken after `since`, or null (none has it). */
+  peakValue(field: string, since: number): number | null {
+    let peak: number | null = null;
+    const cap = this.capacity;
+    let i = (this.head - 1 + cap) % cap;
+    for (let k = 0; k < this.count; k++) {
+      if (this.times[i]! <= since) break;
+      const v = this.samples[i]![field];
+      if (typeof v === 'number' && Number.isFinite(v) && (peak === null || v > peak)) peak = v;
+      i = i === 0 ? cap - 1 : i - 1;
+    }
+    return peak;
+  }
+
   /** Oldest first, as the policy's `stats` list. Cached until the next push. */
   toArray(): Stats[] {
     if (this.view) return this.view;

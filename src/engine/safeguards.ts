@@ -52,6 +52,12 @@ export function rollbackReason(h: History, st: GuestGuardState, cycle: number, c
   if (faults !== null && faults > cfg.rollbackMajorFaultsPerS) {
     return `rollback: major_fault ${Math.round(faults)}/s > ${cfg.rollbackMajorFaultsPerS}/s after inflating by ${fmtKiB(inf.step)} ${cycle - inf.cycle} cycle(s) ago`;
   }
+  if (cfg.rollbackPsiPercent !== null) {
+    const stall = h.peakValue('psi_some_avg10', inf.at);
+    if (stall !== null && stall > cfg.rollbackPsiPercent) {
+      return `rollback: guest memory stall ${stall}% (psi some avg10) > ${cfg.rollbackPsiPercent}% after inflating by ${fmtKiB(inf.step)} ${cycle - inf.cycle} cycle(s) ago`;
+    }
+  }
   return null;
 }
 
@@ -113,13 +119,16 @@ export function guardBalloon(inp: BalloonGuardInput, cfg: SafeguardConfig): Ball
   }
   let t = Math.round(requestedNum);
   if (t < cur) {
+    const stall = cfg.psiStopPercent === null ? null : num(s.psi_some_avg10);
     const why = inp.stale
       ? `sample stale (${inp.stale})`
       : b.used === null
         ? 'guest memory use unknown (no mem_unused)'
         : state.holdUntil !== undefined
           ? `backing off after a rollback until t=${Math.round(state.holdUntil)} s`
-          : null;
+          : stall !== null && stall > (cfg.psiStopPercent as number)
+            ? `guest memory stall ${stall}% (psi some avg10) above ${cfg.psiStopPercent}%`
+            : null;
     if (why) return decision('veto', requestedNum, from, null, floor, max, [`inflation refused: ${why}`], state);
   }
   // Bit flags instead of strings until we know the decision is kept.

@@ -4,22 +4,9 @@
 import type { HostSource, Stats } from '../types.js';
 import { readTextIfExists } from './files.js';
 
-const NULLS: Stats = { psi_some_avg10: null, psi_some_avg60: null, psi_full_avg10: null, psi_full_avg60: null };
+import { parsePsi, PSI_NULLS as NULLS } from '../psi.js';
 
-export function parsePsi(text: string): Stats {
-  const out: Stats = { ...NULLS };
-  for (const line of text.split('\n')) {
-    const m = /^(some|full)\s+(.*)$/.exec(line.trim());
-    if (!m) continue;
-    for (const part of m[2]!.split(/\s+/)) {
-      const [k, v] = part.split('=');
-      if ((k === 'avg10' || k === 'avg60') && v !== undefined && v !== '' && Number.isFinite(Number(v))) {
-        out[`psi_${m[1]}_${k}`] = Number(v);
-      }
-    }
-  }
-  return out;
-}
+export { parsePsi };
 
 /** A kernel without PSI (or with psi=0, where reading fails with EOPNOTSUPP) gives nulls. */
 export class PsiSource implements HostSource {

@@ -44,6 +44,8 @@ const GUEST_GAUGES: [string, string, Scale, string][] = [
   ['memory_free_bytes', 'mem_free', KiB, 'Free memory in the guest including its page cache.'],
   ['memory_resident_bytes', 'rss', KiB, "Resident memory of the guest's QEMU process on the host."],
   ['vcpus', 'vcpu_count', 1, 'Virtual CPUs.'],
+  ['memory_pressure_some_avg10_ratio', 'psi_some_avg10', 1 / 100, 'PSI memory "some" stall inside the guest, 10 s average (hypervisor.guest_psi).'],
+  ['memory_pressure_full_avg10_ratio', 'psi_full_avg10', 1 / 100, 'PSI memory "full" stall inside the guest, 10 s average (hypervisor.guest_psi).'],
 ];
 
 /** Counters the guest keeps since it booted: exposed as counters (a reboot is a counter reset). */

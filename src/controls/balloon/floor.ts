@@ -25,6 +25,12 @@ export interface SafeguardConfig {
   rollbackMajorFaultsPerS: number;
   /** Seconds without inflation after a rollback. */
   rollbackBackoffS: number;
+  /** No inflation of a guest whose memory stall (psi_some_avg10, %, where the driver reads the
+   *  guest's PSI) is above this; null: off. */
+  psiStopPercent: number | null;
+  /** A guest memory stall (psi_some_avg10, %) above this after an inflation rolls it back;
+   *  null: off. */
+  rollbackPsiPercent: number | null;
 }
 
 export const defaultSafeguards: SafeguardConfig = {
@@ -38,6 +44,8 @@ export const defaultSafeguards: SafeguardConfig = {
   rollbackSwapInKiBPerS: 4096,
   rollbackMajorFaultsPerS: 1000,
   rollbackBackoffS: 300,
+  psiStopPercent: 10,
+  rollbackPsiPercent: 20,
 };
 
 export interface BalloonBounds {

@@ -10,6 +10,7 @@ import { LibvirtClient, type ClientOptions } from './client.js';
 import { DomainNotFoundError, LibvirtConnectionError, LibvirtError, LibvirtProtocolError, LibvirtTimeoutError } from './errors.js';
 import { lifecycleFromMsg, sampleFromStats, statsFromMeminfo, NO_GUEST_STATS } from './mapping.js';
 import { agentReadFile } from './agent.js';
+import { parsePsi } from '../../psi.js';
 import { Affect, ErrorCode, EventId, ListFlags, StatsTypes, uuidToString, type DomainRef } from './protocol.js';
 
 export { LibvirtClient } from './client.js';
@@ -30,6 +31,8 @@ export interface LibvirtHypervisorOptions extends ClientOptions {
   reconnectFactor?: number;
   /** Read /proc/meminfo through the qemu guest agent for guests without balloon stats. Default true. */
   agentFallback?: boolean;
+  /** Read each guest's /proc/pressure/memory through its guest agent (psi_* guest fields). */
+  guestPsi?: boolean;
   log?: LogFn;
   /** Where libvirtd keeps <name>.pid of its QEMU guests (props.pid, for KSM and cgroups).
    *  Default /run/libvirt/qemu for qemu:///system, none for other URIs; '' = none. */
@@ -66,6 +69,7 @@ export class LibvirtHypervisor implements Hypervisor {
   /** `${uuid}#${domain id}`: a restarted guest (new id) gets its period set again. */
   private readonly periodSet = new Set<string>();
   private readonly noAgentUntil = new Map<string, number>();
+  private readonly noPsiUntil = new Map<string, number>();
   /** `${uuid}#${domain id}` -> QEMU pid */
   private readonly pids = new Map<string, number>();
   /** `${uuid}#${domain id}` -> balloon facts from the domain XML */
@@ -225,6 +229,7 @@ export class LibvirtHypervisor implements Hypervisor {
         if (pid !== null) s.props.pid = pid;
         Object.assign(s.props, await this.balloonProps(c, rec.dom, uuid));
         if (s.stale === NO_GUEST_STATS) await this.fillFromAgent(c, rec.dom, s);
+        if (this.opts.guestPsi) await this.fillPsi(c, rec.dom, s);
         seen.add(uuid);
         out.push(s);
       }),
@@ -291,6 +296,7 @@ export class LibvirtHypervisor implements Hypervisor {
     this.last.delete(uuid);
     this.doms.delete(uuid);
     this.noAgentUntil.delete(uuid);
+    this.noPsiUntil.delete(uuid);
     for (const k of this.periodSet) if (k.startsWith(uuid + '#')) this.periodSet.delete(k);
     for (const k of this.vcpus.keys()) if (k.startsWith(uuid + '#')) this.vcpus.delete(k);
     for (const k of this.pids.keys()) if (k.startsWith(uuid + '#')) this.pids.delete(k);
@@ -331,6 +337,22 @@ export class LibvirtHypervisor implements Hypervisor {
     } catch (err) {
       this.noAgentUntil.set(s.id, Date.now() + NO_AGENT_RETRY_MS);
       s.stale = `${NO_GUEST_STATS}; guest agent unavailable: ${(err as Error).message}`;
+    }
+  }
+
+  /** The guest's memory stall from its own /proc/pressure/memory, through the agent. A guest
+   *  without an agent (or whose kernel has no PSI) is asked again a minute later. */
+  private async fillPsi(c: LibvirtClient, dom: DomainRef, s: GuestSample): Promise<void> {
+    const until = this.noPsiUntil.get(s.id);
+    if (until !== undefined && Date.now() < until) return;
+    try {
+      const psi = parsePsi(await agentReadFile(c, dom, '/proc/pressure/memory', 2, 4096));
+      if (psi.psi_some_avg10 === null) throw new Error('no "some avg10" in /proc/pressure/memory');
+      Object.assign(s.stats, psi);
+      this.noPsiUntil.delete(s.id);
+    } catch (err) {
+      if (!this.noPsiUntil.has(s.id)) this.log('info', 'no guest PSI', { guest: dom.name, error: (err as Error).message, retry_s: NO_AGENT_RETRY_MS / 1000 });
+      this.noPsiUntil.set(s.id, Date.now() + NO_AGENT_RETRY_MS);
     }
   }
 

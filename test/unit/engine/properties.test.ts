@@ -89,6 +89,8 @@ const hostArb = fc.record({
     rollbackSwapInKiBPerS: fc.integer({ min: 1, max: 100_000 }),
     rollbackMajorFaultsPerS: fc.integer({ min: 1, max: 10_000 }),
     rollbackBackoffS: fc.integer({ min: 0, max: 100 }),
+    psiStopPercent: fc.option(fc.integer({ min: 0, max: 100 }), { nil: null }),
+    rollbackPsiPercent: fc.option(fc.integer({ min: 0, max: 100 }), { nil: null }),
   }),
 });
 

@@ -188,6 +188,32 @@ test('cache-aware floor falls back to counting cache when mem_usable is missing,
   }
 });
 
+test("a guest's memory stall (its PSI) stops inflation and rolls a recent one back", () => {
+  const stalled = guardBalloon({ history: hist(g({ psi_some_avg10: 15 })), requested: 1500 * MiB, state: {}, cycle: 1, now: 0 }, cfg);
+  assert.equal(stalled.verdict, 'veto');
+  assert.match(stalled.reasons[0]!, /inflation refused: guest memory stall 15% \(psi some avg10\) above 10%/);
+  const deflate = guardBalloon({ history: hist(g({ balloon_cur: 1500 * MiB, psi_some_avg10: 40 })), requested: 1700 * MiB, state: {}, cycle: 1, now: 0 }, cfg);
+  assert.equal(deflate.verdict, 'apply', 'deflation is always allowed');
+  const off = guardBalloon({ history: hist(g({ psi_some_avg10: 15 })), requested: 1500 * MiB, state: {}, cycle: 1, now: 0 }, { ...cfg, psiStopPercent: null });
+  assert.equal(off.verdict, 'apply');
+  // Inflated at t=5 (cycle 1); the stall rose to 25% in a sample after it: back by the step.
+  const h = new History(10);
+  h.push(g({ balloon_cur: 1800 * MiB, psi_some_avg10: 0 }), 0);
+  h.push(g({ balloon_cur: 1800 * MiB, psi_some_avg10: 2 }), 5);
+  h.push(g({ balloon_cur: 1700 * MiB, psi_some_avg10: 25 }), 10);
+  const rb = guardBalloon({ history: h, requested: 1600 * MiB, state: { lastInflation: { cycle: 1, at: 5, step: 100 * MiB } }, cycle: 2, now: 12 }, cfg);
+  assert.equal(rb.verdict, 'rollback');
+  assert.equal(rb.target, 1800 * MiB);
+  assert.match(rb.reasons[0]!, /rollback: guest memory stall 25% \(psi some avg10\) > 20%/);
+  // A stall from before the inflation does not count.
+  const before = new History(10);
+  before.push(g({ balloon_cur: 1800 * MiB, psi_some_avg10: 30 }), 0);
+  before.push(g({ balloon_cur: 1700 * MiB, psi_some_avg10: 30 }), 5);
+  before.push(g({ balloon_cur: 1700 * MiB, psi_some_avg10: 3 }), 10);
+  const ok = guardBalloon({ history: before, requested: 1700 * MiB, state: { lastInflation: { cycle: 1, at: 5, step: 100 * MiB } }, cycle: 2, now: 12 }, cfg);
+  assert.notEqual(ok.verdict, 'rollback');
+});
+
 test('cgroup limits keep page cache: a host-side limit under it would swap the cache out', () => {
   const d = guardCgroup('mem_high', 10 * MiB, g({ mem_unused: 300 * MiB, mem_usable: 1500 * MiB }), cfg);
   assert.equal(d.value, 1812 * MiB);

@@ -120,6 +120,31 @@ test('a guest without balloon stats is stale with the reason; the agent fills in
   assert.equal((await d2.collect())[2]!.stale, NO_GUEST_STATS);
 });
 
+test("guest_psi: each guest's /proc/pressure/memory through its agent; one without PSI or agent is logged once and left out", async () => {
+  fake.guests = [
+    guest(1, { agentMeminfo: MEMINFO, agentPsi: 'some avg10=12.50 avg60=3.10 avg300=0.40 total=123\nfull avg10=1.00 avg60=0.20 avg300=0.00 total=9\n' }),
+    guest(2, { agentMeminfo: MEMINFO }),
+    guest(3),
+  ];
+  const logs: string[] = [];
+  const d = driver({ guestPsi: true, log: (_level, msg, fields) => logs.push(`${msg} ${JSON.stringify(fields)}`) });
+  await d.connect();
+  const [g1, g2, g3] = await d.collect();
+  assert.deepEqual([g1!.stats.psi_some_avg10, g1!.stats.psi_some_avg60, g1!.stats.psi_full_avg10], [12.5, 3.1, 1]);
+  assert.equal(g2!.stats.psi_some_avg10, undefined, 'no PSI file in the guest: no field, not a zero');
+  assert.equal(g3!.stats.psi_some_avg10, undefined, 'no agent');
+  assert.equal(g2!.stale, undefined, 'a guest without PSI is not stale for it');
+  await d.collect();
+  assert.equal(logs.filter((l) => l.startsWith('no guest PSI')).length, 2, `once per guest: ${logs.join(' | ')}`);
+  assert.ok(
+    logs.some((l) => /No such file/.test(l)),
+    "the reason is the agent's",
+  );
+  const off = driver();
+  await off.connect();
+  assert.equal((await off.collect())[0]!.stats.psi_some_avg10, undefined, 'off by default');
+});
+
 test('setBalloon sets memory live; a vanished guest gives DomainNotFoundError', async () => {
   const d = driver();
   await d.connect();

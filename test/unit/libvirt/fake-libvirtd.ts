@@ -38,6 +38,10 @@ export interface FakeGuest {
   vcpus?: number;
   /** /proc/meminfo text served through the fake guest agent; undefined = no agent */
   agentMeminfo?: string;
+  /** What the agent reads for /proc/pressure/memory (undefined: the file does not exist). */
+  agentPsi?: string;
+  /** The path the agent last opened (the fake has one handle per guest). */
+  agentOpen?: string;
 }
 
 export type WriteMode = 'normal' | 'byte-by-byte' | 'coalesce';
@@ -251,10 +255,17 @@ export class FakeLibvirtd {
     if (g.agentMeminfo === undefined) return this.error(s, f, 67, 'argument unsupported: QEMU guest agent is not configured');
     const ret = (v: unknown) => this.reply(s, f, encRet.agentCommand(JSON.stringify({ return: v })));
     switch (cmd.execute) {
-      case 'guest-file-open':
+      case 'guest-file-open': {
+        const path = String(cmd.arguments?.path);
+        if (path === '/proc/pressure/memory' && g.agentPsi === undefined)
+          return this.error(s, f, 1, `guest-file-open: failed to open file '${path}': No such file or directory`);
+        g.agentOpen = path;
         return ret(1000);
-      case 'guest-file-read':
-        return ret({ count: g.agentMeminfo.length, 'buf-b64': Buffer.from(g.agentMeminfo).toString('base64'), eof: true });
+      }
+      case 'guest-file-read': {
+        const text = g.agentOpen === '/proc/pressure/memory' ? g.agentPsi! : g.agentMeminfo;
+        return ret({ count: text.length, 'buf-b64': Buffer.from(text).toString('base64'), eof: true });
+      }
       case 'guest-file-close':
         return ret({});
       default:
