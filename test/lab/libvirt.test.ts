@@ -155,6 +155,15 @@ test('memory stats, stats period and the guest agent passthrough on a real guest
   assert.ok(Math.abs(meminfo.mem_total_guest! - (tags.get(5) ?? 0)) < 1024, 'agent MemTotal = balloon available');
   const raw = await c.agentCommand(dom, '{"execute":"guest-info"}', 5);
   assert.match(raw!, /"version"/);
+  // hypervisor.guest_psi: the guest's own memory stall, read through the agent with the stats.
+  const psi = new LibvirtHypervisor({ statsPeriodSec: 1, guestPsi: true });
+  t.after(() => psi.close());
+  await psi.connect();
+  const g = (await psi.collect()).find((x) => x.name === names[1])!;
+  for (const k of ['psi_some_avg10', 'psi_some_avg60', 'psi_full_avg10', 'psi_full_avg60']) {
+    const v = g.stats[k];
+    assert.ok(typeof v === 'number' && v >= 0 && v <= 100, `guest ${k} = ${v}: a share of time, in percent`);
+  }
 });
 
 test("libvirtd's errors surface with its message and code; read-only socket refuses writes", async (t) => {
