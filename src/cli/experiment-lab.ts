@@ -26,6 +26,15 @@ function fraction(v: string, what: string): number {
   return n;
 }
 
+/** undefined: the default cap; "off": none; else a positive number of CPUs. */
+function cpuPerGuest(v: string | undefined): number | null | undefined {
+  if (v === undefined) return undefined;
+  if (v.trim() === 'off') return null;
+  const n = Number(v);
+  if (!(n > 0 && n <= 8)) throw new Error(`--cpu-per-guest must be a number of CPUs in (0, 8] or "off", got "${v}"`);
+  return n;
+}
+
 function configList(v: string): ConfigName[] {
   const out = v
     .split(',')
@@ -50,6 +59,7 @@ export interface LabCliOptions {
   policyInterval: string;
   swapDir: string;
   swap: string;
+  cpuPerGuest?: string;
   trace?: string;
   json?: boolean;
 }
@@ -107,6 +117,10 @@ export function addLabExperiment(experiment: Command): void {
         .join(', ')}`,
       'host',
     )
+    .option(
+      '--cpu-per-guest <n|off>',
+      "CPUs each guest may use (a CFS cap, so that a guest waiting for memory loses its work rather than handing its CPU to the others); default 80% of the host's CPUs split among the guests, at most 1",
+    )
     .option('--trace <dir>', "keep each run's engine decisions (JSON lines), counter samples and guest consoles in this directory")
     .option('--json', 'print the whole result as JSON on stdout')
     .action(async (own: LabCliOptions, cmd: Command) => {
@@ -130,6 +144,7 @@ export function addLabExperiment(experiment: Command): void {
           policyIntervalS: seconds(o.policyInterval, '--policy-interval'),
           swapDir: o.swapDir,
           swapPreset: parseSwapPreset(o.swap),
+          cpuPerGuest: cpuPerGuest(o.cpuPerGuest),
           traceDir: o.trace,
         });
         process.stdout.write((o.json ? JSON.stringify(result) : formatLabTable(result)) + '\n');
@@ -155,6 +170,7 @@ interface DensityCliOptions {
   minRatio: string;
   swap: string;
   swapDir: string;
+  cpuPerGuest?: string;
   json?: boolean;
 }
 
@@ -178,6 +194,10 @@ export function addLabDensity(experiment: Command): void {
     .option('--min-ratio <r>', "the search's lower bound, as a share of what the guests could hold", '0.4')
     .option('--swap <preset>', 'what swapping costs (see lab-memknobs --help)', 'hdd')
     .option('--swap-dir <dir>', 'where the swap file goes', '/var/tmp')
+    .option(
+      '--cpu-per-guest <n|off>',
+      "CPUs each guest may use (a CFS cap, so that a guest waiting for memory loses its work rather than handing its CPU to the others); default 80% of the host's CPUs split among the guests, at most 1",
+    )
     .option('--json', 'print the whole result as JSON on stdout')
     .action(async (own: DensityCliOptions, cmd: Command) => {
       const o = withParentOptions(own, cmd);
@@ -201,6 +221,7 @@ export function addLabDensity(experiment: Command): void {
           minRatio: fraction(o.minRatio, '--min-ratio'),
           swapPreset: parseSwapPreset(o.swap),
           swapDir: o.swapDir,
+          cpuPerGuest: cpuPerGuest(o.cpuPerGuest),
         });
         process.stdout.write((o.json ? JSON.stringify(result) : formatDensityTable(result)) + '\n');
       } catch (e) {

@@ -8,6 +8,7 @@ import { domainLimitMiB, planGuests, checkScale, type ConfigName, type LabScale 
 import { runOnce, type RunResult } from '../lab-memknobs/run.js';
 import { prepareLab, type SwapReport } from '../lab-memknobs/setup.js';
 import type { SwapPresetName } from '../lab-memknobs/swap-device.js';
+import { defaultCpuPerGuest } from '../lab-memknobs/cpu-cap.js';
 import { densityRow, nextRatio, passes, type DensityRow, type Probe } from './search.js';
 
 export interface DensityOptions {
@@ -26,6 +27,8 @@ export interface DensityOptions {
   minRatio: number;
   swapPreset: SwapPresetName;
   swapDir: string;
+  /** CPUs each guest may use; null: uncapped; undefined: defaultCpuPerGuest. */
+  cpuPerGuest?: number | null;
   statsIntervalS?: number;
   policyIntervalS?: number;
   say?: (m: string) => void;
@@ -37,6 +40,7 @@ export interface DensityResult {
   tolerance: number;
   unconstrained: { limitMiB: number; throughput: number; peakMiB: number; runs: number };
   swap: SwapReport;
+  cpuPerGuest: number | null;
   rows: DensityRow[];
   probes: (Probe & { config: string })[];
 }
@@ -56,6 +60,7 @@ export async function runDensityExperiment(o: DensityOptions): Promise<DensityRe
   const swapMiB = Math.max(256, Math.ceil((base.guests * (base.memMiB + base.qemuOverheadMiB) * (1 - o.minRatio) + 256) / 64) * 64);
   const lab = await prepareLab({ swapMiB, swapPreset: o.swapPreset, swapDir: o.swapDir, say });
   let probeNo = 0;
+  const cpuPerGuest = o.cpuPerGuest === undefined ? defaultCpuPerGuest(base.guests) : o.cpuPerGuest;
   const run = (config: ConfigName, ratio: number): Promise<RunResult> =>
     runOnce({
       config,
@@ -66,6 +71,7 @@ export async function runDensityExperiment(o: DensityOptions): Promise<DensityRe
       cleanup: lab.cleanup,
       say,
       swapDevice: lab.device,
+      cpuPerGuest,
       progressEveryS: 60,
     });
   try {
@@ -126,6 +132,7 @@ export async function runDensityExperiment(o: DensityOptions): Promise<DensityRe
       tolerance: o.tolerance,
       unconstrained: { limitMiB: domainLimitMiB(base), throughput: Math.round(baseline), peakMiB: Math.round(peakMiB), runs: baselineRuns.length },
       swap: lab.swapReport(baselineRuns[0]?.swapSource ?? ''),
+      cpuPerGuest,
       rows,
       probes,
     };
@@ -136,7 +143,7 @@ export async function runDensityExperiment(o: DensityOptions): Promise<DensityRe
 
 export function formatDensityTable(r: DensityResult): string {
   const head = [
-    `lab-density: ${r.scale.guests} x ${r.scale.memMiB} MiB TCG guests, ${r.scale.durationS} s per run, swap ${r.swap.preset}; unconstrained (no manager, ${r.unconstrained.limitMiB} MiB domain): ${(r.unconstrained.throughput / 1e6).toFixed(2)} Mpages/s, peak use ${r.unconstrained.peakMiB} MiB`,
+    `lab-density: ${r.scale.guests} x ${r.scale.memMiB} MiB TCG guests (${r.cpuPerGuest === null ? 'sharing the CPUs' : `${r.cpuPerGuest} CPU each`}), ${r.scale.durationS} s per run, swap ${r.swap.preset}; unconstrained (no manager, ${r.unconstrained.limitMiB} MiB domain): ${(r.unconstrained.throughput / 1e6).toFixed(2)} Mpages/s, peak use ${r.unconstrained.peakMiB} MiB`,
     `smallest domain limit with 0 OOM kills and throughput within ${Math.round(r.tolerance * 100)}% of unconstrained; saved = 1 - limit / unconstrained peak`,
     '',
   ];

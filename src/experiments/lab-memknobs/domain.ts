@@ -15,6 +15,17 @@ export interface Domain {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Where a cgroup v1 controller's hierarchy is mounted (null: not mounted as v1). */
+export function v1Mount(controller: string, mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): string | null {
+  for (const line of mountinfo.split('\n')) {
+    const f = line.split(' ');
+    const sep = f.indexOf('-');
+    if (sep < 0) continue;
+    if (f[sep + 1] === 'cgroup' && (f[sep + 3] ?? '').split(',').includes(controller)) return f[4]!;
+  }
+  return null;
+}
+
 /** Where memory cgroups are mounted, and which version (null: no memory controller). */
 export async function memoryCgroupMount(): Promise<{ version: 1 | 2; mountPoint: string } | null> {
   const self = await findMemoryCgroup('/', 'self');

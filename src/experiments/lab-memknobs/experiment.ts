@@ -10,6 +10,7 @@ import { checkScale, configParts, CONFIGS, domainLimitMiB, planGuests, swapSizeM
 import { runOnce, type RunResult } from './run.js';
 import { checkLab, prepareLab, type SwapReport } from './setup.js';
 import type { SwapPresetName } from './swap-device.js';
+import { defaultCpuPerGuest } from './cpu-cap.js';
 
 export interface LabExperimentOptions {
   scale: LabScale;
@@ -21,6 +22,8 @@ export interface LabExperimentOptions {
   swapDir?: string;
   /** 'host': the host's swap, or a plain swap file; a preset: a throttled loop device. */
   swapPreset?: SwapPresetName;
+  /** CPUs each guest may use; null: uncapped; undefined: defaultCpuPerGuest. */
+  cpuPerGuest?: number | null;
   say?: (m: string) => void;
   /** Keep each run's engine decisions, counter samples and guest consoles here. */
   traceDir?: string;
@@ -53,6 +56,8 @@ export interface LabExperimentResult {
   swap: SwapReport;
   workload: { spec: string; delaysS: number[] };
   manager: { statsIntervalS: number; policyIntervalS: number };
+  /** CPUs each guest could use (null: uncapped). */
+  cpuPerGuest: number | null;
   runs: RunResult[];
   summary: ConfigSummary[];
 }
@@ -103,6 +108,7 @@ export async function runLabExperiment(o: LabExperimentOptions): Promise<LabExpe
   if (o.traceDir) mkdirSync(o.traceDir, { recursive: true });
   const lab = await prepareLab({ swapMiB: swapSizeMiB(scale), swapPreset: o.swapPreset ?? 'host', swapDir: o.swapDir ?? '/var/tmp', say });
   const runs: RunResult[] = [];
+  const cpuPerGuest = o.cpuPerGuest === undefined ? defaultCpuPerGuest(scale.guests) : o.cpuPerGuest;
   try {
     const plan = planGuests(scale);
     say(
@@ -124,6 +130,7 @@ export async function runLabExperiment(o: LabExperimentOptions): Promise<LabExpe
             progressEveryS: o.progressEveryS,
             traceDir: o.traceDir,
             swapDevice: lab.device,
+            cpuPerGuest,
           }),
         );
       }
@@ -137,6 +144,7 @@ export async function runLabExperiment(o: LabExperimentOptions): Promise<LabExpe
       swap: lab.swapReport(runs[0]?.swapSource ?? ''),
       workload: { spec: plan[0]!.workload, delaysS: plan.map((p) => p.delayS) },
       manager: { statsIntervalS, policyIntervalS },
+      cpuPerGuest,
       runs,
       summary: summarize(runs, configs),
     };

@@ -24,6 +24,7 @@ import {
 } from './metrics.js';
 import { configParts, domainLimitMiB, planGuests, type ConfigName, type LabScale } from './plan.js';
 import { throttleV2, type ThrottledSwap } from './swap-device.js';
+import { createCpuCaps, removeCpuCaps } from './cpu-cap.js';
 
 export interface RunOptions {
   config: ConfigName;
@@ -39,6 +40,8 @@ export interface RunOptions {
   progressEveryS?: number;
   /** The experiment's throttled swap device, when a --swap preset is used. */
   swapDevice?: ThrottledSwap | null;
+  /** CPUs each guest may use (a CFS cap); null: no cap, the guests share the host's CPUs. */
+  cpuPerGuest?: number | null;
 }
 
 export interface GuestResult {
@@ -94,6 +97,17 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
   const cgName = `ballast-lab-experiment-${process.pid}-${config}-${o.repetition}`;
   const domain = await createDomain(cgName, limitKiB, scale.guests);
   const parts = configParts(config);
+  const caps = o.cpuPerGuest ? createCpuCaps(cgName, o.cpuPerGuest, domain) : null;
+  const undoCaps = caps
+    ? cleanup.add({
+        what: `cpu caps of ${cgName}`,
+        run: async () => {
+          const left = removeCpuCaps(caps);
+          if (left.length) throw new Error(`could not remove ${left.join('; ')}`);
+        },
+        runSync: () => void removeCpuCaps(caps),
+      })
+    : null;
   const undoDomain = cleanup.add({
     what: `cgroup ${domain.dir}`,
     run: async () => {
@@ -135,7 +149,7 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
   try {
     // v2: the swap device's limits go on the domain itself (v1: the QEMUs join the blkio cgroup).
     if (o.swapDevice && domain.version === 2) throttleV2(domain.dir, join(domain.dir, '..'), o.swapDevice);
-    const moreCgroups = o.swapDevice?.blkioDir ? [o.swapDevice.blkioDir] : [];
+    const blkio = o.swapDevice?.blkioDir ? [o.swapDevice.blkioDir] : [];
     say(`${tag} domain ${domain.dir}: limit ${domainLimitMiB(scale)} MiB for ${scale.guests} x ${scale.memMiB} MiB guests; booting them`);
     const t0 = Date.now();
     const guests: QemuGuest[] = await Promise.all(
@@ -150,7 +164,7 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
           meminfoS: 2,
           guestAgent: false,
           memCgroup: domain.guestDirs[i],
-          moreCgroups,
+          moreCgroups: [...blkio, ...(caps?.dirs[i] ? [caps.dirs[i]] : [])],
           freePageReporting: parts.fpr,
           bootTimeoutMs: 240_000,
         }),
@@ -260,6 +274,7 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
   } finally {
     if (undoManager) await undoManager().catch((e) => say(`${tag} stopping the manager: ${(e as Error).message}`));
     await undoGuests().catch((e) => say(`${tag} stopping guests: ${(e as Error).message}`));
+    await undoCaps?.().catch((e) => say(`${tag} ${(e as Error).message}`));
     await undoDomain().catch((e) => say(`${tag} ${(e as Error).message}`));
   }
 }

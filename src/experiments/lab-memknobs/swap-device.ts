@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, readFileSync, rmdirSync, statSync, writeFileSync
 import { join } from 'node:path';
 import { run, runOk } from '../../lab/proc.js';
 import { LabUnavailable } from './errors.js';
+import { v1Mount } from './domain.js';
 
 export type SwapPresetName = 'host' | 'nvme' | 'ssd' | 'hdd';
 export const SWAP_PRESETS: readonly SwapPresetName[] = ['host', 'nvme', 'ssd', 'hdd'];
@@ -102,16 +103,6 @@ function devOf(path: string): string {
   return `${major}:${minor}`;
 }
 
-function blkioMount(): string | null {
-  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const f = line.split(' ');
-    const sep = f.indexOf('-');
-    if (sep < 0) continue;
-    if (f[sep + 1] === 'cgroup' && (f[sep + 3] ?? '').split(',').includes('blkio')) return f[4]!;
-  }
-  return null;
-}
-
 /**
  * Adds a swap file on a throttled loop device. Priority 32767 so the domain swaps there before
  * any swap the host already has. `version`: the memory cgroup's (v2 sets io.max per domain).
@@ -120,7 +111,7 @@ export async function addThrottledSwap(preset: SwapPreset, sizeMiB: number, dir:
   const file = join(dir, `ballast-lab-experiment-${process.pid}.swap`);
   let blkioDir: string | null = null;
   if (version === 1) {
-    const mount = blkioMount();
+    const mount = v1Mount('blkio');
     if (!mount) throw new LabUnavailable(`--swap ${preset.name} needs the blkio cgroup controller (cgroup v1) or io (v2); none is mounted`);
     blkioDir = join(mount, `ballast-lab-experiment-${process.pid}`);
   }

@@ -43,11 +43,13 @@ test('the smallest passing limit: a failed confirmation disqualifies its limit, 
     tolerance: 0.05,
     unconstrained: { limitMiB: 1920, throughput: 30e6, peakMiB: 1600, runs: 2 },
     swap: { mode: 'device', totalMiB: 1408, source: 'host', preset: 'hdd' },
+    cpuPerGuest: 0.4,
     rows: [row, none],
     probes: [],
   } satisfies DensityResult);
   assert.match(table.split('\n').find((l) => l.startsWith('ballast'))!, /1200\s+25%\s+0\.98x\s+0\s+2$/);
   assert.match(table, /peak use 1600 MiB/);
+  assert.match(table, /0\.4 CPU each/);
 });
 
 test('CLI: lab-density refuses bad options by name before anything starts', () => {
@@ -56,6 +58,7 @@ test('CLI: lab-density refuses bad options by name before anything starts', () =
     [['--steps', '0'], /--steps must be 1\.\.8, got 0/],
     [['--min-ratio', '1.5'], /--min-ratio must be in \(0\.2, 1\)/],
     [['--swap', 'tape'], /--swap must be one of host, nvme, ssd, hdd/],
+    [['--cpu-per-guest', '0'], /--cpu-per-guest must be a number of CPUs in \(0, 8\] or "off", got "0"/],
     [['--configs', 'x'], /--configs: unknown "x"/],
     [['--seed', '3'], /--seed is an option of the simulated experiments, not of lab-density/],
     [[], /lab-density cannot run here: BALLAST_LAB=0/],

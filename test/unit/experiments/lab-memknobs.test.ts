@@ -10,6 +10,8 @@ import { validateWorkloadSpec, parseConsoleLine } from '../../../src/lab/console
 import { checkScale, configParts, DEFAULT_SCALE, domainLimitMiB, guestWorkload, planGuests, swapSizeMiB } from '../../../src/experiments/lab-memknobs/plan.js';
 import { parseSwapPreset, PRESETS, throttleLines } from '../../../src/experiments/lab-memknobs/swap-device.js';
 import { qemuArgs } from '../../../src/lab/qemu.js';
+import { defaultCpuPerGuest, quotaUs } from '../../../src/experiments/lab-memknobs/cpu-cap.js';
+import { v1Mount } from '../../../src/experiments/lab-memknobs/domain.js';
 import {
   minGuestTotalKiB,
   oomKills,
@@ -248,6 +250,7 @@ test("summary: spreads per configuration and ratios to the same repetition's no-
     swap: { mode: 'file', totalMiB: 896, source: 'host /proc/vmstat pswpin/pswpout', preset: 'host' },
     workload: { spec: 'x', delaysS: [0, 30] },
     manager: { statsIntervalS: 2, policyIntervalS: 4 },
+    cpuPerGuest: null,
     runs,
     summary: summarize(runs, ['none', 'mom', 'ballast']),
   });
@@ -256,6 +259,7 @@ test("summary: spreads per configuration and ratios to the same repetition's no-
   assert.match(ballastRow, /0\.30x \(0\.10x–0\.50x\)/);
   assert.match(rows.find((l) => l.startsWith('mom '))!, / 4 /);
   assert.match(table, /limited to 1280 MiB/);
+  assert.match(table, /guests share the CPUs/);
 });
 
 test('cleanup: newest first, a failing step does not stop the others, run-now steps are forgotten', async () => {
@@ -351,4 +355,19 @@ test('free page reporting runs: the manager and the balloon option come from the
   const [, fpr] = summarize(runs, ['none', 'none+fpr']);
   assert.equal(fpr!.throughputVsNone!.median, 1.5);
   assert.equal(fpr!.balloonActions, null);
+});
+
+test('cpu caps: 80% of the host split among the guests, at most one CPU each; v1 mounts found in mountinfo', () => {
+  assert.equal(defaultCpuPerGuest(4, 2), 0.4);
+  assert.equal(defaultCpuPerGuest(2, 2), 0.8);
+  assert.equal(defaultCpuPerGuest(2, 16), 1);
+  assert.equal(quotaUs(0.4), 40_000);
+  const mi = [
+    '35 25 0:30 / /sys/fs/cgroup/cpu rw,relatime shared:12 - cgroup cgroup rw,cpu',
+    '36 25 0:31 / /sys/fs/cgroup/blkio rw,relatime shared:13 - cgroup cgroup rw,blkio',
+    '37 25 0:32 / /sys/fs/cgroup/unified rw,relatime shared:14 - cgroup2 cgroup2 rw',
+  ].join('\n');
+  assert.equal(v1Mount('cpu', mi), '/sys/fs/cgroup/cpu');
+  assert.equal(v1Mount('blkio', mi), '/sys/fs/cgroup/blkio');
+  assert.equal(v1Mount('memory', mi), null);
 });
