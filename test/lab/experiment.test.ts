@@ -1,15 +1,17 @@
 // `ballast experiment lab-memknobs` at a small scale on real QEMU guests: 2 x 256 MiB guests
-// in a memory domain limited to 2/3 of what they may hold, with staggered peaks, measured for
-// 120 s without a manager and with ballast (default policy + safeguards). Asserts only what
-// must hold: the squeeze was real (the unmanaged domain swapped), no guest was OOM-killed
-// under ballast, and ballast's domain swapped out no more than the unmanaged one. Also checks
-// that the experiment left nothing behind (cgroups, swap file). MOM's style is left out here
-// to keep the test short; the full-scale table (docs/lab-experiment.md) has all three.
+// in a memory domain limited to 2/3 of what they may hold, with staggered peaks, each guest
+// capped at its CPU share, swapping to a device throttled like a hard disk (`--swap hdd`),
+// measured for 120 s without a manager and with ballast (default policy + safeguards).
+// Asserts only what must hold: the squeeze was real (the unmanaged domain swapped), no guest
+// was OOM-killed under ballast, ballast's domain swapped out no more than the unmanaged one,
+// and with swap that costs what a disk costs, ballast's guests got more work done. Also checks
+// that the experiment left nothing behind (cgroups, loop device, swap). MOM's style is left
+// out here to keep the test short; the full-scale tables (docs/lab-experiment.md) have it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { runLabExperiment, checkLab, LabUnavailable } from '../../src/experiments/lab-memknobs/experiment.js';
-import { memoryCgroupMount } from '../../src/experiments/lab-memknobs/domain.js';
+import { memoryCgroupMount, v1Mount } from '../../src/experiments/lab-memknobs/domain.js';
 import { swapAreas } from '../../src/experiments/lab-memknobs/swap.js';
 import { formatLabTable } from '../../src/experiments/lab-memknobs/format.js';
 
@@ -18,7 +20,7 @@ function skipLoudly(t: { skip: (m: string) => void }, reason: string): void {
   t.skip(`LAB SKIPPED: ${reason}`);
 }
 
-test('lab-memknobs, small scale: ballast kills no guest and swaps out no more than no manager', { timeout: 12 * 60_000 }, async (t) => {
+test('lab-memknobs, small scale, hdd swap: ballast kills no guest, swaps out no more and gets more work done than no manager', { timeout: 12 * 60_000 }, async (t) => {
   try {
     await checkLab();
   } catch (e) {
@@ -33,6 +35,7 @@ test('lab-memknobs, small scale: ballast kills no guest and swaps out no more th
       scale: { guests: 2, memMiB: 256, durationS: 120, limitRatio: 2 / 3, periodS: 80, qemuOverheadMiB: 96, rampSteps: 12 },
       repeat: 1,
       configs: ['none', 'ballast'],
+      swapPreset: 'hdd',
       progressEveryS: 50,
       say: (m) => {
         progress.push(m);
@@ -56,6 +59,12 @@ test('lab-memknobs, small scale: ballast kills no guest and swaps out no more th
   // What must hold.
   assert.equal(ballast.oomKills, 0, `ballast's balloons OOM-killed guest processes: ${JSON.stringify(ballast.guests)}`);
   assert.ok(ballast.swapOut <= none.swapOut, `ballast's domain swapped out ${ballast.swapOut} pages, no manager ${none.swapOut}`);
+  assert.ok(
+    ballast.throughput > none.throughput,
+    `with hdd swap ballast's guests did more work: ${ballast.throughput} pages/s against ${none.throughput} without a manager`,
+  );
+  assert.equal(result.swap.preset, 'hdd');
+  assert.ok(result.swap.device?.measured && result.swap.device.measured.readIops < 200, `the swap device was throttled: ${JSON.stringify(result.swap.device)}`);
 
   // Nothing left behind.
   const mount = await memoryCgroupMount();
@@ -67,6 +76,12 @@ test('lab-memknobs, small scale: ballast kills no guest and swaps out no more th
     'swap as before',
   );
   assert.ok(!existsSync(`/var/tmp/ballast-lab-experiment-${process.pid}.swap`), 'swap file deleted');
+  const loop = result.swap.device!.loop;
+  assert.ok(!readFileSync('/proc/swaps', 'utf8').includes(loop + ' '), `${loop} switched off`);
+  for (const c of ['blkio', 'cpu']) {
+    const m = v1Mount(c);
+    if (m) assert.deepEqual(readdirSync(m).filter((n) => n.startsWith(`ballast-lab-experiment-${process.pid}`)), [], `${c} cgroups removed`);
+  }
   assert.ok(
     progress.some((m) => /swap/.test(m)),
     'progress says what it did with swap',
