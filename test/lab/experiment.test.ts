@@ -20,7 +20,9 @@ function skipLoudly(t: { skip: (m: string) => void }, reason: string): void {
   t.skip(`LAB SKIPPED: ${reason}`);
 }
 
-test('lab-memknobs, small scale, hdd swap: ballast kills no guest, swaps out no more and gets more work done than no manager', { timeout: 12 * 60_000 }, async (t) => {
+test('lab-memknobs, small scale, hdd swap: ballast kills no guest, swaps out no more and gets more work done than no manager', {
+  timeout: 12 * 60_000,
+}, async (t) => {
   try {
     await checkLab();
   } catch (e) {
@@ -80,7 +82,12 @@ test('lab-memknobs, small scale, hdd swap: ballast kills no guest, swaps out no 
   assert.ok(!readFileSync('/proc/swaps', 'utf8').includes(loop + ' '), `${loop} switched off`);
   for (const c of ['blkio', 'cpu']) {
     const m = v1Mount(c);
-    if (m) assert.deepEqual(readdirSync(m).filter((n) => n.startsWith(`ballast-lab-experiment-${process.pid}`)), [], `${c} cgroups removed`);
+    if (m)
+      assert.deepEqual(
+        readdirSync(m).filter((n) => n.startsWith(`ballast-lab-experiment-${process.pid}`)),
+        [],
+        `${c} cgroups removed`,
+      );
   }
   assert.ok(
     progress.some((m) => /swap/.test(m)),

@@ -196,21 +196,27 @@ test("a guest's memory stall (its PSI) stops inflation and rolls a recent one ba
   assert.equal(deflate.verdict, 'apply', 'deflation is always allowed');
   const off = guardBalloon({ history: hist(g({ psi_some_avg10: 15 })), requested: 1500 * MiB, state: {}, cycle: 1, now: 0 }, { ...cfg, psiStopPercent: null });
   assert.equal(off.verdict, 'apply');
-  // Inflated at t=5 (cycle 1); the stall rose to 25% in a sample after it: back by the step.
-  const h = new History(10);
-  h.push(g({ balloon_cur: 1800 * MiB, psi_some_avg10: 0 }), 0);
-  h.push(g({ balloon_cur: 1800 * MiB, psi_some_avg10: 2 }), 5);
-  h.push(g({ balloon_cur: 1700 * MiB, psi_some_avg10: 25 }), 10);
-  const rb = guardBalloon({ history: h, requested: 1600 * MiB, state: { lastInflation: { cycle: 1, at: 5, step: 100 * MiB } }, cycle: 2, now: 12 }, cfg);
+  // Inflated at t=5 (cycle 1): [balloon MiB, stall %] at t = 0, 5, 10; decided at t=12.
+  const afterInflating = (samples: [number, number][]) => {
+    const h = new History(10);
+    samples.forEach(([cur, psi], i) => h.push(g({ balloon_cur: cur * MiB, psi_some_avg10: psi }), i * 5));
+    return guardBalloon({ history: h, requested: 1600 * MiB, state: { lastInflation: { cycle: 1, at: 5, step: 100 * MiB } }, cycle: 2, now: 12 }, cfg);
+  };
+  // The stall rose to 25% in a sample after the inflation: back by the step.
+  const rb = afterInflating([
+    [1800, 0],
+    [1800, 2],
+    [1700, 25],
+  ]);
   assert.equal(rb.verdict, 'rollback');
   assert.equal(rb.target, 1800 * MiB);
   assert.match(rb.reasons[0]!, /rollback: guest memory stall 25% \(psi some avg10\) > 20%/);
   // A stall from before the inflation does not count.
-  const before = new History(10);
-  before.push(g({ balloon_cur: 1800 * MiB, psi_some_avg10: 30 }), 0);
-  before.push(g({ balloon_cur: 1700 * MiB, psi_some_avg10: 30 }), 5);
-  before.push(g({ balloon_cur: 1700 * MiB, psi_some_avg10: 3 }), 10);
-  const ok = guardBalloon({ history: before, requested: 1700 * MiB, state: { lastInflation: { cycle: 1, at: 5, step: 100 * MiB } }, cycle: 2, now: 12 }, cfg);
+  const ok = afterInflating([
+    [1800, 30],
+    [1700, 30],
+    [1700, 3],
+  ]);
   assert.notEqual(ok.verdict, 'rollback');
 });
 
