@@ -97,17 +97,6 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
   const cgName = `ballast-lab-experiment-${process.pid}-${config}-${o.repetition}`;
   const domain = await createDomain(cgName, limitKiB, scale.guests);
   const parts = configParts(config);
-  const caps = o.cpuPerGuest ? createCpuCaps(cgName, o.cpuPerGuest, domain) : null;
-  const undoCaps = caps
-    ? cleanup.add({
-        what: `cpu caps of ${cgName}`,
-        run: async () => {
-          const left = removeCpuCaps(caps);
-          if (left.length) throw new Error(`could not remove ${left.join('; ')}`);
-        },
-        runSync: () => void removeCpuCaps(caps),
-      })
-    : null;
   const undoDomain = cleanup.add({
     what: `cgroup ${domain.dir}`,
     run: async () => {
@@ -124,6 +113,18 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
       }
     },
   });
+  // After the domain's undo step: a failure here still removes the domain.
+  const caps = o.cpuPerGuest ? createCpuCaps(cgName, o.cpuPerGuest, domain) : null;
+  const undoCaps = caps
+    ? cleanup.add({
+        what: `cpu caps of ${cgName}`,
+        run: async () => {
+          const left = removeCpuCaps(caps);
+          if (left.length) throw new Error(`could not remove ${left.join('; ')}`);
+        },
+        runSync: () => void removeCpuCaps(caps),
+      })
+    : null;
   const sockDir = mkdtempSync(join(tmpdir(), 'ballast-exp-'));
   const names = plans.map((p) => `${GUEST_PREFIX}x${process.pid}-${p.index + 1}`);
   const undoGuests = cleanup.add({
