@@ -35,6 +35,11 @@ function cpuPerGuest(v: string | undefined): number | null | undefined {
   return n;
 }
 
+function thpMode(v: string): 'host' | 'off' {
+  if (v !== 'host' && v !== 'off') throw new Error(`--thp must be host or off, got "${v}"`);
+  return v;
+}
+
 function configList(v: string): ConfigName[] {
   const out = v
     .split(',')
@@ -60,6 +65,7 @@ export interface LabCliOptions {
   swapDir: string;
   swap: string;
   cpuPerGuest?: string;
+  thp: string;
   trace?: string;
   json?: boolean;
 }
@@ -121,6 +127,11 @@ export function addLabExperiment(experiment: Command): void {
       '--cpu-per-guest <n|off>',
       "CPUs each guest may use (a CFS cap, so that a guest waiting for memory loses its work rather than handing its CPU to the others); default 80% of the host's CPUs split among the guests, at most 1",
     )
+    .option(
+      '--thp <host|off>',
+      "transparent huge pages for the guests' RAM: the host's setting, or off (a TCG guest touches huge-page-backed RAM ~2.5x faster, so throughput varies with what the host happened to back)",
+      'host',
+    )
     .option('--trace <dir>', "keep each run's engine decisions (JSON lines), counter samples and guest consoles in this directory")
     .option('--json', 'print the whole result as JSON on stdout')
     .action(async (own: LabCliOptions, cmd: Command) => {
@@ -145,6 +156,7 @@ export function addLabExperiment(experiment: Command): void {
           swapDir: o.swapDir,
           swapPreset: parseSwapPreset(o.swap),
           cpuPerGuest: cpuPerGuest(o.cpuPerGuest),
+          thp: thpMode(o.thp),
           traceDir: o.trace,
         });
         process.stdout.write((o.json ? JSON.stringify(result) : formatLabTable(result)) + '\n');
@@ -171,6 +183,7 @@ interface DensityCliOptions {
   swap: string;
   swapDir: string;
   cpuPerGuest?: string;
+  thp: string;
   json?: boolean;
 }
 
@@ -198,6 +211,11 @@ export function addLabDensity(experiment: Command): void {
       '--cpu-per-guest <n|off>',
       "CPUs each guest may use (a CFS cap, so that a guest waiting for memory loses its work rather than handing its CPU to the others); default 80% of the host's CPUs split among the guests, at most 1",
     )
+    .option(
+      '--thp <host|off>',
+      "transparent huge pages for the guests' RAM: the host's setting, or off (a TCG guest touches huge-page-backed RAM ~2.5x faster, so throughput varies with what the host happened to back)",
+      'host',
+    )
     .option('--json', 'print the whole result as JSON on stdout')
     .action(async (own: DensityCliOptions, cmd: Command) => {
       const o = withParentOptions(own, cmd);
@@ -222,6 +240,7 @@ export function addLabDensity(experiment: Command): void {
           swapPreset: parseSwapPreset(o.swap),
           swapDir: o.swapDir,
           cpuPerGuest: cpuPerGuest(o.cpuPerGuest),
+          thp: thpMode(o.thp),
         });
         process.stdout.write((o.json ? JSON.stringify(result) : formatDensityTable(result)) + '\n');
       } catch (e) {

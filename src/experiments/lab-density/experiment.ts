@@ -29,6 +29,7 @@ export interface DensityOptions {
   swapDir: string;
   /** CPUs each guest may use; null: uncapped; undefined: defaultCpuPerGuest. */
   cpuPerGuest?: number | null;
+  thp?: 'host' | 'off';
   statsIntervalS?: number;
   policyIntervalS?: number;
   say?: (m: string) => void;
@@ -72,6 +73,7 @@ export async function runDensityExperiment(o: DensityOptions): Promise<DensityRe
       say,
       swapDevice: lab.device,
       cpuPerGuest,
+      thp: o.thp,
       progressEveryS: 60,
     });
   try {

@@ -24,6 +24,8 @@ export interface LabExperimentOptions {
   swapPreset?: SwapPresetName;
   /** CPUs each guest may use; null: uncapped; undefined: defaultCpuPerGuest. */
   cpuPerGuest?: number | null;
+  /** Transparent huge pages for the QEMUs' RAM (default: the host's setting). */
+  thp?: 'host' | 'off';
   say?: (m: string) => void;
   /** Keep each run's engine decisions, counter samples and guest consoles here. */
   traceDir?: string;
@@ -35,6 +37,8 @@ export interface ConfigSummary {
   runs: number;
   throughput: Spread | null;
   throughputVsNone: Spread | null;
+  touchS: Spread | null;
+  touchSVsNone: Spread | null;
   peaks: Spread | null;
   oomKills: Spread | null;
   swapIn: Spread | null;
@@ -58,6 +62,7 @@ export interface LabExperimentResult {
   manager: { statsIntervalS: number; policyIntervalS: number };
   /** CPUs each guest could use (null: uncapped). */
   cpuPerGuest: number | null;
+  thp: 'host' | 'off';
   runs: RunResult[];
   summary: ConfigSummary[];
 }
@@ -82,6 +87,8 @@ export function summarize(runs: RunResult[], configs: readonly ConfigName[]): Co
       runs: mine.length,
       throughput: spread(mine.map((r) => r.throughput)),
       throughputVsNone: compared ? spread(vsNone(runs, config, (r) => r.throughput)) : null,
+      touchS: spread(mine.map((r) => r.touchS)),
+      touchSVsNone: compared ? spread(vsNone(runs, config, (r) => r.touchS)) : null,
       peaks: spread(mine.map((r) => r.peaks)),
       oomKills: spread(mine.map((r) => r.oomKills)),
       swapIn: spread(mine.map((r) => r.swapIn)),
@@ -131,6 +138,7 @@ export async function runLabExperiment(o: LabExperimentOptions): Promise<LabExpe
             traceDir: o.traceDir,
             swapDevice: lab.device,
             cpuPerGuest,
+            thp: o.thp,
           }),
         );
       }
@@ -145,6 +153,7 @@ export async function runLabExperiment(o: LabExperimentOptions): Promise<LabExpe
       workload: { spec: plan[0]!.workload, delaysS: plan.map((p) => p.delayS) },
       manager: { statsIntervalS, policyIntervalS },
       cpuPerGuest,
+      thp: o.thp ?? 'host',
       runs,
       summary: summarize(runs, configs),
     };

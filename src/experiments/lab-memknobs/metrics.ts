@@ -20,6 +20,23 @@ export function workloadPages(lines: readonly TimedLine[], from: number, to: num
 }
 
 /**
+ * Seconds the workload spent in its `touch` steps (its `rate` lines of op=touch) within
+ * [from, to): the schedule's work time. A guest stalled on memory (an `alloc` waiting for
+ * swap-ins) falls behind its schedule and touches for fewer seconds; unlike pages per second,
+ * this does not depend on how fast a TCG guest touches a page, which varies ~2.5x with how the
+ * host backs its RAM (huge pages or not).
+ */
+export function workloadTouchSeconds(lines: readonly TimedLine[], from: number, to: number): number {
+  let secs = 0;
+  for (const { at, line } of lines) {
+    if (line.kind !== 'rate' || line.fields.op !== 'touch' || at < from || at >= to) continue;
+    const s = Number(line.fields.secs);
+    if (Number.isFinite(s) && s > 0) secs += s;
+  }
+  return secs;
+}
+
+/**
  * Processes the guest's OOM killer took within [from, to): the init script reports every exit
  * of the workload (and of the guest agent) with its status, and 137 = killed by SIGKILL, which
  * nothing in a lab guest sends except the kernel's OOM killer.

@@ -18,6 +18,7 @@ import {
   peaksReached,
   summarizeCounters,
   workloadPages,
+  workloadTouchSeconds,
   workloadTrouble,
   type CounterSample,
   type CounterSummary,
@@ -42,11 +43,15 @@ export interface RunOptions {
   swapDevice?: ThrottledSwap | null;
   /** CPUs each guest may use (a CFS cap); null: no cap, the guests share the host's CPUs. */
   cpuPerGuest?: number | null;
+  /** Transparent huge pages for the QEMUs' RAM: the host's setting, or off. */
+  thp?: 'host' | 'off';
 }
 
 export interface GuestResult {
   name: string;
   pagesPerS: number;
+  /** Seconds of the window the workload spent touching its working set (schedule progress). */
+  touchS: number;
   /** Finished ramps: the workload reached its peak working set. */
   peaks: number;
   oomKills: number;
@@ -61,6 +66,8 @@ export interface RunResult {
   repetition: number;
   /** Sum over the guests of the pages their workloads wrote per second of the window. */
   throughput: number;
+  /** Seconds the guests spent in their touch steps, summed: work time, whatever the touch rate. */
+  touchS: number;
   /** Peaks reached, summed over the guests (a work unit that only completes with room). */
   peaks: number;
   oomKills: number;
@@ -167,6 +174,7 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
           memCgroup: domain.guestDirs[i],
           moreCgroups: [...blkio, ...(caps?.dirs[i] ? [caps.dirs[i]] : [])],
           freePageReporting: parts.fpr,
+          thp: o.thp,
           bootTimeoutMs: 240_000,
         }),
       ),
@@ -244,6 +252,7 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
       return {
         name: names[i]!,
         pagesPerS: Math.round(workloadPages(t.lines, from, end + 1) / windowS),
+        touchS: Math.round(workloadTouchSeconds(t.lines, from, end + 1) * 10) / 10,
         peaks: peaksReached(t.lines, from, end + 1, plans[i]!.peakMiB * 1024),
         oomKills: oomKills(t.lines, from, end + 1),
         workloadExits: trouble.exits,
@@ -256,6 +265,7 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
       config,
       repetition: o.repetition,
       throughput: guestResults.reduce((s, g) => s + g.pagesPerS, 0),
+      touchS: Math.round(guestResults.reduce((s, g) => s + g.touchS, 0) * 10) / 10,
       peaks: guestResults.reduce((s, g) => s + g.peaks, 0),
       oomKills: guestResults.reduce((s, g) => s + g.oomKills, 0),
       swapIn: counters.domainSwapIn ?? counters.hostSwapIn,

@@ -59,6 +59,7 @@ test('CLI: lab-density refuses bad options by name before anything starts', () =
     [['--min-ratio', '1.5'], /--min-ratio must be in \(0\.2, 1\)/],
     [['--swap', 'tape'], /--swap must be one of host, nvme, ssd, hdd/],
     [['--cpu-per-guest', '0'], /--cpu-per-guest must be a number of CPUs in \(0, 8\] or "off", got "0"/],
+    [['--thp', 'maybe'], /--thp must be host or off, got "maybe"/],
     [['--configs', 'x'], /--configs: unknown "x"/],
     [['--seed', '3'], /--seed is an option of the simulated experiments, not of lab-density/],
     [[], /lab-density cannot run here: BALLAST_LAB=0/],

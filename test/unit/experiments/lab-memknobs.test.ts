@@ -20,6 +20,7 @@ import {
   spread,
   summarizeCounters,
   workloadPages,
+  workloadTouchSeconds,
   workloadTrouble,
   type CounterSample,
   type TimedLine,
@@ -98,6 +99,8 @@ test('metrics: pages, OOM kills and balloon depth inside the window only', () =>
     L(20, 'BALLAST meminfo t=9 total_kib=100000 free_kib=1 avail_kib=1'),
   ];
   assert.equal(workloadPages(lines, 10, 20), 1300);
+  assert.equal(workloadTouchSeconds(lines, 10, 20), 2, 'touch steps only, inside the window');
+  assert.equal(workloadTouchSeconds(lines, 0, 30), 6);
   assert.equal(oomKills(lines, 10, 20), 2);
   assert.equal(oomKills(lines, 15, 20), 0, 'a non-SIGKILL exit is not an OOM kill');
   assert.deepEqual(workloadTrouble(lines, 10, 20), { exits: 2, allocFailed: 1 });
@@ -200,6 +203,7 @@ function run(config: RunResult['config'], repetition: number, throughput: number
     config,
     repetition,
     throughput,
+    touchS: throughput / 10,
     peaks: 3,
     oomKills: oom,
     swapIn: swapOut / 2,
@@ -236,6 +240,7 @@ test("summary: spreads per configuration and ratios to the same repetition's no-
   assert.equal(ballast!.throughputVsNone!.min, 0.9);
   assert.ok(Math.abs(ballast!.throughputVsNone!.max - 1.1) < 1e-9);
   assert.deepEqual(ballast!.swapOutVsNone, { min: 0.1, median: 0.3, max: 0.5, n: 2 });
+  assert.deepEqual(ballast!.touchS, { min: 11, median: 14.5, max: 18, n: 2 });
   assert.deepEqual(mom!.oomKills, { min: 4, median: 4, max: 4, n: 1 });
   assert.deepEqual(mom!.swapOutVsNone, { min: 0, median: 0, max: 0, n: 1 });
   assert.equal(fmtSpread({ min: 1, median: 2, max: 3, n: 3 }), '2 (1–3)');
@@ -251,6 +256,7 @@ test("summary: spreads per configuration and ratios to the same repetition's no-
     workload: { spec: 'x', delaysS: [0, 30] },
     manager: { statsIntervalS: 2, policyIntervalS: 4 },
     cpuPerGuest: null,
+    thp: 'host',
     runs,
     summary: summarize(runs, ['none', 'mom', 'ballast']),
   });
