@@ -199,7 +199,9 @@ test("a guest's memory stall (its PSI) stops inflation and rolls a recent one ba
   // Inflated at t=5 (cycle 1): [balloon MiB, stall %] at t = 0, 5, 10; decided at t=12.
   const afterInflating = (samples: [number, number][]) => {
     const h = new History(10);
-    samples.forEach(([cur, psi], i) => h.push(g({ balloon_cur: cur * MiB, psi_some_avg10: psi }), i * 5));
+    samples.forEach(([cur, psi], i) => {
+      h.push(g({ balloon_cur: cur * MiB, psi_some_avg10: psi }), i * 5);
+    });
     return guardBalloon({ history: h, requested: 1600 * MiB, state: { lastInflation: { cycle: 1, at: 5, step: 100 * MiB } }, cycle: 2, now: 12 }, cfg);
   };
   // The stall rose to 25% in a sample after the inflation: back by the step.
