@@ -10,6 +10,8 @@
 #   ballast.meminfo=S          meminfo report interval, seconds (default 2)
 #   ballast.delay=S            wait S seconds before starting the workload (staggering)
 #   ballast.qga=0              do not start the guest agent even if the image has one
+#   ballast.cache=S            read the whole disk /dev/vda (page cache), S seconds after the
+#                              workload starts, and again every S seconds (0: once, at once)
 
 /bin/busybox mkdir -p /proc /sys /dev /bin /sbin /usr/bin /usr/sbin /tmp /run /var/run
 /bin/busybox mount -t proc proc /proc
@@ -28,6 +30,7 @@ REPORT=2
 MEMINFO=2
 QGA=1
 DELAY=0
+CACHE=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     ballast.name=*) NAME="${arg#ballast.name=}" ;;
@@ -36,6 +39,7 @@ for arg in $(cat /proc/cmdline); do
     ballast.meminfo=*) MEMINFO="${arg#ballast.meminfo=}" ;;
     ballast.qga=*) QGA="${arg#ballast.qga=}" ;;
     ballast.delay=*) DELAY="${arg#ballast.delay=}" ;;
+    ballast.cache=*) CACHE="${arg#ballast.cache=}" ;;
   esac
 done
 
@@ -106,6 +110,20 @@ if [ -n "$WORKLOAD" ]; then
     /bin/workload "$WORKLOAD" "$REPORT"
     say "workload-exit t=$(uptime_s) status=$?"
     sleep 1
+  done) &
+fi
+
+# Page cache: reads of the disk stay in the guest's cache (reclaimable, counted in MemAvailable).
+if [ -n "$CACHE" ]; then
+  (i=0
+  while [ $i -lt 50 ] && [ ! -b /dev/vda ]; do sleep 0.1; i=$((i + 1)); done
+  if [ ! -b /dev/vda ]; then say "cache t=$(uptime_s) status=no-disk"; exit 0; fi
+  sleep "$DELAY"
+  while true; do
+    [ "$CACHE" != 0 ] && sleep "$CACHE"
+    kib=$(($(dd if=/dev/vda of=/dev/null bs=1M 2>&1 | sed -n 's/^\([0-9]*\)+.*records in$/\1/p' | head -n 1) * 1024))
+    say "cache t=$(uptime_s) status=read kib=$kib"
+    [ "$CACHE" = 0 ] && break
   done) &
 fi
 

@@ -15,6 +15,8 @@ import { newcArchive, type CpioEntry } from './cpio.js';
 export const BALLOON_MODULES = ['virtio_ring', 'virtio', 'virtio_pci_legacy_dev', 'virtio_pci_modern_dev', 'virtio_pci', 'virtio_balloon'];
 /** Extra module for the guest agent's virtio-serial port (inserted after the balloon chain). */
 const AGENT_MODULES = ['virtio_console'];
+/** The block driver for a guest's page-cache disk (a file the guest reads to fill its cache). */
+const DISK_MODULES = ['virtio_blk'];
 
 const KERNEL_META_PKG = 'linux-image-cloud-amd64';
 const AGENT_PKG = 'qemu-guest-agent';
@@ -321,7 +323,7 @@ async function buildInto(dir: string, inputs: LabInputs, hash: string, stamp: st
   const withAgent = agentSkipped === null;
   if (agentSkipped !== null) progress(`leaving the guest agent out: ${agentSkipped}`);
   // The balloon chain exactly in its order; the agent's port driver after it (it needs only virtio + virtio_pci).
-  const wanted = withAgent ? [...BALLOON_MODULES, ...AGENT_MODULES] : BALLOON_MODULES;
+  const wanted = [...BALLOON_MODULES, ...(withAgent ? AGENT_MODULES : []), ...DISK_MODULES];
   const kernel = await unpackKernel(kernelDeb, work, wanted);
   const workload = await compileWorkload(work);
 

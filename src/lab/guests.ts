@@ -27,6 +27,9 @@ export interface GuestBootOptions {
   reportS?: number;
   meminfoS?: number;
   guestAgent?: boolean;
+  /** Read the guest's disk into its page cache: S seconds after the workload starts and every
+   *  S seconds (0: once, at once); undefined: never. Needs a disk (QEMU guests: cacheDiskMiB). */
+  cacheS?: number;
 }
 
 /** The kernel command line of a lab guest: console on the first serial port, quiet kernel,
@@ -40,6 +43,7 @@ export function guestCmdline(o: Omit<GuestBootOptions, 'kernel' | 'initrd'>): st
   if (o.reportS) parts.push(`ballast.report=${o.reportS}`);
   if (o.meminfoS) parts.push(`ballast.meminfo=${o.meminfoS}`);
   if (o.guestAgent === false) parts.push('ballast.qga=0');
+  if (o.cacheS !== undefined) parts.push(`ballast.cache=${Math.max(0, Math.round(o.cacheS))}`);
   return parts.join(' ');
 }
 

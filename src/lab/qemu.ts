@@ -2,7 +2,7 @@
 // driver. Every guest leaves a record in /run/ballast-lab/qemu/<name>.json so it can be found
 // and stopped by its PID from any process (tests, `ballast lab down`).
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureLabBuilt } from './build.js';
 import { checkMemMiB, DEFAULT_MEM_MIB, DEFAULT_WORKLOAD, findEmulator, guestCmdline, waitGuestReady } from './guests.js';
@@ -30,6 +30,11 @@ export interface QemuGuestOptions {
   moreCgroups?: string[];
   /** virtio-balloon free page reporting (Linux 5.7+ guests hand freed pages back). */
   freePageReporting?: boolean;
+  /** A disk of this size (a sparse file, read-only to the guest) that the guest reads into its
+   *  page cache (see cacheS); 0 or undefined: no disk. */
+  cacheDiskMiB?: number;
+  /** When the guest reads its disk: guestCmdline's cacheS. Default 0 (once) with a disk. */
+  cacheS?: number;
   /** Wait until the balloon driver is bound (and the workload reports). Default true. */
   wait?: boolean;
   bootTimeoutMs?: number;
@@ -65,6 +70,7 @@ export interface QemuGuest {
 }
 
 const recordPath = (name: string) => join(QEMU_DIR, `${name}.json`);
+const diskPath = (name: string) => join(QEMU_DIR, `${name}.disk`);
 
 /** QEMU's argument list for a lab guest (pure). */
 export function qemuArgs(o: {
@@ -77,6 +83,8 @@ export function qemuArgs(o: {
   consoleLog: string;
   qgaSocket: string | null;
   freePageReporting?: boolean;
+  /** A raw disk image the guest sees as /dev/vda. */
+  disk?: string;
 }): string[] {
   const args = [
     '-name',
@@ -107,6 +115,10 @@ export function qemuArgs(o: {
     '-qmp',
     `unix:${o.qmpSocket},server=on,wait=off`,
   ];
+  if (o.disk) {
+    // cache=none: the host's page cache stays out of it, the guest's is what is measured.
+    args.push('-drive', `file=${o.disk},if=none,id=disk0,format=raw,cache=none,readonly=on`, '-device', 'virtio-blk-pci,drive=disk0');
+  }
   if (o.qgaSocket) {
     args.push(
       '-chardev',
@@ -148,7 +160,22 @@ export async function startQemuGuest(o: QemuGuestOptions): Promise<QemuGuest> {
   const qgaSocket = withAgent ? join(QEMU_DIR, `${name}.qga`) : null;
   for (const f of [qmpSocket, consoleLog, qgaSocket]) if (f) rmSync(f, { force: true });
   const workload = o.workload ?? DEFAULT_WORKLOAD;
-  const cmdline = guestCmdline({ name, workload, delayS: o.delayS, reportS: o.reportS, meminfoS: o.meminfoS, guestAgent: withAgent });
+  const disk = o.cacheDiskMiB ? diskPath(name) : undefined;
+  if (disk) {
+    rmSync(disk, { force: true });
+    // Sparse: the guest reads zeros, which fill its page cache as well as data would.
+    closeSync(openSync(disk, 'w'));
+    truncateSync(disk, o.cacheDiskMiB! * 1024 * 1024);
+  }
+  const cmdline = guestCmdline({
+    name,
+    workload,
+    delayS: o.delayS,
+    reportS: o.reportS,
+    meminfoS: o.meminfoS,
+    guestAgent: withAgent,
+    cacheS: disk ? (o.cacheS ?? 0) : undefined,
+  });
   const args = qemuArgs({
     name,
     memMiB,
@@ -159,6 +186,7 @@ export async function startQemuGuest(o: QemuGuestOptions): Promise<QemuGuest> {
     consoleLog,
     qgaSocket,
     freePageReporting: o.freePageReporting,
+    disk,
   });
 
   const logFd = openSync(qemuLog, 'w');
@@ -226,7 +254,7 @@ export async function stopQemuGuest(g: QemuGuest | string): Promise<boolean> {
     await killPid(rec.pid, 5_000);
     stopped = true;
   }
-  for (const f of [rec.qmpSocket, rec.qgaSocket, recordPath(rec.name)]) if (f) rmSync(f, { force: true });
+  for (const f of [rec.qmpSocket, rec.qgaSocket, recordPath(rec.name), diskPath(rec.name)]) if (f) rmSync(f, { force: true });
   return stopped;
 }
 
