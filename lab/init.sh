@@ -118,12 +118,14 @@ if [ -n "$CACHE" ]; then
   (i=0
   while [ $i -lt 50 ] && [ ! -b /dev/vda ]; do sleep 0.1; i=$((i + 1)); done
   if [ ! -b /dev/vda ]; then say "cache t=$(uptime_s) status=no-disk"; exit 0; fi
+  # The kernel drops a block device's page cache when its last opener closes it: keep it open.
+  exec 3</dev/vda
   sleep "$DELAY"
   while true; do
     [ "$CACHE" != 0 ] && sleep "$CACHE"
     kib=$(($(dd if=/dev/vda of=/dev/null bs=1M 2>&1 | sed -n 's/^\([0-9]*\)+.*records in$/\1/p' | head -n 1) * 1024))
     say "cache t=$(uptime_s) status=read kib=$kib"
-    [ "$CACHE" = 0 ] && break
+    [ "$CACHE" = 0 ] && while true; do sleep 3600; done
   done) &
 fi
 
