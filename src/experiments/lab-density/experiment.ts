@@ -39,7 +39,7 @@ export interface DensityResult {
   experiment: 'lab-density';
   scale: Omit<LabScale, 'limitRatio'>;
   tolerance: number;
-  unconstrained: { limitMiB: number; throughput: number; peakMiB: number; runs: number };
+  unconstrained: { limitMiB: number; throughput: number; work: number; peakMiB: number; runs: number };
   swap: SwapReport;
   cpuPerGuest: number | null;
   rows: DensityRow[];
@@ -82,11 +82,16 @@ export async function runDensityExperiment(o: DensityOptions): Promise<DensityRe
     );
     const baselineRuns: RunResult[] = [];
     for (let i = 0; i < o.baselineRuns; i++) baselineRuns.push(await run('none', CEILING));
-    const sorted = baselineRuns.map((r) => r.throughput).sort((a, b) => a - b);
-    const mid = sorted.length >> 1;
-    const baseline = sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+    const med = (xs: number[]) => {
+      const s = [...xs].sort((a, b) => a - b);
+      const mid = s.length >> 1;
+      return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+    };
+    const baseline = { throughput: med(baselineRuns.map((r) => r.throughput)), work: med(baselineRuns.map((r) => r.touchS)) };
     const peakMiB = Math.max(...baselineRuns.map((r) => r.counters.peakUsageKiB)) / 1024;
-    say(`lab-density: unconstrained: ${(baseline / 1e6).toFixed(2)} Mpages/s (median of ${baselineRuns.length}), peak domain use ${Math.round(peakMiB)} MiB`);
+    say(
+      `lab-density: unconstrained: ${(baseline.throughput / 1e6).toFixed(2)} Mpages/s, work ${baseline.work.toFixed(0)} s (medians of ${baselineRuns.length}), peak domain use ${Math.round(peakMiB)} MiB`,
+    );
 
     const probes: (Probe & { config: string })[] = [];
     const rows: DensityRow[] = [];
@@ -98,12 +103,13 @@ export async function runDensityExperiment(o: DensityOptions): Promise<DensityRe
           ratio,
           limitMiB: domainLimitMiB(at(ratio)),
           throughput: r.throughput,
+          work: r.touchS,
           oomKills: r.oomKills,
-          pass: passes(r.throughput, r.oomKills, baseline, o.tolerance),
+          pass: passes(r.touchS, r.oomKills, baseline.work, o.tolerance),
           confirm,
         };
         say(
-          `lab-density: ${config} at ${p.limitMiB} MiB (${ratio}): ${(p.throughput / 1e6).toFixed(2)} Mpages/s (${((p.throughput / baseline) * 100).toFixed(0)}%), ${p.oomKills} OOM kills: ${p.pass ? 'passes' : 'fails'}`,
+          `lab-density: ${config} at ${p.limitMiB} MiB (${ratio}): work ${p.work.toFixed(0)} s (${((p.work / baseline.work) * 100).toFixed(0)}%), ${(p.throughput / 1e6).toFixed(2)} Mpages/s (${((p.throughput / baseline.throughput) * 100).toFixed(0)}%), ${p.oomKills} OOM kills: ${p.pass ? 'passes' : 'fails'}`,
         );
         mine.push(p);
         probes.push({ ...p, config });
@@ -132,7 +138,13 @@ export async function runDensityExperiment(o: DensityOptions): Promise<DensityRe
       experiment: 'lab-density',
       scale,
       tolerance: o.tolerance,
-      unconstrained: { limitMiB: domainLimitMiB(base), throughput: Math.round(baseline), peakMiB: Math.round(peakMiB), runs: baselineRuns.length },
+      unconstrained: {
+        limitMiB: domainLimitMiB(base),
+        throughput: Math.round(baseline.throughput),
+        work: Math.round(baseline.work * 10) / 10,
+        peakMiB: Math.round(peakMiB),
+        runs: baselineRuns.length,
+      },
       swap: lab.swapReport(baselineRuns[0]?.swapSource ?? ''),
       cpuPerGuest,
       rows,
@@ -146,14 +158,15 @@ export async function runDensityExperiment(o: DensityOptions): Promise<DensityRe
 export function formatDensityTable(r: DensityResult): string {
   const head = [
     `lab-density: ${r.scale.guests} x ${r.scale.memMiB} MiB TCG guests (${r.cpuPerGuest === null ? 'sharing the CPUs' : `${r.cpuPerGuest} CPU each`}), ${r.scale.durationS} s per run, swap ${r.swap.preset}; unconstrained (no manager, ${r.unconstrained.limitMiB} MiB domain): ${(r.unconstrained.throughput / 1e6).toFixed(2)} Mpages/s, peak use ${r.unconstrained.peakMiB} MiB`,
-    `smallest domain limit with 0 OOM kills and throughput within ${Math.round(r.tolerance * 100)}% of unconstrained; saved = 1 - limit / unconstrained peak`,
+    `smallest domain limit with 0 OOM kills and the guests' work time within ${Math.round(r.tolerance * 100)}% of unconstrained (${r.unconstrained.work} s); saved = 1 - limit / unconstrained peak`,
     '',
   ];
-  const cols = ['config', 'limit MiB', 'saved', 'throughput vs unconstrained', 'OOM kills', 'runs at limit'];
+  const cols = ['config', 'limit MiB', 'saved', 'work vs unconstrained', 'throughput vs unconstrained', 'OOM kills', 'runs at limit'];
   const rows = r.rows.map((x) => [
     x.config,
     String(x.limitMiB),
     `${(x.saved * 100).toFixed(0)}%`,
+    x.workVsUnconstrained === null ? '-' : `${x.workVsUnconstrained.toFixed(2)}x`,
     x.throughputVsUnconstrained === null ? '-' : `${x.throughputVsUnconstrained.toFixed(2)}x`,
     String(x.oomKills),
     String(x.runsAtLimit),

@@ -11,12 +11,13 @@ const p = (ratio: number, pass: boolean, throughput = 100, oomKills = 0, confirm
   ratio,
   limitMiB: Math.round(ratio * 1920),
   throughput,
+  work: throughput * 2,
   oomKills,
   pass,
   confirm,
 });
 
-test('a run passes with no OOM kill and throughput within the tolerance of the baseline', () => {
+test("a run passes with no OOM kill and the guests' work time within the tolerance of the baseline", () => {
   assert.equal(passes(95, 0, 100, 0.05), true);
   assert.equal(passes(94.9, 0, 100, 0.05), false);
   assert.equal(passes(120, 1, 100, 0.05), false, 'an OOM kill fails whatever the throughput');
@@ -28,12 +29,20 @@ test('the smallest passing limit: a failed confirmation disqualifies its limit, 
   assert.equal(smallestPassing([p(0.7, true), p(0.55, false), p(0.625, true)], 1), 0.625);
   assert.equal(smallestPassing([p(0.7, true), p(0.55, false), p(0.625, true), p(0.625, false, 90, 0, true)], 1), 0.7);
   assert.equal(smallestPassing([p(0.7, false), p(0.85, false)], 1), 1);
-  const row = densityRow('ballast', [p(0.7, true, 98), p(0.55, false, 60), p(0.625, true, 97), p(0.625, true, 99, 0, true)], 1, 1920, 100, 1600);
+  const row = densityRow(
+    'ballast',
+    [p(0.7, true, 98), p(0.55, false, 60), p(0.625, true, 97), p(0.625, true, 99, 0, true)],
+    1,
+    1920,
+    { throughput: 100, work: 200 },
+    1600,
+  );
   assert.equal(row.limitMiB, 1200);
   assert.equal(row.saved, 0.25, '1 - 1200 / 1600');
   assert.equal(row.throughputVsUnconstrained, 0.98, 'median of the two runs at the limit');
+  assert.equal(row.workVsUnconstrained, 0.98);
   assert.equal(row.runsAtLimit, 2);
-  const none = densityRow('none', [p(0.7, false, 50, 2)], 1, 1920, 100, 1600);
+  const none = densityRow('none', [p(0.7, false, 50, 2)], 1, 1920, { throughput: 100, work: 200 }, 1600);
   assert.equal(none.limitMiB, 1920);
   assert.equal(none.saved, -0.2, 'a limit above the peak saves nothing');
   assert.equal(none.throughputVsUnconstrained, null);
@@ -41,13 +50,13 @@ test('the smallest passing limit: a failed confirmation disqualifies its limit, 
     experiment: 'lab-density',
     scale: { guests: 4, memMiB: 384, durationS: 150, periodS: 120, qemuOverheadMiB: 96, rampSteps: 12 },
     tolerance: 0.05,
-    unconstrained: { limitMiB: 1920, throughput: 30e6, peakMiB: 1600, runs: 2 },
+    unconstrained: { limitMiB: 1920, throughput: 30e6, work: 180, peakMiB: 1600, runs: 2 },
     swap: { mode: 'device', totalMiB: 1408, source: 'host', preset: 'hdd' },
     cpuPerGuest: 0.4,
     rows: [row, none],
     probes: [],
   } satisfies DensityResult);
-  assert.match(table.split('\n').find((l) => l.startsWith('ballast'))!, /1200\s+25%\s+0\.98x\s+0\s+2$/);
+  assert.match(table.split('\n').find((l) => l.startsWith('ballast'))!, /1200\s+25%\s+0\.98x\s+0\.98x\s+0\s+2$/);
   assert.match(table, /peak use 1600 MiB/);
   assert.match(table, /0\.4 CPU each/);
 });
