@@ -78,7 +78,7 @@ export async function runDensityExperiment(o: DensityOptions): Promise<DensityRe
     });
   try {
     say(
-      `lab-density: ${base.guests} x ${base.memMiB} MiB guests, ${base.durationS} s per run; workload ${planGuests(base)[0]!.workload}; passes: 0 OOM kills and throughput within ${Math.round(o.tolerance * 100)}% of the unconstrained runs`,
+      `lab-density: ${base.guests} x ${base.memMiB} MiB guests, ${base.durationS} s per run; workload ${planGuests(base)[0]!.workload}; passes: 0 OOM kills and the guests' work time within ${Math.round(o.tolerance * 100)}% of the unconstrained runs'`,
     );
     const baselineRuns: RunResult[] = [];
     for (let i = 0; i < o.baselineRuns; i++) baselineRuns.push(await run('none', CEILING));
