@@ -40,6 +40,20 @@ function thpMode(v: string): 'host' | 'off' {
   return v;
 }
 
+/** How the guests run, the same for every lab experiment. */
+function guestRunOptions(cmd: Command): void {
+  cmd
+    .option(
+      '--cpu-per-guest <n|off>',
+      "CPUs each guest may use (a CFS cap, so that a guest waiting for memory loses its work rather than handing its CPU to the others); default 80% of the host's CPUs split among the guests, at most 1",
+    )
+    .option(
+      '--thp <host|off>',
+      "transparent huge pages for the guests' RAM: the host's setting, or off (a TCG guest touches huge-page-backed RAM ~2.5x faster, so throughput varies with what the host happened to back)",
+      'host',
+    );
+}
+
 function configList(v: string): ConfigName[] {
   const out = v
     .split(',')
@@ -101,7 +115,7 @@ export function withParentOptions<T extends object>(own: T, cmd: Command): T {
 }
 
 export function addLabExperiment(experiment: Command): void {
-  experiment
+  const cmd = experiment
     .command('lab-memknobs')
     .description("measure on real QEMU guests (TCG) in a memory domain whether the policies help: no manager, MOM's style, ballast (needs root and the lab)")
     .option('--guests <n>', 'number of guests (1-8)', String(DEFAULT_SCALE.guests))
@@ -122,20 +136,13 @@ export function addLabExperiment(experiment: Command): void {
         .map((p) => `${p.name} (${p.readIops} IO/s)`)
         .join(', ')}`,
       'host',
-    )
-    .option(
-      '--cpu-per-guest <n|off>',
-      "CPUs each guest may use (a CFS cap, so that a guest waiting for memory loses its work rather than handing its CPU to the others); default 80% of the host's CPUs split among the guests, at most 1",
-    )
-    .option(
-      '--thp <host|off>',
-      "transparent huge pages for the guests' RAM: the host's setting, or off (a TCG guest touches huge-page-backed RAM ~2.5x faster, so throughput varies with what the host happened to back)",
-      'host',
-    )
+    );
+  guestRunOptions(cmd);
+  cmd
     .option('--trace <dir>', "keep each run's engine decisions (JSON lines), counter samples and guest consoles in this directory")
     .option('--json', 'print the whole result as JSON on stdout')
-    .action(async (own: LabCliOptions, cmd: Command) => {
-      const o = withParentOptions(own, cmd);
+    .action(async (own: LabCliOptions, self: Command) => {
+      const o = withParentOptions(own, self);
       const guests = int(o.guests, '--guests');
       const scale: LabScale = {
         guests,
@@ -188,10 +195,10 @@ interface DensityCliOptions {
 }
 
 export function addLabDensity(experiment: Command): void {
-  experiment
+  const cmd = experiment
     .command('lab-density')
     .description(
-      'find, per manager, the smallest memory domain in which real QEMU guests keep their throughput with no OOM kill (bisection on the limit; needs root and the lab)',
+      'find, per manager, the smallest memory domain in which real QEMU guests keep their work time with no OOM kill (bisection on the limit; needs root and the lab)',
     )
     .option('--guests <n>', 'number of guests (1-8)', String(DEFAULT_SCALE.guests))
     .option('--mem <MiB>', 'memory per guest, MiB (128-512)', String(DEFAULT_SCALE.memMiB))
@@ -200,52 +207,43 @@ export function addLabDensity(experiment: Command): void {
     .option('--ramp-steps <n>', 'steps (one every ~4 s) from the base to the peak working set', String(DEFAULT_SCALE.rampSteps))
     .option('--qemu-overhead <MiB>', "QEMU's own memory per TCG guest counted in the domain's size", String(DEFAULT_SCALE.qemuOverheadMiB))
     .option('--configs <list>', `managers to search for, comma-separated, of ${ALL_CONFIGS.join(', ')}`, CONFIGS.join(','))
-    .option('--tolerance <f>', 'largest throughput loss that still passes, as a fraction', '0.05')
+    .option('--tolerance <f>', "largest loss of the guests' work time that still passes, as a fraction", '0.05')
     .option('--steps <n>', 'bisection steps per manager', '4')
     .option('--confirm <n>', 'confirmation runs at the limit found', '1')
     .option('--baseline-runs <n>', 'unconstrained runs whose median is the baseline', '2')
     .option('--min-ratio <r>', "the search's lower bound, as a share of what the guests could hold", '0.4')
     .option('--swap <preset>', 'what swapping costs (see lab-memknobs --help)', 'hdd')
-    .option('--swap-dir <dir>', 'where the swap file goes', '/var/tmp')
-    .option(
-      '--cpu-per-guest <n|off>',
-      "CPUs each guest may use (a CFS cap, so that a guest waiting for memory loses its work rather than handing its CPU to the others); default 80% of the host's CPUs split among the guests, at most 1",
-    )
-    .option(
-      '--thp <host|off>',
-      "transparent huge pages for the guests' RAM: the host's setting, or off (a TCG guest touches huge-page-backed RAM ~2.5x faster, so throughput varies with what the host happened to back)",
-      'host',
-    )
-    .option('--json', 'print the whole result as JSON on stdout')
-    .action(async (own: DensityCliOptions, cmd: Command) => {
-      const o = withParentOptions(own, cmd);
-      const guests = int(o.guests, '--guests');
-      try {
-        const result = await runDensityExperiment({
-          scale: {
-            guests,
-            memMiB: int(o.mem, '--mem'),
-            durationS: seconds(o.duration, '--duration'),
-            limitRatio: 1,
-            periodS: o.period ? seconds(o.period, '--period') : 30 * Math.max(guests, 4),
-            qemuOverheadMiB: int(o.qemuOverhead, '--qemu-overhead'),
-            rampSteps: int(o.rampSteps, '--ramp-steps'),
-          },
-          configs: configList(o.configs),
-          tolerance: fraction(o.tolerance, '--tolerance'),
-          steps: int(o.steps, '--steps'),
-          confirm: int(o.confirm, '--confirm'),
-          baselineRuns: int(o.baselineRuns, '--baseline-runs'),
-          minRatio: fraction(o.minRatio, '--min-ratio'),
-          swapPreset: parseSwapPreset(o.swap),
-          swapDir: o.swapDir,
-          cpuPerGuest: cpuPerGuest(o.cpuPerGuest),
-          thp: thpMode(o.thp),
-        });
-        process.stdout.write((o.json ? JSON.stringify(result) : formatDensityTable(result)) + '\n');
-      } catch (e) {
-        if (e instanceof LabUnavailable) throw new Error(`lab-density cannot run here: ${e.message}`);
-        throw e;
-      }
-    });
+    .option('--swap-dir <dir>', 'where the swap file goes', '/var/tmp');
+  guestRunOptions(cmd);
+  cmd.option('--json', 'print the whole result as JSON on stdout').action(async (own: DensityCliOptions, self: Command) => {
+    const o = withParentOptions(own, self);
+    const guests = int(o.guests, '--guests');
+    try {
+      const result = await runDensityExperiment({
+        scale: {
+          guests,
+          memMiB: int(o.mem, '--mem'),
+          durationS: seconds(o.duration, '--duration'),
+          limitRatio: 1,
+          periodS: o.period ? seconds(o.period, '--period') : 30 * Math.max(guests, 4),
+          qemuOverheadMiB: int(o.qemuOverhead, '--qemu-overhead'),
+          rampSteps: int(o.rampSteps, '--ramp-steps'),
+        },
+        configs: configList(o.configs),
+        tolerance: fraction(o.tolerance, '--tolerance'),
+        steps: int(o.steps, '--steps'),
+        confirm: int(o.confirm, '--confirm'),
+        baselineRuns: int(o.baselineRuns, '--baseline-runs'),
+        minRatio: fraction(o.minRatio, '--min-ratio'),
+        swapPreset: parseSwapPreset(o.swap),
+        swapDir: o.swapDir,
+        cpuPerGuest: cpuPerGuest(o.cpuPerGuest),
+        thp: thpMode(o.thp),
+      });
+      process.stdout.write((o.json ? JSON.stringify(result) : formatDensityTable(result)) + '\n');
+    } catch (e) {
+      if (e instanceof LabUnavailable) throw new Error(`lab-density cannot run here: ${e.message}`);
+      throw e;
+    }
+  });
 }
