@@ -4,10 +4,10 @@
 // rather than memory. With a cap (CFS bandwidth: v1 cpu.cfs_quota_us, v2 cpu.max) each guest
 // runs at most at its share, as on a host with a core per guest, and time a guest spends
 // waiting for memory is work lost.
-import { existsSync, mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { v1Mount, type Domain } from './domain.js';
+import { removeDomain, v1Mount, type Domain } from './domain.js';
 
 const PERIOD_US = 100_000;
 
@@ -53,22 +53,25 @@ export function createCpuCaps(name: string, perGuest: number, domain: Domain): C
       writeFileSync(join(dir, 'cpu.cfs_quota_us'), String(quotaUs(perGuest)));
     });
   } catch (e) {
-    removeCpuCaps(caps);
+    removeCpuCapsNow(caps);
     throw e;
   }
   return caps;
 }
 
-/** Removes the v1 directories (their QEMUs must be gone); returns what could not be removed. */
-export function removeCpuCaps(c: CpuCaps): string[] {
-  const left: string[] = [];
+/** Removes the v1 directories (their QEMUs must be gone; a QEMU killed a moment ago may keep
+ *  its cgroup busy briefly, so this waits like removeDomain); returns what could not be removed. */
+export function removeCpuCaps(c: CpuCaps): Promise<string[]> {
+  return removeDomain({ dir: c.root ?? '', guestDirs: c.dirs });
+}
+
+/** At exit, no waiting: whatever is not busy goes. */
+export function removeCpuCapsNow(c: CpuCaps): void {
   for (const dir of [...c.dirs, ...(c.root ? [c.root] : [])]) {
-    if (!existsSync(dir)) continue;
     try {
       rmdirSync(dir);
-    } catch (e) {
-      left.push(`${dir}: ${(e as Error).message}`);
+    } catch {
+      /* busy or gone */
     }
   }
-  return left;
 }

@@ -25,7 +25,7 @@ import {
 } from './metrics.js';
 import { configParts, domainLimitMiB, planGuests, type ConfigName, type LabScale } from './plan.js';
 import { throttleV2, type ThrottledSwap } from './swap-device.js';
-import { createCpuCaps, removeCpuCaps } from './cpu-cap.js';
+import { createCpuCaps, removeCpuCaps, removeCpuCapsNow } from './cpu-cap.js';
 
 export interface RunOptions {
   config: ConfigName;
@@ -126,10 +126,10 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
     ? cleanup.add({
         what: `cpu caps of ${cgName}`,
         run: async () => {
-          const left = removeCpuCaps(caps);
+          const left = await removeCpuCaps(caps);
           if (left.length) throw new Error(`could not remove ${left.join('; ')}`);
         },
-        runSync: () => void removeCpuCaps(caps),
+        runSync: () => removeCpuCapsNow(caps),
       })
     : null;
   const sockDir = mkdtempSync(join(tmpdir(), 'ballast-exp-'));
