@@ -4,12 +4,13 @@
 // everything the guests could hold) gives the baseline throughput and the peak memory the
 // guests really held; then, per manager, a bisection on the domain limit, and confirmation
 // runs at the limit found.
-import { domainLimitMiB, planGuests, checkScale, type ConfigName, type LabScale } from '../lab-memknobs/plan.js';
+import { domainLimitMiB, planGuests, checkScale, swapSizeMiB, type ConfigName, type LabScale } from '../lab-memknobs/plan.js';
+import { spread } from '../lab-memknobs/metrics.js';
 import { runOnce, type RunResult } from '../lab-memknobs/run.js';
 import { prepareLab, type SwapReport } from '../lab-memknobs/setup.js';
 import type { SwapPresetName } from '../lab-memknobs/swap-device.js';
 import { defaultCpuPerGuest } from '../lab-memknobs/cpu-cap.js';
-import { densityRow, nextRatio, passes, type DensityRow, type Probe } from './search.js';
+import { densityRow, nextRatio, passes, smallestPassing, type DensityRow, type Probe } from './search.js';
 
 export interface DensityOptions {
   /** Guests, memory, duration, workload; limitRatio is what the search varies. */
@@ -58,8 +59,7 @@ export async function runDensityExperiment(o: DensityOptions): Promise<DensityRe
   const base = checkScale({ ...o.scale, limitRatio: CEILING });
   const at = (ratio: number): LabScale => ({ ...base, limitRatio: ratio });
   // Swap for the tightest domain the search may try.
-  const swapMiB = Math.max(256, Math.ceil((base.guests * (base.memMiB + base.qemuOverheadMiB) * (1 - o.minRatio) + 256) / 64) * 64);
-  const lab = await prepareLab({ swapMiB, swapPreset: o.swapPreset, swapDir: o.swapDir, say });
+  const lab = await prepareLab({ swapMiB: swapSizeMiB(at(o.minRatio)), swapPreset: o.swapPreset, swapDir: o.swapDir, say });
   let probeNo = 0;
   const cpuPerGuest = o.cpuPerGuest === undefined ? defaultCpuPerGuest(base.guests) : o.cpuPerGuest;
   const run = (config: ConfigName, ratio: number): Promise<RunResult> =>
@@ -82,12 +82,7 @@ export async function runDensityExperiment(o: DensityOptions): Promise<DensityRe
     );
     const baselineRuns: RunResult[] = [];
     for (let i = 0; i < o.baselineRuns; i++) baselineRuns.push(await run('none', CEILING));
-    const med = (xs: number[]) => {
-      const s = [...xs].sort((a, b) => a - b);
-      const mid = s.length >> 1;
-      return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-    };
-    const baseline = { throughput: med(baselineRuns.map((r) => r.throughput)), work: med(baselineRuns.map((r) => r.touchS)) };
+    const baseline = { throughput: spread(baselineRuns.map((r) => r.throughput))!.median, work: spread(baselineRuns.map((r) => r.touchS))!.median };
     const peakMiB = Math.max(...baselineRuns.map((r) => r.counters.peakUsageKiB)) / 1024;
     say(
       `lab-density: unconstrained: ${(baseline.throughput / 1e6).toFixed(2)} Mpages/s, work ${baseline.work.toFixed(0)} s (medians of ${baselineRuns.length}), peak domain use ${Math.round(peakMiB)} MiB`,
@@ -124,9 +119,8 @@ export async function runDensityExperiment(o: DensityOptions): Promise<DensityRe
       }
       // Confirm the limit found; a failed confirmation falls back to the next larger passing one.
       for (let c = 0; c < o.confirm; c++) {
-        const found = densityRow(config, mine, CEILING, domainLimitMiB(base), baseline, peakMiB);
-        const ratio = mine.find((p) => p.limitMiB === found.limitMiB)?.ratio;
-        if (ratio === undefined) break;
+        const ratio = smallestPassing(mine, CEILING);
+        if (!mine.some((p) => p.ratio === ratio)) break; // nothing passed below unconstrained
         await probe(ratio, true);
       }
       const row = densityRow(config, mine, CEILING, domainLimitMiB(base), baseline, peakMiB);

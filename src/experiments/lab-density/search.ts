@@ -2,6 +2,7 @@
 // their throughput (within a tolerance of the unconstrained run's) and nobody is OOM-killed;
 // bisection on the limit finds the smallest that passes; memory saved is measured against
 // what the unconstrained guests actually held at their peak.
+import { ratio, spread } from '../lab-memknobs/metrics.js';
 
 export interface Probe {
   /** Domain limit as a share of what the guests could hold (guest memory + QEMU overhead). */
@@ -54,12 +55,7 @@ export interface DensityRow {
   runsAtLimit: number;
 }
 
-const median = (xs: number[]): number | null => {
-  if (!xs.length) return null;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
+const round3 = (v: number | null): number | null => (v === null ? null : Math.round(v * 1000) / 1000);
 
 export function densityRow(
   config: string,
@@ -69,17 +65,17 @@ export function densityRow(
   baseline: { throughput: number; work: number },
   peakMiB: number,
 ): DensityRow {
-  const ratio = smallestPassing(probes, ceiling);
-  const at = probes.filter((p) => p.ratio === ratio);
+  const best = smallestPassing(probes, ceiling);
+  const at = probes.filter((p) => p.ratio === best);
   const limitMiB = at[0]?.limitMiB ?? ceilingLimitMiB;
-  const t = median(at.map((p) => p.throughput));
-  const w = median(at.map((p) => p.work));
+  const t = spread(at.map((p) => p.throughput))?.median ?? null;
+  const w = spread(at.map((p) => p.work))?.median ?? null;
   return {
     config,
     limitMiB,
     saved: Math.round((1 - limitMiB / peakMiB) * 1000) / 1000,
-    throughputVsUnconstrained: t === null || baseline.throughput <= 0 ? null : Math.round((t / baseline.throughput) * 1000) / 1000,
-    workVsUnconstrained: w === null || baseline.work <= 0 ? null : Math.round((w / baseline.work) * 1000) / 1000,
+    throughputVsUnconstrained: round3(ratio(t, baseline.throughput)),
+    workVsUnconstrained: round3(ratio(w, baseline.work)),
     oomKills: at.reduce((s, p) => s + p.oomKills, 0),
     runsAtLimit: at.length,
   };

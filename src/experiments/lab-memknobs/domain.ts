@@ -2,7 +2,7 @@
 // manages) and one child per guest, so each QEMU's charge can be told apart. cgroup v1 or v2.
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { findMemoryCgroup } from '../../host/cgroup.js';
+import { findMemoryCgroup, parseMountinfo } from '../../host/cgroup.js';
 
 export interface Domain {
   version: 1 | 2;
@@ -17,13 +17,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Where a cgroup v1 controller's hierarchy is mounted (null: not mounted as v1). */
 export function v1Mount(controller: string, mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): string | null {
-  for (const line of mountinfo.split('\n')) {
-    const f = line.split(' ');
-    const sep = f.indexOf('-');
-    if (sep < 0) continue;
-    if (f[sep + 1] === 'cgroup' && (f[sep + 3] ?? '').split(',').includes(controller)) return f[4]!;
-  }
-  return null;
+  return parseMountinfo(mountinfo).find((m) => m.version === 1 && m.controllers.includes(controller))?.mountPoint ?? null;
 }
 
 /** Where memory cgroups are mounted, and which version (null: no memory controller). */
