@@ -6,6 +6,7 @@
 // runs at the limit found.
 import { domainLimitMiB, planGuests, checkScale, swapSizeMiB, type ConfigName, type LabScale } from '../lab-memknobs/plan.js';
 import { spread } from '../lab-memknobs/metrics.js';
+import { formatColumns } from '../lab-memknobs/format.js';
 import { runOnce, type RunResult } from '../lab-memknobs/run.js';
 import { prepareLab, type SwapReport } from '../lab-memknobs/setup.js';
 import type { SwapPresetName } from '../lab-memknobs/swap-device.js';
@@ -165,7 +166,5 @@ export function formatDensityTable(r: DensityResult): string {
     String(x.oomKills),
     String(x.runsAtLimit),
   ]);
-  const widths = cols.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  return [...head, line(cols), ...rows.map(line)].join('\n');
+  return [...head, ...formatColumns(cols, rows)].join('\n');
 }

@@ -22,6 +22,13 @@ function swapWhat(r: LabExperimentResult): string {
   return r.swap.mode === 'file' ? 'a swap file added for the experiment' : "the host's";
 }
 
+/** A header and rows as aligned text: the first column left-aligned, the others right. */
+export function formatColumns(cols: string[], rows: string[][]): string[] {
+  const widths = cols.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  return [cols, ...rows].map(line);
+}
+
 const fmtRatio = (s: Spread | null) => fmtSpread(s, (v) => `${v.toFixed(2)}x`);
 
 export function formatLabTable(r: LabExperimentResult): string {
@@ -66,8 +73,6 @@ export function formatLabTable(r: LabExperimentResult): string {
     fmtRatio(c.pressureVsNone),
     fmtSpread(c.balloonActions),
   ]);
-  const widths = cols.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   const legend = r.summary.map((c) => `  ${c.config}: ${CONFIG_TITLES[c.config]}`);
-  return [...head, line(cols), ...rows.map(line), '', ...legend].join('\n');
+  return [...head, ...formatColumns(cols, rows), '', ...legend].join('\n');
 }
