@@ -40,9 +40,15 @@ function thpMode(v: string): 'host' | 'off' {
   return v;
 }
 
-/** How the guests run, the same for every lab experiment. */
-function guestRunOptions(cmd: Command): void {
+/** The guests and how they run, the same for every lab experiment (before its own options). */
+function guestOptions(cmd: Command, durationS: number): void {
   cmd
+    .option('--guests <n>', 'number of guests (1-8)', String(DEFAULT_SCALE.guests))
+    .option('--mem <MiB>', 'memory per guest, MiB (128-512)', String(DEFAULT_SCALE.memMiB))
+    .option('--duration <time>', 'measured time per run (e.g. 240, 4m)', String(durationS))
+    .option('--period <time>', 'workload cycle per guest (default 30 s x max(guests, 4))')
+    .option('--ramp-steps <n>', 'steps (one every ~4 s) from the base to the peak working set: fewer = guests grow faster', String(DEFAULT_SCALE.rampSteps))
+    .option('--qemu-overhead <MiB>', "QEMU's own memory per TCG guest counted in the domain's size", String(DEFAULT_SCALE.qemuOverheadMiB))
     .option(
       '--cpu-per-guest <n|off>',
       "CPUs each guest may use (a CFS cap, so that a guest waiting for memory loses its work rather than handing its CPU to the others); default 80% of the host's CPUs split among the guests, at most 1",
@@ -64,24 +70,42 @@ function configList(v: string): ConfigName[] {
   return out as ConfigName[];
 }
 
-export interface LabCliOptions {
+/** The options every lab experiment has: the guests, how they run, their swap, the output. */
+interface GuestCliOptions {
   guests: string;
   mem: string;
   duration: string;
-  limitRatio: string;
-  repeat: string;
   period?: string;
   rampSteps: string;
   qemuOverhead: string;
   configs: string;
-  statsInterval: string;
-  policyInterval: string;
   swapDir: string;
   swap: string;
   cpuPerGuest?: string;
   thp: string;
-  trace?: string;
   json?: boolean;
+}
+
+export interface LabCliOptions extends GuestCliOptions {
+  limitRatio: string;
+  repeat: string;
+  statsInterval: string;
+  policyInterval: string;
+  trace?: string;
+}
+
+/** The guests' scale from the shared options, at a domain limit ratio. */
+function scaleFrom(o: GuestCliOptions, limitRatio: number): LabScale {
+  const guests = int(o.guests, '--guests');
+  return {
+    guests,
+    memMiB: int(o.mem, '--mem'),
+    durationS: seconds(o.duration, '--duration'),
+    limitRatio,
+    periodS: o.period ? seconds(o.period, '--period') : 30 * Math.max(guests, 4),
+    qemuOverheadMiB: int(o.qemuOverhead, '--qemu-overhead'),
+    rampSteps: int(o.rampSteps, '--ramp-steps'),
+  };
 }
 
 /** Options of the simulated experiments that lab-memknobs shares by name. */
@@ -117,15 +141,11 @@ export function withParentOptions<T extends object>(own: T, cmd: Command): T {
 export function addLabExperiment(experiment: Command): void {
   const cmd = experiment
     .command('lab-memknobs')
-    .description("measure on real QEMU guests (TCG) in a memory domain whether the policies help: no manager, MOM's style, ballast (needs root and the lab)")
-    .option('--guests <n>', 'number of guests (1-8)', String(DEFAULT_SCALE.guests))
-    .option('--mem <MiB>', 'memory per guest, MiB (128-512)', String(DEFAULT_SCALE.memMiB))
-    .option('--duration <time>', 'measured time per run (e.g. 240, 4m)', String(DEFAULT_SCALE.durationS))
+    .description("measure on real QEMU guests (TCG) in a memory domain whether the policies help: no manager, MOM's style, ballast (needs root and the lab)");
+  guestOptions(cmd, DEFAULT_SCALE.durationS);
+  cmd
     .option('--limit-ratio <r>', "domain limit as a share of the guests' memory + QEMU overhead (e.g. 0.667 or 2/3)", '2/3')
     .option('--repeat <k>', 'repetitions of the three runs', '1')
-    .option('--period <time>', 'workload cycle per guest (default 30 s x max(guests, 4))')
-    .option('--ramp-steps <n>', 'steps (one every ~4 s) from the base to the peak working set: fewer = guests grow faster', String(DEFAULT_SCALE.rampSteps))
-    .option('--qemu-overhead <MiB>', "QEMU's own memory per TCG guest counted in the domain's size", String(DEFAULT_SCALE.qemuOverheadMiB))
     .option('--configs <list>', `runs to make, comma-separated, of ${ALL_CONFIGS.join(', ')}`, CONFIGS.join(','))
     .option('--stats-interval <s>', "manager's statistics interval, seconds", '2')
     .option('--policy-interval <s>', "manager's policy interval, seconds", '4')
@@ -136,26 +156,14 @@ export function addLabExperiment(experiment: Command): void {
         .map((p) => `${p.name} (${p.readIops} IO/s)`)
         .join(', ')}`,
       'host',
-    );
-  guestRunOptions(cmd);
-  cmd
+    )
     .option('--trace <dir>', "keep each run's engine decisions (JSON lines), counter samples and guest consoles in this directory")
     .option('--json', 'print the whole result as JSON on stdout')
     .action(async (own: LabCliOptions, self: Command) => {
       const o = withParentOptions(own, self);
-      const guests = int(o.guests, '--guests');
-      const scale: LabScale = {
-        guests,
-        memMiB: int(o.mem, '--mem'),
-        durationS: seconds(o.duration, '--duration'),
-        limitRatio: fraction(o.limitRatio, '--limit-ratio'),
-        periodS: o.period ? seconds(o.period, '--period') : 30 * Math.max(guests, 4),
-        qemuOverheadMiB: int(o.qemuOverhead, '--qemu-overhead'),
-        rampSteps: int(o.rampSteps, '--ramp-steps'),
-      };
       try {
         const result = await runLabExperiment({
-          scale,
+          scale: scaleFrom(o, fraction(o.limitRatio, '--limit-ratio')),
           repeat: int(o.repeat, '--repeat'),
           configs: configList(o.configs),
           statsIntervalS: seconds(o.statsInterval, '--stats-interval'),
@@ -174,24 +182,12 @@ export function addLabExperiment(experiment: Command): void {
     });
 }
 
-interface DensityCliOptions {
-  guests: string;
-  mem: string;
-  duration: string;
-  period?: string;
-  rampSteps: string;
-  qemuOverhead: string;
-  configs: string;
+interface DensityCliOptions extends GuestCliOptions {
   tolerance: string;
   steps: string;
   confirm: string;
   baselineRuns: string;
   minRatio: string;
-  swap: string;
-  swapDir: string;
-  cpuPerGuest?: string;
-  thp: string;
-  json?: boolean;
 }
 
 export function addLabDensity(experiment: Command): void {
@@ -199,13 +195,9 @@ export function addLabDensity(experiment: Command): void {
     .command('lab-density')
     .description(
       'find, per manager, the smallest memory domain in which real QEMU guests keep their work time with no OOM kill (bisection on the limit; needs root and the lab)',
-    )
-    .option('--guests <n>', 'number of guests (1-8)', String(DEFAULT_SCALE.guests))
-    .option('--mem <MiB>', 'memory per guest, MiB (128-512)', String(DEFAULT_SCALE.memMiB))
-    .option('--duration <time>', 'measured time per run (e.g. 150, 3m)', '150')
-    .option('--period <time>', 'workload cycle per guest (default 30 s x max(guests, 4))')
-    .option('--ramp-steps <n>', 'steps (one every ~4 s) from the base to the peak working set', String(DEFAULT_SCALE.rampSteps))
-    .option('--qemu-overhead <MiB>', "QEMU's own memory per TCG guest counted in the domain's size", String(DEFAULT_SCALE.qemuOverheadMiB))
+    );
+  guestOptions(cmd, 150);
+  cmd
     .option('--configs <list>', `managers to search for, comma-separated, of ${ALL_CONFIGS.join(', ')}`, CONFIGS.join(','))
     .option('--tolerance <f>', "largest loss of the guests' work time that still passes, as a fraction", '0.05')
     .option('--steps <n>', 'bisection steps per manager', '4')
@@ -213,37 +205,28 @@ export function addLabDensity(experiment: Command): void {
     .option('--baseline-runs <n>', 'unconstrained runs whose median is the baseline', '2')
     .option('--min-ratio <r>', "the search's lower bound, as a share of what the guests could hold", '0.4')
     .option('--swap <preset>', 'what swapping costs (see lab-memknobs --help)', 'hdd')
-    .option('--swap-dir <dir>', 'where the swap file goes', '/var/tmp');
-  guestRunOptions(cmd);
-  cmd.option('--json', 'print the whole result as JSON on stdout').action(async (own: DensityCliOptions, self: Command) => {
-    const o = withParentOptions(own, self);
-    const guests = int(o.guests, '--guests');
-    try {
-      const result = await runDensityExperiment({
-        scale: {
-          guests,
-          memMiB: int(o.mem, '--mem'),
-          durationS: seconds(o.duration, '--duration'),
-          limitRatio: 1,
-          periodS: o.period ? seconds(o.period, '--period') : 30 * Math.max(guests, 4),
-          qemuOverheadMiB: int(o.qemuOverhead, '--qemu-overhead'),
-          rampSteps: int(o.rampSteps, '--ramp-steps'),
-        },
-        configs: configList(o.configs),
-        tolerance: fraction(o.tolerance, '--tolerance'),
-        steps: int(o.steps, '--steps'),
-        confirm: int(o.confirm, '--confirm'),
-        baselineRuns: int(o.baselineRuns, '--baseline-runs'),
-        minRatio: fraction(o.minRatio, '--min-ratio'),
-        swapPreset: parseSwapPreset(o.swap),
-        swapDir: o.swapDir,
-        cpuPerGuest: cpuPerGuest(o.cpuPerGuest),
-        thp: thpMode(o.thp),
-      });
-      process.stdout.write((o.json ? JSON.stringify(result) : formatDensityTable(result)) + '\n');
-    } catch (e) {
-      if (e instanceof LabUnavailable) throw new Error(`lab-density cannot run here: ${e.message}`);
-      throw e;
-    }
-  });
+    .option('--swap-dir <dir>', 'where the swap file goes', '/var/tmp')
+    .option('--json', 'print the whole result as JSON on stdout')
+    .action(async (own: DensityCliOptions, self: Command) => {
+      const o = withParentOptions(own, self);
+      try {
+        const result = await runDensityExperiment({
+          scale: scaleFrom(o, 1),
+          configs: configList(o.configs),
+          tolerance: fraction(o.tolerance, '--tolerance'),
+          steps: int(o.steps, '--steps'),
+          confirm: int(o.confirm, '--confirm'),
+          baselineRuns: int(o.baselineRuns, '--baseline-runs'),
+          minRatio: fraction(o.minRatio, '--min-ratio'),
+          swapPreset: parseSwapPreset(o.swap),
+          swapDir: o.swapDir,
+          cpuPerGuest: cpuPerGuest(o.cpuPerGuest),
+          thp: thpMode(o.thp),
+        });
+        process.stdout.write((o.json ? JSON.stringify(result) : formatDensityTable(result)) + '\n');
+      } catch (e) {
+        if (e instanceof LabUnavailable) throw new Error(`lab-density cannot run here: ${e.message}`);
+        throw e;
+      }
+    });
 }
