@@ -63,7 +63,7 @@ export async function prepareLab(o: { swapMiB: number; swapPreset: SwapPresetNam
   };
   try {
     let device: ThrottledSwap | null = null;
-    let swap: SwapSetup;
+    let swap: { mode: SwapReport['mode']; totalKiB: number };
     if (o.swapPreset !== 'host') {
       const dev = await addThrottledSwap(PRESETS[o.swapPreset], o.swapMiB, o.swapDir, version, say);
       device = dev;
@@ -80,7 +80,7 @@ export async function prepareLab(o: { swapMiB: number; swapPreset: SwapPresetNam
       say(
         `swap: probe through the throttle: ${dev.measured.readIops} reads/s of 4 KiB, ${dev.measured.readLatencyMs} ms each (dd iflag=direct, one at a time)`,
       );
-      swap = { mode: 'existing', path: null, totalKiB: o.swapMiB * 1024, before: [] };
+      swap = { mode: 'device', totalKiB: o.swapMiB * 1024 };
     } else {
       const sw = await ensureSwap(o.swapMiB, o.swapDir, say);
       swap = sw;
@@ -102,7 +102,7 @@ export async function prepareLab(o: { swapMiB: number; swapPreset: SwapPresetNam
       device,
       finish,
       swapReport: (source) => ({
-        mode: dev ? 'device' : swap.mode,
+        mode: swap.mode,
         totalMiB: Math.round(swap.totalKiB / 1024),
         source,
         preset: o.swapPreset,
