@@ -37,6 +37,8 @@ export interface ConfigSummary {
   runs: number;
   throughput: Spread | null;
   throughputVsNone: Spread | null;
+  keptThroughput: Spread | null;
+  keptThroughputVsNone: Spread | null;
   touchS: Spread | null;
   touchSVsNone: Spread | null;
   peaks: Spread | null;
@@ -87,6 +89,8 @@ export function summarize(runs: RunResult[], configs: readonly ConfigName[]): Co
       runs: mine.length,
       throughput: spread(mine.map((r) => r.throughput)),
       throughputVsNone: compared ? spread(vsNone(runs, config, (r) => r.throughput)) : null,
+      keptThroughput: spread(mine.map((r) => r.keptThroughput)),
+      keptThroughputVsNone: compared ? spread(vsNone(runs, config, (r) => r.keptThroughput)) : null,
       touchS: spread(mine.map((r) => r.touchS)),
       touchSVsNone: compared ? spread(vsNone(runs, config, (r) => r.touchS)) : null,
       peaks: spread(mine.map((r) => r.peaks)),

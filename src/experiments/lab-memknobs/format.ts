@@ -38,12 +38,14 @@ export function formatLabTable(r: LabExperimentResult): string {
       `(${s.limitRatio.toFixed(2)} x (guest memory + ${s.qemuOverheadMiB} MiB QEMU overhead each)), swap ${r.swap.totalMiB} MiB (${swapWhat(r)})`,
     `${s.durationS} s measured per run, ${r.repeat} repetition(s); ${r.cpuPerGuest === null ? 'guests share the CPUs' : `each guest capped at ${r.cpuPerGuest} CPU`}${r.thp === 'off' ? ', no huge pages for guest RAM' : ''}; workload period ${s.periodS} s, ramp in ${s.rampSteps} steps, guests staggered by ${r.workload.delaysS.join('/')} s; ` +
       `manager: stats every ${r.manager.statsIntervalS} s, policy every ${r.manager.policyIntervalS} s`,
-    `cells: median (min–max) over repetitions; "vs none": ratio to the no-manager run of the same repetition; swap pages from ${r.swap.source}`,
+    `cells: median (min–max) over repetitions; "vs none": ratio to the no-manager run of the same repetition; "kept": pages of workloads the OOM killer did not take; swap pages from ${r.swap.source}`,
     '',
   ];
   const cols = [
     'config',
     'throughput Mpages/s',
+    'vs none',
+    'kept Mpages/s',
     'vs none',
     'touch s',
     'vs none',
@@ -61,6 +63,8 @@ export function formatLabTable(r: LabExperimentResult): string {
     c.config,
     fmtSpread(c.throughput, mp),
     fmtRatio(c.throughputVsNone),
+    fmtSpread(c.keptThroughput, mp),
+    fmtRatio(c.keptThroughputVsNone),
     fmtSpread(c.touchS),
     fmtRatio(c.touchSVsNone),
     fmtSpread(c.peaks),

@@ -37,6 +37,30 @@ export function workloadTouchSeconds(lines: readonly TimedLine[], from: number, 
 }
 
 /**
+ * Pages written within [from, to) by workload processes the guest's OOM killer did not take:
+ * the work an operator keeps. A killed process loses what it did (a batch job starts over, a
+ * service drops what it held), and its restart begins with the schedule's small working set,
+ * which a TCG guest touches fastest, so plain pages per second rewards a manager for killing.
+ * Each process's pages are held back until it exits: kept on a normal exit or when it is still
+ * running at the end, dropped when it exits with 137 (SIGKILL, the OOM killer in a lab guest).
+ */
+export function keptWorkloadPages(lines: readonly TimedLine[], from: number, to: number): number {
+  let kept = 0;
+  let pending = 0;
+  for (const { at, line } of lines) {
+    if (at >= to) break;
+    if (line.kind === 'workload-exit') {
+      if (line.fields.status !== '137') kept += pending;
+      pending = 0;
+    } else if (line.kind === 'rate' && at >= from) {
+      const p = Number(line.fields.pages);
+      if (Number.isFinite(p) && p > 0) pending += p;
+    }
+  }
+  return kept + pending;
+}
+
+/**
  * Processes the guest's OOM killer took within [from, to): the init script reports every exit
  * of the workload (and of the guest agent) with its status, and 137 = killed by SIGKILL, which
  * nothing in a lab guest sends except the kernel's OOM killer.

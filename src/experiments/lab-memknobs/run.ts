@@ -18,6 +18,7 @@ import {
   peaksReached,
   summarizeCounters,
   workloadPages,
+  keptWorkloadPages,
   workloadTouchSeconds,
   workloadTrouble,
   type CounterSample,
@@ -50,6 +51,8 @@ export interface RunOptions {
 export interface GuestResult {
   name: string;
   pagesPerS: number;
+  /** Pages per second written by workload processes the OOM killer did not take. */
+  keptPagesPerS: number;
   /** Seconds of the window the workload spent touching its working set (schedule progress). */
   touchS: number;
   /** Finished ramps: the workload reached its peak working set. */
@@ -66,6 +69,8 @@ export interface RunResult {
   repetition: number;
   /** Sum over the guests of the pages their workloads wrote per second of the window. */
   throughput: number;
+  /** The same, counting only the work of processes that were not OOM-killed (work kept). */
+  keptThroughput: number;
   /** Seconds the guests spent in their touch steps, summed: work time, whatever the touch rate. */
   touchS: number;
   /** Peaks reached, summed over the guests (a work unit that only completes with room). */
@@ -252,6 +257,7 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
       return {
         name: names[i]!,
         pagesPerS: Math.round(workloadPages(t.lines, from, end + 1) / windowS),
+        keptPagesPerS: Math.round(keptWorkloadPages(t.lines, from, end + 1) / windowS),
         touchS: Math.round(workloadTouchSeconds(t.lines, from, end + 1) * 10) / 10,
         peaks: peaksReached(t.lines, from, end + 1, plans[i]!.peakMiB * 1024),
         oomKills: oomKills(t.lines, from, end + 1),
@@ -265,6 +271,7 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
       config,
       repetition: o.repetition,
       throughput: guestResults.reduce((s, g) => s + g.pagesPerS, 0),
+      keptThroughput: guestResults.reduce((s, g) => s + g.keptPagesPerS, 0),
       touchS: Math.round(guestResults.reduce((s, g) => s + g.touchS, 0) * 10) / 10,
       peaks: guestResults.reduce((s, g) => s + g.peaks, 0),
       oomKills: guestResults.reduce((s, g) => s + g.oomKills, 0),

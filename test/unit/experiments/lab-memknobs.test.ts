@@ -14,6 +14,7 @@ import { defaultCpuPerGuest, quotaUs } from '../../../src/experiments/lab-memkno
 import { v1Mount } from '../../../src/experiments/lab-memknobs/domain.js';
 import {
   minGuestTotalKiB,
+  keptWorkloadPages,
   oomKills,
   peaksReached,
   ratio,
@@ -113,6 +114,13 @@ test('metrics: pages, OOM kills and balloon depth inside the window only', () =>
     L(50, 'BALLAST phase t=50 idx=12 op=touch arg=8 ws_kib=255500'),
   ];
   assert.equal(peaksReached(phases, 0, 100, 256000), 2);
+  // The process killed at 14 s loses the 1,300 pages it wrote in the window; the one that
+  // exited with 1 had written nothing; the last one is still running at the window's end.
+  assert.equal(keptWorkloadPages(lines, 10, 20), 0);
+  assert.equal(keptWorkloadPages(lines, 10, 21), 7777);
+  const survived = [L(11, 'BALLAST rate t=1 idx=1 op=touch pages=40 secs=2 pages_per_s=20 ws_kib=1'), L(12, 'BALLAST workload-exit t=2 status=0')];
+  assert.equal(keptWorkloadPages(survived, 10, 20), 40, 'a normal exit keeps its work');
+  assert.equal(keptWorkloadPages(survived, 11.5, 20), 0, 'pages before the window do not count');
   assert.equal(peaksReached(phases, 0, 10, 256000), 1);
 });
 
@@ -203,6 +211,7 @@ function run(config: RunResult['config'], repetition: number, throughput: number
     config,
     repetition,
     throughput,
+    keptThroughput: oom ? throughput / 2 : throughput,
     touchS: throughput / 10,
     peaks: 3,
     oomKills: oom,
@@ -242,6 +251,7 @@ test("summary: spreads per configuration and ratios to the same repetition's no-
   assert.deepEqual(ballast!.swapOutVsNone, { min: 0.1, median: 0.3, max: 0.5, n: 2 });
   assert.deepEqual(ballast!.touchS, { min: 11, median: 14.5, max: 18, n: 2 });
   assert.deepEqual(mom!.oomKills, { min: 4, median: 4, max: 4, n: 1 });
+  assert.deepEqual(mom!.keptThroughputVsNone, { min: 0.125, median: 0.125, max: 0.125, n: 1 }, 'kept: a killed workload loses its work');
   assert.deepEqual(mom!.swapOutVsNone, { min: 0, median: 0, max: 0, n: 1 });
   assert.equal(fmtSpread({ min: 1, median: 2, max: 3, n: 3 }), '2 (1–3)');
   assert.equal(fmtSpread({ min: 2, median: 2, max: 2, n: 1 }), '2');
