@@ -1,7 +1,7 @@
 import { test } from 'node:test';
+import { tempDir } from '../temp-dir.js';
 import assert from 'node:assert/strict';
-import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { compilePolicyFiles, evaluatePolicy, type CompiledPolicy } from '../../../src/engine/policy-adapter.js';
@@ -9,7 +9,7 @@ import { loadPolicies, PolicyWatcher } from '../../../src/engine/policy-dir.js';
 import { memoryLogger } from '../../../src/log/logger.js';
 
 function tmp(): string {
-  return mkdtempSync(join(tmpdir(), 'ballast-policy-'));
+  return tempDir('ballast-policy-');
 }
 
 /** The host control a policy sets, to tell policies apart. */

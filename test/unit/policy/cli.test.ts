@@ -1,13 +1,13 @@
 // `ballast policy check|eval|fmt`, spawned as a user runs them.
 import { test } from 'node:test';
+import { tempDir } from '../temp-dir.js';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
-const dir = mkdtempSync(join(tmpdir(), 'ballast-policy-'));
+const dir = tempDir('ballast-policy-');
 const file = (name: string, text: string) => {
   const p = join(dir, name);
   writeFileSync(p, text);

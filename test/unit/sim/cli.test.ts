@@ -1,8 +1,8 @@
 import { test } from 'node:test';
+import { tempDir } from '../temp-dir.js';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseDuration, parseMiB } from '../../../src/cli/sim.js';
 
@@ -24,7 +24,7 @@ test('durations and sizes parse; nonsense does not', () => {
 });
 
 test('ballast sim runs a scenario with a policy, prints a summary and writes a CSV series', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'ballast-sim-'));
+  const dir = tempDir('ballast-sim-');
   const out = join(dir, 'series.csv');
   const r = runCli(['sim', '--scenario', 'leak', '--policy', 'policies/default.policy', '--duration', '10m', '--out', out, '--seed', '4']);
   assert.equal(r.status, 0, r.stderr);
@@ -41,7 +41,7 @@ test('ballast sim runs a scenario with a policy, prints a summary and writes a C
 });
 
 test('ballast sim --json and a JSONL series', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'ballast-sim-'));
+  const dir = tempDir('ballast-sim-');
   const out = join(dir, 'series.jsonl');
   const r = runCli(['sim', '--scenario', 'demo', '--duration', '2m', '--json', '--out', out]);
   assert.equal(r.status, 0, r.stderr);
@@ -108,7 +108,7 @@ test('ballast sim --out: an unwritable path fails before the run; a full disk (/
     t.diagnostic('no /dev/full here: the disk-full half is not checked');
     return;
   }
-  const dir = mkdtempSync(join(tmpdir(), 'ballast-full-'));
+  const dir = tempDir('ballast-full-');
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   symlinkSync('/dev/full', join(dir, 'full.csv'));
   const full = runCli(['sim', '--scenario', 'demo', '--duration', '600', '--out', join(dir, 'full.csv')]);

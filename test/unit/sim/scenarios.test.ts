@@ -1,7 +1,7 @@
 import { test } from 'node:test';
+import { tempDir } from '../temp-dir.js';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { builtinScenarios, loadScenario, memknobsScenario, cloudyScenario, parseScenario } from '../../../src/sim/scenarios.js';
 import { SimWorld } from '../../../src/sim/world.js';
@@ -32,7 +32,7 @@ test("the experiments' defaults are the seed paper's setups, and scale", () => {
 });
 
 test('scenario files in JSON and TOML, with guest counts', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'ballast-scn-'));
+  const dir = tempDir('ballast-scn-');
   const json = join(dir, 's.json');
   writeFileSync(
     json,
@@ -92,7 +92,7 @@ test('bad scenarios are refused with the key that is wrong', () => {
     /stopS must be after startS/,
   );
   assert.throws(() => loadScenario('/nonexistent/file.json'), /not a built-in scenario \(demo, memknobs, cloudy, leak\)/);
-  const dir = mkdtempSync(join(tmpdir(), 'ballast-scn-'));
+  const dir = tempDir('ballast-scn-');
   writeFileSync(join(dir, 'bad.json'), '{ nope');
   assert.throws(() => loadScenario(join(dir, 'bad.json')), /bad\.json: cannot parse/);
 });
