@@ -20,11 +20,13 @@ export const configSchema = z.strictObject(
       readonly: bool().default(false),
       /** Memory stats period asked of each guest's balloon driver, seconds (libvirt, qmp). */
       stats_period: positiveInt().default(5),
-      /** libvirt only: read each guest's /proc/pressure/memory through its guest agent every
-       *  collection (psi_some_avg10, ... for policies and the safeguards; 3 agent calls per
-       *  guest and collection; guests without an agent are retried once a minute). */
+      /** Read each guest's /proc/pressure/memory through its guest agent every collection
+       *  (psi_some_avg10, ... for policies and the safeguards; 3 agent calls per guest and
+       *  collection; guests without an agent are retried once a minute). libvirt: the agent
+       *  libvirt knows; qmp: the socket `<name>.qga` beside the guest's QMP socket. */
       guest_psi: bool().default(false),
-      /** qmp only: a directory whose every unix socket is a guest's QMP socket. */
+      /** qmp only: a directory whose every unix socket is a guest's QMP socket, except
+       *  `<stem>.qga`: the guest agent of the guest whose QMP socket is `<stem>[.qmp|.sock]`. */
       qmp_dir: str().default('/run/ballast/qmp'),
       /** sim only: a built-in scenario name or a scenario file. */
       scenario: str().default('demo'),

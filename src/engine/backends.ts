@@ -115,7 +115,7 @@ export async function buildQmpBackends(config: Config, opts: BuildOptions = {}):
     if (isModuleMissing(err)) throw new BackendError(`hypervisor.driver = "qmp": the QMP driver is not part of this build (${(err as Error).message})`);
     throw err;
   }
-  const hypervisor = new qmp.QmpHypervisor({ socketDir: cfg.qmp_dir, statsPeriodS: cfg.stats_period });
+  const hypervisor = new qmp.QmpHypervisor({ socketDir: cfg.qmp_dir, statsPeriodS: cfg.stats_period, guestPsi: cfg.guest_psi });
   return { hypervisor, ...(await realHost(config, opts)), describe: `qmp sockets in ${cfg.qmp_dir}` };
 }
 

@@ -1,8 +1,9 @@
-// Reading guest facts through the qemu guest agent (libvirt's qemu-agent-command passthrough),
-// for guests whose balloon gives no statistics. Only read-only agent commands are used.
+// The guest agent through libvirt's qemu-agent-command passthrough, for guests whose balloon
+// gives no statistics and for guest PSI.
 import type { LibvirtClient } from './client.js';
 import type { DomainRef } from './protocol.js';
 import { LibvirtProtocolError } from './errors.js';
+import { type AgentExec, readGuestFile } from '../guest-agent.js';
 
 function parseReturn(what: string, reply: string | null): unknown {
   if (reply === null) throw new LibvirtProtocolError(`guest agent gave no reply to ${what}`);
@@ -18,31 +19,18 @@ function parseReturn(what: string, reply: string | null): unknown {
   return (obj as { return: unknown }).return;
 }
 
-/** guest-ping: resolves when the agent answers. */
-export async function agentPing(client: LibvirtClient, dom: DomainRef, timeoutSec = 2): Promise<void> {
-  parseReturn('guest-ping', await client.agentCommand(dom, { execute: 'guest-ping' }, timeoutSec));
+/** One agent command through libvirt, each with its own timeout. */
+export function libvirtAgent(client: LibvirtClient, dom: DomainRef, timeoutSec = 2): AgentExec {
+  return async (execute, args) =>
+    parseReturn(execute, await client.agentCommand(dom, args === undefined ? { execute } : { execute, arguments: args }, timeoutSec));
 }
 
-/** Reads a (small) file inside the guest: guest-file-open / read until eof / close. */
-export async function agentReadFile(client: LibvirtClient, dom: DomainRef, path: string, timeoutSec = 2, maxBytes = 1 << 20): Promise<string> {
-  const handle = parseReturn('guest-file-open', await client.agentCommand(dom, { execute: 'guest-file-open', arguments: { path, mode: 'r' } }, timeoutSec));
-  if (typeof handle !== 'number') throw new LibvirtProtocolError(`guest-file-open returned ${JSON.stringify(handle)}, not a handle`);
-  const parts: Buffer[] = [];
-  let total = 0;
-  try {
-    for (;;) {
-      const r = parseReturn(
-        'guest-file-read',
-        await client.agentCommand(dom, { execute: 'guest-file-read', arguments: { handle, count: 65536 } }, timeoutSec),
-      ) as { count?: number; 'buf-b64'?: string; eof?: boolean };
-      const chunk = Buffer.from(r['buf-b64'] ?? '', 'base64');
-      parts.push(chunk);
-      total += chunk.length;
-      if (r.eof || chunk.length === 0) break;
-      if (total > maxBytes) throw new LibvirtProtocolError(`${path} in the guest is larger than ${maxBytes} bytes`);
-    }
-  } finally {
-    await client.agentCommand(dom, { execute: 'guest-file-close', arguments: { handle } }, timeoutSec).catch(() => undefined);
-  }
-  return Buffer.concat(parts).toString('utf8');
+/** guest-ping: resolves when the agent answers. */
+export async function agentPing(client: LibvirtClient, dom: DomainRef, timeoutSec = 2): Promise<void> {
+  await libvirtAgent(client, dom, timeoutSec)('guest-ping');
+}
+
+/** Reads a (small) file inside the guest. */
+export function agentReadFile(client: LibvirtClient, dom: DomainRef, path: string, timeoutSec = 2, maxBytes = 1 << 20): Promise<string> {
+  return readGuestFile(libvirtAgent(client, dom, timeoutSec), path, maxBytes);
 }

@@ -7,6 +7,9 @@ import { readProcessRss, readThreadTgid } from '../../host/process.js';
 import { withMomDefaults } from '../mom-defaults.js';
 import { QmpClient, QmpCommandError, type QmpEvent } from './client.js';
 import { guestStatsToMom, staleReason, type GuestStatsReply } from './stats.js';
+import { GuestAgentClient } from './agent.js';
+import { readGuestFile } from '../guest-agent.js';
+import { parsePsi } from '../../psi.js';
 
 export interface QmpGuestConfig {
   socket: string;
@@ -14,18 +17,25 @@ export interface QmpGuestConfig {
   name?: string;
   /** The guest's balloon floor (balloon_min), KiB. */
   balloonMinKiB?: number;
+  /** The guest agent's socket (QEMU's virtserialport org.qemu.guest_agent.0), if it has one. */
+  agentSocket?: string;
 }
 
 export interface QmpHypervisorOptions {
   sockets?: (string | QmpGuestConfig)[];
-  /** Every unix socket in this directory is a guest's QMP socket (scanned at each collect). */
+  /** Every unix socket in this directory is a guest's QMP socket (scanned at each collect),
+   *  except `<stem>.qga`: the guest agent of the guest whose QMP socket has that stem. */
   socketDir?: string;
+  /** Read each guest's /proc/pressure/memory through its guest agent (psi_* guest fields). */
+  guestPsi?: boolean;
   /** guest-stats-polling-interval set on each balloon, seconds. */
   statsPeriodS?: number;
   balloonMinKiB?: number;
   /** Root for /proc lookups (the QEMU process's RSS and PID). */
   root?: string;
   timeoutMs?: number;
+  /** How long a guest agent may take to answer (default 2 s: a collection waits for it). */
+  agentTimeoutMs?: number;
   /** First delay before reconnecting a socket that failed; doubles up to 30 s. */
   retryMs?: number;
 }
@@ -51,14 +61,22 @@ class GuestConn {
   retryDelay: number;
   lastError: string | null = null;
   lastActualKiB: number | null = null;
+  agent: GuestAgentClient | null;
+  /** No guest PSI until then (ms): the agent or the guest's PSI was missing at the last try. */
+  noPsiUntil = 0;
   constructor(
     readonly cfg: QmpGuestConfig,
     opts: QmpHypervisorOptions,
   ) {
     this.client = new QmpClient(cfg.socket, { timeoutMs: opts.timeoutMs ?? 10000, connectTimeoutMs: opts.timeoutMs ?? 5000 });
     this.retryDelay = opts.retryMs ?? 1000;
+    this.agent = cfg.agentSocket ? new GuestAgentClient(cfg.agentSocket, opts.agentTimeoutMs ?? 2000) : null;
   }
 }
+
+/** A guest without an agent, or whose kernel has no PSI, is asked again this much later. */
+const NO_PSI_RETRY_MS = 60_000;
+const AGENT_SUFFIX = '.qga';
 
 interface QomEntry {
   name: string;
@@ -92,7 +110,10 @@ export class QmpHypervisor implements Hypervisor {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const c of this.conns.values()) c.client.close();
+    for (const c of this.conns.values()) {
+      c.client.close();
+      c.agent?.close();
+    }
     this.conns.clear();
   }
 
@@ -139,12 +160,22 @@ export class QmpHypervisor implements Hypervisor {
     const cfgs = new Map<string, QmpGuestConfig>();
     for (const s of this.opts.sockets ?? []) {
       const c = typeof s === 'string' ? { socket: s } : s;
-      cfgs.set(resolve(c.socket), { ...c, socket: resolve(c.socket) });
+      cfgs.set(resolve(c.socket), { ...c, socket: resolve(c.socket), ...(c.agentSocket ? { agentSocket: resolve(c.agentSocket) } : {}) });
     }
-    if (this.opts.socketDir) for (const p of await this.socketsInDir(this.opts.socketDir)) if (!cfgs.has(p)) cfgs.set(p, { socket: p });
+    if (this.opts.socketDir) {
+      const all = await this.socketsInDir(this.opts.socketDir);
+      const agents = new Set(all.filter((p) => p.endsWith(AGENT_SUFFIX)));
+      for (const p of all) {
+        if (agents.has(p) || cfgs.has(p)) continue;
+        const agent = `${socketStem(p)}${AGENT_SUFFIX}`;
+        cfgs.set(p, agents.has(agent) ? { socket: p, agentSocket: agent } : { socket: p });
+      }
+    }
     for (const [path, c] of this.conns) {
-      if (!cfgs.has(path)) {
+      // A guest whose agent socket came or went is met anew (its QMP connection included).
+      if (!cfgs.has(path) || cfgs.get(path)!.agentSocket !== c.cfg.agentSocket) {
         c.client.close();
+        c.agent?.close();
         this.conns.delete(path);
       }
     }
@@ -152,7 +183,7 @@ export class QmpHypervisor implements Hypervisor {
   }
 
   private guestName(c: GuestConn): string {
-    return c.info?.name ?? c.knownName ?? c.cfg.name ?? basename(c.cfg.socket).replace(/\.(sock|qmp|socket)$/, '');
+    return c.info?.name ?? c.knownName ?? c.cfg.name ?? basename(socketStem(c.cfg.socket));
   }
 
   /** Connects (with backoff after failures) and learns the guest's fixed facts once per connection. */
@@ -190,7 +221,7 @@ export class QmpHypervisor implements Hypervisor {
   private async learn(c: GuestConn): Promise<GuestInfo> {
     const q = c.client;
     const nameReply = await q.execute<{ name?: string }>('query-name');
-    const name = c.cfg.name ?? nameReply.name ?? basename(c.cfg.socket).replace(/\.(sock|qmp|socket)$/, '');
+    const name = c.cfg.name ?? nameReply.name ?? basename(socketStem(c.cfg.socket));
     const mem = await q.execute<{ 'base-memory': number; 'plugged-memory'?: number }>('query-memory-size-summary');
     const cpus = await q.execute<{ 'thread-id': number }[]>('query-cpus-fast');
     // A vCPU thread's thread group is the QEMU process: its PID without any configuration.
@@ -292,6 +323,7 @@ export class QmpHypervisor implements Hypervisor {
       stats.rss = info.pid === null ? null : await readProcessRss(this.opts.root ?? '/', info.pid);
       stats.vcpu_count = info.vcpus;
       withMomDefaults(stats);
+      if (this.opts.guestPsi && c.agent) await this.fillPsi(c, stats);
       const sample: GuestSample = { id: info.name, name: info.name, props: this.props(c), stats };
       if (stale) sample.stale = stale;
       return sample;
@@ -303,8 +335,23 @@ export class QmpHypervisor implements Hypervisor {
     }
   }
 
+  /** The guest's memory stall from its own /proc/pressure/memory, through its agent. */
+  private async fillPsi(c: GuestConn, stats: GuestSample['stats']): Promise<void> {
+    if (Date.now() < c.noPsiUntil) return;
+    const agent = c.agent!;
+    try {
+      const psi = parsePsi(await readGuestFile((cmd, args) => agent.execute(cmd, args), '/proc/pressure/memory', 4096));
+      if (psi.psi_some_avg10 === null) throw new Error('no "some avg10" in /proc/pressure/memory');
+      Object.assign(stats, psi);
+      c.noPsiUntil = 0;
+    } catch {
+      c.noPsiUntil = Date.now() + NO_PSI_RETRY_MS;
+    }
+  }
+
   private props(c: GuestConn): GuestSample['props'] {
     const p: GuestSample['props'] = { name: this.guestName(c), socket: c.cfg.socket };
+    if (c.cfg.agentSocket) p.agent_socket = c.cfg.agentSocket;
     if (c.info?.pid != null) p.pid = c.info.pid;
     if (c.info?.balloonPath) p.balloon_path = c.info.balloonPath;
     if (c.info && c.info.freePageReporting !== null) p.free_page_reporting = c.info.freePageReporting ? 1 : 0;
@@ -343,4 +390,9 @@ export class QmpHypervisor implements Hypervisor {
     await this.ensure(c);
     return c.client.execute<T>(command, args);
   }
+}
+
+/** A socket's path without its QMP-ish extension: `/run/x/web1.qmp` -> `/run/x/web1`. */
+function socketStem(path: string): string {
+  return path.replace(/\.(sock|qmp|socket)$/, '');
 }
