@@ -147,3 +147,33 @@ test('QMP driver on a lab guest: stats arrive, balloon changes actual, BALLOON_C
   await h.execute(fresh.id, 'quit');
   await until('SHUTDOWN', 10000, () => events.some((e) => e.kind === 'stopped'));
 });
+
+test("QMP driver reads a lab guest's memory stall (PSI) through the guest agent's own socket", async (t) => {
+  if (!haveQemu) return skip(t, `${QEMU} is not installed`);
+  let guest: QemuGuest;
+  try {
+    guest = await startQemuGuest({ name: 'qmpagent', memMiB: 256, workload: 'alloc:64,touch:2,idle:2,loop', guestAgent: true });
+  } catch (e) {
+    return skip(t, `cannot start a lab guest: ${(e as Error).message}`);
+  }
+  t.after(() => stopQemuGuest(guest).catch(() => {}));
+  if (!guest.qgaSocket) return skip(t, 'the lab image has no guest agent (qemu-guest-agent is not in the apt lists)');
+  const h = new QmpHypervisor({ sockets: [{ socket: guest.qmpSocket, agentSocket: guest.qgaSocket }], guestPsi: true, statsPeriodS: 1, retryMs: 200 });
+  t.after(() => h.close());
+  await h.connect();
+  // The agent starts with the guest's init; until it answers, samples come without PSI.
+  const s = await until('psi_some_avg10 from the guest', 120000, async () => {
+    const [g] = await h.collect();
+    return typeof g?.stats.psi_some_avg10 === 'number' ? g : null;
+  });
+  assert.equal(s.props.agent_socket, guest.qgaSocket);
+  for (const k of ['psi_some_avg10', 'psi_some_avg60', 'psi_full_avg10', 'psi_full_avg60']) {
+    const v = s.stats[k];
+    assert.ok(typeof v === 'number' && v >= 0 && v <= 100, `${k} = ${v}`);
+  }
+  assert.ok((s.stats.psi_full_avg10 as number) <= (s.stats.psi_some_avg10 as number), 'full stall is part of some stall');
+  console.error(`qmp lab: guest PSI some/full avg10 ${s.stats.psi_some_avg10}/${s.stats.psi_full_avg10} % through ${guest.qgaSocket}`);
+  // Every collection reads it again over the same agent connection.
+  const again = await h.collect();
+  assert.equal(typeof again[0]!.stats.psi_some_avg10, 'number');
+});
