@@ -51,6 +51,12 @@ export interface ConfigSummary {
   pressureVsNone: Spread | null;
   balloonActions: Spread | null;
   rollbacks: Spread | null;
+  /** Host memory stall (/proc/pressure/memory some) over the window, seconds. */
+  hostStallS: Spread | null;
+  /** Highest guest memory stall the manager read (psi some avg10, %), runs with guest PSI. */
+  guestPsiPeak: Spread | null;
+  /** Guest-cycles with an inflation refused or rolled back for a guest's stall. */
+  psiStops: Spread | null;
 }
 
 export interface LabExperimentResult {
@@ -103,6 +109,9 @@ export function summarize(runs: RunResult[], configs: readonly ConfigName[]): Co
       pressureVsNone: compared ? spread(vsNone(runs, config, (r) => r.pressureS)) : null,
       balloonActions: managed ? spread(mine.map((r) => r.manager?.balloonActions ?? null)) : null,
       rollbacks: managed ? spread(mine.map((r) => r.manager?.rollbacks ?? null)) : null,
+      hostStallS: spread(mine.map((r) => r.counters.psiSomeS)),
+      guestPsiPeak: managed ? spread(mine.map((r) => r.manager?.guestPsiPeak ?? null)) : null,
+      psiStops: managed ? spread(mine.map((r) => r.manager?.psiStops ?? null)) : null,
     };
   });
 }

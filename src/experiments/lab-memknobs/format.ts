@@ -58,6 +58,9 @@ export function formatLabTable(r: LabExperimentResult): string {
     'at limit s',
     'vs none',
     'balloon acts',
+    'host stall s',
+    'guest PSI peak %',
+    'PSI stops',
   ];
   const rows = r.summary.map((c) => [
     c.config,
@@ -76,6 +79,9 @@ export function formatLabTable(r: LabExperimentResult): string {
     fmtSpread(c.pressureS),
     fmtRatio(c.pressureVsNone),
     fmtSpread(c.balloonActions),
+    fmtSpread(c.hostStallS),
+    fmtSpread(c.guestPsiPeak),
+    c.guestPsiPeak ? fmtSpread(c.psiStops) : '-',
   ]);
   const legend = r.summary.map((c) => `  ${c.config}: ${CONFIG_TITLES[c.config]}`);
   return [...head, ...formatColumns(cols, rows), '', ...legend].join('\n');

@@ -13,6 +13,8 @@ import { QmpHypervisor } from '../../hypervisor/qmp/index.js';
 import { Engine } from '../../engine/engine.js';
 import { Loop } from '../../engine/loop.js';
 import type { SafeguardConfig } from '../../engine/safeguards.js';
+import { defaultSafeguards } from '../../controls/balloon/floor.js';
+import type { QmpGuestConfig } from '../../hypervisor/qmp/hypervisor.js';
 import { compilePolicies, shippedPolicy } from '../../policy/index.js';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { createLogger, nullLogger } from '../../log/logger.js';
@@ -24,12 +26,28 @@ export const MOM_STYLE_SAFEGUARDS: Partial<SafeguardConfig> = {
   rollbackWindow: 0,
   // As measured before cache-aware floors: MOM's style counts page cache as used.
   cacheStepFraction: null,
+  psiStopPercent: null,
+  rollbackPsiPercent: null,
+};
+
+/** MOM's style with only the guest-PSI safeguard added (stop at 10%, roll back at 20% within
+ *  the default rollback window); swap-in and major-fault rollbacks stay off. */
+export const MOM_STYLE_PSI_SAFEGUARDS: Partial<SafeguardConfig> = {
+  ...MOM_STYLE_SAFEGUARDS,
+  rollbackWindow: defaultSafeguards.rollbackWindow,
+  rollbackSwapInKiBPerS: Number.POSITIVE_INFINITY,
+  rollbackMajorFaultsPerS: Number.POSITIVE_INFINITY,
+  psiStopPercent: defaultSafeguards.psiStopPercent,
+  rollbackPsiPercent: defaultSafeguards.rollbackPsiPercent,
 };
 
 export interface ManagerOptions {
   /** The manager: MOM's style or ballast's (free page reporting is the guests', not its). */
   config: 'mom' | 'ballast';
-  qmpSockets: string[];
+  /** Read the guests' PSI through their agents (each socket's agentSocket) and, for MOM's
+   *  style, add the PSI safeguard (ballast's own safeguards have it by default). */
+  guestPsi?: boolean;
+  qmpSockets: QmpGuestConfig[];
   domainDir: string;
   guestPids: number[];
   statsIntervalS: number;
@@ -55,7 +73,14 @@ export interface ManagerReport {
    *  balloon was below the safeguards' floor) and the cycle did not deflate it. */
   belowFloorLeft: number;
   ksmRestoreError: string | null;
+  /** The highest guest memory stall (psi some avg10, %) the manager saw; null: none read. */
+  guestPsiPeak: number | null;
+  /** Guest-cycles in which the guard refused or rolled back an inflation for a guest's stall. */
+  psiStops: number;
 }
+
+/** The guard's reasons that name a guest's memory stall (refusals and rollbacks). */
+const PSI_REASON = /psi some avg10/;
 
 export class RunManager {
   private readonly hypervisor: QmpHypervisor;
@@ -65,10 +90,12 @@ export class RunManager {
   private balloonActions = 0;
   private ksmRunSeen = false;
   private belowFloorLeft = 0;
+  private guestPsiPeak: number | null = null;
+  private psiStops = 0;
   private readonly trace: WriteStream | null;
 
   constructor(o: ManagerOptions) {
-    this.hypervisor = new QmpHypervisor({ sockets: o.qmpSockets, statsPeriodS: Math.max(1, Math.floor(o.statsIntervalS)) });
+    this.hypervisor = new QmpHypervisor({ sockets: o.qmpSockets, statsPeriodS: Math.max(1, Math.floor(o.statsIntervalS)), guestPsi: o.guestPsi === true });
     const policy = o.config === 'mom' ? compilePolicies([shippedPolicy('balloon'), shippedPolicy('ksm')]) : compilePolicies([shippedPolicy('default')]);
     this.trace = o.traceFile ? createWriteStream(o.traceFile) : null;
     this.engine = new Engine({
@@ -77,7 +104,7 @@ export class RunManager {
       hostSources: hostSources({ domain: { dir: o.domainDir }, guestPids: () => o.guestPids }),
       ksm: this.ksm,
       policy,
-      safeguards: o.config === 'mom' ? MOM_STYLE_SAFEGUARDS : undefined,
+      safeguards: o.config === 'mom' ? (o.guestPsi ? MOM_STYLE_PSI_SAFEGUARDS : MOM_STYLE_SAFEGUARDS) : undefined,
     });
     this.loop = new Loop(this.engine, {
       statsIntervalS: o.statsIntervalS,
@@ -92,7 +119,9 @@ export class RunManager {
           if ((out.action.to ?? 0) > (out.action.from ?? Infinity)) deflated.add(out.action.entity);
         }
         if (out.action.control === 'ksm_run' && out.result === 'applied' && out.action.to === 1) this.ksmRunSeen = true;
+        if (out.action.control === 'balloon_target' && out.action.reasons.some((x) => PSI_REASON.test(x))) this.psiStops++;
       }
+      for (const n of r.notes) if (n.control === 'balloon_target' && n.reasons.some((x) => PSI_REASON.test(x))) this.psiStops++;
       this.afterCycle(r.cycle, deflated);
     });
   }
@@ -106,6 +135,8 @@ export class RunManager {
       const unused = g.stats.mem_unused ?? null;
       const max = g.stats.balloon_max ?? null;
       sizes[g.name] = [cur, unused];
+      const psi = g.stats.psi_some_avg10;
+      if (typeof psi === 'number' && (this.guestPsiPeak === null || psi > this.guestPsiPeak)) this.guestPsiPeak = psi;
       if (headroom > 0 && cur !== null && unused !== null && max !== null && cur < max && unused < headroom && !deflated.has(g.name)) this.belowFloorLeft++;
     }
     this.trace?.write(
@@ -158,6 +189,8 @@ export class RunManager {
       ksmRunSeen: this.ksmRunSeen,
       belowFloorLeft: this.belowFloorLeft,
       ksmRestoreError,
+      guestPsiPeak: this.guestPsiPeak,
+      psiStops: this.psiStops,
     };
   }
 }

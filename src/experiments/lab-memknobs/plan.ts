@@ -3,22 +3,26 @@
 // guests' peaks, and the memory domain's limit. Memory in MiB here: these become kernel
 // command line arguments and a cgroup limit, both set once.
 
-export type ConfigName = 'none' | 'mom' | 'ballast' | 'none+fpr' | 'ballast+fpr';
+export type ConfigName = 'none' | 'mom' | 'ballast' | 'none+fpr' | 'ballast+fpr' | 'mom+psi' | 'ballast+psi';
 /** The runs made unless --configs names others. */
 export const CONFIGS: readonly ConfigName[] = ['none', 'mom', 'ballast'];
-export const ALL_CONFIGS: readonly ConfigName[] = ['none', 'mom', 'ballast', 'none+fpr', 'ballast+fpr'];
+export const ALL_CONFIGS: readonly ConfigName[] = ['none', 'mom', 'ballast', 'none+fpr', 'ballast+fpr', 'mom+psi', 'ballast+psi'];
 export const CONFIG_TITLES: Record<ConfigName, string> = {
   none: 'no manager',
   mom: "MOM's style (balloon + KSM policies, basic guards only)",
   ballast: 'ballast (default policy + safeguards)',
   'none+fpr': 'no manager; guests hand freed pages back (virtio-balloon free page reporting)',
   'ballast+fpr': 'ballast, and guests hand freed pages back (free page reporting)',
+  'mom+psi':
+    "MOM's style plus one safeguard: no inflation while a guest's own memory stall (PSI, read through its guest agent) is above 10%, and a rollback above 20%",
+  'ballast+psi': "ballast, with the guests' own memory stall (PSI, through their guest agents) in its safeguards",
 };
 
-/** Which manager a run has, and whether its guests report free pages (pure). */
-export function configParts(c: ConfigName): { manager: 'none' | 'mom' | 'ballast'; fpr: boolean } {
-  const fpr = c.endsWith('+fpr');
-  return { manager: (fpr ? c.slice(0, -4) : c) as 'none' | 'mom' | 'ballast', fpr };
+/** Which manager a run has, whether its guests report free pages, and whether the manager
+ *  reads the guests' PSI through their guest agents (pure). */
+export function configParts(c: ConfigName): { manager: 'none' | 'mom' | 'ballast'; fpr: boolean; psi: boolean } {
+  const [manager, extra] = c.split('+') as ['none' | 'mom' | 'ballast', string | undefined];
+  return { manager, fpr: extra === 'fpr', psi: extra === 'psi' };
 }
 
 export interface LabScale {

@@ -175,7 +175,8 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
           delayS: p.delayS,
           reportS: 2,
           meminfoS: 2,
-          guestAgent: false,
+          // The agent is a guest process with memory of its own: only where the manager reads it.
+          guestAgent: parts.psi,
           memCgroup: domain.guestDirs[i],
           moreCgroups: [...blkio, ...(caps?.dirs[i] ? [caps.dirs[i]] : [])],
           freePageReporting: parts.fpr,
@@ -192,7 +193,8 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
     if (parts.manager !== 'none') {
       const m = new RunManager({
         config: parts.manager,
-        qmpSockets: guests.map((g) => g.qmpSocket),
+        guestPsi: parts.psi,
+        qmpSockets: guests.map((g) => ({ socket: g.qmpSocket, ...(parts.psi && g.qgaSocket ? { agentSocket: g.qgaSocket } : {}) })),
         domainDir: domain.dir,
         guestPids: guests.map((g) => g.pid),
         statsIntervalS: o.statsIntervalS,

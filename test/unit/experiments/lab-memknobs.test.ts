@@ -26,6 +26,9 @@ import {
   type CounterSample,
   type TimedLine,
 } from '../../../src/experiments/lab-memknobs/metrics.js';
+import { MOM_STYLE_PSI_SAFEGUARDS, MOM_STYLE_SAFEGUARDS } from '../../../src/experiments/lab-memknobs/manager.js';
+import { defaultSafeguards, guardBalloon } from '../../../src/engine/safeguards.js';
+import { History } from '../../../src/engine/history.js';
 import { ConsoleTail } from '../../../src/experiments/lab-memknobs/console-tail.js';
 import { parsePsiTotals } from '../../../src/experiments/lab-memknobs/counters.js';
 import { swapAreas } from '../../../src/experiments/lab-memknobs/swap.js';
@@ -235,6 +238,8 @@ function run(config: RunResult['config'], repetition: number, throughput: number
             ksmRunSeen: false,
             belowFloorLeft: 0,
             ksmRestoreError: null,
+            guestPsiPeak: config === 'mom+psi' ? 31.5 : null,
+            psiStops: config === 'mom+psi' ? 6 : 0,
           },
     windowS: 1,
     bootS: 1,
@@ -360,9 +365,10 @@ test('swap presets: slower classes allow fewer operations; throttle lines name t
 });
 
 test('free page reporting runs: the manager and the balloon option come from the name', () => {
-  assert.deepEqual(configParts('none'), { manager: 'none', fpr: false });
-  assert.deepEqual(configParts('ballast+fpr'), { manager: 'ballast', fpr: true });
-  assert.deepEqual(configParts('none+fpr'), { manager: 'none', fpr: true });
+  assert.deepEqual(configParts('none'), { manager: 'none', fpr: false, psi: false });
+  assert.deepEqual(configParts('ballast+fpr'), { manager: 'ballast', fpr: true, psi: false });
+  assert.deepEqual(configParts('none+fpr'), { manager: 'none', fpr: true, psi: false });
+  assert.deepEqual(configParts('mom+psi'), { manager: 'mom', fpr: false, psi: true });
   const base = { name: 'g', memMiB: 256, kernel: 'k', initrd: 'i', cmdline: 'c', qmpSocket: 's', consoleLog: 'l', qgaSocket: null };
   assert.ok(qemuArgs({ ...base, freePageReporting: true }).includes('virtio-balloon-pci,id=balloon0,free-page-reporting=on'));
   assert.ok(qemuArgs(base).includes('virtio-balloon-pci,id=balloon0'));
@@ -371,6 +377,44 @@ test('free page reporting runs: the manager and the balloon option come from the
   const [, fpr] = summarize(runs, ['none', 'none+fpr']);
   assert.equal(fpr!.throughputVsNone!.median, 1.5);
   assert.equal(fpr!.balloonActions, null);
+  // Guest PSI columns: only for runs whose manager read it.
+  const withPsi = [run('none', 1, 100, 1000), run('mom', 1, 300, 0, 8), run('mom+psi', 1, 200, 0, 2)];
+  const [none, mom, momPsi] = summarize(withPsi, ['none', 'mom', 'mom+psi']);
+  assert.equal(none!.guestPsiPeak, null);
+  assert.equal(mom!.guestPsiPeak, null);
+  assert.deepEqual(momPsi!.guestPsiPeak, { min: 31.5, median: 31.5, max: 31.5, n: 1 });
+  assert.deepEqual(momPsi!.psiStops, { min: 6, median: 6, max: 6, n: 1 });
+  assert.deepEqual(momPsi!.hostStallS, { min: 0, median: 0, max: 0, n: 1 });
+});
+
+test("MOM's style with the PSI safeguard: refuses inflation of a stalled guest, as ballast's guard does", () => {
+  const withPsi = { ...defaultSafeguards, ...MOM_STYLE_PSI_SAFEGUARDS };
+  const plain = { ...defaultSafeguards, ...MOM_STYLE_SAFEGUARDS };
+  const MiB = 1024;
+  const guest = (psi: number, swapIn = 0) => ({
+    balloon_cur: 284 * MiB,
+    balloon_max: 384 * MiB,
+    balloon_min: 0,
+    mem_unused: 100 * MiB,
+    swap_in: swapIn,
+    psi_some_avg10: psi,
+  });
+  const decide = (psi: number, cfg: typeof plain) => {
+    const h = new History(10);
+    h.push(guest(psi), 0);
+    return guardBalloon({ history: h, requested: 150 * MiB, state: {}, cycle: 1, now: 1 }, cfg);
+  };
+  assert.equal(decide(15, withPsi).verdict, 'veto');
+  assert.equal(decide(15, plain).verdict, 'apply', 'plain MOM style has no PSI safeguard');
+  const calm = decide(2, withPsi);
+  assert.equal(calm.verdict, 'apply');
+  assert.equal(calm.target, 184 * MiB, "otherwise MOM's style: no headroom, no step limit");
+  // A swap-in storm after an inflation does not roll it back here: the PSI safeguard alone.
+  const h = new History(10);
+  h.push(guest(0), 0);
+  h.push(guest(0, 1e6), 5);
+  const after = guardBalloon({ history: h, requested: 150 * MiB, state: { lastInflation: { cycle: 1, at: 2, step: 100 * MiB } }, cycle: 2, now: 6 }, withPsi);
+  assert.notEqual(after.verdict, 'rollback');
 });
 
 test('cpu caps: 80% of the host split among the guests, at most one CPU each; v1 mounts found in mountinfo', () => {
