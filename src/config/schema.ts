@@ -22,7 +22,8 @@ export const configSchema = z.strictObject(
       stats_period: positiveInt().default(5),
       /** Read each guest's /proc/pressure/memory through its guest agent every collection
        *  (psi_some_avg10, ... for policies and the safeguards; 3 agent calls per guest and
-       *  collection; guests without an agent are retried once a minute). libvirt: the agent
+       *  collection; guests without an agent are retried once a minute, guests whose agent
+       *  stopped answering after 10 s). libvirt: the agent
        *  libvirt knows; qmp: the socket `<name>.qga` beside the guest's QMP socket. */
       guest_psi: bool().default(false),
       /** qmp only: a directory whose every unix socket is a guest's QMP socket, except

@@ -31,3 +31,44 @@ export async function readGuestFile(exec: AgentExec, path: string, maxBytes = 1 
   }
   return Buffer.concat(parts).toString('utf8');
 }
+
+/**
+ * When to ask a guest's agent again after a failed read: a minute later for a guest whose
+ * agent never answered (none installed, or no PSI in its kernel), 10 s later for one that
+ * answered before and now does not (a guest busy reclaiming, which is when its stall matters).
+ */
+export class AgentRetry {
+  static readonly NEVER_ANSWERED_MS = 60_000;
+  static readonly LOST_MS = 10_000;
+  private readonly until = new Map<string, number>();
+  private readonly answered = new Set<string>();
+
+  /** The guest may be asked now. */
+  due(id: string, now = Date.now()): boolean {
+    const u = this.until.get(id);
+    return u === undefined || now >= u;
+  }
+
+  /** Whether the guest's last read failed (its pause has been set). */
+  failing(id: string): boolean {
+    return this.until.has(id);
+  }
+
+  ok(id: string): void {
+    this.until.delete(id);
+    this.answered.add(id);
+  }
+
+  /** Records a failed read; returns how long the guest is left alone, ms. */
+  failed(id: string, now = Date.now()): number {
+    const wait = this.answered.has(id) ? AgentRetry.LOST_MS : AgentRetry.NEVER_ANSWERED_MS;
+    this.until.set(id, now + wait);
+    return wait;
+  }
+
+  /** The guest is gone: forget it. */
+  forget(id: string): void {
+    this.until.delete(id);
+    this.answered.delete(id);
+  }
+}

@@ -10,6 +10,7 @@ import { LibvirtClient, type ClientOptions } from './client.js';
 import { DomainNotFoundError, LibvirtConnectionError, LibvirtError, LibvirtProtocolError, LibvirtTimeoutError } from './errors.js';
 import { lifecycleFromMsg, sampleFromStats, statsFromMeminfo, NO_GUEST_STATS } from './mapping.js';
 import { agentReadFile } from './agent.js';
+import { AgentRetry } from '../guest-agent.js';
 import { parsePsi } from '../../psi.js';
 import { Affect, ErrorCode, EventId, ListFlags, StatsTypes, uuidToString, type DomainRef } from './protocol.js';
 
@@ -69,7 +70,7 @@ export class LibvirtHypervisor implements Hypervisor {
   /** `${uuid}#${domain id}`: a restarted guest (new id) gets its period set again. */
   private readonly periodSet = new Set<string>();
   private readonly noAgentUntil = new Map<string, number>();
-  private readonly noPsiUntil = new Map<string, number>();
+  private readonly psiRetry = new AgentRetry();
   /** `${uuid}#${domain id}` -> QEMU pid */
   private readonly pids = new Map<string, number>();
   /** `${uuid}#${domain id}` -> balloon facts from the domain XML */
@@ -296,7 +297,7 @@ export class LibvirtHypervisor implements Hypervisor {
     this.last.delete(uuid);
     this.doms.delete(uuid);
     this.noAgentUntil.delete(uuid);
-    this.noPsiUntil.delete(uuid);
+    this.psiRetry.forget(uuid);
     for (const k of this.periodSet) if (k.startsWith(uuid + '#')) this.periodSet.delete(k);
     for (const k of this.vcpus.keys()) if (k.startsWith(uuid + '#')) this.vcpus.delete(k);
     for (const k of this.pids.keys()) if (k.startsWith(uuid + '#')) this.pids.delete(k);
@@ -340,19 +341,19 @@ export class LibvirtHypervisor implements Hypervisor {
     }
   }
 
-  /** The guest's memory stall from its own /proc/pressure/memory, through the agent. A guest
-   *  without an agent (or whose kernel has no PSI) is asked again a minute later. */
+  /** The guest's memory stall from its own /proc/pressure/memory, through the agent; after a
+   *  failure the guest is left alone for a while (AgentRetry). */
   private async fillPsi(c: LibvirtClient, dom: DomainRef, s: GuestSample): Promise<void> {
-    const until = this.noPsiUntil.get(s.id);
-    if (until !== undefined && Date.now() < until) return;
+    if (!this.psiRetry.due(s.id)) return;
     try {
       const psi = parsePsi(await agentReadFile(c, dom, '/proc/pressure/memory', 2, 4096));
       if (psi.psi_some_avg10 === null) throw new Error('no "some avg10" in /proc/pressure/memory');
       Object.assign(s.stats, psi);
-      this.noPsiUntil.delete(s.id);
+      this.psiRetry.ok(s.id);
     } catch (err) {
-      if (!this.noPsiUntil.has(s.id)) this.log('info', 'no guest PSI', { guest: dom.name, error: (err as Error).message, retry_s: NO_AGENT_RETRY_MS / 1000 });
-      this.noPsiUntil.set(s.id, Date.now() + NO_AGENT_RETRY_MS);
+      const first = !this.psiRetry.failing(s.id);
+      const wait = this.psiRetry.failed(s.id);
+      if (first) this.log('info', 'no guest PSI', { guest: dom.name, error: (err as Error).message, retry_s: wait / 1000 });
     }
   }
 

@@ -8,7 +8,7 @@ import { withMomDefaults } from '../mom-defaults.js';
 import { QmpClient, QmpCommandError, type QmpEvent } from './client.js';
 import { guestStatsToMom, staleReason, type GuestStatsReply } from './stats.js';
 import { GuestAgentClient } from './agent.js';
-import { readGuestFile } from '../guest-agent.js';
+import { AgentRetry, readGuestFile } from '../guest-agent.js';
 import { parsePsi } from '../../psi.js';
 
 export interface QmpGuestConfig {
@@ -62,8 +62,8 @@ class GuestConn {
   lastError: string | null = null;
   lastActualKiB: number | null = null;
   agent: GuestAgentClient | null;
-  /** No guest PSI until then (ms): the agent or the guest's PSI was missing at the last try. */
-  noPsiUntil = 0;
+  /** When to read the guest's PSI again after a failure. */
+  readonly psiRetry = new AgentRetry();
   constructor(
     readonly cfg: QmpGuestConfig,
     opts: QmpHypervisorOptions,
@@ -74,8 +74,6 @@ class GuestConn {
   }
 }
 
-/** A guest without an agent, or whose kernel has no PSI, is asked again this much later. */
-const NO_PSI_RETRY_MS = 60_000;
 const AGENT_SUFFIX = '.qga';
 
 interface QomEntry {
@@ -337,15 +335,15 @@ export class QmpHypervisor implements Hypervisor {
 
   /** The guest's memory stall from its own /proc/pressure/memory, through its agent. */
   private async fillPsi(c: GuestConn, stats: GuestSample['stats']): Promise<void> {
-    if (Date.now() < c.noPsiUntil) return;
+    if (!c.psiRetry.due('psi')) return;
     const agent = c.agent!;
     try {
       const psi = parsePsi(await readGuestFile((cmd, args) => agent.execute(cmd, args), '/proc/pressure/memory', 4096));
       if (psi.psi_some_avg10 === null) throw new Error('no "some avg10" in /proc/pressure/memory');
       Object.assign(stats, psi);
-      c.noPsiUntil = 0;
+      c.psiRetry.ok('psi');
     } catch {
-      c.noPsiUntil = Date.now() + NO_PSI_RETRY_MS;
+      c.psiRetry.failed('psi');
     }
   }
 

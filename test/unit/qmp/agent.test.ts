@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { GuestAgentClient, GuestAgentCommandError, GuestAgentUnavailable } from '../../../src/hypervisor/qmp/agent.js';
-import { GuestAgentError, readGuestFile } from '../../../src/hypervisor/guest-agent.js';
+import { AgentRetry, GuestAgentError, readGuestFile } from '../../../src/hypervisor/guest-agent.js';
 import { QmpHypervisor } from '../../../src/hypervisor/qmp/index.js';
 import { tempDir } from '../temp-dir.js';
 import { fakeQmp } from './fake-server.js';
@@ -207,4 +207,21 @@ test('QMP driver: a <stem>.qga socket is the agent of <stem>.qmp, read for guest
   t.after(() => off.close());
   const [s3] = await off.collect();
   assert.equal(s3!.stats.psi_some_avg10, undefined, 'guest_psi off: the agent is not asked');
+});
+
+test('agent retry: a minute for an agent that never answered, 10 s for one that stopped', () => {
+  const r = new AgentRetry();
+  assert.ok(r.due('a', 0));
+  assert.equal(r.failed('a', 1000), 60_000);
+  assert.ok(r.failing('a'));
+  assert.ok(!r.due('a', 60_999));
+  assert.ok(r.due('a', 61_000));
+  r.ok('a');
+  assert.ok(!r.failing('a'));
+  assert.equal(r.failed('a', 100_000), 10_000, 'answered before: back sooner');
+  assert.ok(!r.due('a', 109_999));
+  assert.ok(r.due('a', 110_000));
+  assert.equal(r.failed('b', 0), 60_000, 'per guest');
+  r.forget('a');
+  assert.equal(r.failed('a', 0), 60_000, 'a guest met anew starts over');
 });
