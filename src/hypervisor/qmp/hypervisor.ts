@@ -62,6 +62,7 @@ class GuestConn {
   lastError: string | null = null;
   lastActualKiB: number | null = null;
   agent: GuestAgentClient | null;
+  private readonly agentTimeoutMs: number;
   /** When to read the guest's PSI again after a failure. */
   readonly psiRetry = new AgentRetry();
   constructor(
@@ -70,7 +71,18 @@ class GuestConn {
   ) {
     this.client = new QmpClient(cfg.socket, { timeoutMs: opts.timeoutMs ?? 10000, connectTimeoutMs: opts.timeoutMs ?? 5000 });
     this.retryDelay = opts.retryMs ?? 1000;
-    this.agent = cfg.agentSocket ? new GuestAgentClient(cfg.agentSocket, opts.agentTimeoutMs ?? 2000) : null;
+    this.agentTimeoutMs = opts.agentTimeoutMs ?? 2000;
+    this.agent = cfg.agentSocket ? new GuestAgentClient(cfg.agentSocket, this.agentTimeoutMs) : null;
+  }
+
+  /** The guest's agent socket appeared, went or moved (QEMU creates it beside the QMP socket,
+   *  not necessarily at the same moment): the QMP connection stays as it is. */
+  setAgent(path: string | undefined): void {
+    if (path === this.cfg.agentSocket) return;
+    this.agent?.close();
+    this.cfg.agentSocket = path;
+    this.agent = path ? new GuestAgentClient(path, this.agentTimeoutMs) : null;
+    this.psiRetry.forget('psi');
   }
 }
 
@@ -170,8 +182,9 @@ export class QmpHypervisor implements Hypervisor {
       }
     }
     for (const [path, c] of this.conns) {
-      // A guest whose agent socket came or went is met anew (its QMP connection included).
-      if (!cfgs.has(path) || cfgs.get(path)!.agentSocket !== c.cfg.agentSocket) {
+      const cfg = cfgs.get(path);
+      if (cfg) c.setAgent(cfg.agentSocket);
+      else {
         c.client.close();
         c.agent?.close();
         this.conns.delete(path);

@@ -172,6 +172,15 @@ test('QMP driver: a <stem>.qga socket is the agent of <stem>.qmp, read for guest
     };
     return { return: r[cmd.execute] ?? {}, id: cmd.id };
   };
+  const h = new QmpHypervisor({ socketDir: dir, guestPsi: true, retryMs: 50 });
+  t.after(() => h.close());
+  const started: string[] = [];
+  h.onEvent((e) => {
+    if (e.kind === 'started') started.push(e.name);
+  });
+  const [before] = await h.collect();
+  assert.equal(before!.stats.psi_some_avg10, undefined, 'no agent socket yet');
+  // QEMU creates the agent's socket beside the QMP one, not necessarily at the same moment.
   const agent = await fakeAgent(dir, 'web1.qga');
   t.after(() => agent.close());
   const psi = 'some avg10=12.50 avg60=3.00 avg300=1.00 total=5000\nfull avg10=4.00 avg60=1.00 avg300=0.00 total=2000\n';
@@ -180,9 +189,9 @@ test('QMP driver: a <stem>.qga socket is the agent of <stem>.qmp, read for guest
     if (cmd.execute === 'guest-file-read') return { return: { count: psi.length, 'buf-b64': Buffer.from(psi).toString('base64'), eof: true } };
     return { return: {} };
   };
-  const h = new QmpHypervisor({ socketDir: dir, guestPsi: true, retryMs: 50 });
-  t.after(() => h.close());
   const [s, ...rest] = await h.collect();
+  assert.deepEqual(started, ['web1'], 'the guest is not met anew when its agent appears');
+  assert.equal(qmp.sockets.length, 1, 'its QMP connection kept');
   assert.equal(rest.length, 0, 'the agent socket is not a second guest');
   assert.equal(s!.name, 'web1');
   assert.equal(s!.props.agent_socket, join(dir, 'web1.qga'));
