@@ -117,6 +117,10 @@ interface Plan {
 }
 
 export class SimGuest {
+  /** The guest's own memory stall, as its /proc/pressure/memory would show it: percent of
+   *  time over ~10 s and ~60 s (exponentially decaying averages, as the kernel's). */
+  psiSome10 = 0;
+  psiSome60 = 0;
   readonly name: string;
   readonly maxKiB: number;
   readonly vcpus: number;
@@ -586,6 +590,7 @@ export class SimGuest {
     // set, or replaces older cache pages (whose frames the host may have swapped: reusing
     // them costs a host swap-in).
     const miss = plan.cacheMissKiB * sc;
+    let refaultReads = 0;
     if (miss > EPS) {
       this.c.majorFaults += miss / PAGE_KIB;
       ctx.guestDevBusyS += miss / PAGE_KIB / ctx.params.guestDevice.readIops;
@@ -603,10 +608,22 @@ export class SimGuest {
         this.materialize(tmp, ctx, false);
         move(tmp, tmp.size, this.cache);
       }
+      refaultReads = replace / PAGE_KIB;
     }
+    // What the guest's PSI sees: its tasks waiting for its own swap-ins and for file pages it
+    // had to evict (refaults). Waits on the host's swap are invisible inside (steal time).
+    const waitS = (fg / PAGE_KIB / plan.perIo + refaultReads) * ctx.guestLatencyS;
+    this.observeStall(this.workloadStart === null ? 0 : Math.min(1, waitS / ctx.dt), ctx.dt);
     // Leave the guest above its min watermark for the next step's allocations.
     const wm = watermarks(this.balloonCur);
     if (this.freeKiB < wm.low) this.reclaim(wm.high - this.freeKiB, 'anon', ctx);
+  }
+
+  /** Folds one step's stalled share of time into the PSI averages. */
+  private observeStall(share: number, dt: number): void {
+    const pct = share * 100;
+    this.psiSome10 = pct + (this.psiSome10 - pct) * Math.exp(-dt / 10);
+    this.psiSome60 = pct + (this.psiSome60 - pct) * Math.exp(-dt / 60);
   }
 
   /** The host swaps `x` KiB of this guest out of `p` (chosen by the world). */

@@ -10,6 +10,8 @@ import type { SimGuest } from '../../sim/guest.js';
 import type { SimWorld } from '../../sim/world.js';
 import { withMomDefaults } from '../mom-defaults.js';
 
+const round2 = (v: number) => Math.round(v * 100) / 100;
+
 function guestStats(world: SimWorld, g: SimGuest): Stats {
   const c = g.c;
   return withMomDefaults({
@@ -27,6 +29,12 @@ function guestStats(world: SimWorld, g: SimGuest): Stats {
     major_fault: Math.round(c.majorFaults),
     minor_fault: Math.round(c.minorFaults),
     rss: Math.round(g.hostResidentKiB + world.params.qemuOverheadKiB),
+    // The guest's own PSI, as hypervisor.guest_psi reads it from a real guest. A simulated
+    // guest runs one workload, so whenever it stalls all its work does: full = some.
+    psi_some_avg10: round2(g.psiSome10),
+    psi_some_avg60: round2(g.psiSome60),
+    psi_full_avg10: round2(g.psiSome10),
+    psi_full_avg60: round2(g.psiSome60),
     vcpu_count: g.vcpus,
     // MOM's CpuTune fields as a guest without a CPU limit has them (no quota, the default period).
     vcpu_quota: -1,
