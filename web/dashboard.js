@@ -140,10 +140,11 @@
       return (
         `<tr data-guest="${esc(g.name)}"><td>${esc(g.name)}</td><td>${fmt(cur)}</td><td>${fmt(g.lastTarget)}</td><td>${fmt(s.balloon_max)}</td>` +
         `<td>${cur !== null && unused !== null ? fmt(cur - unused) : '–'}</td><td>${fmt(num(s.mem_usable) ?? num(s.mem_free))}</td>` +
+        `<td class="stall">${num(s.psi_some_avg10) === null ? '–' : `${num(s.psi_some_avg10).toFixed(1)}%`}</td>` +
         `<td>${g.balloonReturn ? `${fmt(g.balloonReturn.returnedKiB)} / ${fmt(g.balloonReturn.expectedKiB)} / ${fmt(g.balloonReturn.inflatedKiB)}` : '–'}</td><td>${esc(note)}</td></tr>`
       );
     });
-    $('#guests tbody').innerHTML = rows.join('') || '<tr><td colspan="8">no guests</td></tr>';
+    $('#guests tbody').innerHTML = rows.join('') || '<tr><td colspan="9">no guests</td></tr>';
   }
 
   function renderActions(actions) {

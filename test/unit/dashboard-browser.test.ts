@@ -57,6 +57,9 @@ test('dashboard in chromium: charts with data, the guest list, live updates, a s
       `guest list: ${guests.join(' | ')}`,
     );
     assert.match((await page.locator('#status').textContent()) ?? '', /^ok$|^degraded$/);
+    // The guests' own memory stall (the simulated guests report PSI as a guest agent would).
+    const stalls = await page.locator('#guests tbody td.stall').allInnerTexts();
+    assert.ok(stalls.length >= 3 && stalls.every((x) => /^\d+\.\d%$/.test(x)), `stall column: ${stalls.join(' | ')}`);
 
     // Live: the header's cycle count and the chart's points move without a reload.
     const meta1 = await page.locator('#meta').textContent();
