@@ -21,7 +21,7 @@ function skipLoudly(t: { skip: (m: string) => void }, reason: string): void {
   t.skip(`LAB SKIPPED: ${reason}`);
 }
 
-test('lab-memknobs, small scale, hdd swap: ballast kills no guest, swaps out no more and gets more work done than no manager', {
+test('lab-memknobs, small scale, hdd swap: ballast kills no guest and swaps out no more than no manager', {
   timeout: 12 * 60_000,
 }, async (t) => {
   try {
@@ -71,11 +71,15 @@ test('lab-memknobs, small scale, hdd swap: ballast kills no guest, swaps out no 
   // What must hold.
   assert.equal(ballast.oomKills, 0, `ballast's balloons OOM-killed guest processes: ${JSON.stringify(ballast.guests)}`);
   assert.ok(ballast.swapOut <= none.swapOut, `ballast's domain swapped out ${ballast.swapOut} pages, no manager ${none.swapOut}`);
-  assert.ok(ballast.touchS > none.touchS, `with hdd swap ballast's guests worked longer: ${ballast.touchS} s against ${none.touchS} s without a manager`);
-  // Not asserted: pages per second. Under TCG a guest's touch rate moves with how its RAM is
-  // backed and with the balloon's own work inside the CPU cap, more than with swap waits
-  // (measured here, thp off: ballast 1.62, none 2.09 Mpages/s while ballast's guests worked
-  // longer); docs/lab-experiment.md has the full-scale numbers.
+  // Not asserted: which run did more work. Both measures went both ways between CI runs of
+  // this test: pages per second moves with how a TCG guest's RAM is backed and with the
+  // balloon's own work inside the CPU cap (thp off: ballast 1.62 against 2.09 Mpages/s in one
+  // run, 3.30 against 2.09 in another), and seconds in touch steps count a stall inside a
+  // touch step as work (unmanaged 193.5 s against ballast's 176.9 in the run whose unmanaged
+  // guests stalled while touching). docs/lab-experiment.md has the full-scale numbers.
+  console.error(
+    `work: ballast ${(ballast.throughput / 1e6).toFixed(2)} Mpages/s, ${ballast.touchS} s in touch steps; no manager ${(none.throughput / 1e6).toFixed(2)} Mpages/s, ${none.touchS} s`,
+  );
   assert.equal(result.swap.preset, 'hdd');
   assert.ok(result.swap.device?.measured && result.swap.device.measured.readIops < 200, `the swap device was throttled: ${JSON.stringify(result.swap.device)}`);
 
