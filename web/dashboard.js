@@ -132,6 +132,7 @@
       const s = g.stats;
       const cur = num(s.balloon_cur);
       const unused = num(s.mem_unused);
+      const stall = num(s.psi_some_avg10);
       const note = g.stale
         ? `stale: ${g.stale}`
         : g.holdUntil !== undefined && g.holdUntil > now
@@ -140,7 +141,7 @@
       return (
         `<tr data-guest="${esc(g.name)}"><td>${esc(g.name)}</td><td>${fmt(cur)}</td><td>${fmt(g.lastTarget)}</td><td>${fmt(s.balloon_max)}</td>` +
         `<td>${cur !== null && unused !== null ? fmt(cur - unused) : '–'}</td><td>${fmt(num(s.mem_usable) ?? num(s.mem_free))}</td>` +
-        `<td class="stall">${num(s.psi_some_avg10) === null ? '–' : `${num(s.psi_some_avg10).toFixed(1)}%`}</td>` +
+        `<td class="stall">${stall === null ? '–' : `${stall.toFixed(1)}%`}</td>` +
         `<td>${g.balloonReturn ? `${fmt(g.balloonReturn.returnedKiB)} / ${fmt(g.balloonReturn.expectedKiB)} / ${fmt(g.balloonReturn.inflatedKiB)}` : '–'}</td><td>${esc(note)}</td></tr>`
       );
     });
