@@ -83,6 +83,8 @@ export class Engine<P = CompiledPolicy> {
   private readonly sourceStats = new Map<string, Stats>();
   private readonly guests = new Map<string, GuestEntity>();
   private readonly samples = new Map<string, GuestSample>();
+  /** The samples of the collection being merged (see the control env's lookup). */
+  private collecting: Map<string, GuestSample> | null = null;
   /** Guests reported gone by a lifecycle event since the last collection. */
   private readonly gone = new Set<string>();
   private readonly balloon: BalloonController;
@@ -144,7 +146,9 @@ export class Engine<P = CompiledPolicy> {
       ksm: opts.ksm,
       cgroup: opts.cgroup,
       simWorld: opts.simWorld,
-      lookup: (id) => this.samples.get(id),
+      // The collection in progress first: modules read their fields (e.g. cputune's cpu.max
+      // through QEMU's pid) before its samples replace the last ones, and a new guest has none.
+      lookup: (id) => this.collecting?.get(id) ?? this.samples.get(id),
       log: this.log,
     };
     const planned: PlannedControl[] = [];
@@ -271,7 +275,12 @@ export class Engine<P = CompiledPolicy> {
     }
     this.noteRecovered(HYPERVISOR_KEY, 'collect_recovered', { hypervisor: this.hypervisor.name });
     this.gone.clear();
-    await this.addControlFields(guestRes!.value);
+    this.collecting = new Map(guestRes!.value.map((s) => [s.id, s]));
+    try {
+      await this.addControlFields(guestRes!.value);
+    } finally {
+      this.collecting = null;
+    }
     const seen = new Set<string>();
     for (const sample of guestRes!.value) {
       seen.add(sample.id);

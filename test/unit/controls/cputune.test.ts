@@ -13,6 +13,7 @@ import { memoryLogger } from '../../../src/log/logger.js';
 import { SimHypervisor, simHostSource } from '../../../src/hypervisor/sim/index.js';
 import { loadScenario } from '../../../src/sim/scenarios.js';
 import { SimWorld } from '../../../src/sim/world.js';
+import type { ControlModule } from '../../../src/controls/control.js';
 import type { GuestSample } from '../../../src/types.js';
 
 test("guard: libvirt's ranges; -1 (or any negative quota) is no limit; MOM's fractional values are rounded", () => {
@@ -102,4 +103,44 @@ test("without libvirt: the QEMU process's cgroup v2 cpu.max holds quota x vCPUs;
   writeFileSync(join(root, 'proc/41/cgroup'), '4:cpu,cpuacct:/x\n');
   await assert.rejects(cpuMaxFile(root, 41), /cgroup v2/);
   await assert.rejects(b.read('nope'), /pid is not known/);
+});
+
+test("a new guest's fields are read in its first collection: the control env's lookup sees the collection in progress", async () => {
+  // cgroupCpuTune (the QMP driver's CPU tuning) finds QEMU's pid through env.lookup; before,
+  // lookup returned only the previous collection's samples, so every guest's first read
+  // failed with "QEMU's pid is not known" and a warning per guest at every daemon start.
+  const world = new SimWorld(loadScenario('demo'), 1);
+  const logger = memoryLogger();
+  const probe: ControlModule = {
+    name: 'probe',
+    scope: 'guest',
+    controls: [],
+    offReason: 'never off',
+    guard: (control, requested) => ({ control, requested, verdict: 'veto', value: null, reasons: [] }),
+    setup: (env) => ({
+      controller: { name: 'probe', controls: [], apply: async () => [] },
+      readGuestFields: async (g: GuestSample) => {
+        const seen = env.lookup(g.id);
+        if (!seen) throw new Error(`${g.id}: not known`);
+        return { probe_seen: seen.name === g.name ? 1 : 0 };
+      },
+    }),
+  };
+  const engine = new Engine({
+    hypervisor: new SimHypervisor(world),
+    hostSources: [simHostSource(world)],
+    policy: compilePolicyText('(defvar x 1)'),
+    now: () => world.now,
+    logger,
+    controls: [probe],
+  });
+  world.advance(5);
+  await engine.collect();
+  const guests = engine.snapshot().guests;
+  assert.ok(guests.length >= 5);
+  for (const g of guests) assert.equal(g.stats.probe_seen, 1, `${g.name}: read in its first collection`);
+  assert.deepEqual(
+    logger.records.filter((r) => r.event === 'control_fields_failed'),
+    [],
+  );
 });
