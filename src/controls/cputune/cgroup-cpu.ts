@@ -1,10 +1,17 @@
 // CPU tuning without libvirt (the QMP driver): the QEMU process's cgroup v2 cpu.max, which
 // limits the whole process. libvirt's vcpu_quota is per vCPU, so the process gets quota x
 // vCPUs per period ("max PERIOD" when the quota is -1), as libvirt does for a guest's vCPUs.
+import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { GuestSample } from '../../types.js';
 import type { CpuTune, CpuTuneBackend } from './backend.js';
+
+/** Whether /sys/fs/cgroup is a cgroup v2 mount. On a v1 host every process's
+ *  /proc/PID/cgroup still has a "0::/" line, which would read as "in the root cgroup". */
+export function cgroupV2Mounted(root = '/'): boolean {
+  return existsSync(join(root, 'sys/fs/cgroup/cgroup.controllers'));
+}
 
 /** /sys/fs/cgroup/<path>/cpu.max of a process on cgroup v2; errors say why not. */
 export async function cpuMaxFile(root: string, pid: number): Promise<string> {

@@ -5,7 +5,7 @@
 import type { LibvirtHypervisor } from '../../hypervisor/libvirt/index.js';
 import { failedOutcome, type ActionOutcome, type ControlModule } from '../control.js';
 import type { CpuTune, CpuTuneBackend } from './backend.js';
-import { cgroupCpuTune } from './cgroup-cpu.js';
+import { cgroupCpuTune, cgroupV2Mounted } from './cgroup-cpu.js';
 import { CPUTUNE_CONTROLS, guardCpuTune } from './guard.js';
 import { libvirtCpuTune } from './libvirt.js';
 import { simCpuTune } from './sim.js';
@@ -22,6 +22,8 @@ export const cputune: ControlModule = {
   guard: (control, requested) => guardCpuTune(control, requested),
   setup(env) {
     const hv = env.hypervisor;
+    // Said once at setup rather than as a failed read per guest.
+    if (hv.name === 'qmp' && !cgroupV2Mounted()) return 'no CPU tuning for the qmp driver: it sets cpu.max, and cgroup v2 is not mounted at /sys/fs/cgroup';
     const backend: CpuTuneBackend | undefined =
       hv.name === 'libvirt'
         ? libvirtCpuTune(hv as LibvirtHypervisor)

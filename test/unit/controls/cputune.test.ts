@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { guardCpuTune } from '../../../src/controls/cputune/guard.js';
-import { cgroupCpuTune, cpuMaxFile } from '../../../src/controls/cputune/cgroup-cpu.js';
+import { cgroupCpuTune, cgroupV2Mounted, cpuMaxFile } from '../../../src/controls/cputune/cgroup-cpu.js';
 import { Engine } from '../../../src/engine/engine.js';
 import { compilePolicyText } from '../../../src/engine/policy-adapter.js';
 import { memoryLogger } from '../../../src/log/logger.js';
@@ -103,6 +103,9 @@ test("without libvirt: the QEMU process's cgroup v2 cpu.max holds quota x vCPUs;
   writeFileSync(join(root, 'proc/41/cgroup'), '4:cpu,cpuacct:/x\n');
   await assert.rejects(cpuMaxFile(root, 41), /cgroup v2/);
   await assert.rejects(b.read('nope'), /pid is not known/);
+  assert.equal(cgroupV2Mounted(root), false, 'no cgroup.controllers: not a v2 mount');
+  writeFileSync(join(root, 'sys/fs/cgroup/cgroup.controllers'), 'cpu memory\n');
+  assert.equal(cgroupV2Mounted(root), true);
 });
 
 test("a new guest's fields are read in its first collection: the control env's lookup sees the collection in progress", async () => {
