@@ -21,7 +21,7 @@ function skipLoudly(t: { skip: (m: string) => void }, reason: string): void {
   t.skip(`LAB SKIPPED: ${reason}`);
 }
 
-test('lab-memknobs, small scale, hdd swap: ballast kills no guest and swaps out no more than no manager', {
+test('lab-memknobs, small scale, hdd swap: ballast kills no guest, swaps out no more and writes more pages/s than no manager', {
   timeout: 12 * 60_000,
 }, async (t) => {
   try {
