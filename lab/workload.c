@@ -17,8 +17,17 @@
  *   step  := "idle:" S       hold the working set untouched for S seconds
  *          | "alloc:" M      grow or shrink the working set to M MiB, writing each new page once
  *          | "touch:" S      write every page of the working set, over and over, for S seconds
+ *          | "idle@" S       hold the working set until S seconds into the cycle
+ *          | "touch@" S      touch the working set until S seconds into the cycle
  *          | "free"          release the whole working set (alloc:0)
  *          | "loop"          start again from the first step (must be last)
+ *          | "loop@" P       wait until P seconds into the cycle and start the next one (last)
+ *
+ * The "@" steps make the schedule a clock, as a service's demand is: its work arrives at set
+ * times whether or not the program is ready. A program that stalls (an alloc waiting for the
+ * host to swap pages in) loses the touch time its stall overran; it does not catch up in its
+ * idle time. A cycle starts P seconds after the previous one with "loop@P" (at once with
+ * "loop", which lets a late program carry its delay on, the elastic schedule).
  *
  * Every page written gets a different value (page index and pass), so KSM cannot merge them
  * and the host really has to back them.
@@ -50,6 +59,8 @@ static const char *op_names[] = {"idle", "alloc", "touch", "free", "loop"};
 struct step {
   enum op op;
   long arg;
+  /* arg is a time into the cycle (an "@" step) rather than a duration */
+  int at;
 };
 
 static unsigned char *chunks[MAX_CHUNKS];
@@ -131,12 +142,28 @@ static void do_alloc(int idx, long mib) {
   if (pages > 0) report_rate(idx, OP_ALLOC, pages, t1 - t0);
 }
 
-/* Writes every page of the working set over and over for `secs` seconds, reporting the rate. */
-static void do_touch(int idx, long secs) {
-  double t0 = now_s(), end = t0 + (double)secs, last = t0;
+/* Sleeps until `end` (CLOCK_BOOTTIME seconds); returns at once when it has passed. */
+static void sleep_until(double end) {
+  for (;;) {
+    double left = end - now_s();
+    if (left <= 0) return;
+    struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
+    nanosleep(&ts, NULL);
+  }
+}
+
+/* Writes every page of the working set over and over until `end`, reporting the rate. A step
+ * whose end has already passed (a late program under a clocked schedule) reports 0 pages in
+ * 0 s, so the console shows the touch time lost. */
+static void do_touch(int idx, double end) {
+  double t0 = now_s(), last = t0;
   unsigned long since = 0;
+  if (t0 >= end) {
+    report_rate(idx, OP_TOUCH, 0, 0);
+    return;
+  }
   if (nchunks == 0) {
-    sleep((unsigned)secs);
+    sleep_until(end);
     report_rate(idx, OP_TOUCH, 0, now_s() - t0);
     return;
   }
@@ -172,6 +199,12 @@ static int parse_spec(const char *spec, struct step *steps, int max) {
     memcpy(tok, p, len);
     tok[len] = 0;
     char *colon = strchr(tok, ':');
+    char *atsign = strchr(tok, '@');
+    int at = 0;
+    if (!colon && atsign) {
+      colon = atsign;
+      at = 1;
+    }
     long arg = 0;
     if (colon) {
       *colon = 0;
@@ -182,14 +215,15 @@ static int parse_spec(const char *spec, struct step *steps, int max) {
     }
     enum op op;
     if (!strcmp(tok, "idle") && colon) op = OP_IDLE;
-    else if (!strcmp(tok, "alloc") && colon) op = OP_ALLOC;
+    else if (!strcmp(tok, "alloc") && colon && !at) op = OP_ALLOC;
     else if (!strcmp(tok, "touch") && colon) op = OP_TOUCH;
     else if (!strcmp(tok, "free") && !colon) op = OP_FREE;
-    else if (!strcmp(tok, "loop") && !colon) op = OP_LOOP;
+    else if (!strcmp(tok, "loop") && (!colon || at)) op = OP_LOOP;
     else return -1;
     if (op == OP_LOOP && end) return -1; /* loop must be last */
     steps[n].op = op;
     steps[n].arg = arg;
+    steps[n].at = at;
     n++;
     p = end ? end + 1 : p + len;
   }
@@ -231,6 +265,7 @@ int main(int argc, char **argv) {
   if (n == 0) {
     for (;;) pause();
   }
+  double cycle = now_s(); /* when the current cycle started: the "@" steps' origin */
   for (int i = 0;; i++) {
     if (i >= n) {
       /* Schedule done without a loop: hold what we have, quietly. */
@@ -238,21 +273,29 @@ int main(int argc, char **argv) {
       for (;;) pause();
     }
     struct step s = steps[i];
-    emit("BALLAST phase t=%.3f idx=%d op=%s arg=%ld ws_kib=%lu", now_s(), i, op_names[s.op], s.arg, ws_kib());
+    double t = now_s();
+    emit("BALLAST phase t=%.3f idx=%d op=%s arg=%ld ws_kib=%lu", t, i, op_names[s.op], s.arg, ws_kib());
+    double until = s.at ? cycle + (double)s.arg : t + (double)s.arg;
     switch (s.op) {
       case OP_IDLE:
-        sleep((unsigned)s.arg);
+        sleep_until(until);
         break;
       case OP_ALLOC:
         do_alloc(i, s.arg);
         break;
       case OP_TOUCH:
-        do_touch(i, s.arg);
+        do_touch(i, until);
         break;
       case OP_FREE:
         do_alloc(i, 0);
         break;
       case OP_LOOP:
+        if (s.at) {
+          sleep_until(until);
+          cycle = until;
+        } else {
+          cycle = now_s();
+        }
         i = -1;
         break;
     }

@@ -188,9 +188,12 @@ export function validateWorkloadSpec(spec: string): string {
   if (spec === '') return spec;
   const steps = spec.split(',');
   steps.forEach((step, i) => {
-    const ok = /^(idle|alloc|touch):\d+$/.test(step) || step === 'free' || (step === 'loop' && i === steps.length - 1);
+    const last = i === steps.length - 1;
+    const ok = /^(idle|alloc|touch):\d+$/.test(step) || /^(idle|touch)@\d+$/.test(step) || step === 'free' || (last && /^loop(@\d+)?$/.test(step));
     if (!ok) {
-      throw new Error(`bad workload step ${JSON.stringify(step)} in ${JSON.stringify(spec)}: use idle:S, alloc:MiB, touch:S, free, loop (last)`);
+      throw new Error(
+        `bad workload step ${JSON.stringify(step)} in ${JSON.stringify(spec)}: use idle:S, alloc:MiB, touch:S, idle@S, touch@S, free, loop or loop@P (last)`,
+      );
     }
   });
   return spec;

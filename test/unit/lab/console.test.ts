@@ -63,4 +63,8 @@ test('validateWorkloadSpec accepts the workload grammar and names a bad step', (
   assert.throws(() => validateWorkloadSpec('alloc:64,loop,idle:3'), /"loop"/);
   assert.throws(() => validateWorkloadSpec('alloc:-1'), /alloc:-1/);
   assert.throws(() => validateWorkloadSpec('touch 5'), /touch 5/);
+  // the clock's steps: touch and idle until a time in the cycle, the next cycle P s after this one
+  assert.equal(validateWorkloadSpec('alloc:64,touch@2,idle@6,loop@30'), 'alloc:64,touch@2,idle@6,loop@30');
+  assert.throws(() => validateWorkloadSpec('alloc@64,loop'), /alloc@64/);
+  assert.throws(() => validateWorkloadSpec('alloc:64,loop@30,idle:3'), /"loop@30"/);
 });
