@@ -149,7 +149,18 @@ function guestPlan(
       plan.notes.push({ entity: g.name, control, requested, verdict: 'veto', reasons: [`policy error in this guest's part: ${errored}`], quiet: true });
     }
   }
-  const d = guardBalloon({ history: g.history, requested: own.balloon_target ?? undefined, stale: g.stale, state: g.guard, cycle, now }, opts.safeguards);
+  const d = guardBalloon(
+    {
+      history: g.history,
+      requested: own.balloon_target ?? undefined,
+      stale: g.stale,
+      state: g.guard,
+      cycle,
+      now,
+      reportsFreePages: g.props.free_page_reporting === 1,
+    },
+    opts.safeguards,
+  );
   const balloonsOff = opts.paused ?? opts.balloonsOff;
   if (balloonsOff !== undefined && (d.verdict === 'apply' || d.verdict === 'rollback')) {
     plan.notes.push({

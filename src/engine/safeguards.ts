@@ -3,6 +3,7 @@
 // time): each returns what to do and the reasons, so the same inputs always give the same
 // decision, and every clamp, rate limit, veto and rollback can be explained in the action log.
 import { balloonBounds, fmtKiB, floorWhy, type SafeguardConfig } from '../controls/balloon/floor.js';
+import { QEMU_ALLOWANCE_KIB } from './balloon-return.js';
 import { type History, peakRate } from './history.js';
 
 export { balloonBounds, defaultSafeguards, floorWhy, fmtKiB, type BalloonBounds, type SafeguardConfig } from '../controls/balloon/floor.js';
@@ -69,6 +70,8 @@ export interface BalloonGuardInput {
   state: GuestGuardState;
   cycle: number;
   now: number;
+  /** The guest hands its freed pages back by itself (virtio-balloon free page reporting). */
+  reportsFreePages?: boolean;
 }
 
 /** Forget an inflation once its rollback window has passed. */
@@ -153,6 +156,24 @@ export function guardBalloon(inp: BalloonGuardInput, cfg: SafeguardConfig): Ball
     did |= 16;
     t = Math.min(cur, cacheLo);
   }
+  // A guest that reports its free pages has already handed most of its free memory back:
+  // QEMU holds what the guest uses plus what it has not reported yet (blocks under 2 MiB, the
+  // last seconds' frees). An inflation that stays within the guest's free memory takes reported
+  // pages too once the unreported ones are gone, which gives the host nothing and costs the
+  // guest room to grow (and, where the host backs guest RAM with huge pages, splits them). So
+  // it is held to the free memory QEMU still backs. Below the guest's use (its page cache,
+  // when the policy asks for that) the balloon reclaims memory QEMU holds: not limited here.
+  let backedFree = -1;
+  if (inp.reportsFreePages && t < cur && b.used !== null && t >= b.used) {
+    const rss = num(s.rss);
+    if (rss !== null) {
+      backedFree = Math.max(0, rss - QEMU_ALLOWANCE_KIB - b.used);
+      if (t < cur - backedFree) {
+        did |= 32;
+        t = cur - backedFree;
+      }
+    }
+  }
   if (t > hi) {
     did |= 8;
     t = hi;
@@ -168,6 +189,10 @@ export function guardBalloon(inp: BalloonGuardInput, cfg: SafeguardConfig): Ball
   if (did & 4) reasons.push(`rate-limited to -${fmtKiB(b.step)} per cycle`);
   if (did & 8) reasons.push(`rate-limited to +${fmtKiB(b.step)} per cycle`);
   if (did & 16) reasons.push(`page cache taken at most ${fmtKiB(b.cacheStep)} per cycle (below used with cache + headroom ${fmtKiB(b.cacheFloor)})`);
+  if (did & 32)
+    reasons.push(
+      `free page reporting: QEMU still backs ${fmtKiB(backedFree)} of the guest's free memory (rss - ${fmtKiB(QEMU_ALLOWANCE_KIB)} QEMU overhead - used), the rest is back with the host already`,
+    );
   if (skip) {
     reasons.push(`change ${fmtKiB(t - cur)} below ${fmtKiB(b.minChange)}`);
     return decision('skip', requestedNum, from, null, floor, max, reasons, state);

@@ -226,3 +226,38 @@ test('cgroup limits keep page cache: a host-side limit under it would swap the c
   const d = guardCgroup('mem_high', 10 * MiB, g({ mem_unused: 300 * MiB, mem_usable: 1500 * MiB }), cfg);
   assert.equal(d.value, 1812 * MiB);
 });
+
+test('free page reporting: an inflation within free memory takes only what QEMU still backs', () => {
+  // 2 GiB guest using 1 GiB; its QEMU holds 1 GiB + 64 MiB overhead + 100 MiB of free memory
+  // the guest has not reported yet: that 100 MiB is all a balloon can give the host now.
+  const s = g({ rss: (1024 + 64 + 100) * MiB });
+  const ask = (reportsFreePages: boolean, sample = s, requested = 1900 * MiB) =>
+    guardBalloon({ history: hist(sample), requested, state: {}, cycle: 1, now: 0, reportsFreePages }, cfg);
+  const plain = ask(false);
+  assert.equal(plain.target, 1900 * MiB, 'a guest that does not report: its free memory is all backed');
+  const fpr = ask(true);
+  assert.equal(fpr.verdict, 'apply');
+  assert.equal(fpr.target, 1948 * MiB);
+  assert.ok(
+    fpr.reasons.some((r) => r.startsWith("free page reporting: QEMU still backs 100 MiB of the guest's free memory")),
+    fpr.reasons.join(),
+  );
+  assert.deepEqual(fpr.next.lastInflation, { cycle: 1, at: 0, step: 100 * MiB });
+  // Everything reported: nothing to inflate into, the request is skipped with the reason.
+  const none = ask(true, g({ rss: (1024 + 64) * MiB }));
+  assert.equal(none.verdict, 'skip');
+  assert.ok(
+    none.reasons.some((r) => r.startsWith('free page reporting: QEMU still backs 0 KiB')),
+    none.reasons.join(),
+  );
+  // Unknown rss: the guard cannot tell, the request goes as for any guest.
+  assert.equal(ask(true, g()).target, 1900 * MiB);
+  // Deflating is never held back.
+  assert.equal(ask(true, g({ balloon_cur: 1800 * MiB, rss: (1024 + 64) * MiB }), 2000 * MiB).target, 2000 * MiB);
+  // Below the guest's use (its page cache, with the cache-aware floor) the balloon reclaims
+  // memory QEMU holds: the cache pacing applies, not this rule.
+  const cached = g({ mem_unused: 40 * MiB, mem_usable: 1240 * MiB, rss: (2008 + 64) * MiB });
+  const intoCache = ask(true, cached, 1024 * MiB);
+  assert.equal(intoCache.target, 2048 * MiB - Math.floor(0.05 * 2048 * MiB));
+  assert.ok(!intoCache.reasons.some((r) => r.startsWith('free page reporting')), intoCache.reasons.join());
+});
