@@ -47,6 +47,10 @@ function guestOptions(cmd: Command, durationS: number): void {
     .option('--mem <MiB>', 'memory per guest, MiB (128-512)', String(DEFAULT_SCALE.memMiB))
     .option('--duration <time>', 'measured time per run (e.g. 240, 4m)', String(durationS))
     .option('--period <time>', 'workload cycle per guest (default 30 s x max(guests, 4))')
+    .option(
+      '--warmup <time>',
+      'time the guests (and the manager) run before the measured window, so that it measures the memory domain full rather than filling (default: one period)',
+    )
     .option('--ramp-steps <n>', 'steps (one every ~4 s) from the base to the peak working set: fewer = guests grow faster', String(DEFAULT_SCALE.rampSteps))
     .option('--qemu-overhead <MiB>', "QEMU's own memory per TCG guest counted in the domain's size", String(DEFAULT_SCALE.qemuOverheadMiB))
     .option(
@@ -76,6 +80,7 @@ interface GuestCliOptions {
   mem: string;
   duration: string;
   period?: string;
+  warmup?: string;
   rampSteps: string;
   qemuOverhead: string;
   configs: string;
@@ -97,12 +102,14 @@ export interface LabCliOptions extends GuestCliOptions {
 /** The guests' scale from the shared options, at a domain limit ratio. */
 function scaleFrom(o: GuestCliOptions, limitRatio: number): LabScale {
   const guests = int(o.guests, '--guests');
+  const periodS = o.period ? seconds(o.period, '--period') : 30 * Math.max(guests, 4);
   return {
     guests,
     memMiB: int(o.mem, '--mem'),
     durationS: seconds(o.duration, '--duration'),
+    warmupS: o.warmup ? seconds(o.warmup, '--warmup') : periodS,
     limitRatio,
-    periodS: o.period ? seconds(o.period, '--period') : 30 * Math.max(guests, 4),
+    periodS,
     qemuOverheadMiB: int(o.qemuOverhead, '--qemu-overhead'),
     rampSteps: int(o.rampSteps, '--ramp-steps'),
   };

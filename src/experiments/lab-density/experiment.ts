@@ -79,7 +79,7 @@ export async function runDensityExperiment(o: DensityOptions): Promise<DensityRe
     });
   try {
     say(
-      `lab-density: ${base.guests} x ${base.memMiB} MiB guests, ${base.durationS} s per run; workload ${planGuests(base)[0]!.workload}; passes: 0 OOM kills and the guests' work time within ${Math.round(o.tolerance * 100)}% of the unconstrained runs'`,
+      `lab-density: ${base.guests} x ${base.memMiB} MiB guests, ${base.durationS} s measured per run${base.warmupS ? ` after ${base.warmupS} s of warm-up` : ''}; workload ${planGuests(base)[0]!.workload}; passes: 0 OOM kills and the guests' work time within ${Math.round(o.tolerance * 100)}% of the unconstrained runs'`,
     );
     const baselineRuns: RunResult[] = [];
     for (let i = 0; i < o.baselineRuns; i++) baselineRuns.push(await run('none', CEILING));
@@ -152,7 +152,7 @@ export async function runDensityExperiment(o: DensityOptions): Promise<DensityRe
 
 export function formatDensityTable(r: DensityResult): string {
   const head = [
-    `lab-density: ${r.scale.guests} x ${r.scale.memMiB} MiB TCG guests (${r.cpuPerGuest === null ? 'sharing the CPUs' : `${r.cpuPerGuest} CPU each`}), ${r.scale.durationS} s per run, swap ${r.swap.preset}; unconstrained (no manager, ${r.unconstrained.limitMiB} MiB domain): ${(r.unconstrained.throughput / 1e6).toFixed(2)} Mpages/s, peak use ${r.unconstrained.peakMiB} MiB`,
+    `lab-density: ${r.scale.guests} x ${r.scale.memMiB} MiB TCG guests (${r.cpuPerGuest === null ? 'sharing the CPUs' : `${r.cpuPerGuest} CPU each`}), ${r.scale.durationS} s measured per run${r.scale.warmupS ? ` after ${r.scale.warmupS} s of warm-up` : ''}, swap ${r.swap.preset}; unconstrained (no manager, ${r.unconstrained.limitMiB} MiB domain): ${(r.unconstrained.throughput / 1e6).toFixed(2)} Mpages/s, peak use ${r.unconstrained.peakMiB} MiB`,
     `smallest domain limit with 0 OOM kills and the guests' work time within ${Math.round(r.tolerance * 100)}% of unconstrained (${r.unconstrained.work} s); saved = 1 - limit / unconstrained peak`,
     '',
   ];

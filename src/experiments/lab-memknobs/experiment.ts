@@ -132,7 +132,7 @@ export async function runLabExperiment(o: LabExperimentOptions): Promise<LabExpe
   try {
     const plan = planGuests(scale);
     say(
-      `lab-memknobs: ${scale.guests} x ${scale.memMiB} MiB guests, domain limit ${domainLimitMiB(scale)} MiB (${scale.limitRatio.toFixed(2)} x (guest memory + ${scale.qemuOverheadMiB} MiB QEMU each)), ${scale.durationS} s per run, ${o.repeat} repetition(s) of ${configs.join(', ')}`,
+      `lab-memknobs: ${scale.guests} x ${scale.memMiB} MiB guests, domain limit ${domainLimitMiB(scale)} MiB (${scale.limitRatio.toFixed(2)} x (guest memory + ${scale.qemuOverheadMiB} MiB QEMU each)), ${scale.durationS} s measured per run${scale.warmupS ? ` after ${scale.warmupS} s of warm-up` : ''}, ${o.repeat} repetition(s) of ${configs.join(', ')}`,
     );
     say(`lab-memknobs: workload ${plan[0]!.workload} (guest i starts ${plan.map((p) => p.delayS).join('/')} s after boot)`);
     for (let rep = 1; rep <= o.repeat; rep++) {

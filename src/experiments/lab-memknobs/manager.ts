@@ -156,6 +156,32 @@ export class RunManager {
   }
 
   private stopping: Promise<ManagerReport> | null = null;
+  /** The counts when the measured window began (after the warm-up): the report is what
+   *  happened since. */
+  private atWindow: ManagerReport | null = null;
+
+  /** The measured window begins now: the report counts from here. */
+  markWindow(): void {
+    this.atWindow = this.counts(null);
+  }
+
+  private counts(ksmRestoreError: string | null): ManagerReport {
+    const c = this.engine.counters;
+    return {
+      cycles: c.cycles,
+      balloonActions: this.balloonActions,
+      rollbacks: c.rollbacks,
+      vetoes: c.vetoes,
+      policyErrors: c.policyErrors,
+      controllerErrors: c.controllerErrors,
+      driverErrors: c.driverErrors,
+      ksmRunSeen: this.ksmRunSeen,
+      belowFloorLeft: this.belowFloorLeft,
+      ksmRestoreError,
+      guestPsiPeak: this.guestPsiPeak,
+      psiStops: this.psiStops,
+    };
+  }
 
   /** Stops the loop, puts KSM back as found, closes the QMP connections (once; later calls
    *  get the same report). Balloons are left: the guests are stopped right after. */
@@ -176,20 +202,21 @@ export class RunManager {
     this.engine.dispose();
     await this.hypervisor.close();
     if (this.trace) await new Promise<void>((r) => this.trace!.end(r));
-    const c = this.engine.counters;
+    const now = this.counts(ksmRestoreError);
+    const a = this.atWindow;
+    if (!a) return now;
+    // Event counts since the window began; KSM switched on and the stall peak stay whole-run.
     return {
-      cycles: c.cycles,
-      balloonActions: this.balloonActions,
-      rollbacks: c.rollbacks,
-      vetoes: c.vetoes,
-      policyErrors: c.policyErrors,
-      controllerErrors: c.controllerErrors,
-      driverErrors: c.driverErrors,
-      ksmRunSeen: this.ksmRunSeen,
-      belowFloorLeft: this.belowFloorLeft,
-      ksmRestoreError,
-      guestPsiPeak: this.guestPsiPeak,
-      psiStops: this.psiStops,
+      ...now,
+      cycles: now.cycles - a.cycles,
+      balloonActions: now.balloonActions - a.balloonActions,
+      rollbacks: now.rollbacks - a.rollbacks,
+      vetoes: now.vetoes - a.vetoes,
+      policyErrors: now.policyErrors - a.policyErrors,
+      controllerErrors: now.controllerErrors - a.controllerErrors,
+      driverErrors: now.driverErrors - a.driverErrors,
+      belowFloorLeft: now.belowFloorLeft - a.belowFloorLeft,
+      psiStops: now.psiStops - a.psiStops,
     };
   }
 }

@@ -28,8 +28,12 @@ export function configParts(c: ConfigName): { manager: 'none' | 'mom' | 'ballast
 export interface LabScale {
   guests: number;
   memMiB: number;
-  /** Measured seconds per run (after every guest is up). */
+  /** Measured seconds per run (after every guest is up and the warm-up). */
   durationS: number;
+  /** Seconds the guests (and the manager) run before the measured window opens, so that it
+   *  measures the domain full, as it stays, rather than the guests' first cycle, in which
+   *  the domain is still filling (0 or absent: measure from boot). */
+  warmupS?: number;
   /** Domain limit as a share of what the guests may hold (their memory + QEMU's own). */
   limitRatio: number;
   /** Length of one workload cycle; guests are staggered by periodS / guests. */
@@ -129,6 +133,7 @@ export function checkScale(s: LabScale): LabScale {
   if (!Number.isInteger(s.guests) || s.guests < 1 || s.guests > 8) bad(`--guests must be 1..8, got ${s.guests}`);
   if (!Number.isInteger(s.memMiB) || s.memMiB < 128 || s.memMiB > 512) bad(`--mem must be 128..512 MiB, got ${s.memMiB}`);
   if (!(s.durationS >= 20) || !Number.isFinite(s.durationS)) bad(`--duration must be at least 20 s, got ${s.durationS}`);
+  if (s.warmupS !== undefined && !(s.warmupS >= 0 && s.warmupS <= 1800)) bad(`--warmup must be 0..1800 s, got ${s.warmupS}`);
   if (!(s.limitRatio > 0.2 && s.limitRatio <= 1.5)) bad(`--limit-ratio must be in (0.2, 1.5], got ${s.limitRatio}`);
   if (!Number.isInteger(s.rampSteps) || s.rampSteps < 1 || s.rampSteps > 40) bad(`--ramp-steps must be 1..40, got ${s.rampSteps}`);
   const active = guestWorkload(s.memMiB, s.periodS, s.rampSteps).activeS;

@@ -206,9 +206,18 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
       undoManager = cleanup.add({ what: `${config} manager (KSM knobs restored)`, run: async () => void (await m.stop()) });
       await m.start();
     }
+    const warmupS = scale.warmupS ?? 0;
     say(
-      `${tag} ${guests.length} guests up in ${bootS.toFixed(0)} s; measuring ${scale.durationS} s${manager ? ` with the ${config} manager` : ' without a manager'}`,
+      `${tag} ${guests.length} guests up in ${bootS.toFixed(0)} s; ${warmupS > 0 ? `warming up ${warmupS} s, then ` : ''}measuring ${scale.durationS} s${manager ? ` with the ${config} manager` : ' without a manager'}`,
     );
+    // The warm-up: everything runs as in the window, nothing is counted. The consoles are
+    // read on the way so that every line keeps the time it arrived.
+    const warmEnd = Date.now() / 1000 + warmupS;
+    for (let now = Date.now() / 1000; now < warmEnd; now = Date.now() / 1000) {
+      await sleep(Math.min(1000, (warmEnd - now) * 1000));
+      for (const t of tails) t.poll(Date.now() / 1000);
+    }
+    manager?.markWindow();
 
     const from = Date.now() / 1000;
     const to = from + scale.durationS;

@@ -81,6 +81,8 @@ test('plan: the domain limit is the ratio of guest memory plus QEMU overhead; sw
   assert.throws(() => checkScale({ ...DEFAULT_SCALE, guests: 0 }), /--guests/);
   assert.throws(() => checkScale({ ...DEFAULT_SCALE, memMiB: 1024 }), /--mem/);
   assert.throws(() => checkScale({ ...DEFAULT_SCALE, durationS: 5 }), /--duration/);
+  assert.throws(() => checkScale({ ...DEFAULT_SCALE, warmupS: -1 }), /--warmup must be 0..1800 s, got -1/);
+  assert.doesNotThrow(() => checkScale({ ...DEFAULT_SCALE, warmupS: 120 }));
   assert.throws(() => checkScale({ ...DEFAULT_SCALE, limitRatio: 0 }), /--limit-ratio/);
   assert.throws(() => checkScale({ ...DEFAULT_SCALE, periodS: 60 }), /--period must be a whole number of seconds, at least 61 with 12 ramp steps/);
   assert.doesNotThrow(() => checkScale({ ...DEFAULT_SCALE, periodS: 60, rampSteps: 6 }));
