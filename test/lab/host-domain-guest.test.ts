@@ -3,7 +3,7 @@
 // (mem_high / mem_max) land on the guest's own cgroup. Driven through the QMP driver.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findMemoryCgroup } from '../../src/host/cgroup.js';
@@ -11,6 +11,7 @@ import { MemoryDomainSource } from '../../src/host/memory-domain.js';
 import { CgroupLimits } from '../../src/host/cgroup-limits.js';
 import { readGuestRamRss } from '../../src/host/process.js';
 import { QmpHypervisor } from '../../src/hypervisor/qmp/index.js';
+import { parseConsole, summarizeConsole } from '../../src/lab/console.js';
 import { startQemuGuest, stopQemuGuest, type QemuGuest } from '../../src/lab/qemu.js';
 import { skipLoudly as skip, until } from './fixture.js';
 
@@ -62,7 +63,13 @@ test('lab guest in a memory domain: domain fields, balloon returns memory, per-g
   const domain = new MemoryDomainSource({ dir: domainDir });
   const g = await until('fresh guest stats', 120000, async () => (await h.collect()).find((s) => !s.stale));
   assert.equal(g.props.pid, guest.pid);
-  // Wait for the workload's touch + free to show as guest free memory.
+  // Wait for the workload to have touched and freed its 120 MiB (its console says so: the
+  // idle step after `free`), then for that to show as guest free memory. Free memory alone
+  // does not tell: a guest just booted has more than 150 MiB free before the workload runs.
+  await until('the workload to touch and free its 120 MiB', 120000, async () => {
+    const c = summarizeConsole(parseConsole(readFileSync(guest!.consoleLog, 'utf8')));
+    return c.phases.some((p) => p.op === 'idle' && p.arg === 600) ? c : null;
+  });
   await until('the guest to free its 120 MiB', 60000, async () => {
     const s = (await h.collect())[0];
     return s && !s.stale && (s.stats.mem_unused as number) > 150 * 1024 ? s : null;
