@@ -73,9 +73,10 @@ test('lab-memknobs, small scale, hdd swap: ballast kills no guest, swaps out no 
   );
   // Pages per second went both ways here until the workload got its ticker (lab/workload.c):
   // TCG's TLB fitted a guest's working set or not by chance, a 3-8x swing per cycle. With it
-  // and the clocked schedule, this setup measured ballast 4.44-4.57 against none 3.63-3.83
-  // Mpages/s in 3 repetitions (docs/lab-experiment.md): the margin is the unmanaged guests'
-  // waits on the disk, in their touch steps (swap-ins) and in the touch time they lost.
+  // and the clocked schedule, this setup (one period of warm-up) measured ballast 4.35-4.67
+  // against none 3.13-3.30 Mpages/s in 3 repetitions (docs/lab-experiment.md): the margin is
+  // the unmanaged guests' waits on the disk, in their touch steps (swap-ins) and in the touch
+  // time they lost.
   assert.ok(
     ballast.throughput > none.throughput,
     `with hdd swap ballast's guests wrote ${(ballast.throughput / 1e6).toFixed(2)} Mpages/s, the unmanaged ones ${(none.throughput / 1e6).toFixed(2)}`,
