@@ -270,8 +270,8 @@ async function unpackKernel(deb: string, work: string, wanted: string[]): Promis
 
 async function compileWorkload(work: string): Promise<string> {
   const out = join(work, 'workload');
-  progress('compiling lab/workload.c (gcc -static -O2)');
-  await runOk('gcc', ['-static', '-O2', '-Wall', '-Wextra', '-o', out, join(LAB_DIR, 'workload.c')]);
+  progress('compiling lab/workload.c (gcc -static -O2 -Werror)');
+  await runOk('gcc', ['-static', '-O2', '-Wall', '-Wextra', '-Werror', '-o', out, join(LAB_DIR, 'workload.c')]);
   return out;
 }
 
