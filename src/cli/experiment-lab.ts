@@ -52,6 +52,11 @@ function guestOptions(cmd: Command, durationS: number): void {
       'time the guests (and the manager) run before the measured window, so that it measures the memory domain full rather than filling (default: one period)',
     )
     .option('--ramp-steps <n>', 'steps (one every ~4 s) from the base to the peak working set: fewer = guests grow faster', String(DEFAULT_SCALE.rampSteps))
+    .option(
+      '--cache <MiB>',
+      'page cache each guest holds: it reads a disk of this size (random data) once when its workload starts, as a service reads its files (0: none)',
+      '0',
+    )
     .option('--qemu-overhead <MiB>', "QEMU's own memory per TCG guest counted in the domain's size", String(DEFAULT_SCALE.qemuOverheadMiB))
     .option(
       '--cpu-per-guest <n|off>',
@@ -82,6 +87,7 @@ interface GuestCliOptions {
   period?: string;
   warmup?: string;
   rampSteps: string;
+  cache: string;
   qemuOverhead: string;
   configs: string;
   swapDir: string;
@@ -112,6 +118,7 @@ function scaleFrom(o: GuestCliOptions, limitRatio: number): LabScale {
     periodS,
     qemuOverheadMiB: int(o.qemuOverhead, '--qemu-overhead'),
     rampSteps: int(o.rampSteps, '--ramp-steps'),
+    cacheMiB: int(o.cache, '--cache'),
   };
 }
 

@@ -2,7 +2,8 @@
 // touches anything. Pure functions of (latest sample, request, per-guest guard state, config,
 // time): each returns what to do and the reasons, so the same inputs always give the same
 // decision, and every clamp, rate limit, veto and rollback can be explained in the action log.
-import { balloonBounds, fmtKiB, floorWhy, type SafeguardConfig } from '../controls/balloon/floor.js';
+import { type BalloonBounds, balloonBounds, fmtKiB, floorWhy, type SafeguardConfig } from '../controls/balloon/floor.js';
+import type { Stats } from '../types.js';
 import { QEMU_ALLOWANCE_KIB } from './balloon-return.js';
 import { type History, peakRate } from './history.js';
 
@@ -88,6 +89,8 @@ function expire(st: GuestGuardState, cycle: number, now: number, cfg: SafeguardC
  * - it differs from balloon_cur by at most one step, except that a guest below its floor
  *   (or above its max) is brought to it at once: the floor is the guest's safety, the step
  *   limit only paces the policy;
+ * - a guest below its floor is raised to it even when the policy asks nothing for it or its
+ *   inflation is refused;
  * - no inflation while the guest's memory use is unknown, its sample is stale, or it is
  *   backing off after a rollback.
  */
@@ -116,7 +119,14 @@ export function guardBalloon(inp: BalloonGuardInput, cfg: SafeguardConfig): Ball
       : decision('rollback', requestedNum, from, target, floor, max, reasons, next);
   }
 
-  if (inp.requested === undefined) return decision('skip', null, from, null, floor, max, NO_REQUEST, state);
+  // Below its floor (its use grew after an inflation) a guest is raised to it even when the
+  // policy asks nothing or its inflation is refused: a policy that only ever shrinks under
+  // pressure (MOM's balloon rules) would otherwise leave a growing guest to its own OOM killer.
+  // Not on a stale sample (its use is not known), nor for less than a tiny change.
+  const raise = !inp.stale && cur < floor && floor - cur >= b.minChange;
+  if (inp.requested === undefined) {
+    return raise ? raiseToFloor(null, s, b, cfg, state, 'no balloon_target') : decision('skip', null, from, null, floor, max, NO_REQUEST, state);
+  }
   if (requestedNum === null) {
     return decision('veto', null, from, null, floor, max, [`balloon_target is not a finite number: ${JSON.stringify(inp.requested)}`], state);
   }
@@ -132,7 +142,10 @@ export function guardBalloon(inp: BalloonGuardInput, cfg: SafeguardConfig): Ball
           : stall !== null && stall > (cfg.psiStopPercent as number)
             ? `guest memory stall ${stall}% (psi some avg10) above ${cfg.psiStopPercent}%`
             : null;
-    if (why) return decision('veto', requestedNum, from, null, floor, max, [`inflation refused: ${why}`], state);
+    if (why) {
+      const refused = `inflation refused: ${why}`;
+      return raise ? raiseToFloor(requestedNum, s, b, cfg, state, refused) : decision('veto', requestedNum, from, null, floor, max, [refused], state);
+    }
   }
   // Bit flags instead of strings until we know the decision is kept.
   let did = 0;
@@ -206,6 +219,12 @@ export function guardBalloon(inp: BalloonGuardInput, cfg: SafeguardConfig): Ball
 }
 
 const NO_REQUEST: string[] = ['no balloon_target'];
+
+/** A guest below its floor, raised to it whatever the policy asked (see guardBalloon). */
+function raiseToFloor(requested: number | null, s: Stats, b: BalloonBounds, cfg: SafeguardConfig, state: GuestGuardState, why: string): BalloonDecision {
+  const reasons = [why, `below floor: raised to ${fmtKiB(b.floor)} (${floorWhy(s, b, cfg)}) at once`];
+  return decision('apply', requested, num(s.balloon_cur), b.floor, b.floor, b.max, reasons, { lastInflation: undefined, holdUntil: state.holdUntil });
+}
 
 function decision(
   verdict: BalloonVerdict,

@@ -2,7 +2,8 @@
 // driver. Every guest leaves a record in /run/ballast-lab/qemu/<name>.json so it can be found
 // and stopped by its PID from any process (tests, `ballast lab down`).
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { randomFillSync } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureLabBuilt } from './build.js';
 import { checkMemMiB, DEFAULT_MEM_MIB, DEFAULT_WORKLOAD, findEmulator, guestCmdline, waitGuestReady } from './guests.js';
@@ -30,7 +31,7 @@ export interface QemuGuestOptions {
   moreCgroups?: string[];
   /** virtio-balloon free page reporting (Linux 5.7+ guests hand freed pages back). */
   freePageReporting?: boolean;
-  /** A disk of this size (a sparse file, read-only to the guest) that the guest reads into its
+  /** A disk of this size (a file of random data, read-only to the guest) that the guest reads into its
    *  page cache (see cacheS); 0 or undefined: no disk. */
   cacheDiskMiB?: number;
   /** When the guest reads its disk: guestCmdline's cacheS. Default 0 (once) with a disk. */
@@ -71,6 +72,19 @@ export interface QemuGuest {
 
 const recordPath = (name: string) => join(QEMU_DIR, `${name}.json`);
 const diskPath = (name: string) => join(QEMU_DIR, `${name}.disk`);
+
+/** A file of fresh random data, MiB long. Not zeros: the host's KSM would merge a cache of
+ *  zero pages (a manager that runs KSM would then look better than one that does not), which
+ *  the pages of real files never allow. */
+function writeRandomFile(path: string, mib: number): void {
+  const fd = openSync(path, 'w');
+  try {
+    const chunk = Buffer.allocUnsafe(1024 * 1024);
+    for (let i = 0; i < mib; i++) writeSync(fd, randomFillSync(chunk));
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /** QEMU's argument list for a lab guest (pure). */
 export function qemuArgs(o: {
@@ -162,10 +176,7 @@ export async function startQemuGuest(o: QemuGuestOptions): Promise<QemuGuest> {
   const workload = o.workload ?? DEFAULT_WORKLOAD;
   const disk = o.cacheDiskMiB ? diskPath(name) : undefined;
   if (disk) {
-    rmSync(disk, { force: true });
-    // Sparse: the guest reads zeros, which fill its page cache as well as data would.
-    closeSync(openSync(disk, 'w'));
-    truncateSync(disk, o.cacheDiskMiB! * 1024 * 1024);
+    writeRandomFile(disk, o.cacheDiskMiB!);
   }
   const cmdline = guestCmdline({
     name,

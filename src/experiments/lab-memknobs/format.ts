@@ -36,7 +36,7 @@ export function formatLabTable(r: LabExperimentResult): string {
   const head = [
     `lab-memknobs: ${s.guests} x ${s.memMiB} MiB TCG guests in a cgroup v${r.cgroupVersion} memory domain limited to ${r.domainLimitMiB} MiB ` +
       `(${s.limitRatio.toFixed(2)} x (guest memory + ${s.qemuOverheadMiB} MiB QEMU overhead each)), swap ${r.swap.totalMiB} MiB (${swapWhat(r)})`,
-    `${s.durationS} s measured per run${s.warmupS ? ` after ${s.warmupS} s of warm-up` : ''}, ${r.repeat} repetition(s); ${r.cpuPerGuest === null ? 'guests share the CPUs' : `each guest capped at ${r.cpuPerGuest} CPU`}${r.thp === 'off' ? ', no huge pages for guest RAM' : ''}; workload period ${s.periodS} s, ramp in ${s.rampSteps} steps, guests staggered by ${r.workload.delaysS.join('/')} s; ` +
+    `${s.durationS} s measured per run${s.warmupS ? ` after ${s.warmupS} s of warm-up` : ''}, ${r.repeat} repetition(s); ${r.cpuPerGuest === null ? 'guests share the CPUs' : `each guest capped at ${r.cpuPerGuest} CPU`}${r.thp === 'off' ? ', no huge pages for guest RAM' : ''}; workload period ${s.periodS} s, ramp in ${s.rampSteps} steps, guests staggered by ${r.workload.delaysS.join('/')} s${s.cacheMiB ? `; each guest reads ${s.cacheMiB} MiB into its page cache once` : ''}; ` +
       `manager: stats every ${r.manager.statsIntervalS} s, policy every ${r.manager.policyIntervalS} s`,
     `cells: median (min–max) over repetitions; "vs none": ratio to the no-manager run of the same repetition; "kept": pages of workloads the OOM killer did not take; swap pages from ${r.swap.source}`,
     '',

@@ -42,6 +42,12 @@ export interface LabScale {
   qemuOverheadMiB: number;
   /** Steps from the base to the peak working set (one every ~4 s): how fast guests grow. */
   rampSteps: number;
+  /** Page cache each guest holds besides its workload, MiB: it reads a disk of this size
+   *  (random data) once, when its workload starts, and keeps it open; 0 or absent: none. A
+   *  service's files read at start and not again: memory only a manager that knows cache
+   *  from use can take back, as neither the guest (no pressure) nor free page reporting
+   *  (not free) hands it back. */
+  cacheMiB?: number;
 }
 
 export const DEFAULT_SCALE: LabScale = {
@@ -142,5 +148,8 @@ export function checkScale(s: LabScale): LabScale {
       `--period must be a whole number of seconds, at least ${active + 5} with ${s.rampSteps} ramp steps (the active part takes ${active} s), got ${s.periodS}`,
     );
   if (!(s.qemuOverheadMiB >= 0 && s.qemuOverheadMiB <= 1024)) bad(`--qemu-overhead must be 0..1024 MiB, got ${s.qemuOverheadMiB}`);
+  const cacheMax = Math.floor(s.memMiB / 2);
+  if (s.cacheMiB !== undefined && !(Number.isInteger(s.cacheMiB) && s.cacheMiB >= 0 && s.cacheMiB <= cacheMax))
+    bad(`--cache must be a whole number of MiB, 0..${cacheMax} (half the guest's memory), got ${s.cacheMiB}`);
   return s;
 }

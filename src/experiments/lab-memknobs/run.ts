@@ -180,6 +180,7 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
           memCgroup: domain.guestDirs[i],
           moreCgroups: [...blkio, ...(caps?.dirs[i] ? [caps.dirs[i]] : [])],
           freePageReporting: parts.fpr,
+          ...(scale.cacheMiB ? { cacheDiskMiB: scale.cacheMiB, cacheS: 0 } : {}),
           thp: o.thp,
           bootTimeoutMs: 240_000,
         }),

@@ -127,6 +127,29 @@ test('rollback: a swap-in spike after an inflation deflates by the last step and
   assert.match(d2.reasons[0]!, /major_fault 2000\/s/);
 });
 
+test('a guest that grew into its floor is raised to it when the policy asks nothing or its inflation is refused', () => {
+  // Ballooned to 1200 MiB, then its use grew: 20 MiB unused, so the floor is 1180 + 64 MiB.
+  const below = hist(g({ balloon_cur: 1200 * MiB, mem_unused: 20 * MiB }));
+  const none = guardBalloon({ history: below, requested: undefined, state: {}, cycle: 3, now: 15 }, cfg);
+  assert.equal(none.verdict, 'apply');
+  assert.equal(none.target, 1244 * MiB);
+  assert.deepEqual(none.reasons, ['no balloon_target', 'below floor: raised to 1244 MiB (used 1180 MiB + headroom 64 MiB) at once']);
+  assert.equal(none.next.lastInflation, undefined, 'a raise is not an inflation to roll back');
+  // Backing off after a rollback: the inflation is refused, the raise still happens.
+  const held = guardBalloon({ history: below, requested: 1100 * MiB, state: { holdUntil: 100 }, cycle: 3, now: 15 }, cfg);
+  assert.equal(held.verdict, 'apply');
+  assert.equal(held.target, 1244 * MiB);
+  assert.match(held.reasons[0]!, /^inflation refused: backing off after a rollback/);
+  assert.equal(held.next.holdUntil, 100, 'the back-off stays');
+  // Not on a stale sample, and not for less than the smallest change worth making.
+  assert.equal(guardBalloon({ history: below, requested: undefined, stale: 'no update for 30 s', state: {}, cycle: 3, now: 15 }, cfg).verdict, 'skip');
+  const barely = hist(g({ balloon_cur: 1200 * MiB, mem_unused: 63.5 * MiB }));
+  assert.equal(guardBalloon({ history: barely, requested: undefined, state: {}, cycle: 3, now: 15 }, cfg).verdict, 'skip');
+  // At or above its floor, no request is no action.
+  const fine = hist(g({ balloon_cur: 1200 * MiB, mem_unused: 100 * MiB }));
+  assert.equal(guardBalloon({ history: fine, requested: undefined, state: {}, cycle: 3, now: 15 }, cfg).verdict, 'skip');
+});
+
 test('KSM values are range-checked and rounded', () => {
   assert.equal(guardKsm('ksm_run', 1).verdict, 'apply');
   assert.equal(guardKsm('ksm_run', 3).verdict, 'veto');

@@ -87,6 +87,9 @@ test('plan: the domain limit is the ratio of guest memory plus QEMU overhead; sw
   assert.throws(() => checkScale({ ...DEFAULT_SCALE, periodS: 60 }), /--period must be a whole number of seconds, at least 61 with 12 ramp steps/);
   assert.doesNotThrow(() => checkScale({ ...DEFAULT_SCALE, periodS: 60, rampSteps: 6 }));
   assert.throws(() => checkScale({ ...DEFAULT_SCALE, rampSteps: 0 }), /--ramp-steps/);
+  assert.doesNotThrow(() => checkScale({ ...DEFAULT_SCALE, cacheMiB: 96 }));
+  assert.throws(() => checkScale({ ...DEFAULT_SCALE, cacheMiB: 193 }), /--cache must be a whole number of MiB, 0..192 \(half the guest's memory\), got 193/);
+  assert.throws(() => checkScale({ ...DEFAULT_SCALE, cacheMiB: -1 }), /--cache/);
   assert.deepEqual(checkScale({ ...DEFAULT_SCALE }), DEFAULT_SCALE);
 });
 
@@ -346,6 +349,7 @@ test('CLI: bad options are refused with their name before anything starts; simul
     [['--limit-ratio', 'x'], /--limit-ratio must be a number/],
     [['--configs', 'none,foo'], /--configs: unknown "foo"/],
     [['--swap', 'floppy'], /--swap must be one of host, nvme, ssd, hdd, got "floppy"/],
+    [['--cache', '300'], /--cache must be a whole number of MiB, 0\.\.192/],
     [['--seed', '3'], /--seed is an option of the simulated experiments, not of lab-memknobs/],
     [[], /lab-memknobs cannot run here: BALLAST_LAB=0/],
   ];
