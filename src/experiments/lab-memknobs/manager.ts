@@ -12,7 +12,7 @@ import { KsmSysfs } from '../../host/ksm-sysfs.js';
 import { QmpHypervisor } from '../../hypervisor/qmp/index.js';
 import { Engine } from '../../engine/engine.js';
 import { Loop } from '../../engine/loop.js';
-import { defaultSafeguards, type SafeguardConfig } from '../../engine/safeguards.js';
+import { balloonBounds, defaultSafeguards, type SafeguardConfig } from '../../engine/safeguards.js';
 import type { QmpGuestConfig } from '../../hypervisor/qmp/hypervisor.js';
 import { compilePolicies, shippedPolicy } from '../../policy/index.js';
 import { createWriteStream, type WriteStream } from 'node:fs';
@@ -68,8 +68,8 @@ export interface ManagerReport {
   driverErrors: number;
   /** The manager switched KSM on at some point. */
   ksmRunSeen: boolean;
-  /** Guest-cycles in which a guest had less unused memory than the floor headroom (so its
-   *  balloon was below the safeguards' floor) and the cycle did not deflate it. */
+  /** Guest-cycles in which a guest's balloon was below the safeguards' floor (by at least the
+   *  smallest change) and the cycle did not deflate it. */
   belowFloorLeft: number;
   ksmRestoreError: string | null;
   /** The highest guest memory stall (psi some avg10, %) the manager saw; null: none read. */
@@ -132,11 +132,13 @@ export class RunManager {
     for (const g of snap.guests) {
       const cur = g.stats.balloon_cur ?? null;
       const unused = g.stats.mem_unused ?? null;
-      const max = g.stats.balloon_max ?? null;
       sizes[g.name] = [cur, unused];
       const psi = g.stats.psi_some_avg10;
       if (typeof psi === 'number' && (this.guestPsiPeak === null || psi > this.guestPsiPeak)) this.guestPsiPeak = psi;
-      if (headroom > 0 && cur !== null && unused !== null && max !== null && cur < max && unused < headroom && !deflated.has(g.name)) this.belowFloorLeft++;
+      // The guard's own floor (without page cache where the guest reports MemAvailable): a
+      // cache-filled guest has little unused memory and is not short of anything.
+      const b = headroom > 0 ? balloonBounds(g.stats, this.engine.safeguards) : null;
+      if (b !== null && typeof b !== 'string' && b.floor - (cur ?? b.floor) >= b.minChange && !deflated.has(g.name)) this.belowFloorLeft++;
     }
     this.trace?.write(
       JSON.stringify({
