@@ -125,7 +125,7 @@ export function guardBalloon(inp: BalloonGuardInput, cfg: SafeguardConfig): Ball
   // Not on a stale sample (its use is not known), nor for less than a tiny change.
   const raise = !inp.stale && cur < floor && floor - cur >= b.minChange;
   if (inp.requested === undefined) {
-    return raise ? raiseToFloor(null, s, b, cfg, state, 'no balloon_target') : decision('skip', null, from, null, floor, max, NO_REQUEST, state);
+    return raise ? raiseToFloor(null, from, s, b, cfg, state, 'no balloon_target') : decision('skip', null, from, null, floor, max, NO_REQUEST, state);
   }
   if (requestedNum === null) {
     return decision('veto', null, from, null, floor, max, [`balloon_target is not a finite number: ${JSON.stringify(inp.requested)}`], state);
@@ -144,7 +144,7 @@ export function guardBalloon(inp: BalloonGuardInput, cfg: SafeguardConfig): Ball
             : null;
     if (why) {
       const refused = `inflation refused: ${why}`;
-      return raise ? raiseToFloor(requestedNum, s, b, cfg, state, refused) : decision('veto', requestedNum, from, null, floor, max, [refused], state);
+      return raise ? raiseToFloor(requestedNum, from, s, b, cfg, state, refused) : decision('veto', requestedNum, from, null, floor, max, [refused], state);
     }
   }
   // Bit flags instead of strings until we know the decision is kept.
@@ -221,9 +221,17 @@ export function guardBalloon(inp: BalloonGuardInput, cfg: SafeguardConfig): Ball
 const NO_REQUEST: string[] = ['no balloon_target'];
 
 /** A guest below its floor, raised to it whatever the policy asked (see guardBalloon). */
-function raiseToFloor(requested: number | null, s: Stats, b: BalloonBounds, cfg: SafeguardConfig, state: GuestGuardState, why: string): BalloonDecision {
+function raiseToFloor(
+  requested: number | null,
+  from: number | null,
+  s: Stats,
+  b: BalloonBounds,
+  cfg: SafeguardConfig,
+  state: GuestGuardState,
+  why: string,
+): BalloonDecision {
   const reasons = [why, `below floor: raised to ${fmtKiB(b.floor)} (${floorWhy(s, b, cfg)}) at once`];
-  return decision('apply', requested, num(s.balloon_cur), b.floor, b.floor, b.max, reasons, { lastInflation: undefined, holdUntil: state.holdUntil });
+  return decision('apply', requested, from, b.floor, b.floor, b.max, reasons, { lastInflation: undefined, holdUntil: state.holdUntil });
 }
 
 function decision(
