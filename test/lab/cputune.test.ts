@@ -8,7 +8,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { acquireLab, spawnDaemon, until } from './fixture.js';
+import { acquireLab, spawnDaemon, until, writeDaemonConfig } from './fixture.js';
 import { virsh } from '../../src/lab/guests.js';
 
 async function schedinfo(name: string): Promise<Record<string, string>> {
@@ -47,25 +47,7 @@ test("cputune on a libvirt guest: the scheduler parameters read back equal the p
   } 0))
 `,
   );
-  const cfg = join(dir, 'ballast.toml');
-  writeFileSync(
-    cfg,
-    `[hypervisor]
-driver = "libvirt"
-stats_period = 1
-[engine]
-stats_interval = 1
-policy_interval = 1
-policy_dir = "${join(dir, 'policies')}"
-[ksm]
-enabled = false
-[cputune]
-enabled = true
-[log]
-format = "json"
-level = "info"
-`,
-  );
+  const cfg = writeDaemonConfig(dir, { cputune: { enabled: true } });
   const before = await schedinfo(name);
   assert.notEqual(before.vcpu_quota, String(quota), 'not already set');
   const run = spawnDaemon(cfg);

@@ -11,7 +11,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { acquireLab, spawnDaemon, until, type DaemonRun } from './fixture.js';
+import { acquireLab, spawnDaemon, until, writeDaemonConfig, type DaemonRun } from './fixture.js';
 import { virsh } from '../../src/lab/guests.js';
 import { LibvirtHypervisor } from '../../src/hypervisor/libvirt/index.js';
 
@@ -33,34 +33,12 @@ function get(sock: string, path: string): Promise<{ status: number; body: string
 }
 
 function config(dir: string, maxStepPercent: number): string {
-  const cfg = join(dir, 'ballast.toml');
-  writeFileSync(
-    cfg,
-    `[hypervisor]
-driver = "libvirt"
-stats_period = 1
-[engine]
-stats_interval = 1
-policy_interval = 1
-history_length = 2
-policy_dir = "${join(dir, 'policies')}"
-[safeguards]
-min_guest_mib = ${FLOOR_MIB}
-headroom_mib = 0
-max_step_percent = ${maxStepPercent}
-rollback_window = 0
-[ksm]
-enabled = false
-[shutdown]
-balloons = "leave"
-[api]
-socket = "${join(dir, 'api.sock')}"
-[log]
-format = "json"
-level = "info"
-`,
-  );
-  return cfg;
+  return writeDaemonConfig(dir, {
+    engine: { history_length: 2 },
+    safeguards: { min_guest_mib: FLOOR_MIB, headroom_mib: 0, max_step_percent: maxStepPercent, rollback_window: 0 },
+    shutdown: { balloons: 'leave' },
+    api: { socket: join(dir, 'api.sock') },
+  });
 }
 
 /** Every guest named gets balloon_target = `kib` (with `wobble`, 8 MiB less once it is there: the balloons keep moving). */

@@ -15,6 +15,7 @@ import type { TestContext } from 'node:test';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { stringify as toToml } from 'smol-toml';
 import {
   labAvailable,
   ensureLibvirtd,
@@ -251,6 +252,26 @@ export async function startLibvirtdAgain(): Promise<void> {
     if (code === 0) adoptLibvirtd();
   });
   await until('libvirtd to answer again', 60_000, () => libvirtdAnswers());
+}
+
+type TomlTable = Record<string, string | number | boolean>;
+
+/**
+ * Writes DIR/ballast.toml for a lab `ballast run`: the libvirt driver sampled every second,
+ * the policy every second from DIR/policies, KSM left alone and a JSON log (spawnDaemon reads
+ * it), with each test's own keys merged over those, table by table. Returns its path.
+ */
+export function writeDaemonConfig(dir: string, sections: Record<string, TomlTable> = {}): string {
+  const base: Record<string, TomlTable> = {
+    hypervisor: { driver: 'libvirt', stats_period: 1 },
+    engine: { stats_interval: 1, policy_interval: 1, policy_dir: join(dir, 'policies') },
+    ksm: { enabled: false },
+    log: { format: 'json', level: 'info' },
+  };
+  for (const [name, keys] of Object.entries(sections)) base[name] = { ...base[name], ...keys };
+  const path = join(dir, 'ballast.toml');
+  writeFileSync(path, toToml(base) + '\n');
+  return path;
 }
 
 export interface DaemonRun {

@@ -8,7 +8,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { acquireLab, otherLeases, skipLoudly, spawnDaemon, until, othersDone, startLibvirtdAgain } from './fixture.js';
+import { acquireLab, otherLeases, skipLoudly, spawnDaemon, until, othersDone, startLibvirtdAgain, writeDaemonConfig } from './fixture.js';
 import { ensureLibvirtd, labLibvirtdPid, libvirtdAnswers } from '../../src/lab/libvirtd.js';
 import { pidAlive } from '../../src/lab/proc.js';
 import { LibvirtHypervisor } from '../../src/hypervisor/libvirt/index.js';
@@ -41,29 +41,11 @@ test('ballast run (libvirt) survives libvirtd being killed, reconnects and acts 
   const first = 200 * 1024;
   const second = 224 * 1024;
   writeFileSync(policyPath, policyFor(names, first));
-  const cfg = join(dir, 'ballast.toml');
-  writeFileSync(
-    cfg,
-    `[hypervisor]
-driver = "libvirt"
-stats_period = 1
-[engine]
-stats_interval = 1
-policy_interval = 1
-history_length = 2
-policy_dir = "${join(dir, 'policies')}"
-[safeguards]
-max_step_percent = 100
-rollback_window = 0
-[ksm]
-enabled = false
-[shutdown]
-balloons = "leave"
-[log]
-format = "json"
-level = "info"
-`,
-  );
+  const cfg = writeDaemonConfig(dir, {
+    engine: { history_length: 2 },
+    safeguards: { max_step_percent: 100, rollback_window: 0 },
+    shutdown: { balloons: 'leave' },
+  });
 
   const run = spawnDaemon(cfg);
   daemon = run.proc;

@@ -19,7 +19,7 @@ import type { ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { acquireLab, skipLoudly, spawnDaemon } from './fixture.js';
+import { acquireLab, skipLoudly, spawnDaemon, writeDaemonConfig } from './fixture.js';
 import { LibvirtHypervisor } from '../../src/hypervisor/libvirt/index.js';
 import type { GuestSample, Stats } from '../../src/types.js';
 
@@ -160,32 +160,12 @@ test('ballast run (libvirt) + shipped balloon.policy under host pressure: inflat
   const tuning = join(pdir, '00_tuning.policy');
   writeFileSync(tuning, `# the lab host counts as under pressure\n(defvar balloon_pressure_threshold ${THRESHOLD})\n`);
   const recordFile = join(dir, 'record.jsonl');
-  const cfg = join(dir, 'ballast.toml');
-  writeFileSync(
-    cfg,
-    `[hypervisor]
-driver = "libvirt"
-stats_period = 1
-[engine]
-stats_interval = 1
-policy_interval = 1
-history_length = 3
-policy_dir = "${pdir}"
-record_file = "${recordFile}"
-[safeguards]
-min_guest_mib = ${MIN_GUEST_MIB}
-headroom_mib = ${HEADROOM_MIB}
-rollback_window = 0
-[ksm]
-enabled = false
-restore_on_exit = false
-[shutdown]
-balloons = "leave"
-[log]
-format = "json"
-level = "info"
-`,
-  );
+  const cfg = writeDaemonConfig(dir, {
+    engine: { history_length: 3, policy_dir: pdir, record_file: recordFile },
+    safeguards: { min_guest_mib: MIN_GUEST_MIB, headroom_mib: HEADROOM_MIB, rollback_window: 0 },
+    ksm: { restore_on_exit: false },
+    shutdown: { balloons: 'leave' },
+  });
 
   const t0 = Date.now();
   const run = spawnDaemon(cfg, (rec) => {
