@@ -145,6 +145,15 @@ test('a guest that grew into its floor is raised to it when the policy asks noth
   assert.equal(guardBalloon({ history: below, requested: undefined, stale: 'no update for 30 s', state: {}, cycle: 3, now: 15 }, cfg).verdict, 'skip');
   const barely = hist(g({ balloon_cur: 1200 * MiB, mem_unused: 63.5 * MiB }));
   assert.equal(guardBalloon({ history: barely, requested: undefined, state: {}, cycle: 3, now: 15 }, cfg).verdict, 'skip');
+  // A policy's inflation clamped up to a floor less than the smallest change above the
+  // balloon is no action either (it would deflate by a few KiB).
+  const tinyUp = guardBalloon({ history: barely, requested: 1100 * MiB, state: {}, cycle: 3, now: 15 }, cfg);
+  assert.equal(tinyUp.verdict, 'skip');
+  assert.match(tinyUp.reasons.at(-1)!, /^change 512 KiB below /);
+  // Above balloon_max it is always brought back, however little.
+  const over = guardBalloon({ history: hist(g({ balloon_cur: 2048 * MiB + 100 })), requested: 2048 * MiB + 100, state: {}, cycle: 3, now: 15 }, cfg);
+  assert.equal(over.verdict, 'apply');
+  assert.equal(over.target, 2048 * MiB);
   // At or above its floor, no request is no action.
   const fine = hist(g({ balloon_cur: 1200 * MiB, mem_unused: 100 * MiB }));
   assert.equal(guardBalloon({ history: fine, requested: undefined, state: {}, cycle: 3, now: 15 }, cfg).verdict, 'skip');
