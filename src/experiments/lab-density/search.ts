@@ -1,5 +1,5 @@
 // The density search, as pure functions: a run at a domain limit passes when the guests keep
-// their throughput (within a tolerance of the unconstrained run's) and nobody is OOM-killed;
+// their work time (within a tolerance of the unconstrained run's) and nobody is OOM-killed;
 // bisection on the limit finds the smallest that passes; memory saved is measured against
 // what the unconstrained guests actually held at their peak.
 import { ratio, spread } from '../lab-memknobs/metrics.js';
