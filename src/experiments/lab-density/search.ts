@@ -1,5 +1,5 @@
 // The density search, as pure functions: a run at a domain limit passes when the guests keep
-// their work time (within a tolerance of the unconstrained run's) and nobody is OOM-killed;
+// their throughput (within a tolerance of the unconstrained run's) and nobody is OOM-killed;
 // bisection on the limit finds the smallest that passes; memory saved is measured against
 // what the unconstrained guests actually held at their peak.
 import { ratio, spread } from '../lab-memknobs/metrics.js';
@@ -8,11 +8,13 @@ export interface Probe {
   /** Domain limit as a share of what the guests could hold (guest memory + QEMU overhead). */
   ratio: number;
   limitMiB: number;
-  /** Pages/s, summed (reported; see `work`). */
+  /** Pages/s, summed: what must stay within the tolerance. The guests run on a clock (a step
+   *  starts at its second whatever the previous one did), so a guest that waits for memory
+   *  touches fewer pages in its windows. (Run it with huge pages off: a TCG guest touches
+   *  huge-page-backed RAM ~2.5x faster, more than memory pressure moves it.) */
   throughput: number;
-  /** The guests' work time, seconds in their touch steps, summed: what must stay within the
-   *  tolerance. A TCG guest's pages/s varies ~2.5x with how the host backs its RAM, more than
-   *  memory pressure moves it; work time falls only when guests wait for memory. */
+  /** The guests' seconds in their touch steps, summed (reported only: a step that stalls runs
+   *  past its window, so waiting for memory can raise it as well as lower it). */
   work: number;
   oomKills: number;
   pass: boolean;
@@ -20,8 +22,8 @@ export interface Probe {
   confirm: boolean;
 }
 
-export function passes(work: number, oomKills: number, baseline: number, tolerance: number): boolean {
-  return oomKills === 0 && work >= (1 - tolerance) * baseline;
+export function passes(throughput: number, oomKills: number, baseline: number, tolerance: number): boolean {
+  return oomKills === 0 && throughput >= (1 - tolerance) * baseline;
 }
 
 /** The next limit to try between the largest failing (lo) and the smallest passing (hi) ratio. */
@@ -46,9 +48,9 @@ export interface DensityRow {
   limitMiB: number;
   /** 1 - limit / the unconstrained run's peak domain usage. */
   saved: number;
-  /** Throughput at that limit (median of the runs there) over the unconstrained median. */
+  /** Throughput at that limit (median of the runs there) over the unconstrained median: the criterion. */
   throughputVsUnconstrained: number | null;
-  /** Work time at that limit (median) over the unconstrained median: the criterion. */
+  /** Work time at that limit (median) over the unconstrained median (reported). */
   workVsUnconstrained: number | null;
   oomKills: number;
   /** Runs at that limit (bisection + confirmations). */
