@@ -166,5 +166,15 @@ export function formatDensityTable(r: DensityResult): string {
     String(x.oomKills),
     String(x.runsAtLimit),
   ]);
-  return [...head, ...formatColumns(cols, rows)].join('\n');
+  const share = (v: number, base: number) => `${Math.round((v / base) * 100)}%`;
+  const probes = r.probes.map((x) => [
+    x.config,
+    `${x.limitMiB}${x.confirm ? ' (confirmation)' : ''}`,
+    share(x.throughput, r.unconstrained.throughput),
+    share(x.work, r.unconstrained.work),
+    String(x.oomKills),
+    x.pass ? 'passes' : 'fails',
+  ]);
+  const probeCols = ['config', 'limit MiB', 'pages/s', 'work', 'OOM kills', 'verdict'];
+  return [...head, ...formatColumns(cols, rows), '', 'every run, as a share of unconstrained:', ...formatColumns(probeCols, probes)].join('\n');
 }

@@ -54,10 +54,16 @@ test('the smallest passing limit: a failed confirmation disqualifies its limit, 
     swap: { mode: 'device', totalMiB: 1408, source: 'host', preset: 'hdd' },
     cpuPerGuest: 0.4,
     rows: [row, none],
-    probes: [],
+    probes: [
+      { ...p(0.625, true, 29e6), config: 'ballast' },
+      { ...p(0.625, false, 27e6, 2, true), config: 'ballast' },
+    ],
   } satisfies DensityResult);
   assert.match(table.split('\n').find((l) => l.startsWith('ballast'))!, /1200\s+25%\s+0\.98x\s+1\.05x\s+0\s+2$/);
   assert.match(table, /peak use 1600 MiB/);
+  const runs = table.split('\n').slice(table.split('\n').indexOf('every run, as a share of unconstrained:'));
+  assert.match(runs[2]!, /^ballast\s+1200\s+97%\s+117%\s+0\s+passes$/);
+  assert.match(runs[3]!, /^ballast\s+1200 \(confirmation\)\s+90%\s+117%\s+2\s+fails$/);
   assert.match(table, /throughput within 5% of unconstrained \(30\.00 Mpages\/s\)/);
   assert.match(table, /0\.4 CPU each/);
 });
