@@ -44,6 +44,7 @@ export interface DensityResult {
   unconstrained: { limitMiB: number; throughput: number; work: number; peakMiB: number; runs: number };
   swap: SwapReport;
   cpuPerGuest: number | null;
+  thp: 'host' | 'off';
   rows: DensityRow[];
   probes: (Probe & { config: string })[];
 }
@@ -142,6 +143,7 @@ export async function runDensityExperiment(o: DensityOptions): Promise<DensityRe
       },
       swap: lab.swapReport(baselineRuns[0]?.swapSource ?? ''),
       cpuPerGuest,
+      thp: o.thp ?? 'host',
       rows,
       probes,
     };
@@ -152,7 +154,7 @@ export async function runDensityExperiment(o: DensityOptions): Promise<DensityRe
 
 export function formatDensityTable(r: DensityResult): string {
   const head = [
-    `lab-density: ${r.scale.guests} x ${r.scale.memMiB} MiB TCG guests (${r.cpuPerGuest === null ? 'sharing the CPUs' : `${r.cpuPerGuest} CPU each`}), ${r.scale.durationS} s measured per run${r.scale.warmupS ? ` after ${r.scale.warmupS} s of warm-up` : ''}, swap ${r.swap.preset}; unconstrained (no manager, ${r.unconstrained.limitMiB} MiB domain): ${(r.unconstrained.throughput / 1e6).toFixed(2)} Mpages/s, peak use ${r.unconstrained.peakMiB} MiB`,
+    `lab-density: ${r.scale.guests} x ${r.scale.memMiB} MiB TCG guests (${r.cpuPerGuest === null ? 'sharing the CPUs' : `${r.cpuPerGuest} CPU each`}${r.thp === 'off' ? ', no huge pages for guest RAM' : ''}), ${r.scale.durationS} s measured per run${r.scale.warmupS ? ` after ${r.scale.warmupS} s of warm-up` : ''}, swap ${r.swap.preset}; unconstrained (no manager, ${r.unconstrained.limitMiB} MiB domain): ${(r.unconstrained.throughput / 1e6).toFixed(2)} Mpages/s, peak use ${r.unconstrained.peakMiB} MiB`,
     `smallest domain limit with 0 OOM kills and the guests' throughput within ${Math.round(r.tolerance * 100)}% of unconstrained (${(r.unconstrained.throughput / 1e6).toFixed(2)} Mpages/s); saved = 1 - limit / unconstrained peak`,
     '',
   ];

@@ -53,6 +53,7 @@ test('the smallest passing limit: a failed confirmation disqualifies its limit, 
     unconstrained: { limitMiB: 1920, throughput: 30e6, work: 180, peakMiB: 1600, runs: 2 },
     swap: { mode: 'device', totalMiB: 1408, source: 'host', preset: 'hdd' },
     cpuPerGuest: 0.4,
+    thp: 'off',
     rows: [row, none],
     probes: [
       { ...p(0.625, true, 29e6), config: 'ballast' },
@@ -65,7 +66,7 @@ test('the smallest passing limit: a failed confirmation disqualifies its limit, 
   assert.match(runs[2]!, /^ballast\s+1200\s+97%\s+117%\s+0\s+passes$/);
   assert.match(runs[3]!, /^ballast\s+1200 \(confirmation\)\s+90%\s+117%\s+2\s+fails$/);
   assert.match(table, /throughput within 5% of unconstrained \(30\.00 Mpages\/s\)/);
-  assert.match(table, /0\.4 CPU each/);
+  assert.match(table, /\(0\.4 CPU each, no huge pages for guest RAM\)/);
 });
 
 test('CLI: lab-density runs with huge pages off unless asked (its criterion is throughput)', () => {
