@@ -123,8 +123,7 @@ export function guardBalloon(inp: BalloonGuardInput, cfg: SafeguardConfig): Ball
   // policy asks nothing or its inflation is refused: a policy that only ever shrinks under
   // pressure (MOM's balloon rules) would otherwise leave a growing guest to its own OOM killer.
   // Not on a stale sample (its use is not known), nor for less than a tiny change.
-  const belowFloor = cur < floor && floor - cur >= b.minChange;
-  const raise = !inp.stale && belowFloor;
+  const raise = !inp.stale && cur < floor && floor - cur >= b.minChange;
   if (inp.requested === undefined) {
     return raise ? raiseToFloor(null, from, s, b, cfg, state, 'no balloon_target') : decision('skip', null, from, null, floor, max, NO_REQUEST, state);
   }
@@ -192,11 +191,11 @@ export function guardBalloon(inp: BalloonGuardInput, cfg: SafeguardConfig): Ball
     did |= 8;
     t = hi;
   }
-  // Outside its bounds a guest is moved however small the change, except up to a floor it
-  // is less than the smallest change below: that would deflate a few KiB every cycle its use
-  // wobbles (in the lab, one balloon action in ten was such a sub-MiB deflation).
-  const outside = belowFloor || cur > max;
-  const skip = t === cur || (Math.abs(t - cur) < b.minChange && !outside);
+  // Above balloon_max a guest is brought back however small the change. Below its floor by
+  // the smallest change or more, the clamps above move it at least that far; by less, it is
+  // left alone like any tiny change (raising it would deflate a few KiB every cycle its use
+  // wobbles: in the lab one balloon action in ten was such a sub-MiB deflation).
+  const skip = t === cur || (Math.abs(t - cur) < b.minChange && cur <= max);
   const reasons: string[] = [];
   // What the policy asked, before the guard changed it; the reasons that follow say how.
   const asked = Math.round(requestedNum);
