@@ -43,6 +43,54 @@ export interface Hypervisor {
   onEvent?(listener: (e: LifecycleEvent) => void): () => void;
   /** The driver's link to its hypervisor, for the API and metrics; absent where there is none to lose (the simulator). */
   connection?(): HypervisorConnection;
+  /** Mechanisms beyond the balloon that only some drivers can carry out. A control module
+   *  that needs one asks for it here and never names a driver. */
+  readonly capabilities?: HypervisorCapabilities;
+}
+
+/** Optional mechanisms a driver offers; each absent where the driver cannot do it. */
+export interface HypervisorCapabilities {
+  /** A guest's vCPU quota and period (libvirt scheduler parameters, cgroup cpu.max, the simulator). */
+  cpuTune?: CpuTuneCapability;
+  /** virtio-mem devices: memory plugged and unplugged in whole blocks. */
+  memoryDevices?: MemoryDeviceCapability;
+  /** Host-side mechanisms the driver owns itself (the simulated host's KSM and cgroups);
+   *  absent on real hosts, where the control modules use the kernel's files. */
+  ksm?: KsmBackend;
+  cgroupLimits?: CgroupBackend;
+}
+
+/** libvirt's units: µs of CPU per vCPU in each period of µs; quota -1 is no limit. */
+export interface CpuTune {
+  quota: number | null;
+  period: number | null;
+}
+
+export interface CpuTuneCapability {
+  read(guestId: string): Promise<CpuTune>;
+  write(guestId: string, tune: Partial<CpuTune>): Promise<void>;
+}
+
+/** One virtio-mem device of a guest, sizes in KiB. */
+export interface MemoryDevice {
+  /** The device's name for resize: libvirt's alias (e.g. "virtiomem0"), QEMU's QOM id. */
+  id: string;
+  /** Memory plugged now (libvirt `<current>`, QEMU `size`). */
+  size: number;
+  /** What was last asked for (libvirt `<requested>`, QEMU `requested-size`). */
+  requested: number;
+  /** Plug granularity: every requested size is a multiple of it. */
+  block: number;
+  /** The most the device can hold (libvirt `<size>`, QEMU's memdev size). */
+  max: number;
+}
+
+export interface MemoryDeviceCapability {
+  /** The guest's virtio-mem devices; [] when it has none. */
+  list(guestId: string): Promise<MemoryDevice[]>;
+  /** Ask one device to plug or unplug to `requestedKiB` (a multiple of its block, at most its max).
+   *  Returns once the hypervisor took the request; the guest plugs or unplugs over time. */
+  resize(guestId: string, deviceId: string, requestedKiB: number): Promise<void>;
 }
 
 export interface HypervisorConnection {
