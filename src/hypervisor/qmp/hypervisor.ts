@@ -2,7 +2,7 @@
 // list, or every socket in a directory), no libvirt needed.
 import { readdir, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
-import type { GuestSample, Hypervisor, HypervisorConnection, LifecycleEvent } from '../../types.js';
+import type { GuestSample, Hypervisor, HypervisorCapabilities, HypervisorConnection, LifecycleEvent } from '../../types.js';
 import { readProcessRss, readThreadTgid } from '../../host/process.js';
 import { withMomDefaults } from '../mom-defaults.js';
 import { QmpClient, QmpCommandError, type QmpEvent } from './client.js';
@@ -10,6 +10,7 @@ import { guestStatsToMom, staleReason, type GuestStatsReply } from './stats.js';
 import { GuestAgentClient } from './agent.js';
 import { AgentRetry, readGuestFile } from '../guest-agent.js';
 import { parsePsi } from '../../psi.js';
+import { QmpMemoryDevices } from './memory-devices.js';
 
 export interface QmpGuestConfig {
   socket: string;
@@ -95,6 +96,9 @@ interface QomEntry {
 
 export class QmpHypervisor implements Hypervisor {
   readonly name = 'qmp';
+  readonly capabilities: HypervisorCapabilities = {
+    memoryDevices: new QmpMemoryDevices((id, command, args) => this.execute(id, command, args)),
+  };
   private readonly conns = new Map<string, GuestConn>();
   private reconnects = 0;
 
