@@ -3,18 +3,22 @@
 import { readdir, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import type { GuestSample, Hypervisor, HypervisorCapabilities, HypervisorConnection, LifecycleEvent } from '../../types.js';
-import { readProcessRss, readThreadTgid } from '../../host/process.js';
+import { readProcessRss } from '../../host/process.js';
 import { withMomDefaults } from '../mom-defaults.js';
 import { QmpClient, QmpCommandError, type QmpEvent } from './client.js';
 import { guestStatsToMom, staleReason, type GuestStatsReply } from './stats.js';
 import { GuestAgentClient } from './agent.js';
 import { AgentRetry, readGuestFile } from '../guest-agent.js';
 import { parsePsi } from '../../psi.js';
+import { verifiedQemuPid } from './peer.js';
+
+export type QmpLogFn = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 import { QmpMemoryDevices } from './memory-devices.js';
 
 export interface QmpGuestConfig {
   socket: string;
-  /** Name (and id) of the guest; default: QEMU's -name, else the socket's file name. */
+  /** Name (and id) of the guest; default: the socket's file name without .sock/.qmp/.socket.
+   *  Never what QEMU says (`query-name`): a guest must not choose whose balloon it is. */
   name?: string;
   /** The guest's balloon floor (balloon_min), KiB. */
   balloonMinKiB?: number;
@@ -39,11 +43,17 @@ export interface QmpHypervisorOptions {
   agentTimeoutMs?: number;
   /** First delay before reconnecting a socket that failed; doubles up to 30 s. */
   retryMs?: number;
+  /** Where the driver reports what an operator should know (a guest id collision, a QEMU PID it
+   *  does not trust): once per guest, not each collection. */
+  log?: QmpLogFn;
 }
 
 interface GuestInfo {
-  name: string;
+  /** What QEMU calls itself (`query-name`): shown, never used to find the guest. */
+  qemuName: string | null;
   pid: number | null;
+  /** Why the PID QEMU's vCPU threads point at was not taken. */
+  pidRefused: string | null;
   balloonPath: string | null;
   /** The balloon's free-page-reporting property (null: unknown). */
   freePageReporting: boolean | null;
@@ -54,8 +64,10 @@ interface GuestInfo {
 class GuestConn {
   client: QmpClient;
   info: GuestInfo | null = null;
-  /** The name learnt at the last connection: the guest's id stays stable while it is down. */
-  knownName: string | null = null;
+  /** Set when the guest's own name was taken by another socket's guest: that socket. */
+  collidesWith: string | null = null;
+  /** The PID refusal already logged, so that a reconnect with the same one is not logged again. */
+  pidRefusalLogged: string | null = null;
   everConnected = false;
   shutdownSeen = false;
   retryAt = 0;
@@ -68,6 +80,8 @@ class GuestConn {
   readonly psiRetry = new AgentRetry();
   constructor(
     readonly cfg: QmpGuestConfig,
+    /** The guest's id and name, from ballast's own map of sockets. */
+    readonly id: string,
     opts: QmpHypervisorOptions,
   ) {
     this.client = new QmpClient(cfg.socket, { timeoutMs: opts.timeoutMs ?? 10000, connectTimeoutMs: opts.timeoutMs ?? 5000 });
@@ -114,6 +128,12 @@ export class QmpHypervisor implements Hypervisor {
 
   constructor(private readonly opts: QmpHypervisorOptions) {
     if (!opts.sockets?.length && !opts.socketDir) throw new Error('QMP driver: configure sockets or a socketDir');
+    for (const s of opts.sockets ?? []) {
+      // A name with a slash could equal another guest's socket path, the id a collision falls back to.
+      if (typeof s !== 'string' && s.name !== undefined && (s.name === '' || s.name.includes('/'))) {
+        throw new Error(`QMP driver: guest name ${JSON.stringify(s.name)} for ${s.socket} must be non-empty and hold no "/"`);
+      }
+    }
   }
 
   async connect(): Promise<void> {
@@ -194,11 +214,31 @@ export class QmpHypervisor implements Hypervisor {
         this.conns.delete(path);
       }
     }
-    for (const [path, cfg] of cfgs) if (!this.conns.has(path)) this.conns.set(path, new GuestConn(cfg, this.opts));
+    for (const [path, cfg] of cfgs) if (!this.conns.has(path)) this.addConn(cfg);
+  }
+
+  /** The guest's id comes from its socket (or the configured name), never from QEMU. Two
+   *  sockets that would share one (web.sock and web.qmp, or one file name in two directories)
+   *  are kept apart: the later one is known by its socket path, and both are marked. */
+  private addConn(cfg: QmpGuestConfig): void {
+    const wanted = cfg.name ?? basename(socketStem(cfg.socket));
+    const holder = [...this.conns.values()].find((o) => o.id === wanted);
+    const c = new GuestConn(cfg, holder ? cfg.socket : wanted, this.opts);
+    if (holder) {
+      c.collidesWith = holder.cfg.socket;
+      holder.collidesWith ??= cfg.socket;
+      this.opts.log?.('warn', 'QMP guest name collision: the later socket is known by its path', {
+        name: wanted,
+        socket: cfg.socket,
+        id: c.id,
+        other_socket: holder.cfg.socket,
+      });
+    }
+    this.conns.set(cfg.socket, c);
   }
 
   private guestName(c: GuestConn): string {
-    return c.info?.name ?? c.knownName ?? c.cfg.name ?? basename(socketStem(c.cfg.socket));
+    return c.id;
   }
 
   /** Connects (with backoff after failures) and learns the guest's fixed facts once per connection. */
@@ -216,14 +256,14 @@ export class QmpHypervisor implements Hypervisor {
         c.client.on('close', () => this.onClose(c));
       }
       c.info = await this.learn(c);
-      c.knownName = c.info.name;
+      this.notePid(c, c.info);
       const first = !c.everConnected;
       c.everConnected = true;
       c.shutdownSeen = false;
       c.retryDelay = this.opts.retryMs ?? 1000;
       c.lastError = null;
       if (!first) this.reconnects++;
-      if (first) this.emit({ kind: 'started', id: c.info.name, name: c.info.name, detail: `QMP ${c.cfg.socket}` });
+      if (first) this.emit({ kind: 'started', id: c.id, name: c.id, detail: `QMP ${c.cfg.socket}` });
     } catch (err) {
       c.lastError = (err as Error).message;
       c.retryAt = Date.now() + c.retryDelay;
@@ -235,12 +275,13 @@ export class QmpHypervisor implements Hypervisor {
 
   private async learn(c: GuestConn): Promise<GuestInfo> {
     const q = c.client;
-    const nameReply = await q.execute<{ name?: string }>('query-name');
-    const name = c.cfg.name ?? nameReply.name ?? basename(socketStem(c.cfg.socket));
+    const nameReply = await q.execute<{ name?: unknown }>('query-name');
+    const qemuName = typeof nameReply?.name === 'string' ? nameReply.name.slice(0, 256) : null;
     const mem = await q.execute<{ 'base-memory': number; 'plugged-memory'?: number }>('query-memory-size-summary');
     const cpus = await q.execute<{ 'thread-id': number }[]>('query-cpus-fast');
-    // A vCPU thread's thread group is the QEMU process: its PID without any configuration.
-    const pid = cpus.length > 0 ? await readThreadTgid(this.opts.root ?? '/', cpus[0]!['thread-id']) : null;
+    // A vCPU thread's thread group is the QEMU process: its PID without any configuration, once
+    // the kernel confirms that process holds this socket (the PID gets cgroup limits and cpu.max).
+    const peer = await verifiedQemuPid(this.opts.root ?? '/', c.cfg.socket, Array.isArray(cpus) ? cpus.map((x) => Number(x?.['thread-id'])) : []);
     const balloonPath = await this.findBalloon(c);
     let freePageReporting: boolean | null = null;
     if (balloonPath) {
@@ -252,13 +293,24 @@ export class QmpHypervisor implements Hypervisor {
       );
     }
     return {
-      name,
-      pid,
+      qemuName,
+      pid: peer.pid,
+      pidRefused: peer.pid === null ? peer.reason : null,
       balloonPath,
       freePageReporting,
       maxKiB: Math.floor((mem['base-memory'] + (mem['plugged-memory'] ?? 0)) / 1024),
-      vcpus: cpus.length,
+      vcpus: Array.isArray(cpus) ? cpus.length : null,
     };
+  }
+
+  private notePid(c: GuestConn, info: GuestInfo): void {
+    if (info.pidRefused === null || info.pidRefused === c.pidRefusalLogged) return;
+    c.pidRefusalLogged = info.pidRefused;
+    this.opts.log?.('warn', 'QEMU PID not trusted: no RSS, cgroup limits or cpu.max for this guest', {
+      guest: c.id,
+      socket: c.cfg.socket,
+      reason: info.pidRefused,
+    });
   }
 
   /** The QOM path of the guest's virtio-balloon device (with or without an id). */
@@ -299,16 +351,7 @@ export class QmpHypervisor implements Hypervisor {
   async collect(): Promise<GuestSample[]> {
     await this.refreshSockets();
     const results = await Promise.all([...this.conns.values()].map((c) => this.sampleOne(c)));
-    const out: GuestSample[] = [];
-    const seen = new Set<string>();
-    for (const s of results) {
-      if (!s) continue;
-      // Two QEMUs with one -name: keep both, told apart by socket.
-      if (seen.has(s.id)) s.id = `${s.id}@${s.props.socket}`;
-      seen.add(s.id);
-      out.push(s);
-    }
-    return out;
+    return results.filter((s): s is GuestSample => s !== null);
   }
 
   private async sampleOne(c: GuestConn): Promise<GuestSample | null> {
@@ -339,7 +382,7 @@ export class QmpHypervisor implements Hypervisor {
       stats.vcpu_count = info.vcpus;
       withMomDefaults(stats);
       if (this.opts.guestPsi && c.agent) await this.fillPsi(c, stats);
-      const sample: GuestSample = { id: info.name, name: info.name, props: this.props(c), stats };
+      const sample: GuestSample = { id: c.id, name: c.id, props: this.props(c), stats };
       if (stale) sample.stale = stale;
       return sample;
     } catch (err) {
@@ -367,7 +410,10 @@ export class QmpHypervisor implements Hypervisor {
   private props(c: GuestConn): GuestSample['props'] {
     const p: GuestSample['props'] = { name: this.guestName(c), socket: c.cfg.socket };
     if (c.cfg.agentSocket) p.agent_socket = c.cfg.agentSocket;
+    if (c.info?.qemuName != null) p.qemu_name = c.info.qemuName;
+    if (c.collidesWith) p.name_collides_with = c.collidesWith;
     if (c.info?.pid != null) p.pid = c.info.pid;
+    if (c.info?.pidRefused) p.pid_refused = c.info.pidRefused;
     if (c.info?.balloonPath) p.balloon_path = c.info.balloonPath;
     if (c.info && c.info.freePageReporting !== null) p.free_page_reporting = c.info.freePageReporting ? 1 : 0;
     return p;
@@ -384,11 +430,9 @@ export class QmpHypervisor implements Hypervisor {
     };
   }
 
+  /** Only the id ballast gave the guest: never a name or path a QEMU could claim. */
   private connById(id: string): GuestConn {
-    for (const c of this.conns.values()) {
-      const name = this.guestName(c);
-      if (name === id || `${name}@${c.cfg.socket}` === id || c.cfg.socket === id) return c;
-    }
+    for (const c of this.conns.values()) if (c.id === id) return c;
     throw new Error(`QMP driver: no guest ${id}`);
   }
 

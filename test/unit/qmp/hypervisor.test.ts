@@ -53,7 +53,9 @@ test('collects a QEMU-like guest: stats in KiB, balloon facts; balloon sends byt
   t.after(() => h.close());
   const [s, ...rest] = await h.collect();
   assert.equal(rest.length, 0);
-  assert.equal(s!.id, 'fake1');
+  assert.equal(s!.id, 'vm', "the socket's file name, not QEMU's -name");
+  assert.equal(s!.name, 'vm');
+  assert.equal(s!.props.qemu_name, 'fake1', "QEMU's -name is shown");
   assert.equal(s!.props.pid, process.pid, "pid from the vCPU thread's Tgid");
   assert.equal(s!.props.free_page_reporting, 1, "the balloon's free-page-reporting property");
   assert.equal(s!.stale, undefined);
@@ -81,9 +83,9 @@ test('collects a QEMU-like guest: stats in KiB, balloon facts; balloon sends byt
   );
   const set = f.received.find((c) => c.execute === 'qom-set')!;
   assert.deepEqual(set.arguments, { path: '/machine/peripheral/balloon0', property: 'guest-stats-polling-interval', value: 2 });
-  await h.setBalloon('fake1', 128 * 1024);
+  await h.setBalloon('vm', 128 * 1024);
   assert.deepEqual(f.received.at(-1), { execute: 'balloon', id: f.received.at(-1)!.id, arguments: { value: 128 * MiB } });
-  await assert.rejects(h.setBalloon('fake1', 0), /positive KiB/);
+  await assert.rejects(h.setBalloon('vm', 0), /positive KiB/);
   await assert.rejects(h.setBalloon('nobody', 1000), /no guest nobody/);
   statsReply = 'error';
   const [st] = await h.collect();
@@ -100,7 +102,7 @@ test('QEMU restarted on the same socket: destroyed event, left out while down, r
     const r = (v: unknown) => ({ return: v, id: cmd.id });
     switch (cmd.execute) {
       case 'query-name':
-        return r({ name: 'phoenix' });
+        return r({ name: 'qemu-says-otherwise' });
       case 'query-memory-size-summary':
         return r({ 'base-memory': 128 * MiB });
       case 'query-cpus-fast':
@@ -113,7 +115,8 @@ test('QEMU restarted on the same socket: destroyed event, left out while down, r
         return r({});
     }
   };
-  const h = new QmpHypervisor({ sockets: [f.path], retryMs: 50 });
+  // A configured name is the guest's id: QEMU's own (below) is not.
+  const h = new QmpHypervisor({ sockets: [{ socket: f.path, name: 'phoenix' }], retryMs: 50 });
   t.after(() => h.close());
   const kinds: string[] = [];
   h.onEvent((e) => kinds.push(`${e.kind}:${e.name}`));
