@@ -15,7 +15,7 @@ import { skipLoudly as skip, until } from './fixture.js';
 const QEMU = 'qemu-system-x86_64';
 const haveQemu = spawnSync(QEMU, ['--version']).status === 0;
 
-function bareQemu(dir: string, name: string, memMiB = 256): ChildProcess {
+function bareQemu(dir: string, name: string, memMiB = 256, qemuName = name): ChildProcess {
   return spawn(
     QEMU,
     [
@@ -29,7 +29,7 @@ function bareQemu(dir: string, name: string, memMiB = 256): ChildProcess {
       '-display',
       'none',
       '-name',
-      name,
+      qemuName,
       '-device',
       'virtio-balloon-pci,id=balloon0',
       '-qmp',
@@ -91,6 +91,36 @@ test('QMP driver on bare QEMU: discovery, balloon facts, pid and RSS, SHUTDOWN a
   assert.equal(events.filter((e) => e.name === 'bare-a' && e.kind === 'destroyed').length, 0, 'a clean quit is not a destroy');
 });
 
+test("QMP driver on bare QEMU: a QEMU whose -name is another guest's socket path reaches only itself; PIDs from the socket's holder", async (t) => {
+  if (!haveQemu) return skip(t, `${QEMU} is not installed`);
+  const dir = mkdtempSync(join(tmpdir(), 'ballast-qmp-lab-'));
+  const procs: ChildProcess[] = [];
+  t.after(() => {
+    for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const victimSocket = join(dir, 'victim.sock');
+  // Sorted after the victim: a lookup by name or path in socket order meets the victim first.
+  const victim = bareQemu(dir, 'victim', 256);
+  const evil = bareQemu(dir, 'x-evil', 192, victimSocket);
+  procs.push(victim, evil);
+  await until('both QMP sockets', 10000, () => existsSync(victimSocket) && existsSync(join(dir, 'x-evil.sock')));
+  const h = new QmpHypervisor({ socketDir: dir, retryMs: 100 });
+  t.after(() => h.close());
+  await h.connect();
+  const samples = await h.collect();
+  assert.deepEqual(
+    samples.map((s) => [s.id, s.props.qemu_name, s.props.pid, s.stats.balloon_max]),
+    [
+      ['victim', 'victim', victim.pid, 256 * 1024],
+      ['x-evil', victimSocket, evil.pid, 192 * 1024],
+    ],
+  );
+  // Whatever the engine sends to a guest's id lands on that QEMU: it answers with its own -name.
+  for (const s of samples) assert.deepEqual(await h.execute(s.id, 'query-name'), { name: s.props.qemu_name });
+  await assert.rejects(h.execute(victimSocket, 'query-name'), /no guest/);
+});
+
 test('QMP driver on a lab guest: stats arrive, balloon changes actual, BALLOON_CHANGE, SHUTDOWN', async (t) => {
   if (!haveQemu) return skip(t, `${QEMU} is not installed`);
   const dir = mkdtempSync(join(tmpdir(), 'ballast-qmp-guest-'));
@@ -125,7 +155,8 @@ test('QMP driver on a lab guest: stats arrive, balloon changes actual, BALLOON_C
   assert.ok(typeof fresh.stats.minor_fault === 'number' && fresh.stats.minor_fault > 0);
   assert.equal(fresh.stats.balloon_cur, 256 * 1024);
   assert.equal(fresh.props.pid, guest.pid);
-  assert.equal(fresh.name, guest.name, "name from QEMU's -name");
+  assert.equal(fresh.name, 'qmp-guest', "name from the socket's file name");
+  assert.equal(fresh.props.qemu_name, guest.name, "QEMU's -name shown beside it");
 
   const tStats = Date.now() - t0;
   const t1 = Date.now();
