@@ -14,6 +14,7 @@ import { DaemonApiPort } from '../api/daemon-port.js';
 import { EventLog } from '../api/event-log.js';
 import { startServers } from '../api/serve.js';
 import { shippedPolicyFile } from '../policy/shipped.js';
+import { printable } from '../printable.js';
 
 const MiB = 1024;
 
@@ -34,7 +35,7 @@ export function formatAction(a: ActionRecord): string {
         ? `${mib(a.from)} -> ${mib(a.to)} MiB`
         : `${a.from ?? '?'} -> ${a.to ?? 'none'}`;
   const tag = a.result === 'applied' ? '' : ` [${a.result}${a.error ? `: ${a.error}` : ''}]`;
-  return `t=${Math.round(a.time)}s ${a.entity} ${a.control} ${what}${tag} (${a.reasons.join('; ')})`;
+  return printable(`t=${Math.round(a.time)}s ${a.entity} ${a.control} ${what}${tag} (${a.reasons.join('; ')})`);
 }
 
 /** One status line: simulated time, host free share, each guest's balloon and used memory. */
@@ -45,7 +46,7 @@ export function statusLine(s: EngineSnapshot): string {
     const used = typeof cur === 'number' && typeof g.stats.mem_unused === 'number' ? cur - g.stats.mem_unused : null;
     return `${g.name} ${mib(cur)}/${mib(g.stats.balloon_max)} used ${mib(used)}`;
   });
-  return `t=${Math.round(s.time)}s cycle ${s.cycle} host free ${pct(h.mem_free, h.mem_available)} | ${guests.join(' | ')}`;
+  return printable(`t=${Math.round(s.time)}s cycle ${s.cycle} host free ${pct(h.mem_free, h.mem_available)} | ${guests.join(' | ')}`);
 }
 
 /** The full-screen view for a terminal. */
@@ -80,7 +81,8 @@ export function renderView(s: EngineSnapshot, title: string, width = 100, alerts
   for (const a of alerts) lines.push(`  ${a.severity.toUpperCase()} ${a.message}`.slice(0, width));
   lines.push('recent actions:');
   for (const a of s.recent.slice(-10)) lines.push('  ' + formatAction(a).slice(0, width - 2));
-  return lines.join('\n');
+  // Guest names, workloads and reasons: shown on the terminal, never obeyed by it.
+  return lines.map(printable).join('\n');
 }
 
 /** used (#) and free (-) memory inside the balloon, the ballooned-out part (.) up to max. */
@@ -149,8 +151,8 @@ export async function demo(opts: DemoOptions, out: NodeJS.WriteStream = process.
     out.write(statusLine(snap) + '\n');
     // Alerts as they start and clear (the log, at error level here, would not show them).
     const now = new Map((d.alerts?.active() ?? []).map((a) => [alertKey(a), a]));
-    for (const [k, a] of now) if (!shownAlerts.has(k)) out.write(`  alert ${a.severity}: ${a.message}\n`);
-    for (const [k, a] of shownAlerts) if (!now.has(k)) out.write(`  alert cleared: ${a.kind} (${a.entity})\n`);
+    for (const [k, a] of now) if (!shownAlerts.has(k)) out.write(`${printable(`  alert ${a.severity}: ${a.message}`)}\n`);
+    for (const [k, a] of shownAlerts) if (!now.has(k)) out.write(`${printable(`  alert cleared: ${a.kind} (${a.entity})`)}\n`);
     shownAlerts = now;
     // Print each action once: the engine keeps a bounded list, so count by cycle.
     for (const a of snap.recent) {

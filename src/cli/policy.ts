@@ -6,6 +6,7 @@ import { PolicyParseError, checkPolicy, compilePolicies, evaluate, formatPolicy,
 import { SnapshotError, parseSnapshots } from '../policy/snapshot.js';
 import { stringifyPyJson } from '../policy/json.js';
 import { apiCall, ApiError, DEFAULT_API_SOCKET } from '../api/client.js';
+import { printable, printableText } from '../printable.js';
 
 /** Exit codes: 0 done, 1 a policy does not parse, 2 unusable input (files, JSON, shape). */
 class UsageError extends Error {}
@@ -101,7 +102,7 @@ function registerRemote(policy: Command): void {
     .action((f: RemoteFlags) =>
       remote(async () => {
         const list = (await apiCall(f.api, 'GET', 'policies')) as { name: string; source: string; path?: string }[];
-        return list.map((p) => `${p.name}\t${p.source}${p.path ? `\t${p.path}` : ''}\n`).join('');
+        return list.map((p) => `${printable(p.name)}\t${printable(p.source)}${p.path ? `\t${printable(p.path)}` : ''}\n`).join('');
       }),
     );
   policy
@@ -110,7 +111,7 @@ function registerRemote(policy: Command): void {
     .description('print a named policy of a running daemon')
     .option(...api)
     .action((name: string, f: RemoteFlags) =>
-      remote(async () => ((await apiCall(f.api, 'GET', `policies/${encodeURIComponent(name)}`)) as { text: string }).text),
+      remote(async () => printableText(((await apiCall(f.api, 'GET', `policies/${encodeURIComponent(name)}`)) as { text: string }).text)),
     );
   policy
     .command('set')

@@ -4,6 +4,7 @@ import { apiCall, DEFAULT_API_SOCKET } from '../api/client.js';
 import type { GuestState, HealthState, HostState } from '../api/port.js';
 import type { ActionRecord } from '../engine/engine.js';
 import type { AlertEvent } from '../host/alerts.js';
+import { printable } from '../printable.js';
 
 const mib = (kib: unknown) => (typeof kib === 'number' ? `${Math.round(kib / 1024)}` : '?');
 
@@ -31,7 +32,8 @@ export function formatStatus(h: HealthState, host: HostState, guests: GuestState
   const recent = actions.slice(-5);
   lines.push(recent.length ? 'last actions:' : 'last actions: none');
   for (const a of recent) lines.push(`  cycle ${a.cycle} ${a.entity} ${a.control} ${a.from ?? '?'} -> ${a.to ?? '-'} ${a.result} (${a.reasons.join('; ')})`);
-  return lines.join('\n');
+  // Names, reasons and messages come from guests and the daemon: shown, never obeyed.
+  return lines.map(printable).join('\n');
 }
 
 export function register(program: Command): void {
