@@ -4,12 +4,13 @@
 // reconnects with exponential backoff, re-registering its events.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { GuestSample, Hypervisor, HypervisorConnection, LifecycleEvent, Props } from '../../types.js';
+import type { GuestSample, Hypervisor, HypervisorCapabilities, HypervisorConnection, LifecycleEvent, Props } from '../../types.js';
 import { parseMemballoon } from './domain-xml.js';
 import { LibvirtClient, type ClientOptions } from './client.js';
 import { DomainNotFoundError, LibvirtConnectionError, LibvirtError, LibvirtProtocolError, LibvirtTimeoutError } from './errors.js';
 import { lifecycleFromMsg, sampleFromStats, statsFromMeminfo, NO_GUEST_STATS } from './mapping.js';
 import { agentReadFile } from './agent.js';
+import { LibvirtMemoryDevices } from './memory-devices.js';
 import { AgentRetry } from '../guest-agent.js';
 import { parsePsi } from '../../psi.js';
 import { Affect, ErrorCode, EventId, ListFlags, StatsTypes, uuidToString, type DomainRef } from './protocol.js';
@@ -58,6 +59,9 @@ const NO_AGENT_RETRY_MS = 60_000;
 
 export class LibvirtHypervisor implements Hypervisor {
   readonly name = 'libvirt';
+  readonly capabilities: HypervisorCapabilities = {
+    memoryDevices: new LibvirtMemoryDevices((id, what, fn) => this.withDomain(id, what, fn)),
+  };
   private client: LibvirtClient | null = null;
   private closedByUser = false;
   private connecting: Promise<void> | null = null;

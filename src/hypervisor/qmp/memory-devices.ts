@@ -2,6 +2,7 @@
 // device's `requested-size` asks the guest to plug or unplug. QEMU answers qom-set at once and
 // the guest driver moves `size` towards `requested-size` over the next seconds.
 import type { MemoryDevice, MemoryDeviceCapability } from '../../types.js';
+import { checkResize } from '../virtio-mem.js';
 
 /** Runs one QMP command on a guest (QmpHypervisor.execute). */
 export type QmpExec = (guestId: string, command: string, args?: Record<string, unknown>) => Promise<unknown>;
@@ -79,18 +80,7 @@ export class QmpMemoryDevices implements MemoryDeviceCapability {
   }
 
   async resize(guestId: string, deviceId: string, requestedKiB: number): Promise<void> {
-    if (!Number.isSafeInteger(requestedKiB) || requestedKiB < 0) {
-      throw new RangeError(`virtio-mem ${deviceId} on ${guestId}: requested size must be a whole, non-negative KiB count, not ${requestedKiB}`);
-    }
-    const devs = await this.list(guestId);
-    const dev = devs.find((d) => d.id === deviceId);
-    if (!dev) {
-      const have = devs.map((d) => d.id).join(', ') || 'none';
-      throw new Error(`guest ${guestId} has no virtio-mem device ${deviceId} (its devices: ${have})`);
-    }
-    if (requestedKiB % dev.block !== 0)
-      throw new RangeError(`virtio-mem ${deviceId} on ${guestId}: ${requestedKiB} KiB is not a multiple of its ${dev.block} KiB block`);
-    if (requestedKiB > dev.max) throw new RangeError(`virtio-mem ${deviceId} on ${guestId}: ${requestedKiB} KiB is more than its ${dev.max} KiB`);
+    checkResize(guestId, await this.list(guestId), deviceId, requestedKiB);
     await this.exec(guestId, 'qom-set', { path: devicePath(deviceId), property: 'requested-size', value: requestedKiB * 1024 });
   }
 

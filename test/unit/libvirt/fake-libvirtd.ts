@@ -7,7 +7,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FrameDecoder, MessageStatus, MessageType, encodeFrame, type Frame } from '../../../src/hypervisor/libvirt/framing.js';
-import { XdrReader } from '../../../src/hypervisor/libvirt/xdr.js';
+import { XdrReader, XdrWriter } from '../../../src/hypervisor/libvirt/xdr.js';
+
 import {
   KEEPALIVE_PROGRAM,
   KeepaliveProc,
@@ -42,7 +43,12 @@ export interface FakeGuest {
   agentPsi?: string;
   /** The path the agent last opened (the fake has one handle per guest). */
   agentOpen?: string;
+  /** Live domain XML served by DOMAIN_GET_XML_DESC; undefined: the call is refused. */
+  domainXml?: string;
 }
+
+/** REMOTE_PROC_DOMAIN_UPDATE_DEVICE_FLAGS, from remote_protocol.x (not from the driver, so a wrong number there fails). */
+const UPDATE_DEVICE_FLAGS = 174;
 
 export type WriteMode = 'normal' | 'byte-by-byte' | 'coalesce';
 
@@ -63,6 +69,8 @@ export class FakeLibvirtd {
   pongsReceived = 0;
   readonly statsGroupsAsked: number[] = [];
   readonly opens: { uri: string | null; flags: number }[] = [];
+  /** DOMAIN_UPDATE_DEVICE_FLAGS calls received. */
+  readonly deviceUpdates: { name: string; xml: string; flags: number }[] = [];
   /** Answers a call itself when it returns true (tests of odd replies). */
   intercept: ((sock: Socket, f: Frame) => boolean) | null = null;
   private server: Server | null = null;
@@ -230,6 +238,20 @@ export class FakeLibvirtd {
         this.setMemory.push({ name: g.name, kib, flags });
         return this.reply(s, f, Buffer.alloc(0));
       }
+      case Proc.DOMAIN_GET_XML_DESC: {
+        const g = this.findByRef(r);
+        if (!g) return this.error(s, f, 42, 'Domain not found');
+        if (g.domainXml === undefined) return this.error(s, f, 3, 'this function is not supported by the fake: domain XML');
+        return this.reply(s, f, new XdrWriter().string(g.domainXml).toBuffer());
+      }
+      case UPDATE_DEVICE_FLAGS: {
+        const g = this.findByRef(r);
+        if (!g) return this.error(s, f, 42, 'Domain not found');
+        const xml = r.string();
+        const flags = r.uint();
+        this.deviceUpdates.push({ name: g.name, xml, flags });
+        return this.updateMemoryDevice(s, f, g, xml);
+      }
       case Proc.CONNECT_GET_ALL_DOMAIN_STATS: {
         const want = r.array((x) => readDomain(x));
         const groups = r.uint();
@@ -246,6 +268,20 @@ export class FakeLibvirtd {
       default:
         return this.error(s, f, 3, `this function is not supported by the fake: proc ${h.proc}`);
     }
+  }
+
+  /** As libvirt's QEMU driver: the device is found by its alias and address, only its
+   *  <requested> may change, and it must be a multiple of the block. */
+  private updateMemoryDevice(s: Socket, f: Frame, g: FakeGuest, xml: string): void {
+    const alias = /<alias name='([^']+)'\/>/.exec(xml)?.[1];
+    const requested = /<requested unit='KiB'>(\d+)<\/requested>/.exec(xml)?.[1];
+    const strip = (x: string) => x.replace(/<requested\b[^>]*>[^<]*<\/requested>/, '');
+    const current = (g.domainXml?.match(/<memory model='virtio-mem'>[\s\S]*?<\/memory>/g) ?? []).find((el) => strip(el) === strip(xml));
+    if (!alias || !current) return this.error(s, f, 67, `unsupported configuration: memory '${alias ?? ''}' not found`);
+    const block = Number(/<block unit='KiB'>(\d+)<\/block>/.exec(current)?.[1]);
+    if (requested === undefined || Number(requested) % block !== 0) return this.error(s, f, 1, 'requested size must be an integer multiple of block size');
+    g.domainXml = g.domainXml!.replace(current, xml);
+    return this.reply(s, f, Buffer.alloc(0));
   }
 
   private agent(s: Socket, f: Frame, r: XdrReader): void {
