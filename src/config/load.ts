@@ -72,13 +72,19 @@ function firstLine(s: string): string {
   return s.split('\n')[0] ?? s;
 }
 
-/** Relative paths in a config file are relative to the file, not to wherever the daemon
- *  was started from (systemd starts it in /). A scenario counts as a path when it looks like
- *  one (a built-in scenario is a bare name). */
+/** One rule for every path in a config file: a relative one is relative to the file, not to
+ *  wherever the daemon was started from (systemd starts it in /). Empty stays empty (off).
+ *  A scenario counts as a path when it looks like one (a built-in scenario is a bare name). */
 export function resolveRelativePaths(config: Config, baseDir: string): void {
-  config.engine.policy_dir = resolve(baseDir, config.engine.policy_dir);
-  config.hypervisor.qmp_dir = resolve(baseDir, config.hypervisor.qmp_dir);
-  if (config.engine.record_file) config.engine.record_file = resolve(baseDir, config.engine.record_file);
+  const at = (p: string) => (p ? resolve(baseDir, p) : p);
+  config.engine.policy_dir = at(config.engine.policy_dir);
+  config.engine.record_file = at(config.engine.record_file);
+  config.hypervisor.qmp_dir = at(config.hypervisor.qmp_dir);
+  config.hypervisor.socket = at(config.hypervisor.socket);
+  config.api.socket = at(config.api.socket);
+  config.api.token_file = at(config.api.token_file);
+  config.api.read_token_file = at(config.api.read_token_file);
+  config.mom_rpc.socket = at(config.mom_rpc.socket);
   const sc = config.hypervisor.scenario;
   if (sc.includes('/') || /\.(json|toml)$/i.test(sc)) config.hypervisor.scenario = resolve(baseDir, sc);
 }
