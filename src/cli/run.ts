@@ -10,6 +10,8 @@ import { DaemonApiPort } from '../api/daemon-port.js';
 import { EventLog } from '../api/event-log.js';
 import { startServers, tokensOf, type Servers } from '../api/serve.js';
 import { smallHeap } from './heap.js';
+import { checkTokenFiles } from '../config/secret-file.js';
+import { lockFor } from '../daemon/instance-lock.js';
 
 interface RunOptions {
   config?: string;
@@ -36,7 +38,10 @@ export async function run(opts: RunOptions): Promise<void> {
   const level = opts.logLevel ?? config.log.level;
   if (!isLogLevel(level)) throw new Error(`--log-level: expected debug, info, warn or error, got ${level}`);
   // Token files are read now so that a bad one fails the start, not a request later.
+  checkTokenFiles(config);
   tokensOf(config);
+  // Before anything is touched: a second daemon on the same hypervisor stops here.
+  const lock = lockFor(config);
   // What the log says also feeds the API's event list.
   const eventLog = new EventLog();
   const logger = eventLog.tee(createLogger({ format, level }));
@@ -58,6 +63,7 @@ export async function run(opts: RunOptions): Promise<void> {
       (servers?.close() ?? Promise.resolve())
         .then(() => daemon.stop(`signal ${sig}`))
         .then(() => {
+          lock?.release();
           for (const s of stopSignals) process.off(s, onStop);
           process.off('SIGHUP', onReload);
           done();
