@@ -17,6 +17,8 @@ export const BALLOON_MODULES = ['virtio_ring', 'virtio', 'virtio_pci_legacy_dev'
 const AGENT_MODULES = ['virtio_console'];
 /** The block driver for a guest's page-cache disk (a file the guest reads to fill its cache). */
 const DISK_MODULES = ['virtio_blk'];
+/** virtio-mem: memory plugged and unplugged in blocks (the guest onlines it movable: memhp_default_state). */
+export const VMEM_MODULES = ['virtio_mem'];
 
 const KERNEL_META_PKG = 'linux-image-cloud-amd64';
 const AGENT_PKG = 'qemu-guest-agent';
@@ -323,7 +325,7 @@ async function buildInto(dir: string, inputs: LabInputs, hash: string, stamp: st
   const withAgent = agentSkipped === null;
   if (agentSkipped !== null) progress(`leaving the guest agent out: ${agentSkipped}`);
   // The balloon chain exactly in its order; the agent's port driver after it (it needs only virtio + virtio_pci).
-  const wanted = [...BALLOON_MODULES, ...(withAgent ? AGENT_MODULES : []), ...DISK_MODULES];
+  const wanted = [...BALLOON_MODULES, ...(withAgent ? AGENT_MODULES : []), ...DISK_MODULES, ...VMEM_MODULES];
   const kernel = await unpackKernel(kernelDeb, work, wanted);
   const workload = await compileWorkload(work);
 

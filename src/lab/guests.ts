@@ -30,6 +30,33 @@ export interface GuestBootOptions {
   /** Read the guest's disk into its page cache: S seconds after the workload starts and every
    *  S seconds (0: once, at once); undefined: never. Needs a disk (QEMU guests: cacheDiskMiB). */
   cacheS?: number;
+  /** A virtio-mem device beside the base memory (the guest onlines what it plugs as movable). */
+  virtioMem?: VirtioMemOptions;
+}
+
+/** A virtio-mem device, MiB: the most it can hold, what is plugged at boot (default all), the
+ *  block (default 2: QEMU's smallest on x86 with THP, and a huge page of the host). */
+export interface VirtioMemOptions {
+  maxMiB: number;
+  requestedMiB?: number;
+  blockMiB?: number;
+}
+
+export const VMEM_MAX_MIB = 512;
+
+/** The device with its defaults, or a clear error for sizes QEMU would refuse. */
+export function checkVirtioMem(v: VirtioMemOptions): Required<VirtioMemOptions> {
+  const block = v.blockMiB ?? 2;
+  const requested = v.requestedMiB ?? v.maxMiB;
+  if (!Number.isInteger(block) || block < 2 || (block & (block - 1)) !== 0)
+    throw new Error(`virtio-mem block must be a power of two of at least 2 MiB, got ${block}`);
+  if (!Number.isInteger(v.maxMiB) || v.maxMiB < block || v.maxMiB > VMEM_MAX_MIB || v.maxMiB % block !== 0) {
+    throw new Error(`virtio-mem size must be a multiple of its ${block} MiB block from ${block} to ${VMEM_MAX_MIB} MiB, got ${v.maxMiB}`);
+  }
+  if (!Number.isInteger(requested) || requested < 0 || requested > v.maxMiB || requested % block !== 0) {
+    throw new Error(`virtio-mem requested size must be a multiple of ${block} MiB from 0 to ${v.maxMiB}, got ${requested}`);
+  }
+  return { maxMiB: v.maxMiB, requestedMiB: requested, blockMiB: block };
 }
 
 /** The kernel command line of a lab guest: console on the first serial port, quiet kernel,
@@ -44,6 +71,8 @@ export function guestCmdline(o: Omit<GuestBootOptions, 'kernel' | 'initrd'>): st
   if (o.meminfoS) parts.push(`ballast.meminfo=${o.meminfoS}`);
   if (o.guestAgent === false) parts.push('ballast.qga=0');
   if (o.cacheS !== undefined) parts.push(`ballast.cache=${Math.max(0, Math.round(o.cacheS))}`);
+  // Plugged memory onlined movable: only movable pages land there, so virtio-mem can unplug it.
+  if (o.virtioMem) parts.push('memhp_default_state=online_movable');
   return parts.join(' ');
 }
 
@@ -71,12 +100,14 @@ export interface DomainXmlOptions extends GuestBootOptions {
 export function domainXml(o: DomainXmlOptions): string {
   const kib = checkMemMiB(o.memMiB) * 1024;
   const e = xmlEscape;
+  const vm = o.virtioMem ? checkVirtioMem(o.virtioMem) : null;
+  // libvirt wants a memory slot, room for the device under maxMemory, and a NUMA cell for it.
   return `<domain type='qemu'>
   <name>${e(o.name)}</name>
-  <memory unit='KiB'>${kib}</memory>
+${vm ? `  <maxMemory slots='1' unit='KiB'>${kib + vm.maxMiB * 1024}</maxMemory>\n` : ''}  <memory unit='KiB'>${kib}</memory>
   <currentMemory unit='KiB'>${kib}</currentMemory>
   <vcpu placement='static'>1</vcpu>
-  <os>
+${vm ? `  <cpu><numa><cell id='0' cpus='0' memory='${kib}' unit='KiB'/></numa></cpu>\n` : ''}  <os>
     <type arch='x86_64' machine='pc'>hvm</type>
     <kernel>${e(o.kernel)}</kernel>
     <initrd>${e(o.initrd)}</initrd>
@@ -94,7 +125,7 @@ export function domainXml(o: DomainXmlOptions): string {
       <source path='${e(o.consolePath)}'/>
       <target port='0'/>
     </serial>
-${o.guestAgent ? "    <channel type='unix'>\n      <target type='virtio' name='org.qemu.guest_agent.0'/>\n    </channel>\n" : ''}${
+${vm ? virtioMemXml(vm) : ''}${o.guestAgent ? "    <channel type='unix'>\n      <target type='virtio' name='org.qemu.guest_agent.0'/>\n    </channel>\n" : ''}${
   o.balloon === false
     ? "    <memballoon model='none'/>"
     : `    <memballoon model='virtio'${o.freePageReporting ? " freePageReporting='on'" : ''}>
@@ -103,6 +134,18 @@ ${o.guestAgent ? "    <channel type='unix'>\n      <target type='virtio' name='o
 }
   </devices>
 </domain>
+`;
+}
+
+function virtioMemXml(v: Required<VirtioMemOptions>): string {
+  return `    <memory model='virtio-mem'>
+      <target>
+        <size unit='KiB'>${v.maxMiB * 1024}</size>
+        <node>0</node>
+        <block unit='KiB'>${v.blockMiB * 1024}</block>
+        <requested unit='KiB'>${v.requestedMiB * 1024}</requested>
+      </target>
+    </memory>
 `;
 }
 
@@ -171,6 +214,8 @@ export interface StartGuestsOptions {
   /** Define persistent domains (virsh define + start) instead of transient ones (virsh create),
    *  e.g. to see defined/undefined lifecycle events. stopLabGuests undefines them. */
   persistent?: boolean;
+  /** Give each guest a virtio-mem device (and movable hotplugged memory). */
+  virtioMem?: VirtioMemOptions;
 }
 
 export interface LabGuest {
@@ -221,6 +266,7 @@ export async function startLabGuests(o: StartGuestsOptions): Promise<LabGuest[]>
       statsPeriodS: o.statsPeriodS ?? 2,
       freePageReporting: o.freePageReporting,
       balloon: o.balloon,
+      virtioMem: o.virtioMem,
       emulator,
     });
     const xmlPath = join(GUESTS_DIR, `${name}.xml`);

@@ -6,7 +6,7 @@ import { randomFillSync } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureLabBuilt } from './build.js';
-import { checkMemMiB, DEFAULT_MEM_MIB, DEFAULT_WORKLOAD, findEmulator, guestCmdline, waitGuestReady } from './guests.js';
+import { checkMemMiB, checkVirtioMem, DEFAULT_MEM_MIB, DEFAULT_WORKLOAD, findEmulator, guestCmdline, waitGuestReady, type VirtioMemOptions } from './guests.js';
 import { GUEST_PREFIX, RUN_DIR } from './paths.js';
 import { killPid, pidAlive, pidComm, waitFor } from './proc.js';
 
@@ -43,6 +43,8 @@ export interface QemuGuestOptions {
    *  as huge pages) or 'off' (prctl PR_SET_THP_DISABLE before exec, as a host that wants
    *  ballooning to return memory at once would do; see docs/host.md). Default 'host'. */
   thp?: 'host' | 'off';
+  /** A virtio-mem device `vmem0` (QOM path /machine/peripheral/vmem0) beside the base memory. */
+  virtioMem?: VirtioMemOptions;
 }
 
 // PR_SET_THP_DISABLE (linux/prctl.h) survives execve, so a tiny wrapper can set it for QEMU.
@@ -99,7 +101,10 @@ export function qemuArgs(o: {
   freePageReporting?: boolean;
   /** A raw disk image the guest sees as /dev/vda. */
   disk?: string;
+  virtioMem?: VirtioMemOptions;
 }): string[] {
+  const vm = o.virtioMem ? checkVirtioMem(o.virtioMem) : null;
+  const mem = checkMemMiB(o.memMiB);
   const args = [
     '-name',
     o.name,
@@ -108,7 +113,8 @@ export function qemuArgs(o: {
     '-machine',
     'pc',
     '-m',
-    String(checkMemMiB(o.memMiB)),
+    // maxmem leaves guest-physical room above the base RAM for the device.
+    vm ? `size=${mem}M,maxmem=${mem + vm.maxMiB}M` : String(mem),
     '-smp',
     '1',
     '-nodefaults',
@@ -129,6 +135,14 @@ export function qemuArgs(o: {
     '-qmp',
     `unix:${o.qmpSocket},server=on,wait=off`,
   ];
+  if (vm) {
+    args.push(
+      '-object',
+      `memory-backend-ram,id=vmem0mem,size=${vm.maxMiB}M`,
+      '-device',
+      `virtio-mem-pci,id=vmem0,memdev=vmem0mem,requested-size=${vm.requestedMiB}M,block-size=${vm.blockMiB}M`,
+    );
+  }
   if (o.disk) {
     // cache=none: the host's page cache stays out of it, the guest's is what is measured.
     args.push('-drive', `file=${o.disk},if=none,id=disk0,format=raw,cache=none,readonly=on`, '-device', 'virtio-blk-pci,drive=disk0');
@@ -186,6 +200,7 @@ export async function startQemuGuest(o: QemuGuestOptions): Promise<QemuGuest> {
     meminfoS: o.meminfoS,
     guestAgent: withAgent,
     cacheS: disk ? (o.cacheS ?? 0) : undefined,
+    virtioMem: o.virtioMem,
   });
   const args = qemuArgs({
     name,
@@ -198,6 +213,7 @@ export async function startQemuGuest(o: QemuGuestOptions): Promise<QemuGuest> {
     qgaSocket,
     freePageReporting: o.freePageReporting,
     disk,
+    virtioMem: o.virtioMem,
   });
 
   const logFd = openSync(qemuLog, 'w');

@@ -47,3 +47,17 @@ test('guestCmdline: ballast parameters, bad names and workloads refused', () => 
   assert.throws(() => guestCmdline({ name: 'a b' }), /bad guest name/);
   assert.throws(() => guestCmdline({ name: 'g', workload: 'touch' }), /bad workload step/);
 });
+
+test('domainXml with virtio-mem: a memory slot and room under maxMemory, a NUMA cell, the device in KiB; movable onlining on the command line', () => {
+  const xml = domainXml({ ...base, virtioMem: { maxMiB: 256, requestedMiB: 128 } });
+  assert.match(xml, /<maxMemory slots='1' unit='KiB'>524288<\/maxMemory>/);
+  assert.match(xml, /<cell id='0' cpus='0' memory='262144' unit='KiB'\/>/);
+  assert.match(
+    xml,
+    /<memory model='virtio-mem'>\s*<target>\s*<size unit='KiB'>262144<\/size>\s*<node>0<\/node>\s*<block unit='KiB'>2048<\/block>\s*<requested unit='KiB'>131072<\/requested>/,
+  );
+  assert.match(xml, /<cmdline>[^<]*memhp_default_state=online_movable/);
+  const plain = domainXml(base);
+  assert.doesNotMatch(plain, /maxMemory|numa|virtio-mem|memhp_default_state/);
+  assert.throws(() => domainXml({ ...base, virtioMem: { maxMiB: 256, requestedMiB: 300 } }), /from 0 to 256, got 300/);
+});

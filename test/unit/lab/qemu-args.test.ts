@@ -29,3 +29,15 @@ test('qemuArgs: guest agent channel only when asked; memory bounds enforced', ()
   assert.ok(a.includes('virtserialport,chardev=qga0,name=org.qemu.guest_agent.0'));
   assert.throws(() => qemuArgs({ ...base, memMiB: 1024, qgaSocket: null }), /128 to 512/);
 });
+
+test('qemuArgs: a virtio-mem device vmem0 above the base memory, its sizes checked', () => {
+  const a = qemuArgs({ ...base, qgaSocket: null, virtioMem: { maxMiB: 256, requestedMiB: 64 } });
+  const after = (flag: string, from = 0) => a[a.indexOf(flag, from) + 1];
+  assert.equal(after('-m'), 'size=256M,maxmem=512M');
+  assert.equal(after('-object'), 'memory-backend-ram,id=vmem0mem,size=256M');
+  assert.ok(a.includes('virtio-mem-pci,id=vmem0,memdev=vmem0mem,requested-size=64M,block-size=2M'));
+  assert.throws(() => qemuArgs({ ...base, qgaSocket: null, virtioMem: { maxMiB: 256, requestedMiB: 3 } }), /multiple of 2 MiB from 0 to 256/);
+  assert.throws(() => qemuArgs({ ...base, qgaSocket: null, virtioMem: { maxMiB: 1024 } }), /from 2 to 512 MiB, got 1024/);
+  assert.throws(() => qemuArgs({ ...base, qgaSocket: null, virtioMem: { maxMiB: 96, blockMiB: 3 } }), /power of two/);
+  assert.ok(!qemuArgs({ ...base, qgaSocket: null }).some((x) => x.includes('virtio-mem')));
+});
