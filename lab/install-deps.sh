@@ -29,6 +29,10 @@ packages=(
   python3
   # useradd/groupadd for libvirt's compiled-in QEMU account
   passwd
+  # the Debian package's test (test/lab/package.test.ts): Debian's package checker, and
+  # systemd-analyze to verify the installed unit (installing systemd starts nothing in a
+  # container); dpkg-deb comes with dpkg
+  lintian systemd
 )
 if [ "${BALLAST_WITH_CHROMIUM:-1}" = 1 ]; then
   packages+=(chromium)

@@ -35,7 +35,7 @@ test('systemd-analyze verify accepts the unit', (t) => {
   try {
     // The unit names /usr/bin/ballast, which a test machine does not have: point it at node.
     const path = join(dir, 'ballast.service');
-    writeFileSync(path, unit.replace('/usr/bin/ballast', process.execPath));
+    writeFileSync(path, unit.replace('ExecStart=/usr/bin/ballast', `ExecStart=${process.execPath}`));
     const r = spawnSync('systemd-analyze', ['verify', path], { encoding: 'utf8' });
     const problems = (r.stdout + r.stderr).split('\n').filter((l) => l.includes('ballast.service'));
     assert.deepEqual(problems, [], r.stdout + r.stderr);
