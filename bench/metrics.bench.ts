@@ -1,7 +1,9 @@
 // What watching costs: the daemon at 1,000 simulated guests with the API, /metrics and the
 // dashboard served and used (Prometheus scraping every 15 s, one dashboard tab polling every
-// 2 s as web/dashboard.js does), against the same daemon with all of them off, measured in
-// the same run; then the time and size of one /metrics scrape.
+// 2 s as web/dashboard.js does), and with /metrics scraped every 15 s alone, against the same
+// daemon with all of them off, measured in the same run; then the time and size of one
+// /metrics scrape beside the same daemon's /api/v1/health (the HTTP round trip itself), asked
+// alternately so that both see the same load on the machine.
 // BALLAST_BENCH_WINDOW_S sets the measuring window (default 30 s).
 import { readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -40,7 +42,10 @@ interface Run {
   polls: number;
 }
 
-async function measure(dist: string | null, on: boolean, windowS: number, after?: (metricsUrl: string) => Promise<void>): Promise<Run> {
+type Mode = 'off' | 'scrape' | 'all';
+
+async function measure(dist: string | null, mode: Mode, windowS: number, after?: (metricsUrl: string, healthUrl: string) => Promise<void>): Promise<Run> {
+  const on = mode !== 'off';
   const s = setup(GUESTS);
   const metricsPort = 20000 + Math.floor(Math.random() * 20000);
   const dashboardPort = metricsPort + 1;
@@ -68,17 +73,21 @@ async function measure(dist: string | null, on: boolean, windowS: number, after?
               await sleep(15_000);
             }
           })(),
-          (async () => {
-            let since = 0;
-            while (!stop) {
-              const [, , , , , events] = await Promise.all(
-                ['health', 'host', 'guests', 'actions', 'alerts', `events?since=${since}`].map(async (p) => (await fetch(api + p)).json()),
-              );
-              since = (events as { seq: number }[]).at(-1)?.seq ?? since;
-              polls++;
-              await sleep(2000);
-            }
-          })(),
+          ...(mode === 'all'
+            ? [
+                (async () => {
+                  let since = 0;
+                  while (!stop) {
+                    const [, , , , , events] = await Promise.all(
+                      ['health', 'host', 'guests', 'actions', 'alerts', `events?since=${since}`].map(async (p) => (await fetch(api + p)).json()),
+                    );
+                    since = (events as { seq: number }[]).at(-1)?.seq ?? since;
+                    polls++;
+                    await sleep(2000);
+                  }
+                })(),
+              ]
+            : []),
         ]
       : [];
     const c0 = cpuSeconds(d.pid!);
@@ -91,7 +100,7 @@ async function measure(dist: string | null, on: boolean, windowS: number, after?
     const cpuPct = (100 * (cpuSeconds(d.pid!) - c0)) / ((performance.now() - t0) / 1000);
     stop = true;
     await Promise.all(clients);
-    if (after) await after(metricsUrl);
+    if (after) await after(metricsUrl, `${api}health`);
     return { cpuPct, rssMaxKiB: rssMax, scrapes, polls };
   } finally {
     const code = await stopDaemon(d);
@@ -100,23 +109,30 @@ async function measure(dist: string | null, on: boolean, windowS: number, after?
   }
 }
 
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
 export default async function main(): Promise<void> {
   const windowS = Number(process.env.BALLAST_BENCH_WINDOW_S ?? 30);
   const dist = buildDist();
-  const off = await measure(dist, false, windowS);
-  let scrape = { medianMs: 0, maxMs: 0, bytes: 0, series: 0, n: 0 };
-  const on = await measure(dist, true, windowS, async (url) => {
+  const off = await measure(dist, 'off', windowS);
+  const scrapeOnly = await measure(dist, 'scrape', windowS);
+  let scrape = { medianMs: 0, maxMs: 0, healthMs: 0, bytes: 0, series: 0, n: 0 };
+  const on = await measure(dist, 'all', windowS, async (url, health) => {
     const times: number[] = [];
+    const healthTimes: number[] = [];
     let text = '';
-    for (let i = 0; i < 20; i++) {
-      const t = performance.now();
+    for (let i = 0; i < 21; i++) {
+      let t = performance.now();
       text = await (await fetch(url)).text();
       times.push(performance.now() - t);
+      t = performance.now();
+      await (await fetch(health)).text();
+      healthTimes.push(performance.now() - t);
     }
-    times.sort((a, b) => a - b);
     scrape = {
-      medianMs: times[10]!,
-      maxMs: times.at(-1)!,
+      medianMs: median(times),
+      maxMs: Math.max(...times),
+      healthMs: median(healthTimes),
       bytes: Buffer.byteLength(text),
       series: text.split('\n').filter((l) => l && !l.startsWith('#')).length,
       n: times.length,
@@ -125,10 +141,17 @@ export default async function main(): Promise<void> {
   const mb = (k: number) => (k / 1024).toFixed(1);
   console.log(`daemon, ${GUESTS.toLocaleString('en')} simulated guests, real time, ${windowS} s window (${dist ? 'compiled JavaScript' : 'tsx'}):`);
   console.log(`  API, /metrics and dashboard off (baseline): CPU ${off.cpuPct.toFixed(2)}% of one core, RSS max ${mb(off.rssMaxKiB)} MB`);
+  console.log(
+    `  /metrics scraped alone (${scrapeOnly.scrapes} scrapes): CPU ${scrapeOnly.cpuPct.toFixed(2)}% of one core, RSS max ${mb(scrapeOnly.rssMaxKiB)} MB`,
+  );
   console.log(`  on and used (${on.scrapes} scrapes, ${on.polls} dashboard polls): CPU ${on.cpuPct.toFixed(2)}% of one core, RSS max ${mb(on.rssMaxKiB)} MB`);
+  console.log(`  ratio scraped/off: CPU ${(scrapeOnly.cpuPct / off.cpuPct).toFixed(2)}x, RSS ${(scrapeOnly.rssMaxKiB / off.rssMaxKiB).toFixed(2)}x`);
   console.log(`  ratio on/off: CPU ${(on.cpuPct / off.cpuPct).toFixed(2)}x, RSS ${(on.rssMaxKiB / off.rssMaxKiB).toFixed(2)}x`);
   console.log(
     `/metrics at ${GUESTS.toLocaleString('en')} guests: ${scrape.series.toLocaleString('en')} series, ${(scrape.bytes / 1024).toFixed(0)} KiB; scrape time median ${scrape.medianMs.toFixed(1)} ms, max ${scrape.maxMs.toFixed(1)} ms over ${scrape.n} scrapes`,
+  );
+  console.log(
+    `  beside /api/v1/health in the same daemon, asked alternately: median ${scrape.healthMs.toFixed(1)} ms; scrape/health ${(scrape.medianMs / scrape.healthMs).toFixed(1)}x`,
   );
 }
 

@@ -5,9 +5,9 @@
 // `_total` counters, guests labelled by name and uuid. A guest that is gone loses its series
 // at the next scrape, because every guest gauge is rebuilt from the port's current guests.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { DaemonPort } from '../port.js';
-import type { Stats } from '../../types.js';
+import type { DaemonPort, GuestState } from '../port.js';
 import { HttpError, type Handler } from '../http/server.js';
+import { family, labelSet } from './exposition.js';
 
 const KiB = 1024;
 const PAGE = 4096;
@@ -73,57 +73,71 @@ const COUNTERS: [string, keyof ReturnType<DaemonPort['counters']>, string][] = [
 
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 
+/** A per-guest family: its value for one guest (null: no sample), read at scrape time. */
+interface GuestFamily {
+  type: 'gauge' | 'counter';
+  help: string;
+  value: (g: GuestState, now: number) => number | null;
+}
+
+export type MetricsRegistry = Registry & {
+  /** Sets the registry's own metrics from the port (the per-guest families are not in it). */
+  collectAll: () => void;
+  /** The per-guest families, written directly at scrape time; each is also registered (without
+   *  values) so that the registry lists every family the daemon exports, in order. */
+  guestFamilies: Map<string, GuestFamily>;
+};
+
+const GUEST_LABELS = ['name', 'uuid'] as const;
+
 /** A registry whose every value is read from `port` at scrape time (plus the cycle histogram, fed as cycles end). */
-export function createMetrics(port: DaemonPort): Registry {
+export function createMetrics(port: DaemonPort): MetricsRegistry {
   const reg = new Registry();
   const hostGauges = HOST_GAUGES.map(([name, stat, scale, help]) => ({ g: new Gauge({ name: `ballast_host_${name}`, help, registers: [reg] }), stat, scale }));
-  const guestLabels = ['name', 'uuid'] as const;
-  const guestGauges = GUEST_GAUGES.map(([name, stat, scale, help]) => ({
-    g: new Gauge({ name: `ballast_guest_${name}`, help, labelNames: guestLabels, registers: [reg] }),
-    stat,
-    scale,
-  }));
-  const guestCounters = GUEST_COUNTERS.map(([name, stat, scale, help]) => ({
-    c: new Counter({ name: `ballast_guest_${name}`, help, labelNames: guestLabels, registers: [reg] }),
-    stat,
-    scale,
-  }));
-  const target = new Gauge({
-    name: 'ballast_guest_balloon_target_bytes',
-    help: 'The balloon target ballast last set for the guest.',
-    labelNames: guestLabels,
-    registers: [reg],
-  });
-  const stale = new Gauge({
-    name: 'ballast_guest_stale',
-    help: "1 when the guest's latest statistics could not be read (no balloon driver, no stats, driver error).",
-    labelNames: guestLabels,
-    registers: [reg],
-  });
-  const holding = new Gauge({
-    name: 'ballast_guest_rollback_hold',
-    help: '1 while the guest is held off inflation after a rollback.',
-    labelNames: guestLabels,
-    registers: [reg],
-  });
-  const inflated = new Counter({
-    name: 'ballast_guest_balloon_inflated_bytes_total',
-    help: 'Memory balloon inflations took from the guest since it appeared.',
-    labelNames: guestLabels,
-    registers: [reg],
-  });
-  const expected = new Counter({
-    name: 'ballast_guest_balloon_expected_return_bytes_total',
-    help: 'The part of those inflations the host had backed with resident memory: what should have come back.',
-    labelNames: guestLabels,
-    registers: [reg],
-  });
-  const returned = new Counter({
-    name: 'ballast_guest_balloon_returned_bytes_total',
-    help: 'QEMU resident memory that went with those inflations: what the host really got back.',
-    labelNames: guestLabels,
-    registers: [reg],
-  });
+  const guestFamilies = new Map<string, GuestFamily>();
+  const perGuest = (name: string, type: 'gauge' | 'counter', help: string, value: GuestFamily['value']) => {
+    const Kind = type === 'gauge' ? Gauge : Counter;
+    new Kind({ name, help, labelNames: GUEST_LABELS, registers: [reg] });
+    guestFamilies.set(name, { type, help, value });
+  };
+  for (const [name, stat, scale, help] of GUEST_GAUGES) {
+    perGuest(`ballast_guest_${name}`, 'gauge', help, (g) => {
+      const v = num(g.stats[stat]);
+      return v === null ? null : v * scale;
+    });
+  }
+  // A counter never goes negative: a negative reading has no sample.
+  const nonNegative = (v: number | null) => (v !== null && v >= 0 ? v : null);
+  for (const [name, stat, scale, help] of GUEST_COUNTERS) {
+    perGuest(`ballast_guest_${name}`, 'counter', help, (g) => {
+      const v = nonNegative(num(g.stats[stat]));
+      return v === null ? null : v * scale;
+    });
+  }
+  perGuest('ballast_guest_balloon_target_bytes', 'gauge', 'The balloon target ballast last set for the guest.', (g) =>
+    g.lastTarget !== undefined ? g.lastTarget * KiB : null,
+  );
+  perGuest('ballast_guest_stale', 'gauge', "1 when the guest's latest statistics could not be read (no balloon driver, no stats, driver error).", (g) =>
+    g.stale ? 1 : 0,
+  );
+  perGuest('ballast_guest_rollback_hold', 'gauge', '1 while the guest is held off inflation after a rollback.', (g, now) =>
+    g.holdUntil !== undefined && g.holdUntil > now ? 1 : 0,
+  );
+  const returns: [string, string, keyof NonNullable<GuestState['balloonReturn']>][] = [
+    ['ballast_guest_balloon_inflated_bytes_total', 'Memory balloon inflations took from the guest since it appeared.', 'inflatedKiB'],
+    [
+      'ballast_guest_balloon_expected_return_bytes_total',
+      'The part of those inflations the host had backed with resident memory: what should have come back.',
+      'expectedKiB',
+    ],
+    ['ballast_guest_balloon_returned_bytes_total', 'QEMU resident memory that went with those inflations: what the host really got back.', 'returnedKiB'],
+  ];
+  for (const [name, help, field] of returns) {
+    perGuest(name, 'counter', help, (g) => {
+      const v = g.balloonReturn ? nonNegative(num(g.balloonReturn[field])) : null;
+      return v === null ? null : v * KiB;
+    });
+  }
   const guests = new Gauge({ name: 'ballast_guests', help: 'Guests the daemon manages.', registers: [reg] });
   const up = new Gauge({ name: 'ballast_up', help: '1 when every source answers, 0 when degraded.', registers: [reg] });
   const paused = new Gauge({ name: 'ballast_paused', help: '1 while control is paused (observe only).', registers: [reg] });
@@ -190,36 +204,7 @@ export function createMetrics(port: DaemonPort): Registry {
       const v = num(h[stat]);
       if (v !== null) g.set(v * scale);
     }
-    for (const { g } of guestGauges) g.reset();
-    for (const { c } of guestCounters) c.reset();
-    target.reset();
-    stale.reset();
-    inflated.reset();
-    expected.reset();
-    returned.reset();
-    holding.reset();
-    const now = port.health().time;
     const list = port.guests();
-    for (const gs of list) {
-      const labels = { name: gs.name, uuid: String(gs.props.uuid ?? gs.id) };
-      const s: Stats = gs.stats;
-      for (const { g, stat, scale } of guestGauges) {
-        const v = num(s[stat]);
-        if (v !== null) g.set(labels, v * scale);
-      }
-      for (const { c, stat, scale } of guestCounters) {
-        const v = num(s[stat]);
-        if (v !== null && v >= 0) c.inc(labels, v * scale);
-      }
-      if (gs.lastTarget !== undefined) target.set(labels, gs.lastTarget * KiB);
-      stale.set(labels, gs.stale ? 1 : 0);
-      if (gs.balloonReturn) {
-        inflated.inc(labels, gs.balloonReturn.inflatedKiB * KiB);
-        expected.inc(labels, gs.balloonReturn.expectedKiB * KiB);
-        returned.inc(labels, gs.balloonReturn.returnedKiB * KiB);
-      }
-      holding.set(labels, gs.holdUntil !== undefined && gs.holdUntil > now ? 1 : 0);
-    }
     guests.set(list.length);
     const health = port.health();
     up.set(health.status === 'ok' ? 1 : 0);
@@ -241,13 +226,13 @@ export function createMetrics(port: DaemonPort): Registry {
       counter.inc(c[field] ?? 0);
     }
   };
-  return Object.assign(reg, { collectAll });
+  return Object.assign(reg, { collectAll, guestFamilies });
 }
 
-const registries = new WeakMap<DaemonPort, Registry & { collectAll?: () => void }>();
+const registries = new WeakMap<DaemonPort, MetricsRegistry>();
 
 /** The registry of `port`, made once (several listeners serve the same series). */
-export function metricsOf(port: DaemonPort): Registry & { collectAll?: () => void } {
+export function metricsOf(port: DaemonPort): MetricsRegistry {
   let r = registries.get(port);
   if (!r) {
     r = createMetrics(port);
@@ -256,11 +241,20 @@ export function metricsOf(port: DaemonPort): Registry & { collectAll?: () => voi
   return r;
 }
 
-/** Prometheus' text format as of now. */
+/** Prometheus' text format as of now: the registry's families through prom-client, the
+ *  per-guest ones written directly, in the registry's order, as prom-client joins them. */
 export async function renderMetrics(port: DaemonPort): Promise<{ text: string; contentType: string }> {
   const reg = metricsOf(port);
-  reg.collectAll?.();
-  return { text: await reg.metrics(), contentType: reg.contentType };
+  reg.collectAll();
+  const guests = port.guests();
+  const now = port.health().time;
+  const labels = guests.map((g) => labelSet(GUEST_LABELS, [g.name, String(g.props.uuid ?? g.id)]));
+  const parts: string[] = [];
+  for (const m of reg.getMetricsAsArray()) {
+    const f = reg.guestFamilies.get(m.name);
+    parts.push(f ? family(m.name, f.type, f.help, guests, labels, (g) => f.value(g, now)) : await reg.getSingleMetricAsString(m.name));
+  }
+  return { text: `${parts.join('\n\n')}\n`, contentType: reg.contentType };
 }
 
 /** GET /metrics. */

@@ -205,3 +205,59 @@ test("/metrics: valid text format whose values are the engine's own samples; a g
     await d.stop();
   }
 });
+
+test('per-guest series written directly: label values escaped, one series per label set, no negative counter, every family once in registry order', async () => {
+  const { createMetrics, renderMetrics, metricsOf } = await import('../../../src/api/metrics/index.js');
+  const guest = (name: string, extra: Record<string, unknown> = {}) => ({
+    id: name,
+    name,
+    props: {},
+    vars: {},
+    stats: { balloon_cur: 1024, balloon_max: 2048, mem_unused: null, swap_in: -1, swap_out: 3, psi_some_avg10: 12.5 },
+    ...extra,
+  });
+  const hostile = 'a"b\\c\nd\x1b]0;x\x07 é';
+  const guests = [
+    guest(hostile, { stale: 'no stats', lastTarget: 900, holdUntil: 50, balloonReturn: { inflatedKiB: 10, expectedKiB: 8, returnedKiB: -2 } }),
+    guest('plain', { props: { uuid: 'u-1' } }),
+    guest('twin', { id: 'same' }),
+    guest('twin', { id: 'same' }),
+  ];
+  const port = {
+    onUpdate: () => () => {},
+    host: () => ({ stats: {} }),
+    guests: () => guests,
+    health: () => ({ status: 'ok', version: 'v', hypervisor: 'h', startedAt: 0, time: 40, cycle: 1, paused: false, policyLoaded: true, problems: [] }),
+    alerts: () => [],
+    counters: () => ({}),
+    actions: () => [],
+  } as unknown as import('../../../src/api/port.js').DaemonPort;
+  const { text } = await renderMetrics(port);
+  const fams = parseExposition(text);
+  const registered = metricsOf(port)
+    .getMetricsAsArray()
+    .map((m) => m.name);
+  assert.deepEqual([...fams.keys()], registered, 'every family once, in the order registered');
+  assert.deepEqual(
+    registered,
+    createMetrics(port)
+      .getMetricsAsArray()
+      .map((m) => m.name),
+  );
+  const l = { name: hostile, uuid: hostile };
+  assert.equal(value(fams, 'ballast_guest_balloon_current_bytes', l), 1024 * 1024, 'the hostile name read back exactly');
+  assert.equal(value(fams, 'ballast_guest_balloon_target_bytes', l), 900 * 1024);
+  assert.equal(value(fams, 'ballast_guest_stale', l), 1);
+  assert.equal(value(fams, 'ballast_guest_rollback_hold', l), 1, 'held until 50, now 40');
+  assert.equal(value(fams, 'ballast_guest_memory_pressure_some_avg10_ratio', l), 0.125);
+  assert.equal(value(fams, 'ballast_guest_balloon_inflated_bytes_total', l), 10 * 1024);
+  assert.equal(value(fams, 'ballast_guest_balloon_returned_bytes_total', l), undefined, 'a negative counter has no sample');
+  assert.equal(value(fams, 'ballast_guest_swap_in_bytes_total', l), undefined);
+  assert.equal(value(fams, 'ballast_guest_swap_out_bytes_total', l), 3 * 1024);
+  assert.equal(value(fams, 'ballast_guest_memory_unused_bytes', l), undefined, 'a null stat has no sample');
+  assert.equal(value(fams, 'ballast_guest_stale', { name: 'plain', uuid: 'u-1' }), 0);
+  assert.equal(value(fams, 'ballast_guest_balloon_target_bytes', { name: 'plain' }), undefined);
+  assert.equal(fams.get('ballast_guest_stale')!.samples.filter((s) => s.labels.name === 'twin').length, 1, 'one series for two guests with one label set');
+  assert.equal(fams.get('ballast_guest_swap_out_bytes_total')!.type, 'counter');
+  assert.equal(value(fams, 'ballast_guests'), 4);
+});
