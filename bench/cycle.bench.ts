@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { Engine } from '../src/engine/engine.js';
 import { compilePolicyText, evaluatePolicy } from '../src/engine/policy-adapter.js';
 import type { EntityInput } from '../src/engine/policy-port.js';
-import { SimHypervisor, SimKsm, simHostSource } from '../src/hypervisor/sim/index.js';
+import { SimHypervisor, simHostSource } from '../src/hypervisor/sim/index.js';
 import { parseScenario } from '../src/sim/scenarios.js';
 import { SimWorld } from '../src/sim/world.js';
 
@@ -37,7 +37,6 @@ async function measure(guests: number, cycles: number) {
   const engine = new Engine({
     hypervisor: new SimHypervisor(world),
     hostSources: [simHostSource(world)],
-    ksm: new SimKsm(world),
     policy,
     now: () => world.now,
   });

@@ -165,7 +165,7 @@ async function rssRun(dist: string | null, guests: number, timeScale: number, se
 async function cpuSplit(guests: number): Promise<{ worldPct: number; enginePct: number }> {
   const { SimWorld } = await import('../src/sim/world.js');
   const { parseScenario } = await import('../src/sim/scenarios.js');
-  const { SimHypervisor, SimKsm, simHostSource } = await import('../src/hypervisor/sim/index.js');
+  const { SimHypervisor, simHostSource } = await import('../src/hypervisor/sim/index.js');
   const { Engine } = await import('../src/engine/engine.js');
   const { compilePolicyText } = await import('../src/engine/policy-adapter.js');
   const s = setup(guests);
@@ -175,7 +175,6 @@ async function cpuSplit(guests: number): Promise<{ worldPct: number; enginePct: 
   const engine = new Engine({
     hypervisor: new SimHypervisor(world),
     hostSources: [simHostSource(world)],
-    ksm: new SimKsm(world),
     policy: compilePolicyText(readFileSync(join(root, 'policies', 'default.policy'), 'utf8')),
     now: () => world.now,
   });

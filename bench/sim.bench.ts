@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { cpuUsage } from 'node:process';
 import { SimWorld } from '../src/sim/world.js';
 import { memknobsScenario } from '../src/sim/scenarios.js';
-import { runSimulated } from '../src/sim/run.js';
+import { runSimulated } from '../src/daemon/sim-run.js';
 import { compilePolicyText } from '../src/engine/policy-adapter.js';
 
 function scenario(guests: number) {

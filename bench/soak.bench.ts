@@ -14,7 +14,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Engine } from '../src/engine/engine.js';
 import { compilePolicyText } from '../src/engine/policy-adapter.js';
-import { SimHypervisor, SimKsm, simHostSource } from '../src/hypervisor/sim/index.js';
+import { SimHypervisor, simHostSource } from '../src/hypervisor/sim/index.js';
 import { parseScenario } from '../src/sim/scenarios.js';
 import { SimWorld } from '../src/sim/world.js';
 import type { GuestSample, Hypervisor } from '../src/types.js';
@@ -98,7 +98,7 @@ export default async function main(): Promise<void> {
   );
   const policies = ['default.policy', 'balloon.policy'].map((f) => compilePolicyText(readFileSync(new URL(`../policies/${f}`, import.meta.url), 'utf8'), f));
   const churn = new ChurnHypervisor(new SimHypervisor(world), 50);
-  const engine = new Engine({ hypervisor: churn, hostSources: [simHostSource(world)], ksm: new SimKsm(world), policy: policies[0]!, now: () => world.now });
+  const engine = new Engine({ hypervisor: churn, hostSources: [simHostSource(world)], policy: policies[0]!, now: () => world.now });
   const handlesBefore = process.getActiveResourcesInfo().length;
 
   const warmup = Math.min(5_000, Math.floor(cycles / 10));

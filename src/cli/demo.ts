@@ -6,11 +6,11 @@
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { defaultConfig } from '../config/schema.js';
-import { Daemon } from '../engine/daemon.js';
+import { Daemon } from '../daemon/daemon.js';
 import type { ActionRecord, EngineSnapshot } from '../engine/engine.js';
 import { alertKey, type AlertEvent } from '../host/alerts.js';
 import { createLogger, nullLogger, type Logger } from '../log/logger.js';
-import { DaemonApiPort } from '../api/daemon-port.js';
+import { DaemonApiPort } from '../daemon/port.js';
 import { EventLog } from '../api/event-log.js';
 import { startServers } from '../api/serve.js';
 import { shippedPolicyFile } from '../policy/shipped.js';

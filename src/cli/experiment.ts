@@ -3,7 +3,7 @@
 // only (policies/ksm.policy), balloon + KSM (policies/default.policy). Prints a table like
 // the paper's, or with --json {"experiment": ..., "runs": [...]} on stdout. Progress on stderr.
 import type { Command } from 'commander';
-import { runSimulated, type SimRunResult } from '../sim/run.js';
+import { runSimulated, type SimRunResult } from '../daemon/sim-run.js';
 import type { CompiledPolicy } from '../policy/index.js';
 import { cloudyDefaults, cloudyScenario, memknobsDefaults, memknobsScenario, parseParamOverrides, type ExperimentScale } from '../sim/scenarios.js';
 import type { ParamOverrides } from '../sim/params.js';

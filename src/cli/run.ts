@@ -1,12 +1,12 @@
 // `ballast run --config FILE`: the daemon. Runs until SIGTERM or SIGINT, then stops cleanly
-// (see src/engine/daemon.ts); a second signal exits at once.
+// (see src/daemon/daemon.ts); a second signal exits at once.
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { loadConfigFile, parseConfigObject } from '../config/load.js';
 import { loadMomConfigFile } from '../config/mom-conf.js';
-import { Daemon } from '../engine/daemon.js';
+import { Daemon } from '../daemon/daemon.js';
 import { createLogger, isLogLevel, type LogFormat } from '../log/logger.js';
-import { DaemonApiPort } from '../api/daemon-port.js';
+import { DaemonApiPort } from '../daemon/port.js';
 import { EventLog } from '../api/event-log.js';
 import { startServers, tokensOf, type Servers } from '../api/serve.js';
 import { smallHeap } from './heap.js';

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { compilePolicies, checkPolicy, type CompiledPolicy } from '../policy/index.js';
-import { runSimulated, type SimRunResult } from '../sim/run.js';
+import { runSimulated, type SimRunResult } from '../daemon/sim-run.js';
 import { loadScenario, parseParamOverrides } from '../sim/scenarios.js';
 import { SimWorld } from '../sim/world.js';
 import { SeriesSampler, openSeries, type SeriesWriter } from '../sim/series.js';

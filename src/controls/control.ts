@@ -1,11 +1,14 @@
 // What every control shares: the actions the guard lets through, the controllers that carry
 // them out (one outcome per action; a controller never throws, so one bad guest or a
-// read-only sysfs cannot stop the loop), and the ControlModule each control's folder exports.
-import type { Config } from '../config/schema.js';
+// read-only sysfs cannot stop the loop), and the ControlModule each control's folder exports:
+// everything about one mechanism (config section, backend, guard, per-guest state, restore)
+// lives in its folder, and the loop reaches it only through this interface.
+import type { ZodType } from 'zod';
+import type { History } from '../engine/history.js';
 import { failureKind, type FailureKind } from '../errors.js';
 import type { SafeguardConfig } from './balloon/floor.js';
 import type { Logger } from '../log/logger.js';
-import type { CgroupBackend, GuestSample, Hypervisor, KsmBackend, Stats } from '../types.js';
+import type { GuestSample, Hypervisor, Props, Stats } from '../types.js';
 
 /** 'deferred': not tried, because the same control failed recently and is backing off. */
 export type ActionResult = 'applied' | 'unchanged' | 'failed' | 'dropped' | 'deferred';
@@ -80,20 +83,38 @@ export interface KnobDecision {
   reasons: string[];
 }
 
+/** A decision that did not become an action (skipped, vetoed, ignored), kept for the log. */
+export interface PlanNote {
+  entity: string;
+  control: string;
+  requested: unknown;
+  verdict: 'skip' | 'veto' | 'ignored';
+  reasons: string[];
+  /** Expected every cycle (a controller turned off by config): logged at debug only. */
+  quiet?: boolean;
+}
+
 /** What a control module may use to build its actuator. */
 export interface ControlEnv {
+  /** The driver; what it can do beyond the balloon is in `hypervisor.capabilities`. */
   hypervisor: Hypervisor;
-  ksm?: KsmBackend;
-  cgroup?: CgroupBackend;
-  /** The simulated world, on the simulated host. */
-  simWorld?: unknown;
-  /** The latest sample of a guest, by driver id. */
+  /** Set when the driver's connection is read-only (observe only): the reason. */
+  readOnly?: string;
+  /** The latest sample of a guest, by driver id (the collection in progress first). */
   lookup(guestId: string): GuestSample | undefined;
   log: Logger;
 }
 
+/** One guest as a module's restore sees it at stop: its latest sample and the module's state. */
+export interface GuestAtStop<S = unknown> {
+  id: string;
+  name: string;
+  stats: Stats;
+  state: S | undefined;
+}
+
 /** A control module at work: its actuator and the hooks the loop calls. */
-export interface ControlInstance {
+export interface ControlInstance<S = unknown> {
   controller: Controller;
   /** Every host sample (a host control learns the values in force). */
   learnHost?(host: Stats): void;
@@ -104,29 +125,80 @@ export interface ControlInstance {
   readGuestFields?(guest: GuestSample): Promise<Stats>;
   /** At daemon start: note what `restore` will put back. */
   remember?(): Promise<void>;
-  /** At daemon stop: put back what it changed (when its config asks). */
-  restore?(): Promise<string | undefined>;
+  /** At daemon stop: put back what it changed (when its config asks); returns what it did. */
+  restore?(guests: readonly GuestAtStop<S>[]): Promise<string | undefined>;
+}
+
+/** What a module's planner sees of one guest in one cycle. Pure data: no I/O. */
+export interface GuestPlanInput<S> {
+  id: string;
+  name: string;
+  props: Props;
+  history: History;
+  /** Set when the latest sample is not fresh: the reason. */
+  stale?: string;
+  /** The policy's requests for this module's controls (absent: not asked, or this guest's part
+   *  of the policy failed). */
+  requested: Readonly<Record<string, unknown>>;
+  /** This module's state for the guest from earlier cycles (undefined: a new guest). */
+  state: S | undefined;
+  cycle: number;
+  now: number;
+  /** Set when nothing may be applied this cycle (paused, read-only driver): the reason. */
+  off?: string;
+  safeguards: SafeguardConfig;
+}
+
+/** A module's plan for one guest: actions, notes, and the state to keep. */
+export interface GuestModulePlan<S> {
+  actions: Action[];
+  notes: PlanNote[];
+  /** Keep `applied` when every action of this plan was applied, else `otherwise`; absent: keep the old state. */
+  commit?: { applied: S; otherwise: S };
+}
+
+/** What observing a new sample gives: the module's new state and, once, something to say. */
+export interface Observation<S> {
+  state: S;
+  warn?: { event: string; fields: Record<string, unknown> };
+}
+
+/** A zod schema for a module's top-level config table, and its name there. */
+export interface ControlSection<T> {
+  key: string;
+  schema: ZodType<T>;
 }
 
 /**
- * One kind of control (KSM knobs, cgroup limits, CPU tuning ...): the policy controls it
- * reads, its config section, its safeguard, its actuator and its restore. The registry
- * (registry.ts) lists them; the loop, the daemon and the config iterate it. balloon_target is
- * not one of them: its guard keeps state across cycles (floors, steps, rollbacks) and is the
- * engine's own (src/engine/safeguards.ts); its actuator is src/controls/balloon/.
+ * One mechanism (balloon, KSM knobs, cgroup limits, CPU tuning ...): the policy controls it
+ * carries out, its config section, how it plans and guards them, its actuator and its
+ * restore. The registry (registry.ts) lists them; the loop, the daemon and the config iterate
+ * it and never name one. A module plans its controls either knob by knob (`guard`: a
+ * stateless check of one requested value) or guest by guest (`planGuest`: every cycle, asked
+ * or not, with per-guest state that the loop commits according to the actions' outcome).
  */
-export interface ControlModule {
+export interface ControlModule<C = unknown, S = unknown> {
   readonly name: string;
   /** Host controls (`Host.Control`) or guest controls (`guest.Control`). */
   readonly scope: 'host' | 'guest';
   /** The policy control names it carries out. */
   readonly controls: readonly string[];
-  /** Whether the config lets policies drive it (the daemon asks; default: on). */
-  enabled?(config: Config): boolean;
+  /** Its config table (given to `enabled` and `setup`, and nothing else of the config). */
+  readonly section?: ControlSection<C>;
+  /** Whether its section lets policies drive it (default: on). */
+  enabled?(section: C): boolean;
   /** Said (quietly) when a policy sets one of its controls while it is off. */
   readonly offReason: string;
-  /** Its actuator with these backends, or why it cannot run here. */
-  setup(env: ControlEnv, config?: Config): ControlInstance | string;
-  /** Check one requested value against the entity's latest sample. */
-  guard(control: string, requested: unknown, latest: Stats, safeguards: SafeguardConfig): KnobDecision;
+  /** Its actuator on this host, built from what the driver offers, or why it cannot run here. */
+  setup(env: ControlEnv, section: C): ControlInstance<S> | string;
+  /** Check one requested value against the entity's latest sample (knob-by-knob modules). */
+  guard?(control: string, requested: unknown, latest: Stats, safeguards: SafeguardConfig): KnobDecision;
+  /** Plan this module's controls for one guest, every cycle (guest-by-guest modules). */
+  planGuest?(input: GuestPlanInput<S>): GuestModulePlan<S>;
+  /** A new fresh sample of a guest (the previous one, if any): the state it leads to. */
+  observe?(state: S | undefined, prev: Stats | undefined, cur: Stats, guest: string): Observation<S> | undefined;
+  /** What it shows of a guest's state in the views (API, metrics, dashboard). */
+  view?(state: S): Record<string, unknown>;
+  /** True when an action hands memory back to the guest: never held back by a failure's backoff. */
+  givesBack?(action: Action): boolean;
 }

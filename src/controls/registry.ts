@@ -1,14 +1,20 @@
-// Every control ballast drives besides balloon_target. Adding a memory (or CPU) mechanism is a
-// folder under src/controls/ and its line here (the module, and its config section if it has
-// one): the loop plans, guards, actuates and restores through CONTROLS, and the config schema
-// takes CONTROL_SECTIONS as top-level tables.
-import type { ControlModule } from './control.js';
+// Every mechanism ballast drives. Adding one is a folder under src/controls/ exporting a
+// ControlModule, and its line here: the loop plans, guards, actuates, commits and restores
+// through CONTROLS, and the config schema takes each module's section as a top-level table.
+// Order matters only for the order of actions in a cycle (the balloon first).
+import { balloon } from './balloon/index.js';
 import { cgroup } from './cgroup/index.js';
+import type { ControlModule } from './control.js';
 import { cputune } from './cputune/index.js';
-import { cputuneSection } from './cputune/config.js';
 import { ksm } from './ksm/index.js';
-import { ksmSection } from './ksm/config.js';
 
-export const CONTROLS: readonly ControlModule[] = [ksm, cgroup, cputune];
+const MODULES = [balloon, ksm, cgroup, cputune] as const;
 
-export const CONTROL_SECTIONS = { ksm: ksmSection, cputune: cputuneSection };
+export const CONTROLS: readonly ControlModule[] = MODULES;
+
+/** Each module's config table by its key, typed, for the config schema. */
+type Sections<T extends readonly unknown[]> = {
+  [M in T[number] as M extends { section: { key: infer K extends string } } ? K : never]: M extends { section: { schema: infer S } } ? S : never;
+};
+
+export const CONTROL_SECTIONS = Object.fromEntries(MODULES.map((m) => [m.section.key, m.section.schema])) as Sections<typeof MODULES>;

@@ -94,7 +94,7 @@ export async function checkThpDefrag(root: string): Promise<CheckResult> {
   return result('thp_defrag', 'ok', found);
 }
 
-/** Where the memory controller is. cgroup control (host.cgroup_limits) needs v2: v1 has no
+/** Where the memory controller is. cgroup control (cgroup.enabled) needs v2: v1 has no
  *  throttling limit (memory.high), only a soft limit the kernel heeds when the host is short. */
 export async function checkCgroup(root: string, cgroupLimits: boolean): Promise<CheckResult> {
   const mountinfo = await readTextIfExists(root, '/proc/self/mountinfo');
@@ -109,11 +109,11 @@ export async function checkCgroup(root: string, cgroupLimits: boolean): Promise<
       break;
     }
   }
-  const use = cgroupLimits ? 'host.cgroup_limits = true needs it' : 'needed only for host.cgroup_limits, which is off';
+  const use = cgroupLimits ? 'cgroup.enabled = true needs it' : 'needed only for cgroup.enabled, which is off';
   if (v2 !== null && !v1) return result('cgroup', 'ok', `cgroup v2 with the memory controller at ${v2}`);
   const toV2 = cgroupLimits
-    ? 'boot with systemd.unified_cgroup_hierarchy=1 (cgroup v2 only), or set host.cgroup_limits = false'
-    : 'boot with systemd.unified_cgroup_hierarchy=1 (cgroup v2 only) before turning host.cgroup_limits on';
+    ? 'boot with systemd.unified_cgroup_hierarchy=1 (cgroup v2 only), or set cgroup.enabled = false'
+    : 'boot with systemd.unified_cgroup_hierarchy=1 (cgroup v2 only) before turning cgroup.enabled on';
   if (v1) {
     return result(
       'cgroup',
@@ -126,7 +126,7 @@ export async function checkCgroup(root: string, cgroupLimits: boolean): Promise<
     'cgroup',
     cgroupLimits ? 'fail' : 'warn',
     `no memory cgroup controller mounted (${use})`,
-    `mount cgroup2 with the memory controller enabled (systemd does this on cgroup v2 hosts)${cgroupLimits ? ', or set host.cgroup_limits = false' : ''}`,
+    `mount cgroup2 with the memory controller enabled (systemd does this on cgroup v2 hosts)${cgroupLimits ? ', or set cgroup.enabled = false' : ''}`,
   );
 }
 

@@ -103,7 +103,7 @@ export async function checkGuestCgroup(
     const msg = (err as Error).message;
     const fix = /no QEMU pid/.test(msg)
       ? `run the doctor on the guests' host as root: QEMU is found through libvirt's PID file (${libvirtRunDir ?? '/run/libvirt/qemu'}/NAME.pid, qemu:///system) or through QMP`
-      : 'start each guest in a cgroup of its own (libvirt does: machine.slice/machine-qemu…scope), or set host.cgroup_limits = false';
+      : 'start each guest in a cgroup of its own (libvirt does: machine.slice/machine-qemu…scope), or set cgroup.enabled = false';
     return result(id, 'fail', msg, fix);
   }
   const files = limitFiles(cg.version);

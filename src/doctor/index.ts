@@ -46,14 +46,14 @@ export async function runDoctor(config: Config, opts: DoctorOptions = {}): Promi
   const driver = hv.driver === 'qmp' ? 'qmp' : 'libvirt';
   for (const g of p.guests ?? []) {
     out.push(...guestChecks(g, { statsPeriod: hv.stats_period, readOnly: hv.readonly, driver }));
-    // Only host.cgroup_limits writes these files: otherwise their modes do not matter.
-    if (config.host.cgroup_limits) out.push(await checkGuestCgroup(root, g, LIBVIRT_RUN_DIR));
+    // Only cgroup.enabled writes these files: otherwise their modes do not matter.
+    if (config.cgroup.enabled) out.push(await checkGuestCgroup(root, g, LIBVIRT_RUN_DIR));
   }
   out.push(
     await checkKsm(root, config.ksm.enabled),
     await checkThp(root),
     await checkThpDefrag(root),
-    await checkCgroup(root, config.host.cgroup_limits),
+    await checkCgroup(root, config.cgroup.enabled),
     await checkSwap(root),
     await checkPsi(root),
   );

@@ -1,7 +1,8 @@
 // Failed controls back off: a control that failed (EPERM on a read-only sysfs, a cgroup file
 // that went away, a driver refusing a guest) is not tried again every cycle. It waits 30 s,
 // doubling up to 10 min, or an hour when the host or guest does not support it; success clears
-// it. Giving memory back (deflating, lifting a limit) is never held back: it relieves a guest.
+// it. Giving memory back (deflating, lifting a limit: each module says which of its actions
+// do) is never held back: it relieves a guest.
 import type { Action, ActionOutcome } from '../controls/control.js';
 
 const FIRST_S = 30;
@@ -11,22 +12,17 @@ const UNSUPPORTED_RETRY_S = 3600;
 /** Entries kept at most (a flood of distinct failures must not grow memory without bound). */
 const MAX_ENTRIES = 10_000;
 
-function givesBack(a: Action): boolean {
-  if (a.control === 'balloon_target' || a.control === 'mem_high' || a.control === 'mem_max') {
-    return a.to === null || (a.from !== null && a.to > a.from);
-  }
-  return false;
-}
-
 const keyOf = (a: Action) => `${a.entity}\0${a.control}`;
 
 export class Backoff {
   private readonly entries = new Map<string, { retryAt: number; delayS: number; error: string }>();
 
+  constructor(private readonly givesBack: (a: Action) => boolean = () => false) {}
+
   /** The outcome to report instead of trying `a` now, or undefined to try it. */
   defer(a: Action, now: number): ActionOutcome | undefined {
     const b = this.entries.get(keyOf(a));
-    if (!b || now >= b.retryAt || givesBack(a)) return undefined;
+    if (!b || now >= b.retryAt || this.givesBack(a)) return undefined;
     return { action: a, result: 'deferred', error: `retrying at t=${Math.round(b.retryAt)} after: ${b.error}` };
   }
 

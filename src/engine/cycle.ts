@@ -2,12 +2,11 @@
 // guard state, decide every action and why. No I/O, no clock, no randomness: the same inputs
 // give the same plan, which is what makes replay and the simulator exact. The engine then
 // hands the plan's actions to the controllers and commits the state that goes with them.
-import type { BalloonReturn } from './balloon-return.js';
 import type { Props, Stats } from '../types.js';
-import type { Action, ControlModule } from '../controls/control.js';
+import type { Action, ControlModule, GuestModulePlan, PlanNote } from '../controls/control.js';
+import type { SafeguardConfig } from '../controls/balloon/floor.js';
 import type { History } from './history.js';
 import type { Controls, PolicyErrorInfo, PolicyOutput, Vars } from './policy-port.js';
-import { guardBalloon, type GuestGuardState, type SafeguardConfig } from './safeguards.js';
 
 export interface GuestEntity {
   id: string;
@@ -16,13 +15,8 @@ export interface GuestEntity {
   history: History;
   vars: Vars;
   stale?: string;
-  guard: GuestGuardState;
-  /** The last balloon target ballast set (the balloon may still be moving toward it). */
-  lastTarget?: number;
-  /** What inflations took from the guest and gave back to the host (balloon-return.ts). */
-  returns?: BalloonReturn;
-  /** balloon_ineffective was logged for it. */
-  warnedIneffective?: boolean;
+  /** Each guest-planned module's state for this guest, by module name. */
+  state: Record<string, unknown>;
 }
 
 export interface HostEntity {
@@ -31,21 +25,15 @@ export interface HostEntity {
   vars: Vars;
 }
 
-/** A decision that did not become an action (skipped, vetoed, ignored), kept for the log. */
-export interface Note {
-  entity: string;
-  control: string;
-  requested: unknown;
-  verdict: 'skip' | 'veto' | 'ignored';
-  reasons: string[];
-  /** Expected every cycle (a controller turned off by config): logged at debug only. */
-  quiet?: boolean;
-}
+export type Note = PlanNote;
 
-/** Guard state to commit for one guest: `applied` if its balloon action succeeds, else `otherwise`. */
-export interface GuardCommit {
-  applied: GuestGuardState;
-  otherwise: GuestGuardState;
+/** A module's state for one guest, to keep once its actions' outcome is known. */
+export interface StateCommit {
+  guestId: string;
+  module: string;
+  /** The controls whose actions must all be applied for `applied` to be kept. */
+  controls: readonly string[];
+  commit: NonNullable<GuestModulePlan<unknown>['commit']>;
 }
 
 export interface CyclePlan {
@@ -58,7 +46,7 @@ export interface CyclePlan {
   /** Variables to keep (absent: keep the old ones). */
   hostVars?: Vars;
   guestVars: Map<string, Vars>;
-  guard: Map<string, GuardCommit>;
+  commits: StateCommit[];
 }
 
 /** A control module as the planner sees it: whether its actions may be applied. */
@@ -72,17 +60,19 @@ export interface PlanOptions {
   safeguards: SafeguardConfig;
   /** The control modules (registry), by control name. */
   controls: ReadonlyMap<string, PlannedControl>;
-  /** Set when balloons must not be touched (read-only hypervisor connection): the reason. */
-  balloonsOff?: string;
+  /** The modules that plan guest by guest, in registry order. */
+  guestPlanners: readonly PlannedControl[];
+  /** Set when the driver must not be written to (read-only connection): the reason. */
+  readOnly?: string;
   /** Set while control is paused (observe only): no control is applied; the reason. */
   paused?: string;
 }
 
-/** The controls of `modules` by name, for PlanOptions. */
-export function plannedControls(modules: readonly PlannedControl[]): Map<string, PlannedControl> {
-  const m = new Map<string, PlannedControl>();
-  for (const p of modules) for (const c of p.module.controls) m.set(c, p);
-  return m;
+/** The controls of `modules` by name, and the guest-by-guest planners, for PlanOptions. */
+export function plannedControls(modules: readonly PlannedControl[]): Pick<PlanOptions, 'controls' | 'guestPlanners'> {
+  const controls = new Map<string, PlannedControl>();
+  for (const p of modules) for (const c of p.module.controls) controls.set(c, p);
+  return { controls, guestPlanners: modules.filter((p) => p.module.planGuest !== undefined && p.module.scope === 'guest') };
 }
 
 const NO_CONTROLS: Controls = Object.freeze({}) as Controls;
@@ -103,6 +93,8 @@ function planKnob(
     plan.notes.push({ entity, control, requested, verdict: 'ignored', reasons: [`no controller for this ${scope} control`] });
     return;
   }
+  // Planned guest by guest (planGuest), with its own notes.
+  if (!p.module.guard) return;
   if (opts.paused !== undefined) {
     plan.notes.push({ entity, control, requested, verdict: 'veto', reasons: [`not applied: ${opts.paused}`] });
     return;
@@ -149,40 +141,30 @@ function guestPlan(
       plan.notes.push({ entity: g.name, control, requested, verdict: 'veto', reasons: [`policy error in this guest's part: ${errored}`], quiet: true });
     }
   }
-  const d = guardBalloon(
-    {
+  const off = opts.paused ?? opts.readOnly;
+  for (const p of opts.guestPlanners) {
+    const m = p.module;
+    const r = m.planGuest!({
+      id: g.id,
+      name: g.name,
+      props: g.props,
       history: g.history,
-      requested: own.balloon_target ?? undefined,
       stale: g.stale,
-      state: g.guard,
+      requested: own,
+      state: g.state[m.name],
       cycle,
       now,
-      reportsFreePages: g.props.free_page_reporting === 1,
-    },
-    opts.safeguards,
-  );
-  const balloonsOff = opts.paused ?? opts.balloonsOff;
-  if (balloonsOff !== undefined && (d.verdict === 'apply' || d.verdict === 'rollback')) {
-    plan.notes.push({
-      entity: g.name,
-      control: 'balloon_target',
-      requested: own.balloon_target ?? d.target,
-      verdict: 'veto',
-      reasons: [...d.reasons, `not applied: ${balloonsOff}`],
+      off: p.on ? off : m.offReason,
+      safeguards: opts.safeguards,
     });
-  } else if (d.verdict === 'apply' || d.verdict === 'rollback') {
-    plan.actions.push({ entity: g.name, guestId: g.id, control: 'balloon_target', from: d.from, to: d.target, reasons: d.reasons });
-    plan.guard.set(g.id, { applied: d.next, otherwise: d.verdict === 'rollback' ? { ...g.guard, holdUntil: d.next.holdUntil } : g.guard });
-  } else {
-    if (own.balloon_target !== undefined && own.balloon_target !== null) {
-      plan.notes.push({ entity: g.name, control: 'balloon_target', requested: own.balloon_target, verdict: d.verdict, reasons: d.reasons });
-    }
-    if (d.next !== g.guard) plan.guard.set(g.id, { applied: d.next, otherwise: d.next });
+    for (const a of r.actions) plan.actions.push(a);
+    for (const n of r.notes) plan.notes.push(n);
+    if (r.commit) plan.commits.push({ guestId: g.id, module: m.name, controls: m.controls, commit: r.commit });
   }
   const latest = g.history.latest() ?? {};
   for (const control in own) {
     const requested = own[control];
-    if (control === 'balloon_target' || requested === null || requested === undefined) continue;
+    if (requested === null || requested === undefined) continue;
     planKnob(g.name, g.id, 'guest', control, requested, latest, opts, plan);
   }
 }
@@ -208,7 +190,7 @@ export function planCycle(
     actions: [],
     notes: [],
     guestVars: new Map(),
-    guard: new Map(),
+    commits: [],
   };
   const usable = output !== null && !output.aborted;
   if (usable) {

@@ -3,7 +3,8 @@
 // all drive their engine through it; only the clock differs:
 //   start()/stop(): real timers (the Scheduler: no overlap, a slow step delays the next);
 //   runFor(seconds): simulated time, as fast as the CPU allows, advancing the clock itself.
-// What callers want to see they get as events of the loop, not as steps of their own.
+// What callers want to see they get as events, not as steps of their own: the loop's
+// onCollect / onCycle are the engine's one channel (a listener that throws is logged there).
 import type { CollectReport, CycleReport } from './engine.js';
 import { Scheduler } from './scheduler.js';
 
@@ -24,12 +25,12 @@ type Listener<T> = (x: T) => void;
 export interface Steppable {
   collect(): Promise<CollectReport>;
   evaluateAndAct(): Promise<CycleReport>;
+  onCollect(l: Listener<CollectReport>): () => void;
+  onCycle(l: Listener<CycleReport>): () => void;
 }
 
 export class Loop {
   private readonly scheduler: Scheduler;
-  private readonly collectListeners = new Set<Listener<CollectReport>>();
-  private readonly cycleListeners = new Set<Listener<CycleReport>>();
 
   constructor(
     readonly engine: Steppable,
@@ -48,25 +49,21 @@ export class Loop {
 
   /** After every collection. Returns the unsubscribe. */
   onCollect(l: Listener<CollectReport>): () => void {
-    this.collectListeners.add(l);
-    return () => this.collectListeners.delete(l);
+    return this.engine.onCollect(l);
   }
 
   /** After every policy cycle. Returns the unsubscribe. */
   onCycle(l: Listener<CycleReport>): () => void {
-    this.cycleListeners.add(l);
-    return () => this.cycleListeners.delete(l);
+    return this.engine.onCycle(l);
   }
 
   private async collect(dt: number): Promise<void> {
     if (dt > 0) this.opts.advance?.(dt);
-    const r = await this.engine.collect();
-    for (const l of this.collectListeners) l(r);
+    await this.engine.collect();
   }
 
   private async cycle(): Promise<void> {
-    const r = await this.engine.evaluateAndAct();
-    for (const l of this.cycleListeners) l(r);
+    await this.engine.evaluateAndAct();
   }
 
   get started(): boolean {

@@ -2,7 +2,7 @@
 // counters, each collection and cycle, and the snapshot views and the API read.
 import type { ActionOutcome } from '../controls/control.js';
 import type { Props, Stats } from '../types.js';
-import type { BalloonReturn } from './balloon-return.js';
+import type { BalloonReturn } from '../controls/balloon/returns.js';
 import type { Note } from './cycle.js';
 import type { EntityInput, PolicyErrorInfo, PolicyOutput, Vars } from './policy-port.js';
 

@@ -4,8 +4,7 @@
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { GuestSample } from '../../types.js';
-import type { CpuTune, CpuTuneBackend } from './backend.js';
+import type { CpuTune, CpuTuneCapability } from '../types.js';
 
 /** Whether /sys/fs/cgroup is a cgroup v2 mount. On a v1 host every process's
  *  /proc/PID/cgroup still has a "0::/" line, which would read as "in the root cgroup". */
@@ -23,12 +22,15 @@ export async function cpuMaxFile(root: string, pid: number): Promise<string> {
   return join(root, 'sys/fs/cgroup', path, 'cpu.max');
 }
 
-export function cgroupCpuTune(lookup: (id: string) => GuestSample | undefined, root = '/'): CpuTuneBackend {
+/** The QEMU process of a guest and its vCPU count, as its driver knows them (undefined: unknown). */
+export type GuestProcess = (id: string) => { pid: number | null; vcpus: number | null } | undefined;
+
+export function cgroupCpuTune(processOf: GuestProcess, root = '/'): CpuTuneCapability {
   const fileOf = async (id: string) => {
-    const g = lookup(id);
-    const pid = Number(g?.props.pid);
-    if (!g || !Number.isInteger(pid) || pid <= 0) throw new Error(`${id}: QEMU's pid is not known`);
-    const vcpus = typeof g.stats.vcpu_count === 'number' && g.stats.vcpu_count > 0 ? g.stats.vcpu_count : 1;
+    const p = processOf(id);
+    const pid = p?.pid;
+    if (!p || typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 0) throw new Error(`${id}: QEMU's pid is not known`);
+    const vcpus = typeof p.vcpus === 'number' && p.vcpus > 0 ? p.vcpus : 1;
     return { file: await cpuMaxFile(root, pid), vcpus };
   };
   const read = async (id: string): Promise<CpuTune> => {

@@ -16,7 +16,7 @@ import { DEFAULT_THRESHOLDS } from '../../src/host/alerts.js';
 import { QmpHypervisor } from '../../src/hypervisor/qmp/index.js';
 import { compilePolicyText } from '../../src/engine/policy-adapter.js';
 import { memoryLogger } from '../../src/log/logger.js';
-import { defaultSafeguards, type SafeguardConfig } from '../../src/engine/safeguards.js';
+import { defaultSafeguards, type SafeguardConfig } from '../../src/controls/balloon/guard.js';
 import { acquireLab } from './fixture.js';
 
 const MiB = 1024;

@@ -2,12 +2,12 @@
 // touches anything. Pure functions of (latest sample, request, per-guest guard state, config,
 // time): each returns what to do and the reasons, so the same inputs always give the same
 // decision, and every clamp, rate limit, veto and rollback can be explained in the action log.
-import { type BalloonBounds, balloonBounds, fmtKiB, floorWhy, type SafeguardConfig } from '../controls/balloon/floor.js';
-import type { Stats } from '../types.js';
-import { QEMU_ALLOWANCE_KIB } from './balloon-return.js';
-import { type History, peakRate } from './history.js';
+import { type BalloonBounds, balloonBounds, fmtKiB, floorWhy, type SafeguardConfig } from './floor.js';
+import type { Stats } from '../../types.js';
+import { QEMU_ALLOWANCE_KIB } from './returns.js';
+import { type History, peakRate } from '../../engine/history.js';
 
-export { balloonBounds, defaultSafeguards, floorWhy, fmtKiB, type BalloonBounds, type SafeguardConfig } from '../controls/balloon/floor.js';
+export { balloonBounds, defaultSafeguards, floorWhy, fmtKiB, type BalloonBounds, type SafeguardConfig } from './floor.js';
 
 function num(v: unknown): number | null {
   return typeof v === 'number' && Number.isFinite(v) ? v : null;

@@ -4,7 +4,7 @@
 // not come back although it was resident (docs/host.md). Between two samples in which the
 // balloon shrank the guest, the fall of QEMU's resident memory (rss), capped at the shrink, is
 // what came back. Pure: the engine keeps the totals per guest.
-import type { Stats } from '../types.js';
+import type { Stats } from '../../types.js';
 
 export interface BalloonReturn {
   /** KiB the balloon took from the guest (inflations only), since the guest appeared. */

@@ -1,19 +1,24 @@
 // cgroup memory limits, a guest control: the policy's mem_high / mem_max (KiB; -1 or "max"
 // removes the limit) written to each guest's cgroup memory.high / memory.max, never below the
-// guest's balloon floor. Off unless host.cgroup_limits is set.
-import type { ControlModule } from '../control.js';
+// guest's balloon floor. Off unless [cgroup] enabled (or host.cgroup_limits) is set.
+import { CgroupLimits } from '../../host/cgroup-limits.js';
+import type { Action, ControlModule } from '../control.js';
+import { type CgroupSection, cgroupSection } from './config.js';
 import { CgroupController } from './controller.js';
 import { CGROUP_CONTROLS, guardCgroup } from './guard.js';
 
-export const cgroup: ControlModule = {
+export const cgroup = {
   name: 'cgroup',
   scope: 'guest',
   controls: CGROUP_CONTROLS,
-  enabled: (config) => config.host.cgroup_limits,
-  offReason: 'cgroup limits disabled (config host.cgroup_limits or no cgroup backend)',
+  section: { key: 'cgroup' as const, schema: cgroupSection },
+  enabled: (s) => s.enabled,
+  offReason: 'cgroup limits disabled (config cgroup.enabled)',
   guard: guardCgroup,
-  setup(env) {
-    if (!env.cgroup) return 'no cgroup backend on this host';
-    return { controller: new CgroupController(env.cgroup, env.lookup) };
+  // Lifting or raising a limit relieves the guest: never held back by a failure's backoff.
+  givesBack: (a: Action) => a.to === null || (a.from !== null && a.to > a.from),
+  setup(env, section) {
+    if (!section.enabled) return 'cgroup limits disabled (config cgroup.enabled)';
+    return { controller: new CgroupController(env.hypervisor.capabilities?.cgroupLimits ?? new CgroupLimits(), env.lookup) };
   },
-};
+} satisfies ControlModule<CgroupSection>;

@@ -5,3 +5,7 @@ export const cputuneSection = section({
   /** Let policies set each guest's vcpu_quota / vcpu_period (MOM's CpuTune, vdsm's 04-cputune.policy). */
   enabled: bool().default(true),
 });
+
+export interface CputuneSection {
+  enabled: boolean;
+}

@@ -1,38 +1,29 @@
 // CPU tuning, a guest control: MOM's CpuTune. oVirt's 04-cputune.policy sets each guest's
 // vcpu_quota and vcpu_period (µs); this module guards them, writes them through the driver's
 // way of holding them (libvirt scheduler parameters, the QEMU process's cgroup cpu.max, or the
-// simulator), and reports the values in force as the guest fields vcpu_quota / vcpu_period.
-import type { LibvirtHypervisor } from '../../hypervisor/libvirt/index.js';
+// simulator: each driver's `cpuTune` capability), and reports the values in force as the
+// guest fields vcpu_quota / vcpu_period.
+import type { CpuTune } from '../../types.js';
 import { failedOutcome, type ActionOutcome, type ControlModule } from '../control.js';
-import type { CpuTune, CpuTuneBackend } from './backend.js';
-import { cgroupCpuTune, cgroupV2Mounted } from './cgroup-cpu.js';
+import { type CputuneSection, cputuneSection } from './config.js';
 import { CPUTUNE_CONTROLS, guardCpuTune } from './guard.js';
-import { libvirtCpuTune } from './libvirt.js';
-import { simCpuTune } from './sim.js';
 
 /** Collections between re-reads of a guest's values (someone else may change them). */
 const REREAD_EVERY = 12;
 
-export const cputune: ControlModule = {
+export const cputune = {
   name: 'cputune',
   scope: 'guest',
   controls: CPUTUNE_CONTROLS,
-  enabled: (config) => config.cputune.enabled,
+  section: { key: 'cputune' as const, schema: cputuneSection },
+  enabled: (s) => s.enabled,
   offReason: 'CPU tuning disabled (config cputune.enabled)',
   guard: (control, requested) => guardCpuTune(control, requested),
   setup(env) {
-    const hv = env.hypervisor;
+    const backend = env.hypervisor.capabilities?.cpuTune;
     // Said once at setup rather than as a failed read per guest.
-    if (hv.name === 'qmp' && !cgroupV2Mounted()) return 'no CPU tuning for the qmp driver: it sets cpu.max, and cgroup v2 is not mounted at /sys/fs/cgroup';
-    const backend: CpuTuneBackend | undefined =
-      hv.name === 'libvirt'
-        ? libvirtCpuTune(hv as LibvirtHypervisor)
-        : hv.name === 'qmp'
-          ? cgroupCpuTune(env.lookup)
-          : hv.name === 'sim'
-            ? simCpuTune()
-            : undefined;
-    if (!backend) return `no CPU tuning for the ${hv.name} driver`;
+    if (!backend)
+      return `no CPU tuning for the ${env.hypervisor.name} driver${env.hypervisor.name === 'qmp' ? ': it sets cpu.max, and cgroup v2 is not mounted at /sys/fs/cgroup' : ''}`;
     // What is in force per guest, and how many collections ago it was read.
     const known = new Map<string, { tune: CpuTune; age: number }>();
     return {
@@ -76,4 +67,4 @@ export const cputune: ControlModule = {
       },
     };
   },
-};
+} satisfies ControlModule<CputuneSection>;

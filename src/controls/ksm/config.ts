@@ -7,3 +7,8 @@ export const ksmSection = section({
   /** Put the KSM settings found at start back when the daemon stops. */
   restore_on_exit: bool().default(true),
 });
+
+export interface KsmSection {
+  enabled: boolean;
+  restore_on_exit: boolean;
+}

@@ -1,38 +1,41 @@
 // KSM, a host control: the policy's ksm_run, ksm_pages_to_scan, ksm_sleep_millisecs and
-// ksm_merge_across_nodes, written through a KsmBackend (sysfs on a real host, the simulator's
-// KSM otherwise), range-checked, and put back as found when the daemon stops.
-import type { KsmSettings } from '../../types.js';
+// ksm_merge_across_nodes, range-checked, written to the kernel's /sys/kernel/mm/ksm (or to the
+// KSM a driver owns itself: the simulated host's), and put back as found when the daemon stops.
+import { KsmSysfs } from '../../host/ksm-sysfs.js';
+import type { KsmBackend, KsmSettings } from '../../types.js';
 import type { ControlModule } from '../control.js';
+import { type KsmSection, ksmSection } from './config.js';
 import { KsmController, KSM_CONTROLS } from './controller.js';
 import { guardKsm } from './guard.js';
 
-export const ksm: ControlModule = {
+export const ksm = {
   name: 'ksm',
   scope: 'host',
   controls: KSM_CONTROLS,
-  enabled: (config) => config.ksm.enabled,
-  offReason: 'KSM control disabled (config ksm.enabled or no KSM backend)',
+  section: { key: 'ksm' as const, schema: ksmSection },
+  enabled: (s) => s.enabled,
+  offReason: 'KSM control disabled (config ksm.enabled)',
   guard: (control, requested) => guardKsm(control, requested),
-  setup(env, config) {
-    const backend = env.ksm;
-    if (!backend) return 'no KSM backend on this host';
+  setup(env, section) {
+    if (!section.enabled) return 'KSM control disabled (config ksm.enabled)';
+    const backend: KsmBackend & { restore?: () => Promise<void> } = env.hypervisor.capabilities?.ksm ?? new KsmSysfs();
     const controller = new KsmController(backend);
     let atStart: Partial<KsmSettings> | undefined;
     return {
       controller,
       learnHost: (host) => controller.learn(host),
       remember: async () => {
-        if (config?.ksm.restore_on_exit === false) return;
+        if (!section.restore_on_exit) return;
         atStart = await controller.readSettings();
       },
       restore: async () => {
-        if (config?.ksm.restore_on_exit === false) return undefined;
-        const own = (backend as { restore?: () => Promise<void> }).restore;
-        if (own) await own.call(backend);
+        if (!section.restore_on_exit) return undefined;
+        // sysfs remembers what it changed (restore); another backend is set back to what was read at start.
+        if (backend.restore) await backend.restore();
         else if (atStart) await controller.restore(atStart);
         else return undefined;
         return `KSM settings put back (ksm.restore_on_exit): ${JSON.stringify(atStart ?? {})}`;
       },
     };
   },
-};
+} satisfies ControlModule<KsmSection>;

@@ -8,11 +8,10 @@
 //   ballast: ballast's default safeguards (floor = used + 64 MiB, at least 128 MiB, at most
 //            10% of balloon_max per cycle, rollback on guest swap-in / major-fault spikes).
 import { hostSources } from '../../host/index.js';
-import { KsmSysfs } from '../../host/ksm-sysfs.js';
 import { QmpHypervisor } from '../../hypervisor/qmp/index.js';
 import { Engine } from '../../engine/engine.js';
 import { Loop } from '../../engine/loop.js';
-import { balloonBounds, defaultSafeguards, type SafeguardConfig } from '../../engine/safeguards.js';
+import { balloonBounds, defaultSafeguards, type SafeguardConfig } from '../../controls/balloon/guard.js';
 import type { QmpGuestConfig } from '../../hypervisor/qmp/hypervisor.js';
 import { compilePolicies, shippedPolicy } from '../../policy/index.js';
 import { createWriteStream, type WriteStream } from 'node:fs';
@@ -83,7 +82,6 @@ const PSI_REASON = /psi some avg10/;
 
 export class RunManager {
   private readonly hypervisor: QmpHypervisor;
-  private readonly ksm = new KsmSysfs();
   readonly engine: Engine;
   private readonly loop: Loop;
   private balloonActions = 0;
@@ -101,7 +99,6 @@ export class RunManager {
       logger: this.trace ? createLogger({ format: 'json', level: 'debug', stream: this.trace }) : nullLogger,
       hypervisor: this.hypervisor,
       hostSources: hostSources({ domain: { dir: o.domainDir }, guestPids: () => o.guestPids }),
-      ksm: this.ksm,
       policy,
       safeguards: o.config === 'mom' ? (o.guestPsi ? MOM_STYLE_PSI_SAFEGUARDS : MOM_STYLE_SAFEGUARDS) : undefined,
     });
@@ -196,10 +193,13 @@ export class RunManager {
   private async doStop(): Promise<ManagerReport> {
     await this.loop.stop();
     let ksmRestoreError: string | null = null;
-    try {
-      await this.ksm.restore();
-    } catch (e) {
-      ksmRestoreError = (e as Error).message;
+    // Each module puts back what it changed (KSM as found; balloons are left).
+    for (const { instance } of this.engine.controlInstances) {
+      try {
+        await instance.restore?.([]);
+      } catch (e) {
+        ksmRestoreError = (e as Error).message;
+      }
     }
     this.engine.dispose();
     await this.hypervisor.close();

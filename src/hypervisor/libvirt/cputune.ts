@@ -1,17 +1,17 @@
 // CPU tuning on the libvirt driver: the domain's scheduler parameters vcpu_quota and
 // vcpu_period (virDomainGet/SetSchedulerParametersFlags, live), the procedures MOM's libvirt
 // interface uses for CpuTune. Procedure numbers and structs from libvirt's remote_protocol.x.
-import type { LibvirtHypervisor } from '../../hypervisor/libvirt/index.js';
-import { readTypedParam, TypedParamType, writeDomain, writeTypedParam, type TypedParam } from '../../hypervisor/libvirt/protocol.js';
-import { XdrWriter } from '../../hypervisor/libvirt/xdr.js';
-import type { CpuTune, CpuTuneBackend } from './backend.js';
+import type { CpuTune, CpuTuneCapability } from '../../types.js';
+import type { LibvirtHypervisor } from './index.js';
+import { readTypedParam, TypedParamType, writeDomain, writeTypedParam, type TypedParam } from './protocol.js';
+import { XdrWriter } from './xdr.js';
 
 const PROC_SET_SCHEDULER_PARAMETERS_FLAGS = 219;
 const PROC_GET_SCHEDULER_PARAMETERS_FLAGS = 223;
 const SCHEDULER_PARAMETERS_MAX = 16;
 const AFFECT_LIVE = 1;
 
-export function libvirtCpuTune(hv: LibvirtHypervisor): CpuTuneBackend {
+export function libvirtCpuTune(hv: Pick<LibvirtHypervisor, 'withDomain'>): CpuTuneCapability {
   return {
     async read(guestId) {
       return hv.withDomain(guestId, 'scheduler parameters not read', async (c, dom) => {

@@ -11,6 +11,7 @@ import { DomainNotFoundError, LibvirtConnectionError, LibvirtError, LibvirtProto
 import { lifecycleFromMsg, sampleFromStats, statsFromMeminfo, NO_GUEST_STATS } from './mapping.js';
 import { agentReadFile } from './agent.js';
 import { LibvirtMemoryDevices } from './memory-devices.js';
+import { libvirtCpuTune } from './cputune.js';
 import { AgentRetry } from '../guest-agent.js';
 import { parsePsi } from '../../psi.js';
 import { Affect, ErrorCode, EventId, ListFlags, StatsTypes, uuidToString, type DomainRef } from './protocol.js';
@@ -61,6 +62,7 @@ export class LibvirtHypervisor implements Hypervisor {
   readonly name = 'libvirt';
   readonly capabilities: HypervisorCapabilities = {
     memoryDevices: new LibvirtMemoryDevices((id, what, fn) => this.withDomain(id, what, fn)),
+    cpuTune: libvirtCpuTune(this),
   };
   private client: LibvirtClient | null = null;
   private closedByUser = false;

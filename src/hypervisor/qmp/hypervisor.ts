@@ -14,6 +14,7 @@ import { verifiedQemuPid } from './peer.js';
 
 export type QmpLogFn = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 import { QmpMemoryDevices } from './memory-devices.js';
+import { cgroupCpuTune, cgroupV2Mounted } from '../../host/cgroup-cpu.js';
 
 export interface QmpGuestConfig {
   socket: string;
@@ -112,6 +113,8 @@ export class QmpHypervisor implements Hypervisor {
   readonly name = 'qmp';
   readonly capabilities: HypervisorCapabilities = {
     memoryDevices: new QmpMemoryDevices((id, command, args) => this.execute(id, command, args)),
+    // Without libvirt a guest's CPU share is its QEMU's cgroup v2 cpu.max (not offered on v1).
+    cpuTune: cgroupV2Mounted() ? cgroupCpuTune((id) => [...this.conns.values()].find((c) => c.id === id)?.info ?? undefined) : undefined,
   };
   private readonly conns = new Map<string, GuestConn>();
   private reconnects = 0;

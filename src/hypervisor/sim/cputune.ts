@@ -1,8 +1,8 @@
 // CPU tuning on the simulated host: the simulator has no CPU scheduler, so the values are
 // kept here and read back, which is what a policy and its tests observe.
-import type { CpuTune, CpuTuneBackend } from './backend.js';
+import type { CpuTune, CpuTuneCapability } from '../../types.js';
 
-export function simCpuTune(): CpuTuneBackend {
+export function simCpuTune(): CpuTuneCapability {
   const tunes = new Map<string, CpuTune>();
   return {
     read: async (id) => tunes.get(id) ?? { quota: -1, period: 100_000 },

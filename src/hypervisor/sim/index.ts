@@ -4,11 +4,12 @@
 // guest swap_in/swap_out (KiB) and major_fault/minor_fault are counters since the guest
 // booted (virtio-balloon statistics are), host swap_in/swap_out/major_fault/minor_fault are
 // per-interval deltas in pages (as /proc/vmstat read by MOM), memory in KiB.
-import type { GuestSample, HostSource, Hypervisor, KsmBackend, KsmSettings, LifecycleEvent, Stats } from '../../types.js';
+import type { GuestSample, HostSource, Hypervisor, HypervisorCapabilities, KsmBackend, KsmSettings, LifecycleEvent, Stats } from '../../types.js';
 import { PAGE_KIB } from '../../sim/params.js';
 import type { SimGuest } from '../../sim/guest.js';
 import type { SimWorld } from '../../sim/world.js';
 import { withMomDefaults } from '../mom-defaults.js';
+import { simCpuTune } from './cputune.js';
 
 const round2 = (v: number) => Math.round(v * 100) / 100;
 
@@ -46,8 +47,12 @@ export class SimHypervisor implements Hypervisor {
   readonly name = 'sim';
   /** setBalloon calls that changed a guest's target (for run summaries). */
   balloonActions = 0;
+  /** The simulated host's own KSM, and CPU tuning kept as set (the simulator has no scheduler). */
+  readonly capabilities: HypervisorCapabilities;
 
-  constructor(private readonly world: SimWorld) {}
+  constructor(private readonly world: SimWorld) {
+    this.capabilities = { ksm: new SimKsm(world), cpuTune: simCpuTune() };
+  }
 
   async connect(): Promise<void> {}
   async close(): Promise<void> {}

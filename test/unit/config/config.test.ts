@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseToml } from 'smol-toml';
 import { ConfigError, parseConfigText } from '../../../src/config/load.js';
 import { defaultConfig } from '../../../src/config/schema.js';
-import { toSafeguardConfig } from '../../../src/config/convert.js';
+import { toSafeguardConfig } from '../../../src/daemon/convert.js';
 
 function errorOf(text: string): string {
   try {
@@ -90,4 +90,19 @@ test('relative paths are relative to the config file', async () => {
   resolveRelativePaths(d, '/etc/ballast');
   assert.equal(d.hypervisor.scenario, 'demo', 'a built-in scenario name stays a name');
   assert.equal(d.engine.policy_dir, '/var/lib/p');
+});
+
+test('cgroup limits: [cgroup] enabled, or its older spelling host.cgroup_limits, turns the cgroup module on', () => {
+  assert.equal(parseConfigText('').cgroup.enabled, false);
+  assert.equal(parseConfigText('[cgroup]\nenabled = true\n').cgroup.enabled, true);
+  assert.equal(parseConfigText('[host]\ncgroup_limits = true\n').cgroup.enabled, true, 'the alias still works');
+  assert.match(errorOf('[cgroup]\nenabled = "yes"\n'), /cgroup\.enabled/);
+});
+
+test("each control module's section comes from the registry: [shutdown] is the balloon's, [ksm], [cgroup], [cputune] their modules'", async () => {
+  const { CONTROLS } = await import('../../../src/controls/registry.js');
+  const keys = CONTROLS.flatMap((m) => (m.section ? [m.section.key] : []));
+  assert.deepEqual(keys.sort(), ['cgroup', 'cputune', 'ksm', 'shutdown']);
+  const d = defaultConfig() as unknown as Record<string, unknown>;
+  for (const m of CONTROLS) if (m.section) assert.deepEqual(d[m.section.key], m.section.schema.parse(undefined), `${m.name}: its defaults are the config's`);
 });

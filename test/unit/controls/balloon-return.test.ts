@@ -2,10 +2,10 @@
 // the balloon's shrink; a guest whose inflations return little is reported once.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { addReturn, ineffective, inflationStep, QEMU_ALLOWANCE_KIB } from '../../../src/engine/balloon-return.js';
+import { addReturn, ineffective, inflationStep, QEMU_ALLOWANCE_KIB } from '../../../src/controls/balloon/returns.js';
 import { Engine } from '../../../src/engine/engine.js';
 import { memoryLogger } from '../../../src/log/logger.js';
-import { evaluateFn, FakeHypervisor, guest, MiB, targetPolicy } from './fakes.js';
+import { evaluateFn, FakeHypervisor, guest, MiB, targetPolicy } from '../engine/fakes.js';
 
 test('inflationStep: only inflations count; the return is the rss fall, at most the shrink; expected is what was resident beyond the new size', () => {
   const A = QEMU_ALLOWANCE_KIB;

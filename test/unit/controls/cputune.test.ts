@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { guardCpuTune } from '../../../src/controls/cputune/guard.js';
-import { cgroupCpuTune, cgroupV2Mounted, cpuMaxFile } from '../../../src/controls/cputune/cgroup-cpu.js';
+import { cgroupCpuTune, cgroupV2Mounted, cpuMaxFile } from '../../../src/host/cgroup-cpu.js';
 import { Engine } from '../../../src/engine/engine.js';
 import { compilePolicyText } from '../../../src/engine/policy-adapter.js';
 import { memoryLogger } from '../../../src/log/logger.js';
@@ -35,7 +35,7 @@ const POLICY = `(defvar period 100000)
 })
 `;
 
-function simEngine(disabled?: Set<string>) {
+function simEngine(sections?: Record<string, unknown>) {
   const world = new SimWorld(loadScenario('demo'), 1);
   const logger = memoryLogger();
   const engine = new Engine({
@@ -44,7 +44,7 @@ function simEngine(disabled?: Set<string>) {
     policy: compilePolicyText(POLICY),
     now: () => world.now,
     logger,
-    disabled,
+    sections,
   });
   return { world, engine, logger };
 }
@@ -73,7 +73,7 @@ test("on the simulated host: the policy's quota and period are applied, then rea
 });
 
 test('cputune.enabled = false: the controls are vetoed (quietly), nothing is set', async () => {
-  const { world, engine } = simEngine(new Set(['cputune']));
+  const { world, engine } = simEngine({ cputune: { enabled: false } });
   world.advance(5);
   await engine.collect();
   const r = await engine.evaluateAndAct();
@@ -91,7 +91,7 @@ test("without libvirt: the QEMU process's cgroup v2 cpu.max holds quota x vCPUs;
   const file = join(root, 'sys/fs/cgroup/machine.slice/vm1.scope/cpu.max');
   writeFileSync(file, 'max 100000\n');
   const guest: GuestSample = { id: 'vm1', name: 'vm1', props: { pid: 41 }, stats: { vcpu_count: 2 } };
-  const b = cgroupCpuTune((id) => (id === 'vm1' ? guest : undefined), root);
+  const b = cgroupCpuTune((id) => (id === 'vm1' ? { pid: Number(guest.props.pid), vcpus: guest.stats.vcpu_count as number } : undefined), root);
   assert.deepEqual(await b.read('vm1'), { quota: -1, period: 100000 });
   await b.write('vm1', { quota: 25000, period: 50000 });
   assert.equal(readFileSync(file, 'utf8'), '50000 50000\n', 'per-vCPU quota times 2 vCPUs');

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { History } from '../../../src/engine/history.js';
-import { balloonBounds, defaultSafeguards, guardBalloon, type SafeguardConfig } from '../../../src/engine/safeguards.js';
+import { balloonBounds, defaultSafeguards, guardBalloon, type SafeguardConfig } from '../../../src/controls/balloon/guard.js';
 import { guardCgroup } from '../../../src/controls/cgroup/guard.js';
 import { guardKsm } from '../../../src/controls/ksm/guard.js';
 

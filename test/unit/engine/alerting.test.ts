@@ -6,7 +6,7 @@ import { Engine } from '../../../src/engine/engine.js';
 import { AlertMonitor } from '../../../src/engine/alerting.js';
 import { DEFAULT_THRESHOLDS } from '../../../src/host/alerts.js';
 import { memoryLogger } from '../../../src/log/logger.js';
-import { toAlertThresholds } from '../../../src/config/convert.js';
+import { toAlertThresholds } from '../../../src/daemon/convert.js';
 import { parseConfigText } from '../../../src/config/load.js';
 import type { HostSource, Stats } from '../../../src/types.js';
 import { evaluateFn, FakeHypervisor, guest, MiB, type FnPolicy } from './fakes.js';

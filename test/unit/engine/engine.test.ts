@@ -10,8 +10,10 @@ const hostSource = (over: Record<string, number> = {}): HostSource => ({
   collect: async () => ({ mem_available: 8192 * MiB, mem_free: 1000 * MiB, mem_unused: 800 * MiB, ...over }),
 });
 
-function makeEngine(hv: FakeHypervisor, policy: FnPolicy | null, extra: Partial<ConstructorParameters<typeof Engine<FnPolicy>>[0]> = {}) {
+function makeEngine(hv: FakeHypervisor, policy: FnPolicy | null, extra: Partial<ConstructorParameters<typeof Engine<FnPolicy>>[0]> & { ksm?: FakeKsm } = {}) {
   let t = 0;
+  // The KSM a test watches is the one its hypervisor offers (modules build from capabilities).
+  if (extra.ksm) hv.capabilities = { ...hv.capabilities, ksm: extra.ksm };
   const logger = memoryLogger();
   const engine = new Engine<FnPolicy>({
     hypervisor: hv,
@@ -280,7 +282,8 @@ test('the shipped default policy runs through the engine: a host under pressure 
   };
   const logger = memoryLogger();
   let t = 0;
-  const engine = new Engine({ hypervisor: hv, hostSources: [host], ksm, policy, logger, now: () => t });
+  hv.capabilities = { ksm };
+  const engine = new Engine({ hypervisor: hv, hostSources: [host], policy, logger, now: () => t });
   for (let i = 0; i < 3; i++) {
     t += 10;
     await engine.collect();
@@ -295,7 +298,7 @@ test('the shipped default policy runs through the engine: a host under pressure 
 });
 
 test('simulator: a guest destroyed between collection and actuation is dropped, the others are acted on', async () => {
-  const { SimHypervisor, SimKsm, simHostSource } = await import('../../../src/hypervisor/sim/index.js');
+  const { SimHypervisor, simHostSource } = await import('../../../src/hypervisor/sim/index.js');
   const { parseScenario } = await import('../../../src/sim/scenarios.js');
   const { SimWorld } = await import('../../../src/sim/world.js');
   const world = new SimWorld(
@@ -310,7 +313,6 @@ test('simulator: a guest destroyed between collection and actuation is dropped, 
   const engine = new Engine<FnPolicy>({
     hypervisor: sim,
     hostSources: [simHostSource(world)],
-    ksm: new SimKsm(world),
     logger,
     now: () => world.now,
     evaluate: evaluateFn,
@@ -349,7 +351,7 @@ test('observe-only (read-only connection): targets are computed and logged, neve
   const { engine, logger } = makeEngine(
     hv,
     targetPolicy((s) => (s.balloon_cur as number) - 100 * MiB),
-    { balloonsOff: 'hypervisor.readonly = true (observe only)' },
+    { readOnly: 'hypervisor.readonly = true (observe only)' },
   );
   await engine.collect();
   const r = await engine.evaluateAndAct();
@@ -366,7 +368,7 @@ test('a controller turned off by config: its controls are noted quietly, never w
     host: { controls: { ksm_run: 1 }, vars: host.vars },
     guests: guests.map((g) => ({ name: String(g.props.name), controls: { mem_high: 1500 * MiB }, vars: g.vars })),
   });
-  const { engine, logger } = makeEngine(hv, policy, { ksm, disabled: new Set(['ksm']) });
+  const { engine, logger } = makeEngine(hv, policy, { ksm, sections: { ksm: { enabled: false } } });
   await engine.collect();
   const r = await engine.evaluateAndAct();
   assert.deepEqual(r.notes.map((n) => `${n.control}:${n.verdict}:${n.quiet}`).sort(), ['ksm_run:veto:true', 'mem_high:veto:true']);

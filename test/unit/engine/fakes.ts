@@ -1,6 +1,6 @@
 // Small in-test doubles: a hypervisor whose guests are plain objects, and a "policy" that is a
 // JS function. The engine is what these tests examine, not a driver.
-import type { GuestSample, Hypervisor, KsmBackend, KsmSettings, LifecycleEvent, Stats } from '../../../src/types.js';
+import type { GuestSample, Hypervisor, KsmBackend, KsmSettings, LifecycleEvent, Stats, HypervisorCapabilities } from '../../../src/types.js';
 import type { EntityInput, EvaluateFn, PolicyOutput } from '../../../src/engine/policy-port.js';
 
 export const MiB = 1024;
@@ -34,6 +34,8 @@ export function guest(name: string, over: Partial<Record<string, number | null>>
 
 export class FakeHypervisor implements Hypervisor {
   readonly name = 'fake';
+  /** A fake KSM by default: a test must never write the real /sys/kernel/mm/ksm. */
+  capabilities: HypervisorCapabilities = { ksm: new FakeKsm() };
   guests = new Map<string, FakeGuest>();
   setCalls: { id: string; target: number }[] = [];
   failSet = new Map<string, string>();

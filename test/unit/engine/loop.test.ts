@@ -7,14 +7,28 @@ import type { CollectReport, CycleReport } from '../../../src/engine/engine.js';
 
 function fake(clock: { t: number }) {
   const log: string[] = [];
+  const collected = new Set<(r: CollectReport) => void>();
+  const cycled = new Set<(r: CycleReport) => void>();
   const e: Steppable = {
     collect: async () => {
       log.push(`c${clock.t}`);
-      return { time: clock.t, guests: 0, appeared: [], vanished: [], errors: [] } as CollectReport;
+      const r = { time: clock.t, guests: 0, appeared: [], vanished: [], errors: [] } as CollectReport;
+      for (const l of collected) l(r);
+      return r;
     },
     evaluateAndAct: async () => {
       log.push(`p${clock.t}`);
-      return { cycle: log.length, time: clock.t } as unknown as CycleReport;
+      const r = { cycle: log.length, time: clock.t } as unknown as CycleReport;
+      for (const l of cycled) l(r);
+      return r;
+    },
+    onCollect: (l) => {
+      collected.add(l);
+      return () => collected.delete(l);
+    },
+    onCycle: (l) => {
+      cycled.add(l);
+      return () => cycled.delete(l);
     },
   };
   return { e, log };

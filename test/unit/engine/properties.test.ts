@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Engine } from '../../../src/engine/engine.js';
 import { compilePolicyText } from '../../../src/engine/policy-adapter.js';
-import type { SafeguardConfig } from '../../../src/engine/safeguards.js';
+import type { SafeguardConfig } from '../../../src/controls/balloon/guard.js';
 import type { GuestSample, Stats } from '../../../src/types.js';
 import { FakeHypervisor, MiB } from './fakes.js';
 
@@ -191,7 +191,7 @@ test('balloon targets stay in [floor, balloon_max] and move at most one step per
 
 // ---- the same properties on the real simulator ----------------------------------------------
 
-import { SimHypervisor, SimKsm, simHostSource } from '../../../src/hypervisor/sim/index.js';
+import { SimHypervisor, simHostSource } from '../../../src/hypervisor/sim/index.js';
 import { parseScenario } from '../../../src/sim/scenarios.js';
 import { SimWorld } from '../../../src/sim/world.js';
 import type { Hypervisor, LifecycleEvent } from '../../../src/types.js';
@@ -282,7 +282,6 @@ test('on random simulated hosts, balloon targets stay in [floor, balloon_max] wi
         const engine = new Engine({
           hypervisor: hv,
           hostSources: [simHostSource(world)],
-          ksm: new SimKsm(world),
           policy,
           now: () => world.now,
           safeguards: sg as SafeguardConfig,

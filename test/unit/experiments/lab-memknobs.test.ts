@@ -27,7 +27,7 @@ import {
   type TimedLine,
 } from '../../../src/experiments/lab-memknobs/metrics.js';
 import { MOM_STYLE_PSI_SAFEGUARDS, MOM_STYLE_SAFEGUARDS } from '../../../src/experiments/lab-memknobs/manager.js';
-import { defaultSafeguards, guardBalloon } from '../../../src/engine/safeguards.js';
+import { defaultSafeguards, guardBalloon } from '../../../src/controls/balloon/guard.js';
 import { History } from '../../../src/engine/history.js';
 import { ConsoleTail } from '../../../src/experiments/lab-memknobs/console-tail.js';
 import { parsePsiTotals } from '../../../src/experiments/lab-memknobs/counters.js';

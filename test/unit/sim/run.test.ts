@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { runSimulated } from '../../../src/sim/run.js';
+import { runSimulated } from '../../../src/daemon/sim-run.js';
 import { compilePolicyText } from '../../../src/engine/policy-adapter.js';
 import { SimWorld } from '../../../src/sim/world.js';
 import { memknobsScenario, demoScenario, cloudyScenario } from '../../../src/sim/scenarios.js';

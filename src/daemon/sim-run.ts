@@ -4,10 +4,10 @@
 import { Engine, type Counters } from '../engine/engine.js';
 import { Loop } from '../engine/loop.js';
 import type { CompiledPolicy } from '../engine/policy-adapter.js';
-import type { SafeguardConfig } from '../engine/safeguards.js';
+import type { SafeguardConfig } from '../controls/balloon/guard.js';
 import type { Logger } from '../log/logger.js';
-import { SimHypervisor, SimKsm, simHostSource, simWorldMetrics, type SimMetrics } from '../hypervisor/sim/index.js';
-import type { SimWorld } from './world.js';
+import { SimHypervisor, simHostSource, simWorldMetrics, type SimMetrics } from '../hypervisor/sim/index.js';
+import type { SimWorld } from '../sim/world.js';
 
 export interface SimTick {
   /** Simulated seconds. */
@@ -50,7 +50,6 @@ export async function runSimulated(opts: SimRunOptions): Promise<SimRunResult> {
   const engine = new Engine({
     hypervisor,
     hostSources: [simHostSource(world)],
-    ksm: new SimKsm(world),
     policy: opts.policy,
     safeguards: opts.safeguards,
     logger: opts.logger,

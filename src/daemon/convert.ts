@@ -1,7 +1,7 @@
 // From the operator's units (MiB, percent) to the engine's (KiB, fractions).
-import type { SafeguardConfig } from '../engine/safeguards.js';
+import type { SafeguardConfig } from '../controls/balloon/guard.js';
 import type { AlertThresholds } from '../host/alerts.js';
-import type { Config } from './schema.js';
+import type { Config } from '../config/schema.js';
 
 export function toSafeguardConfig(c: Config): SafeguardConfig {
   const s = c.safeguards;

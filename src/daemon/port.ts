@@ -1,8 +1,8 @@
 // The DaemonPort over a running Daemon: reads come from the engine's state, events from the
 // daemon's log (EventLog), updates from the engine's collect and cycle hooks.
-import type { Daemon } from '../engine/daemon.js';
-import type { EventLog } from './event-log.js';
-import { PolicyRejectedError, type DaemonPort, type GuestState, type HealthState, type HostState, type PolicyInfo, type TimedStats } from './port.js';
+import type { Daemon } from './daemon.js';
+import type { EventLog } from '../api/event-log.js';
+import { PolicyRejectedError, type DaemonPort, type GuestState, type HealthState, type HostState, type PolicyInfo, type TimedStats } from '../api/port.js';
 import type { LogLevel, Logger } from '../log/logger.js';
 
 const VERSION = '0.1.0';

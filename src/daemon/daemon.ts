@@ -1,19 +1,20 @@
-// The core of `ballast run`: backends from the config, the policy directory watched, the
-// engine driven by real timers, and a clean stop (timers cleared, in-flight cycle finished,
-// balloons left or restored as configured, KSM settings put back, connections closed).
+// The composition root of `ballast run` and `ballast demo`: backends from the config, the
+// control modules given their config sections, the policy directory watched, the engine driven
+// by real timers, and a clean stop (timers cleared, in-flight cycle finished, each module's
+// restore — balloons left or deflated, KSM settings put back — connections closed).
 import type { Config } from '../config/schema.js';
-import { toAlertThresholds, toSafeguardConfig } from '../config/convert.js';
+import { toAlertThresholds, toSafeguardConfig } from './convert.js';
 import { CONTROLS } from '../controls/registry.js';
 import type { Logger } from '../log/logger.js';
 import { errorMessage } from '../controls/control.js';
-import { AlertMonitor } from './alerting.js';
+import { AlertMonitor } from '../engine/alerting.js';
 import { buildBackends, type Backends } from './backends.js';
 import { closeSync, fstatSync, ftruncateSync, openSync, writeSync } from 'node:fs';
-import { Engine, type EvaluationRecord } from './engine.js';
-import { compilePolicyFiles, type CompiledPolicy } from './policy-adapter.js';
-import { PolicyWatcher } from './policy-dir.js';
-import { PolicySet, type PolicyEntry } from './policy-set.js';
-import { Loop } from './loop.js';
+import { Engine, type EvaluationRecord } from '../engine/engine.js';
+import { compilePolicyFiles, type CompiledPolicy } from '../engine/policy-adapter.js';
+import { PolicyWatcher } from '../engine/policy-dir.js';
+import { PolicySet, type PolicyEntry } from '../engine/policy-set.js';
+import { Loop } from '../engine/loop.js';
 
 export interface DaemonOptions {
   config: Config;
@@ -49,12 +50,9 @@ export class Daemon {
     this.engine = new Engine<CompiledPolicy>({
       hypervisor: backends.hypervisor,
       hostSources: backends.hostSources,
-      ksm: backends.ksm,
-      cgroup: backends.cgroup,
-      disabled: new Set(CONTROLS.filter((m) => m.enabled?.(config) === false).map((m) => m.name)),
-      simWorld: backends.sim?.world,
-      config,
-      balloonsOff: config.hypervisor.readonly ? 'hypervisor.readonly = true (observe only)' : undefined,
+      controls: CONTROLS,
+      sections: config,
+      readOnly: config.hypervisor.readonly ? 'hypervisor.readonly = true (observe only)' : undefined,
       policy: null,
       evaluateOptions: { stepBudget: c.step_budget },
       historyLength: c.history_length,
@@ -264,7 +262,6 @@ export class Daemon {
     ]);
     clearTimeout(timer);
     if (!waited) this.log.warn('stop_timeout', { reason: `the cycle in flight did not finish within ${STOP_WAIT_MS / 1000} s; stopping anyway` });
-    await this.restoreBalloons();
     await this.restoreControls();
     this.engine.dispose();
     if (this.recordFd !== undefined) closeSync(this.recordFd);
@@ -298,39 +295,10 @@ export class Daemon {
     });
   }
 
-  private async restoreBalloons(): Promise<void> {
-    const guests = this.engine.snapshot().guests;
-    if (this.config.shutdown.balloons === 'leave' || this.config.hypervisor.readonly) {
-      this.log.info('balloons_left', {
-        guests: guests.map((g) => ({ guest: g.name, balloon_cur: g.stats.balloon_cur ?? null })),
-        reason: this.config.hypervisor.readonly ? 'hypervisor.readonly = true' : 'shutdown.balloons = "leave"',
-      });
-      return;
-    }
-    for (const g of guests) {
-      const max = g.stats.balloon_max;
-      // The balloon may still be moving toward the last target: restore unless both are at max.
-      if (typeof max !== 'number' || (g.stats.balloon_cur === max && (g.lastTarget === undefined || g.lastTarget === max))) continue;
-      try {
-        await this.backends.hypervisor.setBalloon(g.id, max);
-        this.log.info('action', {
-          entity: g.name,
-          control: 'balloon_target',
-          from: g.stats.balloon_cur,
-          to: max,
-          result: 'applied',
-          reason: ['shutdown.balloons = "restore": back to balloon_max'],
-        });
-      } catch (err) {
-        this.log.warn('action_failed', { entity: g.name, control: 'balloon_target', to: max, error: errorMessage(err), reason: ['shutdown restore'] });
-      }
-    }
-  }
-
   private async restoreControls(): Promise<void> {
     for (const { module, instance } of this.engine.controlInstances) {
       try {
-        const what = await instance.restore?.();
+        const what = await instance.restore?.(this.engine.guestsAtStop(module.name));
         if (what) this.log.info(`${module.name}_restored`, { reason: what });
       } catch (err) {
         this.log.warn(`${module.name}_restore_failed`, { error: errorMessage(err) });

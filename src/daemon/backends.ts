@@ -1,15 +1,14 @@
-// What the loop runs against, built from the config: a hypervisor driver, host sources, KSM
-// and cgroup backends, and (for the simulator) the simulated clock. Drivers are imported
-// lazily so a build without one still runs the others and says clearly what is missing.
+// What the loop runs against, built from the config: a hypervisor driver, host sources, and
+// (for the simulator) the simulated clock. The control modules build their own backends from
+// what the driver offers. Drivers are imported lazily so a build without one still runs the
+// others and says clearly what is missing.
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
-import type { CgroupBackend, HostSource, Hypervisor, KsmBackend } from '../types.js';
+import type { HostSource, Hypervisor } from '../types.js';
 
 export interface Backends {
   hypervisor: Hypervisor;
   hostSources: HostSource[];
-  ksm?: KsmBackend & { restore?: () => Promise<void> };
-  cgroup?: CgroupBackend;
   /** Simulated hosts: the world's clock (seconds) and how to move it. */
   sim?: {
     now: () => number;
@@ -54,7 +53,6 @@ export async function buildSimBackends(cfg: Config['hypervisor']): Promise<Backe
   return {
     hypervisor: new simMod.SimHypervisor(world),
     hostSources: [simMod.simHostSource(world)],
-    ksm: new simMod.SimKsm(world),
     sim: { now: () => world.now, advance: (s) => world.advance(s), timeScale: cfg.time_scale, world },
     describe: `sim scenario ${cfg.scenario} (seed ${cfg.seed}, ${spec.guests.length} guests, x${cfg.time_scale})`,
   };
@@ -89,7 +87,7 @@ export async function buildLibvirtBackends(config: Config, logger: Logger, opts:
   };
 }
 
-/** Host side shared by the real drivers: /proc sources (or a memory domain), KSM sysfs, cgroups. */
+/** Host side shared by the real drivers: /proc sources (or a memory domain). */
 async function realHost(config: Config, opts: BuildOptions): Promise<Omit<Backends, 'hypervisor' | 'describe'>> {
   let host: typeof import('../host/index.js');
   try {
@@ -101,8 +99,6 @@ async function realHost(config: Config, opts: BuildOptions): Promise<Omit<Backen
   const domain = config.host.memory_domain ? { dir: config.host.memory_domain } : undefined;
   return {
     hostSources: host.hostSources({ domain, guestPids: opts.guestPids }),
-    ksm: config.ksm.enabled ? new host.KsmSysfs() : undefined,
-    cgroup: config.host.cgroup_limits ? new host.CgroupLimits() : undefined,
   };
 }
 
