@@ -4,6 +4,7 @@
 // parts in proportion (pages inside a part are alike), which keeps a step O(1) per guest.
 import { type ModelParams, PAGE_KIB, watermarks } from './params.js';
 import { type Demand, type WorkloadSpec, demandAt } from './workloads.js';
+import { SimVirtioMem, type VirtioMemHost, type VirtioMemSpec } from './virtio-mem.js';
 
 /** A part of guest RAM: `size` KiB, of which `hsw` KiB are in host swap and `ksm` KiB are
  *  mapped to KSM pages (merged pages stay resident; the host does not swap them here). */
@@ -96,6 +97,8 @@ export interface GuestConfig {
   /** Page cache already filled at start (data loaded before the run). */
   cacheKiB?: number;
   workload: WorkloadSpec;
+  /** A virtio-mem device beside the `maxKiB` of base memory. */
+  virtioMem?: VirtioMemSpec;
 }
 
 /** A step's plan for the workload, made before device contention is known. */
@@ -122,7 +125,9 @@ export class SimGuest {
   psiSome10 = 0;
   psiSome60 = 0;
   readonly name: string;
-  readonly maxKiB: number;
+  /** Base memory, KiB; the guest has this plus what its virtio-mem device has plugged. */
+  readonly baseKiB: number;
+  readonly vmem: SimVirtioMem | null;
   readonly vcpus: number;
   readonly swapKiB: number;
   readonly balloonMinKiB: number;
@@ -178,12 +183,13 @@ export class SimGuest {
     private readonly noise: () => number,
   ) {
     this.name = cfg.name;
-    this.maxKiB = cfg.maxKiB;
+    this.baseKiB = cfg.maxKiB;
+    this.vmem = cfg.virtioMem ? new SimVirtioMem(cfg.virtioMem) : null;
     this.vcpus = cfg.vcpus;
     this.swapKiB = cfg.swapKiB;
     this.balloonMinKiB = cfg.balloonMinKiB;
     this.workload = cfg.workload;
-    this.balloonCur = Math.min(cfg.maxKiB, cfg.balloonKiB);
+    this.balloonCur = Math.min(cfg.maxKiB, cfg.balloonKiB) + (this.vmem?.size ?? 0);
     this.balloonTarget = this.balloonCur;
     // Boot: the kernel and a little page cache are touched; the rest is free and untouched.
     this.workloadStart = now;
@@ -198,6 +204,11 @@ export class SimGuest {
   }
 
   // ---- views -------------------------------------------------------------------------
+
+  /** balloon_max: base memory plus what virtio-mem has plugged. */
+  get maxKiB(): number {
+    return this.baseKiB + (this.vmem?.size ?? 0);
+  }
 
   get anonKiB(): number {
     return this.hot.size + this.cold.size + this.gswHot + this.gswCold;
@@ -365,6 +376,7 @@ export class SimGuest {
     this.shiftWorkingSet(Math.min(d.wsKiB, this.anonKiB), ctx);
 
     this.balloonStep(ctx);
+    this.vmem?.step(this.virtioMemHost(ctx), ctx.dt);
 
     // kswapd: below the low watermark, reclaim up to the high one.
     const wm = watermarks(this.balloonCur);
@@ -450,6 +462,32 @@ export class SimGuest {
       this.balloonCur += x;
       this.freeU += x;
     }
+  }
+
+  /** The guest's side of virtio-mem. Unplugging takes free pages and page cache above the
+   *  guest's minimum, keeping the high watermark free: used memory is never pushed out, so an
+   *  unplug stops short when it would not fit. Plugged and unplugged memory moves balloon_cur
+   *  and balloon_max together (the balloon keeps its size). */
+  private virtioMemHost(ctx: StepCtx): VirtioMemHost {
+    return {
+      releasableKiB: () => {
+        const cache = Math.max(0, this.cache.size - Math.min(ctx.params.guestMinCacheKiB, this.cache.size));
+        return Math.max(0, this.freeKiB + cache - watermarks(this.balloonCur).high);
+      },
+      release: (kib) => {
+        if (this.freeKiB < kib) this.reclaim(kib - this.freeKiB, 'cache', ctx);
+        const st = staged();
+        const got = this.takeFree(st, kib);
+        // What backed the pages on the host goes with them (QEMU discards unplugged blocks).
+        this.balloonCur -= got;
+        this.balloonTarget = Math.max(0, this.balloonTarget - got);
+      },
+      add: (kib) => {
+        this.balloonCur += kib;
+        this.balloonTarget += kib;
+        this.freeU += kib;
+      },
+    };
   }
 
   // ---- one step, phase 2: what the workload would do, before device contention ------------

@@ -216,6 +216,15 @@ const guest = z.strictObject({
   startS: nonneg.optional(),
   stopS: nonneg.optional(),
   workload,
+  virtioMem: z
+    .strictObject({
+      maxMiB: pos,
+      requestedMiB: nonneg.optional(),
+      blockMiB: pos.optional(),
+      plugMiBps: pos.optional(),
+      unplugMiBps: pos.optional(),
+    })
+    .optional(),
 });
 const paramsSchema = z
   .strictObject({
@@ -300,6 +309,14 @@ export function parseScenario(raw: unknown, source = 'scenario'): ScenarioSpec {
     names.add(g.name);
     if (g.stopS !== undefined && g.stopS <= (g.startS ?? 0)) throw new Error(`${source}: guest ${g.name}: stopS must be after startS`);
     if ((g.balloonMiB ?? 0) > g.memMiB) throw new Error(`${source}: guest ${g.name}: balloonMiB exceeds memMiB`);
+    const vm = g.virtioMem;
+    if (vm) {
+      const block = vm.blockMiB ?? 2;
+      const req = vm.requestedMiB ?? vm.maxMiB;
+      if (vm.maxMiB % block !== 0 || req % block !== 0 || req > vm.maxMiB) {
+        throw new Error(`${source}: guest ${g.name}: virtioMem maxMiB and requestedMiB must be multiples of blockMiB (${block}), requestedMiB at most maxMiB`);
+      }
+    }
   }
   return { ...(r.data as ScenarioSpec), guests };
 }

@@ -5,6 +5,7 @@ import { type ModelParams, type ParamOverrides, GIB, MIB, PAGE_KIB, defaultParam
 import { Rng } from './rng.js';
 import { type GuestCounters, type Part, type StepCtx, SimGuest } from './guest.js';
 import type { WorkloadSpec } from './workloads.js';
+import type { VirtioMemSpec } from './virtio-mem.js';
 
 export interface GuestSpec {
   name: string;
@@ -23,6 +24,8 @@ export interface GuestSpec {
   startS?: number;
   stopS?: number;
   workload: WorkloadSpec;
+  /** A virtio-mem device beside memMiB (src/sim/virtio-mem.ts). */
+  virtioMem?: VirtioMemSpec;
 }
 
 export interface KsmSettingsState {
@@ -164,6 +167,7 @@ export class SimWorld {
           balloonMinKiB: (spec.balloonMinMiB ?? 0) * MIB,
           cacheKiB: (spec.cacheMiB ?? 0) * MIB,
           workload: spec.workload,
+          virtioMem: spec.virtioMem,
         },
         this.params,
         this._now,

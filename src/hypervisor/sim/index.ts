@@ -10,6 +10,7 @@ import type { SimGuest } from '../../sim/guest.js';
 import type { SimWorld } from '../../sim/world.js';
 import { withMomDefaults } from '../mom-defaults.js';
 import { simCpuTune } from './cputune.js';
+import { SimMemoryDevices } from './memory-devices.js';
 
 const round2 = (v: number) => Math.round(v * 100) / 100;
 
@@ -51,7 +52,7 @@ export class SimHypervisor implements Hypervisor {
   readonly capabilities: HypervisorCapabilities;
 
   constructor(private readonly world: SimWorld) {
-    this.capabilities = { ksm: new SimKsm(world), cpuTune: simCpuTune() };
+    this.capabilities = { ksm: new SimKsm(world), cpuTune: simCpuTune(), memoryDevices: new SimMemoryDevices(world) };
   }
 
   async connect(): Promise<void> {}
