@@ -18,6 +18,8 @@ const STATE_NAMES: Record<number, string> = Object.fromEntries(Object.entries(Do
 /** Reason given when a guest reports no balloon statistics of its own. */
 export const NO_GUEST_STATS = 'no guest memory statistics from the balloon (virtio_balloon driver not loaded in the guest yet, or stats period not set)';
 
+const LIBVIRT_LACKS = { oom_kills: null, alloc_stalls: null, async_scan: null, direct_scan: null, async_reclaim: null, direct_reclaim: null };
+
 function num(v: TypedValue | undefined): number | null {
   if (v === undefined) return null;
   if (typeof v === 'number') return Number.isFinite(v) ? v : null;
@@ -48,6 +50,11 @@ export function sampleFromStats(rec: DomainStatsRecord, balloonMinKiB: number): 
     major_fault: num(p['balloon.major_fault']),
     minor_fault: num(p['balloon.minor_fault']),
     rss: num(p['balloon.rss']),
+    htlb_pgalloc: num(p['balloon.hugetlb_pgalloc']),
+    htlb_pgfail: num(p['balloon.hugetlb_pgfail']),
+    // QEMU 9.1+ has these from Linux 6.12+ guests, but libvirt's memory stat tags stop at
+    // HUGETLB_PGFAIL: through libvirt they are never offered (the QMP driver has them).
+    ...LIBVIRT_LACKS,
   };
   withMomDefaults(stats);
   const vcpus = num(p['vcpu.current']);

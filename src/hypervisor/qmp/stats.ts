@@ -5,6 +5,11 @@
 //   stat-swap-in / stat-swap-out -> swap_in / swap_out (KiB, cumulative since guest boot)
 //   stat-major-faults / stat-minor-faults -> major_fault / minor_fault (cumulative counts)
 //   stat-htlb-pgalloc / stat-htlb-pgfail -> htlb_pgalloc / htlb_pgfail
+// and what QEMU 9.1+ passes on from Linux 6.12+ guests (null before):
+//   stat-oom-kills / stat-alloc-stalls -> oom_kills / alloc_stalls (counts since boot)
+//   stat-async-scans / stat-direct-scans -> async_scan / direct_scan (KiB scanned by kswapd /
+//   by direct reclaim), stat-async-reclaims / stat-direct-reclaims -> async_reclaim /
+//   direct_reclaim (KiB reclaimed), cumulative since guest boot like swap_in
 import type { Stats } from '../../types.js';
 
 export interface GuestStatsReply {
@@ -37,6 +42,12 @@ export function guestStatsToMom(reply: GuestStatsReply): { stats: Stats; lastUpd
       minor_fault: g('stat-minor-faults'),
       htlb_pgalloc: g('stat-htlb-pgalloc'),
       htlb_pgfail: g('stat-htlb-pgfail'),
+      oom_kills: g('stat-oom-kills'),
+      alloc_stalls: g('stat-alloc-stalls'),
+      async_scan: kib(g('stat-async-scans')),
+      direct_scan: kib(g('stat-direct-scans')),
+      async_reclaim: kib(g('stat-async-reclaims')),
+      direct_reclaim: kib(g('stat-direct-reclaims')),
     },
     lastUpdate: typeof reply['last-update'] === 'number' ? reply['last-update'] : 0,
   };

@@ -37,6 +37,9 @@ function guestStats(world: SimWorld, g: SimGuest): Stats {
     psi_some_avg60: round2(g.psiSome60),
     psi_full_avg10: round2(g.psiSome10),
     psi_full_avg60: round2(g.psiSome60),
+    // The guest's OOM kills since boot, as QEMU 9.1+ reports a Linux 6.12+ guest's; the scan
+    // and reclaim counters have no counterpart in the fluid model.
+    oom_kills: g.c.oomKills,
     vcpu_count: g.vcpus,
     // MOM's CpuTune fields as a guest without a CPU limit has them (no quota, the default period).
     vcpu_quota: -1,

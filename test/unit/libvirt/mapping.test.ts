@@ -52,3 +52,25 @@ test('/proc/meminfo text -> guest memory fields', () => {
   assert.deepEqual(st, { mem_unused: 100, mem_available: 600, mem_free: 310, mem_total_guest: 1000 });
   assert.throws(() => statsFromMeminfo('hello'), /not \/proc\/meminfo/);
 });
+
+test('huge page allocations from the bulk stats; the newer balloon statistics libvirt has no tag for are null', () => {
+  const s = sampleFromStats(
+    {
+      dom,
+      params: [
+        { field: 'balloon.current', type: U, value: 1000 },
+        { field: 'balloon.unused', type: U, value: 300 },
+        { field: 'balloon.hugetlb_pgalloc', type: U, value: 12 },
+        { field: 'balloon.hugetlb_pgfail', type: U, value: 3 },
+      ],
+    },
+    0,
+  );
+  assert.equal(s.stats.htlb_pgalloc, 12);
+  assert.equal(s.stats.htlb_pgfail, 3);
+  for (const f of ['oom_kills', 'alloc_stalls', 'async_scan', 'direct_scan', 'async_reclaim', 'direct_reclaim']) {
+    assert.ok(f in s.stats, `${f} present`);
+    assert.equal(s.stats[f], null, f);
+  }
+  assert.equal(sampleFromStats({ dom, params: [] }, 0).stats.htlb_pgalloc, null);
+});

@@ -32,9 +32,34 @@ test('guest-stats in bytes -> MOM fields in KiB; unset stats are null', () => {
     minor_fault: 65432,
     htlb_pgalloc: null,
     htlb_pgfail: null,
+    oom_kills: null,
+    alloc_stalls: null,
+    async_scan: null,
+    direct_scan: null,
+    async_reclaim: null,
+    direct_reclaim: null,
   });
   assert.equal(lastUpdate, 1764068000);
   assert.equal(staleReason(lastUpdate, stats), null);
+});
+
+test('QEMU 9.1+ statistics of a Linux 6.12+ guest: OOM kills and allocation stalls as counts, scan and reclaim in KiB', () => {
+  const { stats } = guestStatsToMom({
+    stats: {
+      'stat-total-memory': 256 * 1048576,
+      'stat-oom-kills': 2,
+      'stat-alloc-stalls': 37,
+      'stat-async-scans': 4096 * 1000,
+      'stat-direct-scans': 4096 * 200,
+      'stat-async-reclaims': 4096 * 900,
+      'stat-direct-reclaims': UNSET,
+    },
+    'last-update': 5,
+  });
+  assert.deepEqual(
+    [stats.oom_kills, stats.alloc_stalls, stats.async_scan, stats.direct_scan, stats.async_reclaim, stats.direct_reclaim],
+    [2, 37, 4000, 800, 3600, null],
+  );
 });
 
 test('no update yet, all unset, or garbage values: stale, never numbers from nothing', () => {

@@ -144,3 +144,16 @@ test('the host source reports totals and per-interval deltas (null on the first 
   assert.equal(m.throughput_unit, 'pages/s');
   assert.ok(m.throughput > 0);
 });
+
+test('oom_kills counts the guest OOM killer since boot, as QEMU 9.1+ reports it', async () => {
+  const w = new SimWorld({
+    host: { memMiB: 4096, swapMiB: 0, cpus: 2 },
+    guests: [{ name: 'leaky', memMiB: 256, swapMiB: 0, workload: { kind: 'leak', leakMiBPerMin: 600 } }],
+  });
+  const hv = new SimHypervisor(w);
+  assert.equal((await hv.collect())[0]!.stats.oom_kills, 0);
+  w.advance(120);
+  const kills = (await hv.collect())[0]!.stats.oom_kills as number;
+  assert.ok(kills >= 1, `the leak was killed: ${kills}`);
+  assert.equal(kills, w.guests.get('leaky')!.c.oomKills);
+});
