@@ -3,6 +3,7 @@
 // device's own XML and a new <requested>, clear errors for bad requests and bad XML.
 import { test, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { FakeLibvirtd, guest } from './fake-libvirtd.js';
 import { LibvirtHypervisor } from '../../../src/hypervisor/libvirt/index.js';
 import { DomainNotFoundError } from '../../../src/hypervisor/libvirt/errors.js';
@@ -114,4 +115,26 @@ test('parseVirtioMem: units, several devices, other memory models and alias-less
   assert.throws(() => parseVirtioMem(domXml(Array.from({ length: 300 }, () => vmemXml('a', 0, 0)).join('\n'))), /300 memory devices/);
   assert.throws(() => withRequested('<memory model="virtio-mem"><target/></memory>', 2048), /no <requested>/);
   assert.equal(withRequested("<x><requested unit='MiB'>4</requested></x>", 2048), "<x><requested unit='KiB'>2048</requested></x>");
+});
+
+test('parseVirtioMem on damaged XML: devices with whole sizes, or an error that names the XML or the device, never a crash', () => {
+  const good = domXml([vmemXml('virtiomem0', 131072, 65536), vmemXml('virtiomem1', 0, 0, 3)].join('\n'));
+  const damaged = fc.oneof(
+    fc.string(),
+    fc.tuple(fc.nat(good.length), fc.nat(good.length)).map(([a, b]) => good.slice(0, Math.min(a, b)) + good.slice(Math.max(a, b))),
+    fc.tuple(fc.nat(good.length - 1), fc.constantFrom('<', '>', "'", '/', 'x', '9', ' ', '&', '-')).map(([i, c]) => good.slice(0, i) + c + good.slice(i + 1)),
+  );
+  fc.assert(
+    fc.property(damaged, (xml) => {
+      let devs: ReturnType<typeof parseVirtioMem>;
+      try {
+        devs = parseVirtioMem(xml, 'g1');
+      } catch (e) {
+        assert.match((e as Error).message, /^(libvirt XML of g1|virtio-mem \S+ of g1)/, (e as Error).message);
+        return;
+      }
+      for (const d of devs) for (const v of [d.size, d.requested, d.block, d.max]) assert.ok(Number.isSafeInteger(v) && v >= 0, `${d.id}: ${v}`);
+    }),
+    { numRuns: 400 },
+  );
 });

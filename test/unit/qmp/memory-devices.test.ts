@@ -3,6 +3,7 @@
 // their backend, resize checks before anything is sent, garbage replies refused clearly.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { QmpHypervisor } from '../../../src/hypervisor/qmp/hypervisor.js';
 import { parseMemoryDevices } from '../../../src/hypervisor/qmp/memory-devices.js';
 import { cleanup, fakeQmp, type FakeQmp } from './fake-server.js';
@@ -117,4 +118,40 @@ test('parseMemoryDevices: wrong shapes are refused with what was wrong', () => {
   assert.throws(() => parseMemoryDevices([{ type: 'virtio-mem', data: { ...vmem('a', '/m', 0, 0).data, id: 7 } }]), /invalid "id"/);
   assert.throws(() => parseMemoryDevices(new Array(300).fill(vmem('a', '/m', 0, 0))), /300 devices/);
   assert.deepEqual(parseMemoryDevices([{ type: 'nvdimm', data: {} }, { type: 'virtio-pmem' }]), []);
+});
+
+test('parseMemoryDevices on any JSON: devices with whole KiB sizes, or an error naming query-memory-devices, never a crash', () => {
+  const entry = fc.record(
+    {
+      type: fc.oneof(fc.constant('virtio-mem'), fc.constant('dimm'), fc.anything()),
+      data: fc.oneof(
+        fc.record(
+          {
+            id: fc.oneof(fc.string(), fc.anything()),
+            memdev: fc.oneof(fc.constant('/objects/m'), fc.anything()),
+            size: fc.oneof(fc.nat(), fc.double(), fc.anything()),
+            'requested-size': fc.oneof(fc.nat(), fc.anything()),
+            'block-size': fc.oneof(fc.constant(2 * MiB), fc.nat(), fc.anything()),
+            'max-size': fc.oneof(fc.nat(), fc.anything()),
+          },
+          { requiredKeys: [] },
+        ),
+        fc.anything(),
+      ),
+    },
+    { requiredKeys: [] },
+  );
+  fc.assert(
+    fc.property(fc.oneof(fc.anything(), fc.array(entry, { maxLength: 4 })), (reply) => {
+      let devs: ReturnType<typeof parseMemoryDevices>;
+      try {
+        devs = parseMemoryDevices(reply);
+      } catch (e) {
+        assert.match((e as Error).message, /^QMP query-memory-devices: /, (e as Error).message);
+        return;
+      }
+      for (const d of devs) for (const v of [d.size, d.requested, d.block, d.max]) assert.ok(Number.isSafeInteger(v) && v >= 0);
+    }),
+    { numRuns: 500 },
+  );
 });
