@@ -3,6 +3,7 @@
 // blocks released, and the same capability (and checks) as the real drivers.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { SimWorld, type GuestSpec } from '../../../src/sim/world.js';
 import { SimMemoryDevices } from '../../../src/hypervisor/sim/memory-devices.js';
 import { SimHypervisor } from '../../../src/hypervisor/sim/index.js';
@@ -120,4 +121,60 @@ test('scenario files: virtioMem is optional, checked, and unknown keys in it are
     /requestedMiB at most maxMiB/,
   );
   assert.throws(() => parseScenario({ ...base, guests: [{ ...base.guests[0], virtioMem: { maxMiB: 512, sizeMiB: 3 } }] }), /guests\.0\.virtioMem/);
+});
+
+test('memory is conserved under random plugs, unplugs and balloon moves: whole blocks, within the device, parts = balloon_cur', () => {
+  fc.assert(
+    fc.property(
+      fc.array(
+        fc.record({
+          memMiB: fc.integer({ min: 256, max: 2048 }),
+          maxBlocks: fc.integer({ min: 1, max: 256 }),
+          blockMiB: fc.constantFrom(2, 4, 8),
+          reqFrac: fc.double({ min: 0, max: 1, noNaN: true }),
+          anonMiB: fc.integer({ min: 0, max: 2500 }),
+          unplugMiBps: fc.integer({ min: 1, max: 1000 }),
+        }),
+        { minLength: 1, maxLength: 3 },
+      ),
+      fc.array(fc.tuple(fc.nat(2), fc.double({ min: 0, max: 1, noNaN: true }), fc.boolean()), { maxLength: 10 }),
+      (guests, moves) => {
+        const w = world(
+          guests.map((g, i) => ({
+            name: `g${i}`,
+            memMiB: g.memMiB,
+            virtioMem: {
+              maxMiB: g.maxBlocks * g.blockMiB,
+              requestedMiB: Math.floor(g.maxBlocks * g.reqFrac) * g.blockMiB,
+              blockMiB: g.blockMiB,
+              unplugMiBps: g.unplugMiBps,
+            },
+            workload: { kind: 'idle', anonMiB: g.anonMiB, wsMiB: g.anonMiB },
+          })),
+        );
+        for (let i = 0; i < 10; i++) {
+          const [gi, frac, balloon] = moves[i] ?? [0, 1, false];
+          const g = w.guests.get(`g${gi % guests.length}`);
+          if (g) {
+            const d = g.vmem!;
+            if (balloon) g.balloonTarget = Math.max(1, g.maxKiB * frac);
+            else d.requested = Math.floor((d.maxKiB / d.blockKiB) * frac) * d.blockKiB;
+          }
+          w.advance(5);
+          let touched = 0;
+          let held = 0;
+          for (const x of w.guests.values()) {
+            consistent(x);
+            const d = x.vmem!;
+            assert.ok(d.size >= 0 && d.size <= d.maxKiB && d.size % d.blockKiB === 0, `${x.name}: size ${d.size}`);
+            assert.equal(x.maxKiB, x.baseKiB + d.size);
+            touched += x.touchedKiB;
+            held += x.hostResidentKiB + x.hostSwappedKiB;
+          }
+          assert.ok(Math.abs(touched - held) < 8, 'the host holds exactly what the guests touched');
+        }
+      },
+    ),
+    { numRuns: 40 },
+  );
 });
