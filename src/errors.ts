@@ -41,3 +41,8 @@ export function failureKind(err: unknown): FailureKind {
   }
   return 'failed';
 }
+
+/** What to say of anything thrown: an Error's message, else the value as text. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

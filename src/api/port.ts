@@ -77,15 +77,7 @@ export interface DaemonEvent {
 
 /** A policy the daemon refused; `message` starts with FILE:LINE:COL where there is a position. */
 export class PolicyRejectedError extends Error {
-  constructor(
-    message: string,
-    readonly file?: string,
-    readonly line?: number,
-    readonly col?: number,
-  ) {
-    super(message);
-    this.name = 'PolicyRejectedError';
-  }
+  override name = 'PolicyRejectedError';
 }
 
 export interface DaemonPort {

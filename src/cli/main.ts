@@ -2,6 +2,7 @@
 // The `ballast` command: each subcommand lives in its own module and registers itself here.
 // Only the module of the command being run is loaded: `ballast run` is a long-lived daemon
 // and should not carry the simulator, the lab or the experiments in its heap.
+import { errorMessage } from '../errors.js';
 import type { Command as CommandT } from 'commander';
 import { smallHeap } from './heap.js';
 
@@ -37,6 +38,6 @@ try {
   for (const name of chosen) (await commands[name]!()).register(program);
   await program.parseAsync(process.argv);
 } catch (err: unknown) {
-  process.stderr.write(`ballast: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.stderr.write(`ballast: ${errorMessage(err)}\n`);
   process.exit(1);
 }

@@ -1,5 +1,6 @@
 // `ballast run --config FILE`: the daemon. Runs until SIGTERM or SIGINT, then stops cleanly
 // (see src/daemon/daemon.ts); a second signal exits at once.
+import { errorMessage } from '../errors.js';
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { loadConfigFile, parseConfigObject } from '../config/load.js';
@@ -83,7 +84,7 @@ export async function run(opts: RunOptions): Promise<void> {
           reason: restartNeeded.length ? 'these keys keep their running values until a restart' : undefined,
         });
       } catch (err) {
-        logger.error('config_refused', { error: err instanceof Error ? err.message : String(err), reason: 'the running config stays in force' });
+        logger.error('config_refused', { error: errorMessage(err), reason: 'the running config stays in force' });
       }
       daemon.watcher.reload();
     };

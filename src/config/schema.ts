@@ -5,7 +5,7 @@
 import { z } from 'zod';
 
 import { CONTROL_SECTIONS } from '../controls/registry.js';
-import { bool, interval, nonNegative, oneOf, percent, positive, positiveInt, section, str } from './fields.js';
+import { bool, interval, nonNegative, oneOf, percent, positive, positiveInt, section, str } from '../config-fields.js';
 
 export const configSchema = z
   .strictObject(

@@ -5,7 +5,7 @@
 // lives in its folder, and the loop reaches it only through this interface.
 import type { ZodType } from 'zod';
 import type { History } from '../engine/history.js';
-import { failureKind, type FailureKind } from '../errors.js';
+import { errorMessage, failureKind, type FailureKind } from '../errors.js';
 import type { SafeguardConfig } from './balloon/floor.js';
 import type { Logger } from '../log/logger.js';
 import type { GuestSample, Hypervisor, Props, Stats } from '../types.js';
@@ -55,9 +55,6 @@ export interface Controller {
   forget?(guestId: string): void;
 }
 
-export function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 /** Run `fn` over `items` with at most `limit` in flight (drivers pipeline requests; a
  *  thousand concurrent RPCs would only queue in the socket). */

@@ -2,11 +2,12 @@
 // control modules given their config sections, the policy directory watched, the engine driven
 // by real timers, and a clean stop (timers cleared, in-flight cycle finished, each module's
 // restore — balloons left or deflated, KSM settings put back — connections closed).
+import { errorMessage } from '../errors.js';
 import type { Config } from '../config/schema.js';
 import { toAlertThresholds, toSafeguardConfig } from './convert.js';
 import { CONTROLS } from '../controls/registry.js';
 import type { Logger } from '../log/logger.js';
-import { errorMessage } from '../controls/control.js';
+
 import { AlertMonitor } from '../engine/alerting.js';
 import { buildBackends, type Backends } from './backends.js';
 import { closeSync, fstatSync, ftruncateSync, openSync, writeSync } from 'node:fs';

@@ -1,5 +1,6 @@
 // The DaemonPort over a running Daemon: reads come from the engine's state, events from the
 // daemon's log (EventLog), updates from the engine's collect and cycle hooks.
+import { errorMessage } from '../errors.js';
 import type { Daemon } from './daemon.js';
 import type { EventLog } from '../api/event-log.js';
 import { PolicyRejectedError, type DaemonPort, type GuestState, type HealthState, type HostState, type PolicyInfo, type TimedStats } from '../api/port.js';
@@ -140,8 +141,6 @@ function rejecting<T>(f: () => T): T {
   try {
     return f();
   } catch (err) {
-    const m = err instanceof Error ? err.message : String(err);
-    const pos = /^(.*?):(\d+):(\d+):/.exec(m);
-    throw new PolicyRejectedError(m, pos?.[1], pos ? Number(pos[2]) : undefined, pos ? Number(pos[3]) : undefined);
+    throw new PolicyRejectedError(errorMessage(err));
   }
 }

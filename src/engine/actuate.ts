@@ -2,7 +2,8 @@
 // controller; a control that failed recently waits (backoff.ts) unless its module says the
 // action gives memory back. Then each module's per-guest state is committed by the outcome:
 // what it planned to keep if its actions were applied, or what to keep otherwise.
-import { errorMessage, type Action, type ActionOutcome, type ControlModule, type Controller } from '../controls/control.js';
+import { errorMessage } from '../errors.js';
+import { type Action, type ActionOutcome, type ControlModule, type Controller } from '../controls/control.js';
 import { Backoff } from './backoff.js';
 import type { CyclePlan, GuestEntity } from './cycle.js';
 

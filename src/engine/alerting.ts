@@ -14,7 +14,7 @@ export class AlertMonitor {
   private readonly leakLows: LeakLows;
   private activeNow: AlertEvent[] = [];
   /** Alerts started since the daemon started, by kind. */
-  readonly raisedTotal: Record<AlertEvent['kind'], number> = { low_available: 0, high_usage: 0, paging: 0, guest_leak: 0 };
+  readonly raisedTotal: Record<AlertEvent['kind'], number> = { low_available: 0, high_usage: 0, paging: 0, guest_leak: 0, map_count: 0 };
 
   /** `clearAfter`: collections in a row without an alert before it counts as cleared. */
   constructor(

@@ -1,7 +1,8 @@
 // Fields the control modules add to fresh guest samples (the values in force, e.g. vcpu_quota):
 // most are known without I/O; the rest are read, 16 guests at a time. A module that cannot read
 // a guest's fields says so once per guest until it can again; the fields stay unknown.
-import { errorMessage, mapLimited, type ControlInstance, type ControlModule } from '../controls/control.js';
+import { errorMessage } from '../errors.js';
+import { mapLimited, type ControlInstance, type ControlModule } from '../controls/control.js';
 import type { Logger } from '../log/logger.js';
 import type { GuestSample, Stats } from '../types.js';
 import { LogOnce } from './log-once.js';

@@ -6,8 +6,8 @@
 // counted and logged, and the loop goes on. The engine names no control: each mechanism is a
 // module of the registry (src/controls), set up here with what the driver offers.
 import type { HostSource, Hypervisor, Props, Stats } from '../types.js';
-import { failureKind } from '../errors.js';
-import { errorMessage, type ControlEnv, type ControlInstance, type ControlModule, type Controller } from '../controls/control.js';
+import { errorMessage, failureKind } from '../errors.js';
+import { type ControlEnv, type ControlInstance, type ControlModule, type Controller } from '../controls/control.js';
 import { defaultSafeguards, type SafeguardConfig } from '../controls/balloon/floor.js';
 import { CONTROLS } from '../controls/registry.js';
 import { nullLogger, type Logger } from '../log/logger.js';

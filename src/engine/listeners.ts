@@ -1,7 +1,8 @@
 // The loop's one event channel: subscribers of collections and cycles (views, API, metrics,
 // alerts). A listener that throws is logged and the others still hear the event: nothing a
 // subscriber does may stop the loop.
-import { errorMessage } from '../controls/control.js';
+
+import { errorMessage } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 
 export class Listeners<T> {

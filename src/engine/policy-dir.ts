@@ -2,6 +2,7 @@
 // (MOM's named policies: the file name is the policy's name). Watched for changes: a change
 // recompiles everything once the files have not been written for a second; a file that does
 // not compile is refused with FILE:LINE:COL and the last good policy stays in force.
+import { errorMessage } from '../errors.js';
 import { readdirSync, readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Logger } from '../log/logger.js';
@@ -36,15 +37,7 @@ export function readPolicyFiles(src: PolicySourceSpec): PolicyFile[] {
   return listPaths(src).map((path) => ({ name: basename(path), path, text: readFileSync(path, 'utf8') }));
 }
 
-export function readPolicyDir(dir: string): PolicyFile[] {
-  return readPolicyFiles({ dir });
-}
-
 /** A cheap fingerprint of the policy files (names, sizes, mtimes), and the newest mtime (ms). */
-export function sourceSignature(src: PolicySourceSpec): string {
-  return sourceState(src).signature;
-}
-
 function sourceState(src: PolicySourceSpec): { signature: string; newestMs: number } {
   let newestMs = 0;
   try {
@@ -78,7 +71,7 @@ export function loadPolicies<P>(src: PolicySourceSpec, compile: CompileFn<P>): L
   try {
     return { ok: true, policy: compile(files), files: files.map((f) => f.name) };
   } catch (err) {
-    return { ok: false, error: err instanceof Error ? err.message : String(err) };
+    return { ok: false, error: errorMessage(err) };
   }
 }
 

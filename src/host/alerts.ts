@@ -5,9 +5,13 @@
 //   paging:        host swap_in + swap_out above 10 pages/s in each of the last 3 samples
 //   guest_leak:    a guest's used memory, page cache not counted, whose lows keep rising over a
 //                  long window: growth that does not come back (see LeakLows)
+//   map_count:     the process with the most memory mappings above 80% of vm.max_map_count
+//                  (host fields of map-count.ts; named by its /proc/PID/comm)
+import { readFileSync } from 'node:fs';
+import { finite } from '../numbers.js';
 import type { Stats } from '../types.js';
 
-export type AlertKind = 'low_available' | 'high_usage' | 'paging' | 'guest_leak';
+export type AlertKind = 'low_available' | 'high_usage' | 'paging' | 'guest_leak' | 'map_count';
 
 export interface AlertEvent {
   kind: AlertKind;
@@ -39,6 +43,9 @@ export interface AlertThresholds {
   leakMinRiseKiB: number;
   /** Seconds between samples (swap_in / swap_out are per-interval deltas). */
   intervalS: number;
+  /** map_count when a process's mappings are above this share of vm.max_map_count (0..1);
+   *  critical in the last quarter of the way from there to the limit. */
+  mapCountFraction?: number;
 }
 
 export const DEFAULT_THRESHOLDS: AlertThresholds = {
@@ -51,18 +58,30 @@ export const DEFAULT_THRESHOLDS: AlertThresholds = {
   leakRisingShare: 0.8,
   leakMinRiseKiB: 32 * 1024,
   intervalS: 5,
+  mapCountFraction: 0.8,
 };
 
-const num = (s: Stats | undefined, k: string): number | null => {
-  const v = s?.[k];
-  return typeof v === 'number' && Number.isFinite(v) ? v : null;
+/** Names a process for an alert's message; null when it is gone. */
+export type ProcessNamer = (pid: number) => string | null;
+
+/** The live system's namer: /proc/PID/comm, read only while a map_count alert is active. */
+export const procComm: ProcessNamer = (pid) => {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return null;
+  }
 };
+
+const num = (s: Stats | undefined, k: string): number | null => finite(s?.[k]);
 const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
 
 /** Alerts about the host from its sample history (oldest first). */
-export function hostAlerts(history: readonly Stats[], t: AlertThresholds = DEFAULT_THRESHOLDS): AlertEvent[] {
+export function hostAlerts(history: readonly Stats[], t: AlertThresholds = DEFAULT_THRESHOLDS, nameOf: ProcessNamer = procComm): AlertEvent[] {
   const out: AlertEvent[] = [];
   const cur = history[history.length - 1];
+  const maps = cur ? mapCountAlert(cur, t, nameOf) : null;
+  if (maps) out.push(maps);
   const total = num(cur, 'mem_available');
   const free = num(cur, 'mem_free');
   if (total !== null && total > 0 && free !== null) {
@@ -110,6 +129,32 @@ export function hostAlerts(history: readonly Stats[], t: AlertThresholds = DEFAU
     }
   }
   return out;
+}
+
+/**
+ * The process with the most mappings (host fields map_count_max, map_count_max_pid) near
+ * vm.max_map_count. Its entity is the host: the alert is about the host's worst process,
+ * whichever it is, and the message names it.
+ */
+export function mapCountAlert(cur: Stats, t: AlertThresholds = DEFAULT_THRESHOLDS, nameOf: ProcessNamer = procComm): AlertEvent | null {
+  const limit = num(cur, 'vm_max_map_count');
+  const count = num(cur, 'map_count_max');
+  const pid = num(cur, 'map_count_max_pid');
+  const fraction = t.mapCountFraction ?? DEFAULT_THRESHOLDS.mapCountFraction!;
+  if (limit === null || limit <= 0 || count === null || pid === null) return null;
+  const share = count / limit;
+  if (share <= fraction) return null;
+  return {
+    kind: 'map_count',
+    severity: share >= 1 - (1 - fraction) / 4 ? 'critical' : 'warning',
+    entity: 'host',
+    message:
+      `process ${nameOf(pid) ?? '(exited)'} (pid ${pid}) has ${count} memory mappings, ${pct(share)} of vm.max_map_count (${limit}): at the ` +
+      `limit its next mmap, mprotect or madvise fails with ENOMEM. KSM's MADV_MERGEABLE splits mappings: raise vm.max_map_count, or merge ` +
+      `the whole process (PR_SET_MEMORY_MERGE) instead of marking ranges`,
+    value: share,
+    threshold: fraction,
+  };
 }
 
 /** A guest's used memory, KiB: what it holds that it would not give back. Page cache counts
@@ -189,9 +234,10 @@ export function evaluateAlerts(
   host: readonly Stats[],
   guestLows: ReadonlyMap<string, readonly number[]> | Record<string, readonly number[]>,
   thresholds: Partial<AlertThresholds> = {},
+  nameOf: ProcessNamer = procComm,
 ): AlertEvent[] {
   const t = { ...DEFAULT_THRESHOLDS, ...thresholds };
-  const out = hostAlerts(host, t);
+  const out = hostAlerts(host, t, nameOf);
   const entries = guestLows instanceof Map ? [...guestLows.entries()] : Object.entries(guestLows);
   for (const [name, lows] of entries) {
     const a = guestLeakAlert(name, lows, t);

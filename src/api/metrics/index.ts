@@ -4,6 +4,7 @@
 // node_exporter's (node_memory_*) and KubeVirt's (kubevirt_vmi_memory_*): base units,
 // `_total` counters, guests labelled by name and uuid. A guest that is gone loses its series
 // at the next scrape, because every guest gauge is rebuilt from the port's current guests.
+import { finite } from '../../numbers.js';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { DaemonPort, GuestState } from '../port.js';
 import { HttpError, type Handler } from '../http/server.js';
@@ -71,7 +72,6 @@ const COUNTERS: [string, keyof ReturnType<DaemonPort['counters']>, string][] = [
   ['ballast_guests_vanished_total', 'guestsVanished', 'Guests that went away.'],
 ];
 
-const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 
 /** A per-guest family: its value for one guest (null: no sample), read at scrape time. */
 interface GuestFamily {
@@ -102,7 +102,7 @@ export function createMetrics(port: DaemonPort): MetricsRegistry {
   };
   for (const [name, stat, scale, help] of GUEST_GAUGES) {
     perGuest(`ballast_guest_${name}`, 'gauge', help, (g) => {
-      const v = num(g.stats[stat]);
+      const v = finite(g.stats[stat]);
       return v === null ? null : v * scale;
     });
   }
@@ -110,7 +110,7 @@ export function createMetrics(port: DaemonPort): MetricsRegistry {
   const nonNegative = (v: number | null) => (v !== null && v >= 0 ? v : null);
   for (const [name, stat, scale, help] of GUEST_COUNTERS) {
     perGuest(`ballast_guest_${name}`, 'counter', help, (g) => {
-      const v = nonNegative(num(g.stats[stat]));
+      const v = nonNegative(finite(g.stats[stat]));
       return v === null ? null : v * scale;
     });
   }
@@ -134,7 +134,7 @@ export function createMetrics(port: DaemonPort): MetricsRegistry {
   ];
   for (const [name, help, field] of returns) {
     perGuest(name, 'counter', help, (g) => {
-      const v = g.balloonReturn ? nonNegative(num(g.balloonReturn[field])) : null;
+      const v = g.balloonReturn ? nonNegative(finite(g.balloonReturn[field])) : null;
       return v === null ? null : v * KiB;
     });
   }
@@ -201,7 +201,7 @@ export function createMetrics(port: DaemonPort): MetricsRegistry {
     const h = port.host().stats;
     for (const { g, stat, scale } of hostGauges) {
       g.reset();
-      const v = num(h[stat]);
+      const v = finite(h[stat]);
       if (v !== null) g.set(v * scale);
     }
     const list = port.guests();

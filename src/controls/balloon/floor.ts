@@ -1,5 +1,6 @@
 // The balloon floor: the least memory a guest may be left with, whatever a policy asks. Every
 // control that can take memory from a guest (balloon_target, cgroup limits) respects it.
+import { finite } from '../../numbers.js';
 import type { Stats } from '../../types.js';
 
 export interface SafeguardConfig {
@@ -67,9 +68,6 @@ export interface BalloonBounds {
 const MiB = 1024;
 export const fmtKiB = (k: number): string => (Math.abs(k) >= 10 * MiB ? `${Math.round(k / MiB)} MiB` : `${Math.round(k)} KiB`);
 
-function num(v: unknown): number | null {
-  return typeof v === 'number' && Number.isFinite(v) ? v : null;
-}
 
 /**
  * The interval a balloon target must stay in, and the step limits.
@@ -83,17 +81,17 @@ function num(v: unknown): number | null {
  * A floor above balloon_max is lowered to balloon_max: a guest never gets more than its maximum.
  */
 export function balloonBounds(s: Stats, cfg: SafeguardConfig): BalloonBounds | string {
-  const cur = num(s.balloon_cur);
-  const max = num(s.balloon_max);
+  const cur = finite(s.balloon_cur);
+  const max = finite(s.balloon_max);
   if (cur === null) return 'balloon_cur unknown';
   if (max === null || max <= 0) return 'balloon_max unknown';
-  const unused = num(s.mem_unused);
+  const unused = finite(s.mem_unused);
   const used = unused === null ? null : Math.max(0, cur - unused);
-  const usable = cfg.cacheStepFraction === null ? null : num(s.mem_usable);
+  const usable = cfg.cacheStepFraction === null ? null : finite(s.mem_usable);
   // MemAvailable is never less than what is completely free; a guest that says otherwise
   // (garbage, or a sample torn between two reads) gets the cautious floor.
   const anon = used === null || usable === null || usable < (unused ?? 0) ? null : Math.max(0, cur - usable);
-  const bmin = num(s.balloon_min) ?? 0;
+  const bmin = finite(s.balloon_min) ?? 0;
   let floor = cfg.minGuestKiB;
   if (bmin > floor) floor = bmin;
   const counted = anon ?? used;
@@ -108,7 +106,7 @@ export function balloonBounds(s: Stats, cfg: SafeguardConfig): BalloonBounds | s
 
 /** Which term made the floor what it is (for the action log; computed only when logged). */
 export function floorWhy(s: Stats, b: BalloonBounds, cfg: SafeguardConfig): string {
-  const bmin = num(s.balloon_min) ?? 0;
+  const bmin = finite(s.balloon_min) ?? 0;
   let why = `configured minimum ${fmtKiB(cfg.minGuestKiB)}`;
   let f = cfg.minGuestKiB;
   if (bmin > f) {

@@ -2,6 +2,7 @@
 // touches anything. Pure functions of (latest sample, request, per-guest guard state, config,
 // time): each returns what to do and the reasons, so the same inputs always give the same
 // decision, and every clamp, rate limit, veto and rollback can be explained in the action log.
+import { finite } from '../../numbers.js';
 import { type BalloonBounds, balloonBounds, fmtKiB, floorWhy, type SafeguardConfig } from './floor.js';
 import type { Stats } from '../../types.js';
 import { QEMU_ALLOWANCE_KIB } from './returns.js';
@@ -9,9 +10,6 @@ import { type History, peakRate } from '../../engine/history.js';
 
 export { balloonBounds, defaultSafeguards, floorWhy, fmtKiB, type BalloonBounds, type SafeguardConfig } from './floor.js';
 
-function num(v: unknown): number | null {
-  return typeof v === 'number' && Number.isFinite(v) ? v : null;
-}
 
 /** What the guard remembers about one guest between cycles. */
 export interface GuestGuardState {
@@ -99,8 +97,8 @@ export function guardBalloon(inp: BalloonGuardInput, cfg: SafeguardConfig): Ball
   // reason strings only where a decision is made.
   const s = inp.history.latest() ?? {};
   const state = expire(inp.state, inp.cycle, inp.now, cfg);
-  const requestedNum = num(inp.requested);
-  const from = num(s.balloon_cur);
+  const requestedNum = finite(inp.requested);
+  const from = finite(s.balloon_cur);
   const b = balloonBounds(s, cfg);
   if (typeof b === 'string') {
     return decision(inp.requested === undefined ? 'skip' : 'veto', requestedNum, from, null, null, null, [b], state);
@@ -132,7 +130,7 @@ export function guardBalloon(inp: BalloonGuardInput, cfg: SafeguardConfig): Ball
   }
   let t = Math.round(requestedNum);
   if (t < cur) {
-    const stall = cfg.psiStopPercent === null ? null : num(s.psi_some_avg10);
+    const stall = cfg.psiStopPercent === null ? null : finite(s.psi_some_avg10);
     const why = inp.stale
       ? `sample stale (${inp.stale})`
       : b.used === null
@@ -178,7 +176,7 @@ export function guardBalloon(inp: BalloonGuardInput, cfg: SafeguardConfig): Ball
   // when the policy asks for that) the balloon reclaims memory QEMU holds: not limited here.
   let backedFree = -1;
   if (inp.reportsFreePages && t < cur && b.used !== null && t >= b.used) {
-    const rss = num(s.rss);
+    const rss = finite(s.rss);
     if (rss !== null) {
       backedFree = Math.max(0, rss - QEMU_ALLOWANCE_KIB - b.used);
       if (t < cur - backedFree) {

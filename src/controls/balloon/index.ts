@@ -3,7 +3,8 @@
 // inflation it watches for a rollback, a hold after one) and raises a guest below its floor
 // whatever the policy says. The state is committed only when the balloon was really moved;
 // each new sample adds to what the inflations returned to the host (returns.ts).
-import { errorMessage, type Action, type ControlModule, type GuestModulePlan, type GuestPlanInput } from '../control.js';
+import { errorMessage } from '../../errors.js';
+import { type Action, type ControlModule, type GuestModulePlan, type GuestPlanInput } from '../control.js';
 import { type BalloonSection, balloonSection } from './config.js';
 import { BalloonController } from './controller.js';
 import { guardBalloon, type GuestGuardState } from './guard.js';

@@ -1,9 +1,9 @@
 // The cgroup control's safeguard: a limit never below the guest's balloon floor.
+import { finite } from '../../numbers.js';
 import type { Stats } from '../../types.js';
 import type { KnobDecision } from '../control.js';
 import { balloonBounds, floorWhy, fmtKiB, type SafeguardConfig } from '../balloon/floor.js';
 
-const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 
 export const CGROUP_CONTROLS = ['mem_high', 'mem_max'] as const;
 
@@ -14,7 +14,7 @@ export const CGROUP_CONTROLS = ['mem_high', 'mem_max'] as const;
  */
 export function guardCgroup(control: string, requested: unknown, s: Stats, cfg: SafeguardConfig): KnobDecision {
   if (requested === 'max' || requested === -1) return { control, requested, verdict: 'apply', value: null, reasons: ['policy removes the limit'] };
-  const v = num(requested);
+  const v = finite(requested);
   if (v === null || v <= 0)
     return { control, requested, verdict: 'veto', value: null, reasons: [`expected a positive KiB value, -1 or "max": ${JSON.stringify(requested)}`] };
   const b = balloonBounds(s, cfg);

@@ -1,5 +1,5 @@
 // The [ksm] config section.
-import { bool, section } from '../../config/fields.js';
+import { bool, section } from '../../config-fields.js';
 
 export const ksmSection = section({
   /** Let policies drive KSM (ksm_* host controls). */

@@ -4,15 +4,9 @@
 import type { KsmBackend, KsmSettings, Stats } from '../../types.js';
 import { failedOutcome, type Action, type ActionOutcome, type Controller } from '../control.js';
 
-export const KSM_CONTROLS = ['ksm_run', 'ksm_pages_to_scan', 'ksm_sleep_millisecs', 'ksm_merge_across_nodes'] as const;
-type KsmControl = (typeof KSM_CONTROLS)[number];
+import { KSM_CONTROLS, type KsmControl, knobOf } from './knobs.js';
 
-const KNOB: Record<KsmControl, keyof KsmSettings> = {
-  ksm_run: 'run',
-  ksm_pages_to_scan: 'pages_to_scan',
-  ksm_sleep_millisecs: 'sleep_millisecs',
-  ksm_merge_across_nodes: 'merge_across_nodes',
-};
+export { KSM_CONTROLS };
 
 export class KsmController implements Controller {
   readonly name = 'ksm';
@@ -29,7 +23,7 @@ export class KsmController implements Controller {
     const out: Partial<KsmSettings> = {};
     for (const c of KSM_CONTROLS) {
       const v = this.known[c];
-      if (v !== undefined) out[KNOB[c]] = v;
+      if (v !== undefined) out[knobOf(c)!] = v;
     }
     return out;
   }
@@ -52,12 +46,12 @@ export class KsmController implements Controller {
     const toWrite: Action[] = [];
     for (const action of actions) {
       const c = action.control as KsmControl;
-      if (!(c in KNOB) || action.to === null) {
+      if (!knobOf(c) || action.to === null) {
         outcomes.push({ action, result: 'failed', error: `not a KSM control: ${action.control}` });
       } else if (this.known[c] === action.to) {
         outcomes.push({ action, result: 'unchanged' });
       } else {
-        settings[KNOB[c]] = action.to;
+        settings[knobOf(c)!] = action.to;
         toWrite.push(action);
       }
     }

@@ -74,7 +74,3 @@ export class LibvirtTimeoutError extends Error {
   override name = 'LibvirtTimeoutError';
   readonly kind: FailureKind = 'unavailable';
 }
-
-export function isDomainGone(err: unknown): boolean {
-  return err instanceof DomainNotFoundError;
-}

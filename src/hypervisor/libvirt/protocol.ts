@@ -111,8 +111,6 @@ export const MemoryStatTag = {
   HUGETLB_PGFAIL: 12,
 } as const;
 
-export const MEMORY_STAT_NAMES: Record<number, string> = Object.fromEntries(Object.entries(MemoryStatTag).map(([k, v]) => [v, k.toLowerCase()]));
-
 /** virErrorNumber values the driver reacts to. */
 export const ErrorCode = {
   NO_SUPPORT: 3,

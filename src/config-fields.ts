@@ -1,4 +1,4 @@
-// The field types of ballast's config, shared by the core schema (schema.ts) and each control's
+// The field types of ballast's config, shared by the core schema (src/config/schema.ts) and each control's
 // own section (src/controls/*/config.ts): every error says what was expected.
 import { z } from 'zod';
 
