@@ -3,6 +3,7 @@ import type { HostSource } from '../types.js';
 import { CpuSource } from './cpu.js';
 import { HugepagesSource } from './hugepages.js';
 import { KsmSource } from './ksm.js';
+import { MapCountSource } from './map-count.js';
 import { MeminfoSource } from './meminfo.js';
 import { MemoryDomainSource, type MemoryDomainOptions } from './memory-domain.js';
 import { NumaSource } from './numa.js';
@@ -27,10 +28,11 @@ export function hostSources(opts: HostSourcesOptions = {}): HostSource[] {
     new NumaSource(root),
     new HugepagesSource(root),
     new CpuSource(root),
+    new MapCountSource(root),
   ];
 }
 
-export { MeminfoSource, VmstatSource, PsiSource, KsmSource, NumaSource, HugepagesSource, CpuSource, MemoryDomainSource };
+export { MeminfoSource, VmstatSource, PsiSource, KsmSource, NumaSource, HugepagesSource, CpuSource, MemoryDomainSource, MapCountSource };
 export { KsmSysfs, KsmWriteError } from './ksm-sysfs.js';
 export { CgroupLimits, CgroupLimitError } from './cgroup-limits.js';
 export { guestPid, guestPids } from './guest-pid.js';

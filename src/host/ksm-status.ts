@@ -1,16 +1,19 @@
 // What `ballast ksm status` shows: ksmd's state and knobs, the kernel's page counters, and
 // which processes have pages merged (per-process counters from /proc/PID/ksm_stat, or
-// /proc/PID/ksm_merging_pages on kernels that have only that), largest first.
+// /proc/PID/ksm_merging_pages on kernels that have only that), largest first, also summed by
+// cgroup (service, container, VM), each with the kernel's cost rule (ksm-cost.ts) and, per
+// process, its mappings against vm.max_map_count (MADV_MERGEABLE splits mappings).
+import { describeCgroup, processCgroupPath, type CgroupKind } from './cgroup-name.js';
 import { listDir, readTextIfExists } from './files.js';
+import { ksmCost, RMAP_BREAK_EVEN } from './ksm-cost.js';
 import { KSM_DIR, parseSelection, readKsmFiles } from './ksm-sysfs.js';
 import { findKernelThread } from './ksm.js';
+import { readMapCount, readMaxMapCount } from './map-count.js';
 import { readCpuTicks, readProcessComm } from './process.js';
 
 export const PAGE_KIB = 4; // KSM merges base pages: 4 KiB on x86-64 and most arm64 kernels
 
-export interface KsmProcess {
-  pid: number;
-  comm: string;
+export interface KsmCounters {
   merging_pages: number;
   rmap_items: number | null;
   zero_pages: number | null;
@@ -18,6 +21,33 @@ export interface KsmProcess {
   /** prctl(PR_SET_MEMORY_MERGE): the whole process is mergeable (seed 003's process KSM). */
   merge_any: boolean | null;
   mergeable: boolean | null;
+}
+
+export interface KsmProcess extends KsmCounters {
+  pid: number;
+  comm: string;
+  /** Its cgroup's path (processCgroupPath); null when unreadable or for a process KSM does not touch. */
+  cgroup: string | null;
+  /** Its memory mappings (lines of /proc/PID/maps), for processes KSM touches. */
+  map_count: number | null;
+  /** rmap items per merged page; above RMAP_BREAK_EVEN (64) KSM costs it memory. */
+  rmap_per_page: number | null;
+  /** The kernel's profit is negative: KSM spends more on this process than it saves. */
+  costs_more: boolean | null;
+}
+
+/** The processes of one cgroup that KSM touches, summed. */
+export interface KsmGroup {
+  cgroup: string;
+  kind: CgroupKind;
+  name: string;
+  processes: number;
+  merging_pages: number;
+  rmap_items: number | null;
+  /** Sum of the processes' profits (bytes); null without per-process rmap counts. */
+  profit_bytes: number | null;
+  rmap_per_page: number | null;
+  costs_more: boolean | null;
 }
 
 export interface KsmStatus {
@@ -30,6 +60,12 @@ export interface KsmStatus {
   ksmd: { pid: number | null; cpu_seconds: number | null };
   per_process_source: 'ksm_stat' | 'ksm_merging_pages' | 'none';
   processes: KsmProcess[];
+  /** By cgroup, largest merging first: only processes KSM touches (merged pages or rmap items). */
+  groups: KsmGroup[];
+  /** vm.max_map_count, the limit each process's map_count is held against. */
+  max_map_count: number | null;
+  /** rmap items per merged page above which KSM costs more than it saves. */
+  rmap_break_even: number;
 }
 
 const KNOBS = [
@@ -59,7 +95,7 @@ const COUNTERS = [
   'stable_node_dups',
 ];
 
-export function parseKsmStat(text: string): Omit<KsmProcess, 'pid' | 'comm'> | null {
+export function parseKsmStat(text: string): KsmCounters | null {
   const kv = new Map<string, string>();
   for (const line of text.split('\n')) {
     const m = /^(\w+):?\s+(.+)$/.exec(line.trim());
@@ -105,7 +141,7 @@ export async function gatherKsmStatus(root = '/', dir = KSM_DIR): Promise<KsmSta
   for (const name of await listDir(root, '/proc')) {
     if (!/^\d+$/.test(name)) continue;
     const pid = Number(name);
-    let entry: Omit<KsmProcess, 'pid' | 'comm'> | null = null;
+    let entry: KsmCounters | null = null;
     const stat = await readTextIfExists(root, `/proc/${pid}/ksm_stat`).catch(() => null);
     if (stat !== null) {
       source = 'ksm_stat';
@@ -118,15 +154,90 @@ export async function gatherKsmStatus(root = '/', dir = KSM_DIR): Promise<KsmSta
       }
     }
     if (!entry) continue;
-    processes.push({ pid, comm: (await readProcessComm(root, pid)) ?? '?', ...entry });
+    processes.push(await describeProcess(root, pid, entry));
   }
   processes.sort((a, b) => b.merging_pages - a.merging_pages || a.pid - b.pid);
-  return { ...base, ksmd: { pid: ksmdPid, cpu_seconds: ticks === null ? null : ticks / 100 }, per_process_source: source, processes };
+  return {
+    ...base,
+    ksmd: { pid: ksmdPid, cpu_seconds: ticks === null ? null : ticks / 100 },
+    per_process_source: source,
+    processes,
+    groups: groupByCgroup(processes),
+    max_map_count: await readMaxMapCount(root),
+    rmap_break_even: RMAP_BREAK_EVEN,
+  };
+}
+
+/** KSM touches a process once it has merged pages or rmap items (pages ksmd watches). */
+const touched = (c: KsmCounters): boolean => c.merging_pages > 0 || (c.rmap_items ?? 0) > 0;
+
+async function describeProcess(root: string, pid: number, c: KsmCounters): Promise<KsmProcess> {
+  const comm = (await readProcessComm(root, pid)) ?? '?';
+  if (!touched(c)) return { pid, comm, ...c, cgroup: null, map_count: null, rmap_per_page: null, costs_more: null };
+  const cgText = await readTextIfExists(root, `/proc/${pid}/cgroup`).catch(() => null);
+  let cgroup: string | null = null;
+  try {
+    cgroup = cgText === null ? null : processCgroupPath(cgText);
+  } catch {
+    cgroup = null; // a line we cannot read: grouped under "unknown" rather than failing the status
+  }
+  const cost = c.rmap_items === null ? null : ksmCost(c.merging_pages, c.rmap_items, c.zero_pages ?? 0);
+  return {
+    pid,
+    comm,
+    ...c,
+    cgroup,
+    map_count: readMapCount(root, pid),
+    rmap_per_page: cost?.rmap_per_page ?? null,
+    // The kernel's own profit when it reports one (it knows its rmap item size).
+    costs_more: c.process_profit !== null ? c.process_profit < 0 : (cost?.costs_more ?? null),
+  };
+}
+
+export function groupByCgroup(processes: readonly KsmProcess[]): KsmGroup[] {
+  const groups = new Map<string, KsmGroup & { zero: number }>();
+  for (const p of processes) {
+    if (!touched(p)) continue;
+    const key = p.cgroup ?? '?';
+    let g = groups.get(key);
+    if (!g) {
+      const d = p.cgroup === null ? { kind: 'cgroup' as const, name: 'unknown (cgroup unreadable)' } : describeCgroup(p.cgroup);
+      g = {
+        cgroup: key,
+        kind: d.kind,
+        name: d.name,
+        processes: 0,
+        merging_pages: 0,
+        rmap_items: 0,
+        profit_bytes: 0,
+        rmap_per_page: null,
+        costs_more: null,
+        zero: 0,
+      };
+      groups.set(key, g);
+    }
+    g.processes++;
+    g.merging_pages += p.merging_pages;
+    g.zero += p.zero_pages ?? 0;
+    g.rmap_items = g.rmap_items === null || p.rmap_items === null ? null : g.rmap_items + p.rmap_items;
+    const profit = p.process_profit ?? (p.rmap_items === null ? null : ksmCost(p.merging_pages, p.rmap_items, p.zero_pages ?? 0).profit_bytes);
+    g.profit_bytes = g.profit_bytes === null || profit === null ? null : g.profit_bytes + profit;
+  }
+  const out: KsmGroup[] = [];
+  for (const { zero, ...g } of groups.values()) {
+    if (g.rmap_items !== null) g.rmap_per_page = g.merging_pages + zero > 0 ? g.rmap_items / (g.merging_pages + zero) : null;
+    if (g.profit_bytes !== null) g.costs_more = g.profit_bytes < 0;
+    out.push(g);
+  }
+  return out.sort((a, b) => b.merging_pages - a.merging_pages || a.cgroup.localeCompare(b.cgroup));
 }
 
 const mib = (kib: number) => `${(kib / 1024).toFixed(1)} MiB`;
+const ratio = (r: number | null) => (r === null ? '-' : r >= 100 ? r.toFixed(0) : r.toFixed(1));
+/** Ratio and a mark when KSM costs more than it saves there. */
+const rmapCell = (r: number | null, costs: boolean | null) => `${ratio(r)}${costs ? ' !' : ''}`;
 
-/** The human view: knobs and counters, then the top processes that have merged pages. */
+/** The human view: knobs and counters, then the cgroups and the top processes that KSM touches. */
 export function formatKsmStatus(s: KsmStatus, opts: { top?: number; all?: boolean } = {}): string {
   if (!s.available) return 'KSM: not available on this kernel (no /sys/kernel/mm/ksm)\n';
   const lines: string[] = [];
@@ -145,22 +256,45 @@ export function formatKsmStatus(s: KsmStatus, opts: { top?: number; all?: boolea
   );
   lines.push(`  scans     full_scans ${c.full_scans ?? '-'}${c.pages_scanned !== undefined ? `  pages_scanned ${c.pages_scanned}` : ''}`);
   lines.push(
-    `  profit    general_profit ${c.general_profit === undefined ? '-' : `${c.general_profit} bytes (${mib(c.general_profit / 1024)})`}   saved ${s.saved_kib === null ? '-' : mib(s.saved_kib)} (pages_sharing x ${PAGE_KIB} KiB)`,
+    `  profit    general_profit ${c.general_profit === undefined ? '-' : `${c.general_profit} bytes (${mib(c.general_profit / 1024)})`}   saved ${s.saved_kib === null ? '-' : mib(s.saved_kib)} (pages_sharing x ${PAGE_KIB} KiB)${c.general_profit !== undefined && c.general_profit < 0 ? '   KSM costs this host more than it saves' : ''}`,
   );
-  const shown = s.processes.filter((p) => opts.all || p.merging_pages > 0).slice(0, opts.top ?? 20);
+  const merged = s.processes.filter((p) => p.merging_pages > 0);
+  const shown = s.processes.filter((p) => opts.all || p.merging_pages > 0 || (p.rmap_items ?? 0) > 0).slice(0, opts.top ?? 20);
   if (s.per_process_source === 'none') {
     lines.push('  processes: this kernel has no per-process KSM counters (/proc/PID/ksm_stat needs Linux 6.1+)');
-  } else if (shown.length === 0) {
+    return lines.join('\n') + '\n';
+  }
+  lines.push(
+    `  cost rule: KSM costs more than it saves above ${s.rmap_break_even} rmap items per merged page (marked !); mappings against vm.max_map_count ${s.max_map_count ?? '-'}`,
+  );
+  if (s.groups.length > 0) {
+    lines.push(`  by cgroup (${s.groups.length} that KSM touches):`);
+    lines.push(
+      `  ${'MERGING'.padStart(10)}  ${'SAVED'.padStart(10)}  ${'PROFIT'.padStart(12)}  ${'RMAP/PAGE'.padStart(9)}  ${'PROCS'.padStart(5)}  ${'KIND'.padEnd(9)}  GROUP`,
+    );
+    for (const g of s.groups.slice(0, opts.top ?? 20)) {
+      lines.push(
+        `  ${String(g.merging_pages).padStart(10)}  ${mib(g.merging_pages * PAGE_KIB).padStart(10)}  ${(g.profit_bytes === null ? '-' : String(g.profit_bytes)).padStart(12)}  ${rmapCell(g.rmap_per_page, g.costs_more).padStart(9)}  ${String(g.processes).padStart(5)}  ${g.kind.padEnd(9)}  ${g.name}${g.name === g.cgroup ? '' : ` (${g.cgroup})`}`,
+      );
+    }
+  }
+  if (shown.length === 0) {
     lines.push(`  processes: none with merged pages (${s.processes.length} checked via ${s.per_process_source})`);
   } else {
+    const touchedCount = s.processes.filter((p) => p.merging_pages > 0 || (p.rmap_items ?? 0) > 0).length;
+    lines.push(`  processes (${shown.length} shown; ${touchedCount} that KSM touches, ${merged.length} with merged pages; from ${s.per_process_source}):`);
     lines.push(
-      `  processes with merged pages (top ${shown.length} of ${s.processes.filter((p) => p.merging_pages > 0).length}, from ${s.per_process_source}):`,
+      `  ${'PID'.padStart(8)}  ${'MERGING'.padStart(10)}  ${'SAVED'.padStart(10)}  ${'PROFIT'.padStart(12)}  ${'RMAP/PAGE'.padStart(9)}  ${'MAPS'.padStart(6)}  MODE       COMMAND`,
     );
-    lines.push(`  ${'PID'.padStart(8)}  ${'MERGING'.padStart(10)}  ${'SAVED'.padStart(10)}  ${'PROFIT'.padStart(12)}  MODE       COMMAND`);
     for (const p of shown) {
       const mode = p.merge_any ? 'process' : p.mergeable ? 'madvise' : p.merge_any === null ? '?' : '-';
+      const maps = p.map_count === null ? '-' : String(p.map_count);
+      const near =
+        p.map_count !== null && s.max_map_count !== null && p.map_count > 0.8 * s.max_map_count
+          ? ` (${((p.map_count / s.max_map_count) * 100).toFixed(0)}% of vm.max_map_count)`
+          : '';
       lines.push(
-        `  ${String(p.pid).padStart(8)}  ${String(p.merging_pages).padStart(10)}  ${mib(p.merging_pages * PAGE_KIB).padStart(10)}  ${(p.process_profit === null ? '-' : String(p.process_profit)).padStart(12)}  ${mode.padEnd(9)}  ${p.comm}`,
+        `  ${String(p.pid).padStart(8)}  ${String(p.merging_pages).padStart(10)}  ${mib(p.merging_pages * PAGE_KIB).padStart(10)}  ${(p.process_profit === null ? '-' : String(p.process_profit)).padStart(12)}  ${rmapCell(p.rmap_per_page, p.costs_more).padStart(9)}  ${maps.padStart(6)}  ${mode.padEnd(9)}  ${p.comm}${near}`,
       );
     }
   }
