@@ -55,7 +55,6 @@ export interface Controller {
   forget?(guestId: string): void;
 }
 
-
 /** Run `fn` over `items` with at most `limit` in flight (drivers pipeline requests; a
  *  thousand concurrent RPCs would only queue in the socket). */
 export async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {

@@ -68,7 +68,6 @@ export interface BalloonBounds {
 const MiB = 1024;
 export const fmtKiB = (k: number): string => (Math.abs(k) >= 10 * MiB ? `${Math.round(k / MiB)} MiB` : `${Math.round(k)} KiB`);
 
-
 /**
  * The interval a balloon target must stay in, and the step limits.
  * floor = max(configured minimum, balloon_min, used + headroom). What counts as used:

@@ -10,7 +10,6 @@ import { type History, peakRate } from '../../engine/history.js';
 
 export { balloonBounds, defaultSafeguards, floorWhy, fmtKiB, type BalloonBounds, type SafeguardConfig } from './floor.js';
 
-
 /** What the guard remembers about one guest between cycles. */
 export interface GuestGuardState {
   /** The last inflation ballast applied and that is still being watched. */

@@ -4,7 +4,7 @@
 // whatever the policy says. The state is committed only when the balloon was really moved;
 // each new sample adds to what the inflations returned to the host (returns.ts).
 import { errorMessage } from '../../errors.js';
-import { type Action, type ControlModule, type GuestModulePlan, type GuestPlanInput } from '../control.js';
+import type { Action, ControlModule, GuestModulePlan, GuestPlanInput } from '../control.js';
 import { type BalloonSection, balloonSection } from './config.js';
 import { BalloonController } from './controller.js';
 import { guardBalloon, type GuestGuardState } from './guard.js';

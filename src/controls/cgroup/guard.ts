@@ -4,7 +4,6 @@ import type { Stats } from '../../types.js';
 import type { KnobDecision } from '../control.js';
 import { balloonBounds, floorWhy, fmtKiB, type SafeguardConfig } from '../balloon/floor.js';
 
-
 export const CGROUP_CONTROLS = ['mem_high', 'mem_max'] as const;
 
 /**

@@ -99,10 +99,10 @@ test('cgroup limits: [cgroup] enabled, or its older spelling host.cgroup_limits,
   assert.match(errorOf('[cgroup]\nenabled = "yes"\n'), /cgroup\.enabled/);
 });
 
-test("each control module's section comes from the registry: [shutdown] is the balloon's, [ksm], [cgroup], [cputune] their modules'", async () => {
+test("each control module's section comes from the registry: [shutdown] is the balloon's, [vmem], [ksm], [cgroup], [cputune] their modules'", async () => {
   const { CONTROLS } = await import('../../../src/controls/registry.js');
   const keys = CONTROLS.flatMap((m) => (m.section ? [m.section.key] : []));
-  assert.deepEqual(keys.sort(), ['cgroup', 'cputune', 'ksm', 'shutdown']);
+  assert.deepEqual(keys.sort(), ['cgroup', 'cputune', 'ksm', 'shutdown', 'vmem']);
   const d = defaultConfig() as unknown as Record<string, unknown>;
   for (const m of CONTROLS) if (m.section) assert.deepEqual(d[m.section.key], m.section.schema.parse(undefined), `${m.name}: its defaults are the config's`);
 });
