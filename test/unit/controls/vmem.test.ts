@@ -18,7 +18,7 @@ const NONE: VmemState = { guard: {} };
 
 function hist(...samples: Record<string, number | null>[]): History {
   const h = new History(10);
-  samples.forEach((s, i) => h.push(s, i * 5));
+  for (const [i, s] of samples.entries()) h.push(s, i * 5);
   return h;
 }
 const dev = (o: Record<string, number | null> = {}) => ({
