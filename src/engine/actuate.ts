@@ -3,7 +3,7 @@
 // action gives memory back. Then each module's per-guest state is committed by the outcome:
 // what it planned to keep if its actions were applied, or what to keep otherwise.
 import { errorMessage } from '../errors.js';
-import { type Action, type ActionOutcome, type ControlModule, type Controller } from '../controls/control.js';
+import type { Action, ActionOutcome, ControlModule, Controller } from '../controls/control.js';
 import { Backoff } from './backoff.js';
 import type { CyclePlan, GuestEntity } from './cycle.js';
 

@@ -7,7 +7,7 @@
 // module of the registry (src/controls), set up here with what the driver offers.
 import type { HostSource, Hypervisor, Props, Stats } from '../types.js';
 import { errorMessage, failureKind } from '../errors.js';
-import { type ControlEnv, type ControlInstance, type ControlModule, type Controller } from '../controls/control.js';
+import type { ControlEnv, ControlInstance, ControlModule, Controller } from '../controls/control.js';
 import { defaultSafeguards, type SafeguardConfig } from '../controls/balloon/floor.js';
 import { CONTROLS } from '../controls/registry.js';
 import { nullLogger, type Logger } from '../log/logger.js';
