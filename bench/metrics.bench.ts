@@ -8,7 +8,10 @@
 import { readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Counter, Gauge, Registry } from 'prom-client';
 import { buildDist, cpuSeconds, procStatus, setup, spawnDaemon, stopDaemon } from './daemon.bench.js';
+import { metricsOf, renderMetrics } from '../src/api/metrics/index.js';
+import type { DaemonPort } from '../src/api/port.js';
 
 const GUESTS = 1000;
 
@@ -44,7 +47,12 @@ interface Run {
 
 type Mode = 'off' | 'scrape' | 'all';
 
-async function measure(dist: string | null, mode: Mode, windowS: number, after?: (metricsUrl: string, healthUrl: string) => Promise<void>): Promise<Run> {
+async function measure(
+  dist: string | null,
+  mode: Mode,
+  windowS: number,
+  after?: (metricsUrl: string, healthUrl: string, pid: number) => Promise<void>,
+): Promise<Run> {
   const on = mode !== 'off';
   const s = setup(GUESTS);
   const metricsPort = 20000 + Math.floor(Math.random() * 20000);
@@ -100,7 +108,7 @@ async function measure(dist: string | null, mode: Mode, windowS: number, after?:
     const cpuPct = (100 * (cpuSeconds(d.pid!) - c0)) / ((performance.now() - t0) / 1000);
     stop = true;
     await Promise.all(clients);
-    if (after) await after(metricsUrl, `${api}health`);
+    if (after) await after(metricsUrl, `${api}health`, d.pid!);
     return { cpuPct, rssMaxKiB: rssMax, scrapes, polls };
   } finally {
     const code = await stopDaemon(d);
@@ -109,15 +117,82 @@ async function measure(dist: string | null, mode: Mode, windowS: number, after?:
   }
 }
 
+/** A port that answers with what the running daemon's API answered: the same 1,000 guests,
+ *  rendered in this process both ways. */
+async function snapshotPort(base: string): Promise<DaemonPort> {
+  const get = async (p: string) => (await fetch(base + p)).json();
+  const [health, host, guests, alerts] = await Promise.all(['health', 'host', 'guests', 'alerts'].map(get));
+  return {
+    onUpdate: () => () => {},
+    health: () => health,
+    host: () => host,
+    guests: () => guests,
+    alerts: () => alerts,
+    actions: () => [],
+    counters: () => ({}),
+  } as unknown as DaemonPort;
+}
+
+/** What /metrics did before: the per-guest families through prom-client's registry too (each
+ *  label set hashed on set(), flattened and escaped on output). Same families, same values. */
+function promClientOnly(port: DaemonPort): () => Promise<string> {
+  const own = metricsOf(port);
+  const reg = new Registry();
+  const fams = [...own.guestFamilies].map(([name, f]) => ({
+    m:
+      f.type === 'gauge'
+        ? new Gauge({ name, help: f.help, labelNames: ['name', 'uuid'], registers: [reg] })
+        : new Counter({ name, help: f.help, labelNames: ['name', 'uuid'], registers: [reg] }),
+    f,
+  }));
+  return async () => {
+    own.collectAll();
+    const now = port.health().time;
+    for (const { m } of fams) m.reset();
+    for (const g of port.guests()) {
+      const labels = { name: g.name, uuid: String(g.props.uuid ?? g.id) };
+      for (const { m, f } of fams) {
+        const v = f.value(g, now);
+        if (v === null) continue;
+        if (m instanceof Gauge) m.set(labels, v);
+        else m.inc(labels, v);
+      }
+    }
+    const others = await Promise.all(
+      own
+        .getMetricsAsArray()
+        .filter((m) => !own.guestFamilies.has(m.name))
+        .map((m) => own.getSingleMetricAsString(m.name)),
+    );
+    return `${others.join('\n\n')}\n${await reg.metrics()}`;
+  };
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** The daemon's CPU seconds per request of `url`, over `n` requests one after another, less
+ *  what it spends meanwhile on its own loop (its rate just before, with no requests). Wall
+ *  time on a shared machine is mostly waiting for a core; CPU time is the request's cost. */
+async function cpuPerRequest(pid: number, url: string, n: number): Promise<number> {
+  const idle0 = cpuSeconds(pid);
+  const t0 = performance.now();
+  await sleep(5000);
+  const idleRate = (cpuSeconds(pid) - idle0) / ((performance.now() - t0) / 1000);
+  const c0 = cpuSeconds(pid);
+  const t1 = performance.now();
+  for (let i = 0; i < n; i++) await (await fetch(url)).arrayBuffer();
+  const wall = (performance.now() - t1) / 1000;
+  return Math.max(0, cpuSeconds(pid) - c0 - idleRate * wall) / n;
+}
 
 export default async function main(): Promise<void> {
   const windowS = Number(process.env.BALLAST_BENCH_WINDOW_S ?? 30);
   const dist = buildDist();
   const off = await measure(dist, 'off', windowS);
   const scrapeOnly = await measure(dist, 'scrape', windowS);
-  let scrape = { medianMs: 0, maxMs: 0, healthMs: 0, bytes: 0, series: 0, n: 0 };
-  const on = await measure(dist, 'all', windowS, async (url, health) => {
+  let scrape = { medianMs: 0, maxMs: 0, healthMs: 0, bytes: 0, series: 0, n: 0, cpuMs: 0, healthCpuMs: 0 };
+  let render = { directMs: 0, promMs: 0, directBytes: 0, promBytes: 0 };
+  const on = await measure(dist, 'all', windowS, async (url, health, pid) => {
     const times: number[] = [];
     const healthTimes: number[] = [];
     let text = '';
@@ -136,7 +211,22 @@ export default async function main(): Promise<void> {
       bytes: Buffer.byteLength(text),
       series: text.split('\n').filter((l) => l && !l.startsWith('#')).length,
       n: times.length,
+      cpuMs: 1000 * (await cpuPerRequest(pid, url, 40)),
+      healthCpuMs: 1000 * (await cpuPerRequest(pid, health, 40)),
     };
+    const port = await snapshotPort(health.replace(/health$/, ''));
+    const old = promClientOnly(port);
+    const direct: number[] = [];
+    const prom: number[] = [];
+    for (let i = 0; i < 21; i++) {
+      let t = performance.now();
+      render.directBytes = (await renderMetrics(port)).body.toString('utf8').length;
+      direct.push(performance.now() - t);
+      t = performance.now();
+      render.promBytes = (await old()).length;
+      prom.push(performance.now() - t);
+    }
+    render = { ...render, directMs: median(direct), promMs: median(prom) };
   });
   const mb = (k: number) => (k / 1024).toFixed(1);
   console.log(`daemon, ${GUESTS.toLocaleString('en')} simulated guests, real time, ${windowS} s window (${dist ? 'compiled JavaScript' : 'tsx'}):`);
@@ -152,6 +242,12 @@ export default async function main(): Promise<void> {
   );
   console.log(
     `  beside /api/v1/health in the same daemon, asked alternately: median ${scrape.healthMs.toFixed(1)} ms; scrape/health ${(scrape.medianMs / scrape.healthMs).toFixed(1)}x`,
+  );
+  console.log(
+    `  rendering the same ${GUESTS.toLocaleString('en')} guests in this process, alternately: per-guest series written directly ${render.directMs.toFixed(1)} ms (${render.directBytes} chars), all through prom-client (before) ${render.promMs.toFixed(1)} ms (${render.promBytes} chars); ${(render.promMs / render.directMs).toFixed(1)}x`,
+  );
+  console.log(
+    `  daemon CPU per request, 40 in a row, its own loop's share taken out: /metrics ${scrape.cpuMs.toFixed(1)} ms, /api/v1/health ${scrape.healthCpuMs.toFixed(2)} ms`,
   );
 }
 

@@ -8,7 +8,7 @@ import { finite } from '../../numbers.js';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { DaemonPort, GuestState } from '../port.js';
 import { HttpError, type Handler } from '../http/server.js';
-import { family, labelSet } from './exposition.js';
+import { ByteWriter, encodeLabelSets, labelSet, writeFamily } from './exposition.js';
 
 const KiB = 1024;
 const PAGE = 4096;
@@ -71,7 +71,6 @@ const COUNTERS: [string, keyof ReturnType<DaemonPort['counters']>, string][] = [
   ['ballast_guests_appeared_total', 'guestsAppeared', 'Guests that appeared.'],
   ['ballast_guests_vanished_total', 'guestsVanished', 'Guests that went away.'],
 ];
-
 
 /** A per-guest family: its value for one guest (null: no sample), read at scrape time. */
 interface GuestFamily {
@@ -241,20 +240,26 @@ export function metricsOf(port: DaemonPort): MetricsRegistry {
   return r;
 }
 
-/** Prometheus' text format as of now: the registry's families through prom-client, the
- *  per-guest ones written directly, in the registry's order, as prom-client joins them. */
-export async function renderMetrics(port: DaemonPort): Promise<{ text: string; contentType: string }> {
+/** Prometheus' text format as of now, as bytes: the registry's families through prom-client,
+ *  the per-guest ones written directly, in the registry's order, joined as prom-client joins
+ *  them (a blank line between families). */
+export async function renderMetrics(port: DaemonPort): Promise<{ body: Buffer; contentType: string }> {
   const reg = metricsOf(port);
   reg.collectAll();
   const guests = port.guests();
   const now = port.health().time;
-  const labels = guests.map((g) => labelSet(GUEST_LABELS, [g.name, String(g.props.uuid ?? g.id)]));
-  const parts: string[] = [];
+  const labels = encodeLabelSets(guests.map((g) => labelSet(GUEST_LABELS, [g.name, String(g.props.uuid ?? g.id)])));
+  const w = new ByteWriter(1 << 20);
+  let first = true;
   for (const m of reg.getMetricsAsArray()) {
+    if (!first) w.ascii('\n\n');
+    first = false;
     const f = reg.guestFamilies.get(m.name);
-    parts.push(f ? family(m.name, f.type, f.help, guests, labels, (g) => f.value(g, now)) : await reg.getSingleMetricAsString(m.name));
+    if (f) writeFamily(w, m.name, f.type, f.help, guests, labels, (g) => f.value(g, now));
+    else w.text(await reg.getSingleMetricAsString(m.name));
   }
-  return { text: `${parts.join('\n\n')}\n`, contentType: reg.contentType };
+  w.ascii('\n');
+  return { body: w.done(), contentType: reg.contentType };
 }
 
 /** GET /metrics. */
@@ -265,9 +270,9 @@ export function metricsHandler(): Handler {
       ctx.res.setHeader('allow', 'GET, HEAD');
       throw new HttpError(405, 'method not allowed', `${ctx.req.method} is not one of GET, HEAD`);
     }
-    const { text, contentType } = await renderMetrics(ctx.port);
-    ctx.res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(text) });
-    ctx.res.end(ctx.req.method === 'HEAD' ? undefined : text);
+    const { body, contentType } = await renderMetrics(ctx.port);
+    ctx.res.writeHead(200, { 'content-type': contentType, 'content-length': body.length });
+    ctx.res.end(ctx.req.method === 'HEAD' ? undefined : body);
     return true;
   };
 }

@@ -146,11 +146,13 @@ test("/metrics: valid text format whose values are the engine's own samples; a g
     const scrape = async () => {
       for (;;) {
         const before = d.port.host().stats;
+        const cycles = d.port.counters().cycles;
         const r = await call(d.socket, 'GET', '/metrics');
-        if (d.port.host().stats === before) return r;
+        // Counters read now are those the scrape saw: no collection and no cycle in between.
+        if (d.port.host().stats === before && d.port.counters().cycles === cycles) return { r, c: d.port.counters() };
       }
     };
-    const r = await scrape();
+    const { r, c } = await scrape();
     assert.equal(r.status, 200);
     assert.match(String(r.headers['content-type']), /^text\/plain; version=0\.0\.4/);
     const fams = parseExposition(r.body);
@@ -177,7 +179,6 @@ test("/metrics: valid text format whose values are the engine's own samples; a g
       assert.equal(value(fams, 'ballast_guest_balloon_expected_return_bytes_total', labels), g.balloonReturn!.expectedKiB * 1024);
       assert.ok(listed.find((x) => x.name === g.name)?.balloonReturn !== undefined, `${g.name}: balloonReturn in GET /api/v1/guests`);
     }
-    const c = d.port.counters();
     assert.equal(value(fams, 'ballast_cycles_total'), c.cycles);
     assert.equal(value(fams, 'ballast_rollbacks_total'), c.rollbacks);
     assert.equal(fams.get('ballast_hypervisor_connected'), undefined, 'the simulator has no connection to report');
@@ -232,8 +233,7 @@ test('per-guest series written directly: label values escaped, one series per la
     counters: () => ({}),
     actions: () => [],
   } as unknown as import('../../../src/api/port.js').DaemonPort;
-  const { text } = await renderMetrics(port);
-  const fams = parseExposition(text);
+  const fams = parseExposition((await renderMetrics(port)).body.toString('utf8'));
   const registered = metricsOf(port)
     .getMetricsAsArray()
     .map((m) => m.name);
