@@ -95,6 +95,9 @@ export const configSchema = z
         psi_stop_percent: z.union([percent(), z.literal('off')]).default(10),
         /** A guest memory stall above this % after an inflation rolls it back; "off": not used. */
         rollback_psi_percent: z.union([percent(), z.literal('off')]).default(20),
+        /** Seconds a guest's peak use stays in its balloon floor (0: the present use only, as
+         *  MOM): a periodic workload is squeezed at most once per peak it has shown. */
+        peak_window: nonNegative().max(86_400, { error: 'expected seconds from 0 to 86400' }).default(600),
       }),
       host: section({
         /** A cgroup whose memory budget is "the host" (e.g. /sys/fs/cgroup/machine.slice); empty: the whole host. */
@@ -128,6 +131,11 @@ export const configSchema = z
         leak_min_rise_mib: nonNegative().default(32),
         /** An alert clears after this many collections in a row without it (no flapping at a threshold). */
         clear_after: positiveInt().default(3),
+        /** map_count: a process's memory mappings above this % of vm.max_map_count (critical
+         *  from 95%): past the limit its next mmap fails and it is usually killed. */
+        map_count_percent: percent()
+          .refine((v) => v > 0, { error: 'expected a percentage above 0 (up to 100)' })
+          .default(80),
       }),
       // Each control module's own table ([shutdown] for the balloon, [ksm], [cgroup], [cputune]).
       ...CONTROL_SECTIONS,

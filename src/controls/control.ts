@@ -153,6 +153,13 @@ export interface GuestModulePlan<S> {
   commit?: { applied: S; otherwise: S };
 }
 
+/** Where and when a sample was taken, and the safeguards in force. */
+export interface ObserveContext {
+  guest: string;
+  time: number;
+  safeguards: SafeguardConfig;
+}
+
 /** What observing a new sample gives: the module's new state and, once, something to say. */
 export interface Observation<S> {
   state: S;
@@ -192,7 +199,7 @@ export interface ControlModule<C = unknown, S = unknown> {
   /** Plan this module's controls for one guest, every cycle (guest-by-guest modules). */
   planGuest?(input: GuestPlanInput<S>): GuestModulePlan<S>;
   /** A new fresh sample of a guest (the previous one, if any): the state it leads to. */
-  observe?(state: S | undefined, prev: Stats | undefined, cur: Stats, guest: string): Observation<S> | undefined;
+  observe?(state: S | undefined, prev: Stats | undefined, cur: Stats, ctx: ObserveContext): Observation<S> | undefined;
   /** What it shows of a guest's state in the views (API, metrics, dashboard). */
   view?(state: S): Record<string, unknown>;
   /** True when an action hands memory back to the guest: never held back by a failure's backoff. */

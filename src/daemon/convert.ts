@@ -18,6 +18,7 @@ export function toSafeguardConfig(c: Config): SafeguardConfig {
     rollbackBackoffS: s.rollback_backoff,
     psiStopPercent: s.psi_stop_percent === 'off' ? null : s.psi_stop_percent,
     rollbackPsiPercent: s.rollback_psi_percent === 'off' ? null : s.rollback_psi_percent,
+    peakWindowS: s.peak_window,
   };
 }
 
@@ -34,5 +35,6 @@ export function toAlertThresholds(c: Config): AlertThresholds {
     leakMinRiseKiB: Math.round(a.leak_min_rise_mib * 1024),
     // swap_in / swap_out are per-collection deltas.
     intervalS: c.engine.stats_interval,
+    mapCountFraction: a.map_count_percent / 100,
   };
 }

@@ -123,6 +123,7 @@ export class Engine<P = CompiledPolicy> {
     this.guests = new GuestRegistry(
       historyLength,
       modules.filter((m) => m.observe),
+      () => this.sg,
       this.counters,
       this.log,
       (g) => {

@@ -2,6 +2,7 @@
 // variables, each module's state), added when a guest first appears in a collection and
 // dropped when it is missing from one or a lifecycle event says it is gone. Each fresh sample
 // goes into the guest's history and is shown to the modules that observe samples.
+import type { SafeguardConfig } from '../controls/balloon/floor.js';
 import type { ControlModule } from '../controls/control.js';
 import type { Logger } from '../log/logger.js';
 import type { GuestSample, LifecycleEvent } from '../types.js';
@@ -23,6 +24,7 @@ export class GuestRegistry {
   constructor(
     private readonly historyLength: number,
     private readonly observers: readonly ControlModule[],
+    private readonly safeguards: () => SafeguardConfig,
     private readonly counters: Counters,
     private readonly log: Logger,
     /** Called for each guest dropped (its name), after it is gone from the registry. */
@@ -77,7 +79,7 @@ export class GuestRegistry {
       const prev = g.history.latest();
       g.history.push(sample.stats, time);
       for (const m of this.observers) {
-        const o = m.observe!(g.state[m.name], prev, sample.stats, g.name);
+        const o = m.observe!(g.state[m.name], prev, sample.stats, { guest: g.name, time, safeguards: this.safeguards() });
         if (!o) continue;
         g.state[m.name] = o.state;
         if (o.warn) this.log.warn(o.warn.event, o.warn.fields);

@@ -32,6 +32,10 @@ export interface SafeguardConfig {
   /** A guest memory stall (psi_some_avg10, %) above this after an inflation rolls it back;
    *  null: off. */
   rollbackPsiPercent: number | null;
+  /** Seconds a guest's peak use is remembered in its floor (0: the floor is the present use
+   *  only, as in MOM): a workload whose peak comes back every few minutes is not squeezed
+   *  again in each idle phase. */
+  peakWindowS: number;
 }
 
 export const defaultSafeguards: SafeguardConfig = {
@@ -47,7 +51,14 @@ export const defaultSafeguards: SafeguardConfig = {
   rollbackBackoffS: 300,
   psiStopPercent: 10,
   rollbackPsiPercent: 20,
+  peakWindowS: 600,
 };
+
+/** The most a guest used in the peak window: with page cache (used) and without (anon). */
+export interface RecentPeak {
+  used: number | null;
+  anon: number | null;
+}
 
 export interface BalloonBounds {
   floor: number;
@@ -59,6 +70,8 @@ export interface BalloonBounds {
   /** Memory the guest uses that is not reclaimable cache (balloon_cur - mem_usable), when the
    *  floor is cache-aware; null when the floor counts page cache as used. */
   anon: number | null;
+  /** The recent peak that raised the floor above the present use, if it did. */
+  peak: number | null;
   /** used + headroom (capped at max): below it a balloon eats into page cache. */
   cacheFloor: number;
   /** The most a cycle may take below cacheFloor. */
@@ -79,7 +92,7 @@ export const fmtKiB = (k: number): string => (Math.abs(k) >= 10 * MiB ? `${Math.
  *   errs on the guest's side).
  * A floor above balloon_max is lowered to balloon_max: a guest never gets more than its maximum.
  */
-export function balloonBounds(s: Stats, cfg: SafeguardConfig): BalloonBounds | string {
+export function balloonBounds(s: Stats, cfg: SafeguardConfig, recent?: RecentPeak): BalloonBounds | string {
   const cur = finite(s.balloon_cur);
   const max = finite(s.balloon_max);
   if (cur === null) return 'balloon_cur unknown';
@@ -93,14 +106,18 @@ export function balloonBounds(s: Stats, cfg: SafeguardConfig): BalloonBounds | s
   const bmin = finite(s.balloon_min) ?? 0;
   let floor = cfg.minGuestKiB;
   if (bmin > floor) floor = bmin;
-  const counted = anon ?? used;
+  let counted = anon ?? used;
+  // The recent peak, counted the same way (without page cache when the floor is cache-aware).
+  const peakCounted = recent ? (anon !== null ? recent.anon : recent.used) : null;
+  const peak = counted !== null && peakCounted !== null && peakCounted > counted ? peakCounted : null;
+  if (peak !== null) counted = peak;
   if (counted !== null && counted + cfg.headroomKiB > floor) floor = counted + cfg.headroomKiB;
   if (floor > max) floor = max;
   const cacheFloor = used === null ? floor : Math.min(max, Math.max(floor, used + cfg.headroomKiB));
   const step = Math.max(1, Math.floor(cfg.maxStepFraction * max));
   const cacheStep = anon === null ? 0 : Math.max(1, Math.floor((cfg.cacheStepFraction ?? 0) * max));
   const minChange = Math.max(cfg.minChangeKiB, cfg.minChangeFraction * max);
-  return { floor: Math.ceil(floor), max, step, minChange, used, anon, cacheFloor: Math.ceil(cacheFloor), cacheStep };
+  return { floor: Math.ceil(floor), max, step, minChange, used, anon, peak, cacheFloor: Math.ceil(cacheFloor), cacheStep };
 }
 
 /** Which term made the floor what it is (for the action log; computed only when logged). */
@@ -112,13 +129,15 @@ export function floorWhy(s: Stats, b: BalloonBounds, cfg: SafeguardConfig): stri
     f = bmin;
     why = `balloon_min ${fmtKiB(bmin)}`;
   }
-  const counted = b.anon ?? b.used;
+  const counted = b.peak ?? b.anon ?? b.used;
   if (counted !== null && counted + cfg.headroomKiB > f) {
     f = counted + cfg.headroomKiB;
     why =
-      b.anon !== null
-        ? `used without page cache ${fmtKiB(b.anon)} + headroom ${fmtKiB(cfg.headroomKiB)}`
-        : `used ${fmtKiB(counted)} + headroom ${fmtKiB(cfg.headroomKiB)}`;
+      b.peak !== null
+        ? `peak use of the last ${Math.round(cfg.peakWindowS / 60)} min ${fmtKiB(b.peak)} + headroom ${fmtKiB(cfg.headroomKiB)}`
+        : b.anon !== null
+          ? `used without page cache ${fmtKiB(b.anon)} + headroom ${fmtKiB(cfg.headroomKiB)}`
+          : `used ${fmtKiB(counted)} + headroom ${fmtKiB(cfg.headroomKiB)}`;
   }
   if (f > b.max) why += ' (capped at balloon_max)';
   return why;

@@ -3,7 +3,7 @@
 // time): each returns what to do and the reasons, so the same inputs always give the same
 // decision, and every clamp, rate limit, veto and rollback can be explained in the action log.
 import { finite } from '../../numbers.js';
-import { type BalloonBounds, balloonBounds, fmtKiB, floorWhy, type SafeguardConfig } from './floor.js';
+import { type BalloonBounds, balloonBounds, fmtKiB, floorWhy, type RecentPeak, type SafeguardConfig } from './floor.js';
 import type { Stats } from '../../types.js';
 import { QEMU_ALLOWANCE_KIB } from './returns.js';
 import { type History, peakRate } from '../../engine/history.js';
@@ -70,6 +70,8 @@ export interface BalloonGuardInput {
   now: number;
   /** The guest hands its freed pages back by itself (virtio-balloon free page reporting). */
   reportsFreePages?: boolean;
+  /** Its peak use in the safeguards' peak window, which the floor keeps (peaks.ts). */
+  recent?: RecentPeak;
 }
 
 /** Forget an inflation once its rollback window has passed. */
@@ -98,7 +100,7 @@ export function guardBalloon(inp: BalloonGuardInput, cfg: SafeguardConfig): Ball
   const state = expire(inp.state, inp.cycle, inp.now, cfg);
   const requestedNum = finite(inp.requested);
   const from = finite(s.balloon_cur);
-  const b = balloonBounds(s, cfg);
+  const b = balloonBounds(s, cfg, inp.recent);
   if (typeof b === 'string') {
     return decision(inp.requested === undefined ? 'skip' : 'veto', requestedNum, from, null, null, null, [b], state);
   }

@@ -8,6 +8,7 @@ import type { Action, ControlModule, GuestModulePlan, GuestPlanInput } from '../
 import { type BalloonSection, balloonSection } from './config.js';
 import { BalloonController } from './controller.js';
 import { guardBalloon, type GuestGuardState } from './guard.js';
+import { addPeak, type PeakBucket, recentPeak } from './peaks.js';
 import { addReturn, type BalloonReturn, ineffective, inflationStep } from './returns.js';
 
 /** What the balloon remembers about one guest. */
@@ -19,6 +20,8 @@ export interface BalloonState {
   returns?: BalloonReturn;
   /** balloon_ineffective was said for it. */
   warnedIneffective?: boolean;
+  /** Its use in the recent past, for a floor that remembers peaks. */
+  peaks?: readonly PeakBucket[];
 }
 
 const NO_GUARD: GuestGuardState = Object.freeze({}) as GuestGuardState;
@@ -38,6 +41,7 @@ export function planBalloon(inp: GuestPlanInput<BalloonState>): GuestModulePlan<
       cycle: inp.cycle,
       now: inp.now,
       reportsFreePages: inp.props.free_page_reporting === 1,
+      recent: recentPeak(st?.peaks, inp.now, inp.safeguards.peakWindowS),
     },
     inp.safeguards,
   );
@@ -74,11 +78,12 @@ export const balloon = {
   section: { key: 'shutdown' as const, schema: balloonSection },
   offReason: 'balloon control off',
   planGuest: planBalloon,
-  observe(state, prev, cur, guest) {
+  observe(state, prev, cur, { guest, time, safeguards }) {
+    const peaks = addPeak(state?.peaks, cur, time, safeguards.peakWindowS);
     const step = inflationStep(prev, cur);
-    if (!step) return undefined;
+    if (!step) return peaks === state?.peaks ? undefined : { state: { ...state, guard: state?.guard ?? NO_GUARD, peaks } };
     const returns = addReturn(state?.returns, step);
-    const next: BalloonState = { ...state, guard: state?.guard ?? NO_GUARD, returns };
+    const next: BalloonState = { ...state, guard: state?.guard ?? NO_GUARD, returns, peaks };
     if (next.warnedIneffective || !ineffective(returns)) return { state: next };
     next.warnedIneffective = true;
     const mib = (k: number) => Math.round(k / 1024);

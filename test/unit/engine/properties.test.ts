@@ -91,6 +91,7 @@ const hostArb = fc.record({
     rollbackBackoffS: fc.integer({ min: 0, max: 100 }),
     psiStopPercent: fc.option(fc.integer({ min: 0, max: 100 }), { nil: null }),
     rollbackPsiPercent: fc.option(fc.integer({ min: 0, max: 100 }), { nil: null }),
+    peakWindowS: fc.constantFrom(0, 30, 600),
   }),
 });
 

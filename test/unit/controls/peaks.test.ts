@@ -1,0 +1,64 @@
+// Floors that remember: a guest's peak use stays in its balloon floor for the peak window, so a
+// periodic workload is squeezed at most once per peak it has shown.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { addPeak, recentPeak } from '../../../src/controls/balloon/peaks.js';
+import { Engine } from '../../../src/engine/engine.js';
+import { memoryLogger } from '../../../src/log/logger.js';
+import { evaluateFn, FakeHypervisor, guest, MiB, targetPolicy } from '../engine/fakes.js';
+
+test('peaks: the most used in the window, with and without page cache; older buckets are forgotten', () => {
+  const s = (cur: number, unused: number, usable: number | null) => ({
+    balloon_cur: cur * MiB,
+    mem_unused: unused * MiB,
+    mem_usable: usable === null ? null : usable * MiB,
+  });
+  let p = addPeak(undefined, s(2048, 1048, 1248), 0, 800);
+  p = addPeak(p, s(2048, 348, 548), 50, 800); // a peak: 1700 used, 1500 without cache
+  p = addPeak(p, s(2048, 1548, 1748), 300, 800);
+  assert.deepEqual(recentPeak(p, 300, 800), { used: 1700 * MiB, anon: 1500 * MiB });
+  // 900 s later the peak's bucket is out of the window; the later low remains.
+  p = addPeak(p, s(2048, 1548, 1748), 1000, 800);
+  assert.deepEqual(recentPeak(p, 1000, 800), { used: 500 * MiB, anon: 300 * MiB });
+  assert.ok(p!.length <= 9, `a few buckets (${p!.length})`);
+  assert.equal(addPeak(p, s(2048, 100, 200), 1010, 0), undefined, 'window 0: nothing remembered');
+  assert.equal(recentPeak(p, 1010, 0), undefined);
+});
+
+test('engine: after a peak, an idle guest is inflated only down to its peak + headroom until the window passes', async () => {
+  const hv = new FakeHypervisor([guest('vm', { mem_unused: 1848 * MiB, mem_usable: null })]);
+  const g = hv.guests.get('id-vm')!;
+  let t = 0;
+  const engine = new Engine({
+    hypervisor: hv,
+    hostSources: [],
+    policy: targetPolicy(() => 256 * MiB),
+    evaluate: evaluateFn,
+    logger: memoryLogger(),
+    now: () => t,
+    safeguards: { minGuestKiB: 256 * MiB, headroomKiB: 64 * MiB, maxStepFraction: 1, cacheStepFraction: null, peakWindowS: 600, rollbackWindow: 0 },
+  });
+  // A peak: 1.5 GiB used.
+  g.stats.mem_unused = 548 * MiB;
+  await engine.collect();
+  // Idle again: 200 MiB used. The policy asks for 256 MiB; the floor keeps the peak.
+  t += 10;
+  g.stats.mem_unused = 1848 * MiB;
+  await engine.collect();
+  let r = await engine.evaluateAndAct();
+  const first = r.outcomes.find((o) => o.action.control === 'balloon_target');
+  assert.equal(first?.action.to, 1500 * MiB + 64 * MiB, 'down to the peak + headroom');
+  assert.ok(
+    first!.action.reasons.some((x) => x.includes('peak use of the last 10 min')),
+    first!.action.reasons.join('; '),
+  );
+  // Past the window without the peak coming back: down to what it uses now.
+  for (let i = 0; i < 8; i++) {
+    t += 100;
+    g.stats.mem_unused = Math.max(0, (g.stats.balloon_cur as number) - 200 * MiB);
+    await engine.collect();
+  }
+  r = await engine.evaluateAndAct();
+  const later = r.outcomes.find((o) => o.action.control === 'balloon_target');
+  assert.equal(later?.action.to, 264 * MiB, 'the idle guest: used 200 MiB + headroom');
+});
