@@ -59,12 +59,27 @@ function kibOf(el: unknown, what: string, where: string): number | null {
   return kib;
 }
 
-/** The `<memory>` elements inside `<devices>`, as libvirt wrote them. */
-function memoryElements(xml: string): string[] {
+/** The `<memory>` elements inside `<devices>`, as libvirt wrote them, at most `limit`. One pass
+ *  (no backtracking regex): a hostile daemon's XML full of `<memory/>` costs linear time. */
+function memoryElements(xml: string, limit: number): string[] {
   const open = xml.search(/<devices\s*>/);
   const close = xml.lastIndexOf('</devices>');
-  if (open < 0 || close < open) return [];
-  return xml.slice(open, close).match(/<memory\b[^>]*>[\s\S]*?<\/memory>/g) ?? [];
+  const out: string[] = [];
+  let at = open;
+  while (open >= 0 && out.length < limit) {
+    const start = xml.indexOf('<memory', at);
+    if (start < 0 || start >= close) break;
+    const tagEnd = xml.indexOf('>', start);
+    if (tagEnd < 0) break;
+    at = tagEnd + 1;
+    // `<memoryBacking>` and the like, or an empty `<memory/>`: not a device element.
+    if (!/[\s>/]/.test(xml[start + 7] ?? '') || xml[tagEnd - 1] === '/') continue;
+    const end = xml.indexOf('</memory>', at);
+    if (end < 0 || end > close) break;
+    out.push(xml.slice(start, end + 9));
+    at = end + 9;
+  }
+  return out;
 }
 
 /** The virtio-mem devices of a live domain XML. Devices without an alias (a domain that is not
@@ -73,8 +88,8 @@ export function parseVirtioMem(xml: string, guest = 'domain'): LibvirtVirtioMem[
   const valid = XMLValidator.validate(xml);
   if (valid !== true) throw new Error(`libvirt XML of ${guest} is not well-formed: ${valid.err.msg} (line ${valid.err.line})`);
   const out: LibvirtVirtioMem[] = [];
-  const elements = memoryElements(xml);
-  if (elements.length > MAX_DEVICES) throw new Error(`libvirt XML of ${guest} has ${elements.length} memory devices, more than ${MAX_DEVICES}`);
+  const elements = memoryElements(xml, MAX_DEVICES + 1);
+  if (elements.length > MAX_DEVICES) throw new Error(`libvirt XML of ${guest} has more than ${MAX_DEVICES} memory devices`);
   for (const el of elements) {
     const mem = (parser.parse(el) as { memory?: Node }).memory;
     if (mem?.model !== 'virtio-mem') continue;
