@@ -91,7 +91,13 @@ export function parseVirtioMem(xml: string, guest = 'domain'): LibvirtVirtioMem[
   const elements = memoryElements(xml, MAX_DEVICES + 1);
   if (elements.length > MAX_DEVICES) throw new Error(`libvirt XML of ${guest} has more than ${MAX_DEVICES} memory devices`);
   for (const el of elements) {
-    const mem = (parser.parse(el) as { memory?: Node }).memory;
+    let mem: Node | undefined;
+    try {
+      mem = (parser.parse(el) as { memory?: Node }).memory;
+    } catch (err) {
+      // The parser's own limits (e.g. nesting depth) on what the validator let through.
+      throw new Error(`libvirt XML of ${guest}: a <memory> element cannot be read (${(err as Error).message})`);
+    }
     if (mem?.model !== 'virtio-mem') continue;
     const alias = (mem.alias as Node | undefined)?.name;
     if (typeof alias !== 'string' || alias === '') continue;

@@ -145,3 +145,8 @@ test('a domain XML flooded with empty <memory/> elements is read in one pass', {
   assert.deepEqual(parseVirtioMem(`<domain><devices>${'<memory/>'.repeat(400_000)}</devices></domain>`), []);
   assert.deepEqual(parseVirtioMem(`<domain><devices>${"<memory model='x'/>".repeat(200_000)}${vmemXml('virtiomem0', 0, 0)}</devices></domain>`).length, 1);
 });
+
+test('a device element nested beyond the XML parser limits is an error naming the domain', () => {
+  const deep = `<domain><devices><memory model='virtio-mem'>${'<a>'.repeat(200_000)}${'</a>'.repeat(200_000)}<alias name='x'/></memory></devices></domain>`;
+  assert.throws(() => parseVirtioMem(deep, 'g1'), /^Error: libvirt XML of g1: a <memory> element cannot be read \(/);
+});
