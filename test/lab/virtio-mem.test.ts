@@ -61,6 +61,7 @@ async function shrinkAndRegrow(r: Run): Promise<void> {
   await until(`${r.label}: the workload to touch and free ${TOUCHED_MIB} MiB`, 240_000, () =>
     r.console().phases.some((p) => p.op === 'idle' && p.arg === 3600),
   );
+  assert.ok(['loaded', 'builtin'].includes(r.console().modules.virtio_mem ?? ''), `${r.label}: the guest's virtio_mem driver is loaded`);
   const [dev, ...more] = await r.cap.list(r.guestId);
   assert.equal(more.length, 0, 'one virtio-mem device');
   assert.deepEqual({ ...dev, id: typeof dev!.id }, { id: 'string', size: 256 * MiB, requested: 256 * MiB, block: 2 * MiB, max: 256 * MiB });
