@@ -22,6 +22,11 @@ export interface BalloonState {
   warnedIneffective?: boolean;
   /** Its use in the recent past, for a floor that remembers peaks. */
   peaks?: readonly PeakBucket[];
+  /** Until then (seconds) its floor keeps its recent peak: set by a rollback, when squeezing
+   *  it below a peak it came back to has hurt it once. */
+  rememberUntil?: number;
+  /** Rollbacks so far: each one remembers the peak twice as long as the one before (at most 8 windows). */
+  rollbacks?: number;
 }
 
 const NO_GUARD: GuestGuardState = Object.freeze({}) as GuestGuardState;
@@ -41,7 +46,7 @@ export function planBalloon(inp: GuestPlanInput<BalloonState>): GuestModulePlan<
       cycle: inp.cycle,
       now: inp.now,
       reportsFreePages: inp.props.free_page_reporting === 1,
-      recent: recentPeak(st?.peaks, inp.now, inp.safeguards.peakWindowS),
+      recent: st?.rememberUntil !== undefined && inp.now < st.rememberUntil ? recentPeak(st.peaks, inp.now, inp.safeguards.peakWindowS) : undefined,
     },
     inp.safeguards,
   );
@@ -57,8 +62,13 @@ export function planBalloon(inp: GuestPlanInput<BalloonState>): GuestModulePlan<
   } else if (d.verdict === 'apply' || d.verdict === 'rollback') {
     out.actions.push({ entity: inp.name, guestId: inp.id, control: 'balloon_target', from: d.from, to: d.target, reasons: d.reasons });
     // A rollback's hold stands even if the deflation fails: the guest is in trouble either way.
-    const otherwise = d.verdict === 'rollback' ? { ...st, guard: { ...guard, holdUntil: d.next.holdUntil } } : (st ?? { guard });
-    out.commit = { applied: { ...st, guard: d.next, lastTarget: d.target ?? st?.lastTarget }, otherwise };
+    // And its floor remembers its peak for a window: its peak comes back, so squeezing it in
+    // the next idle phase would hurt it again (Senpai's shape: probe slowly, back off fast).
+    const rolled = d.verdict === 'rollback';
+    const rollbacks = (st?.rollbacks ?? 0) + (rolled ? 1 : 0);
+    const remember = rolled && inp.safeguards.peakWindowS > 0 ? inp.now + inp.safeguards.peakWindowS * Math.min(8, 2 ** (rollbacks - 1)) : st?.rememberUntil;
+    const otherwise = rolled ? { ...st, guard: { ...guard, holdUntil: d.next.holdUntil }, rememberUntil: remember, rollbacks } : (st ?? { guard });
+    out.commit = { applied: { ...st, guard: d.next, lastTarget: d.target ?? st?.lastTarget, rememberUntil: remember, rollbacks }, otherwise };
   } else {
     if (requested !== undefined && requested !== null) {
       out.notes.push({ entity: inp.name, control: 'balloon_target', requested, verdict: d.verdict, reasons: d.reasons });

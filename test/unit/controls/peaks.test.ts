@@ -25,8 +25,8 @@ test('peaks: the most used in the window, with and without page cache; older buc
   assert.equal(recentPeak(p, 1010, 0), undefined);
 });
 
-test('engine: after a peak, an idle guest is inflated only down to its peak + headroom until the window passes', async () => {
-  const hv = new FakeHypervisor([guest('vm', { mem_unused: 1848 * MiB, mem_usable: null })]);
+test('engine: a guest whose squeeze was rolled back keeps its peak in its floor for the window; one that never hurt is squeezed each idle phase', async () => {
+  const hv = new FakeHypervisor([guest('vm', { mem_unused: 548 * MiB, mem_usable: null })]);
   const g = hv.guests.get('id-vm')!;
   let t = 0;
   const engine = new Engine({
@@ -36,29 +36,40 @@ test('engine: after a peak, an idle guest is inflated only down to its peak + he
     evaluate: evaluateFn,
     logger: memoryLogger(),
     now: () => t,
-    safeguards: { minGuestKiB: 256 * MiB, headroomKiB: 64 * MiB, maxStepFraction: 1, cacheStepFraction: null, peakWindowS: 600, rollbackWindow: 0 },
+    safeguards: { minGuestKiB: 256 * MiB, headroomKiB: 64 * MiB, maxStepFraction: 1, cacheStepFraction: null, peakWindowS: 600, rollbackBackoffS: 0 },
   });
-  // A peak: 1.5 GiB used.
-  g.stats.mem_unused = 548 * MiB;
+  const used = (mib: number) => {
+    g.stats.mem_unused = Math.max(0, (g.stats.balloon_cur as number) - mib * MiB);
+  };
+  const balloonAction = (r: Awaited<ReturnType<typeof engine.evaluateAndAct>>) => r.outcomes.find((o) => o.action.control === 'balloon_target');
+  // A peak of 1.5 GiB, then idle at 200 MiB: squeezed to its use (nothing has hurt yet).
   await engine.collect();
-  // Idle again: 200 MiB used. The policy asks for 256 MiB; the floor keeps the peak.
   t += 10;
-  g.stats.mem_unused = 1848 * MiB;
+  used(200);
   await engine.collect();
-  let r = await engine.evaluateAndAct();
-  const first = r.outcomes.find((o) => o.action.control === 'balloon_target');
-  assert.equal(first?.action.to, 1500 * MiB + 64 * MiB, 'down to the peak + headroom');
+  assert.equal(balloonAction(await engine.evaluateAndAct())?.action.to, 264 * MiB, 'squeezed once');
+  // The peak comes back into the squeezed guest: it swaps, and the inflation is rolled back.
+  t += 10;
+  g.stats.swap_in = (g.stats.swap_in as number) + 200 * MiB;
+  await engine.collect();
+  const rb = balloonAction(await engine.evaluateAndAct());
+  assert.match(rb!.action.reasons[0]!, /^rollback/);
+  // Idle again: now its floor keeps the peak it came back to.
+  t += 10;
+  g.stats.balloon_cur = 2048 * MiB;
+  used(200);
+  await engine.collect();
+  const held = balloonAction(await engine.evaluateAndAct());
+  assert.equal(held?.action.to, 1500 * MiB + 64 * MiB, 'down to the peak + headroom only');
   assert.ok(
-    first!.action.reasons.some((x) => x.includes('peak use of the last 10 min')),
-    first!.action.reasons.join('; '),
+    held!.action.reasons.some((x) => x.includes('peak use of the last 10 min')),
+    held!.action.reasons.join('; '),
   );
   // Past the window without the peak coming back: down to what it uses now.
   for (let i = 0; i < 8; i++) {
     t += 100;
-    g.stats.mem_unused = Math.max(0, (g.stats.balloon_cur as number) - 200 * MiB);
+    used(200);
     await engine.collect();
   }
-  r = await engine.evaluateAndAct();
-  const later = r.outcomes.find((o) => o.action.control === 'balloon_target');
-  assert.equal(later?.action.to, 264 * MiB, 'the idle guest: used 200 MiB + headroom');
+  assert.equal(balloonAction(await engine.evaluateAndAct())?.action.to, 264 * MiB, 'the idle guest: used 200 MiB + headroom');
 });
