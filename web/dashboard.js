@@ -133,11 +133,14 @@
       const cur = num(s.balloon_cur);
       const unused = num(s.mem_unused);
       const stall = num(s.psi_some_avg10);
+      const other = g.movedByOther && g.movedByOther.until > now ? g.movedByOther : null;
       const note = g.stale
         ? `stale: ${g.stale}`
-        : g.holdUntil !== undefined && g.holdUntil > now
-          ? `held off inflation until t=${Math.round(g.holdUntil)}`
-          : '';
+        : other
+          ? `balloon set to ${fmt(other.to)} MiB by another manager: left alone until t=${Math.round(other.until)}`
+          : g.holdUntil !== undefined && g.holdUntil > now
+            ? `held off inflation until t=${Math.round(g.holdUntil)}`
+            : '';
       return (
         `<tr data-guest="${esc(g.name)}"><td>${esc(g.name)}</td><td>${fmt(cur)}</td><td>${fmt(g.lastTarget)}</td><td>${fmt(s.balloon_max)}</td>` +
         `<td>${cur !== null && unused !== null ? fmt(cur - unused) : '–'}</td><td>${fmt(num(s.mem_usable) ?? num(s.mem_free))}</td>` +

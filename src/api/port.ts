@@ -35,6 +35,8 @@ export interface GuestState {
   lastTarget?: number;
   /** KiB inflations took from the guest, and KiB of QEMU's resident memory that went with them. */
   balloonReturn?: { inflatedKiB: number; expectedKiB: number; returnedKiB: number };
+  /** Another manager (or an admin) moved the balloon: ballast leaves the guest alone until `until` (seconds). */
+  movedByOther?: { at: number; from: number; to: number; ours: number; until: number };
 }
 
 export interface HealthState {

@@ -22,6 +22,9 @@ export function formatStatus(h: HealthState, host: HostState, guests: GuestState
     const r = g.balloonReturn;
     const note =
       (r ? `  inflations returned ${mib(r.returnedKiB)} MiB (expected ${mib(r.expectedKiB)}, ballooned ${mib(r.inflatedKiB)})` : '') +
+      (g.movedByOther
+        ? `  balloon set to ${mib(g.movedByOther.to)} MiB by another manager at t=${Math.round(g.movedByOther.at)}: left alone until t=${Math.round(g.movedByOther.until)}`
+        : '') +
       (g.stale ? `  stale: ${g.stale}` : '');
     lines.push(
       `  ${g.name.padEnd(20)} balloon ${mib(cur).padStart(6)} / ${mib(g.stats.balloon_max).padStart(6)} MiB  target ${mib(g.lastTarget).padStart(6)}  used ${mib(used).padStart(6)}${note}`,

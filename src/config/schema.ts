@@ -98,6 +98,9 @@ export const configSchema = z
         /** Seconds a guest's peak use stays in its balloon floor (0: the present use only, as
          *  MOM): a periodic workload is squeezed at most once per peak it has shown. */
         peak_window: nonNegative().max(86_400, { error: 'expected seconds from 0 to 86400' }).default(600),
+        /** Seconds a guest is left alone after its balloon moved to something ballast did not
+         *  set (another manager, an admin's virsh setmem); 0: not watched. */
+        external_hold: nonNegative().max(86_400, { error: 'expected seconds from 0 to 86400' }).default(600),
       }),
       host: section({
         /** A cgroup whose memory budget is "the host" (e.g. /sys/fs/cgroup/machine.slice); empty: the whole host. */

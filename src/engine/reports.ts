@@ -78,6 +78,8 @@ export interface GuestView {
   holdUntil?: number;
   lastTarget?: number;
   balloonReturn?: BalloonReturn;
+  /** The balloon was moved by another manager: when, from and to what, ballast's last target, and until when ballast leaves it alone. */
+  movedByOther?: { at: number; from: number; to: number; ours: number; until: number };
 }
 
 export interface EngineSnapshot {

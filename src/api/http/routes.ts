@@ -1,6 +1,8 @@
 // The JSON API under /api/v1/: read what the daemon sees and does, steer it (named policies,
-// pause/resume, log level). Every body is validated (zod for JSON; a policy is text and is
-// compiled as a whole set before anything changes). No route takes a file path.
+// pause/resume, log level). The routes are one table (API_ROUTES); a method other than GET
+// writes, and write access is checked for it before the route's code runs, so no route can
+// forget it. Every body is validated (zod for JSON; a policy is text and is compiled as a
+// whole set before anything changes). No route takes a file path.
 import { z } from 'zod';
 import { PolicyRejectedError, type DaemonPort } from '../port.js';
 import { POLICY_NAME_RE } from '../../engine/policy-set.js';
@@ -12,7 +14,8 @@ const pauseBody = z.strictObject({ reason: z.string().max(200).optional() });
 const logLevelBody = z.strictObject({ level: z.enum(['debug', 'info', 'warn', 'error']) });
 
 function needWrite(ctx: RequestContext): void {
-  if (ctx.access !== 'write') throw new HttpError(403, 'forbidden', 'this token may only read');
+  if (ctx.access !== 'write')
+    throw new HttpError(403, 'forbidden', 'this request may only read (a read-only token, a tokenless loopback client, or a read-only listener)');
 }
 
 /** A path segment, percent-decoded; bad encoding is the client's error (400), not ours. */
@@ -84,130 +87,151 @@ function guestSummary(port: DaemonPort) {
     holdUntil: g.holdUntil,
     lastTarget: g.lastTarget,
     balloonReturn: g.balloonReturn,
+    movedByOther: g.movedByOther,
   }));
 }
 
-function methodNotAllowed(method: string | undefined, allowed: string[]): never {
-  throw new HttpError(405, 'method not allowed', `${method} is not one of ${allowed.join(', ')}`);
+/** A route's answer to one method; `segment` is the raw NAME segment of a NAME route. */
+type Answer = (ctx: RequestContext, segment: string) => void | Promise<void>;
+
+export interface Route {
+  /** The path under /api/v1/, NAME standing for one path segment (e.g. "policies/NAME"). */
+  path: string;
+  /** The methods it answers. GET reads; every other method writes (needs write access). */
+  methods: Partial<Record<'GET' | 'PUT' | 'POST' | 'DELETE', Answer>>;
+}
+
+/** Whether a method changes the daemon: the one rule, applied before any route's code runs. */
+export const writes = (method: string): boolean => method !== 'GET';
+
+const ok = (ctx: RequestContext, value: unknown) => sendJson(ctx.res, 200, value);
+
+async function setLogLevel(ctx: RequestContext): Promise<void> {
+  const b = await jsonBody(ctx, logLevelBody, false);
+  ctx.port.setLogLevel(b.level);
+  ok(ctx, { level: b.level });
+}
+
+/** Every route of the JSON API. */
+export const API_ROUTES: readonly Route[] = [
+  { path: 'health', methods: { GET: (ctx) => ok(ctx, ctx.port.health()) } },
+  { path: 'host', methods: { GET: (ctx) => ok(ctx, { ...ctx.port.host(), history: ctx.port.hostHistory() }) } },
+  { path: 'guests', methods: { GET: (ctx) => ok(ctx, guestSummary(ctx.port)) } },
+  {
+    path: 'guests/NAME',
+    methods: {
+      GET: (ctx, segment) => {
+        const name = decodedSegment(segment, 'guest name');
+        const g = ctx.port.guest(name);
+        if (!g) throw new HttpError(404, 'no such guest', name);
+        ok(ctx, { ...g, history: ctx.port.guestHistory(name) ?? [] });
+      },
+    },
+  },
+  { path: 'actions', methods: { GET: (ctx) => ok(ctx, ctx.port.actions()) } },
+  {
+    path: 'events',
+    methods: {
+      GET: (ctx) => {
+        const since = Number(ctx.url.searchParams.get('since') ?? 0);
+        if (!Number.isInteger(since) || since < 0) throw new HttpError(400, 'bad since', 'expected a sequence number >= 0');
+        ok(ctx, ctx.port.events(since));
+      },
+    },
+  },
+  { path: 'alerts', methods: { GET: (ctx) => ok(ctx, ctx.port.alerts()) } },
+  { path: 'counters', methods: { GET: (ctx) => ok(ctx, ctx.port.counters()) } },
+  {
+    path: 'policies',
+    methods: {
+      GET: (ctx) =>
+        ok(
+          ctx,
+          ctx.port.policies().map(({ text: _t, ...info }) => info),
+        ),
+    },
+  },
+  {
+    path: 'policies/NAME',
+    methods: {
+      GET: (ctx, segment) => {
+        const name = policyName(segment);
+        const info = ctx.port.policies().find((x) => x.name === name);
+        if (!info) throw new HttpError(404, 'no such policy', name);
+        ok(ctx, info);
+      },
+      PUT: async (ctx, segment) => {
+        const name = policyName(segment);
+        const text = await policyText(ctx);
+        try {
+          ok(ctx, ctx.port.setPolicy(name, text));
+        } catch (err) {
+          if (err instanceof PolicyRejectedError) throw new HttpError(400, 'policy refused', err.message);
+          throw err;
+        }
+      },
+      DELETE: (ctx, segment) => {
+        const name = policyName(segment);
+        const info = ctx.port.policies().find((x) => x.name === name);
+        if (info && info.source === 'file') throw new HttpError(409, 'policy is a file', `${name} comes from ${info.path}: delete or edit the file`);
+        try {
+          if (!ctx.port.deletePolicy(name)) throw new HttpError(404, 'no such policy', name);
+        } catch (err) {
+          if (err instanceof PolicyRejectedError) throw new HttpError(400, 'policy refused', err.message);
+          throw err;
+        }
+        ctx.res.writeHead(204).end();
+      },
+    },
+  },
+  {
+    path: 'pause',
+    methods: {
+      POST: async (ctx) => {
+        const b = await jsonBody(ctx, pauseBody, true);
+        ctx.port.pause(b.reason ?? 'through the API');
+        ok(ctx, ctx.port.health());
+      },
+    },
+  },
+  {
+    path: 'resume',
+    methods: {
+      POST: async (ctx) => {
+        await ctx.body();
+        ctx.port.resume();
+        ok(ctx, ctx.port.health());
+      },
+    },
+  },
+  { path: 'log-level', methods: { PUT: setLogLevel, POST: setLogLevel } },
+];
+
+/** The route a path (split under /api/v1/) names, with its NAME segment. */
+function match(parts: string[]): { route: Route; segment: string } | undefined {
+  for (const route of API_ROUTES) {
+    const want = route.path.split('/');
+    if (want.length !== parts.length) continue;
+    if (want.every((w, i) => w === 'NAME' || w === parts[i])) return { route, segment: parts[want.indexOf('NAME')] ?? '' };
+  }
+  return undefined;
 }
 
 export function apiHandler(): Handler {
   return async (ctx) => {
     const path = ctx.url.pathname;
     if (!path.startsWith(PREFIX)) return false;
-    const parts = path.slice(PREFIX.length).split('/');
     const m = ctx.req.method ?? 'GET';
-    const p = ctx.port;
-    const only = (allowed: string[]) => {
-      if (!allowed.includes(m)) methodNotAllowed(m, allowed);
-    };
-    const route = parts[0] ?? '';
-    if (parts.length === 1) {
-      switch (route) {
-        case 'health':
-          only(['GET']);
-          sendJson(ctx.res, 200, p.health());
-          return true;
-        case 'host':
-          only(['GET']);
-          sendJson(ctx.res, 200, { ...p.host(), history: p.hostHistory() });
-          return true;
-        case 'guests':
-          only(['GET']);
-          sendJson(ctx.res, 200, guestSummary(p));
-          return true;
-        case 'actions':
-          only(['GET']);
-          sendJson(ctx.res, 200, p.actions());
-          return true;
-        case 'events': {
-          only(['GET']);
-          const since = Number(ctx.url.searchParams.get('since') ?? 0);
-          if (!Number.isInteger(since) || since < 0) throw new HttpError(400, 'bad since', 'expected a sequence number >= 0');
-          sendJson(ctx.res, 200, p.events(since));
-          return true;
-        }
-        case 'alerts':
-          only(['GET']);
-          sendJson(ctx.res, 200, p.alerts());
-          return true;
-        case 'counters':
-          only(['GET']);
-          sendJson(ctx.res, 200, p.counters());
-          return true;
-        case 'policies':
-          only(['GET']);
-          sendJson(
-            ctx.res,
-            200,
-            p.policies().map(({ text: _t, ...info }) => info),
-          );
-          return true;
-        case 'pause': {
-          only(['POST']);
-          needWrite(ctx);
-          const b = await jsonBody(ctx, pauseBody, true);
-          p.pause(b.reason ?? 'through the API');
-          sendJson(ctx.res, 200, p.health());
-          return true;
-        }
-        case 'resume':
-          only(['POST']);
-          needWrite(ctx);
-          await ctx.body();
-          p.resume();
-          sendJson(ctx.res, 200, p.health());
-          return true;
-        case 'log-level': {
-          only(['PUT', 'POST']);
-          needWrite(ctx);
-          const b = await jsonBody(ctx, logLevelBody, false);
-          p.setLogLevel(b.level);
-          sendJson(ctx.res, 200, { level: b.level });
-          return true;
-        }
-      }
+    const found = match(path.slice(PREFIX.length).split('/'));
+    if (!found) throw new HttpError(404, 'not found', `no route for ${m} ${path}`);
+    const allowed = Object.keys(found.route.methods);
+    const answer = Object.hasOwn(found.route.methods, m) ? found.route.methods[m as keyof Route['methods']] : undefined;
+    if (!answer) {
+      ctx.res.setHeader('allow', allowed.join(', '));
+      throw new HttpError(405, 'method not allowed', `${m} is not one of ${allowed.join(', ')}`);
     }
-    if (parts.length === 2 && route === 'guests') {
-      only(['GET']);
-      const name = decodedSegment(parts[1]!, 'guest name');
-      const g = p.guest(name);
-      if (!g) throw new HttpError(404, 'no such guest', name);
-      sendJson(ctx.res, 200, { ...g, history: p.guestHistory(name) ?? [] });
-      return true;
-    }
-    if (parts.length === 2 && route === 'policies') {
-      only(['GET', 'PUT', 'DELETE']);
-      const name = policyName(parts[1]!);
-      if (m === 'GET') {
-        const info = p.policies().find((x) => x.name === name);
-        if (!info) throw new HttpError(404, 'no such policy', name);
-        sendJson(ctx.res, 200, info);
-        return true;
-      }
-      needWrite(ctx);
-      if (m === 'PUT') {
-        const text = await policyText(ctx);
-        try {
-          const info = p.setPolicy(name, text);
-          sendJson(ctx.res, 200, info);
-        } catch (err) {
-          if (err instanceof PolicyRejectedError) throw new HttpError(400, 'policy refused', err.message);
-          throw err;
-        }
-        return true;
-      }
-      const info = p.policies().find((x) => x.name === name);
-      if (info && info.source === 'file') throw new HttpError(409, 'policy is a file', `${name} comes from ${info.path}: delete or edit the file`);
-      try {
-        if (!p.deletePolicy(name)) throw new HttpError(404, 'no such policy', name);
-      } catch (err) {
-        if (err instanceof PolicyRejectedError) throw new HttpError(400, 'policy refused', err.message);
-        throw err;
-      }
-      ctx.res.writeHead(204).end();
-      return true;
-    }
-    throw new HttpError(404, 'not found', `no route for ${m} ${path}`);
+    if (writes(m)) needWrite(ctx);
+    await answer(ctx, found.segment);
+    return true;
   };
 }

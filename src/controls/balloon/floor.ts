@@ -36,6 +36,9 @@ export interface SafeguardConfig {
    *  only, as in MOM): a workload whose peak comes back every few minutes is not squeezed
    *  again in each idle phase. */
   peakWindowS: number;
+  /** Seconds a guest is left alone after its balloon moved to something ballast did not set
+   *  (another manager, an admin's `virsh setmem`): ballast does not fight it. 0: not watched. */
+  externalHoldS: number;
 }
 
 export const defaultSafeguards: SafeguardConfig = {
@@ -52,6 +55,7 @@ export const defaultSafeguards: SafeguardConfig = {
   psiStopPercent: 10,
   rollbackPsiPercent: 20,
   peakWindowS: 600,
+  externalHoldS: 600,
 };
 
 /** The most a guest used in the peak window: with page cache (used) and without (anon). */

@@ -7,7 +7,10 @@ import { errorMessage } from '../../errors.js';
 import type { Action, ControlModule, GuestModulePlan, GuestPlanInput } from '../control.js';
 import { type BalloonSection, balloonSection } from './config.js';
 import { BalloonController } from './controller.js';
-import { guardBalloon, type GuestGuardState } from './guard.js';
+import { fmtKiB, guardBalloon, type GuestGuardState } from './guard.js';
+import { finite } from '../../numbers.js';
+import type { Stats } from '../../types.js';
+import type { SafeguardConfig } from './floor.js';
 import { addPeak, type PeakBucket, recentPeak } from './peaks.js';
 import { addReturn, type BalloonReturn, ineffective, inflationStep } from './returns.js';
 
@@ -27,6 +30,30 @@ export interface BalloonState {
   rememberUntil?: number;
   /** Rollbacks so far: each one remembers the peak twice as long as the one before (at most 8 windows). */
   rollbacks?: number;
+  /** The balloon was moved by someone else: when, from and to what, ballast's own last target,
+   *  and until when ballast leaves the guest alone. */
+  movedByOther?: MovedByOther;
+}
+
+export interface MovedByOther {
+  at: number;
+  from: number;
+  to: number;
+  ours: number;
+  until: number;
+}
+
+/** The balloon moved away from ballast's last target between two samples (by more than the
+ *  smallest change): someone else set it. Moving toward it is the balloon converging. */
+export function movedByOther(st: BalloonState | undefined, prev: Stats | undefined, cur: Stats, time: number, cfg: SafeguardConfig): MovedByOther | undefined {
+  const ours = st?.lastTarget;
+  const p = finite(prev?.balloon_cur);
+  const c = finite(cur.balloon_cur);
+  const max = finite(cur.balloon_max) ?? 0;
+  if (ours === undefined || p === null || c === null || !(cfg.externalHoldS > 0)) return undefined;
+  const tolerance = Math.max(cfg.minChangeKiB, cfg.minChangeFraction * max);
+  if (Math.abs(c - ours) <= Math.abs(p - ours) + tolerance) return undefined;
+  return { at: time, from: p, to: c, ours, until: time + cfg.externalHoldS };
 }
 
 const NO_GUARD: GuestGuardState = Object.freeze({}) as GuestGuardState;
@@ -37,6 +64,20 @@ export function planBalloon(inp: GuestPlanInput<BalloonState>): GuestModulePlan<
   const st = inp.state;
   const guard = st?.guard ?? NO_GUARD;
   const requested = inp.requested.balloon_target ?? undefined;
+  const other = st?.movedByOther;
+  if (other) {
+    if (inp.now < other.until) {
+      const reasons = [
+        `another manager set this balloon to ${fmtKiB(other.to)} at t=${Math.round(other.at)} (ballast had set ${fmtKiB(other.ours)}): left alone until t=${Math.round(other.until)}`,
+      ];
+      return { actions: [], notes: [{ entity: inp.name, control: 'balloon_target', requested: requested ?? null, verdict: 'veto', reasons }] };
+    }
+    // The hold is over: ballast manages the guest again, from where the other left it.
+    const next = { ...st, movedByOther: undefined };
+    const plan = planBalloon({ ...inp, state: next });
+    plan.commit ??= { applied: next, otherwise: next };
+    return plan;
+  }
   const d = guardBalloon(
     {
       history: inp.history,
@@ -90,6 +131,23 @@ export const balloon = {
   planGuest: planBalloon,
   observe(state, prev, cur, { guest, time, safeguards }) {
     const peaks = addPeak(state?.peaks, cur, time, safeguards.peakWindowS);
+    const other = state?.movedByOther ? undefined : movedByOther(state, prev, cur, time, safeguards);
+    if (other) {
+      // Ballast adopts what the other manager set: no last target of its own until it acts again.
+      return {
+        state: { ...state, guard: state?.guard ?? NO_GUARD, peaks, movedByOther: other, lastTarget: undefined },
+        warn: {
+          event: 'balloon_moved_externally',
+          fields: {
+            guest,
+            from_kib: other.from,
+            to_kib: other.to,
+            ballast_target_kib: other.ours,
+            reason: `its balloon moved away from the target ballast set: another manager (or an admin) set it; left alone for ${safeguards.externalHoldS} s (safeguards.external_hold)`,
+          },
+        },
+      };
+    }
     const step = inflationStep(prev, cur);
     if (!step) return peaks === state?.peaks ? undefined : { state: { ...state, guard: state?.guard ?? NO_GUARD, peaks } };
     const returns = addReturn(state?.returns, step);
@@ -112,7 +170,7 @@ export const balloon = {
       },
     };
   },
-  view: (st) => ({ holdUntil: st.guard.holdUntil, lastTarget: st.lastTarget, balloonReturn: st.returns }),
+  view: (st) => ({ holdUntil: st.guard.holdUntil, lastTarget: st.lastTarget, balloonReturn: st.returns, movedByOther: st.movedByOther }),
   // Deflating relieves a guest: a failure's backoff never holds it back.
   givesBack: (a: Action) => a.to === null || (a.from !== null && a.to > a.from),
   setup(env, section) {

@@ -73,3 +73,60 @@ test('engine: a guest whose squeeze was rolled back keeps its peak in its floor 
   }
   assert.equal(balloonAction(await engine.evaluateAndAct())?.action.to, 264 * MiB, 'the idle guest: used 200 MiB + headroom');
 });
+
+test('another manager: a balloon moved away from the target ballast set is left alone for safeguards.external_hold, said once, shown in the views', async () => {
+  const hv = new FakeHypervisor([guest('vm', { mem_unused: 1848 * MiB, mem_usable: null })]);
+  const g = hv.guests.get('id-vm')!;
+  let t = 0;
+  const logger = memoryLogger();
+  const engine = new Engine({
+    hypervisor: hv,
+    hostSources: [],
+    policy: targetPolicy(() => 1024 * MiB),
+    evaluate: evaluateFn,
+    logger,
+    now: () => t,
+    safeguards: { minGuestKiB: 256 * MiB, headroomKiB: 64 * MiB, maxStepFraction: 1, cacheStepFraction: null, externalHoldS: 300 },
+  });
+  await engine.collect();
+  const first = await engine.evaluateAndAct();
+  assert.equal(first.outcomes.find((o) => o.action.control === 'balloon_target')?.action.to, 1024 * MiB);
+  t += 5;
+  await engine.collect(); // the balloon at ballast's target
+  // An admin's `virsh setmem` to 1800 MiB: away from ballast's 1024 MiB target.
+  t += 5;
+  g.stats.balloon_cur = 1800 * MiB;
+  g.stats.mem_unused = 1600 * MiB;
+  await engine.collect();
+  assert.equal(logger.records.filter((r) => r.event === 'balloon_moved_externally').length, 1, 'said once');
+  const view = engine.snapshot().guests[0]!;
+  assert.deepEqual(
+    view.movedByOther && { from: view.movedByOther.from, to: view.movedByOther.to, ours: view.movedByOther.ours, until: view.movedByOther.until },
+    {
+      from: 1024 * MiB,
+      to: 1800 * MiB,
+      ours: 1024 * MiB,
+      until: 310,
+    },
+  );
+  const calls = hv.setCalls.length;
+  for (let i = 0; i < 10; i++) {
+    t += 20;
+    await engine.collect();
+    const r = await engine.evaluateAndAct();
+    assert.ok(r.notes.some((n) => n.control === 'balloon_target' && n.verdict === 'veto' && n.reasons[0]!.includes('another manager')));
+  }
+  assert.equal(hv.setCalls.length, calls, 'not fought while held');
+  assert.equal(logger.records.filter((r) => r.event === 'balloon_moved_externally').length, 1, 'still said once');
+  // After the hold ballast manages it again, from where the other left it.
+  t += 200;
+  await engine.collect();
+  const back = await engine.evaluateAndAct();
+  assert.equal(back.outcomes.find((o) => o.action.control === 'balloon_target')?.action.from, 1800 * MiB);
+  assert.equal(engine.snapshot().guests[0]!.movedByOther, undefined);
+  // The balloon converging toward ballast's own target is not another manager.
+  t += 5;
+  g.stats.balloon_cur = 1500 * MiB;
+  await engine.collect();
+  assert.equal(logger.records.filter((r) => r.event === 'balloon_moved_externally').length, 1);
+});
