@@ -45,7 +45,8 @@ interface Run {
   polls: number;
 }
 
-type Mode = 'off' | 'scrape' | 'all';
+/** off: no listener; listen: every listener, no client; scrape: /metrics every 15 s; all: that and a dashboard tab. */
+type Mode = 'off' | 'listen' | 'scrape' | 'all';
 
 async function measure(
   dist: string | null,
@@ -72,32 +73,33 @@ async function measure(
     let scrapes = 0;
     let polls = 0;
     let stop = false;
-    const clients = on
-      ? [
-          (async () => {
-            while (!stop) {
-              await (await fetch(metricsUrl)).text();
-              scrapes++;
-              await sleep(15_000);
-            }
-          })(),
-          ...(mode === 'all'
-            ? [
-                (async () => {
-                  let since = 0;
-                  while (!stop) {
-                    const [, , , , , events] = await Promise.all(
-                      ['health', 'host', 'guests', 'actions', 'alerts', `events?since=${since}`].map(async (p) => (await fetch(api + p)).json()),
-                    );
-                    since = (events as { seq: number }[]).at(-1)?.seq ?? since;
-                    polls++;
-                    await sleep(2000);
-                  }
-                })(),
-              ]
-            : []),
-        ]
-      : [];
+    const clients =
+      mode === 'scrape' || mode === 'all'
+        ? [
+            (async () => {
+              while (!stop) {
+                await (await fetch(metricsUrl)).text();
+                scrapes++;
+                await sleep(15_000);
+              }
+            })(),
+            ...(mode === 'all'
+              ? [
+                  (async () => {
+                    let since = 0;
+                    while (!stop) {
+                      const [, , , , , events] = await Promise.all(
+                        ['health', 'host', 'guests', 'actions', 'alerts', `events?since=${since}`].map(async (p) => (await fetch(api + p)).json()),
+                      );
+                      since = (events as { seq: number }[]).at(-1)?.seq ?? since;
+                      polls++;
+                      await sleep(2000);
+                    }
+                  })(),
+                ]
+              : []),
+          ]
+        : [];
     const c0 = cpuSeconds(d.pid!);
     const t0 = performance.now();
     let rssMax = 0;
@@ -189,6 +191,7 @@ export default async function main(): Promise<void> {
   const windowS = Number(process.env.BALLAST_BENCH_WINDOW_S ?? 30);
   const dist = buildDist();
   const off = await measure(dist, 'off', windowS);
+  const listening = await measure(dist, 'listen', windowS);
   const scrapeOnly = await measure(dist, 'scrape', windowS);
   let scrape = { medianMs: 0, maxMs: 0, healthMs: 0, bytes: 0, series: 0, n: 0, cpuMs: 0, healthCpuMs: 0 };
   let render = { directMs: 0, promMs: 0, directBytes: 0, promBytes: 0 };
@@ -231,10 +234,14 @@ export default async function main(): Promise<void> {
   const mb = (k: number) => (k / 1024).toFixed(1);
   console.log(`daemon, ${GUESTS.toLocaleString('en')} simulated guests, real time, ${windowS} s window (${dist ? 'compiled JavaScript' : 'tsx'}):`);
   console.log(`  API, /metrics and dashboard off (baseline): CPU ${off.cpuPct.toFixed(2)}% of one core, RSS max ${mb(off.rssMaxKiB)} MB`);
+  console.log(`  every listener on, no client: CPU ${listening.cpuPct.toFixed(2)}% of one core, RSS max ${mb(listening.rssMaxKiB)} MB`);
   console.log(
     `  /metrics scraped alone (${scrapeOnly.scrapes} scrapes): CPU ${scrapeOnly.cpuPct.toFixed(2)}% of one core, RSS max ${mb(scrapeOnly.rssMaxKiB)} MB`,
   );
   console.log(`  on and used (${on.scrapes} scrapes, ${on.polls} dashboard polls): CPU ${on.cpuPct.toFixed(2)}% of one core, RSS max ${mb(on.rssMaxKiB)} MB`);
+  console.log(
+    `  ratio scraped/listening (what scraping adds): CPU ${(scrapeOnly.cpuPct / listening.cpuPct).toFixed(2)}x, RSS ${(scrapeOnly.rssMaxKiB / listening.rssMaxKiB).toFixed(2)}x`,
+  );
   console.log(`  ratio scraped/off: CPU ${(scrapeOnly.cpuPct / off.cpuPct).toFixed(2)}x, RSS ${(scrapeOnly.rssMaxKiB / off.rssMaxKiB).toFixed(2)}x`);
   console.log(`  ratio on/off: CPU ${(on.cpuPct / off.cpuPct).toFixed(2)}x, RSS ${(on.rssMaxKiB / off.rssMaxKiB).toFixed(2)}x`);
   console.log(

@@ -229,6 +229,8 @@ export function createMetrics(port: DaemonPort): MetricsRegistry {
 }
 
 const registries = new WeakMap<DaemonPort, MetricsRegistry>();
+/** Bytes of each family at the last scrape (families are the same for every port). */
+const lastSize = new Map<string, number>();
 
 /** The registry of `port`, made once (several listeners serve the same series). */
 export function metricsOf(port: DaemonPort): MetricsRegistry {
@@ -240,26 +242,51 @@ export function metricsOf(port: DaemonPort): MetricsRegistry {
   return r;
 }
 
-/** Prometheus' text format as of now, as bytes: the registry's families through prom-client,
- *  the per-guest ones written directly, in the registry's order, joined as prom-client joins
- *  them (a blank line between families). */
-export async function renderMetrics(port: DaemonPort): Promise<{ body: Buffer; contentType: string }> {
+/** Prometheus' text format as of now, one family at a time (a few dozen KiB each at 1,000
+ *  guests): the registry's families through prom-client, the per-guest ones written directly,
+ *  in the registry's order, joined as prom-client joins them (a blank line between families).
+ *  Everything is read from the port before the first family is given out. */
+export function metricsChunks(port: DaemonPort): { chunks: AsyncGenerator<Buffer>; contentType: string } {
   const reg = metricsOf(port);
   reg.collectAll();
   const guests = port.guests();
   const now = port.health().time;
   const labels = encodeLabelSets(guests.map((g) => labelSet(GUEST_LABELS, [g.name, String(g.props.uuid ?? g.id)])));
-  const w = new ByteWriter(1 << 20);
-  let first = true;
-  for (const m of reg.getMetricsAsArray()) {
-    if (!first) w.ascii('\n\n');
-    first = false;
-    const f = reg.guestFamilies.get(m.name);
-    if (f) writeFamily(w, m.name, f.type, f.help, guests, labels, (g) => f.value(g, now));
-    else w.text(await reg.getSingleMetricAsString(m.name));
+  // prom-client's families are rendered now too, so that a later cycle cannot change them.
+  const own = new Map(
+    reg.getMetricsAsArray().map((m) => {
+      if (reg.guestFamilies.has(m.name)) return [m.name, null];
+      const text = reg.getSingleMetricAsString(m.name);
+      // Awaited below, unless the client went away first: never an unhandled rejection.
+      text.catch(() => {});
+      return [m.name, text];
+    }),
+  );
+  async function* chunks(): AsyncGenerator<Buffer> {
+    let first = true;
+    for (const [name, text] of own) {
+      // Sized from the last scrape of this family: no regrowth copies.
+      const w = new ByteWriter(lastSize.get(name) ?? 1 << 12);
+      if (!first) w.ascii('\n\n');
+      first = false;
+      const f = reg.guestFamilies.get(name);
+      if (f) writeFamily(w, name, f.type, f.help, guests, labels, (g) => f.value(g, now));
+      else w.text(await text!);
+      const out = w.done();
+      lastSize.set(name, out.length + 64);
+      yield out;
+    }
+    yield Buffer.from('\n');
   }
-  w.ascii('\n');
-  return { body: w.done(), contentType: reg.contentType };
+  return { chunks: chunks(), contentType: reg.contentType };
+}
+
+/** The whole exposition in one buffer (tests, tools). */
+export async function renderMetrics(port: DaemonPort): Promise<{ body: Buffer; contentType: string }> {
+  const { chunks, contentType } = metricsChunks(port);
+  const parts: Buffer[] = [];
+  for await (const c of chunks) parts.push(c);
+  return { body: Buffer.concat(parts), contentType };
 }
 
 /** GET /metrics. */
@@ -270,9 +297,35 @@ export function metricsHandler(): Handler {
       ctx.res.setHeader('allow', 'GET, HEAD');
       throw new HttpError(405, 'method not allowed', `${ctx.req.method} is not one of GET, HEAD`);
     }
-    const { body, contentType } = await renderMetrics(ctx.port);
-    ctx.res.writeHead(200, { 'content-type': contentType, 'content-length': body.length });
-    ctx.res.end(ctx.req.method === 'HEAD' ? undefined : body);
+    const { chunks, contentType } = metricsChunks(ctx.port);
+    // Sent a family at a time (chunked), waiting while the client is behind: the daemon never
+    // holds the whole megabyte of a 1,000-guest scrape, whoever scrapes and however slowly.
+    ctx.res.writeHead(200, { 'content-type': contentType });
+    if (ctx.req.method === 'HEAD') {
+      ctx.res.end();
+      return true;
+    }
+    const res = ctx.res;
+    try {
+      for await (const chunk of chunks) {
+        if (res.destroyed) break;
+        if (!res.write(chunk)) {
+          await new Promise<void>((resolve) => {
+            const done = () => {
+              res.off('drain', done);
+              res.off('close', done);
+              resolve();
+            };
+            res.on('drain', done);
+            res.on('close', done);
+          });
+        }
+      }
+      res.end();
+    } catch (err) {
+      // The status line is out: a cut connection is the only error left to give.
+      res.destroy(err instanceof Error ? err : new Error(String(err)));
+    }
     return true;
   };
 }

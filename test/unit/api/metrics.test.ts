@@ -261,3 +261,30 @@ test('per-guest series written directly: label values escaped, one series per la
   assert.equal(fams.get('ballast_guest_swap_out_bytes_total')!.type, 'counter');
   assert.equal(value(fams, 'ballast_guests'), 4);
 });
+
+test('/metrics is sent a family at a time: a client that stops reading or leaves mid-way costs nothing after; HEAD has no body', async () => {
+  const { connect } = await import('node:net');
+  const d = await startSimDaemon();
+  try {
+    await d.cycles(1);
+    // Reads nothing for a while, then leaves after the first bytes.
+    const sock = connect(d.socket);
+    await new Promise<void>((r) => sock.on('connect', () => r()));
+    sock.pause();
+    sock.write('GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n');
+    await d.cycles(2);
+    sock.resume();
+    const first = await new Promise<Buffer>((r) => sock.once('data', r));
+    assert.match(first.toString('latin1'), /^HTTP\/1\.1 200 OK\r\n[^]*transfer-encoding: chunked/i);
+    sock.destroy();
+    await d.cycles(1);
+    const r = await call(d.socket, 'GET', '/metrics');
+    assert.equal(r.status, 200);
+    assert.ok(parseExposition(r.body).has('ballast_guest_balloon_current_bytes'));
+    const head = await call(d.socket, 'HEAD', '/metrics');
+    assert.equal(head.status, 200);
+    assert.equal(head.body, '');
+  } finally {
+    await d.stop();
+  }
+});
