@@ -3,7 +3,7 @@
 // pressure stall totals (/proc/pressure/memory).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { CounterSample } from './metrics.js';
+import type { CounterSample, HugeSample } from './metrics.js';
 
 function keyValues(text: string): Map<string, number> {
   const m = new Map<string, number>();
@@ -67,4 +67,31 @@ export function readCounters(domainDir: string, version: 1 | 2, now = Date.now()
     domainSwapOut: stat.get('pswpout') ?? null,
     ...host,
   };
+}
+
+/** Rss and AnonHugePages (KiB) of /proc/PID/smaps_rollup; null where a line is missing. */
+export function parseSmapsRollup(text: string): { rssKiB: number | null; anonHugeKiB: number | null } {
+  const kib = (k: string) => {
+    const m = new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(text);
+    return m ? Number(m[1]) : null;
+  };
+  return { rssKiB: kib('Rss'), anonHugeKiB: kib('AnonHugePages') };
+}
+
+/** The processes' RSS and what of it is in huge pages, summed; null when none could be read
+ *  (all gone, or no smaps_rollup: kernels before 4.14). */
+export function readHugeSample(pids: readonly number[], now = Date.now() / 1000): HugeSample | null {
+  let rssKiB = 0;
+  let anonHugeKiB = 0;
+  let read = 0;
+  for (const pid of pids) {
+    const text = readOr(`/proc/${pid}/smaps_rollup`);
+    if (text === null) continue;
+    const r = parseSmapsRollup(text);
+    if (r.rssKiB === null) continue;
+    rssKiB += r.rssKiB;
+    anonHugeKiB += r.anonHugeKiB ?? 0;
+    read++;
+  }
+  return read ? { at: now, rssKiB, anonHugeKiB } : null;
 }

@@ -2,11 +2,11 @@
 // ballast) on real QEMU guests in a memory domain, and the spread of what they measured.
 // The order of the three runs rotates from one repetition to the next so that a drift of
 // the shared machine's load does not always favour the same configuration.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { LabUnavailable } from './errors.js';
 export { LabUnavailable };
 import { ratio, spread, type Spread } from './metrics.js';
-import { checkScale, configParts, CONFIGS, domainLimitMiB, planGuests, swapSizeMiB, type ConfigName, type LabScale } from './plan.js';
+import { checkConfigs, checkScale, configParts, CONFIGS, domainLimitMiB, planGuests, swapSizeMiB, type ConfigName, type LabScale } from './plan.js';
 import { runOnce, type RunResult } from './run.js';
 import { checkLab, prepareLab, type SwapReport } from './setup.js';
 import type { SwapPresetName } from './swap-device.js';
@@ -57,6 +57,10 @@ export interface ConfigSummary {
   guestPsiPeak: Spread | null;
   /** Guest-cycles with an inflation refused or rolled back for a guest's stall. */
   psiStops: Spread | null;
+  /** Share of the QEMUs' RSS in host huge pages over the window (0..1). */
+  hugeShare: Spread | null;
+  /** virtio-mem resizes applied (rows with devices only). */
+  vmemActions: Spread | null;
 }
 
 export interface LabExperimentResult {
@@ -71,6 +75,9 @@ export interface LabExperimentResult {
   /** CPUs each guest could use (null: uncapped). */
   cpuPerGuest: number | null;
   thp: 'host' | 'off';
+  /** The host's THP settings during the runs (enabled, defrag: the bracketed choices), which
+   *  decide what `thp: 'host'` means; null where unreadable. */
+  hostThp?: { enabled: string | null; defrag: string | null };
   runs: RunResult[];
   summary: ConfigSummary[];
 }
@@ -88,7 +95,8 @@ function vsNone(runs: RunResult[], config: ConfigName, pick: (r: RunResult) => n
 export function summarize(runs: RunResult[], configs: readonly ConfigName[]): ConfigSummary[] {
   return configs.map((config) => {
     const mine = runs.filter((r) => r.config === config);
-    const managed = configParts(config).manager !== 'none';
+    const parts = configParts(config);
+    const managed = parts.manager !== 'none';
     const compared = config !== 'none';
     return {
       config,
@@ -112,16 +120,33 @@ export function summarize(runs: RunResult[], configs: readonly ConfigName[]): Co
       hostStallS: spread(mine.map((r) => r.counters.psiSomeS)),
       guestPsiPeak: managed ? spread(mine.map((r) => r.manager?.guestPsiPeak ?? null)) : null,
       psiStops: managed ? spread(mine.map((r) => r.manager?.psiStops ?? null)) : null,
+      // Runs recorded before the field existed have none: null, not 0.
+      hugeShare: spread(mine.map((r) => r.hugeShare ?? null)),
+      vmemActions: managed && parts.vmem ? spread(mine.map((r) => r.manager?.vmemActions ?? null)) : null,
     };
   });
 }
 
 export { checkLab };
 
+/** The bracketed choice of a /sys/kernel/mm/transparent_hugepage file ("always [madvise] never"). */
+export function thpChoice(text: string | null): string | null {
+  return text === null ? null : (/\[([^\]]+)\]/.exec(text)?.[1] ?? null);
+}
+
+function readThp(name: string): string | null {
+  try {
+    return thpChoice(readFileSync(`/sys/kernel/mm/transparent_hugepage/${name}`, 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
 export async function runLabExperiment(o: LabExperimentOptions): Promise<LabExperimentResult> {
   const scale = checkScale({ ...o.scale });
   if (!Number.isInteger(o.repeat) || o.repeat < 1 || o.repeat > 20) throw new Error(`--repeat must be 1..20, got ${o.repeat}`);
   const configs = o.configs ?? CONFIGS;
+  checkConfigs(scale, configs);
   const say = o.say ?? ((m: string) => process.stderr.write(m + '\n'));
   const statsIntervalS = o.statsIntervalS ?? 2;
   const policyIntervalS = o.policyIntervalS ?? 4;
@@ -167,6 +192,7 @@ export async function runLabExperiment(o: LabExperimentOptions): Promise<LabExpe
       manager: { statsIntervalS, policyIntervalS },
       cpuPerGuest,
       thp: o.thp ?? 'host',
+      hostThp: { enabled: readThp('enabled'), defrag: readThp('defrag') },
       runs,
       summary: summarize(runs, configs),
     };

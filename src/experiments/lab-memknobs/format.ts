@@ -38,7 +38,7 @@ export function formatLabTable(r: LabExperimentResult): string {
       `(${s.limitRatio.toFixed(2)} x (guest memory + ${s.qemuOverheadMiB} MiB QEMU overhead each)), swap ${r.swap.totalMiB} MiB (${swapWhat(r)})`,
     `${s.durationS} s measured per run${s.warmupS ? ` after ${s.warmupS} s of warm-up` : ''}, ${r.repeat} repetition(s); ${r.cpuPerGuest === null ? 'guests share the CPUs' : `each guest capped at ${r.cpuPerGuest} CPU`}${r.thp === 'off' ? ', no huge pages for guest RAM' : ''}; workload period ${s.periodS} s, ramp in ${s.rampSteps} steps, guests staggered by ${r.workload.delaysS.join('/')} s${s.cacheMiB ? `; each guest reads ${s.cacheMiB} MiB into its page cache once` : ''}; ` +
       `manager: stats every ${r.manager.statsIntervalS} s, policy every ${r.manager.policyIntervalS} s`,
-    `cells: median (min–max) over repetitions; "vs none": ratio to the no-manager run of the same repetition; "kept": pages of workloads the OOM killer did not take; swap pages from ${r.swap.source}`,
+    `cells: median (min–max) over repetitions; "vs none": ratio to the no-manager run of the same repetition; "kept": pages of workloads the OOM killer did not take; swap pages from ${r.swap.source}; "RSS in huge pages": AnonHugePages / Rss of the QEMUs over the window (THP ${r.thp === 'off' ? 'off for the QEMUs' : `as the host has it${r.hostThp ? `: enabled ${r.hostThp.enabled ?? '?'}, defrag ${r.hostThp.defrag ?? '?'}` : ''}`})`,
     '',
   ];
   const cols = [
@@ -58,6 +58,8 @@ export function formatLabTable(r: LabExperimentResult): string {
     'at limit s',
     'vs none',
     'balloon acts',
+    'vmem acts',
+    'RSS in huge pages',
     'host stall s',
     'guest PSI peak %',
     'PSI stops',
@@ -79,6 +81,8 @@ export function formatLabTable(r: LabExperimentResult): string {
     fmtSpread(c.pressureS),
     fmtRatio(c.pressureVsNone),
     fmtSpread(c.balloonActions),
+    fmtSpread(c.vmemActions),
+    fmtSpread(c.hugeShare, (v) => `${Math.round(v * 100)}%`),
     fmtSpread(c.hostStallS),
     fmtSpread(c.guestPsiPeak),
     c.guestPsiPeak ? fmtSpread(c.psiStops) : '-',

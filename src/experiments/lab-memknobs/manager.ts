@@ -7,6 +7,8 @@
 //            headroom, no configured minimum, no rate limit, no rollback.
 //   ballast: ballast's default safeguards (floor = used + 64 MiB, at least 128 MiB, at most
 //            10% of balloon_max per cycle, rollback on guest swap-in / major-fault spikes).
+// The virtio-mem rows (ballast+vmem...) run vmem.policy after the default policy, with
+// ballast's safeguards (its guard keeps the balloon's floor rules in whole blocks).
 import { hostSources } from '../../host/index.js';
 import { QmpHypervisor } from '../../hypervisor/qmp/index.js';
 import { Engine } from '../../engine/engine.js';
@@ -45,6 +47,9 @@ export interface ManagerOptions {
   /** Read the guests' PSI through their agents (each socket's agentSocket) and, for MOM's
    *  style, add the PSI safeguard (ballast's own safeguards have it by default). */
   guestPsi?: boolean;
+  /** Run vmem.policy after the default policy: each guest's virtio-mem device gives back free
+   *  blocks under host pressure (ballast only; guests without a device are left alone). */
+  vmem?: boolean;
   qmpSockets: QmpGuestConfig[];
   domainDir: string;
   guestPids: number[];
@@ -75,6 +80,17 @@ export interface ManagerReport {
   guestPsiPeak: number | null;
   /** Guest-cycles in which the guard refused or rolled back an inflation for a guest's stall. */
   psiStops: number;
+  /** virtio-mem resizes applied (unplugs and plugs), and the unplugs among them. */
+  vmemActions: number;
+  vmemUnplugs: number;
+}
+
+/** The shipped policies a manager runs, in order: MOM's style runs balloon + ksm (what
+ *  default.policy is made of), ballast the default policy, and the virtio-mem rows add
+ *  vmem.policy after it (its header: after default.policy, or before balloon.policy). */
+export function managerPolicies(config: 'mom' | 'ballast', vmem: boolean): string[] {
+  if (config === 'mom') return ['balloon', 'ksm'];
+  return vmem ? ['default', 'vmem'] : ['default'];
 }
 
 /** The guard's reasons that name a guest's memory stall (refusals and rollbacks). */
@@ -89,11 +105,13 @@ export class RunManager {
   private belowFloorLeft = 0;
   private guestPsiPeak: number | null = null;
   private psiStops = 0;
+  private vmemActions = 0;
+  private vmemUnplugs = 0;
   private readonly trace: WriteStream | null;
 
   constructor(o: ManagerOptions) {
     this.hypervisor = new QmpHypervisor({ sockets: o.qmpSockets, statsPeriodS: Math.max(1, Math.floor(o.statsIntervalS)), guestPsi: o.guestPsi === true });
-    const policy = o.config === 'mom' ? compilePolicies([shippedPolicy('balloon'), shippedPolicy('ksm')]) : compilePolicies([shippedPolicy('default')]);
+    const policy = compilePolicies(managerPolicies(o.config, o.vmem === true).map((n) => shippedPolicy(n)));
     this.trace = o.traceFile ? createWriteStream(o.traceFile) : null;
     this.engine = new Engine({
       logger: this.trace ? createLogger({ format: 'json', level: 'debug', stream: this.trace }) : nullLogger,
@@ -113,6 +131,10 @@ export class RunManager {
         if (out.action.control === 'balloon_target' && out.result === 'applied') {
           this.balloonActions++;
           if ((out.action.to ?? 0) > (out.action.from ?? Infinity)) deflated.add(out.action.entity);
+        }
+        if (out.action.control === 'vmem_target' && out.result === 'applied') {
+          this.vmemActions++;
+          if ((out.action.to ?? Infinity) < (out.action.from ?? 0)) this.vmemUnplugs++;
         }
         if (out.action.control === 'ksm_run' && out.result === 'applied' && out.action.to === 1) this.ksmRunSeen = true;
         if (out.action.control === 'balloon_target' && out.action.reasons.some((x) => PSI_REASON.test(x))) this.psiStops++;
@@ -179,6 +201,8 @@ export class RunManager {
       ksmRestoreError,
       guestPsiPeak: this.guestPsiPeak,
       psiStops: this.psiStops,
+      vmemActions: this.vmemActions,
+      vmemUnplugs: this.vmemUnplugs,
     };
   }
 
@@ -219,6 +243,8 @@ export class RunManager {
       driverErrors: now.driverErrors - a.driverErrors,
       belowFloorLeft: now.belowFloorLeft - a.belowFloorLeft,
       psiStops: now.psiStops - a.psiStops,
+      vmemActions: now.vmemActions - a.vmemActions,
+      vmemUnplugs: now.vmemUnplugs - a.vmemUnplugs,
     };
   }
 }

@@ -199,3 +199,28 @@ export function ratio(value: number | null, base: number | null): number | null 
   if (value === null || base === null || !(base > 0)) return null;
   return value / base;
 }
+
+/** What of the guests' QEMUs sat in host huge pages at one moment (summed over the QEMUs). */
+export interface HugeSample {
+  at: number;
+  rssKiB: number;
+  anonHugeKiB: number;
+}
+
+/**
+ * The share of the QEMUs' RSS held in host (transparent) huge pages over the window: the sum of
+ * AnonHugePages over the samples divided by the sum of RSS, so a moment with more RSS weighs
+ * more. A balloon splits the huge pages it inflates into; virtio-mem and free page reporting
+ * give back whole 2 MiB blocks; under TCG (and on KVM, for the EPT) a guest runs faster on
+ * memory the host backs with huge pages. null: nothing sampled.
+ */
+export function hugePageShare(samples: readonly HugeSample[]): number | null {
+  let rss = 0;
+  let huge = 0;
+  for (const s of samples) {
+    if (!(Number.isFinite(s.rssKiB) && Number.isFinite(s.anonHugeKiB) && s.rssKiB > 0)) continue;
+    rss += s.rssKiB;
+    huge += Math.min(s.anonHugeKiB, s.rssKiB);
+  }
+  return rss > 0 ? huge / rss : null;
+}

@@ -3,10 +3,20 @@
 // guests' peaks, and the memory domain's limit. Memory in MiB here: these become kernel
 // command line arguments and a cgroup limit, both set once.
 
-export type ConfigName = 'none' | 'mom' | 'ballast' | 'none+fpr' | 'ballast+fpr' | 'mom+psi' | 'ballast+psi';
+export type ConfigName = 'none' | 'mom' | 'ballast' | 'none+fpr' | 'ballast+fpr' | 'mom+psi' | 'ballast+psi' | 'ballast+vmem' | 'ballast+vmem+fpr';
 /** The runs made unless --configs names others. */
 export const CONFIGS: readonly ConfigName[] = ['none', 'mom', 'ballast'];
-export const ALL_CONFIGS: readonly ConfigName[] = ['none', 'mom', 'ballast', 'none+fpr', 'ballast+fpr', 'mom+psi', 'ballast+psi'];
+export const ALL_CONFIGS: readonly ConfigName[] = [
+  'none',
+  'mom',
+  'ballast',
+  'none+fpr',
+  'ballast+fpr',
+  'mom+psi',
+  'ballast+psi',
+  'ballast+vmem',
+  'ballast+vmem+fpr',
+];
 export const CONFIG_TITLES: Record<ConfigName, string> = {
   none: 'no manager',
   mom: "MOM's style (balloon + KSM policies, basic guards only)",
@@ -16,13 +26,51 @@ export const CONFIG_TITLES: Record<ConfigName, string> = {
   'mom+psi':
     "MOM's style plus one safeguard: no inflation while a guest's own memory stall (PSI, read through its guest agent) is above 10%, and a rollback above 20%",
   'ballast+psi': "ballast, with the guests' own memory stall (PSI, through their guest agents) in its safeguards",
+  'ballast+vmem':
+    "ballast (default policy, then vmem.policy); each guest's memory is half base, half a virtio-mem device (2 MiB blocks, plugged at boot, onlined movable) that unplugs free blocks under host pressure",
+  'ballast+vmem+fpr': 'ballast+vmem, and guests hand freed pages back (free page reporting)',
 };
 
-/** Which manager a run has, whether its guests report free pages, and whether the manager
- *  reads the guests' PSI through their guest agents (pure). */
-export function configParts(c: ConfigName): { manager: 'none' | 'mom' | 'ballast'; fpr: boolean; psi: boolean } {
-  const [manager, extra] = c.split('+') as ['none' | 'mom' | 'ballast', string | undefined];
-  return { manager, fpr: extra === 'fpr', psi: extra === 'psi' };
+export interface ConfigParts {
+  manager: 'none' | 'mom' | 'ballast';
+  /** The guests report freed pages (virtio-balloon free page reporting). */
+  fpr: boolean;
+  /** The manager reads the guests' PSI through their guest agents. */
+  psi: boolean;
+  /** Half of each guest's memory is a virtio-mem device, and the manager runs vmem.policy. */
+  vmem: boolean;
+}
+
+/** Which manager a run has and what it adds: free page reporting in the guests, guest PSI
+ *  through their agents, virtio-mem devices and the policy that resizes them (pure). */
+export function configParts(c: ConfigName): ConfigParts {
+  const [manager, ...extras] = c.split('+') as ['none' | 'mom' | 'ballast', ...string[]];
+  return { manager, fpr: extras.includes('fpr'), psi: extras.includes('psi'), vmem: extras.includes('vmem') };
+}
+
+/** The least base memory a lab guest boots with (src/lab/guests.ts MIN_MEM_MIB). */
+const VMEM_BASE_MIN_MIB = 128;
+/** Block of the lab's virtio-mem devices: a host huge page, QEMU's smallest on x86 with THP. */
+export const VMEM_BLOCK_MIB = 2;
+
+/**
+ * How a virtio-mem row splits a guest's memory: the device holds half (whole blocks), the base
+ * the rest, so the guest has the same memory as in the other rows and the device can give half
+ * of it back in blocks. Plugged in full at boot: every row starts with the same memory.
+ */
+export function vmemLayout(memMiB: number): { baseMiB: number; device: { maxMiB: number; requestedMiB: number; blockMiB: number } } {
+  if (!(memMiB >= 2 * VMEM_BASE_MIN_MIB))
+    throw new Error(
+      `virtio-mem rows give half of each guest's memory to the device and need at least ${VMEM_BASE_MIN_MIB} MiB of base memory: --mem must be at least ${2 * VMEM_BASE_MIN_MIB} MiB, got ${memMiB}`,
+    );
+  const deviceMiB = Math.floor(memMiB / 2 / VMEM_BLOCK_MIB) * VMEM_BLOCK_MIB;
+  const baseMiB = memMiB - deviceMiB;
+  return { baseMiB, device: { maxMiB: deviceMiB, requestedMiB: deviceMiB, blockMiB: VMEM_BLOCK_MIB } };
+}
+
+/** Refuses, before anything is set up, configurations the scale cannot run. */
+export function checkConfigs(scale: LabScale, configs: readonly ConfigName[]): void {
+  if (configs.some((c) => configParts(c).vmem)) vmemLayout(scale.memMiB);
 }
 
 export interface LabScale {

@@ -9,10 +9,11 @@ import { QEMU_DIR } from '../../lab/qemu.js';
 import { GUEST_PREFIX } from '../../lab/paths.js';
 import type { Cleanup } from './cleanup.js';
 import { ConsoleTail } from './console-tail.js';
-import { readCounters } from './counters.js';
+import { readCounters, readHugeSample } from './counters.js';
 import { createDomain, removeDomain } from './domain.js';
 import { RunManager, type ManagerReport } from './manager.js';
 import {
+  hugePageShare,
   minGuestTotalKiB,
   oomKills,
   peaksReached,
@@ -23,8 +24,9 @@ import {
   workloadTrouble,
   type CounterSample,
   type CounterSummary,
+  type HugeSample,
 } from './metrics.js';
-import { configParts, domainLimitMiB, planGuests, type ConfigName, type LabScale } from './plan.js';
+import { configParts, domainLimitMiB, planGuests, vmemLayout, type ConfigName, type LabScale } from './plan.js';
 import { throttleV2, type ThrottledSwap } from './swap-device.js';
 import { createCpuCaps, removeCpuCaps, removeCpuCapsNow } from './cpu-cap.js';
 
@@ -83,11 +85,18 @@ export interface RunResult {
   /** Seconds of the window in which the domain was at its limit (reclaim ran). */
   pressureS: number;
   counters: CounterSummary;
+  /** Share of the QEMUs' RSS in host huge pages over the window (AnonHugePages / Rss of
+   *  smaps_rollup, sampled every HUGE_SAMPLE_S), and the mean RSS they had, MiB; null: unread. */
+  hugeShare: number | null;
+  qemuRssMiB: number | null;
   guests: GuestResult[];
   manager: ManagerReport | null;
   windowS: number;
   bootS: number;
 }
+
+/** Seconds between huge-page samples: smaps_rollup walks each QEMU's page tables. */
+const HUGE_SAMPLE_S = 5;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const mib = (kib: number | null) => (kib === null ? '?' : String(Math.round(kib / 1024)));
@@ -109,6 +118,8 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
   const cgName = `ballast-lab-experiment-${process.pid}-${config}-${o.repetition}`;
   const domain = await createDomain(cgName, limitKiB, scale.guests);
   const parts = configParts(config);
+  // virtio-mem rows: the same memory per guest, half of it in the device.
+  const vmem = parts.vmem ? vmemLayout(scale.memMiB) : null;
   const undoDomain = cleanup.add({
     what: `cgroup ${domain.dir}`,
     run: async () => {
@@ -169,7 +180,8 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
       plans.map((p, i) =>
         startQemuGuest({
           name: names[i]!,
-          memMiB: scale.memMiB,
+          memMiB: vmem ? vmem.baseMiB : scale.memMiB,
+          ...(vmem ? { virtioMem: vmem.device } : {}),
           qmpSocket: join(sockDir, `g${i + 1}.qmp`),
           workload: p.workload,
           delayS: p.delayS,
@@ -195,6 +207,7 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
       const m = new RunManager({
         config: parts.manager,
         guestPsi: parts.psi,
+        vmem: parts.vmem,
         qmpSockets: guests.map((g) => ({ socket: g.qmpSocket, ...(parts.psi && g.qgaSocket ? { agentSocket: g.qgaSocket } : {}) })),
         domainDir: domain.dir,
         guestPids: guests.map((g) => g.pid),
@@ -223,6 +236,9 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
     const from = Date.now() / 1000;
     const to = from + scale.durationS;
     const samples: CounterSample[] = [readCounters(domain.dir, domain.version, from)];
+    const pids = guests.map((g) => g.pid);
+    const huge: HugeSample[] = [];
+    let nextHuge = from;
     const every = o.progressEveryS ?? 30;
     let nextProgress = from + every;
     let lastPages = 0;
@@ -234,6 +250,11 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
       const at = Date.now() / 1000;
       for (const t of tails) t.poll(at);
       samples.push(readCounters(domain.dir, domain.version, at));
+      if (at >= nextHuge) {
+        nextHuge += HUGE_SAMPLE_S;
+        const h = readHugeSample(pids, at);
+        if (h) huge.push(h);
+      }
       if (at >= nextProgress) {
         nextProgress += every;
         const all = tails.flatMap((t) => t.lines);
@@ -243,8 +264,9 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
           return m ? mib(Number(m.line.fields.total_kib)) : '?';
         });
         const c = samples.at(-1)!;
+        const share = hugePageShare(huge.slice(-1));
         say(
-          `${tag} ${Math.round(at - from)}/${scale.durationS} s: ${((pages - lastPages) / (at - lastAt) / 1e6).toFixed(2)} Mpages/s, domain ${mib(c.usageKiB)}/${mib(limitKiB)} MiB, swap ${mib(c.swapKiB)} MiB, guests ${sizes.join('/')} MiB, OOM kills ${oomKills(all, from, at + 1)}`,
+          `${tag} ${Math.round(at - from)}/${scale.durationS} s: ${((pages - lastPages) / (at - lastAt) / 1e6).toFixed(2)} Mpages/s, domain ${mib(c.usageKiB)}/${mib(limitKiB)} MiB, swap ${mib(c.swapKiB)} MiB, guests ${sizes.join('/')} MiB, QEMU RSS in huge pages ${share === null ? '?' : `${Math.round(share * 100)}%`}, OOM kills ${oomKills(all, from, at + 1)}`,
         );
         lastPages = pages;
         lastAt = at;
@@ -261,6 +283,7 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
         copyFileSync(g.consoleLog, join(o.traceDir!, `${config}-${o.repetition}-g${i + 1}.console`));
       });
       writeFileSync(join(o.traceDir, `${config}-${o.repetition}-counters.jsonl`), samples.map((c) => JSON.stringify(c)).join('\n') + '\n');
+      writeFileSync(join(o.traceDir, `${config}-${o.repetition}-huge.jsonl`), huge.map((h) => JSON.stringify(h)).join('\n') + '\n');
     }
     const windowS = end - from;
     const guestResults: GuestResult[] = tails.map((t, i) => {
@@ -279,6 +302,7 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
       };
     });
     const counters = summarizeCounters(samples);
+    const hugeShare = hugePageShare(huge);
     const result: RunResult = {
       config,
       repetition: o.repetition,
@@ -292,13 +316,15 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
       swapSource: counters.domainSwapOut !== null ? 'cgroup memory.stat pswpin/pswpout' : 'host /proc/vmstat pswpin/pswpout',
       pressureS: counters.pressureS,
       counters,
+      hugeShare: hugeShare === null ? null : Math.round(hugeShare * 1000) / 1000,
+      qemuRssMiB: huge.length ? Math.round(huge.reduce((s, h) => s + h.rssKiB, 0) / huge.length / 1024) : null,
       guests: guestResults,
       manager: managerReport,
       windowS: Math.round(windowS * 10) / 10,
       bootS: Math.round(bootS * 10) / 10,
     };
     say(
-      `${tag} done: ${(result.throughput / 1e6).toFixed(2)} Mpages/s, swap in/out ${result.swapIn}/${result.swapOut} pages, OOM kills ${result.oomKills}, ${result.pressureS} s at the limit${managerReport ? `, ${managerReport.balloonActions} balloon actions, ${managerReport.rollbacks} rollbacks, ${managerReport.belowFloorLeft} guest-cycles left below the floor` : ''}`,
+      `${tag} done: ${(result.throughput / 1e6).toFixed(2)} Mpages/s, swap in/out ${result.swapIn}/${result.swapOut} pages, OOM kills ${result.oomKills}, ${result.pressureS} s at the limit${hugeShare === null ? '' : `, ${Math.round(hugeShare * 100)}% of QEMU RSS in huge pages`}${managerReport ? `, ${managerReport.balloonActions} balloon actions${parts.vmem ? `, ${managerReport.vmemActions} virtio-mem actions (${managerReport.vmemUnplugs} unplugs)` : ''}, ${managerReport.rollbacks} rollbacks, ${managerReport.belowFloorLeft} guest-cycles left below the floor` : ''}`,
     );
     return result;
   } finally {

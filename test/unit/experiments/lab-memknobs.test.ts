@@ -7,12 +7,27 @@ import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFil
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { validateWorkloadSpec, parseConsoleLine } from '../../../src/lab/console.js';
-import { checkScale, configParts, DEFAULT_SCALE, domainLimitMiB, guestWorkload, planGuests, swapSizeMiB } from '../../../src/experiments/lab-memknobs/plan.js';
+import {
+  ALL_CONFIGS,
+  CONFIG_TITLES,
+  CONFIGS,
+  checkConfigs,
+  checkScale,
+  configParts,
+  DEFAULT_SCALE,
+  domainLimitMiB,
+  guestWorkload,
+  planGuests,
+  swapSizeMiB,
+  vmemLayout,
+} from '../../../src/experiments/lab-memknobs/plan.js';
 import { parseSwapPreset, PRESETS, throttleLines } from '../../../src/experiments/lab-memknobs/swap-device.js';
 import { qemuArgs } from '../../../src/lab/qemu.js';
+import { guestCmdline } from '../../../src/lab/guests.js';
 import { defaultCpuPerGuest, quotaUs } from '../../../src/experiments/lab-memknobs/cpu-cap.js';
 import { v1Mount } from '../../../src/experiments/lab-memknobs/domain.js';
 import {
+  hugePageShare,
   minGuestTotalKiB,
   keptWorkloadPages,
   oomKills,
@@ -26,13 +41,13 @@ import {
   type CounterSample,
   type TimedLine,
 } from '../../../src/experiments/lab-memknobs/metrics.js';
-import { MOM_STYLE_PSI_SAFEGUARDS, MOM_STYLE_SAFEGUARDS } from '../../../src/experiments/lab-memknobs/manager.js';
+import { managerPolicies, MOM_STYLE_PSI_SAFEGUARDS, MOM_STYLE_SAFEGUARDS } from '../../../src/experiments/lab-memknobs/manager.js';
 import { defaultSafeguards, guardBalloon } from '../../../src/controls/balloon/guard.js';
 import { History } from '../../../src/engine/history.js';
 import { ConsoleTail } from '../../../src/experiments/lab-memknobs/console-tail.js';
-import { parsePsiTotals } from '../../../src/experiments/lab-memknobs/counters.js';
+import { parsePsiTotals, parseSmapsRollup, readHugeSample } from '../../../src/experiments/lab-memknobs/counters.js';
 import { swapAreas } from '../../../src/experiments/lab-memknobs/swap.js';
-import { summarize, LabUnavailable } from '../../../src/experiments/lab-memknobs/experiment.js';
+import { summarize, LabUnavailable, thpChoice } from '../../../src/experiments/lab-memknobs/experiment.js';
 import { acquireExperimentLock } from '../../../src/experiments/lab-memknobs/lock.js';
 import { fmtSpread, formatLabTable } from '../../../src/experiments/lab-memknobs/format.js';
 import { Cleanup } from '../../../src/experiments/lab-memknobs/cleanup.js';
@@ -230,6 +245,8 @@ function run(config: RunResult['config'], repetition: number, throughput: number
     swapSource: 'host /proc/vmstat pswpin/pswpout',
     pressureS: swapOut / 100,
     counters: summarizeCounters([sample(0), sample(1)]),
+    hugeShare: config.startsWith('none') ? 0.8 : 0.3,
+    qemuRssMiB: 1000,
     guests: [],
     manager:
       config === 'none'
@@ -247,6 +264,8 @@ function run(config: RunResult['config'], repetition: number, throughput: number
             ksmRestoreError: null,
             guestPsiPeak: config === 'mom+psi' ? 31.5 : null,
             psiStops: config === 'mom+psi' ? 6 : 0,
+            vmemActions: config.includes('vmem') ? 9 : 0,
+            vmemUnplugs: config.includes('vmem') ? 5 : 0,
           },
     windowS: 1,
     bootS: 1,
@@ -350,6 +369,7 @@ test('CLI: bad options are refused with their name before anything starts; simul
     [['--configs', 'none,foo'], /--configs: unknown "foo"/],
     [['--swap', 'floppy'], /--swap must be one of host, nvme, ssd, hdd, got "floppy"/],
     [['--cache', '300'], /--cache must be a whole number of MiB, 0\.\.192/],
+    [['--configs', 'none,ballast+vmem', '--mem', '200'], /virtio-mem rows .* --mem must be at least 256 MiB, got 200/],
     [['--seed', '3'], /--seed is an option of the simulated experiments, not of lab-memknobs/],
     [[], /lab-memknobs cannot run here: BALLAST_LAB=0/],
   ];
@@ -373,10 +393,10 @@ test('swap presets: slower classes allow fewer operations; throttle lines name t
 });
 
 test('free page reporting runs: the manager and the balloon option come from the name', () => {
-  assert.deepEqual(configParts('none'), { manager: 'none', fpr: false, psi: false });
-  assert.deepEqual(configParts('ballast+fpr'), { manager: 'ballast', fpr: true, psi: false });
-  assert.deepEqual(configParts('none+fpr'), { manager: 'none', fpr: true, psi: false });
-  assert.deepEqual(configParts('mom+psi'), { manager: 'mom', fpr: false, psi: true });
+  assert.deepEqual(configParts('none'), { manager: 'none', fpr: false, psi: false, vmem: false });
+  assert.deepEqual(configParts('ballast+fpr'), { manager: 'ballast', fpr: true, psi: false, vmem: false });
+  assert.deepEqual(configParts('none+fpr'), { manager: 'none', fpr: true, psi: false, vmem: false });
+  assert.deepEqual(configParts('mom+psi'), { manager: 'mom', fpr: false, psi: true, vmem: false });
   const base = { name: 'g', memMiB: 256, kernel: 'k', initrd: 'i', cmdline: 'c', qmpSocket: 's', consoleLog: 'l', qgaSocket: null };
   assert.ok(qemuArgs({ ...base, freePageReporting: true }).includes('virtio-balloon-pci,id=balloon0,free-page-reporting=on'));
   assert.ok(qemuArgs(base).includes('virtio-balloon-pci,id=balloon0'));
@@ -438,4 +458,132 @@ test('cpu caps: 80% of the host split among the guests, at most one CPU each; v1
   assert.equal(v1Mount('cpu', mi), '/sys/fs/cgroup/cpu');
   assert.equal(v1Mount('blkio', mi), '/sys/fs/cgroup/blkio');
   assert.equal(v1Mount('memory', mi), null);
+});
+
+test('virtio-mem rows: named in the config list, half of each guest in a device, default policy then vmem.policy', () => {
+  assert.deepEqual(configParts('ballast+vmem'), { manager: 'ballast', fpr: false, psi: false, vmem: true });
+  assert.deepEqual(configParts('ballast+vmem+fpr'), { manager: 'ballast', fpr: true, psi: false, vmem: true });
+  for (const c of ALL_CONFIGS) assert.ok(CONFIG_TITLES[c], `${c} has a title`);
+  assert.ok(ALL_CONFIGS.includes('ballast+vmem') && ALL_CONFIGS.includes('ballast+vmem+fpr'));
+  assert.ok(!CONFIGS.some((c) => configParts(c).vmem), 'the default runs stay the three without devices');
+
+  // The same memory per guest as the other rows: base + device = --mem, the device in whole
+  // 2 MiB blocks and plugged in full at boot.
+  assert.deepEqual(vmemLayout(384), { baseMiB: 192, device: { maxMiB: 192, requestedMiB: 192, blockMiB: 2 } });
+  for (const mem of [256, 257, 300, 383, 512]) {
+    const l = vmemLayout(mem);
+    assert.equal(l.baseMiB + l.device.maxMiB, mem, `${mem} MiB`);
+    assert.equal(l.device.maxMiB % 2, 0);
+    assert.equal(l.device.requestedMiB, l.device.maxMiB);
+    assert.ok(l.baseMiB >= 128 && l.baseMiB - l.device.maxMiB <= 3, `${mem}: ${JSON.stringify(l)}`);
+  }
+  assert.throws(() => vmemLayout(255), /at least 128 MiB of base memory: --mem must be at least 256 MiB, got 255/);
+  assert.doesNotThrow(() => checkConfigs({ ...DEFAULT_SCALE, memMiB: 128 }, ['none', 'ballast+fpr']), 'rows without a device boot at 128 MiB');
+  assert.throws(() => checkConfigs({ ...DEFAULT_SCALE, memMiB: 128 }, ['none', 'ballast+vmem+fpr']), /--mem must be at least 256/);
+
+  // What QEMU gets: the base as RAM, room up to the whole guest, the device with its blocks,
+  // and a guest kernel that onlines hotplugged memory movable (so its blocks can be emptied).
+  const l = vmemLayout(384);
+  const args = qemuArgs({
+    name: 'g',
+    memMiB: l.baseMiB,
+    kernel: 'k',
+    initrd: 'i',
+    cmdline: 'c',
+    qmpSocket: 's',
+    consoleLog: 'l',
+    qgaSocket: null,
+    virtioMem: l.device,
+  });
+  assert.equal(args[args.indexOf('-m') + 1], 'size=192M,maxmem=384M');
+  assert.ok(args.includes('virtio-mem-pci,id=vmem0,memdev=vmem0mem,requested-size=192M,block-size=2M'), args.join(' '));
+  assert.match(guestCmdline({ name: 'g', virtioMem: l.device }), /memhp_default_state=online_movable/);
+
+  assert.deepEqual(managerPolicies('ballast', true), ['default', 'vmem']);
+  assert.deepEqual(managerPolicies('ballast', false), ['default'], 'the other ballast rows run what they ran');
+  assert.deepEqual(managerPolicies('mom', false), ['balloon', 'ksm']);
+});
+
+test('huge pages: smaps_rollup parsed, the share of RSS weighted by RSS over the samples', () => {
+  const rollup = `55d0c0000000-7ffd00000000 ---p 00000000 00:00 0                  [rollup]
+Rss:              524288 kB
+Pss:              520000 kB
+Anonymous:        500000 kB
+AnonHugePages:    262144 kB
+Swap:                  0 kB
+`;
+  assert.deepEqual(parseSmapsRollup(rollup), { rssKiB: 524288, anonHugeKiB: 262144 });
+  assert.deepEqual(parseSmapsRollup('Pss: 1 kB\n'), { rssKiB: null, anonHugeKiB: null });
+  assert.equal(hugePageShare([]), null);
+  assert.equal(hugePageShare([{ at: 0, rssKiB: 0, anonHugeKiB: 0 }]), null);
+  // 100 of 1000 and 900 of 1000: 50%, whatever the order; a larger RSS weighs more.
+  assert.equal(
+    hugePageShare([
+      { at: 0, rssKiB: 1000, anonHugeKiB: 100 },
+      { at: 5, rssKiB: 1000, anonHugeKiB: 900 },
+    ]),
+    0.5,
+  );
+  assert.equal(
+    hugePageShare([
+      { at: 0, rssKiB: 3000, anonHugeKiB: 0 },
+      { at: 5, rssKiB: 1000, anonHugeKiB: 1000 },
+    ]),
+    0.25,
+  );
+  assert.equal(hugePageShare([{ at: 0, rssKiB: 1000, anonHugeKiB: 5000 }]), 1, 'never above all of the RSS');
+  // This process's own rollup reads (Linux 4.14+); a pid that is gone is skipped.
+  const me = readHugeSample([process.pid, 2 ** 22 + 1]);
+  if (me) assert.ok(me.rssKiB > 0 && me.anonHugeKiB >= 0 && me.anonHugeKiB <= me.rssKiB);
+  assert.equal(readHugeSample([2 ** 22 + 1]), null);
+});
+
+test('summary and table: huge-page share for every row, virtio-mem actions only where there are devices', () => {
+  const runs = [run('none+fpr', 1, 100, 1000), run('ballast+fpr', 1, 110, 500), run('ballast+vmem+fpr', 1, 120, 100)];
+  const [none, fpr, vmem] = summarize(runs, ['none+fpr', 'ballast+fpr', 'ballast+vmem+fpr']);
+  assert.deepEqual(none!.hugeShare, { min: 0.8, median: 0.8, max: 0.8, n: 1 });
+  assert.deepEqual(vmem!.hugeShare, { min: 0.3, median: 0.3, max: 0.3, n: 1 });
+  assert.equal(none!.vmemActions, null);
+  assert.equal(fpr!.vmemActions, null);
+  assert.deepEqual(vmem!.vmemActions, { min: 9, median: 9, max: 9, n: 1 });
+  assert.deepEqual(vmem!.balloonActions, { min: 3, median: 3, max: 3, n: 1 });
+  // A result recorded before the field existed has no share: nothing, not 0%.
+  const old = { ...run('ballast', 1, 1, 1), hugeShare: undefined } as unknown as RunResult;
+  assert.equal(summarize([old], ['ballast'])[0]!.hugeShare, null);
+  const table = formatLabTable({
+    experiment: 'lab-memknobs',
+    scale: { ...DEFAULT_SCALE, cacheMiB: 96 },
+    repeat: 1,
+    domainLimitMiB: 1280,
+    cgroupVersion: 2,
+    swap: { mode: 'device', totalMiB: 896, source: 'cgroup memory.stat pswpin/pswpout', preset: 'hdd' },
+    workload: { spec: 'x', delaysS: [0, 30, 60, 90] },
+    manager: { statsIntervalS: 2, policyIntervalS: 4 },
+    cpuPerGuest: 0.4,
+    thp: 'host',
+    hostThp: { enabled: 'always', defrag: 'madvise' },
+    runs,
+    summary: summarize(runs, ['none+fpr', 'ballast+fpr', 'ballast+vmem+fpr']),
+  });
+  const lines = table.split('\n');
+  const header = lines.find((x) => x.startsWith('config'))!;
+  assert.match(header, /balloon acts +vmem acts +RSS in huge pages/);
+  assert.match(lines.find((x) => x.startsWith('none+fpr '))!, / - +80% /);
+  assert.match(lines.find((x) => x.startsWith('ballast+fpr '))!, / 3 +- +30% /);
+  assert.match(lines.find((x) => x.startsWith('ballast+vmem+fpr '))!, / 3 +9 +30% /);
+  assert.match(table, /THP as the host has it: enabled always, defrag madvise/);
+  assert.match(table, /ballast\+vmem\+fpr: ballast\+vmem, and guests hand freed pages back/);
+});
+
+test('CLI: --help lists the virtio-mem rows', () => {
+  const r = cli(['--help']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout.replace(/\s+/g, ' '), /ballast\+vmem, ballast\+vmem\+fpr/);
+});
+
+test('THP settings: the bracketed choice of the sysfs file', () => {
+  assert.equal(thpChoice('always [madvise] never\n'), 'madvise');
+  assert.equal(thpChoice('[always] defer defer+madvise madvise never'), 'always');
+  assert.equal(thpChoice('garbage'), null);
+  assert.equal(thpChoice(null), null);
 });
