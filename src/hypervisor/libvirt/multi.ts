@@ -10,11 +10,14 @@ import { LibvirtHypervisor, type LibvirtHypervisorOptions, type LogFn } from './
 import { compileSocketGlob, matchSockets, type SocketGlob } from './socket-glob.js';
 import { socketClientFactory, type SocketClientState } from './socket-client.js';
 
-export interface MultiLibvirtOptions extends Omit<LibvirtHypervisorOptions, 'socketPath' | 'clientFactory' | 'qemuPidDir' | 'uri'> {
+export interface MultiLibvirtOptions extends Omit<LibvirtHypervisorOptions, 'socketPath' | 'clientFactory' | 'qemuPidDir'> {
   /** Absolute path pattern of the daemons' sockets (`*` and `?` within a segment). */
   socketGlob: string;
-  /** URIs asked of each daemon in order until one is accepted. Default qemu:///system, then
-   *  qemu:///session (a root virt-launcher serves the first, a non-root one only the second). */
+  /** The URI asked of each daemon first (default qemu:///system); the other of
+   *  qemu:///system and qemu:///session next (a root virt-launcher serves the first, a
+   *  non-root one only the second). */
+  uri?: string;
+  /** The URIs to ask, in order, instead. */
   uris?: string[];
   /** Least time between two scans of the pattern; 0 (default): at every collection. */
   rescanMs?: number;
@@ -200,13 +203,15 @@ export class MultiLibvirtHypervisor implements Hypervisor {
 
   private member(path: string, key: string): Member {
     const client: SocketClientState = { uri: null };
-    const { socketGlob: _g, uris, rescanMs: _r, driverFactory, log, ...common } = this.opts;
+    const { socketGlob: _g, uri, uris, rescanMs: _r, driverFactory, log: _l, ...common } = this.opts;
+    const first = uri ?? DEFAULT_URIS[0]!;
+    const order = uris?.length ? uris : [first, ...DEFAULT_URIS.filter((u) => u !== first)];
     const driverOpts: LibvirtHypervisorOptions = {
       ...common,
       socketPath: path,
       // A pod's daemon writes PIDs of its own PID namespace: not the host's, so none is given.
       qemuPidDir: '',
-      clientFactory: socketClientFactory(path, uris?.length ? uris : DEFAULT_URIS, client),
+      clientFactory: socketClientFactory(path, order, client),
       log: (level, msg, fields) => this.log(level, msg, { socket: path, ...fields }),
     };
     const driver = driverFactory ? driverFactory(driverOpts) : new LibvirtHypervisor(driverOpts);

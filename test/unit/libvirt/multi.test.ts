@@ -237,3 +237,19 @@ test('connect rejects when the pattern cannot be scanned, and recovers when the 
 test('a bad pattern is refused at construction with the reason', () => {
   assert.throws(() => new MultiLibvirtHypervisor({ socketGlob: 'pods/*/sock' }), /must be an absolute path/);
 });
+
+test('URIs: hypervisor.uri is asked first, the other qemu URI after it', async () => {
+  const d = multi({ uris: undefined, uri: 'qemu:///session' });
+  await d.connect();
+  assert.deepEqual(
+    a.opens.map((o) => o.uri),
+    ['qemu:///session'],
+  );
+  const e = multi({ uris: undefined });
+  await e.connect();
+  assert.deepEqual(
+    b.opens.map((o) => o.uri),
+    ['qemu:///session', 'qemu:///system'],
+    'without uri: qemu:///system first',
+  );
+});
