@@ -56,24 +56,33 @@ async function thpSelection(root: string, file: string): Promise<string | null> 
   return text === null ? null : (parseSelection(text) ?? text.trim());
 }
 
-/** THP `enabled`: with `always` every anonymous mapping may get huge pages, and a 4 KiB balloon
- *  page inside one returns nothing until the huge page is split and freed. */
+/** What each way of giving memory back needs, said with the THP check: with huge pages on (as
+ *  every QEMU host runs), memory should go back in whole blocks. */
+export const MECHANISMS =
+  'free page reporting needs QEMU 5.1+ with -device virtio-balloon-pci,free-page-reporting=on and guest Linux 5.7+; ' +
+  'virtio-mem needs a virtio-mem-pci device (libvirt <memory model="virtio-mem">), the guest\'s virtio_mem driver and its hotplugged memory onlined movable (memhp_default_state=online_movable); ' +
+  "the balloon needs the guest's virtio_balloon driver";
+
+/** THP `enabled`: huge pages make guests faster (KVM backs their memory with them), and ballast
+ *  keeps them: free page reporting and virtio-mem give memory back in 2 MiB+ blocks, where a
+ *  4 KiB balloon page splits a huge page (and may give nothing back until it is split). So
+ *  `never` is the setting to change, not `always` or `madvise`. */
 export async function checkThp(root: string): Promise<CheckResult> {
   const mode = await thpSelection(root, 'enabled');
   if (mode === null) return result('thp', 'ok', 'kernel without transparent huge pages: nothing stands between the balloon and the host');
   const found = `transparent_hugepage/enabled = ${mode}`;
-  if (mode === 'always') {
+  if (mode === 'never') {
     return result(
       'thp',
       'warn',
-      `${found}: balloon pages inside huge pages may give nothing back to the host (measured in ${BALLOON_RETURN_DOC})`,
-      `echo madvise > ${THP_DIR}/enabled (or never; transparent_hugepage=madvise on the kernel command line to keep it)`,
+      `${found}: guest RAM gets no host huge pages, which makes guests slower; ballast does not need them off: give memory back with free page reporting and virtio-mem, which keep them whole (${MECHANISMS})`,
+      `echo madvise > ${THP_DIR}/enabled (QEMU madvises guest RAM; transparent_hugepage=madvise on the kernel command line to keep it)`,
     );
   }
   return result(
     'thp',
     'ok',
-    `${found}${mode === 'madvise' ? ' (QEMU still madvises guest RAM; never is the most predictable, see ' + BALLOON_RETURN_DOC + ')' : ''}`,
+    `${found}: guest RAM is backed by huge pages; free page reporting and virtio-mem give memory back in whole 2 MiB+ blocks, a 4 KiB balloon splits them (see ${BALLOON_RETURN_DOC}); ${MECHANISMS}`,
   );
 }
 

@@ -68,17 +68,24 @@ const HEALTHY = {
 
 const denied = (code: string) => async () => code;
 
-test('THP: always warns and links the measured table; madvise, never and no THP are ok', async () => {
+test('THP: never warns (guests lose huge pages; ballast keeps them whole); always and madvise are ok and say what each mechanism needs', async () => {
   await withTree(THP('[always] madvise never\n', '[always] defer defer+madvise madvise never\n'), async (root) => {
     const r = await checkThp(root);
-    assert.equal(r.status, 'warn');
+    assert.equal(r.status, 'ok');
     assert.match(r.message, /docs\/host\.md#what-a-balloon-step-gives-back-to-the-host/);
-    assert.match(r.fix!, /madvise > \/sys\/kernel\/mm\/transparent_hugepage\/enabled/);
+    assert.match(r.message, /free-page-reporting=on/);
+    assert.match(r.message, /online_movable/);
     assert.equal((await checkThpDefrag(root)).status, 'warn');
   });
   await withTree(THP('always madvise [never]\n', 'always defer defer+madvise madvise [never]\n'), async (root) => {
-    assert.equal((await checkThp(root)).status, 'ok');
+    const r = await checkThp(root);
+    assert.equal(r.status, 'warn');
+    assert.match(r.message, /virtio-mem/);
+    assert.match(r.fix!, /madvise > \/sys\/kernel\/mm\/transparent_hugepage\/enabled/);
     assert.equal((await checkThpDefrag(root)).status, 'ok');
+  });
+  await withTree(THP('always [madvise] never\n', 'always defer defer+madvise [madvise] never\n'), async (root) => {
+    assert.equal((await checkThp(root)).status, 'ok');
   });
   await withTree({}, async (root) => {
     assert.equal((await checkThp(root)).status, 'ok');
@@ -263,7 +270,7 @@ test('libvirt: guests from the fake libvirtd, with and without their domain XML;
 });
 
 test('libvirt unreachable fails with a fix, and the run exits 1; the table shows it', async () => {
-  const root = tree({ ...HEALTHY, ...THP('[always] madvise never\n', 'always [madvise] never\n') });
+  const root = tree({ ...HEALTHY, ...THP('always madvise [never]\n', 'always [madvise] never\n') });
   try {
     const cfg = config((c) => (c.hypervisor.socket = join(root, 'no-such-sock')));
     const results = await runDoctor(cfg, { root, timeoutMs: 1000 });
