@@ -17,6 +17,10 @@ export const configSchema = z
         uri: str().default('qemu:///system'),
         /** libvirtd socket path; empty: derived from the URI. */
         socket: str().default(''),
+        /** libvirt: many daemons as one host, their sockets by an absolute path pattern (`*`, `?`
+         *  within a segment; a KubeVirt node's virt-launchers, docs/kubevirt.md), rescanned at
+         *  each collection; `uri` is asked first, the other qemu URI next. Empty: one daemon. */
+        socket_glob: str().default(''),
         /** Open the connection read-only (observe, never set balloons). */
         readonly: bool().default(false),
         /** Memory stats period asked of each guest's balloon driver, seconds (libvirt, qmp). */

@@ -71,19 +71,31 @@ export async function buildLibvirtBackends(config: Config, logger: Logger, opts:
     throw err;
   }
   const log = logger.child({ component: 'libvirt' });
-  const hypervisor = new lv.LibvirtHypervisor({
+  const options = {
     uri: cfg.uri,
     socketPath: cfg.socket || undefined,
     readOnly: cfg.readonly,
     statsPeriodSec: cfg.stats_period,
     guestPsi: cfg.guest_psi,
     balloonMin: Object.fromEntries(Object.entries(config.guest_min_mib).map(([k, v]) => [k, Math.round(v * 1024)])),
-    log: (level, msg, fields) => log.log(level, 'driver', { msg, ...fields }),
-  });
+    log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => log.log(level, 'driver', { msg, ...fields }),
+  };
+  let hypervisor: Hypervisor;
+  if (!cfg.socket_glob) hypervisor = new lv.LibvirtHypervisor(options);
+  else {
+    // Many daemons (a KubeVirt node's virt-launchers), one driver per socket: docs/kubevirt.md.
+    if (cfg.socket) throw new BackendError('hypervisor.socket and hypervisor.socket_glob: set one of them');
+    const multi = await import('../hypervisor/libvirt/multi.js');
+    try {
+      hypervisor = new multi.MultiLibvirtHypervisor({ ...options, socketGlob: cfg.socket_glob });
+    } catch (err) {
+      throw new BackendError(`hypervisor.socket_glob: ${(err as Error).message}`);
+    }
+  }
   return {
     hypervisor,
     ...(await realHost(config, opts)),
-    describe: `libvirt ${cfg.uri}${cfg.socket ? ` via ${cfg.socket}` : ''}${cfg.readonly ? ' (read-only)' : ''}`,
+    describe: `libvirt ${cfg.uri}${cfg.socket ? ` via ${cfg.socket}` : ''}${cfg.socket_glob ? ` on every socket matching ${cfg.socket_glob}` : ''}${cfg.readonly ? ' (read-only)' : ''}`,
   };
 }
 

@@ -55,6 +55,7 @@ export function hypervisorKey(h: Config['hypervisor']): string | null {
   if (h.driver === 'sim') return null;
   if (h.driver === 'qmp') return `qmp ${canonical(h.qmp_dir)}`;
   if (h.readonly) return null;
+  if (h.socket_glob) return `libvirt ${h.socket_glob}`;
   const socket = h.socket || (h.uri === 'qemu:///system' ? DEFAULT_SOCKET : '');
   return socket ? `libvirt ${canonical(socket)}` : `libvirt ${h.uri}`;
 }

@@ -5,12 +5,13 @@
 // keeps their ids apart, sends each balloon to the right daemon; one daemon is stopped
 // (SIGTERM: its socket goes, so does its guest) and started again (the guest comes back),
 // then killed (SIGKILL: the socket stays, only its guest goes stale) and started again.
+// Then `ballast run` with hypervisor.socket_glob balloons both guests by a policy.
 // Skips loudly when the lab cannot run here (a failure in CI, where it runs as root).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { requireLab } from './fixture.js';
+import { requireLab, skipLoudly, spawnDaemon, until, writeDaemonConfig } from './fixture.js';
 import { PodLibvirtd } from '../../src/lab/pod-libvirtd.js';
 import { waitGuestReady, labGuestSummary } from '../../src/lab/guests.js';
 import { RUN_DIR } from '../../src/lab/paths.js';
@@ -146,4 +147,35 @@ test('two libvirt daemons with their own sockets, managed as one host through a 
   await hv.setBalloon(gb.id, MEM_MIB * 1024);
   await waitFor('B deflated after the reconnect', 30_000, async () => (await actualKiB(pods[1]!, PODS[1]!.guest)) === MEM_MIB * 1024);
   console.error(`kubevirt-multi: whole run ${Date.now() - t0} ms`);
+});
+
+test('ballast run with hypervisor.socket_glob balloons the guests of both daemons by policy', { timeout: 300_000 }, async (t) => {
+  if (pods.length !== 2 || pods.some((p) => !p.daemonPid)) return skipLoudly(t, 'the two pod daemons of the first test are not running');
+  const dir = join(base, 'daemon');
+  mkdirSync(join(dir, 'policies'), { recursive: true });
+  const target = 150 * 1024;
+  writeFileSync(
+    join(dir, 'policies', '50_target.policy'),
+    `(with Guests guest (if (or ${PODS.map((p) => `(== (guest.Prop "name") "${p.guest}")`).join(' ')}) (guest.Control "balloon_target" ${target}) 0))\n`,
+  );
+  const cfg = writeDaemonConfig(dir, {
+    hypervisor: { socket_glob: join(root, 'pods', '*', 'volumes', 'kubernetes.io~empty-dir', 'libvirt-runtime', 'libvirt-sock'), uri: 'qemu:///session' },
+    api: { socket: join(dir, 'api.sock') },
+    safeguards: { max_step_percent: 100, rollback_window: 0 },
+    shutdown: { balloons: 'leave' },
+  });
+  const run = spawnDaemon(cfg);
+  t.after(() => {
+    if (run.proc.exitCode === null) run.proc.kill('SIGKILL');
+  });
+  await until('the daemon to balloon both guests to 150 MiB', 90_000, async () => {
+    const got = await Promise.all(pods.map((p, i) => actualKiB(p, PODS[i]!.guest)));
+    return got.every((k) => k === target);
+  }).catch((e) => {
+    throw new Error(`${(e as Error).message}\ndaemon log:\n${run.logText().slice(-4000)}`);
+  });
+  const started = run.logs.find((l) => l.event === 'starting');
+  assert.match(String(started?.hypervisor), /on every socket matching/);
+  run.proc.kill('SIGTERM');
+  assert.equal(await run.exited, 0, 'a clean stop');
 });
