@@ -10,6 +10,7 @@ import { readdirSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import { parseConfigText } from '../../src/config/load.js';
 import { compileSocketGlob } from '../../src/hypervisor/libvirt/socket-glob.js';
+import { parseHostPort } from '../../src/api/http/listen.js';
 
 const DIR = 'contrib/kubernetes';
 const FILES = readdirSync(DIR)
@@ -107,7 +108,7 @@ test("the config the DaemonSet runs is the ConfigMap's, and ballast loads it", (
   // The read token comes from the mounted Secret; /metrics listens where the Service points.
   const tokenMount = c.volumeMounts.find((m: Doc) => cfg.api.read_token_file.startsWith(m.mountPath + '/'));
   assert.ok(tokenMount && pod.volumes.find((v: Doc) => v.name === tokenMount.name).secret, 'the read token file is in the Secret volume');
-  const port = Number(cfg.metrics.listen.split(':').pop());
+  const port = parseHostPort(cfg.metrics.listen, 'metrics.listen').port;
   const named = c.ports.find((p: Doc) => p.containerPort === port);
   assert.ok(named, `the container exposes ${port}`);
   const svc = one('Service');
