@@ -1,7 +1,8 @@
 // Starts every listener the config asks for over one DaemonPort: the JSON API (with /metrics
 // and the dashboard) on its unix socket and, with tokens, on TCP; the dashboard and /metrics
-// on their own TCP addresses (tokenless for loopback clients); MOM's XML-RPC. A listener that
-// cannot start is logged and left out: the daemon's job is the memory, not its API.
+// on their own TCP addresses, read-only (tokenless for loopback clients naming a loopback
+// Host); MOM's XML-RPC. A listener that cannot start is logged and left out: the daemon's job
+// is the memory, not its API. Who may do what where: docs/api.md.
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { Config } from '../config/schema.js';
@@ -9,7 +10,7 @@ import type { Logger } from '../log/logger.js';
 import { dashboardHandler } from './dashboard/index.js';
 import { apiHandler } from './http/routes.js';
 import { closeServer, listenTcp, listenUnix } from './http/listen.js';
-import { createHttpServer, type Handler, type ListenerAuth } from './http/server.js';
+import { createHttpServer, readOnlyHandler, type Handler, type ListenerAuth } from './http/server.js';
 import { metricsHandler, metricsOf } from './metrics/index.js';
 import { startMomRpc } from './mom/server.js';
 import type { DaemonPort } from './port.js';
@@ -35,6 +36,16 @@ export function readToken(path: string, key: string): string {
   return token;
 }
 
+/**
+ * Host names, besides the loopback's, that tokenless loopback reads may name (`api.allowed_hosts`,
+ * e.g. the host's own name when /etc/hosts maps it to 127.0.1.1). Read defensively: a list of
+ * strings or nothing.
+ */
+export function allowedHosts(config: Config): string[] {
+  const v = (config.api as Record<string, unknown>).allowed_hosts;
+  return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string' && x.length > 0) : [];
+}
+
 /** The tokens of a config; throws naming the key when a TCP listener would have none. */
 export function tokensOf(config: Config): { writeToken?: string; readToken?: string } {
   const a = config.api;
@@ -54,7 +65,9 @@ export async function startServers(config: Config, port: DaemonPort, logger: Log
   // The cycle histogram and action counts are fed as cycles end: start counting now, not at the first scrape.
   metricsOf(port);
   const all: Handler[] = [apiHandler(), metricsHandler(), dashboardHandler()];
-  const readOnly: Handler[] = [apiHandler(), metricsHandler(), dashboardHandler()];
+  // The dashboard's and /metrics' listeners never write, whatever the token: the page only reads.
+  const readOnly: Handler[] = all.map(readOnlyHandler);
+  const hosts = allowedHosts(config);
   const make = (handlers: Handler[], auth: ListenerAuth) => createHttpServer({ handlers, port, auth, logger, maxBodyBytes: config.api.max_body_bytes });
 
   const attempt = async (what: string, f: () => Promise<void>) => {
@@ -83,7 +96,7 @@ export async function startServers(config: Config, port: DaemonPort, logger: Log
   }
   if (config.dashboard.listen) {
     await attempt(`dashboard.listen ${config.dashboard.listen}`, async () => {
-      const server = make(readOnly, { kind: 'tcp', ...tokens, loopbackReads: true });
+      const server = make(readOnly, { kind: 'tcp', ...tokens, loopbackReads: true, hosts });
       const at = await listenTcp(server, config.dashboard.listen, 'dashboard.listen');
       open.push({ server });
       dashboardUrl = `http://${at}/`;
@@ -92,7 +105,7 @@ export async function startServers(config: Config, port: DaemonPort, logger: Log
   }
   if (config.metrics.listen) {
     await attempt(`metrics.listen ${config.metrics.listen}`, async () => {
-      const server = make([metricsHandler()], { kind: 'tcp', ...tokens, loopbackReads: true });
+      const server = make([readOnlyHandler(metricsHandler())], { kind: 'tcp', ...tokens, loopbackReads: true, hosts });
       const at = await listenTcp(server, config.metrics.listen, 'metrics.listen');
       open.push({ server });
       urls.push(`metrics http://${at}/metrics`);

@@ -3,15 +3,33 @@
 // Where MOM's behaviour is unsafe ballast keeps the safe one and says so in docs/ovirt.md: a
 // policy that does not compile leaves the running set untouched (MOM's setPolicy would leave
 // no policy at all) and answers False, as MOM does.
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+//
+// Who may call: on the unix socket (what vdsm uses), whoever may open it (mode 0600, handed to
+// vdsm with mom_rpc.socket_owner). On TCP (mom_rpc.port, 127.0.0.1 only) anything on the host
+// can connect, a web browser included, and XML-RPC has no authentication (MOM's neither); so a
+// request on TCP must look like a program's, not a page's: Content-Type text/xml (a page can
+// send that only after a CORS preflight, which is answered 501 without CORS headers), no
+// Origin and no Sec-Fetch-* header (browsers add them to every such request; Python's
+// xmlrpc.client never does), and a Host naming the loopback (a page on a rebound name sends
+// its own). Bodies are at most MAX_BODY, refused unread beyond; requests are decoded and
+// answered one at a time, one per turn of the event loop, so that a heavy body cannot keep
+// the other listeners waiting.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger, LogLevel } from '../../log/logger.js';
 import { chownSocket, closeServer, listenTcp, listenUnix } from '../http/listen.js';
+import { bounded } from '../http/limits.js';
+import { loopbackHost } from '../http/server.js';
 import { PolicyRejectedError, type DaemonPort } from '../port.js';
 import { POLICY_NAME_RE } from '../../engine/policy-set.js';
 import { decodeCall, encodeFault, encodeResponse, RpcDecodeError, RpcFault, type RpcValue } from './xmlrpc.js';
 
-/** Policies are sent whole; vdsm's largest is a few KiB. */
-const MAX_BODY = 4 * 1024 * 1024;
+/**
+ * Policies are sent whole; vdsm's calls are a few KiB (the largest policy in its mom.d is about
+ * 5 KiB). Decoding is slow per byte (fast-xml-parser: 64 KiB of character references or of
+ * <i4> values take some 20-70 ms once warm, 256 KiB 130-340 ms), so the bound is what a
+ * policy needs with room, no more.
+ */
+export const MAX_BODY = 64 * 1024;
 
 /** Stats without the null fields (MOM's server has no nil). */
 function present(stats: Record<string, unknown>): Record<string, unknown> {
@@ -146,49 +164,108 @@ export function answer(verbs: Record<string, Verb>, xml: string, log: Logger): s
   }
 }
 
-function readBody(req: IncomingMessage): Promise<string | null> {
-  return new Promise((resolve, reject) => {
+/** The body; null (and the rest left unread) once it is over MAX_BODY; undefined when the client went first. */
+function readBody(req: IncomingMessage): Promise<Buffer | null | undefined> {
+  return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    let over = false;
-    req.on('data', (c: Buffer) => {
+    const onData = (c: Buffer) => {
       size += c.length;
-      if (size > MAX_BODY) over = true;
-      else chunks.push(c);
-    });
-    req.on('end', () => resolve(over ? null : Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
+      if (size > MAX_BODY) {
+        req.off('data', onData);
+        req.pause();
+        resolve(null);
+      } else chunks.push(c);
+    };
+    req.on('data', onData);
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    // A promise already settled ignores these.
+    req.on('error', () => resolve(undefined));
+    req.on('close', () => resolve(undefined));
   });
 }
 
-export function createMomServer(port: DaemonPort, log: Logger): Server {
+/** Runs jobs one at a time, one per turn of the event loop (timers and I/O run between two). */
+function oneByOne(): <T>(job: () => T) => Promise<T> {
+  const queue: (() => void)[] = [];
+  let scheduled = false;
+  const drain = () => {
+    queue.shift()?.();
+    if (queue.length > 0) setImmediate(drain);
+    else scheduled = false;
+  };
+  return (job) =>
+    new Promise((resolve, reject) => {
+      queue.push(() => {
+        try {
+          resolve(job());
+        } catch (err) {
+          reject(err);
+        }
+      });
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(drain);
+      }
+    });
+}
+
+/** Why a request on TCP looks like a web page's, or undefined when it looks like a program's. */
+export function browserish(req: IncomingMessage): { status: number; why: string } | undefined {
+  if (req.headers.origin !== undefined) return { status: 403, why: 'a request with an Origin header (a web page) is refused' };
+  if (Object.keys(req.headers).some((h) => h.startsWith('sec-fetch-')))
+    return { status: 403, why: 'a request with Sec-Fetch-* headers (a web browser) is refused' };
+  if (!loopbackHost(req.headers.host)) return { status: 403, why: 'the Host header must name the loopback (localhost, 127.x.x.x, [::1])' };
+  if (!/^(text|application)\/xml\s*(;|$)/i.test(req.headers['content-type'] ?? '')) return { status: 415, why: 'XML-RPC: send Content-Type: text/xml' };
+  return undefined;
+}
+
+export function createMomServer(port: DaemonPort, log: Logger, o: { tcp?: boolean } = {}): Server {
   const verbs = momFunctions(port, log);
-  const server = createServer(async (req, res) => {
+  const serial = oneByOne();
+  let refused = 0;
+  let lastWarned = Number.NEGATIVE_INFINITY;
+  const refuse = (res: ServerResponse, status: number, text: string) =>
+    res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(text) + 1, connection: 'close' }).end(`${text}\n`);
+  return bounded(createServer(), async (req, res) => {
     if (req.method !== 'POST') {
-      res.writeHead(501, { 'content-type': 'text/plain' }).end('XML-RPC: POST only\n');
+      refuse(res, 501, 'XML-RPC: POST only');
       return;
     }
+    if (o.tcp) {
+      const no = browserish(req);
+      if (no) {
+        // A page can send thousands: the first, then at most one line a minute with the count.
+        refused++;
+        if (Date.now() - lastWarned >= 60_000) {
+          log.warn('mom_rpc_refused', { reason: no.why, origin: req.headers.origin, host: req.headers.host, refused });
+          lastWarned = Date.now();
+          refused = 0;
+        }
+        refuse(res, no.status, no.why);
+        return;
+      }
+    }
     if (Number(req.headers['content-length'] ?? 0) > MAX_BODY) {
-      res.writeHead(413, { 'content-type': 'text/plain', connection: 'close' }).end('request too large\n');
-      req.destroy();
+      refuse(res, 413, `request too large (at most ${MAX_BODY} bytes)`);
       return;
     }
     try {
       const body = await readBody(req);
+      if (body === undefined) return;
       if (body === null) {
-        res.writeHead(413, { 'content-type': 'text/plain' }).end('request too large\n');
+        refuse(res, 413, `request too large (at most ${MAX_BODY} bytes)`);
         return;
       }
-      const out = answer(verbs, body, log);
+      // A client that is gone by its turn (e.g. closed for flooding) is not answered.
+      const out = await serial(() => (req.socket.destroyed ? undefined : answer(verbs, body.toString('utf8'), log)));
+      if (out === undefined) return;
       res.writeHead(200, { 'content-type': 'text/xml', 'content-length': Buffer.byteLength(out) }).end(out);
     } catch (err) {
       log.error('mom_rpc_error', { error: (err as Error).message });
-      if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' }).end('internal error\n');
+      if (!res.headersSent) refuse(res, 500, 'internal error');
     }
   });
-  server.requestTimeout = 30_000;
-  server.headersTimeout = 10_000;
-  return server;
 }
 
 /** MOM's RPC on a unix socket (mode 0600, as MOM's) or on 127.0.0.1:port. */
@@ -197,7 +274,7 @@ export async function startMomRpc(
   where: { socket?: string; owner?: string; port?: number },
   log: Logger,
 ): Promise<{ url: string; close(): Promise<void> }> {
-  const server = createMomServer(port, log);
+  const server = createMomServer(port, log, { tcp: !where.socket });
   if (where.socket) {
     await listenUnix(server, where.socket);
     if (where.owner) {

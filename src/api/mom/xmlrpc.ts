@@ -188,9 +188,20 @@ export function decodeCall(xml: string): MethodCall {
   return { method, params };
 }
 
-// A raw CR would come back as LF (XML's line-end normalization): send it as a reference.
-function escapeXml(s: string): string {
-  return s.replace(/[&<>\r]/g, (c) => (c === '&' ? '&amp;' : c === '<' ? '&lt;' : c === '>' ? '&gt;' : '&#13;'));
+/** What XML 1.0 cannot carry at all, not even as a character reference: every character
+ *  outside its Char production (C0 controls but tab, LF and CR; lone surrogates; U+FFFE, U+FFFF). */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: these are the characters meant
+const NOT_XML_CHAR = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/** The replacement for such a character: U+FFFD, as a decoder writes for bytes it cannot read. */
+export const REPLACEMENT = '\ufffd';
+
+// A raw CR would come back as LF (XML's line-end normalization): send it as a reference. A
+// character XML cannot carry (a guest name or a policy comment with \x00, \x01, ...) would make
+// the whole answer ill-formed, and Python's xmlrpc.client (vdsm) would read none of it: it
+// becomes U+FFFD, the rest of the answer intact.
+export function escapeXml(s: string): string {
+  return s.replace(NOT_XML_CHAR, REPLACEMENT).replace(/[&<>\r]/g, (c) => (c === '&' ? '&amp;' : c === '<' ? '&lt;' : c === '>' ? '&gt;' : '&#13;'));
 }
 
 /** One value; struct members whose value is null/undefined are left out (MOM's server has no nil). */

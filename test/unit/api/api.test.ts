@@ -2,6 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
+import { API_ROUTES } from '../../../src/api/http/routes.js';
 import { call, READ_TOKEN, startSimDaemon, WRITE_TOKEN } from './fixture.js';
 
 const MARK = (v: number) => `(with Guests guest (guest.SetVar "mark" ${v}))\n`;
@@ -169,39 +170,108 @@ test('API: malformed, oversized and wrong-type bodies; unknown routes and method
   }
 });
 
-test('API over TCP: bearer tokens; read-only token cannot write; nothing changes on refusal', async () => {
-  const d = await startSimDaemon({ policies: { '10_base': MARK(1) }, tcp: true });
+/**
+ * Every [method, path] the router answers, from its own table (a route added is a route
+ * tested). Whether it writes is the rule of HTTP, not the router's say: anything but GET.
+ */
+function routesOf(guest: string): { method: string; path: string; write: boolean }[] {
+  return API_ROUTES.flatMap((r) =>
+    Object.keys(r.methods).map((method) => ({
+      method,
+      path: `/api/v1/${r.path.replace('NAME', r.path.startsWith('guests/') ? guest : '20_x')}`,
+      write: method !== 'GET',
+    })),
+  );
+}
+
+/** A body each write route would take (a route without an entry gets none: refusals come before bodies). */
+function sampleBody(method: string, path: string): { body?: string; headers: Record<string, string> } {
+  if (path.endsWith('/log-level')) return { body: '{"level":"info"}', headers: { 'content-type': 'application/json' } };
+  if (path.endsWith('/pause')) return { body: '{"reason":"test"}', headers: { 'content-type': 'application/json' } };
+  if (method === 'PUT' && path.includes('/policies/')) return { body: MARK(2), headers: { 'content-type': 'text/plain' } };
+  return { headers: {} };
+}
+
+test('every route of the router: writes need the write token on TCP (none: 401, read token: 403); the read token reads', async () => {
+  const d = await startSimDaemon({ policies: { '10_base': MARK(1), '20_x': MARK(1) }, tcp: true });
   try {
     const at = d.tcp!;
-    assert.ok(at, 'TCP listener up');
     const none = await call(at, 'GET', '/api/v1/health');
     assert.equal(none.status, 401);
     assert.match(String(none.headers['www-authenticate']), /Bearer/);
     assert.equal((await call(at, 'GET', '/api/v1/health', { headers: { authorization: 'Bearer wrong-token-0123456789' } })).status, 401);
     assert.equal((await call(at, 'GET', '/api/v1/health', { headers: { authorization: `Basic ${WRITE_TOKEN}` } })).status, 401);
     const ro = { authorization: `Bearer ${READ_TOKEN}` };
-    assert.equal((await call(at, 'GET', '/api/v1/guests', { headers: ro })).status, 200);
     assert.equal((await call(at, 'GET', '/metrics', { headers: ro })).status, 200);
-    const writes: [string, string, string?][] = [
-      ['POST', '/api/v1/pause'],
-      ['PUT', '/api/v1/policies/20_x', MARK(2)],
-      ['DELETE', '/api/v1/policies/10_base'],
-      ['PUT', '/api/v1/log-level', '{"level":"debug"}'],
-    ];
-    for (const [m, p, body] of writes) {
-      assert.equal((await call(at, m, p, { body, headers: { ...ro, 'content-type': 'text/plain' } })).status, 403, `${m} ${p} with the read token`);
-      assert.equal((await call(at, m, p, { body })).status, 401, `${m} ${p} without a token`);
+    const routes = routesOf(d.port.guests()[0]!.name);
+    const writeRoutes = routes.filter((r) => r.write);
+    // The table is the router: pause, resume, log-level (PUT, POST), a policy's PUT and DELETE at least.
+    for (const w of [
+      'POST /api/v1/pause',
+      'POST /api/v1/resume',
+      'PUT /api/v1/log-level',
+      'POST /api/v1/log-level',
+      'PUT /api/v1/policies/20_x',
+      'DELETE /api/v1/policies/20_x',
+    ]) {
+      assert.ok(
+        writeRoutes.some((r) => `${r.method} ${r.path}` === w),
+        `${w} is among the write routes`,
+      );
+    }
+    for (const { method, path, write } of routes) {
+      if (!write) {
+        assert.equal((await call(at, method, path, { headers: ro })).status, 200, `${method} ${path} with the read token`);
+        continue;
+      }
+      const { body, headers } = sampleBody(method, path);
+      assert.equal((await call(at, method, path, { body, headers })).status, 401, `${method} ${path} without a token`);
+      assert.equal((await call(at, method, path, { body, headers: { ...headers, ...ro } })).status, 403, `${method} ${path} with the read token`);
     }
     assert.equal(d.port.health().paused, false);
     assert.deepEqual(
-      d.port.policies().map((p) => p.name),
-      ['10_base'],
+      d.port.policies().map((p) => [p.name, p.text]),
+      [
+        ['10_base', MARK(1)],
+        ['20_x', MARK(1)],
+      ],
+      'nothing changed',
     );
-    const rw = { authorization: `Bearer ${WRITE_TOKEN}`, 'content-type': 'text/plain' };
-    assert.equal((await call(at, 'PUT', '/api/v1/policies/20_x', { body: MARK(2), headers: rw })).status, 200);
+    // The write token gets past the check on every write route (the 403s above were the token's).
+    for (const { method, path } of writeRoutes) {
+      if (method === 'DELETE') continue; // 20_x is a file: 409
+      const { body, headers } = sampleBody(method, path);
+      const r = await call(at, method, path, { body, headers: { ...headers, authorization: `Bearer ${WRITE_TOKEN}` } });
+      assert.equal(r.status, 200, `${method} ${path} with the write token: ${r.body}`);
+    }
+    assert.equal(d.port.policies().find((p) => p.name === '20_x')?.source, 'api');
+    assert.equal((await call(at, 'DELETE', '/api/v1/policies/20_x', { headers: { authorization: `Bearer ${WRITE_TOKEN}` } })).status, 204);
+  } finally {
+    await d.stop();
+  }
+});
+
+test('the dashboard listener is read-only: a tokenless loopback client reads every read route (200) and no write route (403), nor does the write token', async () => {
+  const d = await startSimDaemon({ policies: { '10_base': MARK(1), '20_x': MARK(1) }, tcp: true, dashboard: true });
+  try {
+    const at = d.dashboard!;
+    for (const path of ['/', '/dashboard.js', '/metrics']) assert.equal((await call(at, 'GET', path)).status, 200, `GET ${path}`);
+    for (const { method, path, write } of routesOf(d.port.guests()[0]!.name)) {
+      const { body, headers } = sampleBody(method, path);
+      const r = await call(at, method, path, { body, headers });
+      assert.equal(r.status, write ? 403 : 200, `${method} ${path} without a token: ${r.body.slice(0, 200)}`);
+      if (write) {
+        const w = await call(at, method, path, { body, headers: { ...headers, authorization: `Bearer ${WRITE_TOKEN}` } });
+        assert.equal(w.status, 403, `${method} ${path} with the write token on the read-only listener`);
+      }
+    }
+    assert.equal(d.port.health().paused, false);
     assert.deepEqual(
-      d.port.policies().map((p) => p.name),
-      ['10_base', '20_x'],
+      d.port.policies().map((p) => [p.name, p.source]),
+      [
+        ['10_base', 'file'],
+        ['20_x', 'file'],
+      ],
     );
   } finally {
     await d.stop();

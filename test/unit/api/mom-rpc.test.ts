@@ -144,6 +144,35 @@ test("MOM's verbs through Python's xmlrpc.client over the unix socket", async ()
   }
 });
 
+test("finding 6: control characters in a guest name or a policy do not make an answer ill-formed to Python's xmlrpc.client", async () => {
+  const d = await startSimDaemon({ policies: { '00-defines': DEFINES, '10-balloon': BALLOON }, momRpc: true });
+  try {
+    await d.cycles(1);
+    // A policy comment with control characters, set as vdsm would.
+    d.port.setPolicy('20_odd', '# bell \x07, nul \x00, escape \x1b[31m, \ufffe\n(defvar odd 1)\n');
+    // A guest whose name carries them (as a hostile guest's domain name might).
+    const real = d.port.guests.bind(d.port);
+    const odd = 'esc\x1b]0;PWNED\x07\x00\x01-vm';
+    d.port.guests = () => real().map((g, i) => (i === 0 ? { ...g, name: odd } : g));
+    const sock = join(d.dir, 'mom.sock');
+    const [stats, active, policy, named] = (await python(d.dir, sock, [
+      ['getStatistics', []],
+      ['getActiveGuests', []],
+      ['getPolicy', []],
+      ['getNamedPolicies', []],
+    ])) as [{ guests: Record<string, unknown> }, string[], string, Record<string, string>];
+    const shown = 'esc\ufffd]0;PWNED\ufffd\ufffd\ufffd-vm';
+    assert.ok(shown in stats.guests, Object.keys(stats.guests).join(', '));
+    assert.equal(Object.keys(stats.guests).length, d.port.guests().length, 'every guest is there');
+    assert.ok(active.includes(shown));
+    assert.match(policy, /# bell \ufffd, nul \ufffd, escape \ufffd\[31m, \ufffd\n\(defvar odd 1\)/);
+    assert.equal(named['20_odd'], '# bell \ufffd, nul \ufffd, escape \ufffd[31m, \ufffd\n(defvar odd 1)\n');
+    assert.equal(named['10-balloon'], BALLOON, 'the rest is intact');
+  } finally {
+    await d.stop();
+  }
+});
+
 test('MOM RPC: bad XML, entity tricks, deep nesting, oversized bodies are refused; the daemon goes on', async () => {
   const d = await startSimDaemon({ policies: { '10-b': BALLOON.replace(/target_share/g, '1.0') }, momRpc: true });
   try {

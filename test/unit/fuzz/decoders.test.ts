@@ -8,7 +8,8 @@ import { FrameDecoder, FramingError, MESSAGE_MAX, encodeFrame } from '../../../s
 import { XdrError, XdrReader } from '../../../src/hypervisor/libvirt/xdr.js';
 import { dec, readRemoteError } from '../../../src/hypervisor/libvirt/protocol.js';
 import { LineTooLongError, QmpLineReader, jsonDepth } from '../../../src/hypervisor/qmp/framing.js';
-import { RpcDecodeError, RpcFault, decodeCall, encodeValue } from '../../../src/api/mom/xmlrpc.js';
+import { RpcDecodeError, RpcFault, decodeCall, encodeResponse, encodeValue, REPLACEMENT } from '../../../src/api/mom/xmlrpc.js';
+import { XMLValidator } from 'fast-xml-parser';
 import { ConfigError, parseConfigText } from '../../../src/config/load.js';
 import { parseIni } from '../../../src/config/mom-conf.js';
 import { SnapshotError, parseSnapshots } from '../../../src/policy/snapshot.js';
@@ -120,6 +121,31 @@ test('QMP lines: random text, random JSON and deep nesting give messages or erro
     { numRuns: RUNS / 10 },
   );
   assert.throws(() => new QmpLineReader(1024).push('x'.repeat(2048)), LineTooLongError);
+});
+
+test('MOM XML-RPC answers: any string (control characters, lone surrogates, U+FFFE) encodes to well-formed XML; what XML 1.0 cannot carry becomes U+FFFD', () => {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: these are the characters meant
+  const notXml = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+  const piece = fc.oneof(
+    fc.string({ unit: 'binary' }),
+    fc.string({ unit: fc.integer({ min: 0, max: 0x1f }).map((c) => String.fromCharCode(c)) }),
+    fc.constantFrom('\ud800', '\udfff', '\ud83d\ude00', '\ufffe', '\uffff', '\r\n', ']]>', '&amp;', '<x>'),
+  );
+  const text = fc.array(piece, { maxLength: 6 }).map((ps) => ps.join(''));
+  fc.assert(
+    fc.property(text, text, (s, key) => {
+      const xml = encodeResponse({ [key || 'k']: s, list: [s] });
+      assert.equal(XMLValidator.validate(xml), true, JSON.stringify(s));
+      // (The validator does not check XML's Char production; this does.)
+      assert.doesNotMatch(xml, new RegExp(notXml.source), JSON.stringify(s));
+      const back = decodeCall(xml.replace('<methodResponse>', '<methodCall><methodName>x</methodName>').replace('</methodResponse>', '</methodCall>'))
+        .params[0] as Record<string, unknown>;
+      const want = s.replace(notXml, REPLACEMENT);
+      assert.deepEqual(back[(key || 'k').replace(notXml, REPLACEMENT)], want);
+      assert.deepEqual(back.list, [want]);
+    }),
+    { numRuns: RUNS },
+  );
 });
 
 test('MOM XML-RPC: random XML, wrong types and hostile documents give a call or a clear RpcDecodeError/RpcFault', () => {
