@@ -24,7 +24,7 @@ export interface BalloonState {
   /** balloon_ineffective was said for it. */
   warnedIneffective?: boolean;
   /** Its use in the recent past, for a floor that remembers peaks. */
-  peaks?: readonly PeakBucket[];
+  peaks?: PeakBucket[];
   /** Until then (seconds) its floor keeps its recent peak: set by a rollback, when squeezing
    *  it below a peak it came back to has hurt it once. */
   rememberUntil?: number;

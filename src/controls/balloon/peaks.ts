@@ -17,8 +17,10 @@ export interface PeakBucket {
 
 const maxOf = (a: number | null, b: number | null) => (a === null ? b : b === null ? a : Math.max(a, b));
 
-/** The buckets with this sample's use added (a new array; buckets older than the window dropped). */
-export function addPeak(peaks: readonly PeakBucket[] | undefined, s: Stats, time: number, windowS: number): readonly PeakBucket[] | undefined {
+/** This sample's use added to the buckets, in place (every collection of every guest passes
+ *  here: no new arrays), buckets older than the window dropped; a new array only for a guest's
+ *  first sample. */
+export function addPeak(peaks: PeakBucket[] | undefined, s: Stats, time: number, windowS: number): PeakBucket[] | undefined {
   if (!(windowS > 0)) return undefined;
   const cur = finite(s.balloon_cur);
   const unused = finite(s.mem_unused);
@@ -27,10 +29,13 @@ export function addPeak(peaks: readonly PeakBucket[] | undefined, s: Stats, time
   const anon = cur !== null && usable !== null && usable >= (unused ?? 0) ? Math.max(0, cur - usable) : null;
   if (used === null && anon === null) return peaks;
   const len = windowS / BUCKETS;
-  const kept = (peaks ?? []).filter((b) => b.start + len > time - windowS);
+  const kept = peaks ?? [];
+  while (kept.length > 0 && kept[0]!.start + len <= time - windowS) kept.shift();
   const last = kept[kept.length - 1];
-  if (last && time < last.start + len) kept[kept.length - 1] = { start: last.start, used: maxOf(last.used, used), anon: maxOf(last.anon, anon) };
-  else kept.push({ start: time, used, anon });
+  if (last && time < last.start + len) {
+    last.used = maxOf(last.used, used);
+    last.anon = maxOf(last.anon, anon);
+  } else kept.push({ start: time, used, anon });
   return kept;
 }
 

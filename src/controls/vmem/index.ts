@@ -20,10 +20,11 @@ const NONE_REREAD_EVERY = 60;
 
 const NO_STATE: VmemState = Object.freeze({ guard: Object.freeze({}) }) as VmemState;
 
+/** A guest without a device: one shared object, not four nulls per guest per collection. */
+const NO_DEVICE: Stats = Object.freeze({ vmem_size: null, vmem_requested: null, vmem_block: null, vmem_max: null });
+
 function fieldsOf(d: MemoryDevice | undefined): Stats {
-  return d
-    ? { vmem_size: d.size, vmem_requested: d.requested, vmem_block: d.block, vmem_max: d.max }
-    : { vmem_size: null, vmem_requested: null, vmem_block: null, vmem_max: null };
+  return d ? { vmem_size: d.size, vmem_requested: d.requested, vmem_block: d.block, vmem_max: d.max } : NO_DEVICE;
 }
 
 export function planVmem(inp: GuestPlanInput<VmemState>): GuestModulePlan<VmemState> {
