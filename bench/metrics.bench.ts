@@ -45,8 +45,9 @@ interface Run {
   polls: number;
 }
 
-/** off: no listener; listen: every listener, no client; scrape: /metrics every 15 s; all: that and a dashboard tab. */
-type Mode = 'off' | 'listen' | 'scrape' | 'all';
+/** off: no listener; listen: every listener, no client; scrape: /metrics every 15 s (fast:
+ *  every second, to magnify what a scrape leaves behind); all: every 15 s and a dashboard tab. */
+type Mode = 'off' | 'listen' | 'scrape' | 'fast' | 'all';
 
 async function measure(
   dist: string | null,
@@ -74,13 +75,13 @@ async function measure(
     let polls = 0;
     let stop = false;
     const clients =
-      mode === 'scrape' || mode === 'all'
+      mode === 'scrape' || mode === 'fast' || mode === 'all'
         ? [
             (async () => {
               while (!stop) {
                 await (await fetch(metricsUrl)).text();
                 scrapes++;
-                await sleep(15_000);
+                await sleep(mode === 'fast' ? 1000 : 15_000);
               }
             })(),
             ...(mode === 'all'
@@ -193,6 +194,7 @@ export default async function main(): Promise<void> {
   const off = await measure(dist, 'off', windowS);
   const listening = await measure(dist, 'listen', windowS);
   const scrapeOnly = await measure(dist, 'scrape', windowS);
+  const fast = await measure(dist, 'fast', windowS);
   let scrape = { medianMs: 0, maxMs: 0, healthMs: 0, bytes: 0, series: 0, n: 0, cpuMs: 0, healthCpuMs: 0 };
   let render = { directMs: 0, promMs: 0, directBytes: 0, promBytes: 0 };
   const on = await measure(dist, 'all', windowS, async (url, health, pid) => {
@@ -239,6 +241,10 @@ export default async function main(): Promise<void> {
     `  /metrics scraped alone (${scrapeOnly.scrapes} scrapes): CPU ${scrapeOnly.cpuPct.toFixed(2)}% of one core, RSS max ${mb(scrapeOnly.rssMaxKiB)} MB`,
   );
   console.log(`  on and used (${on.scrapes} scrapes, ${on.polls} dashboard polls): CPU ${on.cpuPct.toFixed(2)}% of one core, RSS max ${mb(on.rssMaxKiB)} MB`);
+  console.log(`  /metrics scraped every second (${fast.scrapes} scrapes): CPU ${fast.cpuPct.toFixed(2)}% of one core, RSS max ${mb(fast.rssMaxKiB)} MB`);
+  console.log(
+    `  ratio scraped every second/listening: CPU ${(fast.cpuPct / listening.cpuPct).toFixed(2)}x, RSS ${(fast.rssMaxKiB / listening.rssMaxKiB).toFixed(2)}x`,
+  );
   console.log(
     `  ratio scraped/listening (what scraping adds): CPU ${(scrapeOnly.cpuPct / listening.cpuPct).toFixed(2)}x, RSS ${(scrapeOnly.rssMaxKiB / listening.rssMaxKiB).toFixed(2)}x`,
   );
