@@ -21,6 +21,9 @@ export interface MultiLibvirtOptions extends Omit<LibvirtHypervisorOptions, 'soc
   uris?: string[];
   /** Least time between two scans of the pattern; 0 (default): at every collection. */
   rescanMs?: number;
+  /** How long a collection waits for one daemon (and for a new socket's connection) before
+   *  going on without it; its guests then come back stale with their last sample. Default 3 s. */
+  memberWaitMs?: number;
   /** How a socket's driver is made (tests). */
   driverFactory?: (opts: LibvirtHypervisorOptions) => LibvirtHypervisor;
 }
@@ -42,6 +45,10 @@ interface Member {
   driver: LibvirtHypervisor;
   client: SocketClientState;
   unsubscribe: () => void;
+  /** The driver's collection still under way (a hung daemon's lasts until its call times out). */
+  inFlight: Promise<GuestSample[]> | null;
+  /** The last samples it gave, as seen outside. */
+  last: GuestSample[];
 }
 
 /** A guest whose daemon's socket is not there (any more): the guest is gone with its pod. */
@@ -120,12 +127,7 @@ export class MultiLibvirtHypervisor implements Hypervisor {
 
   async collect(): Promise<GuestSample[]> {
     await this.rescan(false);
-    const per = await Promise.all(
-      [...this.members.values()].map(async (m) => {
-        const samples = await m.driver.collect();
-        return samples.map((s) => this.outward(m, s));
-      }),
-    );
+    const per = await Promise.all([...this.members.values()].map((m) => this.collectMember(m)));
     const out = per.flat();
     out.sort((a, b) => a.name.localeCompare(b.name) || (a.id < b.id ? -1 : 1));
     return out;
@@ -138,6 +140,25 @@ export class MultiLibvirtHypervisor implements Hypervisor {
   onEvent(listener: (e: LifecycleEvent) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /** One daemon's samples, or its last ones marked stale when it takes longer than the others
+   *  may wait: a hung virtqemud holds a call until its timeout (30 s), and the other pods'
+   *  guests must not wait for it. Its collection is not asked again while one is under way. */
+  private async collectMember(m: Member): Promise<GuestSample[]> {
+    m.inFlight ??= m.driver
+      .collect()
+      .then((samples) => {
+        m.last = samples.map((s) => this.outward(m, s));
+        return m.last;
+      })
+      .finally(() => {
+        m.inFlight = null;
+      });
+    const ms = this.opts.memberWaitMs ?? 3000;
+    const done = await within(m.inFlight, ms);
+    if (done) return done;
+    return m.last.map((s) => ({ ...s, stale: `libvirt daemon at ${m.path} did not answer within ${ms} ms; last sample kept` }));
   }
 
   private outward(m: Member, s: GuestSample): GuestSample {
@@ -198,7 +219,14 @@ export class MultiLibvirtHypervisor implements Hypervisor {
     }
     // A daemon that does not answer yet is retried by its driver's backoff; its guests come
     // with a later collection.
-    await Promise.all(fresh.map((m) => m.driver.connect().catch(() => undefined)));
+    await Promise.all(
+      fresh.map((m) =>
+        within(
+          m.driver.connect().catch(() => undefined),
+          this.opts.memberWaitMs ?? 3000,
+        ),
+      ),
+    );
   }
 
   private member(path: string, key: string): Member {
@@ -215,7 +243,7 @@ export class MultiLibvirtHypervisor implements Hypervisor {
       log: (level, msg, fields) => this.log(level, msg, { socket: path, ...fields }),
     };
     const driver = driverFactory ? driverFactory(driverOpts) : new LibvirtHypervisor(driverOpts);
-    const m: Member = { path, key, driver, client, unsubscribe: () => undefined };
+    const m: Member = { path, key, driver, client, unsubscribe: () => undefined, inFlight: null, last: [] };
     m.unsubscribe = driver.onEvent((e) => {
       const out = { ...e, id: guestId(key, e.id) };
       for (const l of this.listeners) {
@@ -237,5 +265,18 @@ export class MultiLibvirtHypervisor implements Hypervisor {
     } catch (err) {
       this.log('warn', 'closing a libvirt connection failed', { socket: m.path, error: (err as Error).message });
     }
+  }
+}
+
+/** The promise's value, or null when it takes longer than `ms` (it goes on regardless). */
+async function within<T>(p: Promise<T>, ms: number): Promise<T | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<null>((resolve) => {
+    timer = setTimeout(() => resolve(null), ms);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -253,3 +253,38 @@ test('URIs: hypervisor.uri is asked first, the other qemu URI after it', async (
     'without uri: qemu:///system first',
   );
 });
+
+test('a hung daemon does not hold the others: its guest comes back stale after memberWaitMs, a hung new one is left to connect later', {
+  timeout: 15_000,
+}, async () => {
+  // The per-call timeout stays at its 30 s default: only the wait per daemon bounds a collection.
+  const d = multi({ memberWaitMs: 200, keepaliveIntervalMs: 0 });
+  await d.connect();
+  await d.collect();
+  const statsCalls = () => b.calls.filter((x) => x.proc === Proc.CONNECT_GET_ALL_DOMAIN_STATS).length;
+  const before = statsCalls();
+  b.silent = true;
+  const c = new FakeLibvirtd();
+  c.guests = [guest(9, { name: 'ns3_vm-c' })];
+  c.silent = true; // accepts the connection, never answers
+  await c.start();
+  try {
+    podSocket('uid-c', c);
+    const s = await d.collect();
+    assert.deepEqual(
+      s.map((x) => [x.name, x.stale === undefined]),
+      [
+        ['ns1_vm-a', true],
+        ['ns2_vm-b', false],
+      ],
+    );
+    assert.match(s[1]!.stale!, /did not answer within 200 ms; last sample kept/);
+    // Asked again while the first call is still waiting: not asked twice, still stale.
+    const again = await d.collect();
+    assert.equal(again.find((x) => x.name === 'ns2_vm-b')!.stale, s[1]!.stale);
+    assert.equal(statsCalls() - before, 1, 'one call into the hang, not one per collection');
+  } finally {
+    await d.close();
+    await c.dispose();
+  }
+});
