@@ -1,5 +1,6 @@
 // The doctor's findings as a table for a terminal: one line per check, its fix under it.
 import { countByStatus, exitCodeOf, type CheckResult, type CheckStatus } from './types.js';
+import { printable } from '../printable.js';
 
 // Problems in capitals, so they stand out in a long list of "ok".
 const LABEL: Record<CheckStatus, string> = { ok: 'ok', warn: 'WARN', fail: 'FAIL', skip: 'skip' };
@@ -22,5 +23,6 @@ export function formatDoctor(results: readonly CheckResult[], header?: string): 
         ? 'nothing blocks ballast; the warnings cost it effect'
         : 'nothing blocks ballast';
   lines.push('', `${n.ok} ok, ${n.warn} warn, ${n.fail} fail, ${n.skip} skip: ${verdict}`);
-  return lines.join('\n') + '\n';
+  // Guest names and what libvirtd or QEMU said are in the findings: shown, never obeyed.
+  return lines.map(printable).join('\n') + '\n';
 }
