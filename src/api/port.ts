@@ -37,6 +37,8 @@ export interface GuestState {
   balloonReturn?: { inflatedKiB: number; expectedKiB: number; returnedKiB: number };
   /** Another manager (or an admin) moved the balloon: ballast leaves the guest alone until `until` (seconds). */
   movedByOther?: { at: number; from: number; to: number; ours: number; until: number };
+  /** virtio-mem: no unplug before this time (seconds), after a rollback or an unplug that stopped short. */
+  vmemHoldUntil?: number;
 }
 
 export interface HealthState {

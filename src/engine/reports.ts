@@ -80,6 +80,8 @@ export interface GuestView {
   balloonReturn?: BalloonReturn;
   /** The balloon was moved by another manager: when, from and to what, ballast's last target, and until when ballast leaves it alone. */
   movedByOther?: { at: number; from: number; to: number; ours: number; until: number };
+  /** virtio-mem: no unplug before this time (seconds), after a rollback or an unplug that stopped short. */
+  vmemHoldUntil?: number;
 }
 
 export interface EngineSnapshot {

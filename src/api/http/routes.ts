@@ -88,6 +88,7 @@ function guestSummary(port: DaemonPort) {
     lastTarget: g.lastTarget,
     balloonReturn: g.balloonReturn,
     movedByOther: g.movedByOther,
+    vmemHoldUntil: g.vmemHoldUntil,
   }));
 }
 
