@@ -10,6 +10,7 @@ import { KSM_DIR, parseSelection, readKsmFiles } from './ksm-sysfs.js';
 import { findKernelThread } from './ksm.js';
 import { readMapCount, readMaxMapCount } from './map-count.js';
 import { readCpuTicks, readProcessComm } from './process.js';
+import { printable } from '../printable.js';
 
 export const PAGE_KIB = 4; // KSM merges base pages: 4 KiB on x86-64 and most arm64 kernels
 
@@ -298,5 +299,6 @@ export function formatKsmStatus(s: KsmStatus, opts: { top?: number; all?: boolea
       );
     }
   }
-  return lines.join('\n') + '\n';
+  // Process names (any user sets its own) and cgroup names (a guest's): shown, never obeyed.
+  return lines.map(printable).join('\n') + '\n';
 }
