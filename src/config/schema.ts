@@ -34,6 +34,14 @@ export const configSchema = z
         /** qmp only: a directory whose every unix socket is a guest's QMP socket, except
          *  `<stem>.qga`: the guest agent of the guest whose QMP socket is `<stem>[.qmp|.sock]`. */
         qmp_dir: str().default('/run/ballast/qmp'),
+        /** qmp only: "persistent" keeps a connection per guest open; "shared" opens one per
+         *  collection and per action, held at most 300 ms, for sockets other tools open too
+         *  (Proxmox VE's qm, pvestatd, API: docs/proxmox.md). */
+        qmp_mode: oneOf(['persistent', 'shared'] as const).default('persistent'),
+        /** qmp only, Proxmox VE: the VMs' configs (/etc/pve/qemu-server): each VM's name and
+         *  floor (balloon, else memory; balloon: 0 is left alone); only <vmid>.qmp sockets in
+         *  qmp_dir are guests. Needs qmp_mode = "shared". Empty: none. */
+        pve_conf_dir: str().default(''),
         /** sim only: a built-in scenario name or a scenario file. */
         scenario: str().default('demo'),
         /** sim only: simulated seconds per real second. */

@@ -114,7 +114,7 @@ async function realHost(config: Config, opts: BuildOptions): Promise<Omit<Backen
   };
 }
 
-export async function buildQmpBackends(config: Config, opts: BuildOptions = {}): Promise<Backends> {
+export async function buildQmpBackends(config: Config, opts: BuildOptions = {}, logger?: Logger): Promise<Backends> {
   const cfg = config.hypervisor;
   let qmp: typeof import('../hypervisor/qmp/index.js');
   try {
@@ -123,8 +123,21 @@ export async function buildQmpBackends(config: Config, opts: BuildOptions = {}):
     if (isModuleMissing(err)) throw new BackendError(`hypervisor.driver = "qmp": the QMP driver is not part of this build (${(err as Error).message})`);
     throw err;
   }
-  const hypervisor = new qmp.QmpHypervisor({ socketDir: cfg.qmp_dir, statsPeriodS: cfg.stats_period, guestPsi: cfg.guest_psi });
-  return { hypervisor, ...(await realHost(config, opts)), describe: `qmp sockets in ${cfg.qmp_dir}` };
+  const log = logger?.child({ component: 'qmp' });
+  let hypervisor: Hypervisor;
+  try {
+    hypervisor = new qmp.QmpHypervisor({
+      socketDir: cfg.qmp_dir,
+      statsPeriodS: cfg.stats_period,
+      guestPsi: cfg.guest_psi,
+      mode: cfg.qmp_mode,
+      pveConfigDir: cfg.pve_conf_dir || undefined,
+      log: log && ((level, msg, fields) => log.log(level, 'driver', { msg, ...fields })),
+    });
+  } catch (err) {
+    throw new BackendError(`hypervisor: ${(err as Error).message}`);
+  }
+  return { hypervisor, ...(await realHost(config, opts)), describe: `qmp sockets in ${cfg.qmp_dir} (${cfg.qmp_mode})${cfg.pve_conf_dir ? `, Proxmox VE configs in ${cfg.pve_conf_dir}` : ''}` };
 }
 
 export function buildBackends(config: Config, logger: Logger, opts: BuildOptions = {}): Promise<Backends> {
@@ -132,7 +145,7 @@ export function buildBackends(config: Config, logger: Logger, opts: BuildOptions
     case 'sim':
       return buildSimBackends(config.hypervisor);
     case 'qmp':
-      return buildQmpBackends(config, opts);
+      return buildQmpBackends(config, opts, logger);
     default:
       return buildLibvirtBackends(config, logger, opts);
   }

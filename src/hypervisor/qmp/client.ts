@@ -65,7 +65,7 @@ interface Pending {
 
 /**
  * Events: 'event' (QmpEvent), 'protocol-error' (Error: garbage on the socket; the connection
- * goes on), 'close' (reason string). Call connect() again after a close to reconnect.
+ * goes on), 'close' (reason string), 'greeted' (QmpGreeting, before qmp_capabilities). Call connect() again after a close to reconnect.
  */
 export class QmpClient extends EventEmitter {
   private socket: Socket | null = null;
@@ -152,6 +152,9 @@ export class QmpClient extends EventEmitter {
             const g = m.QMP as QmpGreeting;
             this.greeting = g;
             greeted = true;
+            // A caller sharing the socket with other clients counts its hold from here: QEMU
+            // serves nobody else from the moment it greets us.
+            this.emit('greeted', g);
             // Capabilities negotiation: the only command allowed before it.
             this.ready = true;
             this.send('qmp_capabilities', undefined, timeoutMs).then(

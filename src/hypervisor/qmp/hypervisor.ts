@@ -11,6 +11,8 @@ import { GuestAgentClient } from './agent.js';
 import { AgentRetry, readGuestFile } from '../guest-agent.js';
 import { parsePsi } from '../../psi.js';
 import { verifiedQemuPid } from './peer.js';
+import { QmpBusyError, QmpHoldExceededError, qmpSession, type SessionLimits } from './session.js';
+import { readPveConfig, type PveVmConfig } from './pve-config.js';
 
 export type QmpLogFn = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 import { QmpMemoryDevices } from './memory-devices.js';
@@ -47,6 +49,17 @@ export interface QmpHypervisorOptions {
   /** Where the driver reports what an operator should know (a guest id collision, a QEMU PID it
    *  does not trust): once per guest, not each collection. */
   log?: QmpLogFn;
+  /** 'persistent' (default): one connection per guest, kept open (QEMU's events as they come).
+   *  'shared': for sockets other tools open too (Proxmox VE): a short connection per collection
+   *  and per action, never held longer than `holdMs` (docs/qmp.md, "Shared sockets"). */
+  mode?: 'persistent' | 'shared';
+  /** shared mode: the most a connection holds a socket, ms, from QEMU's greeting to our close
+   *  (the batch is aborted then); also how long it waits for the greeting. Default 300. */
+  holdMs?: number;
+  /** Proxmox VE: the directory of the VMs' `<vmid>.conf` (/etc/pve/qemu-server), read at each
+   *  collection for each VM's name and floor; only `<vmid>.qmp` sockets in `socketDir` are
+   *  guests. Needs mode 'shared'. */
+  pveConfigDir?: string;
 }
 
 interface GuestInfo {
@@ -75,6 +88,14 @@ class GuestConn {
   retryDelay: number;
   lastError: string | null = null;
   lastActualKiB: number | null = null;
+  /** shared mode: the socket file's identity when `info` was learnt; a new QEMU binds a new one. */
+  incarnation: string | null = null;
+  /** shared mode: query-memory-devices as this collection's session read it. */
+  memDevices: { seq: number; reply: unknown } | null = null;
+  /** Proxmox VE: the VM's config as last read well, why the last read failed, and what was logged. */
+  pve: PveVmConfig | null = null;
+  pveError: string | null = null;
+  pveLogged: string | null = null;
   agent: GuestAgentClient | null;
   private readonly agentTimeoutMs: number;
   /** When to read the guest's PSI again after a failure. */
@@ -119,12 +140,21 @@ export class QmpHypervisor implements Hypervisor {
   private readonly conns = new Map<string, GuestConn>();
   private reconnects = 0;
 
-  /** Connected when every guest socket is open, except guests that shut down (their socket goes with them). */
+  /** Connected when every guest socket is open, except guests that shut down (their socket goes
+   *  with them); in shared mode, when no guest's last session failed for another reason than a
+   *  busy socket. */
   connection(): HypervisorConnection {
     let connected = true;
-    for (const c of this.conns.values()) if (!c.client.connected && !c.shutdownSeen) connected = false;
+    for (const c of this.conns.values()) {
+      if (this.shared ? c.lastError !== null : !c.client.connected && !c.shutdownSeen) connected = false;
+    }
     return { connected, reconnects: this.reconnects };
   }
+  private readonly shared: boolean;
+  private readonly limits: SessionLimits;
+  /** Collections so far: a session's memory devices answer only this collection's questions. */
+  private collectSeq = 0;
+  private readonly sessions = { sessions: 0, busy: 0, aborted: 0, maxHeldMs: 0, maxWaitedMs: 0 };
   private readonly listeners = new Set<(e: LifecycleEvent) => void>();
   private readonly qmpListeners = new Set<(guest: string, e: QmpEvent) => void>();
   private closed = false;
@@ -137,11 +167,26 @@ export class QmpHypervisor implements Hypervisor {
         throw new Error(`QMP driver: guest name ${JSON.stringify(s.name)} for ${s.socket} must be non-empty and hold no "/"`);
       }
     }
+    this.shared = opts.mode === 'shared';
+    const holdMs = opts.holdMs ?? 300;
+    if (!Number.isFinite(holdMs) || holdMs <= 0) throw new Error(`QMP driver: hold time must be a positive number of ms, not ${holdMs}`);
+    this.limits = { waitMs: holdMs, holdMs };
+    if (opts.pveConfigDir && !this.shared) {
+      throw new Error("QMP driver: Proxmox VE's own tools open the same QMP sockets: reading its VM configs needs the shared mode (hypervisor.qmp_mode = \"shared\")");
+    }
+  }
+
+  /** shared mode: sessions run, how many found the socket busy or were cut at the hold cap, and
+   *  the longest hold and greeting wait seen (ms). */
+  sessionStats(): { sessions: number; busy: number; aborted: number; maxHeldMs: number; maxWaitedMs: number } {
+    return { ...this.sessions };
   }
 
   async connect(): Promise<void> {
     this.closed = false;
     await this.refreshSockets();
+    // Shared sockets are opened only for a collection's or an action's moment.
+    if (this.shared) return;
     await Promise.all([...this.conns.values()].map((c) => this.ensure(c).catch(() => {})));
   }
 
@@ -204,6 +249,9 @@ export class QmpHypervisor implements Hypervisor {
       const agents = new Set(all.filter((p) => p.endsWith(AGENT_SUFFIX)));
       for (const p of all) {
         if (agents.has(p) || cfgs.has(p)) continue;
+        // Proxmox VE's directory also holds each VM's VNC, serial and storage-daemon sockets:
+        // connecting to a serial console's socket would take it from its user.
+        if (this.opts.pveConfigDir && !PVE_QMP.test(basename(p))) continue;
         const agent = `${socketStem(p)}${AGENT_SUFFIX}`;
         cfgs.set(p, agents.has(agent) ? { socket: p, agentSocket: agent } : { socket: p });
       }
@@ -215,6 +263,7 @@ export class QmpHypervisor implements Hypervisor {
         c.client.close();
         c.agent?.close();
         this.conns.delete(path);
+        if (this.shared && c.everConnected) this.emit({ kind: 'stopped', id: c.id, name: this.guestName(c), detail: `QMP socket ${path} gone` });
       }
     }
     for (const [path, cfg] of cfgs) if (!this.conns.has(path)) this.addConn(cfg);
@@ -240,8 +289,9 @@ export class QmpHypervisor implements Hypervisor {
     this.conns.set(cfg.socket, c);
   }
 
+  /** The id, or the VM's name in its Proxmox VE config (the operator's file, not QEMU's word). */
   private guestName(c: GuestConn): string {
-    return c.id;
+    return c.pve?.name ?? c.id;
   }
 
   /** Connects (with backoff after failures) and learns the guest's fixed facts once per connection. */
@@ -353,7 +403,8 @@ export class QmpHypervisor implements Hypervisor {
 
   async collect(): Promise<GuestSample[]> {
     await this.refreshSockets();
-    const results = await Promise.all([...this.conns.values()].map((c) => this.sampleOne(c)));
+    this.collectSeq++;
+    const results = await Promise.all([...this.conns.values()].map((c) => (this.shared ? this.sampleShared(c) : this.sampleOne(c))));
     return results.filter((s): s is GuestSample => s !== null);
   }
 
@@ -369,25 +420,8 @@ export class QmpHypervisor implements Hypervisor {
     const info = c.info!;
     try {
       const balloon = await c.client.execute<{ actual: number }>('query-balloon');
-      c.lastActualKiB = Math.floor(balloon.actual / 1024);
-      let stats: GuestSample['stats'] = {};
-      let stale: string | null = null;
-      if (info.balloonPath) {
-        const reply = await c.client.execute<GuestStatsReply>('qom-get', { path: info.balloonPath, property: 'guest-stats' });
-        const m = guestStatsToMom(reply);
-        stats = m.stats;
-        stale = staleReason(m.lastUpdate, m.stats);
-      } else stale = 'the guest has no virtio-balloon device';
-      stats.balloon_cur = c.lastActualKiB;
-      stats.balloon_max = info.maxKiB;
-      stats.balloon_min = c.cfg.balloonMinKiB ?? this.opts.balloonMinKiB ?? 0;
-      stats.rss = info.pid === null ? null : await readProcessRss(this.opts.root ?? '/', info.pid);
-      stats.vcpu_count = info.vcpus;
-      withMomDefaults(stats);
-      if (this.opts.guestPsi && c.agent) await this.fillPsi(c, stats);
-      const sample: GuestSample = { id: c.id, name: c.id, props: this.props(c), stats };
-      if (stale) sample.stale = stale;
-      return sample;
+      const reply = info.balloonPath ? await c.client.execute<GuestStatsReply>('qom-get', { path: info.balloonPath, property: 'guest-stats' }) : null;
+      return await this.finishSample(c, info, balloon, reply);
     } catch (err) {
       if (err instanceof QmpCommandError && err.errorClass === 'DeviceNotActive') {
         return this.staleSample(c, 'the balloon device is not active yet (guest driver not loaded)');
@@ -396,10 +430,172 @@ export class QmpHypervisor implements Hypervisor {
     }
   }
 
+  /** A sample from query-balloon's and guest-stats' replies (both modes). */
+  private async finishSample(c: GuestConn, info: GuestInfo, balloon: unknown, reply: GuestStatsReply | null): Promise<GuestSample> {
+    const actual = (balloon as { actual?: unknown } | null)?.actual;
+    if (typeof actual !== 'number' || !Number.isSafeInteger(actual) || actual < 0) {
+      throw new Error(`query-balloon answered without a valid "actual": ${JSON.stringify(balloon)?.slice(0, 100)}`);
+    }
+    c.lastActualKiB = Math.floor(actual / 1024);
+    let stats: GuestSample['stats'] = {};
+    let stale: string | null = null;
+    if (reply !== null) {
+      const m = guestStatsToMom(reply);
+      stats = m.stats;
+      stale = staleReason(m.lastUpdate, m.stats);
+    } else stale = 'the guest has no virtio-balloon device';
+    stats.balloon_cur = c.lastActualKiB;
+    stats.balloon_max = info.maxKiB;
+    stats.balloon_min = this.floorKiB(c);
+    stats.rss = info.pid === null ? null : await readProcessRss(this.opts.root ?? '/', info.pid);
+    stats.vcpu_count = info.vcpus;
+    withMomDefaults(stats);
+    if (this.opts.guestPsi && c.agent) await this.fillPsi(c, stats);
+    const name = this.guestName(c);
+    const sample: GuestSample = { id: c.id, name, props: this.props(c), stats };
+    // Without its Proxmox VE config the VM's floor is unknown: nothing is taken from it.
+    if (this.opts.pveConfigDir && !c.pve) stale = `Proxmox VE config: ${c.pveError ?? 'not read yet'}`;
+    if (stale) sample.stale = stale;
+    return sample;
+  }
+
+  /** balloon_min: the VM's Proxmox VE minimum (`balloon`, else `memory`), else the configured one. */
+  private floorKiB(c: GuestConn): number {
+    if (this.opts.pveConfigDir) {
+      if (c.pve) return (c.pve.balloonMiB || c.pve.memoryMiB) * 1024;
+      // Config not readable: its whole memory, so that nothing is taken.
+      return c.info?.maxKiB ?? c.lastActualKiB ?? 0;
+    }
+    return c.cfg.balloonMinKiB ?? this.opts.balloonMinKiB ?? 0;
+  }
+
+  /** Proxmox VE: reads the VM's config again (it changes under us: qm set, the GUI). A config
+   *  that cannot be read keeps the last good one and is logged once per distinct error. */
+  private async readPve(c: GuestConn): Promise<void> {
+    const vmid = basename(socketStem(c.cfg.socket));
+    try {
+      c.pve = await readPveConfig(this.opts.pveConfigDir!, vmid);
+      c.pveError = null;
+      c.pveLogged = null;
+    } catch (err) {
+      c.pveError = (err as Error).message;
+      if (c.pveLogged !== c.pveError) {
+        c.pveLogged = c.pveError;
+        this.opts.log?.('warn', c.pve ? 'Proxmox VE config unreadable: its last good values stay' : 'Proxmox VE config unreadable: nothing is taken from this VM', {
+          guest: c.id,
+          error: c.pveError,
+        });
+      }
+      return;
+    }
+    const p = c.pve;
+    const off = p.balloonMiB === 0 ? 'balloon: 0' : null;
+    const pvestatd = p.balloonMiB !== null && p.balloonMiB > 0 && p.balloonMiB < p.memoryMiB && p.shares !== 0;
+    const note = off ?? (pvestatd ? 'pvestatd' : null);
+    if (note !== null && c.pveLogged !== note) {
+      c.pveLogged = note;
+      if (off) this.opts.log?.('info', 'Proxmox VE VM has ballooning off (balloon: 0): ballast leaves it alone', { guest: c.id, name: p.name });
+      else
+        this.opts.log?.('warn', 'pvestatd balloons this VM too (balloon below memory, shares not 0): set shares: 0 to hand it to ballast (docs/proxmox.md)', {
+          guest: c.id,
+          name: p.name,
+          shares: p.shares ?? 1000,
+        });
+    }
+  }
+
+  /** shared mode: one short session per collection (docs/qmp.md, "Shared sockets"). */
+  private async sampleShared(c: GuestConn): Promise<GuestSample | null> {
+    if (this.opts.pveConfigDir) {
+      await this.readPve(c);
+      // Ballooning off: never touched, not even asked.
+      if (c.pve?.balloonMiB === 0) return null;
+      // As pvestatd does: a migrating VM is left to the migration.
+      if (c.pve?.lock === 'migrate') return this.staleSample(c, 'Proxmox VE lock: migrate (left alone while it migrates)');
+    }
+    const inc = await socketIdentity(c.cfg.socket);
+    if (inc === null) return null;
+    if (inc !== c.incarnation) {
+      // A new QEMU on this path: learn its facts again.
+      c.incarnation = inc;
+      c.info = null;
+    }
+    const learning = c.info === null;
+    let got: SharedBatch;
+    try {
+      got = await this.session(c, (q) => sharedBatch(q, c.info, this.opts.statsPeriodS ?? 5));
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      const msg = (err as Error).message;
+      if (err instanceof QmpBusyError || err instanceof QmpHoldExceededError) {
+        c.lastError = null;
+        return c.everConnected ? this.staleSample(c, `QMP: ${msg}; retried at the next collection`) : null;
+      }
+      if (code === 'ECONNREFUSED' || code === 'ENOENT') {
+        // Refused: nobody listens, unless the QEMU we knew still lives (then: busy, try again).
+        const pid = c.info?.pid ?? null;
+        if (pid !== null && processAlive(pid)) return this.staleSample(c, `QMP: ${msg}; retried at the next collection`);
+        if (c.everConnected) {
+          c.everConnected = false;
+          c.info = null;
+          this.emit({ kind: 'destroyed', id: c.id, name: this.guestName(c), detail: `QMP ${c.cfg.socket} refuses connections and its QEMU is gone` });
+        }
+        return null;
+      }
+      c.lastError = msg;
+      return c.everConnected ? this.staleSample(c, `QMP: ${msg}`) : null;
+    }
+    c.lastError = null;
+    try {
+      if (learning) {
+        const cpus = got.cpus ?? [];
+        // Checked after the session: the kernel's word, and the socket is free again meanwhile.
+        const peer = await verifiedQemuPid(this.opts.root ?? '/', c.cfg.socket, cpus);
+        c.info = {
+          qemuName: got.qemuName,
+          pid: peer.pid,
+          pidRefused: peer.pid === null ? peer.reason : null,
+          balloonPath: got.balloonPath,
+          freePageReporting: got.freePageReporting,
+          maxKiB: got.maxKiB,
+          vcpus: got.cpus === null ? null : cpus.length,
+        };
+        this.notePid(c, c.info);
+      } else c.info!.maxKiB = got.maxKiB;
+      if (got.memDevices !== undefined) c.memDevices = { seq: this.collectSeq, reply: got.memDevices };
+      if (!c.everConnected) {
+        c.everConnected = true;
+        this.emit({ kind: 'started', id: c.id, name: this.guestName(c), detail: `QMP ${c.cfg.socket} (shared)` });
+      }
+      if (got.balloonError) return this.staleSample(c, got.balloonError);
+      return await this.finishSample(c, c.info!, got.balloon, got.stats);
+    } catch (err) {
+      return this.staleSample(c, `QMP: ${(err as Error).message}`);
+    }
+  }
+
+  /** A short session on the guest's socket, counted. */
+  private async session<T>(c: GuestConn, batch: (q: QmpClient) => Promise<T>): Promise<T> {
+    this.sessions.sessions++;
+    try {
+      const r = await qmpSession(c.cfg.socket, this.limits, batch);
+      this.sessions.maxHeldMs = Math.max(this.sessions.maxHeldMs, r.heldMs);
+      this.sessions.maxWaitedMs = Math.max(this.sessions.maxWaitedMs, r.waitedMs);
+      return r.value;
+    } catch (err) {
+      if (err instanceof QmpBusyError) this.sessions.busy++;
+      if (err instanceof QmpHoldExceededError) this.sessions.aborted++;
+      throw err;
+    }
+  }
+
   /** The guest's memory stall from its own /proc/pressure/memory, through its agent. */
   private async fillPsi(c: GuestConn, stats: GuestSample['stats']): Promise<void> {
     if (!c.psiRetry.due('psi')) return;
     const agent = c.agent!;
+    // Shared mode: the agent's socket is shared as well (Proxmox VE's `qm guest` opens it), so
+    // it is held no longer than the QMP socket and closed after the read.
+    const cap = this.shared ? setTimeout(() => agent.close(), this.limits.holdMs) : undefined;
     try {
       const psi = parsePsi(await readGuestFile((cmd, args) => agent.execute(cmd, args), '/proc/pressure/memory', 4096));
       if (psi.psi_some_avg10 === null) throw new Error('no "some avg10" in /proc/pressure/memory');
@@ -407,6 +603,9 @@ export class QmpHypervisor implements Hypervisor {
       c.psiRetry.ok('psi');
     } catch {
       c.psiRetry.failed('psi');
+    } finally {
+      clearTimeout(cap);
+      if (this.shared) agent.close();
     }
   }
 
@@ -419,16 +618,26 @@ export class QmpHypervisor implements Hypervisor {
     if (c.info?.pidRefused) p.pid_refused = c.info.pidRefused;
     if (c.info?.balloonPath) p.balloon_path = c.info.balloonPath;
     if (c.info && c.info.freePageReporting !== null) p.free_page_reporting = c.info.freePageReporting ? 1 : 0;
+    if (this.opts.pveConfigDir) {
+      p.vmid = c.id;
+      if (c.pve) {
+        p.pve_memory_mib = c.pve.memoryMiB;
+        if (c.pve.balloonMiB !== null) p.pve_balloon_mib = c.pve.balloonMiB;
+        if (c.pve.shares !== null) p.pve_shares = c.pve.shares;
+        if (c.pve.lock !== null) p.pve_lock = c.pve.lock;
+        // Whether pvestatd balloons this VM too (it skips VMs without a minimum and with shares 0).
+        p.pvestatd_balloons = c.pve.balloonMiB !== null && c.pve.balloonMiB > 0 && c.pve.balloonMiB < c.pve.memoryMiB && c.pve.shares !== 0 ? 1 : 0;
+      }
+    }
     return p;
   }
 
   private staleSample(c: GuestConn, reason: string): GuestSample {
-    const name = this.guestName(c);
     return {
-      id: name,
-      name,
+      id: c.id,
+      name: this.guestName(c),
       props: this.props(c),
-      stats: { balloon_cur: c.lastActualKiB, balloon_max: c.info?.maxKiB ?? null, balloon_min: c.cfg.balloonMinKiB ?? this.opts.balloonMinKiB ?? 0 },
+      stats: { balloon_cur: c.lastActualKiB, balloon_max: c.info?.maxKiB ?? null, balloon_min: this.floorKiB(c) },
       stale: reason,
     };
   }
@@ -442,16 +651,147 @@ export class QmpHypervisor implements Hypervisor {
   async setBalloon(id: string, targetKiB: number): Promise<void> {
     if (!Number.isFinite(targetKiB) || targetKiB <= 0) throw new Error(`QMP balloon target for ${id} must be a positive KiB count, not ${targetKiB}`);
     const c = this.connById(id);
+    if (this.opts.pveConfigDir) {
+      await this.readPve(c);
+      if (!c.pve) throw new Error(`QMP driver: VM ${id}: its Proxmox VE config cannot be read (${c.pveError}): its balloon is left alone`);
+      if (c.pve.balloonMiB === 0) throw new Error(`QMP driver: VM ${id} has ballooning off in its Proxmox VE config (balloon: 0): ballast never touches it`);
+      if (c.pve.lock === 'migrate') throw new Error(`QMP driver: VM ${id} is migrating (Proxmox VE lock: migrate): its balloon is left alone`);
+    }
+    const value = Math.floor(targetKiB) * 1024;
+    if (this.shared) {
+      await this.session(c, (q) => q.execute('balloon', { value }));
+      return;
+    }
     await this.ensure(c);
-    await c.client.execute('balloon', { value: Math.floor(targetKiB) * 1024 });
+    await c.client.execute('balloon', { value });
   }
 
-  /** Runs any QMP command on a guest (tests and tools). */
+  /** Runs any QMP command on a guest (tests and tools; the virtio-mem capability). In shared
+   *  mode each call is a session of its own, except query-memory-devices, answered from this
+   *  collection's session when it asked. */
   async execute<T = unknown>(id: string, command: string, args?: Record<string, unknown>): Promise<T> {
     const c = this.connById(id);
+    if (this.shared) {
+      if (command === 'query-memory-devices' && args === undefined && c.memDevices?.seq === this.collectSeq) return c.memDevices.reply as T;
+      return this.session(c, (q) => q.execute<T>(command, args));
+    }
     await this.ensure(c);
     return c.client.execute<T>(command, args);
   }
+}
+
+/** Proxmox VE's QMP socket of a VM: `<vmid>.qmp`. */
+const PVE_QMP = /^\d+\.qmp$/;
+
+/** The socket file's identity: a QEMU that starts again binds a new file on the same path. */
+async function socketIdentity(path: string): Promise<string | null> {
+  try {
+    const st = await stat(path);
+    return `${st.dev}:${st.ino}:${st.ctimeMs}`;
+  } catch {
+    return null;
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** What one shared-mode session read. */
+interface SharedBatch {
+  balloon: unknown;
+  /** Why the balloon could not be read (a guest without its driver), else null. */
+  balloonError: string | null;
+  stats: GuestStatsReply | null;
+  maxKiB: number | null;
+  /** undefined: not asked or QEMU has no such command. */
+  memDevices?: unknown;
+  qemuName: string | null;
+  cpus: number[] | null;
+  balloonPath: string | null;
+  freePageReporting: boolean | null;
+}
+
+const settledValue = <T>(r: PromiseSettledResult<T>): T | undefined => (r.status === 'fulfilled' ? r.value : undefined);
+
+/** A connection failure (or the hold cap) ends the whole batch; QEMU's error replies are per command. */
+function rethrowConnection(results: PromiseSettledResult<unknown>[]): void {
+  for (const r of results) if (r.status === 'rejected' && !(r.reason instanceof QmpCommandError)) throw r.reason;
+}
+
+/**
+ * One collection's commands, sent together (QEMU answers them in order) so the socket is held
+ * for about one round trip: query-balloon, the memory size, the memory devices, and guest-stats
+ * when the balloon's path is known; a new QEMU's facts too (a second round trip for its
+ * balloon's properties). The stats polling interval is set only when nobody set one: Proxmox
+ * VE sets its own at VM start, and its GUI shows what that period gives.
+ */
+async function sharedBatch(q: QmpClient, info: GuestInfo | null, statsPeriodS: number): Promise<SharedBatch> {
+  const none = Promise.resolve(undefined);
+  const first = await Promise.allSettled([
+    q.execute('query-balloon'),
+    q.execute<{ 'base-memory': number; 'plugged-memory'?: number }>('query-memory-size-summary'),
+    q.execute('query-memory-devices'),
+    info?.balloonPath ? q.execute<GuestStatsReply>('qom-get', { path: info.balloonPath, property: 'guest-stats' }) : none,
+    info ? none : q.execute<{ name?: unknown }>('query-name'),
+    info ? none : q.execute<{ 'thread-id': number }[]>('query-cpus-fast'),
+    info ? none : q.execute<QomEntry[]>('qom-list', { path: '/machine/peripheral' }),
+    info ? none : q.execute<QomEntry[]>('qom-list', { path: '/machine/peripheral-anon' }),
+  ]);
+  rethrowConnection(first);
+  const [balloonR, memR, devR, statsR, nameR, cpusR, perR, anonR] = first;
+  const mem = settledValue(memR);
+  if (!mem || typeof mem['base-memory'] !== 'number') throw new Error('query-memory-size-summary gave no base-memory');
+  const out: SharedBatch = {
+    balloon: settledValue(balloonR),
+    balloonError: null,
+    stats: (settledValue(statsR) as GuestStatsReply | undefined) ?? null,
+    maxKiB: Math.floor((mem['base-memory'] + (mem['plugged-memory'] ?? 0)) / 1024),
+    qemuName: info?.qemuName ?? null,
+    cpus: null,
+    balloonPath: info?.balloonPath ?? null,
+    freePageReporting: info?.freePageReporting ?? null,
+  };
+  if (devR.status === 'fulfilled') out.memDevices = devR.value;
+  if (balloonR.status === 'rejected') {
+    const e = balloonR.reason as QmpCommandError;
+    out.balloonError = e.errorClass === 'DeviceNotActive' ? 'the balloon device is not active yet (guest driver not loaded)' : `QMP: ${e.message}`;
+  }
+  if (info) return out;
+  const name = settledValue(nameR) as { name?: unknown } | undefined;
+  out.qemuName = typeof name?.name === 'string' ? name.name.slice(0, 256) : null;
+  const cpus = settledValue(cpusR);
+  out.cpus = Array.isArray(cpus) ? cpus.map((x) => Number((x as { 'thread-id'?: unknown })?.['thread-id'])) : null;
+  for (const [parent, r] of [
+    ['/machine/peripheral', perR],
+    ['/machine/peripheral-anon', anonR],
+  ] as const) {
+    const items = settledValue(r);
+    const b = Array.isArray(items) ? (items as QomEntry[]).find((i) => typeof i?.type === 'string' && /^child<virtio-balloon/.test(i.type)) : undefined;
+    if (b && typeof b.name === 'string') {
+      out.balloonPath = `${parent}/${b.name}`;
+      break;
+    }
+  }
+  if (!out.balloonPath) return out;
+  const path = out.balloonPath;
+  const second = await Promise.allSettled([
+    q.execute<GuestStatsReply>('qom-get', { path, property: 'guest-stats' }),
+    q.execute('qom-get', { path, property: 'guest-stats-polling-interval' }),
+    q.execute('qom-get', { path, property: 'free-page-reporting' }),
+  ]);
+  rethrowConnection(second);
+  out.stats = (settledValue(second[0]) as GuestStatsReply | undefined) ?? null;
+  const period = settledValue(second[1]);
+  // QEMU 5.1+ has the property; an older one does not, and then it is unknown.
+  out.freePageReporting = second[2].status === 'fulfilled' ? second[2].value === true : null;
+  if (period === 0) await q.execute('qom-set', { path, property: 'guest-stats-polling-interval', value: statsPeriodS });
+  return out;
 }
 
 /** A socket's path without its QMP-ish extension: `/run/x/web1.qmp` -> `/run/x/web1`. */
