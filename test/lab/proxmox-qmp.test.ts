@@ -1,0 +1,193 @@
+// The QMP driver's shared mode on a real QEMU laid out as Proxmox VE lays out its VMs: the QMP
+// socket /var/run/qemu-server/<vmid>.qmp (here under a temporary root), the VM's config
+// <vmid>.conf, and a VNC and a serial socket beside the QMP one. A qm-like client in another
+// process opens the QMP socket every 100 ms as Proxmox's tools do (connect, greeting,
+// qmp_capabilities, query-status, close) while ballast collects every second and balloons the
+// guest: the client must never wait more than 500 ms for its greeting (issue 28).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseConfigText } from '../../src/config/load.js';
+import { buildQmpBackends } from '../../src/daemon/backends.js';
+import type { QmpHypervisor } from '../../src/hypervisor/qmp/index.js';
+import type { GuestSample } from '../../src/types.js';
+import { startQemuGuest, stopQemuGuest, type QemuGuest } from '../../src/lab/qemu.js';
+import { skipLoudly as skip, until } from './fixture.js';
+
+const QEMU = 'qemu-system-x86_64';
+const haveQemu = spawnSync(QEMU, ['--version']).status === 0;
+const MiB = 1024;
+const CLIENT_S = 30;
+
+// Proxmox's tools in miniature: a fresh connection per command, timed from connect() to the
+// greeting (that wait is what another QMP client holding the socket costs them).
+const QM_CLIENT = `
+import { createConnection } from 'node:net';
+import { performance } from 'node:perf_hooks';
+const [path, seconds] = process.argv.slice(-2);
+const end = performance.now() + Number(seconds) * 1000;
+const waits = [];
+const errors = [];
+function once() {
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    const s = createConnection(path);
+    let buf = '';
+    let step = 0;
+    const timer = setTimeout(() => finish('no answer within 5 s'), 5000);
+    function finish(err) {
+      clearTimeout(timer);
+      s.destroy();
+      if (err) errors.push(err);
+      resolve();
+    }
+    s.on('error', (e) => finish(e.code || e.message));
+    s.on('data', (d) => {
+      buf += d;
+      let i;
+      while ((i = buf.indexOf('\\n')) >= 0) {
+        const m = JSON.parse(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+        if (m.event) continue;
+        if (step === 0 && m.QMP) {
+          waits.push(performance.now() - t0);
+          s.write('{"execute":"qmp_capabilities"}\\n');
+          step = 1;
+        } else if (step === 1 && 'return' in m) {
+          s.write('{"execute":"query-status"}\\n');
+          step = 2;
+        } else if (step === 2 && 'return' in m) {
+          finish(m.return.status ? null : 'query-status without a status');
+        } else finish('unexpected ' + JSON.stringify(m).slice(0, 80));
+      }
+    });
+  });
+}
+while (performance.now() < end) {
+  const t = performance.now();
+  await once();
+  const rest = 100 - (performance.now() - t);
+  if (rest > 0) await new Promise((r) => setTimeout(r, rest));
+}
+process.stdout.write(JSON.stringify({ waits, errors }) + '\\n');
+`;
+
+/** A unix socket that only counts who connects: Proxmox's VNC and serial sockets. */
+function decoy(path: string): Promise<{ server: Server; connections: () => number }> {
+  let n = 0;
+  const server = createServer((s) => {
+    n++;
+    s.destroy();
+  });
+  return new Promise((r) => server.listen(path, () => r({ server, connections: () => n })));
+}
+
+test('shared QMP mode on a Proxmox-like layout: a qm-like client every 100 ms is never held 500 ms; ballast still collects and balloons', async (t) => {
+  if (!haveQemu) return skip(t, `${QEMU} is not installed`);
+  const root = mkdtempSync(join(tmpdir(), 'ballast-pve-'));
+  const run = join(root, 'var/run/qemu-server');
+  const etc = join(root, 'etc/pve/qemu-server');
+  mkdirSync(run, { recursive: true });
+  mkdirSync(etc, { recursive: true });
+  // A VM config as qm writes it, with a snapshot section whose values must not be read.
+  writeFileSync(
+    join(etc, '9001.conf'),
+    ['#lab guest for ballast', 'boot: order=scsi0', 'memory: 256', 'balloon: 128', 'shares: 0', 'name: lab-pve', 'ostype: l26', '', '[before]', 'memory: 512', 'balloon: 0', 'name: old', ''].join('\n'),
+  );
+  let guest: QemuGuest;
+  try {
+    guest = await startQemuGuest({ name: 'pve9001', memMiB: 256, qmpSocket: join(run, '9001.qmp'), workload: '', guestAgent: false });
+  } catch (e) {
+    rmSync(root, { recursive: true, force: true });
+    return skip(t, `cannot start a lab guest: ${(e as Error).message}`);
+  }
+  const vnc = await decoy(join(run, '9001.vnc'));
+  const serial = await decoy(join(run, '9001.serial0'));
+  const config = parseConfigText(
+    `[hypervisor]\ndriver = "qmp"\nqmp_dir = "${run}"\nqmp_mode = "shared"\npve_conf_dir = "${etc}"\nstats_period = 1\n`,
+    'proxmox-lab.toml',
+  );
+  const { hypervisor } = await buildQmpBackends(config, {});
+  const h = hypervisor as QmpHypervisor;
+  let collecting = true;
+  let loop: Promise<void> = Promise.resolve();
+  let client: ReturnType<typeof spawn> | null = null;
+  t.after(async () => {
+    collecting = false;
+    await loop;
+    if (client && client.exitCode === null) client.kill();
+    await h.close();
+    vnc.server.close();
+    serial.server.close();
+    await stopQemuGuest(guest).catch(() => {});
+    rmSync(root, { recursive: true, force: true });
+  });
+  await h.connect();
+
+  client = spawn(process.execPath, ['--input-type=module', '-e', QM_CLIENT, join(run, '9001.qmp'), String(CLIENT_S)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  client.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+  client.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const clientDone = new Promise<number | null>((r) => client!.on('exit', (code) => r(code)));
+
+  // ballast's side for as long as the client runs: a collection a second (stats_interval 1).
+  const t0 = Date.now();
+  const samples: GuestSample[] = [];
+  loop = (async () => {
+    while (collecting) {
+      const s = (await h.collect())[0];
+      if (s) samples.push(s);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  })();
+  const latest = () => samples.at(-1);
+  const fresh = await until('fresh balloon stats through the shared socket', 120_000, () => {
+    const s = latest();
+    return s && !s.stale ? s : null;
+  });
+  assert.equal(fresh.id, '9001', 'the VM id from the socket file');
+  assert.equal(fresh.name, 'lab-pve', "the name from the VM's config, not QEMU's -name nor the snapshot's");
+  assert.equal(fresh.props.qemu_name, guest.name, "QEMU's -name only shown");
+  assert.equal(fresh.stats.balloon_min, 128 * MiB, "floor: the config's balloon (MiB), not the snapshot's");
+  assert.equal(fresh.stats.balloon_max, 256 * MiB);
+  assert.equal(fresh.stats.balloon_cur, 256 * MiB);
+  assert.equal(fresh.props.pid, guest.pid, 'PID verified against the kernel after the session');
+  assert.equal(fresh.props.pvestatd_balloons, 0, 'shares: 0: pvestatd leaves it to ballast');
+  const total = fresh.stats.mem_available as number;
+
+  const tSet = Date.now();
+  await h.setBalloon('9001', 160 * MiB);
+  const reached = await until('the guest at 160 MiB', 60_000, () => {
+    const s = latest();
+    return s && !s.stale && s.stats.balloon_cur === 160 * MiB && (s.stats.mem_available as number) < total - 64 * MiB ? s : null;
+  });
+  const reachedMs = Date.now() - tSet;
+  assert.ok((reached.stats.mem_available as number) < total - 64 * MiB, 'the guest sees less memory');
+
+  const code = await clientDone;
+  collecting = false;
+  await loop;
+  assert.equal(code, 0, `qm-like client exited ${code}: ${err}`);
+  const result = JSON.parse(out) as { waits: number[]; errors: string[] };
+  const waits = result.waits.slice().sort((a, b) => a - b);
+  const stats = h.sessionStats();
+  const p = (q: number) => waits[Math.min(waits.length - 1, Math.floor(q * waits.length))]!.toFixed(1);
+  console.error(
+    `proxmox lab: qm-like client ${waits.length} connections in ${CLIENT_S} s, greeting wait median ${p(0.5)} ms, p99 ${p(0.99)} ms, max ${waits.at(-1)!.toFixed(1)} ms, errors ${result.errors.length}; ` +
+      `ballast ${samples.length} collections, ${samples.filter((s) => s.stale).length} stale, sessions ${stats.sessions}, busy ${stats.busy}, aborted ${stats.aborted}, longest hold ${stats.maxHeldMs.toFixed(1)} ms, longest greeting wait ${stats.maxWaitedMs.toFixed(1)} ms; ` +
+      `balloon 256 -> 160 MiB seen after ${reachedMs} ms (first fresh stats after ${Date.now() - t0 - (Date.now() - tSet)} ms)`,
+  );
+  assert.deepEqual(result.errors, [], 'every qm-like command answered');
+  assert.ok(waits.length >= CLIENT_S * 5, `the client ran (${waits.length} connections)`);
+  assert.ok(waits.at(-1)! < 500, `the qm-like client waited ${waits.at(-1)!.toFixed(1)} ms for its greeting at most (limit 500 ms)`);
+  assert.ok(stats.sessions >= 20, `ballast ran its sessions (${stats.sessions})`);
+  assert.equal(vnc.connections() + serial.connections(), 0, 'the VNC and serial sockets beside the QMP one are never touched');
+  assert.ok(samples.filter((s) => !s.stale).length >= 10, 'most collections fresh despite the other client');
+
+  await h.setBalloon('9001', 256 * MiB);
+});
