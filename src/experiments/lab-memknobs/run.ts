@@ -174,7 +174,9 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
     // v2: the swap device's limits go on the domain itself (v1: the QEMUs join the blkio cgroup).
     if (o.swapDevice && domain.version === 2) throttleV2(domain.dir, join(domain.dir, '..'), o.swapDevice);
     const blkio = o.swapDevice?.blkioDir ? [o.swapDevice.blkioDir] : [];
-    say(`${tag} domain ${domain.dir}: limit ${domainLimitMiB(scale)} MiB for ${scale.guests} x ${scale.memMiB} MiB guests; booting them`);
+    say(
+      `${tag} domain ${domain.dir}: limit ${domainLimitMiB(scale)} MiB for ${scale.guests} x ${scale.memMiB} MiB guests${vmem ? ` (${vmem.baseMiB} MiB base + ${vmem.device.maxMiB} MiB virtio-mem each)` : ''}; booting them`,
+    );
     const t0 = Date.now();
     const guests: QemuGuest[] = await Promise.all(
       plans.map((p, i) =>

@@ -369,7 +369,7 @@ test('CLI: bad options are refused with their name before anything starts; simul
     [['--configs', 'none,foo'], /--configs: unknown "foo"/],
     [['--swap', 'floppy'], /--swap must be one of host, nvme, ssd, hdd, got "floppy"/],
     [['--cache', '300'], /--cache must be a whole number of MiB, 0\.\.192/],
-    [['--configs', 'none,ballast+vmem', '--mem', '200'], /virtio-mem rows .* --mem must be at least 256 MiB, got 200/],
+    [['--configs', 'none,ballast+vmem', '--mem', '200'], /virtio-mem rows need 128 MiB of base memory .* --mem must be at least 256 MiB, got 200/],
     [['--seed', '3'], /--seed is an option of the simulated experiments, not of lab-memknobs/],
     [[], /lab-memknobs cannot run here: BALLAST_LAB=0/],
   ];
@@ -468,16 +468,24 @@ test('virtio-mem rows: named in the config list, half of each guest in a device,
   assert.ok(!CONFIGS.some((c) => configParts(c).vmem), 'the default runs stay the three without devices');
 
   // The same memory per guest as the other rows: base + device = --mem, the device in whole
-  // 2 MiB blocks and plugged in full at boot.
-  assert.deepEqual(vmemLayout(384), { baseMiB: 192, device: { maxMiB: 192, requestedMiB: 192, blockMiB: 2 } });
-  for (const mem of [256, 257, 300, 383, 512]) {
+  // 128 MiB guest memory blocks (the guest uses no partial one), 2 MiB device blocks, plugged
+  // in full at boot, the base at least 128 MiB.
+  assert.deepEqual(vmemLayout(384), { baseMiB: 128, device: { maxMiB: 256, requestedMiB: 256, blockMiB: 2 } });
+  for (const [mem, device] of [
+    [256, 128],
+    [300, 128],
+    [383, 128],
+    [384, 256],
+    [511, 256],
+    [512, 384],
+  ] as const) {
     const l = vmemLayout(mem);
+    assert.equal(l.device.maxMiB, device, `${mem} MiB`);
     assert.equal(l.baseMiB + l.device.maxMiB, mem, `${mem} MiB`);
-    assert.equal(l.device.maxMiB % 2, 0);
     assert.equal(l.device.requestedMiB, l.device.maxMiB);
-    assert.ok(l.baseMiB >= 128 && l.baseMiB - l.device.maxMiB <= 3, `${mem}: ${JSON.stringify(l)}`);
+    assert.ok(l.baseMiB >= 128 && l.baseMiB < 256, `${mem}: ${JSON.stringify(l)}`);
   }
-  assert.throws(() => vmemLayout(255), /at least 128 MiB of base memory: --mem must be at least 256 MiB, got 255/);
+  assert.throws(() => vmemLayout(255), /--mem must be at least 256 MiB, got 255/);
   assert.doesNotThrow(() => checkConfigs({ ...DEFAULT_SCALE, memMiB: 128 }, ['none', 'ballast+fpr']), 'rows without a device boot at 128 MiB');
   assert.throws(() => checkConfigs({ ...DEFAULT_SCALE, memMiB: 128 }, ['none', 'ballast+vmem+fpr']), /--mem must be at least 256/);
 
@@ -495,9 +503,12 @@ test('virtio-mem rows: named in the config list, half of each guest in a device,
     qgaSocket: null,
     virtioMem: l.device,
   });
-  assert.equal(args[args.indexOf('-m') + 1], 'size=192M,maxmem=384M');
-  assert.ok(args.includes('virtio-mem-pci,id=vmem0,memdev=vmem0mem,requested-size=192M,block-size=2M'), args.join(' '));
-  assert.match(guestCmdline({ name: 'g', virtioMem: l.device }), /memhp_default_state=online_movable/);
+  assert.equal(args[args.indexOf('-m') + 1], 'size=128M,maxmem=384M');
+  assert.ok(args.includes('virtio-mem-pci,id=vmem0,memdev=vmem0mem,requested-size=256M,block-size=2M'), args.join(' '));
+  // Movable, so its blocks can be emptied; no 64 MiB bounce buffer taken from the base because
+  // the device sits above 4 GiB (a plain guest has neither).
+  assert.match(guestCmdline({ name: 'g', virtioMem: l.device }), /memhp_default_state=online_movable swiotlb=noforce/);
+  assert.doesNotMatch(guestCmdline({ name: 'g' }), /memhp|swiotlb/);
 
   assert.deepEqual(managerPolicies('ballast', true), ['default', 'vmem']);
   assert.deepEqual(managerPolicies('ballast', false), ['default'], 'the other ballast rows run what they ran');
