@@ -163,6 +163,10 @@ export const configSchema = z
         token_file: str().default(''),
         /** File holding a read-only bearer token (TCP listeners): GET routes, /metrics, the dashboard. */
         read_token_file: str().default(''),
+        /** Host names (no port), besides localhost, 127.x.x.x and [::1], that tokenless loopback
+         *  reads on the dashboard's and /metrics' listeners may name in their Host header (e.g. the
+         *  host's own name when /etc/hosts maps it to 127.0.1.1): a guard against DNS rebinding. */
+        allowed_hosts: z.array(str(), { error: 'expected a list of host names' }).default([]),
         /** Largest request body accepted, bytes (a policy is sent as a body). */
         max_body_bytes: positiveInt()
           .max(64 * 1024 * 1024, { error: 'expected at most 67108864 bytes' })
