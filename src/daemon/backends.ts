@@ -137,7 +137,11 @@ export async function buildQmpBackends(config: Config, opts: BuildOptions = {}, 
   } catch (err) {
     throw new BackendError(`hypervisor: ${(err as Error).message}`);
   }
-  return { hypervisor, ...(await realHost(config, opts)), describe: `qmp sockets in ${cfg.qmp_dir} (${cfg.qmp_mode})${cfg.pve_conf_dir ? `, Proxmox VE configs in ${cfg.pve_conf_dir}` : ''}` };
+  return {
+    hypervisor,
+    ...(await realHost(config, opts)),
+    describe: `qmp sockets in ${cfg.qmp_dir} (${cfg.qmp_mode})${cfg.pve_conf_dir ? `, Proxmox VE configs in ${cfg.pve_conf_dir}` : ''}`,
+  };
 }
 
 export function buildBackends(config: Config, logger: Logger, opts: BuildOptions = {}): Promise<Backends> {

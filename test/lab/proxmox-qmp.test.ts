@@ -96,7 +96,21 @@ test('shared QMP mode on a Proxmox-like layout: a qm-like client every 100 ms is
   // A VM config as qm writes it, with a snapshot section whose values must not be read.
   writeFileSync(
     join(etc, '9001.conf'),
-    ['#lab guest for ballast', 'boot: order=scsi0', 'memory: 256', 'balloon: 128', 'shares: 0', 'name: lab-pve', 'ostype: l26', '', '[before]', 'memory: 512', 'balloon: 0', 'name: old', ''].join('\n'),
+    [
+      '#lab guest for ballast',
+      'boot: order=scsi0',
+      'memory: 256',
+      'balloon: 128',
+      'shares: 0',
+      'name: lab-pve',
+      'ostype: l26',
+      '',
+      '[before]',
+      'memory: 512',
+      'balloon: 0',
+      'name: old',
+      '',
+    ].join('\n'),
   );
   let guest: QemuGuest;
   try {

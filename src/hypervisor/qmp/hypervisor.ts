@@ -172,7 +172,9 @@ export class QmpHypervisor implements Hypervisor {
     if (!Number.isFinite(holdMs) || holdMs <= 0) throw new Error(`QMP driver: hold time must be a positive number of ms, not ${holdMs}`);
     this.limits = { waitMs: holdMs, holdMs };
     if (opts.pveConfigDir && !this.shared) {
-      throw new Error("QMP driver: Proxmox VE's own tools open the same QMP sockets: reading its VM configs needs the shared mode (hypervisor.qmp_mode = \"shared\")");
+      throw new Error(
+        'QMP driver: Proxmox VE\'s own tools open the same QMP sockets: reading its VM configs needs the shared mode (hypervisor.qmp_mode = "shared")',
+      );
     }
   }
 
@@ -481,10 +483,14 @@ export class QmpHypervisor implements Hypervisor {
       c.pveError = (err as Error).message;
       if (c.pveLogged !== c.pveError) {
         c.pveLogged = c.pveError;
-        this.opts.log?.('warn', c.pve ? 'Proxmox VE config unreadable: its last good values stay' : 'Proxmox VE config unreadable: nothing is taken from this VM', {
-          guest: c.id,
-          error: c.pveError,
-        });
+        this.opts.log?.(
+          'warn',
+          c.pve ? 'Proxmox VE config unreadable: its last good values stay' : 'Proxmox VE config unreadable: nothing is taken from this VM',
+          {
+            guest: c.id,
+            error: c.pveError,
+          },
+        );
       }
       return;
     }

@@ -81,7 +81,10 @@ export function parsePveConfig(text: string, file: string): PveVmConfig {
   }
   const shares = seen.has('shares') ? wholeMiB(seen.get('shares')!.value, at('shares'), 'shares', 0, 50000) : null;
   const clean = (k: string): string | null => {
-    const v = seen.get(k)?.value.replace(/[^\x20-\x7e]/g, '').slice(0, 128);
+    const v = seen
+      .get(k)
+      ?.value.replace(/[^\x20-\x7e]/g, '')
+      .slice(0, 128);
     return v ? v : null;
   };
   return { memoryMiB, balloonMiB, shares, name: clean('name'), lock: clean('lock') };

@@ -77,7 +77,10 @@ export async function qmpSession<T>(path: string, limits: SessionLimits, batch: 
     const times = finish();
     if (cut === 'wait') throw new QmpBusyError(`QMP ${path}: no greeting within ${limits.waitMs} ms (another client holds the socket)`, 'EBUSY');
     if (cut === 'hold')
-      throw new QmpHoldExceededError(`QMP ${path}: batch not done after holding the socket ${Math.round(times.heldMs)} ms (cap ${limits.holdMs} ms): aborted`, 'EHOLD');
+      throw new QmpHoldExceededError(
+        `QMP ${path}: batch not done after holding the socket ${Math.round(times.heldMs)} ms (cap ${limits.holdMs} ms): aborted`,
+        'EHOLD',
+      );
     const code = (err as { code?: string }).code;
     // A full listen backlog: others are queued for the socket too.
     if (code === 'EAGAIN') throw new QmpBusyError(`QMP ${path}: the socket's backlog is full (other clients are waiting)`, 'EAGAIN');
