@@ -9,6 +9,7 @@ import { MemoryDomainSource, type MemoryDomainOptions } from './memory-domain.js
 import { NumaSource } from './numa.js';
 import { PsiSource } from './psi.js';
 import { VmstatSource } from './vmstat.js';
+import { withArcAsCache, ZfsArcSource } from './zfs-arc.js';
 
 export interface HostSourcesOptions {
   root?: string;
@@ -21,7 +22,8 @@ export interface HostSourcesOptions {
 export function hostSources(opts: HostSourcesOptions = {}): HostSource[] {
   const root = opts.root ?? '/';
   return [
-    opts.domain ? new MemoryDomainSource({ ...opts.domain, root }) : new MeminfoSource(root),
+    // ZFS's ARC counts as cache for the whole host, not for a cgroup it is not charged to.
+    opts.domain ? new MemoryDomainSource({ ...opts.domain, root }) : withArcAsCache(new MeminfoSource(root), root),
     new VmstatSource(root),
     new PsiSource(root),
     new KsmSource({ root, guestPids: opts.guestPids }),
@@ -29,10 +31,11 @@ export function hostSources(opts: HostSourcesOptions = {}): HostSource[] {
     new HugepagesSource(root),
     new CpuSource(root),
     new MapCountSource(root),
+    new ZfsArcSource(root),
   ];
 }
 
-export { MeminfoSource, VmstatSource, PsiSource, KsmSource, NumaSource, HugepagesSource, CpuSource, MemoryDomainSource, MapCountSource };
+export { MeminfoSource, VmstatSource, PsiSource, KsmSource, NumaSource, HugepagesSource, CpuSource, MemoryDomainSource, MapCountSource, ZfsArcSource };
 export { KsmSysfs, KsmWriteError } from './ksm-sysfs.js';
 export { CgroupLimits, CgroupLimitError } from './cgroup-limits.js';
 export { guestPid, guestPids } from './guest-pid.js';
