@@ -533,9 +533,11 @@ export class QmpHypervisor implements Hypervisor {
     } catch (err) {
       const code = (err as { code?: string }).code;
       const msg = (err as Error).message;
+      // Shown even for a guest never reached yet: a QEMU too slow for the cap would otherwise
+      // never appear, and nobody would know why.
       if (err instanceof QmpBusyError || err instanceof QmpHoldExceededError) {
         c.lastError = null;
-        return c.everConnected ? this.staleSample(c, `QMP: ${msg}; retried at the next collection`) : null;
+        return this.staleSample(c, `QMP: ${msg}; retried at the next collection`);
       }
       if (code === 'ECONNREFUSED' || code === 'ENOENT') {
         // Refused: nobody listens, unless the QEMU we knew still lives (then: busy, try again).

@@ -218,6 +218,43 @@ test('QMP driver: a <stem>.qga socket is the agent of <stem>.qmp, read for guest
   assert.equal(s3!.stats.psi_some_avg10, undefined, 'guest_psi off: the agent is not asked');
 });
 
+test('QMP driver, shared mode: the agent socket is shared too: a connection per read, closed after it, cut at the hold cap', async (t) => {
+  const dir = tempDir('ballast-qmpdir-');
+  const qmp = await fakeQmp(join(dir, 'web1.qmp'));
+  t.after(() => qmp.close());
+  qmp.handle = (cmd) => {
+    const r: Record<string, unknown> = {
+      'query-memory-size-summary': { 'base-memory': 512 * 2 ** 20 },
+      'query-balloon': { actual: 256 * 2 ** 20 },
+    };
+    return { return: r[cmd.execute] ?? {}, id: cmd.id };
+  };
+  const agent = await fakeAgent(dir, 'web1.qga');
+  t.after(() => agent.close());
+  const psi = 'some avg10=12.50 avg60=3.00 avg300=1.00 total=5000\nfull avg10=4.00 avg60=1.00 avg300=0.00 total=2000\n';
+  agent.handle = (cmd) => {
+    if (cmd.execute === 'guest-file-open') return { return: 1 };
+    if (cmd.execute === 'guest-file-read') return { return: { count: psi.length, 'buf-b64': Buffer.from(psi).toString('base64'), eof: true } };
+    return { return: {} };
+  };
+  const h = new QmpHypervisor({ socketDir: dir, guestPsi: true, mode: 'shared', holdMs: 150 });
+  t.after(() => h.close());
+  const [s] = await h.collect();
+  assert.equal(s!.stats.psi_some_avg10, 12.5);
+  assert.equal(agent.connections, 1);
+  const [s2] = await h.collect();
+  assert.equal(s2!.stats.psi_some_avg10, 12.5);
+  assert.equal(agent.connections, 2, 'the first connection was not kept: a new one for the next read');
+  assert.equal(agent.received.filter((x) => x === 'guest-sync-delimited').length, 2);
+  // An agent that answers the sync but not the read: cut at the cap, not after the agent timeout.
+  agent.handle = (cmd) => (cmd.execute === 'guest-file-open' ? null : { return: {} });
+  const h2 = new QmpHypervisor({ socketDir: dir, guestPsi: true, mode: 'shared', holdMs: 150, agentTimeoutMs: 60_000 });
+  t.after(() => h2.close());
+  const [s3] = await h2.collect();
+  assert.equal(s3!.stats.psi_some_avg10, undefined, 'no PSI from a read that was cut');
+  assert.equal(s3!.stale, s!.stale, 'a missing PSI never changes why (or whether) the sample is stale');
+});
+
 test('agent retry: a minute for an agent that never answered, 10 s for one that stopped', () => {
   const r = new AgentRetry();
   assert.ok(r.due('a', 0));
