@@ -23,6 +23,10 @@ import type { GuestSample, Hypervisor } from '../src/types.js';
 class ChurnHypervisor implements Hypervisor {
   readonly name = 'churn';
   private cycle = 0;
+  // The simulated host's KSM and CPU tuning, as the simulator offers them.
+  get capabilities() {
+    return this.inner.capabilities;
+  }
   private readonly generation = new Map<string, number>();
 
   constructor(

@@ -54,8 +54,9 @@ export interface HypervisorCapabilities {
   cpuTune?: CpuTuneCapability;
   /** virtio-mem devices: memory plugged and unplugged in whole blocks. */
   memoryDevices?: MemoryDeviceCapability;
-  /** Host-side mechanisms the driver owns itself (the simulated host's KSM and cgroups);
-   *  absent on real hosts, where the control modules use the kernel's files. */
+  /** Where its guests' KSM and memory limits are: the host kernel's (/sys/kernel/mm/ksm, each
+   *  QEMU's cgroup) for the real drivers, the simulated host's own KSM for the simulator.
+   *  Absent: that control has nothing to act on (never a fallback to the real host's). */
   ksm?: KsmBackend;
   cgroupLimits?: CgroupBackend;
 }

@@ -1,7 +1,6 @@
 // cgroup memory limits, a guest control: the policy's mem_high / mem_max (KiB; -1 or "max"
 // removes the limit) written to each guest's cgroup memory.high / memory.max, never below the
 // guest's balloon floor. Off unless [cgroup] enabled (or host.cgroup_limits) is set.
-import { CgroupLimits } from '../../host/cgroup-limits.js';
 import type { Action, ControlModule } from '../control.js';
 import { type CgroupSection, cgroupSection } from './config.js';
 import { CgroupController } from './controller.js';
@@ -19,6 +18,8 @@ export const cgroup = {
   givesBack: (a: Action) => a.to === null || (a.from !== null && a.to > a.from),
   setup(env, section) {
     if (!section.enabled) return 'cgroup limits disabled (config cgroup.enabled)';
-    return { controller: new CgroupController(env.hypervisor.capabilities?.cgroupLimits ?? new CgroupLimits(), env.lookup) };
+    const limits = env.hypervisor.capabilities?.cgroupLimits;
+    if (!limits) return `no cgroup limits: the ${env.hypervisor.name} driver offers none`;
+    return { controller: new CgroupController(limits, env.lookup) };
   },
 } satisfies ControlModule<CgroupSection>;

@@ -1,7 +1,6 @@
 // KSM, a host control: the policy's ksm_run, ksm_pages_to_scan, ksm_sleep_millisecs and
 // ksm_merge_across_nodes, range-checked, written to the kernel's /sys/kernel/mm/ksm (or to the
 // KSM a driver owns itself: the simulated host's), and put back as found when the daemon stops.
-import { KsmSysfs } from '../../host/ksm-sysfs.js';
 import type { KsmBackend, KsmSettings } from '../../types.js';
 import type { ControlModule } from '../control.js';
 import { type KsmSection, ksmSection } from './config.js';
@@ -18,7 +17,10 @@ export const ksm = {
   guard: (control, requested) => guardKsm(control, requested),
   setup(env, section) {
     if (!section.enabled) return 'KSM control disabled (config ksm.enabled)';
-    const backend: KsmBackend & { restore?: () => Promise<void> } = env.hypervisor.capabilities?.ksm ?? new KsmSysfs();
+    // The driver says where its guests' KSM is (the host's sysfs, the simulator's); a driver that
+    // offers none (a test's wrapper) gets no KSM control rather than the real host's.
+    const backend: (KsmBackend & { restore?: () => Promise<void> }) | undefined = env.hypervisor.capabilities?.ksm;
+    if (!backend) return `no KSM: the ${env.hypervisor.name} driver offers none`;
     const controller = new KsmController(backend);
     let atStart: Partial<KsmSettings> | undefined;
     return {

@@ -12,6 +12,8 @@ import { lifecycleFromMsg, sampleFromStats, statsFromMeminfo, NO_GUEST_STATS } f
 import { agentReadFile } from './agent.js';
 import { LibvirtMemoryDevices } from './memory-devices.js';
 import { libvirtCpuTune } from './cputune.js';
+import { KsmSysfs } from '../../host/ksm-sysfs.js';
+import { CgroupLimits } from '../../host/cgroup-limits.js';
 import { AgentRetry } from '../guest-agent.js';
 import { parsePsi } from '../../psi.js';
 import { Affect, ErrorCode, EventId, ListFlags, StatsTypes, uuidToString, type DomainRef } from './protocol.js';
@@ -63,6 +65,9 @@ export class LibvirtHypervisor implements Hypervisor {
   readonly capabilities: HypervisorCapabilities = {
     memoryDevices: new LibvirtMemoryDevices((id, what, fn) => this.withDomain(id, what, fn)),
     cpuTune: libvirtCpuTune(this),
+    // Its guests run on this host: the kernel's KSM and the guests' own memory cgroups.
+    ksm: new KsmSysfs(),
+    cgroupLimits: new CgroupLimits(),
   };
   private client: LibvirtClient | null = null;
   private closedByUser = false;

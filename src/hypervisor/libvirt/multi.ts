@@ -4,6 +4,8 @@
 // its own LibvirtHypervisor, so each keeps its own connection, backoff and stale samples, and
 // this driver only fans out and prefixes guest ids with the socket's key (the pod's UID), as
 // KubeVirt's domain UUIDs are not guaranteed unique across pods.
+import { KsmSysfs } from '../../host/ksm-sysfs.js';
+import { CgroupLimits } from '../../host/cgroup-limits.js';
 import type { CpuTune, GuestSample, Hypervisor, HypervisorCapabilities, HypervisorConnection, LifecycleEvent, MemoryDevice } from '../../types.js';
 import type { FailureKind } from '../../errors.js';
 import { LibvirtHypervisor, type LibvirtHypervisorOptions, type LogFn } from './index.js';
@@ -89,7 +91,8 @@ export class MultiLibvirtHypervisor implements Hypervisor {
       read: (id: string): Promise<CpuTune> => this.route(id, (d, inner) => d.capabilities.cpuTune!.read(inner)),
       write: (id: string, tune: Partial<CpuTune>): Promise<void> => this.route(id, (d, inner) => d.capabilities.cpuTune!.write(inner, tune)),
     };
-    this.capabilities = { memoryDevices, cpuTune };
+    // One host under all the daemons: the kernel's KSM and the QEMUs' memory cgroups.
+    this.capabilities = { memoryDevices, cpuTune, ksm: new KsmSysfs(), cgroupLimits: new CgroupLimits() };
   }
 
   /** Scans the pattern and connects to every socket found. Rejects only when the pattern's

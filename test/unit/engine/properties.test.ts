@@ -239,6 +239,9 @@ class RecordingHypervisor implements Hypervisor {
   lastSeen = new Map<string, Stats>();
   calls: { id: string; target: number }[] = [];
   constructor(private readonly inner: SimHypervisor) {}
+  get capabilities() {
+    return this.inner.capabilities;
+  }
   connect() {
     return this.inner.connect();
   }
