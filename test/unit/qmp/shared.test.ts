@@ -263,3 +263,94 @@ test('Proxmox VE layout: <vmid>.qmp only, names and floors from the configs, bal
   assert.equal(vms['101']!.received.length, before, 'a migrating VM is not asked');
   await assert.rejects(h.setBalloon('101', 200 * 1024), /migrating/);
 });
+
+// A QMP server in a process of its own, so that it can die as QEMU does (SIGKILL leaves the
+// socket file behind) and its PID is the one the driver verifies.
+const CHILD_QMP = `
+const { createServer } = require('node:net');
+const path = process.argv.at(-1);
+const server = createServer((s) => {
+  s.write(JSON.stringify({ QMP: { version: { qemu: { major: 9, minor: 0, micro: 0 } }, capabilities: [] } }) + '\\r\\n');
+  let buf = '';
+  s.on('data', (d) => {
+    buf += d;
+    let i;
+    while ((i = buf.indexOf('\\n')) >= 0) {
+      const c = JSON.parse(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+      const r = {
+        'query-cpus-fast': [{ 'thread-id': process.pid }],
+        'query-memory-size-summary': { 'base-memory': 268435456 },
+        'query-balloon': { actual: 268435456 },
+      }[c.execute] ?? {};
+      s.write(JSON.stringify({ return: r, id: c.id }) + '\\r\\n');
+    }
+  });
+  s.on('error', () => {});
+}).listen({ path, backlog: 1 }, () => process.stdout.write('ready\\n'));
+`;
+
+test('shared mode lifecycle: started at the first session; no greeting or a full backlog is busy; refused with it gone is destroyed; a vanished socket is stopped', async (t) => {
+  const { spawn } = await import('node:child_process');
+  const dir = mkdtempSync(join(tmpdir(), 'ballast-qmp-life-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const start = async (name: string) => {
+    const p = spawn(process.execPath, ['-e', CHILD_QMP, join(dir, name)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    t.after(() => {
+      if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    });
+    await new Promise<void>((r) => p.stdout!.once('data', () => r()));
+    return p;
+  };
+  const a = await start('a.qmp');
+  const b = await start('b.qmp');
+  const h = new QmpHypervisor({ socketDir: dir, mode: 'shared', holdMs: 200 });
+  t.after(() => h.close());
+  const events: string[] = [];
+  h.onEvent((e) => events.push(`${e.kind}:${e.id}`));
+  const first = await h.collect();
+  assert.deepEqual(
+    first.map((s) => [s.id, s.props.pid]),
+    [
+      ['a', a.pid],
+      ['b', b.pid],
+    ],
+    'each PID verified against the process holding the socket',
+  );
+  assert.deepEqual(events.sort(), ['started:a', 'started:b']);
+  // a stops answering (no greeting: busy, retried, stale).
+  a.kill('SIGSTOP');
+  t.after(() => a.kill('SIGCONT'));
+  // b dies as a killed QEMU does: its socket file stays, connections are refused.
+  b.kill('SIGKILL');
+  await new Promise<void>((r) => b.once('exit', () => r()));
+  const second = await h.collect();
+  const byId = Object.fromEntries(second.map((s) => [s.id, s]));
+  assert.match(byId.a?.stale ?? '', /no greeting within 200 ms \(another client holds the socket\); retried at the next collection/);
+  assert.equal(byId.b, undefined, 'a refused socket whose QEMU is gone leaves the collection');
+  assert.ok(events.includes('destroyed:b'));
+  a.kill('SIGCONT');
+  const third = await h.collect();
+  assert.doesNotMatch(third.find((s) => s.id === 'a')?.stale ?? 'gone', /QMP|gone/, 'a answers again');
+  // Stopped again with its listen backlog full (QEMU listens with a backlog of 1): connect()
+  // itself fails with EAGAIN, busy as well.
+  a.kill('SIGSTOP');
+  const { createConnection } = await import('node:net');
+  const queued = [0, 1, 2, 3].map(() => createConnection(join(dir, 'a.qmp')).on('error', () => undefined));
+  t.after(() => {
+    for (const q of queued) q.destroy();
+  });
+  await new Promise((r) => setTimeout(r, 50));
+  const fourth = await h.collect();
+  assert.match(fourth.find((s) => s.id === 'a')?.stale ?? 'gone', /backlog is full \(other clients are waiting\); retried at the next collection/);
+  for (const q of queued) q.destroy();
+  a.kill('SIGCONT');
+  assert.ok(!events.includes('destroyed:a'));
+  // The socket file goes (QEMU removes it on a clean exit): stopped.
+  rmSync(join(dir, 'a.qmp'));
+  assert.deepEqual(
+    (await h.collect()).map((s) => s.id),
+    [],
+  );
+  assert.ok(events.includes('stopped:a'));
+});
