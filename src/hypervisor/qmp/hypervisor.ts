@@ -17,6 +17,8 @@ import { readPveConfig, type PveVmConfig } from './pve-config.js';
 export type QmpLogFn = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 import { QmpMemoryDevices } from './memory-devices.js';
 import { cgroupCpuTune, cgroupV2Mounted } from '../../host/cgroup-cpu.js';
+import { KsmSysfs } from '../../host/ksm-sysfs.js';
+import { CgroupLimits } from '../../host/cgroup-limits.js';
 
 export interface QmpGuestConfig {
   socket: string;
@@ -136,6 +138,9 @@ export class QmpHypervisor implements Hypervisor {
     memoryDevices: new QmpMemoryDevices((id, command, args) => this.execute(id, command, args)),
     // Without libvirt a guest's CPU share is its QEMU's cgroup v2 cpu.max (not offered on v1).
     cpuTune: cgroupV2Mounted() ? cgroupCpuTune((id) => [...this.conns.values()].find((c) => c.id === id)?.info ?? undefined) : undefined,
+    // Its QEMUs run on this host: the kernel's KSM and each QEMU's own memory cgroup.
+    ksm: new KsmSysfs(),
+    cgroupLimits: new CgroupLimits(),
   };
   private readonly conns = new Map<string, GuestConn>();
   private reconnects = 0;
