@@ -6,7 +6,7 @@
 import type { ZodType } from 'zod';
 import type { History } from '../engine/history.js';
 import { errorMessage, failureKind, type FailureKind } from '../errors.js';
-import type { SafeguardConfig } from './balloon/floor.js';
+import type { SafeguardConfig } from './floor.js';
 import type { Logger } from '../log/logger.js';
 import type { GuestSample, Hypervisor, Props, Stats } from '../types.js';
 

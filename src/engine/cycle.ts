@@ -4,7 +4,7 @@
 // hands the plan's actions to the controllers and commits the state that goes with them.
 import type { Props, Stats } from '../types.js';
 import type { Action, ControlModule, GuestModulePlan, PlanNote } from '../controls/control.js';
-import type { SafeguardConfig } from '../controls/balloon/floor.js';
+import type { SafeguardConfig } from '../controls/floor.js';
 import type { History } from './history.js';
 import type { Controls, PolicyErrorInfo, PolicyOutput, Vars } from './policy-port.js';
 

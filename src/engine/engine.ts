@@ -8,7 +8,7 @@
 import type { HostSource, Hypervisor, Props, Stats } from '../types.js';
 import { errorMessage, failureKind } from '../errors.js';
 import type { ControlEnv, ControlInstance, ControlModule, Controller } from '../controls/control.js';
-import { defaultSafeguards, type SafeguardConfig } from '../controls/balloon/floor.js';
+import { defaultSafeguards, type SafeguardConfig } from '../controls/floor.js';
 import { CONTROLS } from '../controls/registry.js';
 import { nullLogger, type Logger } from '../log/logger.js';
 import { ActionLog } from './action-log.js';

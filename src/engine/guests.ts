@@ -2,7 +2,7 @@
 // variables, each module's state), added when a guest first appears in a collection and
 // dropped when it is missing from one or a lifecycle event says it is gone. Each fresh sample
 // goes into the guest's history and is shown to the modules that observe samples.
-import type { SafeguardConfig } from '../controls/balloon/floor.js';
+import type { SafeguardConfig } from '../controls/floor.js';
 import type { ControlModule } from '../controls/control.js';
 import type { Logger } from '../log/logger.js';
 import type { GuestSample, LifecycleEvent } from '../types.js';

@@ -2,7 +2,6 @@
 // counters, each collection and cycle, and the snapshot views and the API read.
 import type { ActionOutcome } from '../controls/control.js';
 import type { Props, Stats } from '../types.js';
-import type { BalloonReturn } from '../controls/balloon/returns.js';
 import type { Note } from './cycle.js';
 import type { EntityInput, PolicyErrorInfo, PolicyOutput, Vars } from './policy-port.js';
 
@@ -77,7 +76,8 @@ export interface GuestView {
   stale?: string;
   holdUntil?: number;
   lastTarget?: number;
-  balloonReturn?: BalloonReturn;
+  /** KiB the balloon's inflations took from the guest, should have returned, and returned (the balloon module's view). */
+  balloonReturn?: { inflatedKiB: number; expectedKiB: number; returnedKiB: number };
   /** The balloon was moved by another manager: when, from and to what, ballast's last target, and until when ballast leaves it alone. */
   movedByOther?: { at: number; from: number; to: number; ours: number; until: number };
   /** virtio-mem: no unplug before this time (seconds), after a rollback or an unplug that stopped short. */

@@ -3,12 +3,12 @@
 // time): each returns what to do and the reasons, so the same inputs always give the same
 // decision, and every clamp, rate limit, veto and rollback can be explained in the action log.
 import { finite } from '../../numbers.js';
-import { type BalloonBounds, balloonBounds, fmtKiB, floorWhy, type RecentPeak, type SafeguardConfig } from './floor.js';
+import { type BalloonBounds, balloonBounds, fmtKiB, floorWhy, type RecentPeak, type SafeguardConfig } from '../floor.js';
 import type { Stats } from '../../types.js';
 import { QEMU_ALLOWANCE_KIB } from './returns.js';
 import { type History, peakRate } from '../../engine/history.js';
 
-export { balloonBounds, defaultSafeguards, floorWhy, fmtKiB, type BalloonBounds, type SafeguardConfig } from './floor.js';
+export { balloonBounds, defaultSafeguards, floorWhy, fmtKiB, type BalloonBounds, type SafeguardConfig } from '../floor.js';
 
 /** What the guard remembers about one guest between cycles. */
 export interface GuestGuardState {

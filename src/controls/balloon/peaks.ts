@@ -4,7 +4,7 @@
 // (balloon_cur - mem_unused) and without (balloon_cur - mem_usable), as the floor may count it.
 import { finite } from '../../numbers.js';
 import type { Stats } from '../../types.js';
-import type { RecentPeak } from './floor.js';
+import type { RecentPeak } from '../floor.js';
 
 const BUCKETS = 8;
 

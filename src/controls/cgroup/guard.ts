@@ -2,7 +2,7 @@
 import { finite } from '../../numbers.js';
 import type { Stats } from '../../types.js';
 import type { KnobDecision } from '../control.js';
-import { balloonBounds, floorWhy, fmtKiB, type SafeguardConfig } from '../balloon/floor.js';
+import { balloonBounds, floorWhy, fmtKiB, type SafeguardConfig } from '../floor.js';
 
 export const CGROUP_CONTROLS = ['mem_high', 'mem_max'] as const;
 

@@ -12,7 +12,7 @@
 import type { Stats } from '../../types.js';
 import { finite } from '../../numbers.js';
 import type { History } from '../../engine/history.js';
-import { fmtKiB, type SafeguardConfig } from '../balloon/floor.js';
+import { fmtKiB, type SafeguardConfig } from '../floor.js';
 import { type GuestGuardState, rollbackReason } from '../balloon/guard.js';
 
 /** Cycles a device may stay above its request before the unplug counts as stopped short. */

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { History } from '../../../src/engine/history.js';
-import { defaultSafeguards, type SafeguardConfig } from '../../../src/controls/balloon/floor.js';
+import { defaultSafeguards, type SafeguardConfig } from '../../../src/controls/floor.js';
 import { guardVmem, SHORT_AFTER_CYCLES, type VmemState } from '../../../src/controls/vmem/guard.js';
 import { Engine } from '../../../src/engine/engine.js';
 import { compilePolicyText } from '../../../src/engine/policy-adapter.js';

@@ -1,7 +1,7 @@
-// The balloon floor: the least memory a guest may be left with, whatever a policy asks. Every
-// control that can take memory from a guest (balloon_target, cgroup limits) respects it.
-import { finite } from '../../numbers.js';
-import type { Stats } from '../../types.js';
+// The guest floor: the least memory a guest may be left with, whatever a policy asks. Every
+// control that can take memory from a guest (balloon, virtio-mem, cgroup limits) respects it.
+import { finite } from '../numbers.js';
+import type { Stats } from '../types.js';
 
 export interface SafeguardConfig {
   /** No balloon target below this (KiB). */
