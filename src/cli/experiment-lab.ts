@@ -155,7 +155,9 @@ export function withParentOptions<T extends object>(own: T, cmd: Command): T {
 export function addLabExperiment(experiment: Command): void {
   const cmd = experiment
     .command('lab-memknobs')
-    .description("measure on real QEMU guests (TCG) in a memory domain whether the policies help: no manager, MOM's style, ballast (needs root and the lab)");
+    .description(
+      "measure on real QEMU guests (TCG) in a memory domain whether the policies help: no manager, MOM's style, ballast, with free page reporting (+fpr) or virtio-mem devices (+vmem) (needs root and the lab)",
+    );
   guestOptions(cmd, DEFAULT_SCALE.durationS);
   cmd
     .option('--limit-ratio <r>', "domain limit as a share of the guests' memory + QEMU overhead (e.g. 0.667 or 2/3)", '2/3')
