@@ -132,6 +132,14 @@ interface QomEntry {
   type: string;
 }
 
+/** balloon_max in the balloon's own coordinate: QEMU's balloon works on boot memory only
+ *  (`query-balloon`'s actual never counts hotplugged DIMMs or virtio-mem blocks), so its maximum
+ *  is the base memory; counting plugged memory too made a virtio-mem guest look ballooned by
+ *  its device's size, and policies deflated it for nothing. */
+function balloonMaxKiB(mem: { 'base-memory': number }): number {
+  return Math.floor(mem['base-memory'] / 1024);
+}
+
 export class QmpHypervisor implements Hypervisor {
   readonly name = 'qmp';
   readonly capabilities: HypervisorCapabilities = {
@@ -358,7 +366,7 @@ export class QmpHypervisor implements Hypervisor {
       pidRefused: peer.pid === null ? peer.reason : null,
       balloonPath,
       freePageReporting,
-      maxKiB: Math.floor((mem['base-memory'] + (mem['plugged-memory'] ?? 0)) / 1024),
+      maxKiB: balloonMaxKiB(mem),
       vcpus: Array.isArray(cpus) ? cpus.length : null,
     };
   }
@@ -764,7 +772,7 @@ async function sharedBatch(q: QmpClient, info: GuestInfo | null, statsPeriodS: n
     balloon: settledValue(balloonR),
     balloonError: null,
     stats: (settledValue(statsR) as GuestStatsReply | undefined) ?? null,
-    maxKiB: Math.floor((mem['base-memory'] + (mem['plugged-memory'] ?? 0)) / 1024),
+    maxKiB: balloonMaxKiB(mem),
     qemuName: info?.qemuName ?? null,
     cpus: null,
     balloonPath: info?.balloonPath ?? null,

@@ -140,17 +140,28 @@ test('vmem: under pressure a device unplugs what the guest has free beyond 20% o
     props: { name },
     vars: {},
     stats: [
-      { balloon_cur: 2_000_000, balloon_max: 2_000_000, mem_unused: unused, vmem_size: size, vmem_requested: requested, vmem_block: 2048, vmem_max: max },
+      {
+        balloon_cur: 1_000_000,
+        balloon_max: 1_000_000,
+        mem_available: 2_000_000,
+        mem_unused: unused,
+        vmem_size: size,
+        vmem_requested: requested,
+        vmem_block: 2048,
+        vmem_max: max,
+      },
     ],
   });
   const none: EntityState = {
     props: { name: 'plain' },
     vars: {},
-    stats: [{ balloon_cur: 2_000_000, mem_unused: 1_500_000, vmem_size: null, vmem_requested: null, vmem_block: null, vmem_max: null }],
+    stats: [
+      { balloon_cur: 2_000_000, mem_available: 2_000_000, mem_unused: 1_500_000, vmem_size: null, vmem_requested: null, vmem_block: null, vmem_max: null },
+    ],
   };
   const tight = evaluate(VMEM, hostAt(0.1), [dev('spare', 900_000, 1_048_576), dev('busy', 300_000, 1_048_576), none]);
   assert.deepEqual(tight.errors, []);
-  assert.equal(tight.guests[0]!.controls['vmem_target'], 1_048_576 - (900_000 - 400_000), 'free beyond 20% of 2,000,000 KiB goes');
+  assert.equal(tight.guests[0]!.controls['vmem_target'], 1_048_576 - (900_000 - 400_000), 'free beyond 20% of its 2,000,000 KiB total (boot + plugged) goes');
   assert.equal(tight.guests[1]!.controls['vmem_target'], undefined, 'under 20% free: nothing to give');
   assert.deepEqual(tight.guests[2]!.controls, {}, 'no device');
   const fine = evaluate(VMEM, hostAt(0.5), [dev('shrunk', 900_000, 524_288), dev('full', 900_000, 1_048_576)]);

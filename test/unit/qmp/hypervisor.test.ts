@@ -158,3 +158,31 @@ test('hypervisor.qmp_dir missing or not a directory: collect fails saying so (no
   mkdirSync(dir);
   assert.deepEqual(await h.collect(), []);
 });
+
+test("a guest with hotplugged memory (virtio-mem): balloon_max is its boot memory, the balloon's own coordinate, not boot + plugged", async (t) => {
+  const f = await fakeQmp();
+  t.after(() => cleanup(f));
+  f.handle = (cmd) => {
+    const r = (v: unknown) => ({ return: v, id: cmd.id });
+    switch (cmd.execute) {
+      case 'query-memory-size-summary':
+        return r({ 'base-memory': 128 * MiB, 'plugged-memory': 256 * MiB });
+      case 'query-cpus-fast':
+        return r([{ 'thread-id': process.pid }]);
+      case 'qom-list':
+        return r(cmd.arguments!.path === '/machine/peripheral' ? [{ name: 'balloon0', type: 'child<virtio-balloon-pci>' }] : []);
+      case 'query-balloon':
+        // QEMU counts the balloon against boot memory only: fully deflated, actual is the base.
+        return r({ actual: 128 * MiB });
+      case 'qom-get':
+        return r({ stats: { 'stat-total-memory': 349 * MiB, 'stat-free-memory': 200 * MiB }, 'last-update': 1 });
+      default:
+        return r({});
+    }
+  };
+  const h = new QmpHypervisor({ socketDir: f.dir, statsPeriodS: 2 });
+  t.after(() => h.close());
+  const [s] = await h.collect();
+  assert.equal(s!.stats.balloon_cur, 128 * 1024);
+  assert.equal(s!.stats.balloon_max, 128 * 1024, 'not ballooned: cur equals max');
+});
