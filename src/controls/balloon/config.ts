@@ -1,6 +1,6 @@
 // The balloon's config table, [shutdown]: what becomes of the balloons when the daemon stops.
 // (Its floor, steps and rollback are [safeguards], shared with every control that can take
-// memory from a guest: src/controls/balloon/floor.ts.)
+// memory from a guest: src/controls/floor.ts.)
 import { oneOf, section } from '../../config-fields.js';
 
 export const balloonSection = section({
