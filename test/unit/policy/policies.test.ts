@@ -164,6 +164,9 @@ test('vmem: under pressure a device unplugs what the guest has free beyond 20% o
   assert.equal(tight.guests[0]!.controls['vmem_target'], 1_048_576 - (900_000 - 400_000), 'free beyond 20% of its 2,000,000 KiB total (boot + plugged) goes');
   assert.equal(tight.guests[1]!.controls['vmem_target'], undefined, 'under 20% free: nothing to give');
   assert.deepEqual(tight.guests[2]!.controls, {}, 'no device');
+  // Between the two thresholds (20-30% free) nothing moves: no plug-back that refills the host.
+  const band = evaluate(VMEM, hostAt(0.25), [dev('shrunk', 900_000, 524_288)]);
+  assert.deepEqual(band.guests[0]!.controls, {}, 'in the band: left as it is');
   const fine = evaluate(VMEM, hostAt(0.5), [dev('shrunk', 900_000, 524_288), dev('full', 900_000, 1_048_576)]);
   assert.equal(fine.guests[0]!.controls['vmem_target'], 1_048_576, 'plugged back to its maximum');
   assert.equal(fine.guests[1]!.controls['vmem_target'], undefined, 'already full');
