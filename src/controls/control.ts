@@ -166,6 +166,12 @@ export interface Observation<S> {
   warn?: { event: string; fields: Record<string, unknown> };
 }
 
+/** An action that gives the guest more (a larger size, a limit lifted): it relieves the guest,
+ *  so a failure's backoff never holds it back. */
+export function raisesGuest(a: Action): boolean {
+  return a.to === null || (a.from !== null && a.to > a.from);
+}
+
 /** A zod schema for a module's top-level config table, and its name there. */
 export interface ControlSection<T> {
   key: string;

@@ -74,8 +74,8 @@ export interface BalloonGuardInput {
   recent?: RecentPeak;
 }
 
-/** Forget an inflation once its rollback window has passed. */
-function expire(st: GuestGuardState, cycle: number, now: number, cfg: SafeguardConfig): GuestGuardState {
+/** Forget an inflation once its rollback window has passed, and a hold once it is over. */
+export function expireGuard(st: GuestGuardState, cycle: number, now: number, cfg: SafeguardConfig): GuestGuardState {
   const dropInflation = st.lastInflation !== undefined && cycle - st.lastInflation.cycle > cfg.rollbackWindow;
   const dropHold = st.holdUntil !== undefined && now >= st.holdUntil;
   if (!dropInflation && !dropHold) return st;
@@ -97,7 +97,7 @@ export function guardBalloon(inp: BalloonGuardInput, cfg: SafeguardConfig): Ball
   // Hot path (every guest, every cycle): one object literal per decision, no spreads, and
   // reason strings only where a decision is made.
   const s = inp.history.latest() ?? {};
-  const state = expire(inp.state, inp.cycle, inp.now, cfg);
+  const state = expireGuard(inp.state, inp.cycle, inp.now, cfg);
   const requestedNum = finite(inp.requested);
   const from = finite(s.balloon_cur);
   const b = balloonBounds(s, cfg, inp.recent);

@@ -4,7 +4,7 @@
 // whatever the policy says. The state is committed only when the balloon was really moved;
 // each new sample adds to what the inflations returned to the host (returns.ts).
 import { errorMessage } from '../../errors.js';
-import type { Action, ControlModule, GuestModulePlan, GuestPlanInput } from '../control.js';
+import { type ControlModule, type GuestModulePlan, type GuestPlanInput, raisesGuest } from '../control.js';
 import { type BalloonSection, balloonSection } from './config.js';
 import { BalloonController } from './controller.js';
 import { fmtKiB, guardBalloon, type GuestGuardState } from './guard.js';
@@ -172,7 +172,7 @@ export const balloon = {
   },
   view: (st) => ({ holdUntil: st.guard.holdUntil, lastTarget: st.lastTarget, balloonReturn: st.returns, movedByOther: st.movedByOther }),
   // Deflating relieves a guest: a failure's backoff never holds it back.
-  givesBack: (a: Action) => a.to === null || (a.from !== null && a.to > a.from),
+  givesBack: raisesGuest,
   setup(env, section) {
     const hv = env.hypervisor;
     return {

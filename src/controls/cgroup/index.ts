@@ -1,7 +1,7 @@
 // cgroup memory limits, a guest control: the policy's mem_high / mem_max (KiB; -1 or "max"
 // removes the limit) written to each guest's cgroup memory.high / memory.max, never below the
 // guest's balloon floor. Off unless [cgroup] enabled (or host.cgroup_limits) is set.
-import type { Action, ControlModule } from '../control.js';
+import { type ControlModule, raisesGuest } from '../control.js';
 import { type CgroupSection, cgroupSection } from './config.js';
 import { CgroupController } from './controller.js';
 import { CGROUP_CONTROLS, guardCgroup } from './guard.js';
@@ -15,7 +15,7 @@ export const cgroup = {
   offReason: 'cgroup limits disabled (config cgroup.enabled)',
   guard: guardCgroup,
   // Lifting or raising a limit relieves the guest: never held back by a failure's backoff.
-  givesBack: (a: Action) => a.to === null || (a.from !== null && a.to > a.from),
+  givesBack: raisesGuest,
   setup(env, section) {
     if (!section.enabled) return 'cgroup limits disabled (config cgroup.enabled)';
     const limits = env.hypervisor.capabilities?.cgroupLimits;

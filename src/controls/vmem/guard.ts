@@ -13,7 +13,7 @@ import type { Stats } from '../../types.js';
 import { finite } from '../../numbers.js';
 import type { History } from '../../engine/history.js';
 import { fmtKiB, type SafeguardConfig } from '../floor.js';
-import { type GuestGuardState, rollbackReason } from '../balloon/guard.js';
+import { expireGuard, type GuestGuardState, rollbackReason } from '../balloon/guard.js';
 
 /** Cycles a device may stay above its request before the unplug counts as stopped short. */
 export const SHORT_AFTER_CYCLES = 3;
@@ -164,10 +164,8 @@ function apply(from: number, to: number, reasons: string[], next: VmemState, oth
   return { verdict: 'apply', from, to, reasons, next, otherwise };
 }
 
+/** The balloon's expiry of a watched step and a hold, on the device's state. */
 function expire(st: VmemState, cycle: number, now: number, cfg: SafeguardConfig): VmemState {
-  const g = st.guard;
-  const dropInflation = g.lastInflation !== undefined && cycle - g.lastInflation.cycle > cfg.rollbackWindow;
-  const dropHold = g.holdUntil !== undefined && now >= g.holdUntil;
-  if (!dropInflation && !dropHold) return st;
-  return { ...st, guard: { lastInflation: dropInflation ? undefined : g.lastInflation, holdUntil: dropHold ? undefined : g.holdUntil } };
+  const guard = expireGuard(st.guard, cycle, now, cfg);
+  return guard === st.guard ? st : { ...st, guard };
 }

@@ -7,7 +7,7 @@
 // is reported rather than chased. With several devices, the first is the one managed.
 import { errorMessage } from '../../errors.js';
 import type { MemoryDevice, Stats } from '../../types.js';
-import { type Action, type ActionOutcome, type ControlModule, failedOutcome, type GuestModulePlan, type GuestPlanInput, mapLimited } from '../control.js';
+import { type ActionOutcome, type ControlModule, failedOutcome, type GuestModulePlan, type GuestPlanInput, mapLimited, raisesGuest } from '../control.js';
 import { type VmemSection, vmemSection } from './config.js';
 import { guardVmem, type VmemState } from './guard.js';
 
@@ -63,7 +63,7 @@ export const vmem = {
   planGuest: planVmem,
   view: (st) => ({ vmemHoldUntil: st.guard.holdUntil }),
   // Plugging gives the guest memory: never held back by a failure's backoff.
-  givesBack: (a: Action) => a.from !== null && a.to !== null && a.to > a.from,
+  givesBack: raisesGuest,
   setup(env, section) {
     const devices = env.hypervisor.capabilities?.memoryDevices;
     if (!devices) return `no virtio-mem: the ${env.hypervisor.name} driver does not offer memory devices`;
