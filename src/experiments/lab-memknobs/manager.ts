@@ -18,6 +18,7 @@ import type { QmpGuestConfig } from '../../hypervisor/qmp/hypervisor.js';
 import { compilePolicies, shippedPolicy } from '../../policy/index.js';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { createLogger, nullLogger } from '../../log/logger.js';
+import type { LabManager } from './lab-manager.js';
 
 export const MOM_STYLE_SAFEGUARDS: Partial<SafeguardConfig> = {
   minGuestKiB: 0,
@@ -96,7 +97,7 @@ export function managerPolicies(config: 'mom' | 'ballast', vmem: boolean): strin
 /** The guard's reasons that name a guest's memory stall (refusals and rollbacks). */
 const PSI_REASON = /psi some avg10/;
 
-export class RunManager {
+export class RunManager implements LabManager {
   private readonly hypervisor: QmpHypervisor;
   readonly engine: Engine;
   private readonly loop: Loop;

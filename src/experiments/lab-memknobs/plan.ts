@@ -3,7 +3,18 @@
 // guests' peaks, and the memory domain's limit. Memory in MiB here: these become kernel
 // command line arguments and a cgroup limit, both set once.
 
-export type ConfigName = 'none' | 'mom' | 'ballast' | 'none+fpr' | 'ballast+fpr' | 'mom+psi' | 'ballast+psi' | 'ballast+vmem' | 'ballast+vmem+fpr';
+export type ConfigName =
+  | 'none'
+  | 'mom'
+  | 'ballast'
+  | 'none+fpr'
+  | 'ballast+fpr'
+  | 'mom+psi'
+  | 'ballast+psi'
+  | 'ballast+vmem'
+  | 'ballast+vmem+fpr'
+  | 'proxmox'
+  | 'proxmox+fpr';
 /** The runs made unless --configs names others. */
 export const CONFIGS: readonly ConfigName[] = ['none', 'mom', 'ballast'];
 export const ALL_CONFIGS: readonly ConfigName[] = [
@@ -16,12 +27,14 @@ export const ALL_CONFIGS: readonly ConfigName[] = [
   'ballast+psi',
   'ballast+vmem',
   'ballast+vmem+fpr',
+  'proxmox',
+  'proxmox+fpr',
 ];
 export const CONFIG_TITLES: Record<ConfigName, string> = {
   none: 'no manager',
   mom: "MOM's style (balloon + KSM policies, basic guards only)",
   ballast: 'ballast (default policy + safeguards)',
-  'none+fpr': 'no manager; guests hand freed pages back (virtio-balloon free page reporting)',
+  'none+fpr': "no manager + free page reporting (KubeVirt's default): guests hand freed pages back through virtio-balloon",
   'ballast+fpr': 'ballast, and guests hand freed pages back (free page reporting)',
   'mom+psi':
     "MOM's style plus one safeguard: no inflation while a guest's own memory stall (PSI, read through its guest agent) is above 10%, and a rollback above 20%",
@@ -29,10 +42,13 @@ export const CONFIG_TITLES: Record<ConfigName, string> = {
   'ballast+vmem':
     "ballast (default policy, then vmem.policy); each guest's memory is 128 MiB of base and a virtio-mem device for the rest in whole 128 MiB guest memory blocks (2 MiB device blocks, plugged at boot, onlined movable) that unplugs free blocks under host pressure",
   'ballast+vmem+fpr': 'ballast+vmem, and guests hand freed pages back (free page reporting)',
+  proxmox:
+    "Proxmox VE's automatic ballooning (pvestatd's rule every 10 s: domain usage aimed at 80%, balloon minimum half of each guest, at most 100 MiB per guest per round)",
+  'proxmox+fpr': "Proxmox VE's automatic ballooning, and guests hand freed pages back (free page reporting)",
 };
 
 export interface ConfigParts {
-  manager: 'none' | 'mom' | 'ballast';
+  manager: 'none' | 'mom' | 'ballast' | 'proxmox';
   /** The guests report freed pages (virtio-balloon free page reporting). */
   fpr: boolean;
   /** The manager reads the guests' PSI through their guest agents. */
@@ -44,7 +60,7 @@ export interface ConfigParts {
 /** Which manager a run has and what it adds: free page reporting in the guests, guest PSI
  *  through their agents, virtio-mem devices and the policy that resizes them (pure). */
 export function configParts(c: ConfigName): ConfigParts {
-  const [manager, ...extras] = c.split('+') as ['none' | 'mom' | 'ballast', ...string[]];
+  const [manager, ...extras] = c.split('+') as [ConfigParts['manager'], ...string[]];
   return { manager, fpr: extras.includes('fpr'), psi: extras.includes('psi'), vmem: extras.includes('vmem') };
 }
 

@@ -12,6 +12,8 @@ import { ConsoleTail } from './console-tail.js';
 import { readCounters, readHugeSample } from './counters.js';
 import { createDomain, removeDomain } from './domain.js';
 import { RunManager, type ManagerReport } from './manager.js';
+import type { LabManager } from './lab-manager.js';
+import { ProxmoxManager } from './proxmox-manager.js';
 import {
   hugePageShare,
   minGuestTotalKiB,
@@ -201,23 +203,28 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
       ),
     );
     const bootS = (Date.now() - t0) / 1000;
-    let manager: RunManager | null = null;
+    let manager: LabManager | null = null;
     const tails = guests.map((g) => new ConsoleTail(g.consoleLog));
     for (const t of tails) t.poll();
 
     if (parts.manager !== 'none') {
-      const m = new RunManager({
-        config: parts.manager,
-        guestPsi: parts.psi,
-        vmem: parts.vmem,
-        qmpSockets: guests.map((g) => ({ socket: g.qmpSocket, ...(parts.psi && g.qgaSocket ? { agentSocket: g.qgaSocket } : {}) })),
-        domainDir: domain.dir,
-        guestPids: guests.map((g) => g.pid),
-        statsIntervalS: o.statsIntervalS,
-        policyIntervalS: o.policyIntervalS,
-        traceFile: o.traceDir ? join(o.traceDir, `${config}-${o.repetition}-manager.jsonl`) : undefined,
-        onError: (task, err) => say(`${tag} manager ${task} error: ${(err as Error).message}`),
-      });
+      const traceFile = o.traceDir ? join(o.traceDir, `${config}-${o.repetition}-manager.jsonl`) : undefined;
+      const onError = (task: string, err: unknown) => say(`${tag} manager ${task} error: ${(err as Error).message}`);
+      const m: LabManager =
+        parts.manager === 'proxmox'
+          ? new ProxmoxManager({ qmpSockets: guests.map((g) => ({ socket: g.qmpSocket })), domainDir: domain.dir, traceFile, onError })
+          : new RunManager({
+              config: parts.manager,
+              guestPsi: parts.psi,
+              vmem: parts.vmem,
+              qmpSockets: guests.map((g) => ({ socket: g.qmpSocket, ...(parts.psi && g.qgaSocket ? { agentSocket: g.qgaSocket } : {}) })),
+              domainDir: domain.dir,
+              guestPids: guests.map((g) => g.pid),
+              statsIntervalS: o.statsIntervalS,
+              policyIntervalS: o.policyIntervalS,
+              traceFile,
+              onError,
+            });
       manager = m;
       undoManager = cleanup.add({ what: `${config} manager (KSM knobs restored)`, run: async () => void (await m.stop()) });
       await m.start();
