@@ -23,6 +23,9 @@ export const configSchema = z
         socket_glob: str().default(''),
         /** Open the connection read-only (observe, never set balloons). */
         readonly: bool().default(false),
+        /** libvirt: where libvirtd keeps its QEMUs' <name>.pid (for ksm_shareable and cgroup
+         *  limits). Empty: /run/libvirt/qemu for qemu:///system, none for other URIs. */
+        qemu_pid_dir: str().default(''),
         /** Memory stats period asked of each guest's balloon driver, seconds (libvirt, qmp). */
         stats_period: positiveInt().default(5),
         /** Read each guest's /proc/pressure/memory through its guest agent every collection

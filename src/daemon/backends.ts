@@ -77,6 +77,7 @@ export async function buildLibvirtBackends(config: Config, logger: Logger, opts:
     readOnly: cfg.readonly,
     statsPeriodSec: cfg.stats_period,
     guestPsi: cfg.guest_psi,
+    qemuPidDir: cfg.qemu_pid_dir || undefined,
     balloonMin: Object.fromEntries(Object.entries(config.guest_min_mib).map(([k, v]) => [k, Math.round(v * 1024)])),
     log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => log.log(level, 'driver', { msg, ...fields }),
   };
