@@ -110,9 +110,12 @@ export const configSchema = z
         psi_stop_percent: z.union([percent(), z.literal('off')]).default(10),
         /** A guest memory stall above this % after an inflation rolls it back; "off": not used. */
         rollback_psi_percent: z.union([percent(), z.literal('off')]).default(20),
-        /** Seconds a guest's peak use stays in its balloon floor (0: the present use only, as
-         *  MOM): a periodic workload is squeezed at most once per peak it has shown. */
+        /** The window (seconds) over which a guest's peak use is counted (0: the present use
+         *  only, as MOM). */
         peak_window: nonNegative().max(86_400, { error: 'expected seconds from 0 to 86400' }).default(600),
+        /** Seconds a guest's floor keeps that peak after a rollback: a periodic workload is
+         *  squeezed below a peak at most once per peak_hold. */
+        peak_hold: nonNegative().max(7 * 86_400, { error: 'expected seconds from 0 to 604800' }).default(7200),
         /** Seconds a guest is left alone after its balloon moved to something ballast did not
          *  set (another manager, an admin's virsh setmem); 0: not watched. */
         external_hold: nonNegative().max(86_400, { error: 'expected seconds from 0 to 86400' }).default(600),

@@ -36,6 +36,10 @@ export interface SafeguardConfig {
    *  only, as in MOM): a workload whose peak comes back every few minutes is not squeezed
    *  again in each idle phase. */
   peakWindowS: number;
+  /** Seconds a guest's floor keeps its peak (of the last peakWindowS) after a rollback: once
+   *  squeezing below a peak it came back to has hurt it, it is not squeezed below it again for
+   *  this long (each rollback starts it again). */
+  peakHoldS: number;
   /** Seconds a guest is left alone after its balloon moved to something ballast did not set
    *  (another manager, an admin's `virsh setmem`): ballast does not fight it. 0: not watched. */
   externalHoldS: number;
@@ -55,6 +59,7 @@ export const defaultSafeguards: SafeguardConfig = {
   psiStopPercent: 10,
   rollbackPsiPercent: 20,
   peakWindowS: 600,
+  peakHoldS: 7200,
   externalHoldS: 600,
 };
 

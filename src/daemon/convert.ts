@@ -19,6 +19,7 @@ export function toSafeguardConfig(c: Config): SafeguardConfig {
     psiStopPercent: s.psi_stop_percent === 'off' ? null : s.psi_stop_percent,
     rollbackPsiPercent: s.rollback_psi_percent === 'off' ? null : s.rollback_psi_percent,
     peakWindowS: s.peak_window,
+    peakHoldS: s.peak_hold,
     externalHoldS: s.external_hold,
   };
 }

@@ -26,10 +26,8 @@ export interface BalloonState {
   /** Its use in the recent past, for a floor that remembers peaks. */
   peaks?: PeakBucket[];
   /** Until then (seconds) its floor keeps its recent peak: set by a rollback, when squeezing
-   *  it below a peak it came back to has hurt it once. */
+   *  it below a peak it came back to has hurt it (safeguards.peak_hold after each one). */
   rememberUntil?: number;
-  /** Rollbacks so far: each one remembers the peak twice as long as the one before (at most 8 windows). */
-  rollbacks?: number;
   /** The balloon was moved by someone else: when, from and to what, ballast's own last target,
    *  and until when ballast leaves the guest alone. */
   movedByOther?: MovedByOther;
@@ -106,10 +104,9 @@ export function planBalloon(inp: GuestPlanInput<BalloonState>): GuestModulePlan<
     // And its floor remembers its peak for a window: its peak comes back, so squeezing it in
     // the next idle phase would hurt it again (Senpai's shape: probe slowly, back off fast).
     const rolled = d.verdict === 'rollback';
-    const rollbacks = (st?.rollbacks ?? 0) + (rolled ? 1 : 0);
-    const remember = rolled && inp.safeguards.peakWindowS > 0 ? inp.now + inp.safeguards.peakWindowS * Math.min(8, 2 ** (rollbacks - 1)) : st?.rememberUntil;
-    const otherwise = rolled ? { ...st, guard: { ...guard, holdUntil: d.next.holdUntil }, rememberUntil: remember, rollbacks } : (st ?? { guard });
-    out.commit = { applied: { ...st, guard: d.next, lastTarget: d.target ?? st?.lastTarget, rememberUntil: remember, rollbacks }, otherwise };
+    const remember = rolled && inp.safeguards.peakWindowS > 0 ? inp.now + inp.safeguards.peakHoldS : st?.rememberUntil;
+    const otherwise = rolled ? { ...st, guard: { ...guard, holdUntil: d.next.holdUntil }, rememberUntil: remember } : (st ?? { guard });
+    out.commit = { applied: { ...st, guard: d.next, lastTarget: d.target ?? st?.lastTarget, rememberUntil: remember }, otherwise };
   } else {
     if (requested !== undefined && requested !== null) {
       out.notes.push({ entity: inp.name, control: 'balloon_target', requested, verdict: d.verdict, reasons: d.reasons });

@@ -25,7 +25,7 @@ test('peaks: the most used in the window, with and without page cache; older buc
   assert.equal(recentPeak(p, 1010, 0), undefined);
 });
 
-test('engine: a guest whose squeeze was rolled back keeps its peak in its floor for the window; one that never hurt is squeezed each idle phase', async () => {
+test('engine: a guest whose squeeze was rolled back keeps its peak in its floor for peak_hold; one that never hurt is squeezed each idle phase', async () => {
   const hv = new FakeHypervisor([guest('vm', { mem_unused: 548 * MiB, mem_usable: null })]);
   const g = hv.guests.get('id-vm')!;
   let t = 0;
@@ -36,7 +36,7 @@ test('engine: a guest whose squeeze was rolled back keeps its peak in its floor 
     evaluate: evaluateFn,
     logger: memoryLogger(),
     now: () => t,
-    safeguards: { minGuestKiB: 256 * MiB, headroomKiB: 64 * MiB, maxStepFraction: 1, cacheStepFraction: null, peakWindowS: 600, rollbackBackoffS: 0 },
+    safeguards: { minGuestKiB: 256 * MiB, headroomKiB: 64 * MiB, maxStepFraction: 1, cacheStepFraction: null, peakWindowS: 600, peakHoldS: 1800, rollbackBackoffS: 0, externalHoldS: 0 },
   });
   const used = (mib: number) => {
     g.stats.mem_unused = Math.max(0, (g.stats.balloon_cur as number) - mib * MiB);
@@ -72,6 +72,23 @@ test('engine: a guest whose squeeze was rolled back keeps its peak in its floor 
     await engine.collect();
   }
   assert.equal(balloonAction(await engine.evaluateAndAct())?.action.to, 264 * MiB, 'the idle guest: used 200 MiB + headroom');
+  // Still within peak_hold (1,800 s after the rollback): a peak that comes back is kept again,
+  // without a second rollback.
+  const peakThenIdle = async () => {
+    t += 10;
+    g.stats.balloon_cur = 2048 * MiB;
+    used(1200);
+    await engine.collect();
+    t += 10;
+    used(200);
+    await engine.collect();
+    return balloonAction(await engine.evaluateAndAct())?.action.to;
+  };
+  assert.ok(t < 1800, `t=${t}`);
+  assert.equal(await peakThenIdle(), 1200 * MiB + 64 * MiB, 'a returning peak is kept during the hold');
+  // After the hold, a guest that never hurt again is squeezed in its idle phase.
+  t = 1900;
+  assert.equal(await peakThenIdle(), 264 * MiB, 'the hold is over');
 });
 
 test('another manager: a balloon moved away from the target ballast set is left alone for safeguards.external_hold, said once, shown in the views', async () => {

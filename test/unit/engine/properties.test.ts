@@ -92,6 +92,7 @@ const hostArb = fc.record({
     psiStopPercent: fc.option(fc.integer({ min: 0, max: 100 }), { nil: null }),
     rollbackPsiPercent: fc.option(fc.integer({ min: 0, max: 100 }), { nil: null }),
     peakWindowS: fc.constantFrom(0, 30, 600),
+    peakHoldS: fc.constantFrom(0, 60, 7200),
     externalHoldS: fc.constantFrom(0, 60),
   }),
 });
