@@ -115,7 +115,9 @@ export const configSchema = z
         peak_window: nonNegative().max(86_400, { error: 'expected seconds from 0 to 86400' }).default(600),
         /** Seconds a guest's floor keeps that peak after a rollback: a periodic workload is
          *  squeezed below a peak at most once per peak_hold. */
-        peak_hold: nonNegative().max(7 * 86_400, { error: 'expected seconds from 0 to 604800' }).default(7200),
+        peak_hold: nonNegative()
+          .max(7 * 86_400, { error: 'expected seconds from 0 to 604800' })
+          .default(7200),
         /** Seconds a guest is left alone after its balloon moved to something ballast did not
          *  set (another manager, an admin's virsh setmem); 0: not watched. */
         external_hold: nonNegative().max(86_400, { error: 'expected seconds from 0 to 86400' }).default(600),

@@ -36,7 +36,16 @@ test('engine: a guest whose squeeze was rolled back keeps its peak in its floor 
     evaluate: evaluateFn,
     logger: memoryLogger(),
     now: () => t,
-    safeguards: { minGuestKiB: 256 * MiB, headroomKiB: 64 * MiB, maxStepFraction: 1, cacheStepFraction: null, peakWindowS: 600, peakHoldS: 1800, rollbackBackoffS: 0, externalHoldS: 0 },
+    safeguards: {
+      minGuestKiB: 256 * MiB,
+      headroomKiB: 64 * MiB,
+      maxStepFraction: 1,
+      cacheStepFraction: null,
+      peakWindowS: 600,
+      peakHoldS: 1800,
+      rollbackBackoffS: 0,
+      externalHoldS: 0,
+    },
   });
   const used = (mib: number) => {
     g.stats.mem_unused = Math.max(0, (g.stats.balloon_cur as number) - mib * MiB);
