@@ -61,6 +61,9 @@ export interface ConfigSummary {
   hugeShare: Spread | null;
   /** virtio-mem resizes applied (rows with devices only). */
   vmemActions: Spread | null;
+  /** Managed rows: each run's median and largest reaction time, seconds (reaction.ts). */
+  reactionMedianS: Spread | null;
+  reactionMaxS: Spread | null;
 }
 
 export interface LabExperimentResult {
@@ -123,6 +126,8 @@ export function summarize(runs: RunResult[], configs: readonly ConfigName[]): Co
       // Runs recorded before the field existed have none: null, not 0.
       hugeShare: spread(mine.map((r) => r.hugeShare ?? null)),
       vmemActions: managed && parts.vmem ? spread(mine.map((r) => r.manager?.vmemActions ?? null)) : null,
+      reactionMedianS: managed ? spread(mine.map((r) => r.reaction?.medianS ?? null)) : null,
+      reactionMaxS: managed ? spread(mine.map((r) => r.reaction?.maxS ?? null)) : null,
     };
   });
 }

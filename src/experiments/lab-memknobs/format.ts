@@ -39,6 +39,7 @@ export function formatLabTable(r: LabExperimentResult): string {
     `${s.durationS} s measured per run${s.warmupS ? ` after ${s.warmupS} s of warm-up` : ''}, ${r.repeat} repetition(s); ${r.cpuPerGuest === null ? 'guests share the CPUs' : `each guest capped at ${r.cpuPerGuest} CPU`}${r.thp === 'off' ? ', no huge pages for guest RAM' : ''}; workload period ${s.periodS} s, ramp in ${s.rampSteps} steps, guests staggered by ${r.workload.delaysS.join('/')} s${s.cacheMiB ? `; each guest reads ${s.cacheMiB} MiB into its page cache once` : ''}; ` +
       `manager: stats every ${r.manager.statsIntervalS} s, policy every ${r.manager.policyIntervalS} s`,
     `cells: median (min–max) over repetitions; "vs none": ratio to the no-manager run of the same repetition; "kept": pages of workloads the OOM killer did not take; swap pages from ${r.swap.source}; "RSS in huge pages": AnonHugePages / Rss of the QEMUs over the window (THP ${r.thp === 'off' ? 'off for the QEMUs' : `as the host has it${r.hostThp ? `: enabled ${r.hostThp.enabled ?? '?'}, defrag ${r.hostThp.defrag ?? '?'}` : ''}`})`,
+    `"reaction": managed rows, seconds from a guest starting a ramp while its balloon holds memory back to its memory growing back (median and largest over the guests' ramps in the window)`,
     '',
   ];
   const cols = [
@@ -63,6 +64,8 @@ export function formatLabTable(r: LabExperimentResult): string {
     'host stall s',
     'guest PSI peak %',
     'PSI stops',
+    'reaction median s',
+    'reaction max s',
   ];
   const rows = r.summary.map((c) => [
     c.config,
@@ -86,6 +89,8 @@ export function formatLabTable(r: LabExperimentResult): string {
     fmtSpread(c.hostStallS),
     fmtSpread(c.guestPsiPeak),
     c.guestPsiPeak ? fmtSpread(c.psiStops) : '-',
+    fmtSpread(c.reactionMedianS),
+    fmtSpread(c.reactionMaxS),
   ]);
   const legend = r.summary.map((c) => `  ${c.config}: ${CONFIG_TITLES[c.config]}`);
   return [...head, ...formatColumns(cols, rows), '', ...legend].join('\n');

@@ -14,6 +14,7 @@ import { createDomain, removeDomain } from './domain.js';
 import { RunManager, type ManagerReport } from './manager.js';
 import type { LabManager } from './lab-manager.js';
 import { ProxmoxManager } from './proxmox-manager.js';
+import { guestReactions, summarizeReactions, type ReactionSummary } from './reaction.js';
 import {
   hugePageShare,
   minGuestTotalKiB,
@@ -93,6 +94,9 @@ export interface RunResult {
   qemuRssMiB: number | null;
   guests: GuestResult[];
   manager: ManagerReport | null;
+  /** Managed rows: how long a guest that starts a ramp with memory ballooned away waits for
+   *  it to come back (reaction.ts); null without a manager. */
+  reaction?: ReactionSummary | null;
   windowS: number;
   bootS: number;
 }
@@ -329,6 +333,7 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
       qemuRssMiB: huge.length ? Math.round(huge.reduce((s, h) => s + h.rssKiB, 0) / huge.length / 1024) : null,
       guests: guestResults,
       manager: managerReport,
+      reaction: manager ? summarizeReactions(tails.map((t) => guestReactions(t.lines, from, end + 1))) : null,
       windowS: Math.round(windowS * 10) / 10,
       bootS: Math.round(bootS * 10) / 10,
     };

@@ -598,3 +598,39 @@ test('THP settings: the bracketed choice of the sysfs file', () => {
   assert.equal(thpChoice('garbage'), null);
   assert.equal(thpChoice(null), null);
 });
+
+test("proxmox rows: the manager from the name; reaction times for managed rows only; none+fpr is KubeVirt's default", () => {
+  assert.deepEqual(configParts('proxmox'), { manager: 'proxmox', fpr: false, psi: false, vmem: false });
+  assert.deepEqual(configParts('proxmox+fpr'), { manager: 'proxmox', fpr: true, psi: false, vmem: false });
+  assert.ok(ALL_CONFIGS.includes('proxmox') && ALL_CONFIGS.includes('proxmox+fpr'));
+  const reaction = { medianS: 12, maxS: 31.5, answered: 6, unanswered: 1 };
+  const runs = [
+    { ...run('none+fpr', 1, 100, 1000), reaction: null },
+    { ...run('proxmox+fpr', 1, 90, 500), reaction },
+  ];
+  const [none, pve] = summarize(runs, ['none+fpr', 'proxmox+fpr']);
+  assert.equal(none!.reactionMedianS, null);
+  assert.deepEqual(pve!.reactionMedianS, { min: 12, median: 12, max: 12, n: 1 });
+  assert.deepEqual(pve!.reactionMaxS, { min: 31.5, median: 31.5, max: 31.5, n: 1 });
+  assert.deepEqual(pve!.balloonActions, { min: 3, median: 3, max: 3, n: 1 });
+  const table = formatLabTable({
+    experiment: 'lab-memknobs',
+    scale: DEFAULT_SCALE,
+    repeat: 1,
+    domainLimitMiB: 1280,
+    cgroupVersion: 1,
+    swap: { mode: 'file', totalMiB: 896, source: 'host /proc/vmstat pswpin/pswpout', preset: 'host' },
+    workload: { spec: 'x', delaysS: [0, 30, 60, 90] },
+    manager: { statsIntervalS: 2, policyIntervalS: 4 },
+    cpuPerGuest: 0.4,
+    thp: 'host',
+    runs,
+    summary: summarize(runs, ['none+fpr', 'proxmox+fpr']),
+  });
+  const lines = table.split('\n');
+  assert.match(lines.find((x) => x.startsWith('config'))!, /reaction median s +reaction max s$/);
+  assert.match(lines.find((x) => x.startsWith('none+fpr '))!, / - +-$/);
+  assert.match(lines.find((x) => x.startsWith('proxmox+fpr '))!, / 12 +31\.5$/);
+  assert.match(table, /none\+fpr: no manager \+ free page reporting \(KubeVirt's default\)/);
+  assert.match(table, /proxmox\+fpr: Proxmox VE's automatic ballooning/);
+});
