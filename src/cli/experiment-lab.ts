@@ -156,7 +156,7 @@ export function addLabExperiment(experiment: Command): void {
   const cmd = experiment
     .command('lab-memknobs')
     .description(
-      "measure on real QEMU guests (TCG) in a memory domain whether the policies help: no manager, MOM's style, ballast, with free page reporting (+fpr) or virtio-mem devices (+vmem) (needs root and the lab)",
+      "measure on real QEMU guests (TCG) in a memory domain whether the policies help: no manager, MOM's style, ballast, Proxmox VE's auto-ballooning (proxmox), with free page reporting (+fpr) or virtio-mem devices (+vmem) (needs root and the lab)",
     );
   guestOptions(cmd, DEFAULT_SCALE.durationS);
   cmd
