@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { autoBalloonRound, hostGoalKiB, PVE_AUTOBALLOON, type AutoBalloonVm } from '../../../src/experiments/lab-memknobs/proxmox-autoballoon.js';
+import { pveMinKiB } from '../../../src/experiments/lab-memknobs/proxmox-manager.js';
 
 const MiB = 1024;
 const vm = (id: string, balloonMiB: number, o: Partial<AutoBalloonVm> & { minMiB?: number; maxMiB?: number; freeMiB?: number | null } = {}): AutoBalloonVm => ({
@@ -143,4 +144,9 @@ test("pve-manager's balloontest.pl: single rounds and rounds until nothing moves
   assert.deepEqual(sim(grown.state, -MB(200)).last, { 101: MB(1200), 102: MB(1200) });
   assert.deepEqual(sim(grown.state, -MB(400)).last, { 101: MB(1200), 102: GB(1) });
   assert.deepEqual(sim(grown.state, -MB(593)).last, { 101: MB(1007), 102: GB(1) });
+});
+
+test("the lab's guests: balloon minimum half of memory, in whole MiB as a VM config holds it", () => {
+  assert.equal(pveMinKiB(384 * MiB), 192 * MiB);
+  assert.equal(pveMinKiB(383 * MiB), 191 * MiB);
 });
