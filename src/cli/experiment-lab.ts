@@ -6,6 +6,7 @@ import { ALL_CONFIGS, DEFAULT_SCALE, type ConfigName, CONFIGS, type LabScale } f
 import { parseSwapPreset, PRESETS } from '../experiments/lab-memknobs/swap-device.js';
 import { runLabExperiment, LabUnavailable } from '../experiments/lab-memknobs/experiment.js';
 import { formatLabTable } from '../experiments/lab-memknobs/format.js';
+import { parseVia } from '../experiments/lab-memknobs/via.js';
 import { formatDensityTable, runDensityExperiment } from '../experiments/lab-density/experiment.js';
 
 function int(v: string, what: string): number {
@@ -69,6 +70,19 @@ function guestOptions(cmd: Command, durationS: number, thp: 'host' | 'off' = 'ho
     );
 }
 
+/** How the guests run, and MOM's checkout for the momd row (both lab experiments). */
+function managerOptions(cmd: Command): void {
+  cmd
+    .option(
+      '--via <qmp|libvirt>',
+      "how the guests run: qmp (QEMU with a QMP socket, ballast's manager in this process) or libvirt (a libvirtd of each run's own; every manager a process of its own, its CPU time and memory in the table); default qmp, libvirt with momd",
+    )
+    .option(
+      '--mom <path>',
+      "a checkout of oVirt MOM (git clone https://github.com/oVirt/mom; never part of ballast) for the momd row: MOM's own daemon with its doc/balloon.rules and doc/ksm.rules through libvirt, using Debian's /usr/bin/python3 with python3-libvirt (apt-get install -y python3-libvirt)",
+    );
+}
+
 function configList(v: string): ConfigName[] {
   const out = v
     .split(',')
@@ -94,6 +108,8 @@ interface GuestCliOptions {
   swap: string;
   cpuPerGuest?: string;
   thp: string;
+  via?: string;
+  mom?: string;
   json?: boolean;
 }
 
@@ -159,6 +175,7 @@ export function addLabExperiment(experiment: Command): void {
       "measure on real QEMU guests (TCG) in a memory domain whether the policies help: no manager, MOM's style, ballast, Proxmox VE's auto-ballooning (proxmox), with free page reporting (+fpr) or virtio-mem devices (+vmem) (needs root and the lab)",
     );
   guestOptions(cmd, DEFAULT_SCALE.durationS);
+  managerOptions(cmd);
   cmd
     .option('--limit-ratio <r>', "domain limit as a share of the guests' memory + QEMU overhead (e.g. 0.667 or 2/3)", '2/3')
     .option('--repeat <k>', 'repetitions of the three runs', '1')
@@ -188,6 +205,8 @@ export function addLabExperiment(experiment: Command): void {
           swapPreset: parseSwapPreset(o.swap),
           cpuPerGuest: cpuPerGuest(o.cpuPerGuest),
           thp: thpMode(o.thp),
+          via: parseVia(o.via),
+          mom: o.mom,
           traceDir: o.trace,
         });
         process.stdout.write((o.json ? JSON.stringify(result) : formatLabTable(result)) + '\n');
@@ -214,6 +233,7 @@ export function addLabDensity(experiment: Command): void {
     );
   // Off by default here: the search's criterion is throughput, which huge pages move more than memory pressure.
   guestOptions(cmd, 150, 'off');
+  managerOptions(cmd);
   cmd
     .option('--configs <list>', `managers to search for, comma-separated, of ${ALL_CONFIGS.join(', ')}`, CONFIGS.join(','))
     .option('--tolerance <f>', "largest loss of the guests' throughput (pages/s) that still passes, as a fraction", '0.05')
@@ -239,6 +259,8 @@ export function addLabDensity(experiment: Command): void {
           swapDir: o.swapDir,
           cpuPerGuest: cpuPerGuest(o.cpuPerGuest),
           thp: thpMode(o.thp),
+          via: parseVia(o.via),
+          mom: o.mom,
         });
         process.stdout.write((o.json ? JSON.stringify(result) : formatDensityTable(result)) + '\n');
       } catch (e) {

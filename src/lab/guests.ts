@@ -98,6 +98,9 @@ export interface DomainXmlOptions extends GuestBootOptions {
   freePageReporting?: boolean;
   /** false: no balloon device at all (<memballoon model='none'/>), a guest ballast cannot balloon. */
   balloon?: boolean;
+  /** A raw file the guest sees as a read-only /dev/vda, uncached on the host (cache='none':
+   *  only the guest caches it), as the QMP guests' page-cache disk. */
+  disk?: string;
 }
 
 /** Libvirt domain XML of a lab guest (type 'qemu': TCG, as KVM does not work on these hosts). */
@@ -129,7 +132,7 @@ ${vm ? `  <cpu><numa><cell id='0' cpus='0' memory='${kib}' unit='KiB'/></numa></
       <source path='${e(o.consolePath)}'/>
       <target port='0'/>
     </serial>
-${vm ? virtioMemXml(vm) : ''}${o.guestAgent ? "    <channel type='unix'>\n      <target type='virtio' name='org.qemu.guest_agent.0'/>\n    </channel>\n" : ''}${
+${vm ? virtioMemXml(vm) : ''}${o.disk ? diskXml(o.disk) : ''}${o.guestAgent ? "    <channel type='unix'>\n      <target type='virtio' name='org.qemu.guest_agent.0'/>\n    </channel>\n" : ''}${
   o.balloon === false
     ? "    <memballoon model='none'/>"
     : `    <memballoon model='virtio'${o.freePageReporting ? " freePageReporting='on'" : ''}>
@@ -138,6 +141,16 @@ ${vm ? virtioMemXml(vm) : ''}${o.guestAgent ? "    <channel type='unix'>\n      
 }
   </devices>
 </domain>
+`;
+}
+
+function diskXml(path: string): string {
+  return `    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw' cache='none'/>
+      <source file='${xmlEscape(path)}'/>
+      <target dev='vda' bus='virtio'/>
+      <readonly/>
+    </disk>
 `;
 }
 

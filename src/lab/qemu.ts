@@ -78,7 +78,7 @@ const diskPath = (name: string) => join(QEMU_DIR, `${name}.disk`);
 /** A file of fresh random data, MiB long. Not zeros: the host's KSM would merge a cache of
  *  zero pages (a manager that runs KSM would then look better than one that does not), which
  *  the pages of real files never allow. */
-function writeRandomFile(path: string, mib: number): void {
+export function writeRandomFile(path: string, mib: number): void {
   const fd = openSync(path, 'w');
   try {
     const chunk = Buffer.allocUnsafe(1024 * 1024);

@@ -8,6 +8,8 @@ import { domainLimitMiB, planGuests, checkScale, swapSizeMiB, type ConfigName, t
 import { spread } from '../lab-memknobs/metrics.js';
 import { formatColumns } from '../lab-memknobs/format.js';
 import { runOnce, type RunResult } from '../lab-memknobs/run.js';
+import { guestsVia, type GuestsVia } from '../lab-memknobs/via.js';
+import { checkMomCheckout, checkMomdPython } from '../lab-memknobs/momd-manager.js';
 import { prepareLab, type SwapReport } from '../lab-memknobs/setup.js';
 import type { SwapPresetName } from '../lab-memknobs/swap-device.js';
 import { defaultCpuPerGuest } from '../lab-memknobs/cpu-cap.js';
@@ -32,6 +34,10 @@ export interface DensityOptions {
   /** CPUs each guest may use; null: uncapped; undefined: defaultCpuPerGuest. */
   cpuPerGuest?: number | null;
   thp?: 'host' | 'off';
+  /** QEMU with QMP (default) or libvirt guests with each manager a process (lab-memknobs/via.ts). */
+  via?: GuestsVia;
+  /** A checkout of oVirt MOM, for the momd row. */
+  mom?: string;
   statsIntervalS?: number;
   policyIntervalS?: number;
   say?: (m: string) => void;
@@ -59,6 +65,9 @@ export async function runDensityExperiment(o: DensityOptions): Promise<DensityRe
   if (!Number.isInteger(o.baselineRuns) || o.baselineRuns < 1 || o.baselineRuns > 5) throw new Error(`--baseline-runs must be 1..5, got ${o.baselineRuns}`);
   if (!(o.minRatio > 0.2 && o.minRatio < CEILING)) throw new Error(`--min-ratio must be in (0.2, 1), got ${o.minRatio}`);
   const base = checkScale({ ...o.scale, limitRatio: CEILING });
+  const via = guestsVia(o.configs, { via: o.via, mom: o.mom, thp: o.thp });
+  const mom = o.configs.includes('momd') ? checkMomCheckout(o.mom) : undefined;
+  if (mom) await checkMomdPython();
   const at = (ratio: number): LabScale => ({ ...base, limitRatio: ratio });
   // Swap for the tightest domain the search may try.
   const lab = await prepareLab({ swapMiB: swapSizeMiB(at(o.minRatio)), swapPreset: o.swapPreset, swapDir: o.swapDir, say });
@@ -76,6 +85,8 @@ export async function runDensityExperiment(o: DensityOptions): Promise<DensityRe
       swapDevice: lab.device,
       cpuPerGuest,
       thp: o.thp,
+      via,
+      mom,
       progressEveryS: 60,
     });
   try {

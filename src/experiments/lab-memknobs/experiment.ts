@@ -11,6 +11,8 @@ import { runOnce, type RunResult } from './run.js';
 import { checkLab, prepareLab, type SwapReport } from './setup.js';
 import type { SwapPresetName } from './swap-device.js';
 import { defaultCpuPerGuest } from './cpu-cap.js';
+import { guestsVia, type GuestsVia } from './via.js';
+import { checkMomCheckout, checkMomdPython, momCommit } from './momd-manager.js';
 
 export interface LabExperimentOptions {
   scale: LabScale;
@@ -26,6 +28,10 @@ export interface LabExperimentOptions {
   cpuPerGuest?: number | null;
   /** Transparent huge pages for the QEMUs' RAM (default: the host's setting). */
   thp?: 'host' | 'off';
+  /** QEMU with QMP (default), or libvirt guests with each manager as a process (via.ts). */
+  via?: GuestsVia;
+  /** A checkout of oVirt MOM, for the momd row. */
+  mom?: string;
   say?: (m: string) => void;
   /** Keep each run's engine decisions, counter samples and guest consoles here. */
   traceDir?: string;
@@ -64,6 +70,9 @@ export interface ConfigSummary {
   /** Managed rows: each run's median and largest reaction time, seconds (reaction.ts). */
   reactionMedianS: Spread | null;
   reactionMaxS: Spread | null;
+  /** Libvirt rows: the manager process's CPU seconds and mean RSS (MiB) over the window. */
+  managerCpuS?: Spread | null;
+  managerRssMiB?: Spread | null;
 }
 
 export interface LabExperimentResult {
@@ -81,6 +90,10 @@ export interface LabExperimentResult {
   /** The host's THP settings during the runs (enabled, defrag: the bracketed choices), which
    *  decide what `thp: 'host'` means; null where unreadable. */
   hostThp?: { enabled: string | null; defrag: string | null };
+  /** How the guests ran: QEMU with QMP, or libvirt guests with each manager as a process. */
+  via?: GuestsVia;
+  /** The MOM checkout and commit the momd rows ran. */
+  mom?: { checkout: string; commit: string } | null;
   runs: RunResult[];
   summary: ConfigSummary[];
 }
@@ -128,6 +141,8 @@ export function summarize(runs: RunResult[], configs: readonly ConfigName[]): Co
       vmemActions: managed && parts.vmem ? spread(mine.map((r) => r.manager?.vmemActions ?? null)) : null,
       reactionMedianS: managed ? spread(mine.map((r) => r.reaction?.medianS ?? null)) : null,
       reactionMaxS: managed ? spread(mine.map((r) => r.reaction?.maxS ?? null)) : null,
+      managerCpuS: spread(mine.map((r) => r.managerProcess?.usage.cpuS ?? null)),
+      managerRssMiB: spread(mine.map((r) => r.managerProcess?.usage.rssMeanMiB ?? null)),
     };
   });
 }
@@ -152,6 +167,9 @@ export async function runLabExperiment(o: LabExperimentOptions): Promise<LabExpe
   if (!Number.isInteger(o.repeat) || o.repeat < 1 || o.repeat > 20) throw new Error(`--repeat must be 1..20, got ${o.repeat}`);
   const configs = o.configs ?? CONFIGS;
   checkConfigs(scale, configs);
+  const via = guestsVia(configs, { via: o.via, mom: o.mom, thp: o.thp });
+  const mom = configs.includes('momd') ? checkMomCheckout(o.mom) : undefined;
+  if (mom) await checkMomdPython();
   const say = o.say ?? ((m: string) => process.stderr.write(m + '\n'));
   const statsIntervalS = o.statsIntervalS ?? 2;
   const policyIntervalS = o.policyIntervalS ?? 4;
@@ -165,6 +183,10 @@ export async function runLabExperiment(o: LabExperimentOptions): Promise<LabExpe
       `lab-memknobs: ${scale.guests} x ${scale.memMiB} MiB guests, domain limit ${domainLimitMiB(scale)} MiB (${scale.limitRatio.toFixed(2)} x (guest memory + ${scale.qemuOverheadMiB} MiB QEMU each)), ${scale.durationS} s measured per run${scale.warmupS ? ` after ${scale.warmupS} s of warm-up` : ''}, ${o.repeat} repetition(s) of ${configs.join(', ')}`,
     );
     say(`lab-memknobs: workload ${plan[0]!.workload} (guest i starts ${plan.map((p) => p.delayS).join('/')} s after boot)`);
+    if (via === 'libvirt')
+      say(
+        `lab-memknobs: libvirt guests (each run's own libvirtd), each manager a process of its own${mom ? `; momd from ${mom} at ${await momCommit(mom)}` : ''}`,
+      );
     for (let rep = 1; rep <= o.repeat; rep++) {
       const order = configs.map((_, i) => configs[(i + rep - 1) % configs.length]!);
       for (const config of order) {
@@ -182,6 +204,8 @@ export async function runLabExperiment(o: LabExperimentOptions): Promise<LabExpe
             swapDevice: lab.device,
             cpuPerGuest,
             thp: o.thp,
+            via,
+            mom,
           }),
         );
       }
@@ -198,6 +222,8 @@ export async function runLabExperiment(o: LabExperimentOptions): Promise<LabExpe
       cpuPerGuest,
       thp: o.thp ?? 'host',
       hostThp: { enabled: readThp('enabled'), defrag: readThp('defrag') },
+      via,
+      mom: mom ? { checkout: mom, commit: runs.find((r) => r.managerProcess?.momCommit)?.managerProcess?.momCommit ?? (await momCommit(mom)) } : null,
       runs,
       summary: summarize(runs, configs),
     };

@@ -33,6 +33,7 @@ const fmtRatio = (s: Spread | null) => fmtSpread(s, (v) => `${v.toFixed(2)}x`);
 
 export function formatLabTable(r: LabExperimentResult): string {
   const s = r.scale;
+  const processes = r.via === 'libvirt';
   const head = [
     `lab-memknobs: ${s.guests} x ${s.memMiB} MiB TCG guests in a cgroup v${r.cgroupVersion} memory domain limited to ${r.domainLimitMiB} MiB ` +
       `(${s.limitRatio.toFixed(2)} x (guest memory + ${s.qemuOverheadMiB} MiB QEMU overhead each)), swap ${r.swap.totalMiB} MiB (${swapWhat(r)})`,
@@ -40,6 +41,11 @@ export function formatLabTable(r: LabExperimentResult): string {
       `manager: stats every ${r.manager.statsIntervalS} s, policy every ${r.manager.policyIntervalS} s`,
     `cells: median (min–max) over repetitions; "vs none": ratio to the no-manager run of the same repetition; "kept": pages of workloads the OOM killer did not take; swap pages from ${r.swap.source}; "RSS in huge pages": AnonHugePages / Rss of the QEMUs over the window (THP ${r.thp === 'off' ? 'off for the QEMUs' : `as the host has it${r.hostThp ? `: enabled ${r.hostThp.enabled ?? '?'}, defrag ${r.hostThp.defrag ?? '?'}` : ''}`})`,
     `"reaction": managed rows, seconds from a guest starting a ramp while its balloon holds memory back to its memory growing back (median and largest over the guests' ramps in the window)`,
+    ...(r.via === 'libvirt'
+      ? [
+          `libvirt guests (each run's own libvirtd), each manager a process of its own: "manager CPU s" its user + system CPU (with its reaped children's) over the window, "manager RSS MiB" its mean resident memory${r.mom ? `; momd ran MOM ${r.mom.commit} (${r.mom.checkout})` : ''}`,
+        ]
+      : []),
     '',
   ];
   const cols = [
@@ -66,6 +72,8 @@ export function formatLabTable(r: LabExperimentResult): string {
     'PSI stops',
     'reaction median s',
     'reaction max s',
+    // Only where the managers ran as processes of their own (libvirt rows).
+    ...(processes ? ['manager CPU s', 'manager RSS MiB'] : []),
   ];
   const rows = r.summary.map((c) => [
     c.config,
@@ -91,6 +99,7 @@ export function formatLabTable(r: LabExperimentResult): string {
     c.guestPsiPeak ? fmtSpread(c.psiStops) : '-',
     fmtSpread(c.reactionMedianS),
     fmtSpread(c.reactionMaxS),
+    ...(processes ? [fmtSpread(c.managerCpuS ?? null), fmtSpread(c.managerRssMiB ?? null)] : []),
   ]);
   const legend = r.summary.map((c) => `  ${c.config}: ${CONFIG_TITLES[c.config]}`);
   return [...head, ...formatColumns(cols, rows), '', ...legend].join('\n');

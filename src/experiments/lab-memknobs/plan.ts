@@ -14,7 +14,8 @@ export type ConfigName =
   | 'ballast+vmem'
   | 'ballast+vmem+fpr'
   | 'proxmox'
-  | 'proxmox+fpr';
+  | 'proxmox+fpr'
+  | 'momd';
 /** The runs made unless --configs names others. */
 export const CONFIGS: readonly ConfigName[] = ['none', 'mom', 'ballast'];
 export const ALL_CONFIGS: readonly ConfigName[] = [
@@ -29,6 +30,7 @@ export const ALL_CONFIGS: readonly ConfigName[] = [
   'ballast+vmem+fpr',
   'proxmox',
   'proxmox+fpr',
+  'momd',
 ];
 export const CONFIG_TITLES: Record<ConfigName, string> = {
   none: 'no manager',
@@ -45,10 +47,11 @@ export const CONFIG_TITLES: Record<ConfigName, string> = {
   proxmox:
     "Proxmox VE's automatic ballooning (pvestatd's rule every 10 s: domain usage aimed at 80%, balloon minimum half of each guest, at most 100 MiB per guest per round)",
   'proxmox+fpr': "Proxmox VE's automatic ballooning, and guests hand freed pages back (free page reporting)",
+  momd: "oVirt MOM's own daemon (momd from the --mom checkout; its commit is in the JSON) with MOM's doc/balloon.rules + doc/ksm.rules, through libvirt, the memory domain as its host",
 };
 
 export interface ConfigParts {
-  manager: 'none' | 'mom' | 'ballast' | 'proxmox';
+  manager: 'none' | 'mom' | 'ballast' | 'proxmox' | 'momd';
   /** The guests report freed pages (virtio-balloon free page reporting). */
   fpr: boolean;
   /** The manager reads the guests' PSI through their guest agents. */

@@ -32,6 +32,9 @@ import {
 import { configParts, domainLimitMiB, planGuests, vmemLayout, type ConfigName, type LabScale } from './plan.js';
 import { throttleV2, type ThrottledSwap } from './swap-device.js';
 import { createCpuCaps, removeCpuCaps, removeCpuCapsNow } from './cpu-cap.js';
+import { ProcessLabManager, startLibvirtRun, type LibvirtRun } from './libvirt-run.js';
+import type { ProcessManagerReport } from './process-manager.js';
+import type { GuestsVia } from './via.js';
 
 export interface RunOptions {
   config: ConfigName;
@@ -51,6 +54,10 @@ export interface RunOptions {
   cpuPerGuest?: number | null;
   /** Transparent huge pages for the QEMUs' RAM: the host's setting, or off. */
   thp?: 'host' | 'off';
+  /** QEMU with QMP (default), or libvirt guests with the manager as a process (via.ts). */
+  via?: GuestsVia;
+  /** A MOM checkout, for the momd row. */
+  mom?: string;
 }
 
 export interface GuestResult {
@@ -94,6 +101,9 @@ export interface RunResult {
   qemuRssMiB: number | null;
   guests: GuestResult[];
   manager: ManagerReport | null;
+  /** Libvirt rows: the manager ran as a process of its own; what it cost over the window
+   *  (CPU s, RSS) and, for momd, the MOM commit. */
+  managerProcess?: ProcessManagerReport | null;
   /** Managed rows: how long a guest that starts a ramp with memory ballooned away waits for
    *  it to come back (reaction.ts); null without a manager. */
   reaction?: ReactionSummary | null;
@@ -114,6 +124,13 @@ function qemuPidFromRecord(name: string): number | null {
   } catch {
     return null;
   }
+}
+
+/** A process manager's cost over the window, for the run's last progress line. */
+function processSummary(p: ProcessManagerReport | null | undefined): string {
+  if (!p) return '';
+  const u = p.usage;
+  return `; ${p.manager} (PID ${p.pid}${p.momCommit ? `, MOM ${p.momCommit.slice(0, 12)}` : ''}) used ${u.cpuS ?? '?'} CPU s, RSS ${u.rssMeanMiB ?? '?'} MiB mean / ${u.rssPeakMiB ?? '?'} MiB peak, ${p.errors} error lines`;
 }
 
 export async function runOnce(o: RunOptions): Promise<RunResult> {
@@ -176,6 +193,7 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
   });
 
   let undoManager: (() => Promise<void>) | null = null;
+  let lv: LibvirtRun | null = null;
   try {
     // v2: the swap device's limits go on the domain itself (v1: the QEMUs join the blkio cgroup).
     if (o.swapDevice && domain.version === 2) throttleV2(domain.dir, join(domain.dir, '..'), o.swapDevice);
@@ -184,44 +202,75 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
       `${tag} domain ${domain.dir}: limit ${domainLimitMiB(scale)} MiB for ${scale.guests} x ${scale.memMiB} MiB guests${vmem ? ` (${vmem.baseMiB} MiB base + ${vmem.device.maxMiB} MiB virtio-mem each)` : ''}; booting them`,
     );
     const t0 = Date.now();
-    const guests: QemuGuest[] = await Promise.all(
-      plans.map((p, i) =>
-        startQemuGuest({
-          name: names[i]!,
-          memMiB: vmem ? vmem.baseMiB : scale.memMiB,
-          ...(vmem ? { virtioMem: vmem.device } : {}),
-          qmpSocket: join(sockDir, `g${i + 1}.qmp`),
-          workload: p.workload,
-          delayS: p.delayS,
-          reportS: 2,
-          meminfoS: 2,
-          // The agent is a guest process with memory of its own: only where the manager reads it.
-          guestAgent: parts.psi,
-          memCgroup: domain.guestDirs[i],
-          moreCgroups: [...blkio, ...(caps?.dirs[i] ? [caps.dirs[i]] : [])],
-          freePageReporting: parts.fpr,
-          ...(scale.cacheMiB ? { cacheDiskMiB: scale.cacheMiB, cacheS: 0 } : {}),
-          thp: o.thp,
-          bootTimeoutMs: 240_000,
-        }),
-      ),
-    );
+    lv =
+      o.via === 'libvirt'
+        ? await startLibvirtRun({
+            tag: `${process.pid}${config.replace(/\W/g, '')}${o.repetition}`,
+            names,
+            plans,
+            memMiB: vmem ? vmem.baseMiB : scale.memMiB,
+            ...(vmem ? { virtioMem: vmem.device } : {}),
+            statsIntervalS: o.statsIntervalS,
+            parts,
+            guestDirs: domain.guestDirs,
+            moreCgroups: plans.map((_, i) => [...blkio, ...(caps?.dirs[i] ? [caps.dirs[i]] : [])]),
+            cacheMiB: scale.cacheMiB,
+            cleanup,
+            bootTimeoutMs: 240_000,
+          })
+        : null;
+    const qemuGuests: QemuGuest[] = lv
+      ? []
+      : await Promise.all(
+          plans.map((p, i) =>
+            startQemuGuest({
+              name: names[i]!,
+              memMiB: vmem ? vmem.baseMiB : scale.memMiB,
+              ...(vmem ? { virtioMem: vmem.device } : {}),
+              qmpSocket: join(sockDir, `g${i + 1}.qmp`),
+              workload: p.workload,
+              delayS: p.delayS,
+              reportS: 2,
+              meminfoS: 2,
+              // The agent is a guest process with memory of its own: only where the manager reads it.
+              guestAgent: parts.psi,
+              memCgroup: domain.guestDirs[i],
+              moreCgroups: [...blkio, ...(caps?.dirs[i] ? [caps.dirs[i]] : [])],
+              freePageReporting: parts.fpr,
+              ...(scale.cacheMiB ? { cacheDiskMiB: scale.cacheMiB, cacheS: 0 } : {}),
+              thp: o.thp,
+              bootTimeoutMs: 240_000,
+            }),
+          ),
+        );
+    const guests: { pid: number; consoleLog: string }[] = lv ? lv.guests : qemuGuests;
     const bootS = (Date.now() - t0) / 1000;
     let manager: LabManager | null = null;
+    let processManager: ProcessLabManager | null = null;
     const tails = guests.map((g) => new ConsoleTail(g.consoleLog));
     for (const t of tails) t.poll();
 
     if (parts.manager !== 'none') {
       const traceFile = o.traceDir ? join(o.traceDir, `${config}-${o.repetition}-manager.jsonl`) : undefined;
       const onError = (task: string, err: unknown) => say(`${tag} manager ${task} error: ${(err as Error).message}`);
-      const m: LabManager =
-        parts.manager === 'proxmox'
-          ? new ProxmoxManager({ qmpSockets: guests.map((g) => ({ socket: g.qmpSocket })), domainDir: domain.dir, traceFile, onError })
+      const m: LabManager = lv
+        ? (processManager = new ProcessLabManager({
+            parts,
+            run: lv,
+            domainDir: domain.dir,
+            statsIntervalS: o.statsIntervalS,
+            policyIntervalS: o.policyIntervalS,
+            mom: o.mom,
+            traceDir: o.traceDir,
+            tag: `${config}-${o.repetition}`,
+          }))
+        : parts.manager === 'proxmox'
+          ? new ProxmoxManager({ qmpSockets: qemuGuests.map((g) => ({ socket: g.qmpSocket })), domainDir: domain.dir, traceFile, onError })
           : new RunManager({
-              config: parts.manager,
+              config: parts.manager as 'mom' | 'ballast',
               guestPsi: parts.psi,
               vmem: parts.vmem,
-              qmpSockets: guests.map((g) => ({ socket: g.qmpSocket, ...(parts.psi && g.qgaSocket ? { agentSocket: g.qgaSocket } : {}) })),
+              qmpSockets: qemuGuests.map((g) => ({ socket: g.qmpSocket, ...(parts.psi && g.qgaSocket ? { agentSocket: g.qgaSocket } : {}) })),
               domainDir: domain.dir,
               guestPids: guests.map((g) => g.pid),
               statsIntervalS: o.statsIntervalS,
@@ -333,16 +382,18 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
       qemuRssMiB: huge.length ? Math.round(huge.reduce((s, h) => s + h.rssKiB, 0) / huge.length / 1024) : null,
       guests: guestResults,
       manager: managerReport,
+      managerProcess: processManager?.report ?? null,
       reaction: manager ? summarizeReactions(tails.map((t) => guestReactions(t.lines, from, end + 1))) : null,
       windowS: Math.round(windowS * 10) / 10,
       bootS: Math.round(bootS * 10) / 10,
     };
     say(
-      `${tag} done: ${(result.throughput / 1e6).toFixed(2)} Mpages/s, swap in/out ${result.swapIn}/${result.swapOut} pages, OOM kills ${result.oomKills}, ${result.pressureS} s at the limit${hugeShare === null ? '' : `, ${Math.round(hugeShare * 100)}% of QEMU RSS in huge pages`}${managerReport ? `, ${managerReport.balloonActions} balloon actions${parts.vmem ? `, ${managerReport.vmemActions} virtio-mem actions (${managerReport.vmemUnplugs} unplugs)` : ''}, ${managerReport.rollbacks} rollbacks, ${managerReport.belowFloorLeft} guest-cycles left below the floor` : ''}`,
+      `${tag} done: ${(result.throughput / 1e6).toFixed(2)} Mpages/s, swap in/out ${result.swapIn}/${result.swapOut} pages, OOM kills ${result.oomKills}, ${result.pressureS} s at the limit${hugeShare === null ? '' : `, ${Math.round(hugeShare * 100)}% of QEMU RSS in huge pages`}${managerReport ? `, ${managerReport.balloonActions} balloon actions${parts.vmem ? `, ${managerReport.vmemActions} virtio-mem actions (${managerReport.vmemUnplugs} unplugs)` : ''}, ${managerReport.rollbacks} rollbacks, ${managerReport.belowFloorLeft} guest-cycles left below the floor` : ''}${processSummary(result.managerProcess)}`,
     );
     return result;
   } finally {
     if (undoManager) await undoManager().catch((e) => say(`${tag} stopping the manager: ${(e as Error).message}`));
+    await lv?.stop().catch((e) => say(`${tag} stopping the libvirt guests: ${(e as Error).message}`));
     await undoGuests().catch((e) => say(`${tag} stopping guests: ${(e as Error).message}`));
     await undoCaps?.().catch((e) => say(`${tag} ${(e as Error).message}`));
     await undoDomain().catch((e) => say(`${tag} ${(e as Error).message}`));

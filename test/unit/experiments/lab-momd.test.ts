@@ -1,0 +1,150 @@
+// The pure parts of the lab's libvirt rows: which guests a set of runs needs (momd only on
+// libvirt, with a MOM checkout), momd's and `ballast run`'s generated configs, what their
+// logs say they did, and a process's CPU time and RSS from /proc.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { guestsVia, parseVia } from '../../../src/experiments/lab-memknobs/via.js';
+import { checkMomCheckout, countMomdLog, momdConfig } from '../../../src/experiments/lab-memknobs/momd-manager.js';
+import { ballastProcessConfig, countBallastLog } from '../../../src/experiments/lab-memknobs/ballast-process.js';
+import { parseStatTicks, parseVmRssKiB } from '../../../src/experiments/lab-memknobs/proc-usage.js';
+import { processManagerReport } from '../../../src/experiments/lab-memknobs/libvirt-run.js';
+import { configParts, ALL_CONFIGS, CONFIG_TITLES } from '../../../src/experiments/lab-memknobs/plan.js';
+import { parseConfigText as parseConfig } from '../../../src/config/load.js';
+
+test('momd is a config of its own, with a title', () => {
+  assert.ok(ALL_CONFIGS.includes('momd'));
+  assert.match(CONFIG_TITLES.momd, /MOM's own daemon/);
+  assert.equal(configParts('momd').manager, 'momd');
+});
+
+test('guestsVia: momd needs --mom and runs every row on libvirt guests; qmp stays the default', () => {
+  assert.equal(guestsVia(['none', 'ballast'], {}), 'qmp');
+  assert.equal(guestsVia(['none', 'ballast'], { via: 'libvirt' }), 'libvirt');
+  assert.equal(guestsVia(['momd', 'ballast'], { mom: '/tmp/mom' }), 'libvirt');
+  assert.throws(() => guestsVia(['momd'], {}), /--mom PATH/);
+  assert.throws(() => guestsVia(['momd'], { mom: '/tmp/mom', via: 'qmp' }), /only libvirt/);
+  assert.throws(() => guestsVia(['ballast'], { mom: '/tmp/mom' }), /add momd to --configs/);
+  assert.throws(() => guestsVia(['momd'], { mom: '/tmp/mom', thp: 'off' }), /--thp off/);
+  assert.throws(() => guestsVia(['ballast', 'proxmox'], { via: 'libvirt' }), /proxmox cannot run on libvirt/);
+  assert.throws(() => guestsVia(['mom+psi'], { via: 'libvirt' }), /mom\+psi/);
+  assert.equal(parseVia(undefined), undefined);
+  assert.throws(() => parseVia('kvm'), /qmp or libvirt/);
+});
+
+test('checkMomCheckout: refuses a path without MOM, names what is missing', () => {
+  assert.throws(() => checkMomCheckout(undefined), /--mom PATH/);
+  const dir = mkdtempSync(join(tmpdir(), 'mom-'));
+  assert.throws(() => checkMomCheckout(dir), /not a MOM checkout \(no momd\.in/);
+  for (const f of ['momd.in', 'mom/__init__.py', 'mom/HypervisorInterfaces/libvirtInterface.py', 'doc/balloon.rules', 'doc/ksm.rules']) {
+    mkdirSync(join(dir, f, '..'), { recursive: true });
+    writeFileSync(join(dir, f), '');
+  }
+  assert.equal(checkMomCheckout(dir), dir);
+});
+
+test("momdConfig: libvirt at the run's daemon, the domain as the host, MOM's collectors and controllers", () => {
+  const c = momdConfig({
+    uri: 'qemu+unix:///session?socket=/run/x/sock',
+    domainDir: '/sys/fs/cgroup/memory/d',
+    policyDir: '/run/m/p',
+    statsIntervalS: 2,
+    policyIntervalS: 4,
+  });
+  assert.match(c, /^hypervisor-interface: libvirt$/m);
+  assert.match(c, /^libvirt-hypervisor-uri: qemu\+unix:\/\/\/session\?socket=\/run\/x\/sock$/m);
+  assert.match(c, /^host-monitor-interval: 2$/m);
+  assert.match(c, /^guest-monitor-interval: 2$/m);
+  assert.match(c, /^policy-engine-interval: 4$/m);
+  assert.match(c, /^controllers: Balloon, KSM$/m);
+  assert.match(c, /^policy-dir: \/run\/m\/p$/m);
+  assert.match(c, /^\[host\]\ncollectors: DomainMemory, HostKSM$/m);
+  assert.match(c, /^\[guest\]\ncollectors: GuestQemuProc, GuestMemory, GuestBalloon$/m);
+  assert.match(c, /^\[Collector: DomainMemory\]\ndomain: \/sys\/fs\/cgroup\/memory\/d$/m);
+  assert.match(c, /^rpc-port: -1$/m);
+});
+
+test("countMomdLog: MOM's Balloon and KSM controller lines, and errors", () => {
+  const log = [
+    '2026-12-05 10:00:01,000 - mom.GuestMonitor.Thread - INFO - GuestMonitor-ballast-lab-x1-1 starting',
+    '2026-12-05 10:00:05,000 - mom.Controllers.Balloon - INFO - Ballooning guest:ballast-lab-x1-1 from 393216 to 373555',
+    '2026-12-05 10:00:09,000 - mom.Controllers.Balloon - INFO - Ballooning guest:ballast-lab-x1-2 from 393216 to 373555',
+    "2026-12-05 10:00:09,000 - mom.Controllers.KSM - INFO - Updating KSM configuration: {'run': 1, 'sleep_millisecs': 200}",
+    '2026-12-05 10:00:13,000 - mom.GuestMonitor - ERROR - Guest Monitor initialization failed',
+    'Traceback (most recent call last):',
+  ].join('\n');
+  assert.deepEqual(countMomdLog(log), { balloonActions: 2, ksmUpdates: 1, ksmRunSeen: true, errors: 2 });
+  assert.deepEqual(countMomdLog(''), { balloonActions: 0, ksmUpdates: 0, ksmRunSeen: false, errors: 0 });
+});
+
+test('ballastProcessConfig: a valid ballast config; MOM style is the in-process basic guards', () => {
+  const base = {
+    uri: 'qemu:///session',
+    socket: '/run/x/libvirt-sock',
+    qemuPidDir: '/run/x/run/libvirt/qemu/run',
+    domainDir: '/sys/fs/cgroup/memory/d',
+    policyDir: '/run/m/p',
+    statsIntervalS: 2,
+    policyIntervalS: 4,
+    guestPsi: false,
+  };
+  const b = parseConfig(ballastProcessConfig({ ...base, style: 'ballast' }));
+  assert.equal(b.hypervisor.driver, 'libvirt');
+  assert.equal(b.hypervisor.socket, '/run/x/libvirt-sock');
+  assert.equal(b.hypervisor.qemu_pid_dir, '/run/x/run/libvirt/qemu/run');
+  assert.equal(b.hypervisor.stats_period, 2);
+  assert.equal(b.engine.stats_interval, 2);
+  assert.equal(b.engine.policy_interval, 4);
+  assert.equal(b.host.memory_domain, '/sys/fs/cgroup/memory/d');
+  assert.equal(b.api.socket, '');
+  assert.equal(b.safeguards.headroom_mib, 64, "ballast's own safeguards: the defaults");
+  const m = parseConfig(ballastProcessConfig({ ...base, style: 'mom' }));
+  assert.equal(m.safeguards.min_guest_mib, 0);
+  assert.equal(m.safeguards.headroom_mib, 0);
+  assert.equal(m.safeguards.max_step_percent, 100);
+  assert.equal(m.safeguards.rollback_window, 0);
+  assert.equal(m.safeguards.cache_step_percent, 'off');
+  assert.equal(m.safeguards.psi_stop_percent, 'off');
+});
+
+test('countBallastLog: applied balloon, virtio-mem and rollback records, summarised cycles, errors', () => {
+  const rec = (o: object) => JSON.stringify({ ts: '2026-12-05T10:00:00.000Z', level: 'info', ...o });
+  const log = [
+    rec({ event: 'started' }),
+    rec({ event: 'action', control: 'balloon_target', result: 'applied', from: 393216, to: 353894 }),
+    rec({ level: 'warn', event: 'rollback', control: 'balloon_target', result: 'applied', from: 353894, to: 393216 }),
+    rec({ event: 'action', control: 'vmem_target', result: 'applied', from: 262144, to: 131072 }),
+    rec({ event: 'action', control: 'ksm_run', result: 'applied', from: 0, to: 1 }),
+    rec({ event: 'cycle_summary', actions: { 'balloon_target:applied': 17, 'balloon_target:failed': 1 } }),
+    rec({ level: 'error', event: 'action_failed', control: 'balloon_target', result: 'failed' }),
+    'not json',
+  ].join('\n');
+  assert.deepEqual(countBallastLog(log), { balloonActions: 19, rollbacks: 1, vmemActions: 1, vmemUnplugs: 1, errors: 1, ksmRunSeen: true });
+});
+
+test('parseStatTicks: fields counted after the last parenthesis of the command name', () => {
+  // A command name with spaces and parentheses, as a python thread may have.
+  const stat = '4242 (py (mom) d) S 1 4242 4242 0 -1 4194560 1000 0 0 0 1234 567 89 10 20 0 7 0 100 1000000 2000 18446744073709551615';
+  assert.deepEqual(parseStatTicks(stat), { utime: 1234, stime: 567, cutime: 89, cstime: 10 });
+  assert.equal(parseStatTicks('garbage'), null);
+});
+
+test('parseVmRssKiB: VmRSS in kB, null when absent', () => {
+  assert.equal(parseVmRssKiB('Name:\tpython3\nVmPeak:\t 50000 kB\nVmRSS:\t   31337 kB\n'), 31337);
+  assert.equal(parseVmRssKiB('Name:\tkthreadd\n'), null);
+});
+
+test('processManagerReport: what a process manager did not count is NaN (null in JSON), never 0', () => {
+  const usage = { pid: 1, cpuS: 1.5, rssPeakMiB: 40, rssMeanMiB: 38, samples: 10, windowS: 10 };
+  const common = { pid: 1, usage, balloonActions: 5, errors: 0, ksmRunSeen: false, ksmRestoreError: null, log: null };
+  const momd = processManagerReport({ ...common, manager: 'momd', rollbacks: null, vmemActions: null, vmemUnplugs: null, momCommit: 'abc' });
+  assert.equal(momd.balloonActions, 5);
+  assert.equal(momd.rollbacks, 0, 'MOM has no rollbacks');
+  assert.ok(Number.isNaN(momd.cycles));
+  assert.equal(JSON.parse(JSON.stringify(momd)).cycles, null);
+  const b = processManagerReport({ ...common, manager: 'ballast', rollbacks: 2, vmemActions: 0, vmemUnplugs: 0 });
+  assert.equal(b.rollbacks, 2);
+  assert.ok(Number.isNaN(b.vetoes));
+});
