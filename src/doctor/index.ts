@@ -5,7 +5,7 @@ import type { Config } from '../config/schema.js';
 import { LIBVIRT_RUN_DIR } from '../host/guest-pid.js';
 import { checkCgroup, checkKsm, checkPsi, checkSwap, checkThp, checkThpDefrag } from './checks.js';
 import { checkGuestCgroup, guestChecks } from './guests.js';
-import { probeLibvirt, probeQmp, type Probe, type ProbeOptions } from './probe.js';
+import { probeLibvirt, probeLibvirtGlob, probeQmp, type Probe, type ProbeOptions } from './probe.js';
 import { result, type CheckResult } from './types.js';
 
 export { countByStatus, exitCodeOf, type CheckResult, type CheckStatus } from './types.js';
@@ -22,7 +22,7 @@ export interface DoctorOptions {
 
 async function probe(config: Config, opts: ProbeOptions): Promise<Probe> {
   const hv = config.hypervisor;
-  if (hv.driver === 'libvirt') return probeLibvirt(hv, opts);
+  if (hv.driver === 'libvirt') return hv.socket_glob ? probeLibvirtGlob(hv, opts) : probeLibvirt(hv, opts);
   if (hv.driver === 'qmp') return probeQmp(hv, opts);
   return { check: result('hypervisor', 'skip', `hypervisor.driver = "${hv.driver}": the simulated host, nothing to reach`), guests: null, extra: [] };
 }

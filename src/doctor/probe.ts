@@ -5,6 +5,8 @@ import type { Config } from '../config/schema.js';
 import { LibvirtClient, type ClientOptions } from '../hypervisor/libvirt/client.js';
 import { LibvirtConnectionError } from '../hypervisor/libvirt/errors.js';
 import { ListFlags, StatsTypes, paramsToRecord, type DomainRef } from '../hypervisor/libvirt/protocol.js';
+import { DEFAULT_URIS } from '../hypervisor/libvirt/multi.js';
+import { compileSocketGlob, matchSockets, type SocketMatch } from '../hypervisor/libvirt/socket-glob.js';
 import { QmpClient } from '../hypervisor/qmp/client.js';
 import { guestStatsToMom, staleReason, type GuestStatsReply } from '../hypervisor/qmp/stats.js';
 import { guestPid, LIBVIRT_RUN_DIR } from '../host/guest-pid.js';
@@ -103,6 +105,72 @@ export async function probeLibvirt(cfg: Config['hypervisor'], opts: ProbeOptions
   } finally {
     await c.close();
   }
+}
+
+/**
+ * Every libvirt daemon hypervisor.socket_glob names now (KubeVirt: one per pod), probed as
+ * `ballast run` would reach it: the configured URI first, then libvirt's others (a pod's daemon
+ * may be a session one). Guests are named `<what the wildcards matched>:<domain>`, as the
+ * driver's ids are. A daemon that does not answer is its own failed check; the hypervisor check
+ * fails only when none answers or the pattern is wrong.
+ */
+export async function probeLibvirtGlob(cfg: Config['hypervisor'], opts: ProbeOptions): Promise<Probe> {
+  let found: SocketMatch[];
+  try {
+    found = await matchSockets(compileSocketGlob(cfg.socket_glob));
+  } catch (err) {
+    return {
+      check: result(
+        'hypervisor',
+        'fail',
+        `hypervisor.socket_glob: ${(err as Error).message}`,
+        'fix the pattern, or mount the host directory it names into this container',
+      ),
+      guests: null,
+      extra: [],
+    };
+  }
+  if (found.length === 0) {
+    return {
+      check: result(
+        'hypervisor',
+        'warn',
+        `no libvirt socket matches ${cfg.socket_glob} now`,
+        'start a guest (on KubeVirt each VM pod brings its own daemon), or check the pattern',
+      ),
+      guests: [],
+      extra: [],
+    };
+  }
+  const uris = [cfg.uri, ...DEFAULT_URIS.filter((u) => u !== cfg.uri)];
+  const guests: GuestFacts[] = [];
+  const extra: CheckResult[] = [];
+  let answered = 0;
+  for (const m of found) {
+    const key = m.parts.join('/');
+    let p: Probe | null = null;
+    for (const uri of uris) {
+      p = await probeLibvirt({ ...cfg, socket: m.path, socket_glob: '', uri }, opts);
+      if (p.guests !== null) break;
+    }
+    if (p === null || p.guests === null) {
+      extra.push({ ...(p?.check ?? result('hypervisor', 'fail', 'not probed')), id: `hypervisor:${key || m.path}` });
+      continue;
+    }
+    answered++;
+    for (const g of p.guests) guests.push({ ...g, name: key ? `${key}:${g.name}` : g.name });
+  }
+  // With others answering, ballast runs and manages their guests: one daemon down (a pod
+  // being torn down, a hung one) makes it work less well, it does not block it.
+  if (answered > 0) for (const e of extra) e.status = 'warn';
+  const said = `${answered} of ${found.length} libvirt daemon(s) matching ${cfg.socket_glob} answer`;
+  const check =
+    answered === 0
+      ? result('hypervisor', 'fail', said, "see each daemon's check below")
+      : answered < found.length
+        ? result('hypervisor', 'warn', said, 'see the daemons that did not answer below; ballast keeps retrying them')
+        : result('hypervisor', 'ok', said);
+  return { check, guests, extra };
 }
 
 interface QomEntry {

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Socket } from 'node:net';
@@ -265,6 +265,49 @@ test('libvirt: guests from the fake libvirtd, with and without their domain XML;
     assert.equal(fake.periods.size, 0, 'the doctor changes nothing');
   } finally {
     await fake.dispose();
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('libvirt socket_glob (KubeVirt): every matching daemon probed, guests named by pod; one hung daemon warns on its own; no match warns; a wrong pattern fails', async () => {
+  const pods = mkdtempSync(join(tmpdir(), 'ballast-doctor-pods-'));
+  const fakes = [new FakeLibvirtd(), new FakeLibvirtd(), new FakeLibvirtd()];
+  const root = tree(HEALTHY);
+  try {
+    for (const [i, f] of fakes.entries()) {
+      await f.start();
+      f.guests = [guest(1, { name: `vm${i}` })];
+      mkdirSync(join(pods, `pod-${i}`));
+      symlinkSync(f.path, join(pods, `pod-${i}`, 'virtqemud-sock'));
+    }
+    fakes[2]!.silent = true;
+    const cfg = config((c) => (c.hypervisor.socket_glob = join(pods, '*', 'virtqemud-sock')));
+    const results = await runDoctor(cfg, { root, timeoutMs: 500 });
+    const by = Object.fromEntries(results.map((r) => [r.id, r]));
+    assert.equal(by.hypervisor!.status, 'warn', by.hypervisor!.message);
+    assert.match(by.hypervisor!.message, /2 of 3 libvirt daemon\(s\) matching/);
+    assert.equal(by['hypervisor:pod-2']?.status, 'warn', 'the hung daemon is its own check');
+    assert.equal(by['guest:pod-0:vm0:balloon']?.status, 'ok');
+    assert.equal(by['guest:pod-1:vm1:balloon']?.status, 'ok');
+    assert.equal(by['guest:pod-2:vm2:balloon'], undefined);
+    assert.equal(exitCodeOf(results), 0, 'one pod down does not block ballast');
+
+    const none = await runDoctor(
+      config((c) => (c.hypervisor.socket_glob = join(pods, '*', 'no-such-sock'))),
+      { root, timeoutMs: 500 },
+    );
+    assert.equal(none.find((r) => r.id === 'hypervisor')!.status, 'warn');
+    const wrong = await runDoctor(
+      config((c) => (c.hypervisor.socket_glob = join(pods, 'missing-*', 'x', '*'))),
+      { root, timeoutMs: 500 },
+    );
+    const hv = wrong.find((r) => r.id === 'hypervisor')!;
+    assert.equal(hv.status, 'fail');
+    assert.match(hv.message, /socket_glob/);
+    assert.equal(exitCodeOf(wrong), 1);
+  } finally {
+    for (const f of fakes) await f.dispose();
+    rmSync(pods, { recursive: true, force: true });
     rmSync(root, { recursive: true, force: true });
   }
 });
