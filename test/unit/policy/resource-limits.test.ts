@@ -9,10 +9,10 @@ import { PolicyParseError } from '../../../src/policy/errors.js';
 const guests = Array.from({ length: 10 }, (_, i) => ({ props: { name: `g${i}` }, stats: [{ balloon_cur: 1 }], vars: {} }));
 const host = { props: {}, stats: [{ mem_free: 1 }], vars: {} };
 
+// No timing assertions (machines are noisy): each case asserts which limit stopped it.
 function timed(text: string, opts = {}) {
-  const t0 = performance.now();
   const r = evaluate(compilePolicies([{ name: 'p', text, file: 'p.policy' }]), host, guests, opts);
-  return { r, ms: performance.now() - t0, first: r.errors[0] };
+  return { r, first: r.errors[0] };
 }
 
 const thousand = (form: string) => Array.from({ length: 1000 }, () => form).join(' ');
@@ -20,11 +20,10 @@ const thousand = (form: string) => Array.from({ length: 1000 }, () => form).join
 test('comparing long strings is charged by their length: the budget stops it', () => {
   // The step budget must stop it, not the wall-clock deadline (which a loaded machine reaches first).
   const noDeadline = { timeLimitMs: 600_000 };
-  const { r, ms, first } = timed(`(defvar a (* "a" 1000000))\n(defvar b (* "a" 1000000))\n(with Guests g { ${thousand('(< a b)')} })`, noDeadline);
+  const { r, first } = timed(`(defvar a (* "a" 1000000))\n(defvar b (* "a" 1000000))\n(with Guests g { ${thousand('(< a b)')} })`, noDeadline);
   assert.equal(r.aborted, true);
   assert.match(first!.message, /step budget of \d+ exhausted/);
   assert.equal(first!.line, 3, 'with its position');
-  assert.ok(ms < 10_000, `stopped after ${Math.round(ms)} ms (was 162 s with 16 MB strings)`);
   const eqs = timed(`(defvar a (* "a" 1000000))\n(defvar b (* "a" 1000000))\n(with Guests g { ${thousand('(== a b)')} })`, noDeadline);
   assert.match(eqs.first!.message, /step budget/);
 });
@@ -42,13 +41,12 @@ test('values are capped before they are built; so is what one evaluation allocat
 
 test('a wall-clock deadline ends an evaluation the budget would let run', () => {
   // Cheap steps (no long values), a budget far above what runs in 50 ms.
-  const { r, ms, first } = timed(
+  const { r, first } = timed(
     '(def spin (n) (if (> n 0) (spin (- n 1)) 0))\n(with Guests g (spin 300))\n(with Guests g (with Guests h (with Guests i (with Guests j (with Guests k (spin 300))))))',
     { stepBudget: 1e12, timeLimitMs: 50 },
   );
   assert.equal(r.aborted, true);
   assert.match(first!.message, /deadline passed/);
-  assert.ok(ms < 5_000, `${Math.round(ms)} ms`);
 });
 
 test('policy text: a size limit with a clear error; long lists and literals compile without stack overflow', () => {
