@@ -99,6 +99,8 @@ export interface GuestConfig {
   workload: WorkloadSpec;
   /** A virtio-mem device beside the `maxKiB` of base memory. */
   virtioMem?: VirtioMemSpec;
+  /** It hands freed pages back to the host (virtio-balloon free page reporting). */
+  freePageReporting?: boolean;
 }
 
 /** A step's plan for the workload, made before device contention is known. */
@@ -132,6 +134,7 @@ export class SimGuest {
   readonly swapKiB: number;
   readonly balloonMinKiB: number;
   readonly workload: WorkloadSpec;
+  readonly reportsFreePages: boolean;
 
   /** Memory the guest has (balloon_cur): maxKiB minus the balloon. */
   balloonCur: number;
@@ -189,6 +192,7 @@ export class SimGuest {
     this.swapKiB = cfg.swapKiB;
     this.balloonMinKiB = cfg.balloonMinKiB;
     this.workload = cfg.workload;
+    this.reportsFreePages = cfg.freePageReporting === true;
     this.balloonCur = Math.min(cfg.maxKiB, cfg.balloonKiB) + (this.vmem?.size ?? 0);
     this.balloonTarget = this.balloonCur;
     // Boot: the kernel and a little page cache are touched; the rest is free and untouched.
@@ -381,6 +385,21 @@ export class SimGuest {
     // kswapd: below the low watermark, reclaim up to the high one.
     const wm = watermarks(this.balloonCur);
     if (this.freeKiB < wm.low) this.reclaim(wm.high - this.freeKiB, 'anon', ctx);
+    if (this.reportsFreePages) this.reportFreePages(ctx);
+  }
+
+  /** Free page reporting: touched free pages go back to the host a couple of seconds after
+   *  they were freed, in 2 MiB+ blocks (so all but the small fragments), and with them
+   *  whatever the host had behind them: resident pages freed, swap slots dropped, KSM
+   *  mappings undone. Reused later, they are fresh pages to the host (a zeroed page, no I/O). */
+  private reportFreePages(ctx: StepCtx): void {
+    const p = ctx.params;
+    const reportable = this.freeT.size - p.fprUnreportedFraction * this.freeKiB;
+    if (reportable <= EPS) return;
+    const x = reportable * Math.min(1, ctx.dt / Math.max(EPS, p.fprDelayS));
+    const tmp = part();
+    move(this.freeT, x, tmp);
+    this.freeU += tmp.size;
   }
 
   /** Free `x` KiB of anonymous memory, resident and swapped parts in proportion. */

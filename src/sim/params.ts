@@ -79,6 +79,15 @@ export interface ModelParams {
   reuseReadahead: boolean;
   /** Weight of the newest step in each device's load average (queueing delay). */
   deviceLoadSmoothing: number;
+  /** Every guest hands its freed pages back (virtio-balloon free page reporting), unless its
+   *  own `freePageReporting` says otherwise: KubeVirt's default. */
+  guestsReportFreePages: boolean;
+  /** Seconds before a freed page is reported: the guest kernel's page_reporting_delay (2 s). */
+  fprDelayS: number;
+  /** Share of a reporting guest's touched free memory that stays unreported: reporting takes
+   *  free blocks of the pageblock order (2 MiB on x86) and up, so free pages in smaller
+   *  fragments stay with the host (estimate). */
+  fprUnreportedFraction: number;
 }
 
 export const defaultParams: ModelParams = {
@@ -99,6 +108,9 @@ export const defaultParams: ModelParams = {
   hostSeesGuestAccess: false,
   reuseReadahead: true,
   deviceLoadSmoothing: 0.5,
+  guestsReportFreePages: false,
+  fprDelayS: 2,
+  fprUnreportedFraction: 0.1,
 };
 
 /** Reclaim watermarks as Linux computes them for a zone of `totalKiB`:

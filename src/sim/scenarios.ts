@@ -216,6 +216,9 @@ const guest = z.strictObject({
   startS: nonneg.optional(),
   stopS: nonneg.optional(),
   workload,
+  /** The guest reports freed pages (virtio-balloon free page reporting); default: the
+   *  guestsReportFreePages parameter. */
+  freePageReporting: z.boolean().optional(),
   virtioMem: z
     .strictObject({
       maxMiB: pos,
@@ -245,6 +248,9 @@ const paramsSchema = z
     hostSeesGuestAccess: z.boolean(),
     reuseReadahead: z.boolean(),
     deviceLoadSmoothing: z.number().min(0).max(1),
+    guestsReportFreePages: z.boolean(),
+    fprDelayS: nonneg,
+    fprUnreportedFraction: z.number().min(0).max(1),
   })
   .partial();
 

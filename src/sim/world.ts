@@ -26,6 +26,8 @@ export interface GuestSpec {
   workload: WorkloadSpec;
   /** A virtio-mem device beside memMiB (src/sim/virtio-mem.ts). */
   virtioMem?: VirtioMemSpec;
+  /** It hands freed pages back (free page reporting); default: params.guestsReportFreePages. */
+  freePageReporting?: boolean;
 }
 
 export interface KsmSettingsState {
@@ -168,6 +170,7 @@ export class SimWorld {
           cacheKiB: (spec.cacheMiB ?? 0) * MIB,
           workload: spec.workload,
           virtioMem: spec.virtioMem,
+          freePageReporting: spec.freePageReporting ?? this.params.guestsReportFreePages,
         },
         this.params,
         this._now,

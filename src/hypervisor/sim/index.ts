@@ -67,7 +67,7 @@ export class SimHypervisor implements Hypervisor {
       out.push({
         id: g.name,
         name: g.name,
-        props: { name: g.name, workload: g.workload.kind },
+        props: { name: g.name, workload: g.workload.kind, free_page_reporting: g.reportsFreePages ? 1 : 0 },
         stats: guestStats(this.world, g),
       });
     }

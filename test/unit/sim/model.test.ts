@@ -5,6 +5,7 @@ import { SimWorld, type GuestSpec, type ScenarioSpec } from '../../../src/sim/wo
 import { memknobsScenario, cloudyScenario, leakScenario } from '../../../src/sim/scenarios.js';
 import type { WorkloadSpec } from '../../../src/sim/workloads.js';
 import { MIB } from '../../../src/sim/params.js';
+import { SimHypervisor } from '../../../src/hypervisor/sim/index.js';
 
 const EPS = 1; // KiB: the fluid model's float error over many steps stays far below a page
 
@@ -149,6 +150,49 @@ test('inflating a balloon over pages the guest touched and freed gives them back
   w.advance(10);
   const after = w.hostUsedKiB();
   assert.ok(before - after > 1000 * MIB, `host got back ${(before - after) / MIB} MiB`);
+});
+
+test('free page reporting: what a guest freed goes back to the host in seconds, all but the small fragments; a guest that does not report keeps it', () => {
+  const run = (report: boolean) => {
+    const w = new SimWorld({
+      host: { memMiB: 8192, swapMiB: 1024, cpus: 2 },
+      guests: [{ name: 'a', memMiB: 2048, freePageReporting: report, workload: { kind: 'memknobs', sizesMiB: [1200, 0], runS: 60 } }],
+    });
+    w.advance(60); // the buffer is written
+    const g = w.guests.get('a')!;
+    const written = g.hostResidentKiB;
+    w.advance(10); // and freed
+    return { g, written, after: g.hostResidentKiB };
+  };
+  const kept = run(false);
+  assert.ok(kept.written - kept.after < 50 * MIB, `without reporting the host keeps it: ${(kept.written - kept.after) / MIB} MiB back`);
+  const back = run(true);
+  const freed = 1200 * MIB;
+  assert.ok(back.written - back.after > 0.8 * freed, `with reporting most comes back: ${(back.written - back.after) / MIB} MiB`);
+  assert.ok(back.g.freeT.size <= 0.1 * back.g.freeKiB + 2 * MIB, `what stays unreported is about the fragments' share: ${back.g.freeT.size / MIB} MiB`);
+  // Reused, the reported pages are fresh pages to the host: written again, resident again.
+  const w = new SimWorld({
+    host: { memMiB: 8192, swapMiB: 1024, cpus: 2 },
+    guests: [{ name: 'a', memMiB: 2048, freePageReporting: true, workload: { kind: 'memknobs', sizesMiB: [1200, 0], runS: 60 } }],
+  });
+  w.advance(130);
+  assert.ok(w.guests.get('a')!.hostResidentKiB > 1200 * MIB, 'the next run faults its buffer in again');
+});
+
+test('free page reporting for every guest (guestsReportFreePages) unless a guest says otherwise; the simulated driver shows it', async () => {
+  const w = new SimWorld({
+    host: { memMiB: 8192, swapMiB: 1024, cpus: 2 },
+    params: { guestsReportFreePages: true },
+    guests: [
+      { name: 'a', memMiB: 1024, workload: { kind: 'idle', anonMiB: 100 } },
+      { name: 'b', memMiB: 1024, freePageReporting: false, workload: { kind: 'idle', anonMiB: 100 } },
+    ],
+  });
+  assert.equal(w.guests.get('a')!.reportsFreePages, true);
+  assert.equal(w.guests.get('b')!.reportsFreePages, false);
+  const hv = new SimHypervisor(w);
+  const props = Object.fromEntries((await hv.collect()).map((g) => [g.name, g.props.free_page_reporting]));
+  assert.deepEqual(props, { a: 1, b: 0 });
 });
 
 test('ballooning untouched free memory gives the host nothing', () => {
