@@ -74,15 +74,17 @@ export interface SpawnedManagerOptions {
 export class SpawnedManager {
   private windowOffset = 0;
   private meter: UsageMeter | null = null;
-  private readonly restoreKsm = saveKsm();
   private stopped: Promise<{ usage: ProcessUsage; windowLog: string; ksmError: string | null }> | null = null;
 
   private constructor(
     readonly pid: number,
     readonly o: SpawnedManagerOptions,
+    private readonly restoreKsm: () => string | null,
   ) {}
 
   static async start(o: SpawnedManagerOptions): Promise<SpawnedManager> {
+    // Before it runs: the knobs as the host had them.
+    const restoreKsm = saveKsm();
     const fd = openSync(o.log, 'w');
     const child = spawn(o.command, o.args, { env: o.env ?? process.env, cwd: o.cwd, stdio: ['ignore', fd, fd], detached: true });
     closeSync(fd);
@@ -92,7 +94,7 @@ export class SpawnedManager {
     });
     // Reaped by node: a manager that exits is no zombie, so pidAlive tells.
     child.unref();
-    const m = new SpawnedManager(pid, o);
+    const m = new SpawnedManager(pid, o, restoreKsm);
     try {
       await waitFor(`${o.what} to start`, o.readyTimeoutMs, () => {
         const text = m.readLog();
@@ -131,10 +133,13 @@ export class SpawnedManager {
     this.stopped ??= (async () => {
       const meter = this.meter ?? new UsageMeter(this.pid);
       const usage = this.meter ? meter.stop() : { pid: this.pid, cpuS: null, rssPeakMiB: null, rssMeanMiB: null, samples: 0, windowS: 0 };
+      // The window ends here: what it logs while shutting down (momd says ERROR when its
+      // threads end before its main loop notices the signal) is not the run's.
+      const windowLog = this.readLog(this.windowOffset);
       // momd joins its threads for up to 20 s after the signal; ballast restores KSM first.
       await killPid(this.pid, 30_000);
       const ksmError = this.restoreKsm();
-      return { usage, windowLog: this.readLog(this.windowOffset), ksmError };
+      return { usage, windowLog, ksmError };
     })();
     return this.stopped;
   }
