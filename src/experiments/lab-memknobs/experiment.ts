@@ -70,6 +70,9 @@ export interface ConfigSummary {
   /** Managed rows: each run's median and largest reaction time, seconds (reaction.ts). */
   reactionMedianS: Spread | null;
   reactionMaxS: Spread | null;
+  /** Managed rows: ramps under a balloon its memory did not come back for (before the next
+   *  ramp, or before the run stopped). */
+  reactionUnanswered: Spread | null;
   /** Libvirt rows: the manager process's CPU seconds and mean RSS (MiB) over the window. */
   managerCpuS?: Spread | null;
   managerRssMiB?: Spread | null;
@@ -141,6 +144,7 @@ export function summarize(runs: RunResult[], configs: readonly ConfigName[]): Co
       vmemActions: managed && parts.vmem ? spread(mine.map((r) => r.manager?.vmemActions ?? null)) : null,
       reactionMedianS: managed ? spread(mine.map((r) => r.reaction?.medianS ?? null)) : null,
       reactionMaxS: managed ? spread(mine.map((r) => r.reaction?.maxS ?? null)) : null,
+      reactionUnanswered: managed ? spread(mine.map((r) => (r.reaction ? r.reaction.unanswered + (r.reaction.pending ?? 0) : null))) : null,
       managerCpuS: spread(mine.map((r) => r.managerProcess?.usage.cpuS ?? null)),
       managerRssMiB: spread(mine.map((r) => r.managerProcess?.usage.rssMeanMiB ?? null)),
     };

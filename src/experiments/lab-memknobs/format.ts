@@ -40,7 +40,7 @@ export function formatLabTable(r: LabExperimentResult): string {
     `${s.durationS} s measured per run${s.warmupS ? ` after ${s.warmupS} s of warm-up` : ''}, ${r.repeat} repetition(s); ${r.cpuPerGuest === null ? 'guests share the CPUs' : `each guest capped at ${r.cpuPerGuest} CPU`}${r.thp === 'off' ? ', no huge pages for guest RAM' : ''}; workload period ${s.periodS} s, ramp in ${s.rampSteps} steps, guests staggered by ${r.workload.delaysS.join('/')} s${s.cacheMiB ? `; each guest reads ${s.cacheMiB} MiB into its page cache once` : ''}; ` +
       `manager: stats every ${r.manager.statsIntervalS} s, policy every ${r.manager.policyIntervalS} s`,
     `cells: median (min–max) over repetitions; "vs none": ratio to the no-manager run of the same repetition; "kept": pages of workloads the OOM killer did not take; swap pages from ${r.swap.source}; "RSS in huge pages": AnonHugePages / Rss of the QEMUs over the window (THP ${r.thp === 'off' ? 'off for the QEMUs' : `as the host has it${r.hostThp ? `: enabled ${r.hostThp.enabled ?? '?'}, defrag ${r.hostThp.defrag ?? '?'}` : ''}`})`,
-    `"reaction": managed rows, seconds from a guest starting a ramp while its balloon holds memory back to its memory growing back (median and largest over the guests' ramps in the window)`,
+    `"reaction": managed rows, seconds from a guest starting a ramp while its balloon holds memory back to its memory growing back (median and largest over the guests' ramps in the window; "unanswered": ramps its memory did not come back for before the next one or the run's end)`,
     ...(r.via === 'libvirt'
       ? [
           `libvirt guests (each run's own libvirtd), each manager a process of its own: "manager CPU s" its user + system CPU (with its reaped children's) over the window, "manager RSS MiB" its mean resident memory${r.mom ? `; momd ran MOM ${r.mom.commit} (${r.mom.checkout})` : ''}`,
@@ -72,6 +72,7 @@ export function formatLabTable(r: LabExperimentResult): string {
     'PSI stops',
     'reaction median s',
     'reaction max s',
+    'ramps unanswered',
     // Only where the managers ran as processes of their own (libvirt rows).
     ...(processes ? ['manager CPU s', 'manager RSS MiB'] : []),
   ];
@@ -99,6 +100,7 @@ export function formatLabTable(r: LabExperimentResult): string {
     c.guestPsiPeak ? fmtSpread(c.psiStops) : '-',
     fmtSpread(c.reactionMedianS),
     fmtSpread(c.reactionMaxS),
+    fmtSpread(c.reactionUnanswered),
     ...(processes ? [fmtSpread(c.managerCpuS ?? null), fmtSpread(c.managerRssMiB ?? null)] : []),
   ]);
   const legend = r.summary.map((c) => `  ${c.config}: ${CONFIG_TITLES[c.config]}`);

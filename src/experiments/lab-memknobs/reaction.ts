@@ -12,6 +12,8 @@ export interface GuestReactions {
   times: number[];
   /** Demand steps after which the memory did not grow before the guest's next demand step. */
   unanswered: number;
+  /** Demand steps still waiting when the lines end (the run stopped first). */
+  pending: number;
 }
 
 /**
@@ -21,12 +23,13 @@ export interface GuestReactions {
  *   inflates out of it (the lab's balloons have no deflate-on-oom). Its full size is the
  *   largest MemTotal it reported.
  * - A demand step is the start of a ramp: an `alloc` phase that grows the working set (`arg`
- *   MiB above `ws_kib`) after one that did not (or as the workload's first). It counts when
+ *   MiB above `ws_kib`) after one that did not, or the first of a workload (also one restarted
+ *   after the OOM killer took it: a service starting over needs its memory again). It counts when
  *   the guest's last MemTotal before it is at least REACTION_SLACK_KIB below its full size.
  * - Its reaction is the first later MemTotal at least REACTION_SLACK_KIB above the one at the
  *   step; the time between is measured on the guest's clock (both lines' `t=`), else on the
  *   host's arrival times. No growth before the next demand step: unanswered. No growth before
- *   the lines end: not counted either way (the run stopped first).
+ *   the lines end: pending (the run stopped first).
  */
 export function guestReactions(lines: readonly TimedLine[], from: number, to: number): GuestReactions {
   let full = 0;
@@ -35,7 +38,7 @@ export function guestReactions(lines: readonly TimedLine[], from: number, to: nu
     const total = Number(line.fields.total_kib);
     if (Number.isFinite(total) && total > full) full = total;
   }
-  const out: GuestReactions = { times: [], unanswered: 0 };
+  const out: GuestReactions = { times: [], unanswered: 0, pending: 0 };
   let lastTotal: number | null = null;
   let prevGrew = false;
   let open: { t: number | null; at: number; total: number } | null = null;
@@ -48,6 +51,8 @@ export function guestReactions(lines: readonly TimedLine[], from: number, to: nu
         out.times.push(open.t !== null && line.t !== null ? line.t - open.t : at - open.at);
         open = null;
       }
+    } else if (line.kind === 'workload-start' || line.kind === 'workload-exit') {
+      prevGrew = false;
     } else if (line.kind === 'phase' && line.fields.op === 'alloc') {
       const grows = Number(line.fields.arg) * 1024 > Number(line.fields.ws_kib);
       if (grows && !prevGrew) {
@@ -58,6 +63,7 @@ export function guestReactions(lines: readonly TimedLine[], from: number, to: nu
       prevGrew = grows;
     }
   }
+  if (open) out.pending++;
   return out;
 }
 
@@ -67,15 +73,17 @@ export interface ReactionSummary {
   maxS: number | null;
   answered: number;
   unanswered: number;
+  pending: number;
 }
 
 /** The run's reaction times: every guest's answered steps pooled. */
 export function summarizeReactions(guests: readonly GuestReactions[]): ReactionSummary {
   const all = guests.flatMap((g) => g.times).sort((a, b) => a - b);
   const unanswered = guests.reduce((s, g) => s + g.unanswered, 0);
-  if (all.length === 0) return { medianS: null, maxS: null, answered: 0, unanswered };
+  const pending = guests.reduce((s, g) => s + g.pending, 0);
+  if (all.length === 0) return { medianS: null, maxS: null, answered: 0, unanswered, pending };
   const mid = all.length >> 1;
   const median = all.length % 2 ? all[mid]! : (all[mid - 1]! + all[mid]!) / 2;
   const round = (v: number) => Math.round(v * 10) / 10;
-  return { medianS: round(median), maxS: round(all[all.length - 1]!), answered: all.length, unanswered };
+  return { medianS: round(median), maxS: round(all[all.length - 1]!), answered: all.length, unanswered, pending };
 }

@@ -603,7 +603,7 @@ test("proxmox rows: the manager from the name; reaction times for managed rows o
   assert.deepEqual(configParts('proxmox'), { manager: 'proxmox', fpr: false, psi: false, vmem: false });
   assert.deepEqual(configParts('proxmox+fpr'), { manager: 'proxmox', fpr: true, psi: false, vmem: false });
   assert.ok(ALL_CONFIGS.includes('proxmox') && ALL_CONFIGS.includes('proxmox+fpr'));
-  const reaction = { medianS: 12, maxS: 31.5, answered: 6, unanswered: 1 };
+  const reaction = { medianS: 12, maxS: 31.5, answered: 6, unanswered: 1, pending: 1 };
   const runs = [
     { ...run('none+fpr', 1, 100, 1000), reaction: null },
     { ...run('proxmox+fpr', 1, 90, 500), reaction },
@@ -612,6 +612,7 @@ test("proxmox rows: the manager from the name; reaction times for managed rows o
   assert.equal(none!.reactionMedianS, null);
   assert.deepEqual(pve!.reactionMedianS, { min: 12, median: 12, max: 12, n: 1 });
   assert.deepEqual(pve!.reactionMaxS, { min: 31.5, median: 31.5, max: 31.5, n: 1 });
+  assert.deepEqual(pve!.reactionUnanswered, { min: 2, median: 2, max: 2, n: 1 });
   assert.deepEqual(pve!.balloonActions, { min: 3, median: 3, max: 3, n: 1 });
   const table = formatLabTable({
     experiment: 'lab-memknobs',
@@ -628,9 +629,9 @@ test("proxmox rows: the manager from the name; reaction times for managed rows o
     summary: summarize(runs, ['none+fpr', 'proxmox+fpr']),
   });
   const lines = table.split('\n');
-  assert.match(lines.find((x) => x.startsWith('config'))!, /reaction median s +reaction max s$/);
-  assert.match(lines.find((x) => x.startsWith('none+fpr '))!, / - +-$/);
-  assert.match(lines.find((x) => x.startsWith('proxmox+fpr '))!, / 12 +31\.5$/);
+  assert.match(lines.find((x) => x.startsWith('config'))!, /reaction median s +reaction max s +ramps unanswered$/);
+  assert.match(lines.find((x) => x.startsWith('none+fpr '))!, / - +- +-$/);
+  assert.match(lines.find((x) => x.startsWith('proxmox+fpr '))!, / 12 +31\.5 +2$/);
   assert.match(table, /none\+fpr: no manager \+ free page reporting \(KubeVirt's default\)/);
   assert.match(table, /proxmox\+fpr: Proxmox VE's automatic ballooning/);
 });

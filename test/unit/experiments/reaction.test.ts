@@ -28,18 +28,18 @@ test('a ramp under a balloon: the time until the memory grows, on the guest cloc
     mem(20, FULL - 60 * 1024), // grows: 20 - 14 = 6 s
     mem(22, FULL),
   ]);
-  assert.deepEqual(guestReactions(lines, 0, 2000), { times: [6], unanswered: 0 });
+  assert.deepEqual(guestReactions(lines, 0, 2000), { times: [6], unanswered: 0, pending: 0 });
 });
 
 test('no demand step while the balloon is empty, or outside the window', () => {
   const empty = timed([mem(0, FULL), alloc(2, 64, 0), alloc(4, 80, 64 * 1024), mem(6, FULL)]);
-  assert.deepEqual(guestReactions(empty, 0, 2000), { times: [], unanswered: 0 });
+  assert.deepEqual(guestReactions(empty, 0, 2000), { times: [], unanswered: 0, pending: 0 });
   const ballooned = [mem(0, FULL), mem(1, FULL - 50 * 1024), alloc(2, 64, 0), mem(8, FULL)];
-  assert.deepEqual(guestReactions(timed(ballooned), 0, 2000), { times: [6], unanswered: 0 }, "the workload's first alloc is a ramp too");
-  assert.deepEqual(guestReactions(timed(ballooned), 1010, 2000), { times: [], unanswered: 0 }, 'the step arrived before the window');
+  assert.deepEqual(guestReactions(timed(ballooned), 0, 2000), { times: [6], unanswered: 0, pending: 0 }, "the workload's first alloc is a ramp too");
+  assert.deepEqual(guestReactions(timed(ballooned), 1010, 2000), { times: [], unanswered: 0, pending: 0 }, 'the step arrived before the window');
 });
 
-test('unanswered until the next ramp; still open when the lines end: not counted', () => {
+test('unanswered until the next ramp; still open when the lines end: pending', () => {
   const lines = timed([
     mem(0, FULL),
     mem(1, FULL - 100 * 1024),
@@ -50,22 +50,31 @@ test('unanswered until the next ramp; still open when the lines end: not counted
     alloc(20, 80, 64 * 1024), // next ramp: the first went unanswered
     mem(22, FULL - 100 * 1024),
   ]);
-  assert.deepEqual(guestReactions(lines, 0, 2000), { times: [], unanswered: 1 });
+  assert.deepEqual(guestReactions(lines, 0, 2000), { times: [], unanswered: 1, pending: 1 });
+});
+
+test('a workload the OOM killer took starts over: its first alloc is a new demand step', () => {
+  const lines = timed([
+    mem(0, FULL),
+    mem(1, FULL - 150 * 1024),
+    alloc(2, 80, 64 * 1024),
+    alloc(6, 96, 80 * 1024),
+    'BALLAST workload-exit t=7 status=137',
+    'BALLAST workload-start t=8 spec=x report_s=2',
+    alloc(8, 64, 0),
+    mem(12, FULL - 100 * 1024), // grows 4 s after the restart
+  ]);
+  assert.deepEqual(guestReactions(lines, 0, 2000), { times: [4], unanswered: 1, pending: 0 });
 });
 
 test('summary: median and max over every guest, answered steps only', () => {
   assert.deepEqual(
     summarizeReactions([
-      { times: [6, 20], unanswered: 1 },
-      { times: [10], unanswered: 0 },
+      { times: [6, 20], unanswered: 1, pending: 0 },
+      { times: [10], unanswered: 0, pending: 1 },
     ]),
-    {
-      medianS: 10,
-      maxS: 20,
-      answered: 3,
-      unanswered: 1,
-    },
+    { medianS: 10, maxS: 20, answered: 3, unanswered: 1, pending: 1 },
   );
-  assert.deepEqual(summarizeReactions([{ times: [4, 8], unanswered: 0 }]).medianS, 6);
-  assert.deepEqual(summarizeReactions([{ times: [], unanswered: 2 }]), { medianS: null, maxS: null, answered: 0, unanswered: 2 });
+  assert.deepEqual(summarizeReactions([{ times: [4, 8], unanswered: 0, pending: 0 }]).medianS, 6);
+  assert.deepEqual(summarizeReactions([{ times: [], unanswered: 2, pending: 0 }]), { medianS: null, maxS: null, answered: 0, unanswered: 2, pending: 0 });
 });
