@@ -388,7 +388,7 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
       bootS: Math.round(bootS * 10) / 10,
     };
     say(
-      `${tag} done: ${(result.throughput / 1e6).toFixed(2)} Mpages/s, swap in/out ${result.swapIn}/${result.swapOut} pages, OOM kills ${result.oomKills}, ${result.pressureS} s at the limit${hugeShare === null ? '' : `, ${Math.round(hugeShare * 100)}% of QEMU RSS in huge pages`}${managerReport ? `, ${managerReport.balloonActions} balloon actions${parts.vmem ? `, ${managerReport.vmemActions} virtio-mem actions (${managerReport.vmemUnplugs} unplugs)` : ''}, ${managerReport.rollbacks} rollbacks, ${managerReport.belowFloorLeft} guest-cycles left below the floor` : ''}${processSummary(result.managerProcess)}`,
+      `${tag} done: ${(result.throughput / 1e6).toFixed(2)} Mpages/s, swap in/out ${result.swapIn}/${result.swapOut} pages, OOM kills ${result.oomKills}, ${result.pressureS} s at the limit${hugeShare === null ? '' : `, ${Math.round(hugeShare * 100)}% of QEMU RSS in huge pages`}${managerReport ? `, ${managerReport.balloonActions} balloon actions${parts.vmem ? `, ${managerReport.vmemActions} virtio-mem actions (${managerReport.vmemUnplugs} unplugs)` : ''}, ${managerReport.rollbacks} rollbacks${Number.isNaN(managerReport.belowFloorLeft) ? '' : `, ${managerReport.belowFloorLeft} guest-cycles left below the floor`}` : ''}${processSummary(result.managerProcess)}`,
     );
     return result;
   } finally {
