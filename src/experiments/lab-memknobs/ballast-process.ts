@@ -115,7 +115,8 @@ export function countBallastLog(text: string): BallastLogCounts {
 function cliCommand(): { command: string; args: string[] } {
   const fromSource = fileURLToPath(import.meta.url).endsWith('.ts');
   return fromSource
-    ? { command: process.execPath, args: [...process.execArgv, join(REPO_ROOT, 'src', 'cli', 'main.ts')] }
+    ? // The loader (tsx) carries over; a test runner's own flags must not.
+      { command: process.execPath, args: [...process.execArgv.filter((a) => !a.startsWith('--test')), join(REPO_ROOT, 'src', 'cli', 'main.ts')] }
     : { command: process.execPath, args: [join(REPO_ROOT, 'bin', 'ballast.js')] };
 }
 
