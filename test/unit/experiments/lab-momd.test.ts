@@ -148,3 +148,24 @@ test('processManagerReport: what a process manager did not count is NaN (null in
   assert.equal(b.rollbacks, 2);
   assert.ok(Number.isNaN(b.vetoes));
 });
+
+test("domainXml: a libvirt guest's page-cache disk is raw, read-only and uncached on the host", async () => {
+  const { domainXml } = await import('../../../src/lab/guests.js');
+  const xml = domainXml({
+    name: 'ballast-lab-x1-1',
+    memMiB: 384,
+    kernel: '/k',
+    initrd: '/i',
+    consolePath: '/c',
+    statsPeriodS: 2,
+    emulator: '/usr/bin/qemu-system-x86_64',
+    freePageReporting: true,
+    disk: '/run/x/g1.disk',
+  });
+  assert.match(
+    xml,
+    /<disk type='file' device='disk'>\s*<driver name='qemu' type='raw' cache='none'\/>\s*<source file='\/run\/x\/g1\.disk'\/>\s*<target dev='vda' bus='virtio'\/>\s*<readonly\/>/,
+  );
+  assert.match(xml, /<memballoon model='virtio' freePageReporting='on'>/);
+  assert.doesNotMatch(domainXml({ name: 'g', memMiB: 256, kernel: '/k', initrd: '/i', consolePath: '/c', statsPeriodS: 2, emulator: '/q' }), /<disk/);
+});
