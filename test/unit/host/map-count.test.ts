@@ -126,6 +126,15 @@ test('map count of a recorded tree: lines of /proc/PID/maps, largest process fou
   writeFileSync(join(root, 'proc/sys/vm/max_map_count'), '65530\n');
   assert.deepEqual(scanMapCounts(root), { scanned: 3, top: { pid: 42, count: 70_000 } });
   assert.deepEqual(await new MapCountSource(root).collect(), { vm_max_map_count: 65530, map_count_max: 70_000, map_count_max_pid: 42 });
+  // The scan is repeated at most every rescan interval; the limit is read each time.
+  let now = 0;
+  const src = new MapCountSource(root, 60_000, () => now);
+  assert.equal((await src.collect()).map_count_max, 70_000);
+  writeFileSync(join(root, 'proc', '42', 'maps'), line.repeat(5));
+  now = 59_000;
+  assert.equal((await src.collect()).map_count_max, 70_000, 'within the interval: the last scan');
+  now = 60_000;
+  assert.deepEqual(await src.collect(), { vm_max_map_count: 65530, map_count_max: 5, map_count_max_pid: 42 }, 'rescanned');
   writeFileSync(join(root, 'proc/sys/vm/max_map_count'), 'lots\n');
   assert.equal(await readMaxMapCount(root), null);
   assert.deepEqual(scanMapCounts(join(root, 'nowhere')), { scanned: 0, top: null });
