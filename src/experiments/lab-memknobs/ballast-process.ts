@@ -160,7 +160,7 @@ export class BallastProcess {
   }
 
   async stop(): Promise<ProcessManagerReport> {
-    const { usage, windowLog, ksmError } = await this.proc.stop();
+    const { usage, windowLog, ksmError, exitedEarly } = await this.proc.stop();
     const c = countBallastLog(windowLog);
     return {
       manager: 'ballast',
@@ -173,6 +173,7 @@ export class BallastProcess {
       errors: c.errors,
       ksmRunSeen: c.ksmRunSeen,
       ksmRestoreError: ksmError,
+      exitedEarly,
       log: this.proc.o.log,
     };
   }

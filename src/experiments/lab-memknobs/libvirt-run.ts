@@ -73,6 +73,8 @@ export interface ProcessManagerOptions {
   /** Keep the manager's config and log here (--trace), else in a directory removed after. */
   traceDir?: string;
   tag: string;
+  /** Where its process is SIGKILLed from if the experiment dies without stopping it. */
+  cleanup: Cleanup;
 }
 
 /** Not counted for a manager that runs as a process (its log at info does not say): null in
@@ -141,7 +143,11 @@ export class ProcessLabManager implements LabManager {
         vmem: parts.vmem,
       });
     } else throw new Error(`the ${parts.manager} manager does not run on libvirt guests`);
+    const m = this.m;
+    this.forget = this.o.cleanup.add({ what: `${parts.manager} process ${m.pid}`, run: async () => void (await m.stop()), runSync: () => m.killNow() });
   }
+
+  private forget: (() => Promise<void>) | null = null;
 
   markWindow(): void {
     this.m?.markWindow();
@@ -151,6 +157,8 @@ export class ProcessLabManager implements LabManager {
     this.stopping ??= (async () => {
       if (!this.m) throw new Error('the manager never started');
       const r = await this.m.stop();
+      // Its cleanup step: stop() again, which gives the same figures.
+      await this.forget?.();
       if (!this.o.traceDir) rmSync(this.workDir, { recursive: true, force: true });
       this.report = this.o.traceDir ? r : { ...r, log: null };
       return processManagerReport(r);

@@ -160,7 +160,7 @@ export class MomdManager {
   }
 
   async stop(): Promise<ProcessManagerReport> {
-    const { usage, windowLog, ksmError } = await this.proc.stop();
+    const { usage, windowLog, ksmError, exitedEarly } = await this.proc.stop();
     const c = countMomdLog(windowLog);
     return {
       manager: 'momd',
@@ -173,6 +173,7 @@ export class MomdManager {
       errors: c.errors,
       ksmRunSeen: c.ksmRunSeen,
       ksmRestoreError: ksmError,
+      exitedEarly,
       momCommit: this.commit,
       log: this.proc.o.log,
     };

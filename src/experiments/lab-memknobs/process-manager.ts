@@ -25,6 +25,8 @@ export interface ProcessManagerReport {
   ksmRunSeen: boolean;
   /** Putting the KSM knobs back as found failed (null: put back, or unchanged). */
   ksmRestoreError: string | null;
+  /** It had exited before the run stopped it: the rest of the window had no manager. */
+  exitedEarly: boolean;
   /** momd: the MOM commit it ran (git HEAD of the checkout). */
   momCommit?: string;
   /** Its whole log, where the experiment keeps it (--trace); null: removed with the run. */
@@ -69,12 +71,14 @@ export interface SpawnedManagerOptions {
   ready: (log: string) => boolean;
   readyTimeoutMs: number;
   what: string;
+  /** The KSM knobs' directory (tests give their own). */
+  ksmDir?: string;
 }
 
 export class SpawnedManager {
   private windowOffset = 0;
   private meter: UsageMeter | null = null;
-  private stopped: Promise<{ usage: ProcessUsage; windowLog: string; ksmError: string | null }> | null = null;
+  private stopped: Promise<{ usage: ProcessUsage; windowLog: string; ksmError: string | null; exitedEarly: boolean }> | null = null;
 
   private constructor(
     readonly pid: number,
@@ -84,7 +88,7 @@ export class SpawnedManager {
 
   static async start(o: SpawnedManagerOptions): Promise<SpawnedManager> {
     // Before it runs: the knobs as the host had them.
-    const restoreKsm = saveKsm();
+    const restoreKsm = saveKsm(o.ksmDir);
     const fd = openSync(o.log, 'w');
     const child = spawn(o.command, o.args, { env: o.env ?? process.env, cwd: o.cwd, stdio: ['ignore', fd, fd], detached: true });
     closeSync(fd);
@@ -129,8 +133,9 @@ export class SpawnedManager {
 
   /** Ends the window, stops the process by its PID (SIGTERM, then SIGKILL), puts KSM back as
    *  found; returns the window's usage and log. Once: later calls get the same. */
-  stop(): Promise<{ usage: ProcessUsage; windowLog: string; ksmError: string | null }> {
+  stop(): Promise<{ usage: ProcessUsage; windowLog: string; ksmError: string | null; exitedEarly: boolean }> {
     this.stopped ??= (async () => {
+      const exitedEarly = !pidAlive(this.pid);
       const meter = this.meter ?? new UsageMeter(this.pid);
       const usage = this.meter ? meter.stop() : { pid: this.pid, cpuS: null, rssPeakMiB: null, rssMeanMiB: null, samples: 0, windowS: 0 };
       // The window ends here: what it logs while shutting down (momd says ERROR when its
@@ -139,7 +144,7 @@ export class SpawnedManager {
       // momd joins its threads for up to 20 s after the signal; ballast restores KSM first.
       await killPid(this.pid, 30_000);
       const ksmError = this.restoreKsm();
-      return { usage, windowLog, ksmError };
+      return { usage, windowLog, ksmError, exitedEarly };
     })();
     return this.stopped;
   }

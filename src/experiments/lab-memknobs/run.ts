@@ -130,7 +130,7 @@ function qemuPidFromRecord(name: string): number | null {
 function processSummary(p: ProcessManagerReport | null | undefined): string {
   if (!p) return '';
   const u = p.usage;
-  return `; ${p.manager} (PID ${p.pid}${p.momCommit ? `, MOM ${p.momCommit.slice(0, 12)}` : ''}) used ${u.cpuS ?? '?'} CPU s, RSS ${u.rssMeanMiB ?? '?'} MiB mean / ${u.rssPeakMiB ?? '?'} MiB peak, ${p.errors} error lines`;
+  return `; ${p.manager} (PID ${p.pid}${p.momCommit ? `, MOM ${p.momCommit.slice(0, 12)}` : ''}) used ${u.cpuS ?? '?'} CPU s, RSS ${u.rssMeanMiB ?? '?'} MiB mean / ${u.rssPeakMiB ?? '?'} MiB peak, ${p.errors} error lines${p.exitedEarly ? `, EXITED before the run ended (its log: ${p.log ?? 'keep it with --trace'})` : ''}`;
 }
 
 export async function runOnce(o: RunOptions): Promise<RunResult> {
@@ -263,6 +263,7 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
             mom: o.mom,
             traceDir: o.traceDir,
             tag: `${config}-${o.repetition}`,
+            cleanup,
           }))
         : parts.manager === 'proxmox'
           ? new ProxmoxManager({ qmpSockets: qemuGuests.map((g) => ({ socket: g.qmpSocket })), domainDir: domain.dir, traceFile, onError })

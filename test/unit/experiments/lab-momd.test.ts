@@ -138,7 +138,7 @@ test('parseVmRssKiB: VmRSS in kB, null when absent', () => {
 
 test('processManagerReport: what a process manager did not count is NaN (null in JSON), never 0', () => {
   const usage = { pid: 1, cpuS: 1.5, rssPeakMiB: 40, rssMeanMiB: 38, samples: 10, windowS: 10 };
-  const common = { pid: 1, usage, balloonActions: 5, errors: 0, ksmRunSeen: false, ksmRestoreError: null, log: null };
+  const common = { pid: 1, usage, balloonActions: 5, errors: 0, ksmRunSeen: false, ksmRestoreError: null, exitedEarly: false, log: null };
   const momd = processManagerReport({ ...common, manager: 'momd', rollbacks: null, vmemActions: null, vmemUnplugs: null, momCommit: 'abc' });
   assert.equal(momd.balloonActions, 5);
   assert.equal(momd.rollbacks, 0, 'MOM has no rollbacks');
@@ -168,4 +168,54 @@ test("domainXml: a libvirt guest's page-cache disk is raw, read-only and uncache
   );
   assert.match(xml, /<memballoon model='virtio' freePageReporting='on'>/);
   assert.doesNotMatch(domainXml({ name: 'g', memMiB: 256, kernel: '/k', initrd: '/i', consolePath: '/c', statsPeriodS: 2, emulator: '/q' }), /<disk/);
+});
+
+test('SpawnedManager: waits for its log to say it runs, measures the window, stops it by PID, puts KSM back', async () => {
+  const { SpawnedManager } = await import('../../../src/experiments/lab-memknobs/process-manager.js');
+  const { pidAlive } = await import('../../../src/lab/proc.js');
+  const dir = mkdtempSync(join(tmpdir(), 'spawned-'));
+  const ksm = join(dir, 'ksm');
+  mkdirSync(ksm);
+  for (const [k, v] of [
+    ['run', '0'],
+    ['pages_to_scan', '100'],
+    ['sleep_millisecs', '20'],
+  ])
+    writeFileSync(join(ksm, k!), `${v}\n`);
+  const log = join(dir, 'm.log');
+  const m = await SpawnedManager.start({
+    what: 'a fake manager',
+    command: 'sh',
+    // Changes a KSM knob as a manager would, says it is up, logs once in the window.
+    args: ['-c', `echo 1 > ${ksm}/run; echo up; sleep 0.5; echo 'in the window'; exec sleep 60`],
+    log,
+    ready: (text) => text.includes('up'),
+    readyTimeoutMs: 10_000,
+    ksmDir: ksm,
+  });
+  m.markWindow();
+  await new Promise((r) => setTimeout(r, 1200));
+  const out = await m.stop();
+  assert.equal(out.exitedEarly, false);
+  assert.match(out.windowLog, /in the window/);
+  assert.doesNotMatch(out.windowLog, /up/, 'only what it logged after the window opened');
+  assert.ok(out.usage.rssMeanMiB !== null && out.usage.samples >= 1);
+  assert.ok(out.usage.cpuS !== null && out.usage.cpuS >= 0);
+  assert.equal(pidAlive(m.pid), false, 'stopped');
+  assert.equal((await import('node:fs')).readFileSync(join(ksm, 'run'), 'utf8').trim(), '0', 'KSM put back as found');
+  assert.equal(out.ksmError, null);
+  assert.equal(await m.stop(), await m.stop(), 'once');
+
+  await assert.rejects(
+    SpawnedManager.start({
+      what: 'a failing manager',
+      command: 'sh',
+      args: ['-c', 'echo bad config; exit 3'],
+      log: join(dir, 'f.log'),
+      ready: () => false,
+      readyTimeoutMs: 10_000,
+      ksmDir: ksm,
+    }),
+    /a failing manager exited at start; its log .* ends:\nbad config/,
+  );
 });
