@@ -2,7 +2,8 @@
 // fields, and the KsmBackend that writes its knobs, verifies them by reading back, reports
 // refusals (EPERM, EROFS, EBUSY, EINVAL) in words an operator can act on, retries refused
 // settings on the next cycle, and can put back the values it found.
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { readdirSync, readFileSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
 import type { KsmBackend, KsmSettings, Stats } from '../types.js';
 import { errnoOf, under } from './files.js';
 
@@ -52,7 +53,8 @@ export function ksmFieldsFromFiles(files: Record<string, string>): Stats {
 export async function readKsmFiles(root = '/', dir = KSM_DIR): Promise<Record<string, string>> {
   let names: string[];
   try {
-    names = await readdir(under(root, dir));
+    // Sync, as files.ts reads kernel files: sysfs attributes never wait for a disk.
+    names = readdirSync(under(root, dir));
   } catch (err) {
     if (errnoOf(err) === 'ENOENT') return {};
     throw err;
@@ -60,7 +62,7 @@ export async function readKsmFiles(root = '/', dir = KSM_DIR): Promise<Record<st
   const files: Record<string, string> = {};
   for (const name of names.sort()) {
     try {
-      files[name] = await readFile(under(root, `${dir}/${name}`), 'utf8');
+      files[name] = readFileSync(under(root, `${dir}/${name}`), 'utf8');
     } catch {
       // A write-only or vanished attribute: nothing to report for it.
     }
