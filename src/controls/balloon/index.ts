@@ -11,7 +11,7 @@ import { fmtKiB, guardBalloon, type GuestGuardState } from './guard.js';
 import { finite } from '../../numbers.js';
 import type { Stats } from '../../types.js';
 import type { SafeguardConfig } from '../floor.js';
-import { addPeak, type PeakBucket, recentPeak } from './peaks.js';
+import { addPeak, type PeakBucket, recentPeak } from '../peaks.js';
 import { addReturn, type BalloonReturn, ineffective, inflationStep } from './returns.js';
 
 /** What the balloon remembers about one guest. */

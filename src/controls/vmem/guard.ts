@@ -3,6 +3,11 @@
 // can empty: it migrates the pages out first, and a block it cannot empty stays plugged. So:
 // - an unplug takes at most the guest's free memory above its headroom (never its used memory
 //   or page cache: that is the balloon's job), at most one step a cycle, in whole blocks;
+// - and never what the guest used at its peak of the last safeguards.peak_window (page cache
+//   counted): virtio-mem is for long-lived reductions, memory the guest has not needed for the
+//   whole window; plugging back waits for a policy cycle and onlines memory, too slow for a
+//   guest that grows back into its peak (the lab's guests were OOM-killed so, twice in a run,
+//   when repeated unplugs of what was free between peaks left them their base memory);
 // - no unplug while the guest's use is unknown, its sample is stale, it stalls on memory, or it
 //   backs off after a rollback; a swap-in, fault or stall spike after an unplug plugs it back;
 // - a guest whose free memory fell under its headroom is plugged back, asked or not;
@@ -12,7 +17,8 @@
 import type { Stats } from '../../types.js';
 import { finite } from '../../numbers.js';
 import type { History } from '../../engine/history.js';
-import { fmtKiB, type SafeguardConfig } from '../floor.js';
+import { fmtKiB, type RecentPeak, type SafeguardConfig } from '../floor.js';
+import type { PeakBucket } from '../peaks.js';
 import { expireGuard, type GuestGuardState, rollbackReason } from '../balloon/guard.js';
 
 /** Cycles a device may stay above its request before the unplug counts as stopped short. */
@@ -22,6 +28,8 @@ export interface VmemState {
   guard: GuestGuardState;
   /** First cycle at which the device was seen above its request (unplug still going). */
   shortSince?: number;
+  /** The guest's use (of its own total, mem_available) in the recent past (peaks.ts). */
+  peaks?: PeakBucket[];
 }
 
 export interface VmemDecision {
@@ -62,6 +70,8 @@ export interface VmemGuardInput {
   state: VmemState;
   cycle: number;
   now: number;
+  /** Its peak use (mem_available - mem_unused, page cache counted) in the peak window. */
+  recent?: RecentPeak;
 }
 
 export function guardVmem(inp: VmemGuardInput, cfg: SafeguardConfig): VmemDecision {
@@ -147,6 +157,17 @@ function decideRequest(inp: VmemGuardInput, cfg: SafeguardConfig, st: VmemState,
     if (t < req - spare) {
       t = req - spare;
       reasons.push(`limited to the guest's free memory above headroom (${fmtKiB(spare)})`);
+    }
+    const total = finite(inp.history.latest()?.mem_available);
+    const peak = inp.recent?.used ?? null;
+    if (total !== null && peak !== null) {
+      const unusedAtPeak = down(Math.max(0, total - peak - cfg.headroomKiB), block);
+      if (t < req - unusedAtPeak) {
+        t = req - unusedAtPeak;
+        reasons.push(
+          `limited to what the guest left unused at its peak of the last ${Math.round(cfg.peakWindowS / 60)} min (used ${fmtKiB(peak)} of ${fmtKiB(total)}, headroom ${fmtKiB(cfg.headroomKiB)}): ${fmtKiB(unusedAtPeak)}`,
+        );
+      }
     }
     if (t < req - step) {
       t = req - step;

@@ -9,7 +9,9 @@ import { errorMessage } from '../../errors.js';
 import type { MemoryDevice, Stats } from '../../types.js';
 import { type ActionOutcome, type ControlModule, failedOutcome, type GuestModulePlan, type GuestPlanInput, mapLimited, raisesGuest } from '../control.js';
 import { type VmemSection, vmemSection } from './config.js';
-import { guardVmem, type VmemState } from './guard.js';
+import { deviceOf, guardVmem, type VmemState } from './guard.js';
+import { addPeakOf, recentPeak } from '../peaks.js';
+import { finite } from '../../numbers.js';
 
 export const VMEM_CONTROLS = ['vmem_target'] as const;
 
@@ -30,7 +32,11 @@ function fieldsOf(d: MemoryDevice | undefined): Stats {
 export function planVmem(inp: GuestPlanInput<VmemState>): GuestModulePlan<VmemState> {
   const st = inp.state ?? NO_STATE;
   const requested = inp.requested.vmem_target ?? undefined;
-  const d = guardVmem({ history: inp.history, requested, stale: inp.stale, state: st, cycle: inp.cycle, now: inp.now }, inp.safeguards);
+  const recent = recentPeak(st.peaks, inp.now, inp.safeguards.peakWindowS);
+  const g = guardVmem({ history: inp.history, requested, stale: inp.stale, state: st, cycle: inp.cycle, now: inp.now, recent }, inp.safeguards);
+  // The guard's states carry no peaks: what observe keeps stays.
+  const keep = (x: VmemState | undefined) => (x === undefined || st.peaks === undefined || x.peaks === st.peaks ? x : { ...x, peaks: st.peaks });
+  const d = { ...g, next: keep(g.next)!, otherwise: keep(g.otherwise) };
   const out: GuestModulePlan<VmemState> = { actions: [], notes: [] };
   if (d.verdict === 'apply' && inp.off !== undefined) {
     out.notes.push({
@@ -61,6 +67,13 @@ export const vmem = {
   enabled: (s) => s.enabled,
   offReason: 'virtio-mem control disabled (config vmem.enabled)',
   planGuest: planVmem,
+  // Each sample of a guest with a device adds to its recent peak (page cache counted).
+  observe(state, _prev, cur, { time, safeguards }) {
+    if (deviceOf(cur) === null) return undefined;
+    const st = state ?? NO_STATE;
+    const peaks = addPeakOf(st.peaks, finite(cur.mem_available), cur, time, safeguards.peakWindowS);
+    return peaks === st.peaks ? undefined : { state: { ...st, peaks } };
+  },
   view: (st) => ({ vmemHoldUntil: st.guard.holdUntil }),
   // Plugging gives the guest memory: never held back by a failure's backoff.
   givesBack: raisesGuest,

@@ -2,7 +2,7 @@
 // periodic workload is squeezed at most once per peak it has shown.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { addPeak, recentPeak } from '../../../src/controls/balloon/peaks.js';
+import { addPeak, recentPeak } from '../../../src/controls/peaks.js';
 import { Engine } from '../../../src/engine/engine.js';
 import { memoryLogger } from '../../../src/log/logger.js';
 import { evaluateFn, FakeHypervisor, guest, MiB, targetPolicy } from '../engine/fakes.js';

@@ -94,6 +94,57 @@ test('vmem guard: an unplug that stops short is reported after a few cycles and 
   assert.equal(guard(hist(dev({ vmem_size: 800 * MiB, vmem_requested: 800 * MiB })), 0, d.next, 20, 110).verdict, 'veto', 'no new unplug during the hold');
 });
 
+test('vmem guard: never unplugs what the guest used at its recent peak, page cache counted', () => {
+  // Idle now (900 MiB free of 1.5 GiB), but it used 1.3 GiB within the peak window: at most
+  // 1536 - 1300 - 64 (headroom) = 172 MiB may go, in whole blocks.
+  const h = hist(dev({ mem_available: 1536 * MiB }));
+  const wide = { ...cfg, maxStepFraction: 1 };
+  const d = guardVmem({ history: h, requested: 0, state: NONE, cycle: 10, now: 50, recent: { used: 1300 * MiB, anon: 900 * MiB } }, wide);
+  assert.equal(d.verdict, 'apply');
+  assert.equal(d.to, 1024 * MiB - 172 * MiB);
+  assert.ok(
+    d.reasons.some((r) => /unused at its peak of the last 10 min/.test(r)),
+    d.reasons.join('; '),
+  );
+  // A peak that left no more than the headroom: nothing goes.
+  const none = guardVmem({ history: h, requested: 0, state: NONE, cycle: 10, now: 50, recent: { used: 1480 * MiB, anon: null } }, wide);
+  assert.equal(none.verdict, 'skip');
+  // Without a remembered peak (none yet, or peak_window = 0): free memory above headroom only.
+  assert.equal(guardVmem({ history: h, requested: 0, state: NONE, cycle: 10, now: 50 }, wide).to, 1024 * MiB - 836 * MiB);
+});
+
+test('vmem module on the simulated host: a guest whose work peaks every few minutes keeps its peak plugged and never swaps for it', async () => {
+  // 512 MiB base + a 1 GiB device; the workload needs 1.2 GiB for 60 s, then 100 MiB for 120 s.
+  const world = new SimWorld(
+    parseScenario({
+      host: { memMiB: 8192, swapMiB: 1024, cpus: 4 },
+      guests: [{ name: 'vm1', memMiB: 512, virtioMem: { maxMiB: 1024, blockMiB: 2 }, workload: { kind: 'memknobs', sizesMiB: [1200, 100, 100], runS: 60 } }],
+    }),
+    1,
+  );
+  const engine = new Engine({
+    hypervisor: new SimHypervisor(world),
+    hostSources: [simHostSource(world)],
+    policy: compilePolicyText('(with Guests guest (guest.Control "vmem_target" 0))'),
+    now: () => world.now,
+    logger: memoryLogger(),
+    safeguards: { headroomKiB: 64 * MiB },
+  });
+  const g = world.guests.get('vm1')!;
+  let smallest = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < 180; i++) {
+    world.advance(5);
+    await engine.collect();
+    if (i % 2 === 1) await engine.evaluateAndAct();
+    if (world.now > 200) smallest = Math.min(smallest, g.vmem!.size);
+  }
+  // After its first peak the device keeps what the peak needs: base + device >= peak + headroom.
+  assert.ok(512 * MiB + smallest >= 1200 * MiB, `device never below the peak's need: ${smallest / MiB} MiB`);
+  assert.ok(g.vmem!.size < 1024 * MiB, 'what the peak never used was unplugged');
+  assert.equal(g.c.oomKills, 0);
+  assert.ok(g.c.swapInKiB < 16 * MiB, `the guest did not swap for its peak: ${g.c.swapInKiB / MiB} MiB swapped in`);
+});
+
 function vmemWorld(usedMiB: number) {
   return new SimWorld(
     parseScenario({

@@ -2,9 +2,10 @@
 // kept as the maxima of a few buckets (an eighth of the window each), so a thousand guests cost
 // a few numbers each rather than every sample. "Used" is counted both with page cache
 // (balloon_cur - mem_unused) and without (balloon_cur - mem_usable), as the floor may count it.
-import { finite } from '../../numbers.js';
-import type { Stats } from '../../types.js';
-import type { RecentPeak } from '../floor.js';
+// The balloon's floor keeps it after a rollback; virtio-mem never unplugs below it.
+import { finite } from '../numbers.js';
+import type { Stats } from '../types.js';
+import type { RecentPeak } from './floor.js';
 
 const BUCKETS = 8;
 
@@ -21,8 +22,14 @@ const maxOf = (a: number | null, b: number | null) => (a === null ? b : b === nu
  *  here: no new arrays), buckets older than the window dropped; a new array only for a guest's
  *  first sample. */
 export function addPeak(peaks: PeakBucket[] | undefined, s: Stats, time: number, windowS: number): PeakBucket[] | undefined {
+  return addPeakOf(peaks, finite(s.balloon_cur), s, time, windowS);
+}
+
+/** The same, with the guest's memory counted from `total` (virtio-mem: the guest's own total,
+ *  which includes what its device has plugged, where balloon_cur may not). */
+export function addPeakOf(peaks: PeakBucket[] | undefined, total: number | null, s: Stats, time: number, windowS: number): PeakBucket[] | undefined {
   if (!(windowS > 0)) return undefined;
-  const cur = finite(s.balloon_cur);
+  const cur = total;
   const unused = finite(s.mem_unused);
   const usable = finite(s.mem_usable);
   const used = cur !== null && unused !== null ? Math.max(0, cur - unused) : null;
