@@ -7,7 +7,9 @@
 //   counted): virtio-mem is for long-lived reductions, memory the guest has not needed for the
 //   whole window; plugging back waits for a policy cycle and onlines memory, too slow for a
 //   guest that grows back into its peak (the lab's guests were OOM-killed so, twice in a run,
-//   when repeated unplugs of what was free between peaks left them their base memory);
+//   when repeated unplugs of what was free between peaks left them their base memory), and
+//   none before the guest has been watched for a whole window (a lab guest whose work had not
+//   started yet lost its device so, and its first ramp was OOM-killed);
 // - no unplug while the guest's use is unknown, its sample is stale, it stalls on memory, or it
 //   backs off after a rollback; a swap-in, fault or stall spike after an unplug plugs it back;
 // - a guest whose free memory fell under its headroom is plugged back, asked or not;
@@ -30,6 +32,8 @@ export interface VmemState {
   shortSince?: number;
   /** The guest's use (of its own total, mem_available) in the recent past (peaks.ts). */
   peaks?: PeakBucket[];
+  /** When its use was first watched (seconds). */
+  since?: number;
 }
 
 export interface VmemDecision {
@@ -72,6 +76,8 @@ export interface VmemGuardInput {
   now: number;
   /** Its peak use (mem_available - mem_unused, page cache counted) in the peak window. */
   recent?: RecentPeak;
+  /** Seconds its use has been watched; undefined: not tracked (no such rule). */
+  watchedS?: number;
 }
 
 export function guardVmem(inp: VmemGuardInput, cfg: SafeguardConfig): VmemDecision {
@@ -141,11 +147,13 @@ function decideRequest(inp: VmemGuardInput, cfg: SafeguardConfig, st: VmemState,
           ? `sample stale (${inp.stale})`
           : free === null
             ? 'guest free memory unknown (no mem_unused)'
-            : st.guard.holdUntil !== undefined
-              ? `backing off until t=${Math.round(st.guard.holdUntil)} s`
-              : stall !== null && stall > (cfg.psiStopPercent as number)
-                ? `guest memory stall ${stall}% (psi some avg10) above ${cfg.psiStopPercent}%`
-                : null;
+            : inp.watchedS !== undefined && cfg.peakWindowS > 0 && inp.watchedS < cfg.peakWindowS
+              ? `its use has been watched ${Math.round(inp.watchedS)} s of the ${cfg.peakWindowS} s peak window: an unplug waits for a whole window`
+              : st.guard.holdUntil !== undefined
+                ? `backing off until t=${Math.round(st.guard.holdUntil)} s`
+                : stall !== null && stall > (cfg.psiStopPercent as number)
+                  ? `guest memory stall ${stall}% (psi some avg10) above ${cfg.psiStopPercent}%`
+                  : null;
     if (why) {
       if (raise !== null) return apply(req, raise, [`unplug refused: ${why}`, 'guest under its headroom: plugged back'], st);
       return { verdict: 'veto', from: req, to: null, reasons: [`unplug refused: ${why}`], next: st };

@@ -33,9 +33,11 @@ export function planVmem(inp: GuestPlanInput<VmemState>): GuestModulePlan<VmemSt
   const st = inp.state ?? NO_STATE;
   const requested = inp.requested.vmem_target ?? undefined;
   const recent = recentPeak(st.peaks, inp.now, inp.safeguards.peakWindowS);
-  const g = guardVmem({ history: inp.history, requested, stale: inp.stale, state: st, cycle: inp.cycle, now: inp.now, recent }, inp.safeguards);
+  const watchedS = st.since === undefined ? 0 : inp.now - st.since;
+  const g = guardVmem({ history: inp.history, requested, stale: inp.stale, state: st, cycle: inp.cycle, now: inp.now, recent, watchedS }, inp.safeguards);
   // The guard's states carry no peaks: what observe keeps stays.
-  const keep = (x: VmemState | undefined) => (x === undefined || st.peaks === undefined || x.peaks === st.peaks ? x : { ...x, peaks: st.peaks });
+  const keep = (x: VmemState | undefined) =>
+    x === undefined || st.peaks === undefined || (x.peaks === st.peaks && x.since === st.since) ? x : { ...x, peaks: st.peaks, since: st.since };
   const d = { ...g, next: keep(g.next)!, otherwise: keep(g.otherwise) };
   const out: GuestModulePlan<VmemState> = { actions: [], notes: [] };
   if (d.verdict === 'apply' && inp.off !== undefined) {
@@ -72,7 +74,7 @@ export const vmem = {
     if (deviceOf(cur) === null) return undefined;
     const st = state ?? NO_STATE;
     const peaks = addPeakOf(st.peaks, finite(cur.mem_available), cur, time, safeguards.peakWindowS);
-    return peaks === st.peaks ? undefined : { state: { ...st, peaks } };
+    return peaks === st.peaks ? undefined : { state: { ...st, peaks, since: st.since ?? time } };
   },
   view: (st) => ({ vmemHoldUntil: st.guard.holdUntil }),
   // Plugging gives the guest memory: never held back by a failure's backoff.

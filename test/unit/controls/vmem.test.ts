@@ -109,11 +109,15 @@ test('vmem guard: never unplugs what the guest used at its recent peak, page cac
   // A peak that left no more than the headroom: nothing goes.
   const none = guardVmem({ history: h, requested: 0, state: NONE, cycle: 10, now: 50, recent: { used: 1480 * MiB, anon: null } }, wide);
   assert.equal(none.verdict, 'skip');
+  // Watched for less than a whole window: no unplug yet (plugging is never held back).
+  const early = guardVmem({ history: h, requested: 0, state: NONE, cycle: 10, now: 50, recent: { used: 200 * MiB, anon: null }, watchedS: 300 }, wide);
+  assert.equal(early.verdict, 'veto');
+  assert.match(early.reasons[0]!, /watched 300 s of the 600 s peak window/);
   // Without a remembered peak (none yet, or peak_window = 0): free memory above headroom only.
   assert.equal(guardVmem({ history: h, requested: 0, state: NONE, cycle: 10, now: 50 }, wide).to, 1024 * MiB - 836 * MiB);
 });
 
-test('vmem module on the simulated host: a guest whose work peaks every few minutes keeps its peak plugged and never swaps for it', async () => {
+test('vmem module on the simulated host: nothing is unplugged before a whole peak window; then a guest whose work peaks every few minutes keeps its peak plugged and never swaps for it', async () => {
   // 512 MiB base + a 1 GiB device; the workload needs 1.2 GiB for 60 s, then 100 MiB for 120 s.
   const world = new SimWorld(
     parseScenario({
@@ -132,12 +136,16 @@ test('vmem module on the simulated host: a guest whose work peaks every few minu
   });
   const g = world.guests.get('vm1')!;
   let smallest = Number.POSITIVE_INFINITY;
-  for (let i = 0; i < 180; i++) {
+  let unpluggedEarly = false;
+  for (let i = 0; i < 240; i++) {
     world.advance(5);
     await engine.collect();
     if (i % 2 === 1) await engine.evaluateAndAct();
+    // No unplug before a whole peak window (600 s) of watching: its work may not have peaked yet.
+    if (world.now < 590 && g.vmem!.size < 1024 * MiB) unpluggedEarly = true;
     if (world.now > 200) smallest = Math.min(smallest, g.vmem!.size);
   }
+  assert.equal(unpluggedEarly, false, 'nothing unplugged within the first peak window');
   // After its first peak the device keeps what the peak needs: base + device >= peak + headroom.
   assert.ok(512 * MiB + smallest >= 1200 * MiB, `device never below the peak's need: ${smallest / MiB} MiB`);
   assert.ok(g.vmem!.size < 1024 * MiB, 'what the peak never used was unplugged');
@@ -167,7 +175,8 @@ test('vmem module on the simulated host: a policy shrinks the device step by ste
     policy: compilePolicyText('(with Guests guest (guest.Control "vmem_target" 0))'),
     now: () => world.now,
     logger,
-    safeguards: { headroomKiB: 64 * MiB },
+    // A short peak window: unplugs start once the guest has been watched for one.
+    safeguards: { headroomKiB: 64 * MiB, peakWindowS: 60 },
   });
   const g = world.guests.get('vm1')!;
   let applied = 0;
