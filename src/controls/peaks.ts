@@ -25,11 +25,10 @@ export function addPeak(peaks: PeakBucket[] | undefined, s: Stats, time: number,
   return addPeakOf(peaks, finite(s.balloon_cur), s, time, windowS);
 }
 
-/** The same, with the guest's memory counted from `total` (virtio-mem: the guest's own total,
+/** The same, with the guest's memory `cur` given (virtio-mem: the guest's own total,
  *  which includes what its device has plugged, where balloon_cur may not). */
-export function addPeakOf(peaks: PeakBucket[] | undefined, total: number | null, s: Stats, time: number, windowS: number): PeakBucket[] | undefined {
+export function addPeakOf(peaks: PeakBucket[] | undefined, cur: number | null, s: Stats, time: number, windowS: number): PeakBucket[] | undefined {
   if (!(windowS > 0)) return undefined;
-  const cur = total;
   const unused = finite(s.mem_unused);
   const usable = finite(s.mem_usable);
   const used = cur !== null && unused !== null ? Math.max(0, cur - unused) : null;

@@ -5,7 +5,7 @@ import type { Config } from '../config/schema.js';
 import { LibvirtClient, type ClientOptions } from '../hypervisor/libvirt/client.js';
 import { LibvirtConnectionError } from '../hypervisor/libvirt/errors.js';
 import { ListFlags, StatsTypes, paramsToRecord, type DomainRef } from '../hypervisor/libvirt/protocol.js';
-import { DEFAULT_URIS } from '../hypervisor/libvirt/multi.js';
+import { guestId, uriOrder } from '../hypervisor/libvirt/multi.js';
 import { compileSocketGlob, matchSockets, type SocketMatch } from '../hypervisor/libvirt/socket-glob.js';
 import { QmpClient } from '../hypervisor/qmp/client.js';
 import { guestStatsToMom, staleReason, type GuestStatsReply } from '../hypervisor/qmp/stats.js';
@@ -142,7 +142,7 @@ export async function probeLibvirtGlob(cfg: Config['hypervisor'], opts: ProbeOpt
       extra: [],
     };
   }
-  const uris = [cfg.uri, ...DEFAULT_URIS.filter((u) => u !== cfg.uri)];
+  const uris = uriOrder(cfg.uri);
   const guests: GuestFacts[] = [];
   const extra: CheckResult[] = [];
   let answered = 0;
@@ -158,7 +158,7 @@ export async function probeLibvirtGlob(cfg: Config['hypervisor'], opts: ProbeOpt
       continue;
     }
     answered++;
-    for (const g of p.guests) guests.push({ ...g, name: key ? `${key}:${g.name}` : g.name });
+    for (const g of p.guests) guests.push({ ...g, name: guestId(key, g.name) });
   }
   // With others answering, ballast runs and manages their guests: one daemon down (a pod
   // being torn down, a hung one) makes it work less well, it does not block it.

@@ -61,6 +61,14 @@ export class GuestSocketGoneError extends Error {
 
 export const DEFAULT_URIS = ['qemu:///system', 'qemu:///session'];
 
+/** The URIs to open a daemon's socket with, in order: the given list, or the configured URI
+ *  first and libvirt's others after it (a pod's daemon may be a session one). */
+export function uriOrder(uri: string | undefined, uris?: readonly string[]): string[] {
+  if (uris?.length) return [...uris];
+  const first = uri ?? DEFAULT_URIS[0]!;
+  return [first, ...DEFAULT_URIS.filter((u) => u !== first)];
+}
+
 /** The guest id seen outside: the socket's key, a colon, the domain's UUID. */
 export function guestId(key: string, inner: string): string {
   return key === '' ? inner : `${key}:${inner}`;
@@ -235,8 +243,7 @@ export class MultiLibvirtHypervisor implements Hypervisor {
   private member(path: string, key: string): Member {
     const client: SocketClientState = { uri: null };
     const { socketGlob: _g, uri, uris, rescanMs: _r, driverFactory, log: _l, ...common } = this.opts;
-    const first = uri ?? DEFAULT_URIS[0]!;
-    const order = uris?.length ? uris : [first, ...DEFAULT_URIS.filter((u) => u !== first)];
+    const order = uriOrder(uri, uris);
     const driverOpts: LibvirtHypervisorOptions = {
       ...common,
       socketPath: path,
