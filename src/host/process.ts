@@ -51,21 +51,37 @@ export async function readThreadTgid(root: string, tid: number): Promise<number 
 }
 
 /**
- * utime + stime (clock ticks) of a /proc/PID/stat text. The command name in parentheses may
- * itself hold spaces and parentheses, so fields are counted from the last ')'.
+ * The fields of a /proc/PID/stat text after the command name (index 0 is field 3, the state),
+ * or null without one. The command name in parentheses may itself hold spaces and parentheses,
+ * so fields are counted from the last ')'.
  */
-export function parseStatCpuTicks(text: string): number {
+function statFieldsAfterComm(text: string): string[] | null {
   const close = text.lastIndexOf(')');
-  if (close < 0) throw new Error('stat: no command name in parentheses');
-  const rest = text
+  if (close < 0) return null;
+  return text
     .slice(close + 1)
     .trim()
     .split(/\s+/);
-  // rest[0] is field 3 (state); utime and stime are fields 14 and 15.
+}
+
+/** utime + stime (clock ticks) of a /proc/PID/stat text (fields 14 and 15). */
+export function parseStatCpuTicks(text: string): number {
+  const rest = statFieldsAfterComm(text);
+  if (rest === null) throw new Error('stat: no command name in parentheses');
   const utime = Number(rest[11]);
   const stime = Number(rest[12]);
   if (!Number.isFinite(utime) || !Number.isFinite(stime)) throw new Error('stat: utime/stime missing');
   return utime + stime;
+}
+
+/** A process's CPU times and its reaped children's (clock ticks, fields 14-17) from a
+ *  /proc/PID/stat text; null when any is missing or not a count. */
+export function parseStatTimes(text: string): { utime: number; stime: number; cutime: number; cstime: number } | null {
+  const rest = statFieldsAfterComm(text);
+  if (rest === null) return null;
+  const at = (field: number) => Number(rest[field - 3]);
+  const out = { utime: at(14), stime: at(15), cutime: at(16), cstime: at(17) };
+  return Object.values(out).every((v) => Number.isInteger(v) && v >= 0) ? out : null;
 }
 
 export function parseStatComm(text: string): string {

@@ -1,28 +1,8 @@
 // What a manager process costs over the measured window: CPU seconds (user + system, its own
 // and its waited-for children's: momd runs ps and pgrep every collection, and that is MOM's
-// cost too) and its resident memory, sampled. Read from /proc; the parsers are pure.
+// cost too) and its resident memory, sampled. Read from /proc with host/process.ts's parsers.
 import { readFileSync } from 'node:fs';
-
-/** CPU time of a process from /proc/PID/stat text, in clock ticks (pure). The command name
- *  (field 2) may hold spaces and parentheses: fields are counted after its last ')'. */
-export function parseStatTicks(stat: string): { utime: number; stime: number; cutime: number; cstime: number } | null {
-  const close = stat.lastIndexOf(')');
-  if (close === -1) return null;
-  // After ')': field 3 (state) is index 0, so field N is index N - 3.
-  const f = stat
-    .slice(close + 2)
-    .trim()
-    .split(/\s+/);
-  const at = (n: number) => Number(f[n - 3]);
-  const out = { utime: at(14), stime: at(15), cutime: at(16), cstime: at(17) };
-  return Object.values(out).every((v) => Number.isInteger(v) && v >= 0) ? out : null;
-}
-
-/** VmRSS of /proc/PID/status text, KiB (pure); null when absent (a zombie, a kernel thread). */
-export function parseVmRssKiB(status: string): number | null {
-  const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
-  return m ? Number(m[1]) : null;
-}
+import { parseStatTimes, parseStatusRss } from '../../host/process.js';
 
 /** USER_HZ: what /proc/PID/stat counts in. 100 on every Linux architecture ballast runs on
  *  (the kernel's exported tick rate, not CONFIG_HZ). */
@@ -30,7 +10,7 @@ export const CLOCK_TICKS_PER_S = 100;
 
 function readCpuS(pid: number): number | null {
   try {
-    const t = parseStatTicks(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    const t = parseStatTimes(readFileSync(`/proc/${pid}/stat`, 'utf8'));
     return t ? (t.utime + t.stime + t.cutime + t.cstime) / CLOCK_TICKS_PER_S : null;
   } catch {
     return null;
@@ -39,7 +19,7 @@ function readCpuS(pid: number): number | null {
 
 function readRssKiB(pid: number): number | null {
   try {
-    return parseVmRssKiB(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return parseStatusRss(readFileSync(`/proc/${pid}/status`, 'utf8'));
   } catch {
     return null;
   }

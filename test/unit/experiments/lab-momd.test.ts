@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { guestsVia, parseVia } from '../../../src/experiments/lab-memknobs/via.js';
 import { checkMomCheckout, countMomdLog, momdConfig } from '../../../src/experiments/lab-memknobs/momd-manager.js';
 import { ballastProcessConfig, countBallastLog } from '../../../src/experiments/lab-memknobs/ballast-process.js';
-import { parseStatTicks, parseVmRssKiB } from '../../../src/experiments/lab-memknobs/proc-usage.js';
+import { parseStatTimes, parseStatusRss } from '../../../src/host/process.js';
 import { processManagerReport } from '../../../src/experiments/lab-memknobs/libvirt-run.js';
 import { configParts, ALL_CONFIGS, CONFIG_TITLES } from '../../../src/experiments/lab-memknobs/plan.js';
 import { parseConfigText as parseConfig } from '../../../src/config/load.js';
@@ -124,16 +124,16 @@ test('countBallastLog: applied balloon, virtio-mem and rollback records, summari
   assert.deepEqual(countBallastLog(log), { balloonActions: 19, rollbacks: 1, vmemActions: 1, vmemUnplugs: 1, errors: 1, ksmRunSeen: true });
 });
 
-test('parseStatTicks: fields counted after the last parenthesis of the command name', () => {
+test('parseStatTimes: fields counted after the last parenthesis of the command name', () => {
   // A command name with spaces and parentheses, as a python thread may have.
   const stat = '4242 (py (mom) d) S 1 4242 4242 0 -1 4194560 1000 0 0 0 1234 567 89 10 20 0 7 0 100 1000000 2000 18446744073709551615';
-  assert.deepEqual(parseStatTicks(stat), { utime: 1234, stime: 567, cutime: 89, cstime: 10 });
-  assert.equal(parseStatTicks('garbage'), null);
+  assert.deepEqual(parseStatTimes(stat), { utime: 1234, stime: 567, cutime: 89, cstime: 10 });
+  assert.equal(parseStatTimes('garbage'), null);
 });
 
-test('parseVmRssKiB: VmRSS in kB, null when absent', () => {
-  assert.equal(parseVmRssKiB('Name:\tpython3\nVmPeak:\t 50000 kB\nVmRSS:\t   31337 kB\n'), 31337);
-  assert.equal(parseVmRssKiB('Name:\tkthreadd\n'), null);
+test('parseStatusRss: VmRSS in kB, null when absent', () => {
+  assert.equal(parseStatusRss('Name:\tpython3\nVmPeak:\t 50000 kB\nVmRSS:\t   31337 kB\n'), 31337);
+  assert.equal(parseStatusRss('Name:\tkthreadd\n'), null);
 });
 
 test('processManagerReport: what a process manager did not count is NaN (null in JSON), never 0', () => {
