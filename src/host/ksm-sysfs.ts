@@ -2,10 +2,9 @@
 // fields, and the KsmBackend that writes its knobs, verifies them by reading back, reports
 // refusals (EPERM, EROFS, EBUSY, EINVAL) in words an operator can act on, retries refused
 // settings on the next cycle, and can put back the values it found.
-import { readdirSync, readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import type { KsmBackend, KsmSettings, Stats } from '../types.js';
-import { errnoOf, under } from './files.js';
+import { errnoOf, listDir, readText, under } from './files.js';
 
 export const KSM_DIR = '/sys/kernel/mm/ksm';
 
@@ -51,18 +50,10 @@ export function ksmFieldsFromFiles(files: Record<string, string>): Stats {
 
 /** Every file of the KSM directory (empty object when the kernel has no KSM). */
 export async function readKsmFiles(root = '/', dir = KSM_DIR): Promise<Record<string, string>> {
-  let names: string[];
-  try {
-    // Sync, as files.ts reads kernel files: sysfs attributes never wait for a disk.
-    names = readdirSync(under(root, dir));
-  } catch (err) {
-    if (errnoOf(err) === 'ENOENT') return {};
-    throw err;
-  }
   const files: Record<string, string> = {};
-  for (const name of names.sort()) {
+  for (const name of (await listDir(root, dir)).sort()) {
     try {
-      files[name] = readFileSync(under(root, `${dir}/${name}`), 'utf8');
+      files[name] = await readText(root, `${dir}/${name}`);
     } catch {
       // A write-only or vanished attribute: nothing to report for it.
     }
