@@ -1,6 +1,8 @@
 // The `proxmox` rows' manager: Proxmox VE's automatic ballooning (pvestatd's rule,
-// proxmox-autoballoon.ts) driving the run's QEMU guests through ballast's QMP driver, with the
-// run's memory domain as the host whose usage it aims at 80%.
+// proxmox-autoballoon.ts) driving the run's guests through ballast's QMP driver (as pvestatd
+// speaks QMP) or, on `--via libvirt` guests beside momd, its libvirt driver, with the run's
+// memory domain as the host whose usage it aims at 80%. Either way it reads the same balloon
+// statistics and sets the same balloon targets.
 //
 // The guests are configured as a Proxmox VE user would: `memory:` = the guest's size and
 // `balloon:` (the minimum) = half of it, `shares` left at the default. Half because a
@@ -11,8 +13,10 @@
 // reaction time measures. pvestatd sets each balloon's statistics period to 2 s; so does this.
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { MemoryDomainSource } from '../../host/memory-domain.js';
+import { LibvirtHypervisor } from '../../hypervisor/libvirt/index.js';
 import { QmpHypervisor } from '../../hypervisor/qmp/index.js';
 import type { QmpGuestConfig } from '../../hypervisor/qmp/hypervisor.js';
+import type { Hypervisor } from '../../types.js';
 import type { LabManager } from './lab-manager.js';
 import type { ManagerReport } from './manager.js';
 import { autoBalloonRound, hostGoalKiB, PVE_AUTOBALLOON, type AutoBalloonVm } from './proxmox-autoballoon.js';
@@ -23,7 +27,8 @@ export const PVE_MIN_SHARE = 0.5;
 const PVE_STATS_PERIOD_S = 2;
 
 export interface ProxmoxManagerOptions {
-  qmpSockets: QmpGuestConfig[];
+  /** The guests: their QMP sockets, or the run's libvirtd. */
+  guests: { qmpSockets: QmpGuestConfig[] } | { libvirt: { uri: string; socket: string } };
   domainDir: string;
   /** Seconds between rounds (default pvestatd's 10). */
   intervalS?: number;
@@ -47,7 +52,7 @@ interface Counts {
 }
 
 export class ProxmoxManager implements LabManager {
-  private readonly hypervisor: QmpHypervisor;
+  private readonly hypervisor: Hypervisor;
   private readonly host: MemoryDomainSource;
   private readonly trace: WriteStream | null;
   private readonly intervalMs: number;
@@ -60,7 +65,10 @@ export class ProxmoxManager implements LabManager {
   private stopping: Promise<ManagerReport> | null = null;
 
   constructor(private readonly o: ProxmoxManagerOptions) {
-    this.hypervisor = new QmpHypervisor({ sockets: o.qmpSockets, statsPeriodS: PVE_STATS_PERIOD_S });
+    this.hypervisor =
+      'libvirt' in o.guests
+        ? new LibvirtHypervisor({ uri: o.guests.libvirt.uri, socketPath: o.guests.libvirt.socket, statsPeriodSec: PVE_STATS_PERIOD_S, agentFallback: false })
+        : new QmpHypervisor({ sockets: o.guests.qmpSockets, statsPeriodS: PVE_STATS_PERIOD_S });
     this.host = new MemoryDomainSource({ dir: o.domainDir });
     this.trace = o.traceFile ? createWriteStream(o.traceFile) : null;
     this.intervalMs = (o.intervalS ?? PVE_AUTOBALLOON.intervalS) * 1000;
@@ -92,7 +100,7 @@ export class ProxmoxManager implements LabManager {
 
   private async round(): Promise<void> {
     let hostStats: Awaited<ReturnType<MemoryDomainSource['collect']>>;
-    let guests: Awaited<ReturnType<QmpHypervisor['collect']>>;
+    let guests: Awaited<ReturnType<Hypervisor['collect']>>;
     try {
       [hostStats, guests] = await Promise.all([this.host.collect(), this.hypervisor.collect()]);
     } catch (err) {

@@ -253,32 +253,38 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
     if (parts.manager !== 'none') {
       const traceFile = o.traceDir ? join(o.traceDir, `${config}-${o.repetition}-manager.jsonl`) : undefined;
       const onError = (task: string, err: unknown) => say(`${tag} manager ${task} error: ${(err as Error).message}`);
-      const m: LabManager = lv
-        ? (processManager = new ProcessLabManager({
-            parts,
-            run: lv,
-            domainDir: domain.dir,
-            statsIntervalS: o.statsIntervalS,
-            policyIntervalS: o.policyIntervalS,
-            mom: o.mom,
-            traceDir: o.traceDir,
-            tag: `${config}-${o.repetition}`,
-            cleanup,
-          }))
-        : parts.manager === 'proxmox'
-          ? new ProxmoxManager({ qmpSockets: qemuGuests.map((g) => ({ socket: g.qmpSocket })), domainDir: domain.dir, traceFile, onError })
-          : new RunManager({
-              config: parts.manager as 'mom' | 'ballast',
-              guestPsi: parts.psi,
-              vmem: parts.vmem,
-              qmpSockets: qemuGuests.map((g) => ({ socket: g.qmpSocket, ...(parts.psi && g.qgaSocket ? { agentSocket: g.qgaSocket } : {}) })),
+      const m: LabManager =
+        parts.manager === 'proxmox'
+          ? new ProxmoxManager({
+              guests: lv ? { libvirt: { uri: lv.daemon.uri, socket: lv.daemon.socket } } : { qmpSockets: qemuGuests.map((g) => ({ socket: g.qmpSocket })) },
               domainDir: domain.dir,
-              guestPids: guests.map((g) => g.pid),
-              statsIntervalS: o.statsIntervalS,
-              policyIntervalS: o.policyIntervalS,
               traceFile,
               onError,
-            });
+            })
+          : lv
+            ? (processManager = new ProcessLabManager({
+                parts,
+                run: lv,
+                domainDir: domain.dir,
+                statsIntervalS: o.statsIntervalS,
+                policyIntervalS: o.policyIntervalS,
+                mom: o.mom,
+                traceDir: o.traceDir,
+                tag: `${config}-${o.repetition}`,
+                cleanup,
+              }))
+            : new RunManager({
+                config: parts.manager as 'mom' | 'ballast',
+                guestPsi: parts.psi,
+                vmem: parts.vmem,
+                qmpSockets: qemuGuests.map((g) => ({ socket: g.qmpSocket, ...(parts.psi && g.qgaSocket ? { agentSocket: g.qgaSocket } : {}) })),
+                domainDir: domain.dir,
+                guestPids: guests.map((g) => g.pid),
+                statsIntervalS: o.statsIntervalS,
+                policyIntervalS: o.policyIntervalS,
+                traceFile,
+                onError,
+              });
       manager = m;
       undoManager = cleanup.add({ what: `${config} manager (KSM knobs restored)`, run: async () => void (await m.stop()) });
       await m.start();

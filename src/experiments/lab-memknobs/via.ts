@@ -23,9 +23,8 @@ export function guestsVia(configs: readonly ConfigName[], o: { via?: GuestsVia; 
   if (via === 'libvirt') {
     if (o.thp === 'off')
       throw new Error('--thp off is not available for libvirt guests (it is set on the QEMU process before exec; libvirt starts QEMU itself): use --thp host');
-    // MOM's style with guest PSI adds a PSI-only rollback no config key can express; the
-    // Proxmox rows speak QMP, as pvestatd does.
-    const refused = configs.filter((c) => c === 'mom+psi' || configParts(c).manager === 'proxmox');
+    // MOM's style with guest PSI adds a PSI-only rollback no config key can express.
+    const refused = configs.filter((c) => c === 'mom+psi');
     if (refused.length) throw new Error(`${refused.join(', ')} cannot run on libvirt guests (--via libvirt${momd ? ', implied by momd' : ''})`);
   }
   if (via === 'qmp' && configs.some((c) => configParts(c).manager === 'momd')) throw new Error('momd needs libvirt guests');

@@ -28,7 +28,8 @@ test('guestsVia: momd needs --mom and runs every row on libvirt guests; qmp stay
   assert.throws(() => guestsVia(['momd'], { mom: '/tmp/mom', via: 'qmp' }), /only libvirt/);
   assert.throws(() => guestsVia(['ballast'], { mom: '/tmp/mom' }), /add momd to --configs/);
   assert.throws(() => guestsVia(['momd'], { mom: '/tmp/mom', thp: 'off' }), /--thp off/);
-  assert.throws(() => guestsVia(['ballast', 'proxmox'], { via: 'libvirt' }), /proxmox cannot run on libvirt/);
+  // pvestatd's rule drives libvirt guests through ballast's libvirt driver, beside momd.
+  assert.equal(guestsVia(['momd', 'proxmox'], { mom: '/tmp/mom' }), 'libvirt');
   assert.throws(() => guestsVia(['mom+psi'], { via: 'libvirt' }), /mom\+psi/);
   assert.equal(parseVia(undefined), undefined);
   assert.throws(() => parseVia('kvm'), /qmp or libvirt/);
