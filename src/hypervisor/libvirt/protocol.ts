@@ -219,11 +219,6 @@ export interface TypedParam {
   value: TypedValue;
 }
 
-/** A 64-bit value as a number when exact, else as bigint. */
-function narrow(v: bigint): number | bigint {
-  return v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= BigInt(Number.MIN_SAFE_INTEGER) ? toNumber(v) : v;
-}
-
 export function readTypedParam(r: XdrReader): TypedParam {
   const field = r.string(REMOTE_STRING_MAX);
   const type = r.int();
@@ -236,10 +231,10 @@ export function readTypedParam(r: XdrReader): TypedParam {
       value = r.uint();
       break;
     case TypedParamType.LLONG:
-      value = narrow(r.hyper());
+      value = r.hyperNarrow();
       break;
     case TypedParamType.ULLONG:
-      value = narrow(r.uhyper());
+      value = r.uhyperNarrow();
       break;
     case TypedParamType.DOUBLE:
       value = r.double();

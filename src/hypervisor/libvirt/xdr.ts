@@ -165,6 +165,33 @@ export class XdrReader {
     return v;
   }
 
+  /** A hyper as a number when exact (|v| < 2^53, every memory size and counter libvirt sends),
+   *  else as bigint: no BigInt is made for the common case (a collection decodes hundreds). */
+  hyperNarrow(): number | bigint {
+    this.need(8, 'hyper');
+    const hi = this.buf.readInt32BE(this.off);
+    if (hi >= -0x200000 && hi <= 0x1fffff) {
+      const v = hi * 0x100000000 + this.buf.readUInt32BE(this.off + 4);
+      if (v >= Number.MIN_SAFE_INTEGER) {
+        this.off += 8;
+        return v;
+      }
+    }
+    return this.hyper();
+  }
+
+  /** An unsigned hyper as a number when exact (< 2^53), else as bigint. */
+  uhyperNarrow(): number | bigint {
+    this.need(8, 'unsigned hyper');
+    const hi = this.buf.readUInt32BE(this.off);
+    if (hi <= 0x1fffff) {
+      const v = hi * 0x100000000 + this.buf.readUInt32BE(this.off + 4);
+      this.off += 8;
+      return v;
+    }
+    return this.uhyper();
+  }
+
   double(): number {
     this.need(8, 'double');
     const v = this.buf.readDoubleBE(this.off);
@@ -192,8 +219,16 @@ export class XdrReader {
     return this.fixedOpaque(len);
   }
 
+  /** Decoded in place: no copy of the bytes first (typed parameters' names are most of a
+   *  stats reply). */
   string(max = Infinity): string {
-    return this.opaque(max).toString('utf8');
+    const len = this.uint();
+    if (len > max) throw new XdrError(`opaque length ${len} exceeds limit ${max}`);
+    const p = pad4(len);
+    this.need(len + p, `opaque[${len}]`);
+    const s = this.buf.toString('utf8', this.off, this.off + len);
+    this.off += len + p;
+    return s;
   }
 
   optional<T>(dec: (r: this) => T): T | null {

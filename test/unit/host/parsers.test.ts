@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
+import { parseKeyValues } from '../../../src/host/files.js';
 import { parseMeminfo, meminfoStats } from '../../../src/host/meminfo.js';
 import { parseVmstat, vmstatDeltas } from '../../../src/host/vmstat.js';
 import { parsePsi } from '../../../src/host/psi.js';
@@ -187,4 +188,59 @@ test('guest RAM RSS: the smallest anonymous mapping at least as big as the guest
   assert.equal(parseGuestRamRss(smaps, 256 * 1024), 96 * 1024);
   assert.equal(parseGuestRamRss(smaps, 2048 * 1024), null, 'no mapping big enough');
   assert.equal(parseGuestRamRss('garbage\nmore garbage', 1024), null);
+});
+
+test('parseKeyValues: the last integer of a line (optionally "kB") and the key before one separator', () => {
+  const kv = parseKeyValues(
+    [
+      'MemTotal:       24684084 kB',
+      'nr_free_pages 6031652',
+      'Node 0 MemFree:  123 kB',
+      '  indented_key   -42  ',
+      'Hugepagesize:    2048 kB',
+      'name:\tqemu', // not a number: skipped
+      'two::colons 5', // a key holds no ':'
+      'a:b 5',
+      'nokey',
+      ':9',
+      'x 1 2', // the value is the last token
+      'y-5', // no separator
+      'z 7 kB extra',
+      'w 8kB',
+    ].join('\n'),
+  );
+  assert.deepEqual(Object.fromEntries(kv), {
+    MemTotal: 24684084,
+    nr_free_pages: 6031652,
+    'Node 0 MemFree': 123,
+    indented_key: -42,
+    Hugepagesize: 2048,
+    'x 1': 2,
+  });
+});
+
+test('parseKeyValues: every live file parses to what a per-line regular expression gives', () => {
+  const byRegex = (text: string) => {
+    const out = new Map<string, number>();
+    for (const line of text.split('\n')) {
+      const m = /^\s*([^:\s][^:]*?)\s*[:\s]\s*(-?\d+)(?:\s+kB)?\s*$/.exec(line);
+      if (m) out.set(m[1]!, Number(m[2]));
+    }
+    return out;
+  };
+  for (const f of ['proc/meminfo', 'proc/vmstat']) assert.deepEqual(parseKeyValues(live(f)), byRegex(live(f)), f);
+  const tok = fc.constantFrom('Mem', 'Node', '0', '12', '-3', ':', ' ', '\t', 'kB', ' kB', '(file)', '\r');
+  fc.assert(
+    fc.property(
+      fc.array(
+        fc.array(tok, { maxLength: 8 }).map((a) => a.join('')),
+        { maxLength: 6 },
+      ),
+      (lines) => {
+        const text = lines.join('\n');
+        assert.deepEqual(parseKeyValues(text), byRegex(text));
+      },
+    ),
+    { numRuns: 2000 },
+  );
 });

@@ -156,3 +156,38 @@ test('done() reports trailing bytes', () => {
   r.int();
   assert.throws(() => r.done('reply'), /4 unexpected trailing bytes after reply/);
 });
+
+test('hyperNarrow / uhyperNarrow: a number exactly when |v| < 2^53, else the bigint; same bytes consumed (property)', () => {
+  const SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+  const edges = [0n, 1n, -1n, SAFE, SAFE + 1n, -SAFE, -SAFE - 1n, 2n ** 32n, -(2n ** 32n), 2n ** 63n - 1n, -(2n ** 63n)];
+  const check = (v: bigint) => {
+    const r = new XdrReader(new XdrWriter().hyper(v).int(7).toBuffer());
+    const got = r.hyperNarrow();
+    if (v >= -SAFE && v <= SAFE) assert.equal(got, Number(v));
+    else assert.equal(got, v);
+    assert.equal(r.int(), 7);
+  };
+  const checkU = (v: bigint) => {
+    const r = new XdrReader(new XdrWriter().uhyper(v).int(7).toBuffer());
+    const got = r.uhyperNarrow();
+    if (v <= SAFE) assert.equal(got, Number(v));
+    else assert.equal(got, v);
+    assert.equal(r.int(), 7);
+  };
+  for (const v of edges) check(v);
+  for (const v of edges.filter((x) => x >= 0n)) checkU(v);
+  checkU(2n ** 64n - 1n);
+  fc.assert(fc.property(fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }), check));
+  fc.assert(fc.property(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), checkU));
+  assert.throws(() => new XdrReader(Buffer.alloc(7)).uhyperNarrow(), /truncated/);
+});
+
+test('strings decode in place: multibyte UTF-8, padding skipped, the next field intact', () => {
+  const buf = new XdrWriter().string('balloon.current').string('gäst-ü').string('').int(-3).toBuffer();
+  const r = new XdrReader(buf);
+  assert.equal(r.string(), 'balloon.current');
+  assert.equal(r.string(), 'gäst-ü');
+  assert.equal(r.string(), '');
+  assert.equal(r.int(), -3);
+  r.done();
+});
