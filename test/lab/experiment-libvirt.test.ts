@@ -1,8 +1,10 @@
 // `ballast experiment lab-memknobs --via libvirt` at its smallest: two guests under a libvirtd
 // of the run's own, inside the memory domain, with ballast as a `ballast run` process of its
-// own (its libvirt driver). No momd: CI cannot fetch MOM. Asserts only what must hold: the
-// guests ran their workloads in the domain, ballast's balloons moved, no OOM kill, the
-// manager process's CPU time and memory were measured, and nothing was left behind.
+// own (its libvirt driver), then Proxmox VE's rule on the same kind of guests through
+// ballast's libvirt driver (as it runs beside momd). No momd: CI cannot fetch MOM. Asserts
+// only what must hold: the guests ran their workloads in the domain, ballast's balloons
+// moved, no OOM kill under ballast, the manager process's CPU time and memory were measured,
+// pvestatd's rounds ran and set balloons without an error, and nothing was left behind.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
@@ -16,8 +18,8 @@ function skipLoudly(t: { skip: (m: string) => void }, reason: string): void {
   t.skip(`LAB SKIPPED: ${reason}`);
 }
 
-test('lab-memknobs --via libvirt, 2 guests: ballast as its own process moves balloons, kills nothing, and its cost is measured', {
-  timeout: 8 * 60_000,
+test('lab-memknobs --via libvirt, 2 guests: ballast as its own process moves balloons, kills nothing, and its cost is measured; proxmox drives the same guests', {
+  timeout: 14 * 60_000,
 }, async (t) => {
   let result;
   try {
@@ -26,7 +28,7 @@ test('lab-memknobs --via libvirt, 2 guests: ballast as its own process moves bal
       // a 40 s cycle with a 6-step ramp, 20 s of warm-up and 60 s measured.
       scale: { guests: 2, memMiB: 256, durationS: 60, warmupS: 20, limitRatio: 2 / 3, periodS: 40, qemuOverheadMiB: 96, rampSteps: 6 },
       repeat: 1,
-      configs: ['ballast'],
+      configs: ['ballast', 'proxmox'],
       via: 'libvirt',
       thp: 'host',
       progressEveryS: 30,
@@ -38,7 +40,7 @@ test('lab-memknobs --via libvirt, 2 guests: ballast as its own process moves bal
   }
   console.error(formatLabTable(result));
   assert.equal(result.via, 'libvirt');
-  const run = result.runs[0]!;
+  const run = result.runs.find((r) => r.config === 'ballast')!;
   assert.equal(run.guests.length, 2);
   assert.ok(
     run.guests.every((g) => g.pagesPerS > 0),
@@ -56,6 +58,18 @@ test('lab-memknobs --via libvirt, 2 guests: ballast as its own process moves bal
   assert.equal(p!.errors, 0, `its log had no errors (${p!.log ?? 'removed'})`);
   assert.ok(p!.usage.cpuS !== null && p!.usage.cpuS > 0, `its CPU time was measured (${p!.usage.cpuS} s)`);
   assert.ok(p!.usage.rssMeanMiB !== null && p!.usage.rssMeanMiB > 10, `its RSS was measured (${p!.usage.rssMeanMiB} MiB)`);
+  // pvestatd's rule through the libvirt driver: a round every 10 s, and with the domain above
+  // its 80% goal it shrinks the guests (100 MiB a round at most, down to half of memory).
+  const pve = result.runs.find((r) => r.config === 'proxmox')!;
+  assert.ok(pve?.manager, 'the proxmox row has a manager report');
+  assert.ok(pve.manager!.cycles >= 4, `pvestatd's rounds ran (${pve.manager!.cycles} in 60 s)`);
+  assert.equal(pve.manager!.driverErrors, 0, 'every round read the guests');
+  assert.equal(pve.manager!.controllerErrors, 0, 'every balloon target was set');
+  assert.ok(pve.manager!.balloonActions > 0, `it set balloons (${pve.manager!.balloonActions})`);
+  assert.ok(
+    pve.guests.every((g) => g.pagesPerS > 0),
+    'the guests ran their workloads under it',
+  );
   // Nothing left behind: the run's daemon directory and the domain cgroup are gone.
   assert.deepEqual(
     readdirSync(RUN_DIR).filter((f) => f.startsWith('lv-') || f.startsWith('mgr-')),
