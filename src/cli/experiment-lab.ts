@@ -75,7 +75,7 @@ function managerOptions(cmd: Command): void {
   cmd
     .option(
       '--via <qmp|libvirt>',
-      "how the guests run: qmp (QEMU with a QMP socket, ballast's manager in this process) or libvirt (a libvirtd of each run's own; every manager a process of its own, its CPU time and memory in the table); default qmp, libvirt with momd",
+      "how the guests run: qmp (QEMU with a QMP socket, ballast's manager in this process) or libvirt (a libvirtd of each run's own; ballast and momd each a process of its own, its CPU time and memory in the table; proxmox's rule through ballast's libvirt driver); default qmp, libvirt with momd",
     )
     .option(
       '--mom <path>',

@@ -189,7 +189,7 @@ export async function runLabExperiment(o: LabExperimentOptions): Promise<LabExpe
     say(`lab-memknobs: workload ${plan[0]!.workload} (guest i starts ${plan.map((p) => p.delayS).join('/')} s after boot)`);
     if (via === 'libvirt')
       say(
-        `lab-memknobs: libvirt guests (each run's own libvirtd), each manager a process of its own${mom ? `; momd from ${mom} at ${await momCommit(mom)}` : ''}`,
+        `lab-memknobs: libvirt guests (each run's own libvirtd), ballast and momd each a process of its own${mom ? `; momd from ${mom} at ${await momCommit(mom)}` : ''}`,
       );
     for (let rep = 1; rep <= o.repeat; rep++) {
       const order = configs.map((_, i) => configs[(i + rep - 1) % configs.length]!);
