@@ -205,30 +205,37 @@ export class XdrReader {
     return v === 1;
   }
 
-  fixedOpaque(len: number): Buffer {
+  /** Steps over `len` bytes and their padding; returns where they start. */
+  private span(len: number): number {
     const p = pad4(len);
     this.need(len + p, `opaque[${len}]`);
-    const out = Buffer.from(this.buf.subarray(this.off, this.off + len));
+    const at = this.off;
     this.off += len + p;
-    return out;
+    return at;
+  }
+
+  /** A variable-length item's length word, checked against its limit. */
+  private length(max: number): number {
+    const len = this.uint();
+    if (len > max) throw new XdrError(`opaque length ${len} exceeds limit ${max}`);
+    return len;
+  }
+
+  fixedOpaque(len: number): Buffer {
+    const at = this.span(len);
+    return Buffer.from(this.buf.subarray(at, at + len));
   }
 
   opaque(max = Infinity): Buffer {
-    const len = this.uint();
-    if (len > max) throw new XdrError(`opaque length ${len} exceeds limit ${max}`);
-    return this.fixedOpaque(len);
+    return this.fixedOpaque(this.length(max));
   }
 
   /** Decoded in place: no copy of the bytes first (typed parameters' names are most of a
    *  stats reply). */
   string(max = Infinity): string {
-    const len = this.uint();
-    if (len > max) throw new XdrError(`opaque length ${len} exceeds limit ${max}`);
-    const p = pad4(len);
-    this.need(len + p, `opaque[${len}]`);
-    const s = this.buf.toString('utf8', this.off, this.off + len);
-    this.off += len + p;
-    return s;
+    const len = this.length(max);
+    const at = this.span(len);
+    return this.buf.toString('utf8', at, at + len);
   }
 
   optional<T>(dec: (r: this) => T): T | null {
