@@ -53,10 +53,16 @@ export class RunLibvirtd {
     readonly home: string,
   ) {}
 
-  /** The connection URI and socket a manager uses (momd's libvirt-hypervisor-uri carries the
-   *  socket in it; ballast's config takes both). */
+  /** The connection URI for clients that reach the socket through libvirt's library (virsh,
+   *  momd's libvirt-hypervisor-uri): it carries the socket in it. */
   get uri(): string {
     return this.daemon.uri;
+  }
+  /** The URI ballast's own libvirt client names on `socket` (CONNECT_OPEN). The daemon opens
+   *  the URI a client names: the transport URI above would make it connect to itself, and a
+   *  daemon holding such a connection ignores SIGTERM. */
+  get openUri(): string {
+    return 'qemu:///session';
   }
   get socket(): string {
     return this.daemon.bindSocket;

@@ -136,7 +136,7 @@ export class ProcessLabManager implements LabManager {
       this.m = await BallastProcess.start({
         ...common,
         style: parts.manager,
-        uri: 'qemu:///session',
+        uri: run.daemon.openUri,
         socket: run.daemon.socket,
         qemuPidDir: run.daemon.pidDir,
         guestPsi: parts.psi,

@@ -253,13 +253,10 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
     if (parts.manager !== 'none') {
       const traceFile = o.traceDir ? join(o.traceDir, `${config}-${o.repetition}-manager.jsonl`) : undefined;
       const onError = (task: string, err: unknown) => say(`${tag} manager ${task} error: ${(err as Error).message}`);
-      // The proxmox rule's libvirt driver names the session URI, as `ballast run` does: a daemon
-      // opens the URI a client names, and a transport URI (lv.daemon.uri, which virsh and momd
-      // take) makes it connect to itself, which then hangs its SIGTERM.
       const m: LabManager =
         parts.manager === 'proxmox'
           ? new ProxmoxManager({
-              guests: lv ? { libvirt: { uri: 'qemu:///session', socket: lv.daemon.socket } } : { qmpSockets: qemuGuests.map((g) => ({ socket: g.qmpSocket })) },
+              guests: lv ? { libvirt: { uri: lv.daemon.openUri, socket: lv.daemon.socket } } : { qmpSockets: qemuGuests.map((g) => ({ socket: g.qmpSocket })) },
               domainDir: domain.dir,
               traceFile,
               onError,
