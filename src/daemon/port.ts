@@ -20,7 +20,7 @@ export class DaemonApiPort implements DaemonPort {
     private readonly logger: Logger,
   ) {
     daemon.engine.onCycle((r) => {
-      this.lastTimes = { totalMs: r.totalMs, evalMs: r.evalMs };
+      if (!r.guardPass) this.lastTimes = { totalMs: r.totalMs, evalMs: r.evalMs };
     });
   }
 

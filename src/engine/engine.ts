@@ -290,6 +290,40 @@ export class Engine<P = CompiledPolicy> {
     return report;
   }
 
+  /**
+   * The guards alone, after a collection between two policy cycles: no policy is evaluated and
+   * no request is made, so only what a module does unasked can happen (the balloon raises a
+   * guest that fell below its floor and rolls back an inflation that hurt). A guest whose use
+   * jumps is raised within one stats interval instead of waiting up to a policy interval for
+   * it: in the lab a late-starting guest at its floor took 64 MiB in 6 s and was OOM-killed a
+   * second before the next policy cycle would have raised it. It keeps the cycle number
+   * (rollback windows count policy cycles) and says nothing unless it acted.
+   */
+  async guardPass(): Promise<CycleReport | null> {
+    if (this.pausedReason !== undefined || this.readOnly !== undefined) return null;
+    const t0 = performance.now();
+    const time = this.clock();
+    const plan = planCycle(this.cycleNo, time, this.host, this.guests.evaluable(), null, { ...this.planning, safeguards: this.sg });
+    if (plan.actions.length === 0) return null;
+    const outcomes = await this.actuator.run(plan, (id) => this.guests.isGone(id));
+    commitStates(plan, outcomes, this.guests.byId);
+    this.actions.record(plan, outcomes);
+    const report: CycleReport = {
+      cycle: this.cycleNo,
+      time,
+      evaluated: false,
+      guardPass: true,
+      aborted: false,
+      errors: [],
+      outcomes,
+      notes: plan.notes,
+      evalMs: 0,
+      totalMs: performance.now() - t0,
+    };
+    this.cycleListeners.emit(report);
+    return report;
+  }
+
   private runPolicy(guests: readonly { props: Props; history: History; vars: Record<string, unknown> }[], cycle: number, time: number): PolicyOutput | null {
     if (this.policyValue === null) return null;
     const hostIn: EntityInput = { props: this.host.props, stats: this.host.history.toArray(), vars: this.host.vars };

@@ -1,6 +1,8 @@
 // The one control loop: collect every stats interval, evaluate-guard-actuate-record every policy
-// interval, over an Engine. `ballast run`, `ballast demo`, `ballast sim` and the lab experiment
-// all drive their engine through it; only the clock differs:
+// interval, over an Engine; after a collection that no policy cycle follows at once, the
+// engine's guards alone (Engine.guardPass), so a guest that fell below its floor is raised
+// within a stats interval, not a policy interval. `ballast run`, `ballast demo`, `ballast sim`
+// and the lab experiment all drive their engine through it; only the clock differs:
 //   start()/stop(): real timers (the Scheduler: no overlap, a slow step delays the next);
 //   runFor(seconds): simulated time, as fast as the CPU allows, advancing the clock itself.
 // What callers want to see they get as events, not as steps of their own: the loop's
@@ -25,6 +27,8 @@ type Listener<T> = (x: T) => void;
 export interface Steppable {
   collect(): Promise<CollectReport>;
   evaluateAndAct(): Promise<CycleReport>;
+  /** The safeguards alone between policy cycles; absent: only policy cycles act. */
+  guardPass?(): Promise<CycleReport | null>;
   onCollect(l: Listener<CollectReport>): () => void;
   onCycle(l: Listener<CycleReport>): () => void;
 }
@@ -40,7 +44,7 @@ export class Loop {
     const scale = opts.timeScale ?? 1;
     this.scheduler = new Scheduler(
       [
-        { name: 'collect', intervalS: opts.statsIntervalS / scale, run: () => this.collect(opts.statsIntervalS) },
+        { name: 'collect', intervalS: opts.statsIntervalS / scale, run: () => this.collectAndGuard() },
         { name: 'policy', intervalS: opts.policyIntervalS / scale, runAtStart: false, run: () => this.cycle() },
       ],
       { onError: (task, err) => opts.onError?.(task as 'collect' | 'policy', err) },
@@ -64,6 +68,13 @@ export class Loop {
 
   private async cycle(): Promise<void> {
     await this.engine.evaluateAndAct();
+  }
+
+  /** Real time: collect, then the guards alone unless a policy cycle is queued right behind
+   *  this collection (it runs them itself, on the same samples). */
+  private async collectAndGuard(): Promise<void> {
+    await this.collect(this.opts.statsIntervalS);
+    if (!this.scheduler.isPending('policy')) await this.engine.guardPass?.();
   }
 
   get started(): boolean {
@@ -93,7 +104,7 @@ export class Loop {
       if (now() >= nextPolicy - 1e-9) {
         await this.cycle();
         nextPolicy += this.opts.policyIntervalS;
-      }
+      } else await this.engine.guardPass?.();
     }
   }
 }

@@ -58,6 +58,8 @@ export interface CycleReport {
   cycle: number;
   time: number;
   evaluated: boolean;
+  /** A guard pass between policy cycles (Engine.guardPass): the safeguards alone acted. */
+  guardPass?: boolean;
   aborted: boolean;
   errors: PolicyErrorInfo[];
   outcomes: ActionOutcome[];

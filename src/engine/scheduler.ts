@@ -80,6 +80,11 @@ export class Scheduler {
     });
   }
 
+  /** Whether a run of this task is queued (or running). */
+  isPending(name: string): boolean {
+    return this.pending.has(name);
+  }
+
   /** Clear all timers; resolves once the task in flight (if any) has finished. Queued runs are dropped. */
   async stop(): Promise<void> {
     this.running = false;

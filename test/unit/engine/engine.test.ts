@@ -542,3 +542,48 @@ test('log volume: a cycle with many actions is summarized at info (each action a
   assert.ok(vetoes.length >= 4, `a veto every cycle (${vetoes.length})`);
   assert.equal(vetoes.filter((r) => r.level === 'info').length, 1, 'said once at info');
 });
+
+test('guard pass between policy cycles: a guest whose use jumps above its floor is raised at once, with no policy evaluated and the cycle number kept', async () => {
+  const hv = new FakeHypervisor([guest('a'), guest('b')]);
+  let evaluations = 0;
+  const inflate = targetPolicy((s) => (s.balloon_cur as number) - 1000 * MiB);
+  const counting: FnPolicy = (...args) => {
+    evaluations++;
+    return inflate(...args);
+  };
+  const { engine, logger, tick } = makeEngine(hv, counting, { safeguards: { minGuestKiB: 256 * MiB, headroomKiB: 64 * MiB, maxStepFraction: 1 } });
+  const cycles: boolean[] = [];
+  engine.onCycle((r) => cycles.push(r.guardPass === true));
+  await engine.collect();
+  await engine.evaluateAndAct();
+  const a = hv.guests.get('id-a')!;
+  assert.equal(a.stats.balloon_cur, 1088 * MiB, 'inflated by the policy to its floor, used 1024 MiB + 64 MiB headroom');
+  // Nothing below a floor: the pass does nothing and says nothing.
+  tick(2);
+  await engine.collect();
+  assert.equal(await engine.guardPass(), null);
+  // Guest a's workload takes its last 64 MiB: its floor (used + headroom) is now above its balloon.
+  a.stats.mem_unused = 0;
+  tick(2);
+  await engine.collect();
+  const setsBefore = hv.setCalls.length;
+  const r = await engine.guardPass();
+  assert.ok(r, 'the guard pass acted');
+  assert.equal(r.guardPass, true);
+  assert.equal(r.evaluated, false);
+  assert.equal(r.cycle, 1, 'a guard pass is not a policy cycle');
+  assert.equal(engine.counters.cycles, 1);
+  assert.equal(evaluations, 1, 'no policy evaluated');
+  assert.deepEqual(hv.setCalls.slice(setsBefore), [{ id: 'id-a', target: 1152 * MiB }], 'only a, raised to used + headroom');
+  assert.match(r.outcomes[0]!.action.reasons.join(' '), /below floor: raised to 1152 MiB/);
+  assert.ok(logger.records.some((x) => x.event === 'action' && x.entity === 'a' && x.cycle === 1));
+  assert.deepEqual(cycles, [false, true], 'cycle listeners hear the pass, marked');
+  // Paused (observe only): the guards alone never act either.
+  a.stats.mem_unused = 0;
+  a.stats.balloon_cur = 600 * MiB;
+  engine.pausedReason = 'paused by test';
+  tick(2);
+  await engine.collect();
+  assert.equal(await engine.guardPass(), null);
+  assert.equal(hv.guests.get('id-a')!.stats.balloon_cur, 600 * MiB);
+});

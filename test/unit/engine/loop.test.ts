@@ -85,3 +85,47 @@ test('start/stop: real timers, scaled for a simulated host at speed, the world a
   await new Promise((r) => setTimeout(r, 120));
   assert.equal(log.length, n, 'nothing after stop');
 });
+
+test('runFor: the guards run alone after each collection that no policy cycle follows', async () => {
+  const clock = { t: 0 };
+  const { e, log } = fake(clock);
+  e.guardPass = async () => {
+    log.push(`g${clock.t}`);
+    return null;
+  };
+  const loop = new Loop(e, { statsIntervalS: 2, policyIntervalS: 4, advance: (dt) => (clock.t += dt) });
+  await loop.runFor(8, () => clock.t);
+  assert.deepEqual(log, ['c0', 'c2', 'g2', 'c4', 'p4', 'c6', 'g6', 'c8', 'p8']);
+});
+
+test('start: real timers run the guards after a collection, unless a policy cycle is queued behind it', async () => {
+  for (const slowCollect of [false, true]) {
+    const clock = { t: 0 };
+    const { e, log } = fake(clock);
+    const collect = e.collect;
+    // A collection slower than the policy interval: the policy tick is always queued behind it.
+    if (slowCollect)
+      e.collect = async () => {
+        await new Promise((r) => setTimeout(r, 60));
+        return collect();
+      };
+    e.guardPass = async () => {
+      log.push(`g${clock.t}`);
+      return null;
+    };
+    const loop = new Loop(e, { statsIntervalS: 5, policyIntervalS: slowCollect ? 2.5 : 1000, timeScale: 100, advance: (dt) => (clock.t += dt) });
+    loop.start();
+    await new Promise((r) => setTimeout(r, 400));
+    await loop.stop();
+    const guards = log.filter((x) => x.startsWith('g')).length;
+    const collects = log.filter((x) => x.startsWith('c')).length;
+    if (slowCollect) {
+      assert.ok(collects >= 2, log.join(' '));
+      assert.equal(guards, 0, `a cycle queued behind each collection runs the guards itself: ${log.join(' ')}`);
+    } else {
+      assert.ok(collects >= 3, log.join(' '));
+      assert.equal(guards, collects, `no cycle due: a pass after every collection: ${log.join(' ')}`);
+      for (let i = 0; i < log.length; i++) if (log[i]!.startsWith('g')) assert.match(log[i - 1]!, /^c/, 'a pass follows its collection');
+    }
+  }
+});
