@@ -305,6 +305,8 @@ export class Engine<P = CompiledPolicy> {
     const time = this.clock();
     const plan = planCycle(this.cycleNo, time, this.host, this.guests.evaluable(), null, { ...this.planning, safeguards: this.sg });
     if (plan.actions.length === 0) return null;
+    // Its notes (a veto while another manager holds a balloon ...) are the policy cycle's to say.
+    plan.notes.length = 0;
     const outcomes = await this.actuator.run(plan, (id) => this.guests.isGone(id));
     commitStates(plan, outcomes, this.guests.byId);
     this.actions.record(plan, outcomes);
