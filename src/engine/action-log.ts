@@ -131,9 +131,12 @@ export class ActionLog {
       result: o.result,
       reasons: a.reasons,
       error: o.error,
+      guardPass: plan.guardPass,
     });
     const fields = {
       cycle: plan.cycle,
+      // Taken by the guards between policy cycles, on a newer sample than cycle `cycle` saw.
+      guard_pass: plan.guardPass,
       entity: a.entity,
       control: a.control,
       from: a.from,

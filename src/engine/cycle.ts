@@ -39,6 +39,8 @@ export interface StateCommit {
 export interface CyclePlan {
   cycle: number;
   now: number;
+  /** Planned by a guard pass between policy cycles (no policy evaluated). */
+  guardPass?: boolean;
   aborted: boolean;
   errors: PolicyErrorInfo[];
   actions: Action[];

@@ -26,6 +26,8 @@ export interface ActionRecord {
   result: ActionOutcome['result'] | Note['verdict'];
   reasons: string[];
   error?: string;
+  /** Taken by a guard pass between policy cycles (no policy evaluated), after cycle `cycle`. */
+  guardPass?: boolean;
 }
 
 export interface Counters {

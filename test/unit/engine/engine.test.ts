@@ -576,7 +576,12 @@ test('guard pass between policy cycles: a guest whose use jumps above its floor 
   assert.equal(evaluations, 1, 'no policy evaluated');
   assert.deepEqual(hv.setCalls.slice(setsBefore), [{ id: 'id-a', target: 1152 * MiB }], 'only a, raised to used + headroom');
   assert.match(r.outcomes[0]!.action.reasons.join(' '), /below floor: raised to 1152 MiB/);
-  assert.ok(logger.records.some((x) => x.event === 'action' && x.entity === 'a' && x.cycle === 1));
+  assert.ok(
+    logger.records.some((x) => x.event === 'action' && x.entity === 'a' && x.cycle === 1 && x.guard_pass === true),
+    'logged as a guard pass',
+  );
+  assert.equal(engine.recentActions().at(-1)!.guardPass, true);
+  assert.equal(engine.recentActions()[0]!.guardPass, undefined, "the policy cycle's own action is not marked");
   assert.deepEqual(cycles, [false, true], 'cycle listeners hear the pass, marked');
   // Paused (observe only): the guards alone never act either.
   a.stats.mem_unused = 0;
