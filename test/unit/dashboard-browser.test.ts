@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -74,7 +74,8 @@ test('dashboard in chromium: charts with data, the guest list, live updates, a s
       { timeout: 30_000 },
     );
 
-    const shot = join(mkdtempSync(join(tmpdir(), 'ballast-dashboard-')), 'dashboard.png');
+    // One file, overwritten by each run (kept for a human to look at, not one folder per run).
+    const shot = join(tmpdir(), `ballast-dashboard-${process.getuid?.() ?? 0}.png`);
     await page.screenshot({ path: shot, fullPage: true });
     assert.ok(statSync(shot).size > 20_000, 'a screenshot with something in it');
     console.error(`dashboard screenshot: ${shot}`);

@@ -3,7 +3,7 @@
 // logs say they did, and a process's CPU time and RSS from /proc.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { guestsVia, parseVia } from '../../../src/experiments/lab-memknobs/via.js';
@@ -35,9 +35,10 @@ test('guestsVia: momd needs --mom and runs every row on libvirt guests; qmp stay
   assert.throws(() => parseVia('kvm'), /qmp or libvirt/);
 });
 
-test('checkMomCheckout: refuses a path without MOM, names what is missing', () => {
+test('checkMomCheckout: refuses a path without MOM, names what is missing', (t) => {
   assert.throws(() => checkMomCheckout(undefined), /--mom PATH/);
   const dir = mkdtempSync(join(tmpdir(), 'mom-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   assert.throws(() => checkMomCheckout(dir), /not a MOM checkout \(no momd\.in/);
   for (const f of ['momd.in', 'mom/__init__.py', 'mom/HypervisorInterfaces/libvirtInterface.py', 'doc/balloon.rules', 'doc/ksm.rules']) {
     mkdirSync(join(dir, f, '..'), { recursive: true });
