@@ -80,6 +80,10 @@ function managerOptions(cmd: Command): void {
     .option(
       '--mom <path>',
       "a checkout of oVirt MOM (git clone https://github.com/oVirt/mom; never part of ballast) for the momd row: MOM's own daemon with its doc/balloon.rules and doc/ksm.rules through libvirt, using Debian's /usr/bin/python3 with python3-libvirt (apt-get install -y python3-libvirt)",
+    )
+    .option(
+      '--vdsm <path>',
+      "with --mom: a checkout of oVirt vdsm (git clone https://github.com/oVirt/vdsm; never part of ballast) whose mom.d the momd row runs instead of MOM's doc/ rules, as vdsm loads it for a cluster with ballooning and KSM on (00-defines, 02-balloon, 03-ksm, and 01-parameters as vdsm sets it over MOM's RPC: balloonEnabled, ksmEnabled and ksmMergeAcrossNodes True; not 04-cputune and 05-iotune, whose inputs come from vdsm's own interface)",
     );
 }
 
@@ -110,6 +114,7 @@ interface GuestCliOptions {
   thp: string;
   via?: string;
   mom?: string;
+  vdsm?: string;
   json?: boolean;
 }
 
@@ -207,6 +212,7 @@ export function addLabExperiment(experiment: Command): void {
           thp: thpMode(o.thp),
           via: parseVia(o.via),
           mom: o.mom,
+          vdsm: o.vdsm,
           traceDir: o.trace,
         });
         process.stdout.write((o.json ? JSON.stringify(result) : formatLabTable(result)) + '\n');
@@ -261,6 +267,7 @@ export function addLabDensity(experiment: Command): void {
           thp: thpMode(o.thp),
           via: parseVia(o.via),
           mom: o.mom,
+          vdsm: o.vdsm,
         });
         process.stdout.write((o.json ? JSON.stringify(result) : formatDensityTable(result)) + '\n');
       } catch (e) {

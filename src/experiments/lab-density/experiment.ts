@@ -9,7 +9,7 @@ import { spread } from '../lab-memknobs/metrics.js';
 import { formatColumns } from '../lab-memknobs/format.js';
 import { runOnce, type RunResult } from '../lab-memknobs/run.js';
 import { guestsVia, type GuestsVia } from '../lab-memknobs/via.js';
-import { checkMomCheckout, checkMomdPython } from '../lab-memknobs/momd-manager.js';
+import { checkMomCheckout, checkMomdPython, checkVdsmCheckout } from '../lab-memknobs/momd-manager.js';
 import { prepareLab, type SwapReport } from '../lab-memknobs/setup.js';
 import type { SwapPresetName } from '../lab-memknobs/swap-device.js';
 import { defaultCpuPerGuest } from '../lab-memknobs/cpu-cap.js';
@@ -38,6 +38,8 @@ export interface DensityOptions {
   via?: GuestsVia;
   /** A checkout of oVirt MOM, for the momd row. */
   mom?: string;
+  /** A checkout of oVirt vdsm: the momd row runs its mom.d. */
+  vdsm?: string;
   statsIntervalS?: number;
   policyIntervalS?: number;
   say?: (m: string) => void;
@@ -68,6 +70,8 @@ export async function runDensityExperiment(o: DensityOptions): Promise<DensityRe
   const via = guestsVia(o.configs, { via: o.via, mom: o.mom, thp: o.thp });
   const mom = o.configs.includes('momd') ? checkMomCheckout(o.mom) : undefined;
   if (mom) await checkMomdPython();
+  const vdsm = o.vdsm ? checkVdsmCheckout(o.vdsm) : undefined;
+  if (vdsm && !mom) throw new Error('--vdsm gives the momd row its policies: name momd in --configs and give --mom');
   const at = (ratio: number): LabScale => ({ ...base, limitRatio: ratio });
   // Swap for the tightest domain the search may try.
   const lab = await prepareLab({ swapMiB: swapSizeMiB(at(o.minRatio)), swapPreset: o.swapPreset, swapDir: o.swapDir, say });
@@ -87,6 +91,7 @@ export async function runDensityExperiment(o: DensityOptions): Promise<DensityRe
       thp: o.thp,
       via,
       mom,
+      vdsm,
       progressEveryS: 60,
     });
   try {

@@ -12,7 +12,7 @@ import { checkLab, prepareLab, type SwapReport } from './setup.js';
 import type { SwapPresetName } from './swap-device.js';
 import { defaultCpuPerGuest } from './cpu-cap.js';
 import { guestsVia, type GuestsVia } from './via.js';
-import { checkMomCheckout, checkMomdPython, momCommit } from './momd-manager.js';
+import { checkMomCheckout, checkMomdPython, checkVdsmCheckout, momCommit } from './momd-manager.js';
 
 export interface LabExperimentOptions {
   scale: LabScale;
@@ -32,6 +32,8 @@ export interface LabExperimentOptions {
   via?: GuestsVia;
   /** A checkout of oVirt MOM, for the momd row. */
   mom?: string;
+  /** A checkout of oVirt vdsm: the momd row runs its mom.d instead of MOM's doc/ rules. */
+  vdsm?: string;
   say?: (m: string) => void;
   /** Keep each run's engine decisions, counter samples and guest consoles here. */
   traceDir?: string;
@@ -95,8 +97,8 @@ export interface LabExperimentResult {
   hostThp?: { enabled: string | null; defrag: string | null };
   /** How the guests ran: QEMU with QMP, or libvirt guests with each manager as a process. */
   via?: GuestsVia;
-  /** The MOM checkout and commit the momd rows ran. */
-  mom?: { checkout: string; commit: string } | null;
+  /** The MOM checkout and commit the momd rows ran (and vdsm's, when they ran its mom.d). */
+  mom?: { checkout: string; commit: string; vdsm?: { checkout: string; commit: string } } | null;
   runs: RunResult[];
   summary: ConfigSummary[];
 }
@@ -174,6 +176,8 @@ export async function runLabExperiment(o: LabExperimentOptions): Promise<LabExpe
   const via = guestsVia(configs, { via: o.via, mom: o.mom, thp: o.thp });
   const mom = configs.includes('momd') ? checkMomCheckout(o.mom) : undefined;
   if (mom) await checkMomdPython();
+  const vdsm = o.vdsm ? checkVdsmCheckout(o.vdsm) : undefined;
+  if (vdsm && !mom) throw new Error('--vdsm gives the momd row its policies: name momd in --configs and give --mom');
   const say = o.say ?? ((m: string) => process.stderr.write(m + '\n'));
   const statsIntervalS = o.statsIntervalS ?? 2;
   const policyIntervalS = o.policyIntervalS ?? 4;
@@ -210,6 +214,7 @@ export async function runLabExperiment(o: LabExperimentOptions): Promise<LabExpe
             thp: o.thp,
             via,
             mom,
+            vdsm,
           }),
         );
       }
@@ -227,7 +232,13 @@ export async function runLabExperiment(o: LabExperimentOptions): Promise<LabExpe
       thp: o.thp ?? 'host',
       hostThp: { enabled: readThp('enabled'), defrag: readThp('defrag') },
       via,
-      mom: mom ? { checkout: mom, commit: runs.find((r) => r.managerProcess?.momCommit)?.managerProcess?.momCommit ?? (await momCommit(mom)) } : null,
+      mom: mom
+        ? {
+            checkout: mom,
+            commit: runs.find((r) => r.managerProcess?.momCommit)?.managerProcess?.momCommit ?? (await momCommit(mom)),
+            vdsm: vdsm ? { checkout: vdsm, commit: await momCommit(vdsm) } : undefined,
+          }
+        : null,
       runs,
       summary: summarize(runs, configs),
     };

@@ -43,7 +43,7 @@ export function formatLabTable(r: LabExperimentResult): string {
     `"reaction": managed rows, seconds from a guest starting a ramp while its balloon holds memory back to its memory growing back (median and largest over the guests' ramps in the window; "unanswered": ramps its memory did not come back for before the next one or the run's end)`,
     ...(r.via === 'libvirt'
       ? [
-          `libvirt guests (each run's own libvirtd), ballast and momd each a process of its own (proxmox's rule runs in the experiment): "manager CPU s" its user + system CPU (with its reaped children's) over the window, "manager RSS MiB" its mean resident memory${r.mom ? `; momd ran MOM ${r.mom.commit} (${r.mom.checkout})` : ''}`,
+          `libvirt guests (each run's own libvirtd), ballast and momd each a process of its own (proxmox's rule runs in the experiment): "manager CPU s" its user + system CPU (with its reaped children's) over the window, "manager RSS MiB" its mean resident memory${r.mom ? `; momd ran MOM ${r.mom.commit} (${r.mom.checkout})${r.mom.vdsm ? ` with the mom.d of vdsm ${r.mom.vdsm.commit} (${r.mom.vdsm.checkout})` : ''}` : ''}`,
         ]
       : []),
     '',

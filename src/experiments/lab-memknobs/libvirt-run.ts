@@ -70,6 +70,8 @@ export interface ProcessManagerOptions {
   policyIntervalS: number;
   /** A MOM checkout, for momd. */
   mom?: string;
+  /** A vdsm checkout: momd runs its mom.d instead of MOM's doc/ rules. */
+  vdsm?: string;
   /** Keep the manager's config and log here (--trace), else in a directory removed after. */
   traceDir?: string;
   tag: string;
@@ -131,7 +133,7 @@ export class ProcessLabManager implements LabManager {
       guests: run.guests.length,
     };
     if (parts.manager === 'momd') {
-      this.m = await MomdManager.start({ ...common, mom: this.o.mom!, uri: run.daemon.uri });
+      this.m = await MomdManager.start({ ...common, mom: this.o.mom!, vdsm: this.o.vdsm, uri: run.daemon.uri });
     } else if (parts.manager === 'ballast' || parts.manager === 'mom') {
       this.m = await BallastProcess.start({
         ...common,

@@ -4,7 +4,8 @@
 // doc/ksm.rules) and the collectors of MOM's doc/mom-balloon+ksm.conf — except that its host
 // is the run's memory domain (lab/momd-domain.py, DomainMemory: see there why), as ballast's
 // rows have it. Intervals are the experiment's (statistics 2 s, policy 4 s by default), the
-// same as the other managers', not MOM's 5 s / 10 s.
+// same as the other managers', not MOM's 5 s / 10 s. With --vdsm, the policies are instead
+// oVirt vdsm's mom.d as vdsm loads them (momdPolicies).
 import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { LAB_DIR } from '../../lab/paths.js';
@@ -23,6 +24,44 @@ export function checkMomCheckout(path: string | undefined): string {
   const missing = MOM_FILES.filter((f) => !existsSync(join(root, f)));
   if (missing.length) throw new Error(`--mom ${path}: not a MOM checkout (no ${missing.join(', ')})`);
   return root;
+}
+
+/** vdsm's MOM policies (static/etc/vdsm/mom.d) the row loads: its defines, parameters, balloon
+ *  and KSM rules. Not 04-cputune and 05-iotune: their inputs (vcpu_user_limit, the disks' IO
+ *  limits) come from vdsm's own hypervisor interface, which MOM's libvirt interface lacks. */
+export const VDSM_POLICIES = ['00-defines', '01-parameters', '02-balloon', '03-ksm'] as const;
+const VDSM_MOMD = 'static/etc/vdsm/mom.d';
+
+/** What vdsm puts in place of mom.d's 01-parameters (which ships balloonEnabled 0) over MOM's
+ *  RPC, setNamedPolicy('01-parameters', ...), for a cluster with memory balloon optimization
+ *  and KSM on. */
+export const VDSM_TUNING = '(set balloonEnabled True)\n(set ksmEnabled True)\n(set ksmMergeAcrossNodes True)\n';
+
+/** Refuses (before anything is set up) a --vdsm path that is no vdsm checkout (sync). */
+export function checkVdsmCheckout(path: string): string {
+  const root = resolve(path);
+  const missing = VDSM_POLICIES.map((n) => `${VDSM_MOMD}/${n}.policy`).filter((f) => !existsSync(join(root, f)));
+  if (missing.length) throw new Error(`--vdsm ${path}: not a vdsm checkout (no ${missing.join(', ')})`);
+  return root;
+}
+
+/** momd's policy directory (pure): files linked from the checkouts (never copied into ballast)
+ *  and files written. MOM joins a directory's policies in name order into one program; with
+ *  vdsm's, 01-parameters is what vdsm sets in its place once it has connected. */
+export function momdPolicies(mom: string, vdsm?: string): { links: { from: string; name: string }[]; written: { name: string; text: string }[] } {
+  if (!vdsm) {
+    return {
+      links: [
+        { from: join(mom, 'doc', 'balloon.rules'), name: '10-balloon.policy' },
+        { from: join(mom, 'doc', 'ksm.rules'), name: '20-ksm.policy' },
+      ],
+      written: [],
+    };
+  }
+  return {
+    links: VDSM_POLICIES.filter((n) => n !== '01-parameters').map((n) => ({ from: join(vdsm, VDSM_MOMD, `${n}.policy`), name: `${n}.policy` })),
+    written: [{ name: '01-parameters.policy', text: VDSM_TUNING }],
+  };
 }
 
 /** Refuses when Debian's python3 cannot import libvirt, with the fix. */
@@ -116,6 +155,8 @@ export interface MomdOptions {
   domainDir: string;
   statsIntervalS: number;
   policyIntervalS: number;
+  /** A checkout of oVirt vdsm: its mom.d policies instead of MOM's doc/ rules. */
+  vdsm?: string;
   /** A directory of the run's own for the config, the policy links and the log. */
   workDir: string;
   /** Guests momd must have found before the run goes on. */
@@ -126,6 +167,8 @@ export class MomdManager {
   private constructor(
     private readonly proc: SpawnedManager,
     readonly commit: string,
+    /** The vdsm checkout's commit, when its mom.d is the policy. */
+    readonly vdsmCommit?: string,
   ) {}
 
   get pid(): number {
@@ -138,9 +181,11 @@ export class MomdManager {
     const commit = await momCommit(root);
     const policyDir = join(o.workDir, 'policies');
     mkdirSync(policyDir, { recursive: true });
-    // momd's policy-dir loads *.policy in name order: MOM's rules, linked, never copied.
-    symlinkSync(join(root, 'doc', 'balloon.rules'), join(policyDir, '10-balloon.policy'));
-    symlinkSync(join(root, 'doc', 'ksm.rules'), join(policyDir, '20-ksm.policy'));
+    // momd's policy-dir loads *.policy in name order: MOM's (or vdsm's) rules, linked, never copied.
+    const vdsm = o.vdsm ? checkVdsmCheckout(o.vdsm) : undefined;
+    const policies = momdPolicies(root, vdsm);
+    for (const l of policies.links) symlinkSync(l.from, join(policyDir, l.name));
+    for (const w of policies.written) writeFileSync(join(policyDir, w.name), w.text);
     const conf = join(o.workDir, 'mom.conf');
     writeFileSync(conf, momdConfig({ ...o, policyDir }));
     const proc = await SpawnedManager.start({
@@ -152,7 +197,7 @@ export class MomdManager {
       ready: (log) => (log.match(/GuestMonitor-\S+ starting/g)?.length ?? 0) >= o.guests,
       readyTimeoutMs: 60_000,
     });
-    return new MomdManager(proc, commit);
+    return new MomdManager(proc, commit, vdsm ? await momCommit(vdsm) : undefined);
   }
 
   markWindow(): void {
@@ -175,6 +220,7 @@ export class MomdManager {
       ksmRestoreError: ksmError,
       exitedEarly,
       momCommit: this.commit,
+      vdsmCommit: this.vdsmCommit,
       log: this.proc.o.log,
     };
   }

@@ -29,6 +29,8 @@ export interface ProcessManagerReport {
   exitedEarly: boolean;
   /** momd: the MOM commit it ran (git HEAD of the checkout). */
   momCommit?: string;
+  /** The vdsm checkout whose mom.d momd ran (--vdsm). */
+  vdsmCommit?: string;
   /** Its whole log, where the experiment keeps it (--trace); null: removed with the run. */
   log: string | null;
 }

@@ -58,6 +58,8 @@ export interface RunOptions {
   via?: GuestsVia;
   /** A MOM checkout, for the momd row. */
   mom?: string;
+  /** A vdsm checkout: the momd row runs its mom.d. */
+  vdsm?: string;
 }
 
 export interface GuestResult {
@@ -130,7 +132,7 @@ function qemuPidFromRecord(name: string): number | null {
 function processSummary(p: ProcessManagerReport | null | undefined): string {
   if (!p) return '';
   const u = p.usage;
-  return `; ${p.manager} (PID ${p.pid}${p.momCommit ? `, MOM ${p.momCommit.slice(0, 12)}` : ''}) used ${u.cpuS ?? '?'} CPU s, RSS ${u.rssMeanMiB ?? '?'} MiB mean / ${u.rssPeakMiB ?? '?'} MiB peak, ${p.errors} error lines${p.exitedEarly ? `, EXITED before the run ended (its log: ${p.log ?? 'keep it with --trace'})` : ''}`;
+  return `; ${p.manager} (PID ${p.pid}${p.momCommit ? `, MOM ${p.momCommit.slice(0, 12)}` : ''}${p.vdsmCommit ? ` with vdsm ${p.vdsmCommit.slice(0, 12)}'s mom.d` : ''}) used ${u.cpuS ?? '?'} CPU s, RSS ${u.rssMeanMiB ?? '?'} MiB mean / ${u.rssPeakMiB ?? '?'} MiB peak, ${p.errors} error lines${p.exitedEarly ? `, EXITED before the run ended (its log: ${p.log ?? 'keep it with --trace'})` : ''}`;
 }
 
 export async function runOnce(o: RunOptions): Promise<RunResult> {
@@ -269,6 +271,7 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
                 statsIntervalS: o.statsIntervalS,
                 policyIntervalS: o.policyIntervalS,
                 mom: o.mom,
+                vdsm: o.vdsm,
                 traceDir: o.traceDir,
                 tag: `${config}-${o.repetition}`,
                 cleanup,

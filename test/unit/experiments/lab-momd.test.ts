@@ -7,7 +7,7 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { guestsVia, parseVia } from '../../../src/experiments/lab-memknobs/via.js';
-import { checkMomCheckout, countMomdLog, momdConfig } from '../../../src/experiments/lab-memknobs/momd-manager.js';
+import { checkMomCheckout, checkVdsmCheckout, countMomdLog, momdConfig, momdPolicies } from '../../../src/experiments/lab-memknobs/momd-manager.js';
 import { ballastProcessConfig, countBallastLog } from '../../../src/experiments/lab-memknobs/ballast-process.js';
 import { parseStatTimes, parseStatusRss } from '../../../src/host/process.js';
 import { processManagerReport } from '../../../src/experiments/lab-memknobs/libvirt-run.js';
@@ -220,4 +220,36 @@ test('SpawnedManager: waits for its log to say it runs, measures the window, sto
     }),
     /a failing manager exited at start; its log .* ends:\nbad config/,
   );
+});
+
+test("--vdsm: momd's policy directory is vdsm's mom.d as vdsm loads it, linked; a path without it is refused", (t) => {
+  const mom = momdPolicies('/m');
+  assert.deepEqual(
+    mom.links.map((l) => [l.from, l.name]),
+    [
+      ['/m/doc/balloon.rules', '10-balloon.policy'],
+      ['/m/doc/ksm.rules', '20-ksm.policy'],
+    ],
+  );
+  assert.deepEqual(mom.written, []);
+  const v = momdPolicies('/m', '/v');
+  assert.deepEqual(
+    v.links.map((l) => l.name),
+    ['00-defines.policy', '02-balloon.policy', '03-ksm.policy'],
+  );
+  assert.ok(v.links.every((l) => l.from === `/v/static/etc/vdsm/mom.d/${l.name}`));
+  // 01-parameters is what vdsm sets in its place over MOM's RPC (the file ships balloonEnabled 0).
+  assert.deepEqual(
+    v.written.map((w) => w.name),
+    ['01-parameters.policy'],
+  );
+  assert.match(v.written[0]!.text, /^\(set balloonEnabled True\)$/m);
+  assert.match(v.written[0]!.text, /^\(set ksmEnabled True\)$/m);
+
+  const dir = mkdtempSync(join(tmpdir(), 'vdsm-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  assert.throws(() => checkVdsmCheckout(dir), /not a vdsm checkout \(no static\/etc\/vdsm\/mom\.d\/00-defines\.policy/);
+  mkdirSync(join(dir, 'static/etc/vdsm/mom.d'), { recursive: true });
+  for (const n of ['00-defines', '01-parameters', '02-balloon', '03-ksm']) writeFileSync(join(dir, `static/etc/vdsm/mom.d/${n}.policy`), '');
+  assert.equal(checkVdsmCheckout(dir), dir);
 });
