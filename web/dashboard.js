@@ -163,7 +163,7 @@
               ? `${fmt(a.from)} → ${fmt(a.to)} MiB`
               : `${a.from ?? '?'} → ${a.to ?? (a.requested !== undefined ? JSON.stringify(a.requested) : '–')}`;
         const cls = a.result === 'applied' ? '' : a.result;
-        return `<li class="${esc(cls)}"><b>${esc(a.entity)}</b> ${esc(a.control)} ${esc(what)} <i>${esc(a.result)}</i> — ${esc((a.reasons ?? []).join('; '))}${a.error ? ` (${esc(a.error)})` : ''}</li>`;
+        return `<li class="${esc(cls)}"><b>${esc(a.entity)}</b> ${esc(a.control)} ${esc(what)} <i>${esc(a.result)}</i>${a.guardPass ? ' <small>by the guard between policy cycles</small>' : ''} — ${esc((a.reasons ?? []).join('; '))}${a.error ? ` (${esc(a.error)})` : ''}</li>`;
       });
     $('#actions').innerHTML = items.join('') || '<li>none yet</li>';
   }
