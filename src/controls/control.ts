@@ -143,6 +143,9 @@ export interface GuestPlanInput<S> {
   /** Set when nothing may be applied this cycle (paused, read-only driver): the reason. */
   off?: string;
   safeguards: SafeguardConfig;
+  /** A guard pass between policy cycles (no policy evaluated): do only what cannot wait for
+   *  the next cycle. */
+  guardPass?: boolean;
 }
 
 /** A module's plan for one guest: actions, notes, and the state to keep. */

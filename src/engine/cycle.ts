@@ -68,6 +68,8 @@ export interface PlanOptions {
   readOnly?: string;
   /** Set while control is paused (observe only): no control is applied; the reason. */
   paused?: string;
+  /** A guard pass between policy cycles: modules do only what cannot wait. */
+  guardPass?: boolean;
 }
 
 /** The controls of `modules` by name, and the guest-by-guest planners, for PlanOptions. */
@@ -158,6 +160,7 @@ function guestPlan(
       now,
       off: p.on ? off : m.offReason,
       safeguards: opts.safeguards,
+      guardPass: opts.guardPass,
     });
     for (const a of r.actions) plan.actions.push(a);
     for (const n of r.notes) plan.notes.push(n);

@@ -129,6 +129,7 @@ export class Engine<P = CompiledPolicy> {
       (g) => {
         this.actions.forgetEntity(g.name);
         this.actuator.forget(g.name);
+        this.fields.forget(g.id);
         for (const { instance } of this.controlInstances) instance.controller.forget?.(g.id);
       },
     );
@@ -150,7 +151,7 @@ export class Engine<P = CompiledPolicy> {
     }
     this.planning = plannedControls(planned);
     this.actuator = new Actuator(controllers, byControl);
-    this.fields = new ControlFields(this.controlInstances, this.log);
+    this.fields = new ControlFields(this.controlInstances, this.log, this.clock);
     if (this.hypervisor.onEvent) this.unsubscribe = this.hypervisor.onEvent((e) => this.guests.onLifecycle(e));
   }
 
@@ -303,7 +304,7 @@ export class Engine<P = CompiledPolicy> {
     if (this.pausedReason !== undefined || this.readOnly !== undefined) return null;
     const t0 = performance.now();
     const time = this.clock();
-    const plan = planCycle(this.cycleNo, time, this.host, this.guests.evaluable(), null, { ...this.planning, safeguards: this.sg });
+    const plan = planCycle(this.cycleNo, time, this.host, this.guests.evaluable(), null, { ...this.planning, safeguards: this.sg, guardPass: true });
     if (plan.actions.length === 0) return null;
     // Its notes (a veto while another manager holds a balloon ...) are the policy cycle's to say.
     plan.notes.length = 0;

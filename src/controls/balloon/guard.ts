@@ -72,6 +72,8 @@ export interface BalloonGuardInput {
   reportsFreePages?: boolean;
   /** Its peak use in the safeguards' peak window, which the floor keeps (peaks.ts). */
   recent?: RecentPeak;
+  /** Between policy cycles: raise only a guest with less than half its headroom left. */
+  urgentOnly?: boolean;
 }
 
 /** Forget an inflation once its rollback window has passed, and a hold once it is over. */
@@ -122,7 +124,10 @@ export function guardBalloon(inp: BalloonGuardInput, cfg: SafeguardConfig): Ball
   // policy asks nothing or its inflation is refused: a policy that only ever shrinks under
   // pressure (MOM's balloon rules) would otherwise leave a growing guest to its own OOM killer.
   // Not on a stale sample (its use is not known), nor for less than a tiny change.
-  const raise = !inp.stale && cur < floor && floor - cur >= b.minChange;
+  // Between policy cycles only a guest with less than half its headroom left: one whose use
+  // wobbles a few MiB around the floor it was inflated to waits for the cycle (raising it at
+  // every collection doubled the balloon actions in the lab, each cycle inflating it again).
+  const raise = !inp.stale && cur < floor && floor - cur >= (inp.urgentOnly ? Math.max(b.minChange, cfg.headroomKiB / 2) : b.minChange);
   if (inp.requested === undefined) {
     return raise ? raiseToFloor(null, from, s, b, cfg, state, 'no balloon_target') : decision('skip', null, from, null, floor, max, NO_REQUEST, state);
   }

@@ -85,6 +85,7 @@ export function planBalloon(inp: GuestPlanInput<BalloonState>): GuestModulePlan<
       cycle: inp.cycle,
       now: inp.now,
       reportsFreePages: inp.props.free_page_reporting === 1,
+      urgentOnly: inp.guardPass,
       recent: st?.rememberUntil !== undefined && inp.now < st.rememberUntil ? recentPeak(st.peaks, inp.now, inp.safeguards.peakWindowS) : undefined,
     },
     inp.safeguards,

@@ -592,3 +592,34 @@ test('guard pass between policy cycles: a guest whose use jumps above its floor 
   assert.equal(await engine.guardPass(), null);
   assert.equal(hv.guests.get('id-a')!.stats.balloon_cur, 600 * MiB);
 });
+
+test('guard pass: a guest a few MiB below its floor waits for the policy cycle; one with under half its headroom left does not', async () => {
+  const hv = new FakeHypervisor([guest('a')]);
+  const { engine, tick } = makeEngine(
+    hv,
+    targetPolicy(() => undefined),
+    { safeguards: { minGuestKiB: 256 * MiB, headroomKiB: 64 * MiB } },
+  );
+  const a = hv.guests.get('id-a')!;
+  // At 1088 MiB with 1024 MiB used its floor is met exactly; its use then wobbles up 8 MiB.
+  a.stats.balloon_cur = 1088 * MiB;
+  a.stats.mem_unused = 56 * MiB;
+  await engine.collect();
+  assert.equal(await engine.guardPass(), null, '8 MiB below the floor, 56 MiB of headroom left: not urgent');
+  const r = await engine.evaluateAndAct();
+  assert.deepEqual(
+    r.outcomes.map((o) => o.action.to),
+    [1096 * MiB],
+    'the policy cycle raises it to its floor',
+  );
+  // Its use jumps by 40 MiB: 24 MiB of its 64 MiB headroom left, under half.
+  a.stats.mem_unused = 24 * MiB;
+  tick(2);
+  await engine.collect();
+  const g = await engine.guardPass();
+  assert.deepEqual(
+    g?.outcomes.map((o) => o.action.to),
+    [1136 * MiB],
+    'the guard pass raises it at once',
+  );
+});
