@@ -14,30 +14,52 @@ const MAX_ENTRIES = 10_000;
 
 const keyOf = (a: Action) => `${a.entity}\0${a.control}`;
 
-export class Backoff {
+/** When something that failed may be tried again, by key: 30 s doubling up to 10 min, an hour
+ *  for what the host or guest does not support; success forgets it. */
+export class FailureRetry {
   private readonly entries = new Map<string, { retryAt: number; delayS: number; error: string }>();
+
+  /** What `key` waits after, or undefined when it may be tried at `now`. */
+  waiting(key: string, now: number): { retryAt: number; error: string } | undefined {
+    const b = this.entries.get(key);
+    return b && now < b.retryAt ? b : undefined;
+  }
+
+  failed(key: string, kind: string | undefined, error: string, now: number): void {
+    const prev = this.entries.get(key);
+    const delayS = kind === 'unsupported' ? UNSUPPORTED_RETRY_S : prev ? Math.min(prev.delayS * 2, MAX_S) : FIRST_S;
+    if (prev || this.entries.size < MAX_ENTRIES) this.entries.set(key, { retryAt: now + delayS, delayS, error });
+  }
+
+  ok(key: string): void {
+    this.entries.delete(key);
+  }
+
+  forgetPrefix(prefix: string): void {
+    for (const k of this.entries.keys()) if (k.startsWith(prefix)) this.entries.delete(k);
+  }
+}
+
+export class Backoff {
+  private readonly retry = new FailureRetry();
 
   constructor(private readonly givesBack: (a: Action) => boolean = () => false) {}
 
   /** The outcome to report instead of trying `a` now, or undefined to try it. */
   defer(a: Action, now: number): ActionOutcome | undefined {
-    const b = this.entries.get(keyOf(a));
-    if (!b || now >= b.retryAt || this.givesBack(a)) return undefined;
+    const b = this.retry.waiting(keyOf(a), now);
+    if (!b || this.givesBack(a)) return undefined;
     return { action: a, result: 'deferred', error: `retrying at t=${Math.round(b.retryAt)} after: ${b.error}` };
   }
 
   update(o: ActionOutcome, now: number): void {
     const key = keyOf(o.action);
-    if (o.result === 'applied' || o.result === 'unchanged') this.entries.delete(key);
-    else if (o.result === 'failed') {
-      const prev = this.entries.get(key);
-      const delayS = o.kind === 'unsupported' ? UNSUPPORTED_RETRY_S : prev ? Math.min(prev.delayS * 2, MAX_S) : FIRST_S;
-      if (prev || this.entries.size < MAX_ENTRIES) this.entries.set(key, { retryAt: now + delayS, delayS, error: o.error ?? 'failed' });
-    }
+    if (o.result === 'applied' || o.result === 'unchanged') this.retry.ok(key);
+    else if (o.result === 'failed') this.retry.failed(key, o.kind, o.error ?? 'failed', now);
   }
 
   /** A guest that is gone: its entries go with it. */
   forget(entity: string): void {
-    for (const k of this.entries.keys()) if (k.startsWith(`${entity}\0`)) this.entries.delete(k);
+    this.retry.forgetPrefix(`${entity}\0`);
   }
 }

@@ -147,3 +147,55 @@ test("a new guest's fields are read in its first collection: the control env's l
     [],
   );
 });
+
+test("a module's field read that fails backs off (an hour when unsupported, else doubling up to 10 min), said once, and is read again after", async () => {
+  const world = new SimWorld(loadScenario('demo'), 1);
+  const logger = memoryLogger();
+  let reads = 0;
+  let fail: Error | null = Object.assign(new Error('CPU tuning is not available in session mode'), { kind: 'unsupported' });
+  const probe: ControlModule = {
+    name: 'probe',
+    scope: 'guest',
+    controls: [],
+    offReason: 'never off',
+    guard: (control, requested) => ({ control, requested, verdict: 'veto', value: null, reasons: [] }),
+    setup: () => ({
+      controller: { name: 'probe', controls: [], apply: async () => [] },
+      readGuestFields: async () => {
+        reads++;
+        if (fail) throw fail;
+        return { probe_ok: 1 };
+      },
+    }),
+  };
+  const engine = new Engine({
+    hypervisor: new SimHypervisor(world),
+    hostSources: [simHostSource(world)],
+    policy: compilePolicyText('(defvar x 1)'),
+    now: () => world.now,
+    logger,
+    controls: [probe],
+  });
+  world.advance(5);
+  await engine.collect();
+  const guests = engine.snapshot().guests.length;
+  assert.equal(reads, guests, 'one read per guest');
+  for (let i = 0; i < 10; i++) {
+    world.advance(5);
+    await engine.collect();
+  }
+  assert.equal(reads, guests, 'unsupported: not asked again within the hour');
+  assert.equal(logger.records.filter((r) => r.event === 'control_fields_failed').length, guests, 'said once per guest');
+  fail = new Error('connection reset'); // a plain failure from now on
+  world.advance(3600);
+  await engine.collect();
+  assert.equal(reads, 2 * guests, 'asked again after the hour');
+  world.advance(300);
+  await engine.collect();
+  assert.equal(reads, 2 * guests, 'a failure right after a long wait backs off at the longest, 10 min');
+  fail = null;
+  world.advance(300);
+  await engine.collect();
+  assert.equal(reads, 3 * guests, 'read again after 10 min');
+  assert.ok(engine.snapshot().guests.every((g) => g.stats.probe_ok === 1), 'and its fields are back');
+});
