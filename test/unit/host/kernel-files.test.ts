@@ -62,3 +62,21 @@ test('real kernel: /proc and sysfs read the same through kept descriptors; a rem
   assert.throws(() => files.read(path), { code: 'ENOENT' }, 'the kept descriptor of a removed cgroup is not read as if it were there');
   assert.equal(files.open, 1, 'only /proc/meminfo stays open');
 });
+
+test('a missing file is not looked for again until missingRetryMs has passed', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ballast-kf-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  let now = 1_000_000;
+  const files = new KernelFiles(8, 30_000, () => now);
+  t.after(() => files.closeAll());
+  const p = join(dir, 'arcstats');
+  assert.equal(files.readIfExists(p), null);
+  assert.equal(files.readIfExists(join(dir, 'nodir', 'x')), null, 'ENOTDIR/ENOENT below a missing folder: null too');
+  writeFileSync(p, 'size 4 1\n');
+  now += 29_000;
+  assert.equal(files.readIfExists(p), null, 'still taken as missing for 30 s');
+  now += 1_000;
+  assert.equal(files.readIfExists(p), 'size 4 1\n', 'looked for again after 30 s');
+  assert.equal(files.open, 1);
+  assert.throws(() => files.read(join(dir, 'other')), { code: 'ENOENT' }, 'read() still throws for a missing file');
+});
