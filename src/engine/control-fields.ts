@@ -52,7 +52,12 @@ export class ControlFields {
           const error = errorMessage(err);
           this.retry.failed(key, failureKind(err), error, now);
           if (this.errors.first(`${module.name}\0${sample.id}`, error))
-            this.log.warn('control_fields_failed', { control: module.name, guest: sample.name, error, reason: 'read again after a back-off (30 s doubling to 10 min, an hour when unsupported)' });
+            this.log.warn('control_fields_failed', {
+              control: module.name,
+              guest: sample.name,
+              error,
+              reason: 'read again after a back-off (30 s doubling to 10 min, an hour when unsupported)',
+            });
         }
       });
     }

@@ -197,5 +197,8 @@ test("a module's field read that fails backs off (an hour when unsupported, else
   world.advance(300);
   await engine.collect();
   assert.equal(reads, 3 * guests, 'read again after 10 min');
-  assert.ok(engine.snapshot().guests.every((g) => g.stats.probe_ok === 1), 'and its fields are back');
+  assert.ok(
+    engine.snapshot().guests.every((g) => g.stats.probe_ok === 1),
+    'and its fields are back',
+  );
 });
