@@ -126,7 +126,7 @@ export function guardBalloon(inp: BalloonGuardInput, cfg: SafeguardConfig): Ball
   // Not on a stale sample (its use is not known), nor for less than a tiny change.
   // Between policy cycles only a guest with less than half its headroom left: one whose use
   // wobbles a few MiB around the floor it was inflated to waits for the cycle (raising it at
-  // every collection doubled the balloon actions in the lab, each cycle inflating it again).
+  // every collection made a third more balloon actions in the lab, each cycle inflating it again).
   const raise = !inp.stale && cur < floor && floor - cur >= (inp.urgentOnly ? Math.max(b.minChange, cfg.headroomKiB / 2) : b.minChange);
   if (inp.requested === undefined) {
     return raise ? raiseToFloor(null, from, s, b, cfg, state, 'no balloon_target') : decision('skip', null, from, null, floor, max, NO_REQUEST, state);
