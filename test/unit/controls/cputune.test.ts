@@ -13,8 +13,8 @@ import { memoryLogger } from '../../../src/log/logger.js';
 import { SimHypervisor, simHostSource } from '../../../src/hypervisor/sim/index.js';
 import { loadScenario } from '../../../src/sim/scenarios.js';
 import { SimWorld } from '../../../src/sim/world.js';
-import type { ControlModule } from '../../../src/controls/control.js';
-import type { GuestSample } from '../../../src/types.js';
+import type { ControlEnv, ControlModule } from '../../../src/controls/control.js';
+import type { GuestSample, Stats } from '../../../src/types.js';
 
 test("guard: libvirt's ranges; -1 (or any negative quota) is no limit; MOM's fractional values are rounded", () => {
   assert.deepEqual(guardCpuTune('vcpu_quota', -1).value, -1);
@@ -108,10 +108,8 @@ test("without libvirt: the QEMU process's cgroup v2 cpu.max holds quota x vCPUs;
   assert.equal(cgroupV2Mounted(root), true);
 });
 
-test("a new guest's fields are read in its first collection: the control env's lookup sees the collection in progress", async () => {
-  // cgroupCpuTune (the QMP driver's CPU tuning) finds QEMU's pid through env.lookup; before,
-  // lookup returned only the previous collection's samples, so every guest's first read
-  // failed with "QEMU's pid is not known" and a warning per guest at every daemon start.
+/** An engine on the simulated demo whose only module reads guest fields with `read`. */
+function probeEngine(read: (env: ControlEnv, g: GuestSample) => Promise<Stats>) {
   const world = new SimWorld(loadScenario('demo'), 1);
   const logger = memoryLogger();
   const probe: ControlModule = {
@@ -122,11 +120,7 @@ test("a new guest's fields are read in its first collection: the control env's l
     guard: (control, requested) => ({ control, requested, verdict: 'veto', value: null, reasons: [] }),
     setup: (env) => ({
       controller: { name: 'probe', controls: [], apply: async () => [] },
-      readGuestFields: async (g: GuestSample) => {
-        const seen = env.lookup(g.id);
-        if (!seen) throw new Error(`${g.id}: not known`);
-        return { probe_seen: seen.name === g.name ? 1 : 0 };
-      },
+      readGuestFields: (g: GuestSample) => read(env, g),
     }),
   };
   const engine = new Engine({
@@ -136,6 +130,18 @@ test("a new guest's fields are read in its first collection: the control env's l
     now: () => world.now,
     logger,
     controls: [probe],
+  });
+  return { world, logger, engine };
+}
+
+test("a new guest's fields are read in its first collection: the control env's lookup sees the collection in progress", async () => {
+  // cgroupCpuTune (the QMP driver's CPU tuning) finds QEMU's pid through env.lookup; before,
+  // lookup returned only the previous collection's samples, so every guest's first read
+  // failed with "QEMU's pid is not known" and a warning per guest at every daemon start.
+  const { world, logger, engine } = probeEngine(async (env, g) => {
+    const seen = env.lookup(g.id);
+    if (!seen) throw new Error(`${g.id}: not known`);
+    return { probe_seen: seen.name === g.name ? 1 : 0 };
   });
   world.advance(5);
   await engine.collect();
@@ -149,32 +155,12 @@ test("a new guest's fields are read in its first collection: the control env's l
 });
 
 test("a module's field read that fails backs off (an hour when unsupported, else doubling up to 10 min), said once, and is read again after", async () => {
-  const world = new SimWorld(loadScenario('demo'), 1);
-  const logger = memoryLogger();
   let reads = 0;
   let fail: Error | null = Object.assign(new Error('CPU tuning is not available in session mode'), { kind: 'unsupported' });
-  const probe: ControlModule = {
-    name: 'probe',
-    scope: 'guest',
-    controls: [],
-    offReason: 'never off',
-    guard: (control, requested) => ({ control, requested, verdict: 'veto', value: null, reasons: [] }),
-    setup: () => ({
-      controller: { name: 'probe', controls: [], apply: async () => [] },
-      readGuestFields: async () => {
-        reads++;
-        if (fail) throw fail;
-        return { probe_ok: 1 };
-      },
-    }),
-  };
-  const engine = new Engine({
-    hypervisor: new SimHypervisor(world),
-    hostSources: [simHostSource(world)],
-    policy: compilePolicyText('(defvar x 1)'),
-    now: () => world.now,
-    logger,
-    controls: [probe],
+  const { world, logger, engine } = probeEngine(async () => {
+    reads++;
+    if (fail) throw fail;
+    return { probe_ok: 1 };
   });
   world.advance(5);
   await engine.collect();
