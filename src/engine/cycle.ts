@@ -190,6 +190,7 @@ export function planCycle(
   const plan: CyclePlan = {
     cycle,
     now,
+    guardPass: opts.guardPass,
     aborted: output?.aborted ?? false,
     errors: output?.errors ?? [],
     actions: [],

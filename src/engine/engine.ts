@@ -308,7 +308,6 @@ export class Engine<P = CompiledPolicy> {
     if (plan.actions.length === 0) return null;
     // Its notes (a veto while another manager holds a balloon ...) are the policy cycle's to say.
     plan.notes.length = 0;
-    plan.guardPass = true;
     const outcomes = await this.actuator.run(plan, (id) => this.guests.isGone(id));
     commitStates(plan, outcomes, this.guests.byId);
     this.actions.record(plan, outcomes);
