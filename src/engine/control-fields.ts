@@ -21,8 +21,9 @@ export class ControlFields {
     private readonly now: () => number,
   ) {}
 
-  /** A guest that is gone: its backoffs go with it. */
+  /** A guest that is gone: what was said and the backoffs go with it. */
   forget(guestId: string): void {
+    this.errors.forgetPrefix(`${guestId}\0`);
     this.retry.forgetPrefix(`${guestId}\0`);
   }
 
@@ -31,9 +32,11 @@ export class ControlFields {
       const known = instance.guestFields;
       const read = instance.readGuestFields;
       if (!known && !read) continue;
+      // One key per guest and module, for what was said and for the backoff.
+      const keyOf = (sample: GuestSample) => `${sample.id}\0${module.name}`;
       const ok = (sample: GuestSample, fields: Stats) => {
         Object.assign(sample.stats, fields);
-        if (this.errors.size > 0) this.errors.forget(`${module.name}\0${sample.id}`);
+        if (this.errors.size > 0) this.errors.forget(keyOf(sample));
       };
       const unknown: GuestSample[] = [];
       const now = this.now();
@@ -41,17 +44,17 @@ export class ControlFields {
         if (sample.stale) continue;
         const f = known?.call(instance, sample);
         if (f) ok(sample, f);
-        else if (read && !this.retry.waiting(`${sample.id}\0${module.name}`, now)) unknown.push(sample);
+        else if (read && !this.retry.waiting(keyOf(sample), now)) unknown.push(sample);
       }
       await mapLimited(unknown, 16, async (sample) => {
-        const key = `${sample.id}\0${module.name}`;
+        const key = keyOf(sample);
         try {
           ok(sample, await read!.call(instance, sample));
           this.retry.ok(key);
         } catch (err) {
           const error = errorMessage(err);
           this.retry.failed(key, failureKind(err), error, now);
-          if (this.errors.first(`${module.name}\0${sample.id}`, error))
+          if (this.errors.first(key, error))
             this.log.warn('control_fields_failed', {
               control: module.name,
               guest: sample.name,
