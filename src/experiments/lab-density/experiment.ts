@@ -9,7 +9,7 @@ import { spread } from '../lab-memknobs/metrics.js';
 import { formatColumns } from '../lab-memknobs/format.js';
 import { runOnce, type RunResult } from '../lab-memknobs/run.js';
 import { guestsVia, type GuestsVia } from '../lab-memknobs/via.js';
-import { checkMomCheckout, checkMomdPython, checkVdsmCheckout } from '../lab-memknobs/momd-manager.js';
+import { momdCheckouts } from '../lab-memknobs/momd-manager.js';
 import { prepareLab, type SwapReport } from '../lab-memknobs/setup.js';
 import type { SwapPresetName } from '../lab-memknobs/swap-device.js';
 import { defaultCpuPerGuest } from '../lab-memknobs/cpu-cap.js';
@@ -68,10 +68,7 @@ export async function runDensityExperiment(o: DensityOptions): Promise<DensityRe
   if (!(o.minRatio > 0.2 && o.minRatio < CEILING)) throw new Error(`--min-ratio must be in (0.2, 1), got ${o.minRatio}`);
   const base = checkScale({ ...o.scale, limitRatio: CEILING });
   const via = guestsVia(o.configs, { via: o.via, mom: o.mom, thp: o.thp });
-  const mom = o.configs.includes('momd') ? checkMomCheckout(o.mom) : undefined;
-  if (mom) await checkMomdPython();
-  const vdsm = o.vdsm ? checkVdsmCheckout(o.vdsm) : undefined;
-  if (vdsm && !mom) throw new Error('--vdsm gives the momd row its policies: name momd in --configs and give --mom');
+  const { mom, vdsm } = await momdCheckouts(o.configs, o);
   const at = (ratio: number): LabScale => ({ ...base, limitRatio: ratio });
   // Swap for the tightest domain the search may try.
   const lab = await prepareLab({ swapMiB: swapSizeMiB(at(o.minRatio)), swapPreset: o.swapPreset, swapDir: o.swapDir, say });

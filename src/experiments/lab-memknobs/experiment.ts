@@ -12,7 +12,7 @@ import { checkLab, prepareLab, type SwapReport } from './setup.js';
 import type { SwapPresetName } from './swap-device.js';
 import { defaultCpuPerGuest } from './cpu-cap.js';
 import { guestsVia, type GuestsVia } from './via.js';
-import { checkMomCheckout, checkMomdPython, checkVdsmCheckout, momCommit } from './momd-manager.js';
+import { momCommit, momdCheckouts } from './momd-manager.js';
 
 export interface LabExperimentOptions {
   scale: LabScale;
@@ -174,10 +174,7 @@ export async function runLabExperiment(o: LabExperimentOptions): Promise<LabExpe
   const configs = o.configs ?? CONFIGS;
   checkConfigs(scale, configs);
   const via = guestsVia(configs, { via: o.via, mom: o.mom, thp: o.thp });
-  const mom = configs.includes('momd') ? checkMomCheckout(o.mom) : undefined;
-  if (mom) await checkMomdPython();
-  const vdsm = o.vdsm ? checkVdsmCheckout(o.vdsm) : undefined;
-  if (vdsm && !mom) throw new Error('--vdsm gives the momd row its policies: name momd in --configs and give --mom');
+  const { mom, vdsm } = await momdCheckouts(configs, o);
   const say = o.say ?? ((m: string) => process.stderr.write(m + '\n'));
   const statsIntervalS = o.statsIntervalS ?? 2;
   const policyIntervalS = o.policyIntervalS ?? 4;

@@ -64,6 +64,16 @@ export function momdPolicies(mom: string, vdsm?: string): { links: { from: strin
   };
 }
 
+/** The checkouts a lab experiment's momd row runs from, checked before anything is set up:
+ *  MOM's when the configs name momd (and Debian's python3 with libvirt), vdsm's when given. */
+export async function momdCheckouts(configs: readonly string[], o: { mom?: string; vdsm?: string }): Promise<{ mom?: string; vdsm?: string }> {
+  const mom = configs.includes('momd') ? checkMomCheckout(o.mom) : undefined;
+  if (mom) await checkMomdPython();
+  const vdsm = o.vdsm ? checkVdsmCheckout(o.vdsm) : undefined;
+  if (vdsm && !mom) throw new Error('--vdsm gives the momd row its policies: name momd in --configs and give --mom');
+  return { mom, vdsm };
+}
+
 /** Refuses when Debian's python3 cannot import libvirt, with the fix. */
 export async function checkMomdPython(): Promise<void> {
   const r = await run(MOMD_PYTHON, ['-c', 'import libvirt'], { timeoutMs: 30_000 }).catch((e: Error) => ({ code: -1, stdout: '', stderr: e.message }));

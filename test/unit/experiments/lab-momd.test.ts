@@ -7,7 +7,14 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { guestsVia, parseVia } from '../../../src/experiments/lab-memknobs/via.js';
-import { checkMomCheckout, checkVdsmCheckout, countMomdLog, momdConfig, momdPolicies } from '../../../src/experiments/lab-memknobs/momd-manager.js';
+import {
+  checkMomCheckout,
+  checkVdsmCheckout,
+  countMomdLog,
+  momdCheckouts,
+  momdConfig,
+  momdPolicies,
+} from '../../../src/experiments/lab-memknobs/momd-manager.js';
 import { ballastProcessConfig, countBallastLog } from '../../../src/experiments/lab-memknobs/ballast-process.js';
 import { parseStatTimes, parseStatusRss } from '../../../src/host/process.js';
 import { processManagerReport } from '../../../src/experiments/lab-memknobs/libvirt-run.js';
@@ -222,7 +229,7 @@ test('SpawnedManager: waits for its log to say it runs, measures the window, sto
   );
 });
 
-test("--vdsm: momd's policy directory is vdsm's mom.d as vdsm loads it, linked; a path without it is refused", (t) => {
+test("--vdsm: momd's policy directory is vdsm's mom.d as vdsm loads it, linked; a path without it is refused", async (t) => {
   const mom = momdPolicies('/m');
   assert.deepEqual(
     mom.links.map((l) => [l.from, l.name]),
@@ -252,4 +259,6 @@ test("--vdsm: momd's policy directory is vdsm's mom.d as vdsm loads it, linked; 
   mkdirSync(join(dir, 'static/etc/vdsm/mom.d'), { recursive: true });
   for (const n of ['00-defines', '01-parameters', '02-balloon', '03-ksm']) writeFileSync(join(dir, `static/etc/vdsm/mom.d/${n}.policy`), '');
   assert.equal(checkVdsmCheckout(dir), dir);
+  await assert.rejects(momdCheckouts(['ballast'], { vdsm: dir }), /--vdsm gives the momd row its policies: name momd in --configs/);
+  assert.deepEqual(await momdCheckouts(['ballast'], {}), { mom: undefined, vdsm: undefined });
 });
