@@ -118,6 +118,11 @@ export const configSchema = z
         peak_hold: nonNegative()
           .max(7 * 86_400, { error: 'expected seconds from 0 to 604800' })
           .default(7200),
+        /** A guest below its floor that pages out without paging back in or stalling carries
+         *  that growth in its own swap, up to this % of balloon_max, before ballast raises it
+         *  (what it pages out it does not touch; a swapping host would take the memory from the
+         *  other guests blindly); 0: raised at once, as before. */
+        quiet_growth_percent: percent().default(25),
         /** Seconds a guest is left alone after its balloon moved to something ballast did not
          *  set (another manager, an admin's virsh setmem); 0: not watched. */
         external_hold: nonNegative().max(86_400, { error: 'expected seconds from 0 to 86400' }).default(600),

@@ -40,6 +40,12 @@ export interface SafeguardConfig {
    *  squeezing below a peak it came back to has hurt it, it is not squeezed below it again for
    *  this long (each rollback starts it again). */
   peakHoldS: number;
+  /** Quiet growth: a guest below its floor whose kernel pages out without paging back in (no
+   *  swap-in or major-fault spike, no memory stall) is not short of memory: what it pages out
+   *  it does not touch. It is left to carry that growth in its own swap, rather than be handed
+   *  host memory that a swapping host would take from the other guests blindly, until it has
+   *  carried this fraction of balloon_max (net swap-out), then raised as before. 0: off. */
+  quietGrowthFraction: number;
   /** Seconds a guest is left alone after its balloon moved to something ballast did not set
    *  (another manager, an admin's `virsh setmem`): ballast does not fight it. 0: not watched. */
   externalHoldS: number;
@@ -60,6 +66,7 @@ export const defaultSafeguards: SafeguardConfig = {
   rollbackPsiPercent: 20,
   peakWindowS: 600,
   peakHoldS: 7200,
+  quietGrowthFraction: 0.25,
   externalHoldS: 600,
 };
 
@@ -79,7 +86,7 @@ export interface BalloonBounds {
   /** Memory the guest uses that is not reclaimable cache (balloon_cur - mem_usable), when the
    *  floor is cache-aware; null when the floor counts page cache as used. */
   anon: number | null;
-  /** The recent peak that raised the floor above the present use, if it did. */
+  /** The recent peak that raised the floor above the present use + headroom, if it did. */
   peak: number | null;
   /** used + headroom (capped at max): below it a balloon eats into page cache. */
   cacheFloor: number;
@@ -115,12 +122,16 @@ export function balloonBounds(s: Stats, cfg: SafeguardConfig, recent?: RecentPea
   const bmin = finite(s.balloon_min) ?? 0;
   let floor = cfg.minGuestKiB;
   if (bmin > floor) floor = bmin;
-  let counted = anon ?? used;
-  // The recent peak, counted the same way (without page cache when the floor is cache-aware).
-  const peakCounted = recent ? (anon !== null ? recent.anon : recent.used) : null;
-  const peak = counted !== null && peakCounted !== null && peakCounted > counted ? peakCounted : null;
-  if (peak !== null) counted = peak;
+  const counted = anon ?? used;
   if (counted !== null && counted + cfg.headroomKiB > floor) floor = counted + cfg.headroomKiB;
+  // The recent peak, counted the same way (without page cache when the floor is cache-aware).
+  // It is kept as it was reached, without headroom on top: the headroom is slack for growth
+  // beyond what the guest has shown, and the peak is already the most it used in the window.
+  // Memory above it is memory the guest did not touch even at its peak, which the host would
+  // otherwise back (or swap) for nothing.
+  const peakCounted = recent ? (anon !== null ? recent.anon : recent.used) : null;
+  const peak = counted !== null && peakCounted !== null && peakCounted > floor ? peakCounted : null;
+  if (peak !== null) floor = peak;
   if (floor > max) floor = max;
   const cacheFloor = used === null ? floor : Math.min(max, Math.max(floor, used + cfg.headroomKiB));
   const step = Math.max(1, Math.floor(cfg.maxStepFraction * max));
@@ -138,15 +149,17 @@ export function floorWhy(s: Stats, b: BalloonBounds, cfg: SafeguardConfig): stri
     f = bmin;
     why = `balloon_min ${fmtKiB(bmin)}`;
   }
-  const counted = b.peak ?? b.anon ?? b.used;
+  const counted = b.anon ?? b.used;
   if (counted !== null && counted + cfg.headroomKiB > f) {
     f = counted + cfg.headroomKiB;
     why =
-      b.peak !== null
-        ? `peak use of the last ${Math.round(cfg.peakWindowS / 60)} min ${fmtKiB(b.peak)} + headroom ${fmtKiB(cfg.headroomKiB)}`
-        : b.anon !== null
-          ? `used without page cache ${fmtKiB(b.anon)} + headroom ${fmtKiB(cfg.headroomKiB)}`
-          : `used ${fmtKiB(counted)} + headroom ${fmtKiB(cfg.headroomKiB)}`;
+      b.anon !== null
+        ? `used without page cache ${fmtKiB(b.anon)} + headroom ${fmtKiB(cfg.headroomKiB)}`
+        : `used ${fmtKiB(counted)} + headroom ${fmtKiB(cfg.headroomKiB)}`;
+  }
+  if (b.peak !== null && b.peak > f) {
+    f = b.peak;
+    why = `peak use of the last ${Math.round(cfg.peakWindowS / 60)} min ${fmtKiB(b.peak)}`;
   }
   if (f > b.max) why += ' (capped at balloon_max)';
   return why;

@@ -20,6 +20,7 @@ export function toSafeguardConfig(c: Config): SafeguardConfig {
     rollbackPsiPercent: s.rollback_psi_percent === 'off' ? null : s.rollback_psi_percent,
     peakWindowS: s.peak_window,
     peakHoldS: s.peak_hold,
+    quietGrowthFraction: s.quiet_growth_percent / 100,
     externalHoldS: s.external_hold,
   };
 }

@@ -16,6 +16,14 @@ export interface GuestGuardState {
   lastInflation?: { cycle: number; at: number; step: number };
   /** No inflation before this time (seconds), after a rollback. */
   holdUntil?: number;
+  /** Growth the guest carries in its own swap (quiet growth, see quietGrowth). */
+  carry?: QuietCarry;
+}
+
+/** Where a guest's quiet growth began: its net swap-out (swap_out - swap_in, KiB) and its use. */
+export interface QuietCarry {
+  netOut0: number;
+  used0: number;
 }
 
 export type BalloonVerdict = 'apply' | 'rollback' | 'skip' | 'veto';
@@ -81,7 +89,92 @@ export function expireGuard(st: GuestGuardState, cycle: number, now: number, cfg
   const dropInflation = st.lastInflation !== undefined && cycle - st.lastInflation.cycle > cfg.rollbackWindow;
   const dropHold = st.holdUntil !== undefined && now >= st.holdUntil;
   if (!dropInflation && !dropHold) return st;
-  return { lastInflation: dropInflation ? undefined : st.lastInflation, holdUntil: dropHold ? undefined : st.holdUntil };
+  return { lastInflation: dropInflation ? undefined : st.lastInflation, holdUntil: dropHold ? undefined : st.holdUntil, carry: st.carry };
+}
+
+/** A sample's use, counted as the floor counts it (without page cache when cache-aware). */
+function usedOf(x: Stats | undefined, cacheAware: boolean): number | null {
+  const cur = finite(x?.balloon_cur);
+  const free = cacheAware ? finite(x?.mem_usable) : finite(x?.mem_unused);
+  return cur === null || free === null ? null : cur - free;
+}
+
+/** Sample intervals back that the quiet-growth rule looks at (15 s at MOM's 5 s). */
+const QUIET_SAMPLES = 3;
+
+export interface QuietGrowth {
+  /** Not raised this cycle: it carries its growth in its own swap. */
+  hold: boolean;
+  /** The carry to keep. */
+  carry: QuietCarry | undefined;
+  /** KiB carried so far (net swap-out since it began). */
+  carried: number;
+  /** KiB it may carry (quietGrowthFraction of balloon_max). */
+  budget: number;
+}
+
+/**
+ * Quiet growth: whether a guest below its floor is left to carry its growth in its own swap
+ * this cycle instead of being raised to its floor at once. That is the case when, over the last
+ * QUIET_SAMPLES intervals, it
+ * - grows without being short of memory: it pages out but pages back in at most an eighth of
+ *   that, with no major-fault spike (rollback_major_faults_per_s) and no memory stall above
+ *   psi_stop_percent (where PSI is read); a guest paging its working set in and out, however
+ *   slowly, is short of memory and is raised as before;
+ * - and is growing now: paging out, or its use rising sample after sample (on its way to its
+ *   kernel's watermarks, where it starts paging out). A working set allocated in one step, or a
+ *   guest merely at its floor, is not carrying anything;
+ * - and has paged out before (swap_out since boot): only then is it known to have swap. One
+ *   without would go to its OOM killer instead;
+ * - and has carried less than the budget (quietGrowthFraction of balloon_max, counted as its
+ *   net swap-out, swap_out - swap_in, since it began). Ballast does not see how much swap the
+ *   guest has: the budget keeps it from filling it (which would OOM the guest), and past it the
+ *   guest is raised as before for the rest of that growth.
+ * Why: what it pages out it does not touch (a leak, data written once). Raised, it would get host
+ * RAM for that cold memory, and a host that is swapping takes it from the other guests blindly
+ * (it cannot tell their hot pages from cold ones; the guest's own LRU can).
+ * The carry is forgotten when its use falls back below where it began by more than the headroom
+ * (what it grew since, the carried part with it, is gone: the process exited; while it carries,
+ * its use in RAM stays where it began, give or take what its kernel keeps free) or its swap
+ * counters go back (a reboot).
+ */
+export function quietGrowth(h: History, s: Stats, b: BalloonBounds, cur: number, carry: QuietCarry | undefined, cfg: SafeguardConfig): QuietGrowth {
+  const budget = cfg.quietGrowthFraction * b.max;
+  const no = (c: QuietCarry | undefined): QuietGrowth => ({ hold: false, carry: c, carried: 0, budget });
+  const used = b.anon ?? b.used;
+  const so = finite(s.swap_out);
+  const si = finite(s.swap_in);
+  if (!(budget > 0) || used === null || so === null || si === null || !(so > 0)) return no(carry);
+  const netOut = so - si;
+  if (carry !== undefined && (used < carry.used0 - cfg.headroomKiB || netOut < carry.netOut0)) carry = undefined;
+  if (cur >= b.floor || h.length < 2) return no(carry);
+  const n = Math.min(QUIET_SAMPLES, h.length - 1);
+  const old = h.at(n);
+  const since = h.timeAt(n) as number;
+  const outThen = finite(old?.swap_out);
+  const inThen = finite(old?.swap_in);
+  if (outThen === null || inThen === null) return no(carry);
+  const pagedOut = so - outThen;
+  const pagedIn = si - inThen;
+  if (pagedIn < 0 || pagedIn * 8 > Math.max(0, pagedOut)) return no(carry);
+  const faults = h.peakRate('major_fault', since);
+  if (faults !== null && faults > cfg.rollbackMajorFaultsPerS) return no(carry);
+  const stall = cfg.psiStopPercent === null ? null : h.peakValue('psi_some_avg10', since);
+  if (stall !== null && stall > (cfg.psiStopPercent as number)) return no(carry);
+  if (!(pagedOut > 0)) {
+    const cacheAware = b.anon !== null;
+    const then = usedOf(old, cacheAware);
+    if (then === null || used - then < b.minChange) return no(carry);
+    let prev = then;
+    for (let i = n - 1; i >= 0; i--) {
+      const u = usedOf(h.at(i), cacheAware);
+      if (u === null || !(u > prev)) return no(carry);
+      prev = u;
+    }
+  }
+  if (carry === undefined) carry = { netOut0: netOut, used0: used };
+  const carried = netOut - carry.netOut0;
+  return { hold: carried < budget, carry, carried, budget };
 }
 
 /**
@@ -99,21 +192,43 @@ export function guardBalloon(inp: BalloonGuardInput, cfg: SafeguardConfig): Ball
   // Hot path (every guest, every cycle): one object literal per decision, no spreads, and
   // reason strings only where a decision is made.
   const s = inp.history.latest() ?? {};
-  const state = expireGuard(inp.state, inp.cycle, inp.now, cfg);
+  const expired = expireGuard(inp.state, inp.cycle, inp.now, cfg);
   const requestedNum = finite(inp.requested);
   const from = finite(s.balloon_cur);
-  const b = balloonBounds(s, cfg, inp.recent);
-  if (typeof b === 'string') {
-    return decision(inp.requested === undefined ? 'skip' : 'veto', requestedNum, from, null, null, null, [b], state);
+  const bounds = balloonBounds(s, cfg, inp.recent);
+  if (typeof bounds === 'string') {
+    return decision(inp.requested === undefined ? 'skip' : 'veto', requestedNum, from, null, null, null, [bounds], expired);
   }
   const cur = from as number;
+  const q = inp.stale ? null : quietGrowth(inp.history, s, bounds, cur, expired.carry, cfg);
+  const state: GuestGuardState =
+    q === null || q.carry === expired.carry ? expired : { lastInflation: expired.lastInflation, holdUntil: expired.holdUntil, carry: q.carry };
+  // Held at its size: not raised to its floor, and not inflated. A policy that asks to deflate
+  // it is followed as always (to its floor at once), and so is a rollback.
+  if (q?.hold && !(requestedNum !== null && requestedNum > cur) && rollbackReason(inp.history, state, inp.cycle, cfg) === null) {
+    const why = `quiet growth: it pages out without paging back in or stalling, so it carries its growth in its own swap (${fmtKiB(q.carried)} of ${fmtKiB(q.budget)}) rather than being raised to its floor ${fmtKiB(bounds.floor)} (${floorWhy(s, bounds, cfg)})`;
+    return decision(inp.requested === undefined ? 'skip' : 'veto', requestedNum, from, null, bounds.floor, bounds.max, [why], state);
+  }
+  return decideBalloon(inp, cfg, s, state, requestedNum, from, cur, bounds);
+}
+
+function decideBalloon(
+  inp: BalloonGuardInput,
+  cfg: SafeguardConfig,
+  s: Stats,
+  state: GuestGuardState,
+  requestedNum: number | null,
+  from: number | null,
+  cur: number,
+  b: BalloonBounds,
+): BalloonDecision {
   const { floor, max } = b;
 
   const rb = rollbackReason(inp.history, state, inp.cycle, cfg);
   if (rb !== null) {
     const step = state.lastInflation!.step;
     const target = Math.min(max, Math.max(floor, Math.min(cur + step, Math.max(cur + b.step, floor))));
-    const next: GuestGuardState = { lastInflation: undefined, holdUntil: inp.now + cfg.rollbackBackoffS };
+    const next: GuestGuardState = { lastInflation: undefined, holdUntil: inp.now + cfg.rollbackBackoffS, carry: state.carry };
     const reasons = [rb, `no inflation for ${cfg.rollbackBackoffS} s`];
     return target === cur
       ? decision('skip', requestedNum, from, null, floor, max, reasons, next)
@@ -220,8 +335,8 @@ export function guardBalloon(inp: BalloonGuardInput, cfg: SafeguardConfig): Ball
   if (t > cur + b.step) reasons.push(`below floor: raised by more than one step, at once`);
   const next: GuestGuardState =
     t < cur
-      ? { lastInflation: { cycle: inp.cycle, at: inp.now, step: cur - t }, holdUntil: state.holdUntil }
-      : { lastInflation: undefined, holdUntil: state.holdUntil };
+      ? { lastInflation: { cycle: inp.cycle, at: inp.now, step: cur - t }, holdUntil: state.holdUntil, carry: state.carry }
+      : { lastInflation: undefined, holdUntil: state.holdUntil, carry: state.carry };
   return decision('apply', requestedNum, from, t, floor, max, reasons, next);
 }
 
@@ -238,7 +353,7 @@ function raiseToFloor(
   why: string,
 ): BalloonDecision {
   const reasons = [why, `below floor: raised to ${fmtKiB(b.floor)} (${floorWhy(s, b, cfg)}) at once`];
-  return decision('apply', requested, from, b.floor, b.floor, b.max, reasons, { lastInflation: undefined, holdUntil: state.holdUntil });
+  return decision('apply', requested, from, b.floor, b.floor, b.max, reasons, { lastInflation: undefined, holdUntil: state.holdUntil, carry: state.carry });
 }
 
 function decision(

@@ -57,6 +57,7 @@ rollback_window = 0
 cache_step_percent = "off"
 psi_stop_percent = "off"
 rollback_psi_percent = "off"
+quiet_growth_percent = 0
 `
     : ''
 }

@@ -29,6 +29,7 @@ export const MOM_STYLE_SAFEGUARDS: Partial<SafeguardConfig> = {
   cacheStepFraction: null,
   psiStopPercent: null,
   rollbackPsiPercent: null,
+  quietGrowthFraction: 0,
 };
 
 /** MOM's style with only the guest-PSI safeguard added (stop at 10%, roll back at 20% within

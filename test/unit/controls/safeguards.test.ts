@@ -293,3 +293,38 @@ test('free page reporting: an inflation within free memory takes only what QEMU 
   assert.equal(intoCache.target, 2048 * MiB - Math.floor(0.05 * 2048 * MiB));
   assert.ok(!intoCache.reasons.some((r) => r.startsWith('free page reporting')), intoCache.reasons.join());
 });
+
+test('quiet growth: a guest that pages out without paging back in carries its growth in its own swap, up to the budget', () => {
+  const qcfg: SafeguardConfig = { ...cfg, quietGrowthFraction: 0.25 };
+  // 1 GiB balloon, a leak of 10 MiB per 5 s sample; the guest pages it out (swap_out grows,
+  // swap_in does not) and keeps 12 MiB free: used 1012 MiB, floor 1076 MiB > 1024 MiB.
+  const leak = (i: number, out: number, o: Record<string, number | null> = {}) =>
+    g({ balloon_cur: 1024 * MiB, mem_unused: 12 * MiB, swap_out: 100 * MiB + out + i * 10 * MiB, swap_in: 5 * MiB, ...o });
+  const h = hist(leak(0, 0), leak(1, 0), leak(2, 0), leak(3, 0));
+  const held = guardBalloon({ history: h, requested: undefined, state: {}, cycle: 1, now: 15 }, qcfg);
+  assert.equal(held.verdict, 'skip', held.reasons.join());
+  assert.match(held.reasons[0]!, /^quiet growth: .* carries its growth in its own swap \(0 KiB of 512 MiB\)/);
+  assert.ok(held.next.carry, 'the carry starts');
+  // The policy asking to inflate it is refused too; asking to deflate it is followed (to its floor).
+  assert.equal(guardBalloon({ history: h, requested: 900 * MiB, state: {}, cycle: 1, now: 15 }, qcfg).verdict, 'veto');
+  const up = guardBalloon({ history: h, requested: 1100 * MiB, state: {}, cycle: 1, now: 15 }, qcfg);
+  assert.equal(up.verdict, 'apply');
+  assert.ok((up.target as number) >= 1076 * MiB);
+  // Budget spent (512 MiB carried since the carry began): raised to its floor as before.
+  const spent = hist(leak(0, 520 * MiB), leak(1, 520 * MiB), leak(2, 520 * MiB), leak(3, 520 * MiB));
+  const raised = guardBalloon({ history: spent, requested: undefined, state: held.next, cycle: 2, now: 15 }, qcfg);
+  assert.equal(raised.verdict, 'apply');
+  assert.equal(raised.target, 1076 * MiB);
+  // Paging back in (a working set that does not fit): raised at once.
+  const thrash = hist(leak(0, 0), leak(1, 0, { swap_in: 10 * MiB }), leak(2, 0, { swap_in: 15 * MiB }), leak(3, 0, { swap_in: 20 * MiB }));
+  assert.equal(guardBalloon({ history: thrash, requested: undefined, state: {}, cycle: 1, now: 15 }, qcfg).verdict, 'apply');
+  // Never paged out (no swap, as far as ballast can tell): raised at once.
+  const noSwap = hist(...[0, 1, 2, 3].map((i) => g({ balloon_cur: 1024 * MiB, mem_unused: (40 - i * 10) * MiB, swap_out: 0, swap_in: 0 })));
+  assert.equal(guardBalloon({ history: noSwap, requested: undefined, state: {}, cycle: 1, now: 15 }, qcfg).verdict, 'apply');
+  // Off.
+  assert.equal(guardBalloon({ history: h, requested: undefined, state: {}, cycle: 1, now: 15 }, { ...qcfg, quietGrowthFraction: 0 }).verdict, 'apply');
+  // Its use fell back below where the carry began (the process exited): the carry is forgotten.
+  const after = hist(g({ balloon_cur: 1024 * MiB, mem_unused: 800 * MiB, swap_out: 700 * MiB, swap_in: 5 * MiB }));
+  const reset = guardBalloon({ history: after, requested: undefined, state: held.next, cycle: 3, now: 15 }, qcfg);
+  assert.equal(reset.next.carry, undefined);
+});

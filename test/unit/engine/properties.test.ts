@@ -93,6 +93,7 @@ const hostArb = fc.record({
     rollbackPsiPercent: fc.option(fc.integer({ min: 0, max: 100 }), { nil: null }),
     peakWindowS: fc.constantFrom(0, 30, 600),
     peakHoldS: fc.constantFrom(0, 60, 7200),
+    quietGrowthFraction: fc.constantFrom(0, 0.25, 1),
     externalHoldS: fc.constantFrom(0, 60),
   }),
 });

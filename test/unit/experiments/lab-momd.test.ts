@@ -20,6 +20,8 @@ import { parseStatTimes, parseStatusRss } from '../../../src/host/process.js';
 import { processManagerReport } from '../../../src/experiments/lab-memknobs/libvirt-run.js';
 import { configParts, ALL_CONFIGS, CONFIG_TITLES } from '../../../src/experiments/lab-memknobs/plan.js';
 import { parseConfigText as parseConfig } from '../../../src/config/load.js';
+import { toSafeguardConfig } from '../../../src/daemon/convert.js';
+import { MOM_STYLE_SAFEGUARDS } from '../../../src/experiments/lab-memknobs/manager.js';
 
 test('momd is a config of its own, with a title', () => {
   assert.ok(ALL_CONFIGS.includes('momd'));
@@ -116,6 +118,11 @@ test('ballastProcessConfig: a valid ballast config; MOM style is the in-process 
   assert.equal(m.safeguards.rollback_window, 0);
   assert.equal(m.safeguards.cache_step_percent, 'off');
   assert.equal(m.safeguards.psi_stop_percent, 'off');
+  assert.equal(m.safeguards.quiet_growth_percent, 0);
+  assert.equal(b.safeguards.quiet_growth_percent, 25);
+  // The process rows' MOM style is the in-process manager's, key by key.
+  const asRun = toSafeguardConfig(m);
+  for (const [k, v] of Object.entries(MOM_STYLE_SAFEGUARDS)) assert.deepEqual(asRun[k as keyof typeof asRun], v, k);
 });
 
 test('countBallastLog: applied balloon, virtio-mem and rollback records, summarised cycles, errors', () => {
