@@ -115,3 +115,19 @@ test('ballast sim --out: an unwritable path fails before the run; a full disk (/
   assert.equal(full.status, 1);
   assert.match(full.stderr, /writing failed: ENOSPC/);
 });
+
+test("the demo's targets: 2 h with the default policy against none (issue 25: stall and swap down, no more OOM kills)", () => {
+  const run = (policy: string[]) => {
+    const r = runCli(['sim', '--scenario', 'demo', '--duration', '2h', ...policy, '--json']);
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout) as { throughput: number; swap_ops: number; guest_stalled_s: number; oom_kills: number; engine: { rollbacks: number } };
+  };
+  const none = run([]);
+  const def = run(['--policy', 'policies/default.policy']);
+  const why = JSON.stringify({ none, def: { ...def, engine: def.engine.rollbacks } });
+  assert.ok(def.engine.rollbacks <= 5, why);
+  assert.ok(def.guest_stalled_s <= 0.5 * none.guest_stalled_s, why);
+  assert.ok(def.swap_ops <= 0.7 * none.swap_ops, why);
+  assert.ok(def.oom_kills <= none.oom_kills, why);
+  assert.ok(def.throughput >= 3.4e6, why);
+});
