@@ -187,6 +187,7 @@ export class Engine<P = CompiledPolicy> {
   async collect(): Promise<CollectReport> {
     const time = this.clock();
     const report: CollectReport = { time, guests: 0, appeared: [], vanished: [], errors: [] };
+    this.guests.startCollect();
     const [guestRes, ...sourceRes] = await Promise.allSettled([this.hypervisor.collect(), ...this.sources.map((s) => s.collect())]);
     this.counters.collections++;
     this.mergeHost(sourceRes, time, report);
@@ -206,8 +207,7 @@ export class Engine<P = CompiledPolicy> {
       this.guests.markStale(msg);
     } else {
       this.health.recovered(HYPERVISOR_KEY, 'collect_recovered', { hypervisor: this.hypervisor.name });
-      const samples = guestRes!.value;
-      this.guests.beginCollect(samples);
+      const samples = this.guests.beginCollect(guestRes!.value);
       try {
         await this.fields.add(samples);
       } finally {

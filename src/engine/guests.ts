@@ -18,7 +18,9 @@ export class GuestRegistry {
   private readonly samples = new Map<string, GuestSample>();
   /** The samples of the collection being merged (see lookup). */
   private collecting: Map<string, GuestSample> | null = null;
-  /** Guests reported gone by a lifecycle event since the last collection. */
+  /** Guests reported gone by a lifecycle event since the collection in flight began. Its
+   *  samples may predate the event (libvirt answered before the guest was destroyed), so they
+   *  do not bring such a guest back: it appears again in the next collection if it is there. */
   private readonly gone = new Set<string>();
 
   constructor(
@@ -49,10 +51,17 @@ export class GuestRegistry {
     if (g) this.drop(g, `lifecycle event: ${e.kind}`);
   }
 
-  /** The collection in progress, for lookup while modules read their fields. */
-  beginCollect(samples: readonly GuestSample[]): void {
+  /** A collection is about to ask the driver: events from now on may postdate its samples. */
+  startCollect(): void {
     this.gone.clear();
-    this.collecting = new Map(samples.map((s) => [s.id, s]));
+  }
+
+  /** The collection in progress, for lookup while modules read their fields; samples of guests
+   *  an event said are gone since it started are left out. */
+  beginCollect(samples: readonly GuestSample[]): GuestSample[] {
+    const fresh = this.gone.size === 0 ? [...samples] : samples.filter((s) => !this.gone.has(s.id));
+    this.collecting = new Map(fresh.map((s) => [s.id, s]));
+    return fresh;
   }
 
   /** Merge a collection: new guests appear, fresh samples go into histories, missing guests are dropped. */

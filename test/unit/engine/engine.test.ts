@@ -105,6 +105,29 @@ test('a guest that vanished is freed; its pending controls are dropped, others s
   assert.equal(r2.outcomes.filter((o) => o.action.entity === 'b').length, 0);
 });
 
+test('a collection in flight when a guest is destroyed does not bring it back (its samples predate the event)', async () => {
+  const hv = new FakeHypervisor([guest('a'), guest('b')]);
+  const { engine, logger } = makeEngine(hv, null);
+  await engine.collect();
+  assert.deepEqual(engine.guestIds().sort(), ['id-a', 'id-b']);
+  // libvirt answers with both guests, then b's "destroyed" event arrives before the answer is merged.
+  const collect = hv.collect.bind(hv);
+  hv.collect = async () => {
+    const samples = await collect();
+    hv.destroy('id-b');
+    return samples;
+  };
+  await engine.collect();
+  assert.deepEqual(engine.guestIds(), ['id-a']);
+  const b = logger.records.filter((x) => x.guest === 'b' && (x.event === 'guest_vanished' || x.event === 'guest_appeared')).map((x) => x.event);
+  assert.deepEqual(b, ['guest_appeared', 'guest_vanished'], 'b vanished once, not again after reappearing');
+  // A guest of that id that is really there again appears in the next collection.
+  hv.collect = collect;
+  hv.guests.set('id-b', guest('b'));
+  await engine.collect();
+  assert.deepEqual(engine.guestIds().sort(), ['id-a', 'id-b']);
+});
+
 test('a guest vanishing without an event (driver error on set) fails that action only', async () => {
   const hv = new FakeHypervisor([guest('a'), guest('b')]);
   const { engine } = makeEngine(
