@@ -4,7 +4,7 @@
 import { posix } from 'node:path';
 import type { HostSource, Stats } from '../types.js';
 import { limitBytesToKiB, findMemoryCgroup, type MemoryCgroup } from './cgroup.js';
-import { parseKeyValues, readText, readTextIfExists } from './files.js';
+import { keyValue, parseKeyValues, readText, readTextIfExists } from './files.js';
 import { parseMeminfo } from './meminfo.js';
 import { parsePsi } from './psi.js';
 
@@ -89,7 +89,8 @@ export async function readDomainV2(cg: MemoryCgroup): Promise<DomainReading> {
 export async function readDomainV1(cg: MemoryCgroup): Promise<DomainReading> {
   const usageText = await readNum(cg.dir, 'memory.usage_in_bytes');
   if (usageText === null) throw new Error(`memory domain: ${cg.dir} has no memory.usage_in_bytes (not a cgroup v1 memory cgroup)`);
-  const stat = parseKeyValues((await readNum(cg.dir, 'memory.stat')) ?? '');
+  const statText = (await readNum(cg.dir, 'memory.stat')) ?? '';
+  const stat = { get: (k: string) => keyValue(statText, k) };
   // hierarchical_memory_limit already folds in the ancestors' limits.
   const own = await readNum(cg.dir, 'memory.limit_in_bytes');
   const hier = stat.get('hierarchical_memory_limit');
@@ -107,8 +108,8 @@ export async function readDomainV1(cg: MemoryCgroup): Promise<DomainReading> {
   const events: Record<string, number> = {};
   const oomControl = await readNum(cg.dir, 'memory.oom_control');
   if (oomControl !== null) {
-    const oc = parseKeyValues(oomControl);
-    if (oc.has('oom_kill')) events.oom_kill = oc.get('oom_kill')!;
+    const kills = keyValue(oomControl, 'oom_kill');
+    if (kills !== undefined) events.oom_kill = kills;
   }
   const failcnt = await readNum(cg.dir, 'memory.failcnt');
   if (failcnt !== null) events.max = Number(failcnt.trim());

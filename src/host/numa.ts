@@ -2,27 +2,27 @@
 // node0_mem_free, node0_mem_total, ... A policy can see one node running dry while the host
 // total looks fine.
 import type { HostSource, Stats } from '../types.js';
-import { listDir, parseKeyValues, readTextIfExists } from './files.js';
+import { keyValue, listDir, readTextIfExists } from './files.js';
 
-/** Parses "Node N Key: value kB" lines into { node, key -> value }. */
-export function parseNodeMeminfo(text: string): { node: number; values: Map<string, number> } {
-  const values = new Map<string, number>();
-  let node = -1;
-  for (const [k, v] of parseKeyValues(text)) {
-    const m = /^Node\s+(\d+)\s+(.+)$/.exec(k);
-    if (!m) continue;
-    node = Number(m[1]);
-    values.set(m[2]!, v);
-  }
-  if (node < 0) throw new Error('node meminfo: no "Node N" lines');
-  return { node, values };
+export interface NodeMeminfo {
+  node: number;
+  memFree: number | null;
+  memTotal: number | null;
 }
 
-export function numaStats(nodes: { node: number; values: Map<string, number> }[]): Stats {
+/** The node number and its MemFree / MemTotal of a "Node N Key: value kB" text. */
+export function parseNodeMeminfo(text: string): NodeMeminfo {
+  const m = /^\s*Node\s+(\d+)\s/.exec(text);
+  if (!m) throw new Error('node meminfo: no "Node N" lines');
+  const node = Number(m[1]);
+  return { node, memFree: keyValue(text, `Node ${node} MemFree`) ?? null, memTotal: keyValue(text, `Node ${node} MemTotal`) ?? null };
+}
+
+export function numaStats(nodes: NodeMeminfo[]): Stats {
   const out: Stats = { numa_node_count: nodes.length };
-  for (const { node, values } of nodes) {
-    out[`node${node}_mem_free`] = values.get('MemFree') ?? null;
-    out[`node${node}_mem_total`] = values.get('MemTotal') ?? null;
+  for (const { node, memFree, memTotal } of nodes) {
+    out[`node${node}_mem_free`] = memFree;
+    out[`node${node}_mem_total`] = memTotal;
   }
   return out;
 }

@@ -1,14 +1,14 @@
 // Facts about one process from /proc/PID: resident memory (KiB), CPU ticks, KSM merging.
-import { parseKeyValues, readTextIfExists } from './files.js';
+import { keyValue, readTextIfExists } from './files.js';
 
 /** VmRSS of a /proc/PID/status text, KiB; null for kernel threads and zombies (no VmRSS line). */
 export function parseStatusRss(text: string): number | null {
-  return parseKeyValues(text).get('VmRSS') ?? null;
+  return keyValue(text, 'VmRSS') ?? null;
 }
 
 /** The thread group (process) a thread id belongs to: Tgid in /proc/TID/status. */
 export function parseStatusTgid(text: string): number | null {
-  return parseKeyValues(text).get('Tgid') ?? null;
+  return keyValue(text, 'Tgid') ?? null;
 }
 
 /** RSS of a process in KiB, or null when it is gone. */

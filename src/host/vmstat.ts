@@ -1,7 +1,7 @@
 // /proc/vmstat counters -> per-interval deltas, as MOM reports them: swap_in/swap_out in pages
 // (pswpin/pswpout), major_fault, and minor_fault = pgfault - pgmajfault (pgfault counts both).
 import type { HostSource, Stats } from '../types.js';
-import { parseKeyValues, readText } from './files.js';
+import { keyValue, readText } from './files.js';
 
 export interface VmstatCounters {
   pswpin: number;
@@ -11,9 +11,8 @@ export interface VmstatCounters {
 }
 
 export function parseVmstat(text: string): VmstatCounters {
-  const kv = parseKeyValues(text);
   const need = (k: keyof VmstatCounters): number => {
-    const v = kv.get(k);
+    const v = keyValue(text, k);
     if (v === undefined) throw new Error(`vmstat: no ${k} line`);
     return v;
   };

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { parseKeyValues } from '../../../src/host/files.js';
+import { keyValue, parseKeyValues } from '../../../src/host/files.js';
 import { parseMeminfo, meminfoStats } from '../../../src/host/meminfo.js';
 import { parseVmstat, vmstatDeltas } from '../../../src/host/vmstat.js';
 import { parsePsi } from '../../../src/host/psi.js';
@@ -92,7 +92,7 @@ test('psi: live file, real numbers, missing lines null, garbage ignored', () => 
 test('numa: node meminfo of this machine and a two-node host', () => {
   const n0 = parseNodeMeminfo(live('sys/devices/system/node/node0/meminfo'));
   assert.equal(n0.node, 0);
-  assert.equal(n0.values.get('MemFree'), 3597920);
+  assert.equal(n0.memFree, 3597920);
   const n1 = parseNodeMeminfo('Node 1 MemTotal:  2000 kB\nNode 1 MemFree:   500 kB\n');
   assert.deepEqual(numaStats([n0, n1]), { numa_node_count: 2, node0_mem_free: 3597920, node0_mem_total: 4155596, node1_mem_free: 500, node1_mem_total: 2000 });
   assert.throws(() => parseNodeMeminfo('MemFree: 1 kB'), /Node N/);
@@ -239,6 +239,44 @@ test('parseKeyValues: every live file parses to what a per-line regular expressi
       (lines) => {
         const text = lines.join('\n');
         assert.deepEqual(parseKeyValues(text), byRegex(text));
+      },
+    ),
+    { numRuns: 2000 },
+  );
+});
+
+test('keyValue: one key of a key-value text, as parseKeyValues reads it, from the first line whose key it is', () => {
+  const text = ['MemTotal:       2000 kB', 'Mem: 7', 'pgfault 10', 'pgmajfault 3', 'xpgfault 99', 'Mem 1 2', 'name:\tqemu', 'Tgid:\t42', 'Mem: 8'].join('\n');
+  assert.equal(keyValue(text, 'MemTotal'), 2000);
+  assert.equal(keyValue(text, 'Mem'), 7, 'not MemTotal, not "Mem 1", the first "Mem" line');
+  assert.equal(keyValue(text, 'pgfault'), 10);
+  assert.equal(keyValue(text, 'pgmajfault'), 3);
+  assert.equal(keyValue(text, 'Tgid'), 42);
+  assert.equal(keyValue(text, 'name'), undefined, 'not a number');
+  assert.equal(keyValue(text, 'Total'), undefined, 'only at the start of a line');
+  assert.equal(keyValue(text, 'nokey'), undefined);
+  assert.equal(keyValue('', 'x'), undefined);
+  // Every key of the live files (none repeats, none is indented) reads as parseKeyValues has it.
+  for (const f of ['proc/meminfo', 'proc/vmstat', 'sys/devices/system/node/node0/meminfo']) {
+    const t = live(f);
+    for (const [k, v] of parseKeyValues(t)) assert.equal(keyValue(t, k), v, `${f}: ${k}`);
+  }
+  // Random texts: the first line (not indented) whose key is k gives k's value.
+  const tok = fc.constantFrom('Mem', 'Node', '0', '12', '-3', ':', ' ', '\t', 'kB', ' kB', '\r');
+  fc.assert(
+    fc.property(
+      fc.array(
+        fc.array(tok, { minLength: 1, maxLength: 8 }).map((a) => a.join('')),
+        { maxLength: 6 },
+      ),
+      (lines) => {
+        const text = lines.join('\n');
+        const first = new Map<string, number>();
+        for (const line of lines) {
+          const kv = parseKeyValues(line);
+          for (const [k, v] of kv) if (line.startsWith(k) && !first.has(k)) first.set(k, v);
+        }
+        for (const [k, v] of first) assert.equal(keyValue(text, k), v, JSON.stringify({ text, k }));
       },
     ),
     { numRuns: 2000 },
