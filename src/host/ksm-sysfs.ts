@@ -48,21 +48,27 @@ export function ksmFieldsFromFiles(files: Record<string, string>): Stats {
   return out;
 }
 
-/** Every file of the KSM directory (empty object when the kernel has no KSM). */
-export async function readKsmFiles(root = '/', dir = KSM_DIR): Promise<Record<string, string>> {
+/** The file names of the KSM directory, sorted (empty when the kernel has no KSM). */
+export async function listKsmFiles(root = '/', dir = KSM_DIR): Promise<string[]> {
+  return (await listDir(root, dir)).sort();
+}
+
+/** The named files of the KSM directory (all of them unless named); one that cannot be read (a
+ *  write-only or vanished attribute) is left out, and `missing` says so when given. */
+export async function readKsmFiles(root = '/', dir = KSM_DIR, names?: readonly string[], missing?: { count: number }): Promise<Record<string, string>> {
   const files: Record<string, string> = {};
-  for (const name of (await listDir(root, dir)).sort()) {
+  for (const name of names ?? (await listKsmFiles(root, dir))) {
     try {
       files[name] = await readText(root, `${dir}/${name}`);
     } catch {
-      // A write-only or vanished attribute: nothing to report for it.
+      if (missing) missing.count++;
     }
   }
   return files;
 }
 
-export async function readKsmStats(root = '/', dir = KSM_DIR): Promise<Stats> {
-  return ksmFieldsFromFiles(await readKsmFiles(root, dir));
+export async function readKsmStats(root = '/', dir = KSM_DIR, names?: readonly string[], missing?: { count: number }): Promise<Stats> {
+  return ksmFieldsFromFiles(await readKsmFiles(root, dir, names, missing));
 }
 
 /** Knobs this backend writes: MOM's four, plus the newer kernels' advisor and smart scan. */

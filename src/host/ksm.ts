@@ -3,7 +3,7 @@
 // ksmd kernel thread used since the previous sample, from its utime + stime).
 import type { HostSource, Stats } from '../types.js';
 import { listDir } from './files.js';
-import { KSM_DIR, readKsmStats } from './ksm-sysfs.js';
+import { KSM_DIR, listKsmFiles, readKsmStats } from './ksm-sysfs.js';
 import { readCpuTicks, readProcessComm, sumRss } from './process.js';
 
 /** USER_HZ: the unit of /proc/PID/stat times; 100 on every mainstream Linux architecture. */
@@ -23,6 +23,9 @@ export async function findKernelThread(root: string, comm: string): Promise<numb
   return null;
 }
 
+/** Collections between two listings of the KSM directory (5 min at MOM's 5 s). */
+const RELIST_EVERY = 60;
+
 export interface KsmSourceOptions {
   root?: string;
   dir?: string;
@@ -38,6 +41,11 @@ export class KsmSource implements HostSource {
   private readonly dir: string;
   private ksmdPid: number | null | undefined;
   private prev: { ticks: number; at: number } | null = null;
+  /** The directory's files as last listed, and the collections since: a kernel's attributes do
+   *  not come and go, so the directory is listed again only now and then (or when one of them
+   *  failed to read), not at every collection. */
+  private names: string[] | null = null;
+  private sinceListed = 0;
 
   constructor(private readonly opts: KsmSourceOptions = {}) {
     this.root = opts.root ?? '/';
@@ -53,7 +61,13 @@ export class KsmSource implements HostSource {
   }
 
   async collect(): Promise<Stats> {
-    const stats = await readKsmStats(this.root, this.dir);
+    if (this.names === null || ++this.sinceListed >= RELIST_EVERY) {
+      this.names = await listKsmFiles(this.root, this.dir);
+      this.sinceListed = 0;
+    }
+    const missing = { count: 0 };
+    const stats = await readKsmStats(this.root, this.dir, this.names, missing);
+    if (missing.count > 0) this.names = null;
     const pids = this.opts.guestPids ? await this.opts.guestPids() : [];
     stats.ksm_shareable = await sumRss(this.root, pids);
     const at = this.opts.now ? this.opts.now() : performance.now() / 1000;

@@ -99,3 +99,25 @@ test('hostSources on the live system: every MOM host field is there, memory in K
   assert.ok((merged.ksm_shareable as number) > 1000, 'our own RSS counted');
   assert.ok((merged.mem_free as number) <= (merged.mem_available as number));
 });
+
+test('ksm source: the directory is listed once, again after a file failed to read, and now and then', async (t) => {
+  const root = tree();
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const ksm = join(root, 'sys/kernel/mm/ksm');
+  const src = new KsmSource({ root });
+  assert.equal((await src.collect()).ksm_pages_to_scan, 100);
+  // A new attribute is not looked for at every collection...
+  writeFileSync(join(ksm, 'brand_new_counter'), '5\n');
+  assert.equal((await src.collect()).ksm_brand_new_counter, undefined);
+  // ...but a known one that fails to read makes the next collection list the directory again.
+  rmSync(join(ksm, 'pages_to_scan'));
+  assert.equal((await src.collect()).ksm_pages_to_scan, null);
+  const relisted = await src.collect();
+  assert.equal(relisted.ksm_brand_new_counter, 5);
+  assert.equal(relisted.ksm_pages_to_scan, null);
+  // And every 60 collections it is listed anyway.
+  writeFileSync(join(ksm, 'later_counter'), '7\n');
+  let seen: unknown;
+  for (let i = 0; i < 60 && seen === undefined; i++) seen = (await src.collect()).ksm_later_counter;
+  assert.equal(seen, 7);
+});
