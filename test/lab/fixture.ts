@@ -214,13 +214,23 @@ export function otherLeases(): string[] {
   return liveLeases().filter((n) => !n.startsWith(`${process.pid}-`));
 }
 
-/** Polls `f` every 200 ms until it returns something truthy; throws after `ms`. */
+/** A gap between two polls longer than this counts as this much waiting (see until). */
+const MAX_POLL_GAP_MS = 10_000;
+
+/** Polls `f` every 200 ms until it returns something truthy; throws after `ms` of waiting. A gap
+ *  of more than 10 s between two polls counts as 10 s: the machine was frozen (seen twice in CI:
+ *  a test's daemon ran 50 s of cycles while 160 s passed on the clock), and a freeze must not
+ *  use up the wait of what was running fine before and after it. */
 export async function until<T>(what: string, ms: number, f: () => Promise<T | null | undefined | false> | T | null | undefined | false): Promise<T> {
-  const end = Date.now() + ms;
+  let waited = 0;
+  let last = Date.now();
   for (;;) {
     const v = await f();
     if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    const now = Date.now();
+    waited += Math.min(now - last, MAX_POLL_GAP_MS);
+    last = now;
+    if (waited > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 200));
   }
 }
