@@ -54,21 +54,21 @@ export async function listKsmFiles(root = '/', dir = KSM_DIR): Promise<string[]>
 }
 
 /** The named files of the KSM directory (all of them unless named); one that cannot be read (a
- *  write-only or vanished attribute) is left out, and `missing` says so when given. */
-export async function readKsmFiles(root = '/', dir = KSM_DIR, names?: readonly string[], missing?: { count: number }): Promise<Record<string, string>> {
+ *  write-only or vanished attribute) is left out. */
+export async function readKsmFiles(root = '/', dir = KSM_DIR, names?: readonly string[]): Promise<Record<string, string>> {
   const files: Record<string, string> = {};
   for (const name of names ?? (await listKsmFiles(root, dir))) {
     try {
       files[name] = await readText(root, `${dir}/${name}`);
     } catch {
-      if (missing) missing.count++;
+      // Nothing to report for it.
     }
   }
   return files;
 }
 
-export async function readKsmStats(root = '/', dir = KSM_DIR, names?: readonly string[], missing?: { count: number }): Promise<Stats> {
-  return ksmFieldsFromFiles(await readKsmFiles(root, dir, names, missing));
+export async function readKsmStats(root = '/', dir = KSM_DIR): Promise<Stats> {
+  return ksmFieldsFromFiles(await readKsmFiles(root, dir));
 }
 
 /** Knobs this backend writes: MOM's four, plus the newer kernels' advisor and smart scan. */

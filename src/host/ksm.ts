@@ -3,7 +3,7 @@
 // ksmd kernel thread used since the previous sample, from its utime + stime).
 import type { HostSource, Stats } from '../types.js';
 import { listDir } from './files.js';
-import { KSM_DIR, listKsmFiles, readKsmStats } from './ksm-sysfs.js';
+import { KSM_DIR, ksmFieldsFromFiles, listKsmFiles, readKsmFiles } from './ksm-sysfs.js';
 import { readCpuTicks, readProcessComm, sumRss } from './process.js';
 
 /** USER_HZ: the unit of /proc/PID/stat times; 100 on every mainstream Linux architecture. */
@@ -65,9 +65,9 @@ export class KsmSource implements HostSource {
       this.names = await listKsmFiles(this.root, this.dir);
       this.sinceListed = 0;
     }
-    const missing = { count: 0 };
-    const stats = await readKsmStats(this.root, this.dir, this.names, missing);
-    if (missing.count > 0) this.names = null;
+    const files = await readKsmFiles(this.root, this.dir, this.names);
+    if (Object.keys(files).length < this.names.length) this.names = null; // one failed: list again
+    const stats = ksmFieldsFromFiles(files);
     const pids = this.opts.guestPids ? await this.opts.guestPids() : [];
     stats.ksm_shareable = await sumRss(this.root, pids);
     const at = this.opts.now ? this.opts.now() : performance.now() / 1000;
