@@ -110,6 +110,11 @@ export const configSchema = z
         psi_stop_percent: z.union([percent(), z.literal('off')]).default(10),
         /** A guest memory stall above this % after an inflation rolls it back; "off": not used. */
         rollback_psi_percent: z.union([percent(), z.literal('off')]).default(20),
+        /** Page cache is left to the host's swap while the host (or memory domain) stalls
+         *  on memory less than this % (PSI some avg10), has a quarter of its swap free and
+         *  backs memory with transparent huge pages (a balloon would split them); "off": the
+         *  balloon takes page cache whenever the policy asks. */
+        cache_stall_percent: z.union([percent(), z.literal('off')]).default(2),
         /** The window (seconds) over which a guest's peak use is counted (0: the present use
          *  only, as MOM). */
         peak_window: nonNegative().max(86_400, { error: 'expected seconds from 0 to 86400' }).default(600),

@@ -143,6 +143,8 @@ export interface GuestPlanInput<S> {
   /** Set when nothing may be applied this cycle (paused, read-only driver): the reason. */
   off?: string;
   safeguards: SafeguardConfig;
+  /** The host's (or its memory domain's) latest sample: what taking memory costs it. */
+  host?: Stats;
   /** A guard pass between policy cycles (no policy evaluated): do only what cannot wait for
    *  the next cycle. */
   guardPass?: boolean;

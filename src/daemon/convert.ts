@@ -10,6 +10,7 @@ export function toSafeguardConfig(c: Config): SafeguardConfig {
     headroomKiB: Math.round(s.headroom_mib * 1024),
     maxStepFraction: s.max_step_percent / 100,
     cacheStepFraction: s.cache_step_percent === 'off' ? null : s.cache_step_percent / 100,
+    cacheStallPercent: s.cache_stall_percent === 'off' ? null : s.cache_stall_percent,
     minChangeFraction: s.min_change_percent / 100,
     minChangeKiB: Math.round(s.min_change_mib * 1024),
     rollbackWindow: s.rollback_window,

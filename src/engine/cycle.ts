@@ -129,6 +129,7 @@ function hostPlan(controls: Controls, host: HostEntity, opts: PlanOptions, plan:
 
 function guestPlan(
   g: GuestEntity,
+  host: Stats,
   controls: Controls | undefined,
   errored: string | undefined,
   cycle: number,
@@ -161,6 +162,7 @@ function guestPlan(
       off: p.on ? off : m.offReason,
       safeguards: opts.safeguards,
       guardPass: opts.guardPass,
+      host,
     });
     for (const a of r.actions) plan.actions.push(a);
     for (const n of r.notes) plan.notes.push(n);
@@ -212,13 +214,14 @@ export function planCycle(
   // Results are matched to guests by name; the evaluator returns them in input order, which
   // makes the index a fast first guess.
   const results = usable ? output.guests : [];
+  const hostLatest = host.history.latest() ?? {};
   for (let i = 0; i < guests.length; i++) {
     const g = guests[i]!;
     let r: (typeof results)[number] | undefined = results[i];
     if (r && r.name !== g.name) r = results.find((x) => x.name === g.name);
     const errored = errorsByGuest.get(g.name);
     if (r && errored === undefined) plan.guestVars.set(g.id, r.vars);
-    guestPlan(g, r?.controls, errored, cycle, now, opts, plan);
+    guestPlan(g, hostLatest, r?.controls, errored, cycle, now, opts, plan);
   }
   return plan;
 }

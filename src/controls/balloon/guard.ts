@@ -82,6 +82,9 @@ export interface BalloonGuardInput {
   recent?: RecentPeak;
   /** Between policy cycles: raise only a guest with less than half its headroom left. */
   urgentOnly?: boolean;
+  /** Set when the host holds page cache at less cost than the balloon (floor.ts
+   *  cacheLeftToHost): why. No inflation goes below used-with-cache + headroom then. */
+  leaveCache?: string | null;
 }
 
 /** Forget an inflation once its rollback window has passed, and a hold once it is over. */
@@ -282,10 +285,12 @@ function decideBalloon(
     did |= 4;
     t = lo;
   }
-  // Into page cache only a little per cycle (cacheStep is 0 unless the floor is cache-aware).
-  const cacheLo = Math.max(floor, Math.min(cur, b.cacheFloor) - b.cacheStep);
+  // Into page cache only a little per cycle (cacheStep is 0 unless the floor is cache-aware),
+  // and not at all while the host holds cache more cheaply in its swap.
+  const leave = inp.leaveCache ?? null;
+  const cacheLo = Math.max(floor, Math.min(cur, b.cacheFloor) - (leave === null ? b.cacheStep : 0));
   if (t < cacheLo && t < cur) {
-    did |= 16;
+    did |= leave === null ? 16 : 64;
     t = Math.min(cur, cacheLo);
   }
   // A guest that reports its free pages has already handed most of its free memory back:
@@ -324,6 +329,7 @@ function decideBalloon(
   if (did & 4) reasons.push(`rate-limited to -${fmtKiB(b.step)} per cycle`);
   if (did & 8) reasons.push(`rate-limited to +${fmtKiB(b.step)} per cycle`);
   if (did & 16) reasons.push(`page cache taken at most ${fmtKiB(b.cacheStep)} per cycle (below used with cache + headroom ${fmtKiB(b.cacheFloor)})`);
+  if (did & 64) reasons.push(`${leave} (below used with cache + headroom ${fmtKiB(b.cacheFloor)})`);
   if (did & 32)
     reasons.push(
       `free page reporting: QEMU still backs ${fmtKiB(backedFree)} of the guest's free memory (rss - ${fmtKiB(QEMU_ALLOWANCE_KIB)} QEMU overhead - used), the rest is back with the host already`,

@@ -55,6 +55,7 @@ headroom_mib = 0
 max_step_percent = 100
 rollback_window = 0
 cache_step_percent = "off"
+cache_stall_percent = "off"
 psi_stop_percent = "off"
 rollback_psi_percent = "off"
 quiet_growth_percent = 0

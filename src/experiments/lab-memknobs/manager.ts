@@ -27,6 +27,7 @@ export const MOM_STYLE_SAFEGUARDS: Partial<SafeguardConfig> = {
   rollbackWindow: 0,
   // As measured before cache-aware floors: MOM's style counts page cache as used.
   cacheStepFraction: null,
+  cacheStallPercent: null,
   psiStopPercent: null,
   rollbackPsiPercent: null,
   quietGrowthFraction: 0,

@@ -646,3 +646,29 @@ test('guard pass: a guest a few MiB below its floor waits for the policy cycle; 
     'the guard pass raises it at once',
   );
 });
+
+test("page cache and the host: the balloon leaves a guest's cache while the host is calm with swap room, and takes it once the host stalls", async () => {
+  const hv = new FakeHypervisor([guest('a', { mem_unused: 40 * MiB, mem_usable: 1240 * MiB })]);
+  const host = { psi_some_avg10: 0.3, swap_total: 1024 * MiB, swap_usage: 100 * MiB, anon_huge_pages: 800 * MiB };
+  const { engine, logger, tick } = makeEngine(
+    hv,
+    targetPolicy(() => 1024 * MiB),
+    { hostSources: [hostSource(), { name: 'fake-host-state', collect: async () => ({ ...host }) }] },
+  );
+  await engine.collect();
+  const calm = await engine.evaluateAndAct();
+  assert.equal(calm.outcomes.length, 0, 'nothing taken from the cache');
+  assert.deepEqual(hv.setCalls, []);
+  assert.ok(
+    calm.notes.some((n) => n.reasons.some((r) => r.startsWith('page cache left to the host: it is not stalling on memory (psi some avg10 0.3% < 2%)'))),
+    JSON.stringify(calm.notes),
+  );
+  // The host starts stalling: its swap is slow or what it swaps is hot. One cache step a cycle.
+  host.psi_some_avg10 = 8;
+  tick();
+  await engine.collect();
+  const stalled = await engine.evaluateAndAct();
+  assert.equal(stalled.outcomes.length, 1);
+  assert.equal(stalled.outcomes[0]!.action.to, 2048 * MiB - Math.floor(0.05 * 2048 * MiB));
+  assert.ok(logger.records.some((x) => x.event === 'action' && String(x.reason).includes('page cache taken at most')));
+});

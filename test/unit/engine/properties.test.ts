@@ -94,6 +94,7 @@ const hostArb = fc.record({
     peakWindowS: fc.constantFrom(0, 30, 600),
     peakHoldS: fc.constantFrom(0, 60, 7200),
     quietGrowthFraction: fc.constantFrom(0, 0.25, 1),
+    cacheStallPercent: fc.constantFrom(null, 2),
     externalHoldS: fc.constantFrom(0, 60),
   }),
 });
