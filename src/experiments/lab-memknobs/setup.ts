@@ -9,6 +9,7 @@ import { Cleanup } from './cleanup.js';
 import { memoryCgroupMount } from './domain.js';
 import { LabUnavailable } from './errors.js';
 import { acquireExperimentLock } from './lock.js';
+import { sweepStale } from './stale.js';
 import { ensureSwap, removeSwap, type SwapSetup } from './swap.js';
 import {
   addThrottledSwap,
@@ -62,6 +63,7 @@ export async function prepareLab(o: { swapMiB: number; swapPreset: SwapPresetNam
     cleanup.uninstall();
   };
   try {
+    await sweepStale(o.swapDir, say);
     let device: ThrottledSwap | null = null;
     let swap: { mode: SwapReport['mode']; totalKiB: number };
     if (o.swapPreset !== 'host') {

@@ -7,6 +7,7 @@ import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFil
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { validateWorkloadSpec, parseConsoleLine } from '../../../src/lab/console.js';
+import { deadOwner, parseSwaps } from '../../../src/experiments/lab-memknobs/stale.js';
 import {
   ALL_CONFIGS,
   CONFIG_TITLES,
@@ -634,4 +635,21 @@ test("proxmox rows: the manager from the name; reaction times for managed rows o
   assert.match(lines.find((x) => x.startsWith('proxmox+fpr '))!, / 12 +31\.5 +2$/);
   assert.match(table, /none\+fpr: no manager \+ free page reporting \(KubeVirt's default\)/);
   assert.match(table, /proxmox\+fpr: Proxmox VE's automatic ballooning/);
+});
+
+test('stale lab state: owner PIDs from swap files and cgroup names, /proc/swaps parsed', () => {
+  const alive = (pid: number) => pid === 42;
+  assert.equal(deadOwner('/var/tmp/ballast-lab-experiment-2097.swap', alive), 2097);
+  assert.equal(deadOwner('ballast-lab-experiment-2097-ballast-1', alive), 2097);
+  assert.equal(deadOwner('ballast-lab-experiment-2097', alive), 2097);
+  assert.equal(deadOwner('ballast-lab-experiment-42-none+fpr-1', alive), null, 'its experiment is running');
+  assert.equal(deadOwner('/var/tmp/other-2097.swap', alive), null, "not the lab's");
+  assert.equal(deadOwner('ballast-lab-experiment-20970x', alive), null);
+  assert.deepEqual(
+    parseSwaps(
+      'Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n/dev/loop1                              partition\t917500\t\t0\t\t32767\n/swap.img file 100 0 -2\n',
+    ),
+    ['/dev/loop1', '/swap.img'],
+  );
+  assert.deepEqual(parseSwaps('Filename\tType\tSize\tUsed\tPriority\n'), []);
 });
