@@ -208,11 +208,12 @@ export function guardBalloon(inp: BalloonGuardInput, cfg: SafeguardConfig): Ball
     q === null || q.carry === expired.carry ? expired : { lastInflation: expired.lastInflation, holdUntil: expired.holdUntil, carry: q.carry };
   // Held at its size: not raised to its floor, and not inflated. A policy that asks to deflate
   // it is followed as always (to its floor at once), and so is a rollback.
-  if (q?.hold && !(requestedNum !== null && requestedNum > cur) && rollbackReason(inp.history, state, inp.cycle, cfg) === null) {
+  const rb = rollbackReason(inp.history, state, inp.cycle, cfg);
+  if (q?.hold && !(requestedNum !== null && requestedNum > cur) && rb === null) {
     const why = `quiet growth: it pages out without paging back in or stalling, so it carries its growth in its own swap (${fmtKiB(q.carried)} of ${fmtKiB(q.budget)}) rather than being raised to its floor ${fmtKiB(bounds.floor)} (${floorWhy(s, bounds, cfg)})`;
     return decision(inp.requested === undefined ? 'skip' : 'veto', requestedNum, from, null, bounds.floor, bounds.max, [why], state);
   }
-  return decideBalloon(inp, cfg, s, state, requestedNum, from, cur, bounds);
+  return decideBalloon(inp, cfg, s, state, rb, requestedNum, from, cur, bounds);
 }
 
 function decideBalloon(
@@ -220,6 +221,7 @@ function decideBalloon(
   cfg: SafeguardConfig,
   s: Stats,
   state: GuestGuardState,
+  rb: string | null,
   requestedNum: number | null,
   from: number | null,
   cur: number,
@@ -227,7 +229,6 @@ function decideBalloon(
 ): BalloonDecision {
   const { floor, max } = b;
 
-  const rb = rollbackReason(inp.history, state, inp.cycle, cfg);
   if (rb !== null) {
     const step = state.lastInflation!.step;
     const target = Math.min(max, Math.max(floor, Math.min(cur + step, Math.max(cur + b.step, floor))));
