@@ -82,7 +82,7 @@ export async function checkThp(root: string): Promise<CheckResult> {
   return result(
     'thp',
     'ok',
-    `${found}: guest RAM is backed by huge pages; free page reporting and virtio-mem give memory back in whole 2 MiB+ blocks, a 4 KiB balloon splits them (see ${BALLOON_RETURN_DOC}); ${MECHANISMS}`,
+    `${found}: guest RAM is backed by huge pages; free page reporting and virtio-mem give memory back in whole 2 MiB+ blocks, a 4 KiB balloon splits them (see ${BALLOON_RETURN_DOC}), so while this host has swap room and is not stalling on memory the balloon leaves guests' page cache to its swap (safeguards.cache_stall_percent); ${MECHANISMS}`,
   );
 }
 
