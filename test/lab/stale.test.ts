@@ -4,10 +4,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { memoryCgroupMount } from '../../src/experiments/lab-memknobs/domain.js';
 import { sweepStale } from '../../src/experiments/lab-memknobs/stale.js';
+import { pauseHostKsm } from '../../src/experiments/lab-memknobs/setup.js';
+import { Cleanup } from '../../src/experiments/lab-memknobs/cleanup.js';
 import { skipLoudly } from './fixture.js';
 
 const sh = (cmd: string, args: string[]): string => {
@@ -56,4 +58,29 @@ test("a dead experiment's swap device, swap file and cgroups are removed by the 
   assert.ok(existsSync(mine) && existsSync(live), "a live experiment's file and cgroup left alone");
   assert.ok(removed.some((r) => r.startsWith('swap /dev/loop')) && removed.includes(`cgroup ${cg}`), removed.join(', '));
   assert.ok(said.some((m) => m.startsWith('lab: removed what experiments that are no longer running left behind')));
+});
+
+test('KSM left scanning on the host is stopped for an experiment and started again after it', async (t) => {
+  const run = '/sys/kernel/mm/ksm/run';
+  if (!existsSync(run)) return skipLoudly(t, `${run} does not exist (kernel without KSM)`);
+  if (process.getuid?.() !== 0) return skipLoudly(t, 'needs root to write KSM knobs');
+  const found = readFileSync(run, 'utf8').trim();
+  t.after(() => writeFileSync(run, found));
+  writeFileSync(run, '1');
+  const said: string[] = [];
+  const cleanup = new Cleanup((m) => said.push(m));
+  pauseHostKsm(cleanup, (m) => said.push(m));
+  assert.equal(readFileSync(run, 'utf8').trim(), '0', 'stopped for the runs');
+  assert.ok(
+    said.some((m) => m.startsWith('ksm: it was running on this host; stopped')),
+    said.join(' | '),
+  );
+  await cleanup.runAll();
+  assert.equal(readFileSync(run, 'utf8').trim(), '1', 'running again as found');
+  // Found stopped, it is left alone and nothing is put back.
+  writeFileSync(run, '0');
+  const quiet = new Cleanup(() => {});
+  pauseHostKsm(quiet, (m) => said.push(m));
+  await quiet.runAll();
+  assert.equal(readFileSync(run, 'utf8').trim(), '0');
 });

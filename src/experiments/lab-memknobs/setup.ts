@@ -2,7 +2,7 @@
 // one experiment at a time (the lock), the cleanup list, and the swap the domain is squeezed
 // into (the host's, a plain swap file, or a throttled device that costs what a real one does).
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, rmdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { labAvailable } from '../../lab/available.js';
 import { Cleanup } from './cleanup.js';
@@ -64,6 +64,7 @@ export async function prepareLab(o: { swapMiB: number; swapPreset: SwapPresetNam
   };
   try {
     await sweepStale(o.swapDir, say);
+    pauseHostKsm(cleanup, say);
     let device: ThrottledSwap | null = null;
     let swap: { mode: SwapReport['mode']; totalKiB: number };
     if (o.swapPreset !== 'host') {
@@ -130,4 +131,33 @@ async function probeThrough(dev: ThrottledSwap, version: 1 | 2): Promise<NonNull
   } finally {
     rmdirSync(dir);
   }
+}
+
+const KSM_RUN = '/sys/kernel/mm/ksm/run';
+
+/**
+ * KSM left scanning on the host (by an admin, or by a manager killed before it could put it
+ * back) merges the guests' pages in every row, splitting their huge pages and shrinking their
+ * QEMUs, and so changes what the rows without a manager measure: a killed CI run left it on
+ * here, and the next morning's unmanaged rows kept half their memory in huge pages instead of
+ * 80%. So the experiment stops it for its runs (managers that use KSM start it themselves) and
+ * puts it back at the end.
+ */
+export function pauseHostKsm(cleanup: Cleanup, say: (m: string) => void): void {
+  let run: string;
+  try {
+    run = readFileSync(KSM_RUN, 'utf8').trim();
+  } catch {
+    return;
+  }
+  if (run !== '1') return;
+  try {
+    writeFileSync(KSM_RUN, '0');
+  } catch (e) {
+    say(`ksm: it is running on this host and cannot be stopped for the experiment (${(e as Error).message}): every row's guests will be merged`);
+    return;
+  }
+  say('ksm: it was running on this host; stopped for the experiment (managers that use KSM start it themselves), started again at the end');
+  const back = () => writeFileSync(KSM_RUN, '1');
+  cleanup.add({ what: 'KSM run = 1 as found', run: async () => back(), runSync: back });
 }
