@@ -109,6 +109,9 @@ function planKnob(
   }
   const d = p.module.guard(control, requested, latest, opts.safeguards);
   if (d.verdict === 'veto') plan.notes.push({ entity, control, requested, verdict: 'veto', reasons: d.reasons });
+  // Observe only means nothing is written, the host's knobs (KSM, cgroup limits) included.
+  else if (opts.readOnly !== undefined)
+    plan.notes.push({ entity, control, requested, verdict: 'veto', reasons: [...d.reasons, `not applied: ${opts.readOnly}`] });
   else {
     const cur = latest[control];
     plan.actions.push({ entity, guestId, control, from: typeof cur === 'number' ? cur : null, to: d.value, reasons: d.reasons });

@@ -27,11 +27,12 @@ export const ksm = {
       controller,
       learnHost: (host) => controller.learn(host),
       remember: async () => {
-        if (!section.restore_on_exit) return;
+        // Observe only: nothing is written, so there is nothing to put back.
+        if (!section.restore_on_exit || env.readOnly !== undefined) return;
         atStart = await controller.readSettings();
       },
       restore: async () => {
-        if (!section.restore_on_exit) return undefined;
+        if (!section.restore_on_exit || env.readOnly !== undefined) return undefined;
         // sysfs remembers what it changed (restore); another backend is set back to what was read at start.
         if (backend.restore) await backend.restore();
         else if (atStart) await controller.restore(atStart);

@@ -126,7 +126,7 @@ export const vmem = {
         return fieldsOf(dev);
       },
       async restore(guests) {
-        if (!section.restore_on_exit) return undefined;
+        if (!section.restore_on_exit || env.readOnly !== undefined) return undefined;
         const done: string[] = [];
         for (const g of guests) {
           if (!shrunk.has(g.id)) continue;

@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Engine } from '../../../src/engine/engine.js';
+import { ksm as ksmModule } from '../../../src/controls/ksm/index.js';
+import { ksmSection } from '../../../src/controls/ksm/config.js';
 import { memoryLogger } from '../../../src/log/logger.js';
 import type { HostSource } from '../../../src/types.js';
 import { evaluateFn, FakeHypervisor, FakeKsm, guest, MiB, targetPolicy, type FnPolicy } from './fakes.js';
@@ -382,6 +384,28 @@ test('observe-only (read-only connection): targets are computed and logged, neve
   assert.equal(r.outcomes.length, 0);
   const veto = logger.records.find((x) => x.event === 'veto')!;
   assert.deepEqual(veto.reason, ['policy asked to inflate', 'not applied: hypervisor.readonly = true (observe only)']);
+});
+
+test('observe-only writes nothing to the host either: KSM knobs are decided and logged, not written, and not "restored" at stop', async () => {
+  const hv = new FakeHypervisor([]);
+  const ksm = new FakeKsm();
+  const policy: FnPolicy = (host) => ({ host: { controls: { ksm_run: 1, ksm_pages_to_scan: 300 }, vars: host.vars } });
+  const ksmSource: HostSource = { name: 'ksm', collect: () => ksm.read() };
+  const { engine, logger } = makeEngine(hv, policy, { ksm, hostSources: [ksmSource], readOnly: 'hypervisor.readonly = true (observe only)' });
+  await engine.collect();
+  const r = await engine.evaluateAndAct();
+  assert.deepEqual(ksm.writes, [], 'nothing written');
+  assert.equal(r.outcomes.length, 0);
+  const run = r.notes.find((n) => n.control === 'ksm_run')!;
+  assert.equal(run.verdict, 'veto');
+  assert.equal(run.reasons.at(-1), 'not applied: hypervisor.readonly = true (observe only)');
+  // At stop the KSM module puts back nothing: it changed nothing.
+  hv.capabilities = { ...hv.capabilities, ksm };
+  const inst = ksmModule.setup({ hypervisor: hv, readOnly: 'observe only', lookup: () => undefined, log: logger }, ksmSection.parse({}));
+  assert.ok(typeof inst !== 'string');
+  await inst.remember?.();
+  assert.equal(await inst.restore?.(), undefined);
+  assert.deepEqual(ksm.writes, [], 'nothing put back at stop: nothing was changed');
 });
 
 test('a controller turned off by config: its controls are noted quietly, never written', async () => {
