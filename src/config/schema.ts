@@ -112,7 +112,8 @@ export const configSchema = z
         rollback_psi_percent: z.union([percent(), z.literal('off')]).default(20),
         /** Page cache is left to the host's swap while the host (or memory domain) stalls
          *  on memory less than this % (PSI some avg10), has a quarter of its swap free and
-         *  backs memory with transparent huge pages (a balloon would split them); "off": the
+         *  backs memory with transparent huge pages (a balloon would split them), and a guest
+         *  that reports its free pages is not inflated then; "off": the
          *  balloon takes page cache whenever the policy asks. */
         cache_stall_percent: z.union([percent(), z.literal('off')]).default(2),
         /** The window (seconds) over which a guest's peak use is counted (0: the present use

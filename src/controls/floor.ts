@@ -17,7 +17,7 @@ export interface SafeguardConfig {
   cacheStepFraction: number | null;
   /** Page cache is left to the host's swap while the host (its memory domain where one is
    *  set) stalls on memory less than this % (PSI some avg10), has at least a quarter of its
-   *  swap free, and backs memory with transparent huge pages: see cacheLeftToHost. null: the
+   *  swap free, and backs memory with transparent huge pages: see hostCanWait. null: the
    *  balloon takes page cache whenever the policy asks (at most cacheStep a cycle). */
   cacheStallPercent: number | null;
   /** Largest change per policy cycle, as a fraction of balloon_max. */
@@ -172,20 +172,22 @@ export function floorWhy(s: Stats, b: BalloonBounds, cfg: SafeguardConfig): stri
 }
 
 /**
- * Whether a guest's page cache is left to the host this cycle, and why (null: the balloon may
- * take it). A host that backs guest memory with transparent huge pages pays for every balloon
+ * Whether the balloon can wait this cycle, and why (null: it may act as the policy asks): while
+ * it can, it takes neither a guest's page cache nor the free memory of a guest that reports
+ * its free pages. A host that backs guest memory with transparent huge pages pays for every balloon
  * inflation: the balloon hands back 4 KiB pages, each one splits a 2 MiB host page, and what
  * the guest later refaults comes back small (in the lab, 42% of QEMU RSS stayed in huge pages
  * under the balloon against 77% without it, and TCG guests ran slower for it). Cold page cache
  * costs the host nothing to hold in swap if that swap is fast: swapped out once, rarely read
  * again. So while the host is not stalling on memory and has swap room, the balloon leaves page
- * cache alone; once the host stalls (its swap is slow, or what it swaps is hot), or its swap
+ * cache alone (and a guest that reports its free pages hands those back in whole blocks by
+ * itself); once the host stalls (its swap is slow, or what it swaps is hot), or its swap
  * runs short, the balloon takes cache again, at most cacheStep a cycle. Hosts without PSI,
  * without swap, or without huge pages in use keep the balloon's way.
  * Measured (lab, 4 guests with 128 MiB of cache each, no manager but free page reporting): the
  * host stalled 0.2-1.3 s of 180 s with swap on an SSD and 49-86 s on a hard disk.
  */
-export function cacheLeftToHost(host: Stats | undefined, cfg: SafeguardConfig): string | null {
+export function hostCanWait(host: Stats | undefined, cfg: SafeguardConfig): string | null {
   const limit = cfg.cacheStallPercent;
   if (limit === null || host === undefined) return null;
   const stall = finite(host.domain_psi_some_avg10) ?? finite(host.psi_some_avg10);
@@ -195,5 +197,5 @@ export function cacheLeftToHost(host: Stats | undefined, cfg: SafeguardConfig): 
   if (stall === null || stall >= limit || total === null || used === null || !(total > 0) || huge === null || !(huge > 0)) return null;
   const free = total - used;
   if (free < total / 4) return null;
-  return `page cache left to the host: it is not stalling on memory (psi some avg10 ${stall}% < ${limit}%), has ${fmtKiB(free)} of ${fmtKiB(total)} swap free, and ${fmtKiB(huge)} in transparent huge pages that a balloon would split`;
+  return `the host is not stalling on memory (psi some avg10 ${stall}% < ${limit}%), has ${fmtKiB(free)} of ${fmtKiB(total)} swap free, and ${fmtKiB(huge)} in transparent huge pages that a balloon would split`;
 }

@@ -82,9 +82,10 @@ export interface BalloonGuardInput {
   recent?: RecentPeak;
   /** Between policy cycles: raise only a guest with less than half its headroom left. */
   urgentOnly?: boolean;
-  /** Set when the host holds page cache at less cost than the balloon (floor.ts
-   *  cacheLeftToHost): why. No inflation goes below used-with-cache + headroom then. */
-  leaveCache?: string | null;
+  /** Set when the host can wait for memory at less cost than a balloon (floor.ts hostCanWait):
+   *  why. No inflation goes below used-with-cache + headroom then, and a guest that reports its
+   *  free pages is not inflated at all. */
+  hostCanWait?: string | null;
 }
 
 /** Forget an inflation once its rollback window has passed, and a hold once it is over. */
@@ -288,7 +289,7 @@ function decideBalloon(
   }
   // Into page cache only a little per cycle (cacheStep is 0 unless the floor is cache-aware),
   // and not at all while the host holds cache more cheaply in its swap.
-  const leave = inp.leaveCache ?? null;
+  const leave = inp.hostCanWait ?? null;
   const cacheLo = Math.max(floor, Math.min(cur, b.cacheFloor) - (leave === null ? b.cacheStep : 0));
   if (t < cacheLo && t < cur) {
     did |= leave === null ? 16 : 64;
@@ -312,6 +313,12 @@ function decideBalloon(
       }
     }
   }
+  // And while the host can wait, a reporting guest's free memory is reporting's to return:
+  // it goes back in 2 MiB+ blocks where the balloon would split huge pages for the rest.
+  if (inp.reportsFreePages && leave !== null && t < cur) {
+    did |= 128;
+    t = cur;
+  }
   if (t > hi) {
     did |= 8;
     t = hi;
@@ -330,7 +337,8 @@ function decideBalloon(
   if (did & 4) reasons.push(`rate-limited to -${fmtKiB(b.step)} per cycle`);
   if (did & 8) reasons.push(`rate-limited to +${fmtKiB(b.step)} per cycle`);
   if (did & 16) reasons.push(`page cache taken at most ${fmtKiB(b.cacheStep)} per cycle (below used with cache + headroom ${fmtKiB(b.cacheFloor)})`);
-  if (did & 64) reasons.push(`${leave} (below used with cache + headroom ${fmtKiB(b.cacheFloor)})`);
+  if (did & 64) reasons.push(`page cache left to the host (below used with cache + headroom ${fmtKiB(b.cacheFloor)}): ${leave}`);
+  if (did & 128) reasons.push(`free memory left to free page reporting, which hands it back in whole blocks: ${leave}`);
   if (did & 32)
     reasons.push(
       `free page reporting: QEMU still backs ${fmtKiB(backedFree)} of the guest's free memory (rss - ${fmtKiB(QEMU_ALLOWANCE_KIB)} QEMU overhead - used), the rest is back with the host already`,

@@ -10,7 +10,7 @@ import { BalloonController } from './controller.js';
 import { fmtKiB, guardBalloon, type GuestGuardState } from './guard.js';
 import { finite } from '../../numbers.js';
 import type { Stats } from '../../types.js';
-import { cacheLeftToHost, type SafeguardConfig } from '../floor.js';
+import { hostCanWait, type SafeguardConfig } from '../floor.js';
 import { addPeak, type PeakBucket, recentPeak } from '../peaks.js';
 import { addReturn, type BalloonReturn, ineffective, inflationStep } from './returns.js';
 
@@ -56,8 +56,8 @@ export function movedByOther(st: BalloonState | undefined, prev: Stats | undefin
 
 // Every guest of a cycle sees the same host sample: its verdict is worked out once.
 let lastHost: { host: Stats | undefined; cfg: SafeguardConfig; why: string | null } | undefined;
-function leaveCache(host: Stats | undefined, cfg: SafeguardConfig): string | null {
-  if (lastHost?.host !== host || lastHost?.cfg !== cfg) lastHost = { host, cfg, why: cacheLeftToHost(host, cfg) };
+function canWait(host: Stats | undefined, cfg: SafeguardConfig): string | null {
+  if (lastHost?.host !== host || lastHost?.cfg !== cfg) lastHost = { host, cfg, why: hostCanWait(host, cfg) };
   return lastHost.why;
 }
 
@@ -93,7 +93,7 @@ export function planBalloon(inp: GuestPlanInput<BalloonState>): GuestModulePlan<
       now: inp.now,
       reportsFreePages: inp.props.free_page_reporting === 1,
       urgentOnly: inp.guardPass,
-      leaveCache: leaveCache(inp.host, inp.safeguards),
+      hostCanWait: canWait(inp.host, inp.safeguards),
       recent: st?.rememberUntil !== undefined && inp.now < st.rememberUntil ? recentPeak(st.peaks, inp.now, inp.safeguards.peakWindowS) : undefined,
     },
     inp.safeguards,

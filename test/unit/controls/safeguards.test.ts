@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { History } from '../../../src/engine/history.js';
 import { balloonBounds, defaultSafeguards, guardBalloon, type SafeguardConfig } from '../../../src/controls/balloon/guard.js';
-import { cacheLeftToHost } from '../../../src/controls/floor.js';
+import { hostCanWait } from '../../../src/controls/floor.js';
 import { guardCgroup } from '../../../src/controls/cgroup/guard.js';
 import { guardKsm } from '../../../src/controls/ksm/guard.js';
 
@@ -210,33 +210,49 @@ test('cache-aware floor: page cache is not used memory; a balloon takes it at mo
 test('page cache left to the host: while the host holds it more cheaply, the balloon stops at used-with-cache + headroom', () => {
   // The same guest as above, little free, 1.2 GiB of cache: asked to inflate to 1 GiB.
   const cached = g({ mem_unused: 40 * MiB, mem_usable: 1240 * MiB });
-  const why = 'page cache left to the host: (test)';
-  const held = guardBalloon({ history: hist(cached), requested: 1024 * MiB, state: {}, cycle: 1, now: 0, leaveCache: why }, cfg);
+  const why = 'the host is calm (test)';
+  const held = guardBalloon({ history: hist(cached), requested: 1024 * MiB, state: {}, cycle: 1, now: 0, hostCanWait: why }, cfg);
   // used with cache = 2008 MiB, + 64 MiB headroom is above the guest's size: nothing to take.
   assert.equal(held.verdict, 'skip', held.reasons.join());
   assert.ok(
-    held.reasons.some((r) => r.startsWith(why)),
+    held.reasons.some((r) => r.startsWith('page cache left to the host') && r.endsWith(why)),
     held.reasons.join(),
   );
   // Free memory above used-with-cache + headroom still goes, at the normal pace.
   const roomy = g({ mem_unused: 300 * MiB, mem_usable: 1500 * MiB });
-  const free = guardBalloon({ history: hist(roomy), requested: 1024 * MiB, state: {}, cycle: 1, now: 0, leaveCache: why }, cfg);
+  const free = guardBalloon({ history: hist(roomy), requested: 1024 * MiB, state: {}, cycle: 1, now: 0, hostCanWait: why }, cfg);
   assert.equal(free.verdict, 'apply');
   assert.equal(free.target, 2048 * MiB - Math.floor(0.1 * 2048 * MiB));
   const small = g({ mem_unused: 150 * MiB, mem_usable: 1500 * MiB });
-  const toCache = guardBalloon({ history: hist(small), requested: 1024 * MiB, state: {}, cycle: 1, now: 0, leaveCache: why }, cfg);
+  const toCache = guardBalloon({ history: hist(small), requested: 1024 * MiB, state: {}, cycle: 1, now: 0, hostCanWait: why }, cfg);
   assert.equal(toCache.target, (2048 - 150 + 64) * MiB, 'stops at used with cache + headroom');
+  // A guest that reports its free pages is not inflated at all while the host can wait:
+  // reporting hands its free memory back in whole blocks.
+  const reporting = guardBalloon(
+    { history: hist({ ...roomy, rss: 1900 * MiB }), requested: 1024 * MiB, state: {}, cycle: 1, now: 0, hostCanWait: why, reportsFreePages: true },
+    cfg,
+  );
+  assert.equal(reporting.verdict, 'skip', reporting.reasons.join());
+  assert.ok(
+    reporting.reasons.some((r) => r.startsWith('free memory left to free page reporting') && r.endsWith(why)),
+    reporting.reasons.join(),
+  );
+  const stalled = guardBalloon(
+    { history: hist({ ...roomy, rss: 1900 * MiB }), requested: 1024 * MiB, state: {}, cycle: 1, now: 0, reportsFreePages: true },
+    cfg,
+  );
+  assert.equal(stalled.verdict, 'apply', 'once the host stalls, the balloon takes what QEMU still backs');
   // A guest below its floor is raised whatever the host's state: the rule only holds inflations.
   const short = g({ balloon_cur: 1024 * MiB, mem_unused: 10 * MiB, mem_usable: 20 * MiB });
-  const up = guardBalloon({ history: hist(short), requested: undefined, state: {}, cycle: 1, now: 0, leaveCache: why }, cfg);
+  const up = guardBalloon({ history: hist(short), requested: undefined, state: {}, cycle: 1, now: 0, hostCanWait: why }, cfg);
   assert.equal(up.verdict, 'apply');
   assert.ok((up.target as number) > 1024 * MiB);
 });
 
-test("cacheLeftToHost: only a host with PSI, swap room and huge pages in use, not stalling, holds guests' page cache", () => {
+test("hostCanWait: only a host with PSI, swap room and huge pages in use, not stalling, holds guests' page cache", () => {
   const host = { psi_some_avg10: 0.4, swap_total: 896 * MiB, swap_usage: 240 * MiB, anon_huge_pages: 900 * MiB };
-  const why = cacheLeftToHost(host, cfg);
-  assert.ok(why?.includes('psi some avg10 0.4% < 2%'), String(why));
+  const why = hostCanWait(host, cfg);
+  assert.ok(why?.startsWith('the host is not stalling on memory (psi some avg10 0.4% < 2%)'), String(why));
   assert.ok(why?.includes('656 MiB of 896 MiB swap free'), String(why));
   for (const [over, because] of [
     [{ psi_some_avg10: 2 }, 'stalling at the threshold'],
@@ -247,13 +263,13 @@ test("cacheLeftToHost: only a host with PSI, swap room and huge pages in use, no
     [{ anon_huge_pages: 0 }, 'no huge pages in use: a balloon splits nothing'],
     [{ anon_huge_pages: null }, 'huge pages not known'],
   ] as const) {
-    assert.equal(cacheLeftToHost({ ...host, ...over }, cfg), null, because);
+    assert.equal(hostCanWait({ ...host, ...over }, cfg), null, because);
   }
-  assert.equal(cacheLeftToHost(host, { ...cfg, cacheStallPercent: null }), null, 'off in the config');
-  assert.equal(cacheLeftToHost(undefined, cfg), null, 'no host sample');
+  assert.equal(hostCanWait(host, { ...cfg, cacheStallPercent: null }), null, 'off in the config');
+  assert.equal(hostCanWait(undefined, cfg), null, 'no host sample');
   // A memory domain's own PSI (cgroup v2) counts before the whole host's.
-  assert.equal(cacheLeftToHost({ ...host, domain_psi_some_avg10: 12 }, cfg), null);
-  assert.ok(cacheLeftToHost({ ...host, psi_some_avg10: 50, domain_psi_some_avg10: 0 }, cfg) !== null);
+  assert.equal(hostCanWait({ ...host, domain_psi_some_avg10: 12 }, cfg), null);
+  assert.ok(hostCanWait({ ...host, psi_some_avg10: 50, domain_psi_some_avg10: 0 }, cfg) !== null);
 });
 
 test('cache-aware floor falls back to counting cache when mem_usable is missing, off, or contradicts mem_unused', () => {
