@@ -78,6 +78,30 @@ export function parseSmapsRollup(text: string): { rssKiB: number | null; anonHug
   return { rssKiB: kib('Rss'), anonHugeKiB: kib('AnonHugePages') };
 }
 
+/** KSM on the host at one moment: scanning or not, and the pages it saves (pages_sharing). */
+export interface KsmSample {
+  run: boolean;
+  sharing: number;
+}
+
+/** null on a kernel without KSM. */
+export function readKsmSample(root = '/sys/kernel/mm/ksm'): KsmSample | null {
+  const run = readOr(`${root}/run`);
+  const sharing = readOr(`${root}/pages_sharing`);
+  if (run === null || sharing === null) return null;
+  return { run: run.trim() === '1', sharing: Number(sharing.trim()) || 0 };
+}
+
+/** Over a window: the share of samples in which KSM was scanning and the mean MiB it saved.
+ *  A manager that turned KSM on before the window (in the warm-up) shows here, where its
+ *  log's window does not. */
+export function summarizeKsm(samples: readonly KsmSample[]): { runShare: number; savedMiB: number } | null {
+  if (samples.length === 0) return null;
+  const on = samples.filter((s) => s.run).length;
+  const pages = samples.reduce((a, s) => a + s.sharing, 0) / samples.length;
+  return { runShare: Math.round((on / samples.length) * 100) / 100, savedMiB: Math.round((pages * 4) / 1024) };
+}
+
 /** The processes' RSS and what of it is in huge pages, summed; null when none could be read
  *  (all gone, or no smaps_rollup: kernels before 4.14). */
 export function readHugeSample(pids: readonly number[], now = Date.now() / 1000): HugeSample | null {

@@ -9,7 +9,7 @@ import { QEMU_DIR } from '../../lab/qemu.js';
 import { GUEST_PREFIX } from '../../lab/paths.js';
 import type { Cleanup } from './cleanup.js';
 import { ConsoleTail } from './console-tail.js';
-import { readCounters, readHugeSample } from './counters.js';
+import { readCounters, readHugeSample, readKsmSample, summarizeKsm, type KsmSample } from './counters.js';
 import { createDomain, removeDomain } from './domain.js';
 import { RunManager, type ManagerReport } from './manager.js';
 import type { LabManager } from './lab-manager.js';
@@ -100,6 +100,9 @@ export interface RunResult {
   /** Share of the QEMUs' RSS in host huge pages over the window (AnonHugePages / Rss of
    *  smaps_rollup, sampled every HUGE_SAMPLE_S), and the mean RSS they had, MiB; null: unread. */
   hugeShare: number | null;
+  /** KSM on the host over the window (null: no KSM): the share of samples it was scanning in,
+   *  and the mean memory it saved. The rows without a manager run with it stopped. */
+  ksm?: { runShare: number; savedMiB: number } | null;
   qemuRssMiB: number | null;
   guests: GuestResult[];
   manager: ManagerReport | null;
@@ -310,6 +313,7 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
     const samples: CounterSample[] = [readCounters(domain.dir, domain.version, from)];
     const pids = guests.map((g) => g.pid);
     const huge: HugeSample[] = [];
+    const ksm: KsmSample[] = [];
     let nextHuge = from;
     const every = o.progressEveryS ?? 30;
     let nextProgress = from + every;
@@ -326,6 +330,8 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
         nextHuge += HUGE_SAMPLE_S;
         const h = readHugeSample(pids, at);
         if (h) huge.push(h);
+        const k = readKsmSample();
+        if (k) ksm.push(k);
       }
       if (at >= nextProgress) {
         nextProgress += every;
@@ -389,6 +395,7 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
       pressureS: counters.pressureS,
       counters,
       hugeShare: hugeShare === null ? null : Math.round(hugeShare * 1000) / 1000,
+      ksm: summarizeKsm(ksm),
       qemuRssMiB: huge.length ? Math.round(huge.reduce((s, h) => s + h.rssKiB, 0) / huge.length / 1024) : null,
       guests: guestResults,
       manager: managerReport,
@@ -398,7 +405,7 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
       bootS: Math.round(bootS * 10) / 10,
     };
     say(
-      `${tag} done: ${(result.throughput / 1e6).toFixed(2)} Mpages/s, swap in/out ${result.swapIn}/${result.swapOut} pages, OOM kills ${result.oomKills}, ${result.pressureS} s at the limit${hugeShare === null ? '' : `, ${Math.round(hugeShare * 100)}% of QEMU RSS in huge pages`}${managerReport ? `, ${managerReport.balloonActions} balloon actions${parts.vmem ? `, ${managerReport.vmemActions} virtio-mem actions (${managerReport.vmemUnplugs} unplugs)` : ''}, ${managerReport.rollbacks} rollbacks${Number.isNaN(managerReport.belowFloorLeft) ? '' : `, ${managerReport.belowFloorLeft} guest-cycles left below the floor`}` : ''}${processSummary(result.managerProcess)}`,
+      `${tag} done: ${(result.throughput / 1e6).toFixed(2)} Mpages/s, swap in/out ${result.swapIn}/${result.swapOut} pages, OOM kills ${result.oomKills}, ${result.pressureS} s at the limit${hugeShare === null ? '' : `, ${Math.round(hugeShare * 100)}% of QEMU RSS in huge pages`}${result.ksm?.runShare ? `, KSM scanning ${Math.round(result.ksm.runShare * 100)}% of the window (saved ${result.ksm.savedMiB} MiB)` : ''}${managerReport ? `, ${managerReport.balloonActions} balloon actions${parts.vmem ? `, ${managerReport.vmemActions} virtio-mem actions (${managerReport.vmemUnplugs} unplugs)` : ''}, ${managerReport.rollbacks} rollbacks${Number.isNaN(managerReport.belowFloorLeft) ? '' : `, ${managerReport.belowFloorLeft} guest-cycles left below the floor`}` : ''}${processSummary(result.managerProcess)}`,
     );
     return result;
   } finally {

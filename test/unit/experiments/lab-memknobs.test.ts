@@ -46,7 +46,7 @@ import { managerPolicies, MOM_STYLE_PSI_SAFEGUARDS, MOM_STYLE_SAFEGUARDS } from 
 import { defaultSafeguards, guardBalloon } from '../../../src/controls/balloon/guard.js';
 import { History } from '../../../src/engine/history.js';
 import { ConsoleTail } from '../../../src/experiments/lab-memknobs/console-tail.js';
-import { parsePsiTotals, parseSmapsRollup, readHugeSample } from '../../../src/experiments/lab-memknobs/counters.js';
+import { parsePsiTotals, parseSmapsRollup, readHugeSample, readKsmSample, summarizeKsm } from '../../../src/experiments/lab-memknobs/counters.js';
 import { swapAreas } from '../../../src/experiments/lab-memknobs/swap.js';
 import { summarize, LabUnavailable, thpChoice } from '../../../src/experiments/lab-memknobs/experiment.js';
 import { acquireExperimentLock } from '../../../src/experiments/lab-memknobs/lock.js';
@@ -652,4 +652,27 @@ test('stale lab state: owner PIDs from swap files and cgroup names, /proc/swaps 
     ['/dev/loop1', '/swap.img'],
   );
   assert.deepEqual(parseSwaps('Filename\tType\tSize\tUsed\tPriority\n'), []);
+});
+
+test('KSM over a window: the share of samples it scanned in and the mean memory it saved', () => {
+  assert.equal(summarizeKsm([]), null);
+  assert.deepEqual(
+    summarizeKsm([
+      { run: false, sharing: 0 },
+      { run: true, sharing: 25_600 },
+      { run: true, sharing: 51_200 },
+      { run: true, sharing: 51_200 },
+    ]),
+    { runShare: 0.75, savedMiB: 125 },
+  );
+  const dir = mkdtempSync(join(tmpdir(), 'ballast-ksm-'));
+  try {
+    writeFileSync(join(dir, 'run'), '1\n');
+    writeFileSync(join(dir, 'pages_sharing'), '4096\n');
+    assert.deepEqual(readKsmSample(dir), { run: true, sharing: 4096 });
+    rmSync(join(dir, 'run'));
+    assert.equal(readKsmSample(dir), null, 'a kernel without KSM');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
