@@ -309,15 +309,16 @@ function decideBalloon(
       backedFree = Math.max(0, rss - QEMU_ALLOWANCE_KIB - b.used);
       if (t < cur - backedFree) {
         did |= 32;
-        t = cur - backedFree;
+        t = Math.min(max, cur - backedFree);
       }
     }
   }
   // And while the host can wait, a reporting guest's free memory is reporting's to return:
   // it goes back in 2 MiB+ blocks where the balloon would split huge pages for the rest.
-  if (inp.reportsFreePages && leave !== null && t < cur) {
+  // (A guest above its balloon_max is still brought back to it.)
+  if (inp.reportsFreePages && leave !== null && t < Math.min(cur, max)) {
     did |= 128;
-    t = cur;
+    t = Math.min(cur, max);
   }
   if (t > hi) {
     did |= 8;

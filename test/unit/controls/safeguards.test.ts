@@ -237,6 +237,21 @@ test('page cache left to the host: while the host holds it more cheaply, the bal
     reporting.reasons.some((r) => r.startsWith('free memory left to free page reporting') && r.endsWith(why)),
     reporting.reasons.join(),
   );
+  // Above its balloon_max (the maximum was lowered) it is still brought back to it.
+  const over = guardBalloon(
+    {
+      history: hist({ ...roomy, balloon_max: 1900 * MiB, rss: 1900 * MiB }),
+      requested: 1024 * MiB,
+      state: {},
+      cycle: 1,
+      now: 0,
+      hostCanWait: why,
+      reportsFreePages: true,
+    },
+    cfg,
+  );
+  assert.equal(over.verdict, 'apply', over.reasons.join());
+  assert.equal(over.target, 1900 * MiB);
   const stalled = guardBalloon(
     { history: hist({ ...roomy, rss: 1900 * MiB }), requested: 1024 * MiB, state: {}, cycle: 1, now: 0, reportsFreePages: true },
     cfg,
