@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CounterSample, HugeSample } from './metrics.js';
+import { KSM_DIR } from '../../host/ksm-sysfs.js';
 
 function keyValues(text: string): Map<string, number> {
   const m = new Map<string, number>();
@@ -85,7 +86,7 @@ export interface KsmSample {
 }
 
 /** null on a kernel without KSM. */
-export function readKsmSample(root = '/sys/kernel/mm/ksm'): KsmSample | null {
+export function readKsmSample(root = KSM_DIR): KsmSample | null {
   const run = readOr(`${root}/run`);
   const sharing = readOr(`${root}/pages_sharing`);
   if (run === null || sharing === null) return null;

@@ -10,6 +10,7 @@ import { memoryCgroupMount } from './domain.js';
 import { LabUnavailable } from './errors.js';
 import { acquireExperimentLock } from './lock.js';
 import { sweepStale } from './stale.js';
+import { KSM_DIR } from '../../host/ksm-sysfs.js';
 import { ensureSwap, removeSwap, type SwapSetup } from './swap.js';
 import {
   addThrottledSwap,
@@ -133,7 +134,7 @@ async function probeThrough(dev: ThrottledSwap, version: 1 | 2): Promise<NonNull
   }
 }
 
-const KSM_RUN = '/sys/kernel/mm/ksm/run';
+const KSM_RUN = join(KSM_DIR, 'run');
 
 /**
  * KSM left scanning on the host (by an admin, or by a manager killed before it could put it

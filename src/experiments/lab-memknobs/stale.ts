@@ -3,9 +3,10 @@
 // would measure through them: a second swap device at the same priority takes half of the
 // swap traffic past the throttle. So each experiment, once it holds the lab lock (no other
 // experiment is running), removes what experiments whose process is gone left, and says so.
-import { existsSync, readdirSync, readFileSync, rmdirSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, rmdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { run } from '../../lab/proc.js';
+import { pidAlive, run } from '../../lab/proc.js';
+import { swapAreas } from './swap.js';
 import { memoryCgroupMount, v1Mount } from './domain.js';
 
 const OWNED = /ballast-lab-experiment-(\d+)(?:[-.]|$)/;
@@ -18,22 +19,13 @@ export function deadOwner(name: string, alive: (pid: number) => boolean): number
   return alive(pid) ? null : pid;
 }
 
-export function processAlive(pid: number): boolean {
+/** The active swap areas' names (none when the kernel has no /proc/swaps). */
+function activeSwaps(): string[] {
   try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    return swapAreas().map((a) => a.name);
+  } catch {
+    return [];
   }
-}
-
-/** The swap areas in /proc/swaps (first column), in the order listed. */
-export function parseSwaps(text: string): string[] {
-  return text
-    .split('\n')
-    .slice(1)
-    .map((l) => l.trim().split(/\s+/)[0] ?? '')
-    .filter((f) => f !== '');
 }
 
 /** What a loop device is backed by ('' when it is not set up or not a loop device). */
@@ -78,12 +70,9 @@ function removeCgroupTree(dir: string, say: (m: string) => void): boolean {
  * Removes the swap devices, swap files and cgroups of experiments that are no longer running.
  * Call with the lab lock held. Returns what it removed (also said).
  */
-export async function sweepStale(swapDir: string, say: (m: string) => void, alive: (pid: number) => boolean = processAlive): Promise<string[]> {
+export async function sweepStale(swapDir: string, say: (m: string) => void, alive: (pid: number) => boolean = pidAlive): Promise<string[]> {
   const removed: string[] = [];
-  let swaps: string[] = [];
-  try {
-    swaps = parseSwaps(readFileSync('/proc/swaps', 'utf8'));
-  } catch {}
+  const swaps = activeSwaps();
   const loops = loopDevices();
   for (const area of swaps) {
     const file = backingFile(area) || area;
@@ -103,7 +92,7 @@ export async function sweepStale(swapDir: string, say: (m: string) => void, aliv
   try {
     files = readdirSync(swapDir).filter((f) => /^ballast-lab-experiment-\d+\.swap$/.test(f));
   } catch {}
-  const active = new Set(parseSwaps(existsSync('/proc/swaps') ? readFileSync('/proc/swaps', 'utf8') : ''));
+  const active = new Set(activeSwaps());
   const backed = new Set(loopDevices().map((l) => l.file));
   for (const f of files) {
     const path = join(swapDir, f);

@@ -7,7 +7,7 @@ import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFil
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { validateWorkloadSpec, parseConsoleLine } from '../../../src/lab/console.js';
-import { deadOwner, parseSwaps } from '../../../src/experiments/lab-memknobs/stale.js';
+import { deadOwner } from '../../../src/experiments/lab-memknobs/stale.js';
 import {
   ALL_CONFIGS,
   CONFIG_TITLES,
@@ -646,12 +646,12 @@ test('stale lab state: owner PIDs from swap files and cgroup names, /proc/swaps 
   assert.equal(deadOwner('/var/tmp/other-2097.swap', alive), null, "not the lab's");
   assert.equal(deadOwner('ballast-lab-experiment-20970x', alive), null);
   assert.deepEqual(
-    parseSwaps(
+    swapAreas(
       'Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n/dev/loop1                              partition\t917500\t\t0\t\t32767\n/swap.img file 100 0 -2\n',
-    ),
+    ).map((a) => a.name),
     ['/dev/loop1', '/swap.img'],
   );
-  assert.deepEqual(parseSwaps('Filename\tType\tSize\tUsed\tPriority\n'), []);
+  assert.deepEqual(swapAreas('Filename\tType\tSize\tUsed\tPriority\n'), []);
 });
 
 test('KSM over a window: the share of samples it scanned in and the mean memory it saved', () => {
