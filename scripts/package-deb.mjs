@@ -32,6 +32,8 @@ import { gzipSync } from 'node:zlib';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const PREFIX = 'usr/lib/ballast';
 const DEFAULT_MAINTAINER = 'ballast maintainers <maintainers@ballast.invalid>';
+/** The policy directory a package installs (conffiles), in the order ballast runs them. */
+const DEFAULT_POLICY_DIR = ['default.policy', 'vmem.policy'];
 // Licenses Debian ships in /usr/share/common-licenses: referenced, not copied.
 const COMMON_LICENSES = new Set(['Apache-2.0', 'GPL-2', 'GPL-3', 'LGPL-2.1', 'LGPL-3', 'MPL-2.0', 'CC0-1.0']);
 // What of a dependency is not program: documentation (its license text goes into the copyright
@@ -210,12 +212,20 @@ function main() {
     copyFileSync(join(ROOT, 'contrib/ballast.service'), join(stage, 'usr/lib/systemd/system/ballast.service'));
 
     // The config (every key with its default: the libvirt driver, policies from
-    // /etc/ballast/policies, the API on /run/ballast/api.sock) and the default policy are the
-    // operator's to edit, so conffiles. The other shipped policies stay in /usr/lib/ballast/policies.
+    // /etc/ballast/policies, the API on /run/ballast/api.sock) and the policies it runs are the
+    // operator's to edit, so conffiles. Those policies give each kind of memory to its
+    // mechanism: default.policy (balloon and KSM, the one file a MOM policy setting names, so
+    // it stays MOM-runnable) and, after it in name order, vmem.policy (virtio-mem, ballast's
+    // own; it does nothing for guests without a device). Free page reporting needs no policy:
+    // the guard leaves what a reporting guest frees to it. The other shipped policies stay in
+    // /usr/lib/ballast/policies.
     mkdirSync(join(stage, 'etc/ballast/policies'), { recursive: true });
     copyFileSync(join(ROOT, 'examples/ballast.toml'), join(stage, 'etc/ballast/ballast.toml'));
-    copyFileSync(join(ROOT, 'policies/default.policy'), join(stage, 'etc/ballast/policies/default.policy'));
-    const conffiles = ['/etc/ballast/ballast.toml', '/etc/ballast/policies/default.policy'];
+    const conffiles = ['/etc/ballast/ballast.toml'];
+    for (const name of DEFAULT_POLICY_DIR) {
+      copyFileSync(join(ROOT, 'policies', name), join(stage, 'etc/ballast/policies', name));
+      conffiles.push(`/etc/ballast/policies/${name}`);
+    }
 
     const doc = join(stage, 'usr/share/doc/ballast');
     mkdirSync(join(doc, 'docs'), { recursive: true });

@@ -66,7 +66,11 @@ test('the .deb: builds offline, passes lintian, installs, runs, keeps its config
   assert.match(info, /^Architecture: all$/m);
   assert.match(info, /^Depends: nodejs \(>= 20\)$/m);
   const conffiles = ok('sh', ['-c', `dpkg-deb --ctrl-tarfile '${deb}' | tar -xO ./conffiles`]);
-  assert.deepEqual(conffiles.trim().split('\n').sort(), ['/etc/ballast/ballast.toml', '/etc/ballast/policies/default.policy']);
+  assert.deepEqual(conffiles.trim().split('\n').sort(), [
+    '/etc/ballast/ballast.toml',
+    '/etc/ballast/policies/default.policy',
+    '/etc/ballast/policies/vmem.policy',
+  ]);
   // Exactly the production dependencies: what npm itself says, nothing from devDependencies.
   const contents = ok('dpkg-deb', ['-c', deb]);
   const shipped = new Set([...contents.matchAll(/\.\/usr\/lib\/ballast\/(node_modules\/(?:@[^/]+\/)?[^/]+)\/package\.json$/gm)].map((m) => m[1]));
@@ -101,6 +105,8 @@ test('the .deb: builds offline, passes lintian, installs, runs, keeps its config
   assert.match(doctor.stdout, /\d+ ok, \d+ warn, \d+ fail/);
 
   ok('/usr/bin/ballast', ['policy', 'check', '/etc/ballast/policies/default.policy', '/usr/lib/ballast/policies/balloon.policy']);
+  // Every policy the package installs for the daemon parses.
+  ok('/usr/bin/ballast', ['policy', 'check', '/etc/ballast/policies/default.policy', '/etc/ballast/policies/vmem.policy']);
   assert.match(ok('/usr/bin/ballast', ['ksm', 'status']), /^KSM: /m);
 
   // systemd-analyze verify needs no running systemd (this also works in a container whose PID

@@ -171,3 +171,37 @@ test('vmem: under pressure a device unplugs what the guest has free beyond 20% o
   assert.equal(fine.guests[0]!.controls['vmem_target'], 1_048_576, 'plugged back to its maximum');
   assert.equal(fine.guests[1]!.controls['vmem_target'], undefined, 'already full');
 });
+
+test('the installed policy directory (default.policy, then vmem.policy) runs as one program: each mechanism acts on its own guests, in its own names', () => {
+  const DIR = compilePolicies(['default', 'vmem'].map((name) => ({ name, text: read(name) })));
+  const withDevice: EntityState = {
+    props: { name: 'vm-dev' },
+    vars: {},
+    stats: [
+      {
+        balloon_cur: 2_000_000,
+        balloon_max: 2_000_000,
+        balloon_min: 0,
+        mem_available: 2_000_000,
+        mem_unused: 900_000,
+        vmem_size: 1_048_576,
+        vmem_requested: 1_048_576,
+        vmem_block: 2048,
+        vmem_max: 1_048_576,
+      },
+    ],
+  };
+  // The vmem module gives every guest the device fields, null without one.
+  const plain = vm('plain', 2_000_000, 1_000_000);
+  Object.assign(plain.stats[0]!, { vmem_size: null, vmem_requested: null, vmem_block: null, vmem_max: null });
+  const r = evaluate(DIR, hostAt(0.1), [withDevice, plain]);
+  assert.deepEqual(r.errors, []);
+  assert.equal(r.guests[0]!.controls['vmem_target'], 1_048_576 - (900_000 - 400_000), 'the device unplugs as vmem.policy alone would');
+  assert.equal(
+    r.guests[0]!.controls['balloon_target'],
+    evaluate(DEFAULT, hostAt(0.1), [withDevice]).guests[0]!.controls['balloon_target'],
+    'the balloon as default.policy alone would',
+  );
+  assert.deepEqual(r.guests[1]!.controls, { balloon_target: 1_900_000 }, 'a guest without a device: the balloon only');
+  assert.equal(r.host.controls['ksm_run'], 1);
+});
