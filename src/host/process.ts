@@ -1,4 +1,5 @@
 // Facts about one process from /proc/PID: resident memory (KiB), CPU ticks, KSM merging.
+import { readFileSync } from 'node:fs';
 import { keyValue, readTextIfExists } from './files.js';
 
 /** VmRSS of a /proc/PID/status text, KiB; null for kernel threads and zombies (no VmRSS line). */
@@ -105,4 +106,20 @@ export async function sumRss(root: string, pids: readonly number[]): Promise<num
   let total = 0;
   for (const pid of pids) total += (await readProcessRss(root, pid)) ?? 0;
   return total;
+}
+
+/** True when a process with this PID exists and is not a zombie (a zombie has exited: its
+ *  parent has only not reaped it yet). A process of another user counts as alive. */
+export function pidAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    return statFieldsAfterComm(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.[0] !== 'Z';
+  } catch {
+    return true; // gone between the two looks, or no /proc: kill(0) said it was there
+  }
 }

@@ -2,6 +2,7 @@
 // The lab is tooling (it may spawn virsh, qemu, apt-get); the ballast drivers never use these.
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync, unlinkSync, writeSync, constants as fsc } from 'node:fs';
+import { pidAlive } from '../host/process.js';
 
 export interface RunResult {
   code: number | null;
@@ -49,23 +50,8 @@ export async function runOk(cmd: string, args: string[], opts: Parameters<typeof
   return r.stdout;
 }
 
-/** True when a process with this PID exists (and is not a zombie). */
-export function pidAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Field 3 (after the parenthesised command name) is the state; Z = zombie.
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z';
-  } catch {
-    return true;
-  }
-}
+// pidAlive lives with the other /proc facts about a process (the daemon uses it too).
+export { pidAlive };
 
 /** The executable name of a PID (from /proc/PID/comm), or null when it is gone. */
 export function pidComm(pid: number): string | null {

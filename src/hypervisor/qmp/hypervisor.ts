@@ -3,7 +3,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import type { GuestSample, Hypervisor, HypervisorCapabilities, HypervisorConnection, LifecycleEvent } from '../../types.js';
-import { readProcessRss } from '../../host/process.js';
+import { pidAlive, readProcessRss } from '../../host/process.js';
 import { withMomDefaults } from '../mom-defaults.js';
 import { QmpClient, QmpCommandError, type QmpEvent } from './client.js';
 import { guestStatsToMom, staleReason, type GuestStatsReply } from './stats.js';
@@ -555,7 +555,7 @@ export class QmpHypervisor implements Hypervisor {
       if (code === 'ECONNREFUSED' || code === 'ENOENT') {
         // Refused: nobody listens, unless the QEMU we knew still lives (then: busy, try again).
         const pid = c.info?.pid ?? null;
-        if (pid !== null && processAlive(pid)) return this.staleSample(c, `QMP: ${msg}; retried at the next collection`);
+        if (pid !== null && pidAlive(pid)) return this.staleSample(c, `QMP: ${msg}; retried at the next collection`);
         if (c.everConnected) {
           c.everConnected = false;
           c.info = null;
@@ -711,15 +711,6 @@ async function socketIdentity(path: string): Promise<string | null> {
     return `${st.dev}:${st.ino}:${st.ctimeMs}`;
   } catch {
     return null;
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
