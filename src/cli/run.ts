@@ -12,7 +12,7 @@ import { EventLog } from '../api/event-log.js';
 import { startServers, tokensOf, type Servers } from '../api/serve.js';
 import { smallHeap } from './heap.js';
 import { checkTokenFiles } from '../config/secret-file.js';
-import { lockFor } from '../daemon/instance-lock.js';
+import { defaultRuntimeDir, lockFor } from '../daemon/instance-lock.js';
 
 interface RunOptions {
   config?: string;
@@ -50,7 +50,9 @@ export async function run(opts: RunOptions): Promise<void> {
   // again for callers that did not come through main.ts, or take them back.
   smallHeap(config.engine.small_heap);
   for (const note of mom?.notes ?? []) logger.info('mom_config', { file: opts.momConfig, note });
-  const daemon = await Daemon.create({ config, logger, policyFiles: mom?.policyFiles });
+  // The simulator's KSM is its own: only a real host's state needs to outlive a crash.
+  const stateDir = config.hypervisor.driver === 'sim' ? undefined : defaultRuntimeDir();
+  const daemon = await Daemon.create({ config, logger, policyFiles: mom?.policyFiles, stateDir });
   let servers: Servers | undefined;
   await new Promise<void>((done, fail) => {
     let signalled = false;

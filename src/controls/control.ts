@@ -96,6 +96,9 @@ export interface ControlEnv {
   hypervisor: Hypervisor;
   /** Set when the driver's connection is read-only (observe only): the reason. */
   readOnly?: string;
+  /** A directory for state that must outlive a crash of the daemon (its runtime directory,
+   *  /run/ballast for root); unset: nothing is kept. */
+  stateDir?: string;
   /** The latest sample of a guest, by driver id (the collection in progress first). */
   lookup(guestId: string): GuestSample | undefined;
   log: Logger;

@@ -28,6 +28,8 @@ export interface DaemonOptions {
   policyFiles?: string[];
   /** Called after every policy cycle (views). */
   onCycle?: (engine: Engine) => void;
+  /** The runtime directory: modules keep there what must outlive a crash (KSM's journal). */
+  stateDir?: string;
 }
 
 export class Daemon {
@@ -54,6 +56,7 @@ export class Daemon {
       controls: CONTROLS,
       sections: config,
       readOnly: config.hypervisor.readonly ? 'hypervisor.readonly = true (observe only)' : undefined,
+      stateDir: opts.stateDir,
       policy: null,
       evaluateOptions: { stepBudget: c.step_budget },
       historyLength: c.history_length,

@@ -45,6 +45,8 @@ export interface EngineOptions<P = CompiledPolicy> {
   sections?: Readonly<Record<string, unknown>>;
   /** Set when the driver's connection is read-only (observe only): the reason. */
   readOnly?: string;
+  /** Where a module may keep what must outlive a crash (the daemon's runtime directory). */
+  stateDir?: string;
   logger?: Logger;
   /** Seconds; the simulator passes its simulated clock. Default: wall clock. */
   now?: () => number;
@@ -136,7 +138,13 @@ export class Engine<P = CompiledPolicy> {
     // Every module sets itself up with its own config section and what this host offers; one
     // that cannot (no backend, no driver support) or that its section turns off still plans,
     // as vetoes.
-    const env: ControlEnv = { hypervisor: this.hypervisor, readOnly: opts.readOnly, lookup: (id) => this.guests.lookup(id), log: this.log };
+    const env: ControlEnv = {
+      hypervisor: this.hypervisor,
+      readOnly: opts.readOnly,
+      stateDir: opts.stateDir,
+      lookup: (id) => this.guests.lookup(id),
+      log: this.log,
+    };
     const planned: PlannedControl[] = [];
     const byControl = new Map<string, ControlModule>();
     for (const module of modules) {

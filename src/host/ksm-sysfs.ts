@@ -1,10 +1,13 @@
 // KSM as the kernel exposes it in /sys/kernel/mm/ksm: reading its counters as ksm_* host
 // fields, and the KsmBackend that writes its knobs, verifies them by reading back, reports
 // refusals (EPERM, EROFS, EBUSY, EINVAL) in words an operator can act on, retries refused
-// settings on the next cycle, and can put back the values it found.
+// settings on the next cycle, and can put back the values it found, even after a crash: the
+// values found are journalled to a file a clean restore removes (KsmJournal).
+import { readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import type { KsmBackend, KsmSettings, Stats } from '../types.js';
 import { errnoOf, listDir, readText, under } from './files.js';
+import { pidAlive } from './process.js';
 
 export const KSM_DIR = '/sys/kernel/mm/ksm';
 
@@ -146,6 +149,9 @@ export class KsmSysfs implements KsmBackend {
   private readonly io: SysfsIo;
   /** Values found before ballast first changed each knob (raw file text, trimmed). */
   private readonly originals = new Map<Knob, string>();
+  /** What ballast last wrote to each knob it changed (the journal's check on a restart). */
+  private readonly wrote = new Map<Knob, string>();
+  private journal: string | null = null;
   /** Settings the kernel refused last time: tried again with the next write. */
   private pending: Partial<Record<Knob, string>> = {};
 
@@ -216,6 +222,9 @@ export class KsmSysfs implements KsmBackend {
     }
     if (before === raw) return;
     if (!this.originals.has(knob)) this.originals.set(knob, before);
+    // Journalled before the write: a crash right after it still knows what to put back.
+    this.wrote.set(knob, raw);
+    this.saveJournal();
     await this.io.write(this.path(knob), raw);
     const after = await this.current(knob);
     if (after !== raw) {
@@ -239,6 +248,7 @@ export class KsmSysfs implements KsmBackend {
       try {
         await this.writeKnob(knob, raw);
         this.originals.delete(knob);
+        this.wrote.delete(knob);
       } catch (err) {
         const code = errnoOf(err);
         failures.push({
@@ -248,6 +258,104 @@ export class KsmSysfs implements KsmBackend {
         });
       }
     }
+    this.saveJournal();
     if (failures.length > 0) throw new KsmWriteError(failures);
+  }
+
+  /**
+   * Journals the values found to `path` from now on (rewritten, write-and-rename, whenever
+   * ballast changes a knob; removed once everything is put back), and first takes over the
+   * journal an earlier daemon left there by dying before its restore. Of that journal a knob is
+   * kept only while it still holds what the dead daemon last wrote: one changed since (by hand,
+   * by a reboot) is the operator's, and neither it nor its old value is touched. Returns the
+   * knobs taken over with the values they will be put back to; a journal that cannot be
+   * parsed is set aside (renamed .bad) and nothing is taken over.
+   */
+  async keepJournal(path: string): Promise<Record<string, string>> {
+    const taken: Record<string, string> = {};
+    let old: KsmJournalFile | null = null;
+    try {
+      old = parseJournal(readFileSync(path, 'utf8'));
+    } catch (err) {
+      if (errnoOf(err) !== 'ENOENT') renameQuietly(path, `${path}.bad`);
+    }
+    // Two daemons driving the host's one KSM would undo each other; the journal stays the first's.
+    if (old && old.pid !== process.pid && pidAlive(old.pid)) throw new Error(`ballast PID ${old.pid} keeps the KSM journal ${path}: not journalling here`);
+    this.journal = path;
+    for (const [name, entry] of Object.entries(old?.knobs ?? {})) {
+      const knob = name as Knob;
+      if (!entry || !RESTORE_ORDER.includes(knob) || this.originals.has(knob)) continue;
+      if ((await this.current(knob).catch(() => null)) !== entry.wrote) continue;
+      this.originals.set(knob, entry.found);
+      this.wrote.set(knob, entry.wrote);
+      taken[knob] = entry.found;
+    }
+    try {
+      // With nothing changed yet there is nothing to write: try the directory now, so that a
+      // journal that cannot be kept is said at start, not found out after a crash.
+      if (this.originals.size === 0) {
+        writeFileSync(`${path}.${process.pid}.tmp`, '');
+        unlinkSync(`${path}.${process.pid}.tmp`);
+      }
+      this.writeJournal(path);
+    } catch (err) {
+      this.journalError = (err as Error).message;
+      throw new Error(`cannot keep the KSM journal ${path}: ${this.journalError}`);
+    }
+    return taken;
+  }
+
+  /** Why the journal could not be written last time (null: written). A journal that cannot be
+   *  written does not stop KSM control: only a crash's restore is lost. */
+  journalError: string | null = null;
+
+  private saveJournal(): void {
+    if (this.journal === null) return;
+    try {
+      this.writeJournal(this.journal);
+      this.journalError = null;
+    } catch (err) {
+      this.journalError = (err as Error).message;
+    }
+  }
+
+  private writeJournal(path: string): void {
+    if (this.originals.size === 0) {
+      try {
+        unlinkSync(path);
+      } catch (err) {
+        if (errnoOf(err) !== 'ENOENT') throw err;
+      }
+      return;
+    }
+    const file: KsmJournalFile = { pid: process.pid, knobs: {} };
+    for (const [knob, found] of this.originals) file.knobs[knob] = { found, wrote: this.wrote.get(knob) ?? found };
+    const tmp = `${path}.${process.pid}.tmp`;
+    writeFileSync(tmp, JSON.stringify(file) + '\n');
+    renameSync(tmp, path);
+  }
+}
+
+/** The journal's content: per knob, the value found before ballast changed it and the value
+ *  ballast last wrote. */
+interface KsmJournalFile {
+  pid: number;
+  knobs: Partial<Record<string, { found: string; wrote: string }>>;
+}
+
+function parseJournal(text: string): KsmJournalFile {
+  const j = JSON.parse(text) as KsmJournalFile;
+  if (typeof j !== 'object' || j === null || !Number.isInteger(j.pid) || typeof j.knobs !== 'object' || j.knobs === null) throw new Error('not a KSM journal');
+  for (const e of Object.values(j.knobs)) {
+    if (typeof e?.found !== 'string' || typeof e.wrote !== 'string') throw new Error('not a KSM journal');
+  }
+  return j;
+}
+
+function renameQuietly(from: string, to: string): void {
+  try {
+    renameSync(from, to);
+  } catch {
+    // unreadable and immovable: left as it is
   }
 }

@@ -1,7 +1,8 @@
 // The KSM backend on a fixture directory, with the kernel's refusals injected.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -125,3 +126,65 @@ test('a kernel without advisor_mode / smart_scan: setting is reported as ignored
   assert.equal(file(root, 'run'), '1');
   await k.write({}); // nothing pending
 });
+
+test('the journal: a daemon that dies before its restore leaves the values it found, and the next one puts those back, not what the dead one left', async (t) => {
+  const root = ksmDir();
+  const state = mkdtempSync(join(tmpdir(), 'ballast-ksm-state-'));
+  t.after(() => {
+    rmSync(root, { recursive: true, force: true });
+    rmSync(state, { recursive: true, force: true });
+  });
+  const journal = join(state, 'ksm-found.json');
+  // The first daemon journals before each change; it "dies" (is dropped) without restoring.
+  const first = new KsmSysfs({ root });
+  assert.deepEqual(await first.keepJournal(journal), {});
+  assert.equal(existsSync(journal), false, 'nothing changed: no journal');
+  await first.write({ run: 1, pages_to_scan: 400, sleep_millisecs: 10 });
+  await first.write({ pages_to_scan: 700 });
+  const j = JSON.parse(readFileSync(journal, 'utf8'));
+  assert.deepEqual(j.knobs, { run: { found: '0', wrote: '1' }, pages_to_scan: { found: '100', wrote: '700' }, sleep_millisecs: { found: '20', wrote: '10' } });
+  // A journal whose daemon is alive (here: a sleeping child) is not taken over.
+  const live = spawn('sleep', ['5']);
+  t.after(() => live.kill());
+  writeFileSync(journal, JSON.stringify({ ...j, pid: live.pid }));
+  await assert.rejects(new KsmSysfs({ root }).keepJournal(journal), /keeps the KSM journal/);
+  writeFileSync(journal, JSON.stringify({ ...j, pid: deadPid() }));
+  // Meanwhile the operator set sleep_millisecs by hand: that knob is theirs now.
+  writeFileSync(join(root, 'sys/kernel/mm/ksm/sleep_millisecs'), '50\n');
+
+  const second = new KsmSysfs({ root });
+  assert.deepEqual(await second.keepJournal(journal), { run: '0', pages_to_scan: '100' });
+  assert.deepEqual(second.changed(), { run: '0', pages_to_scan: '100' });
+  await second.write({ pages_to_scan: 900 });
+  assert.equal(JSON.parse(readFileSync(journal, 'utf8')).knobs.pages_to_scan.found, '100', 'still what the first daemon found');
+  await second.restore();
+  assert.deepEqual([file(root, 'run'), file(root, 'pages_to_scan'), file(root, 'sleep_millisecs')], ['0', '100', '50']);
+  assert.equal(existsSync(journal), false, 'everything put back: the journal is removed');
+});
+
+test('the journal: a file that is not a journal is set aside, and one that cannot be written does not stop KSM control', async (t) => {
+  const root = ksmDir();
+  const state = mkdtempSync(join(tmpdir(), 'ballast-ksm-state-'));
+  t.after(() => {
+    rmSync(root, { recursive: true, force: true });
+    rmSync(state, { recursive: true, force: true });
+  });
+  const journal = join(state, 'ksm-found.json');
+  writeFileSync(journal, '{"knobs": {"run": 1}');
+  const k = new KsmSysfs({ root });
+  assert.deepEqual(await k.keepJournal(journal), {});
+  assert.equal(readFileSync(`${journal}.bad`, 'utf8'), '{"knobs": {"run": 1}');
+  await k.write({ run: 1 });
+  assert.deepEqual(JSON.parse(readFileSync(journal, 'utf8')).knobs, { run: { found: '0', wrote: '1' } });
+
+  const nowhere = new KsmSysfs({ root });
+  await assert.rejects(nowhere.keepJournal(join(state, 'no-such-dir', 'ksm-found.json')), /cannot keep the KSM journal/);
+  await nowhere.write({ pages_to_scan: 500 });
+  assert.equal(file(root, 'pages_to_scan'), '500', 'KSM is still driven');
+  assert.match(nowhere.journalError ?? '', /ENOENT/);
+});
+
+/** A PID no process has: a child that has exited and been reaped. */
+function deadPid(): number {
+  return spawnSync('true').pid!;
+}
