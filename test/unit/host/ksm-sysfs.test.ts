@@ -128,13 +128,7 @@ test('a kernel without advisor_mode / smart_scan: setting is reported as ignored
 });
 
 test('the journal: a daemon that dies before its restore leaves the values it found, and the next one puts those back, not what the dead one left', async (t) => {
-  const root = ksmDir();
-  const state = mkdtempSync(join(tmpdir(), 'ballast-ksm-state-'));
-  t.after(() => {
-    rmSync(root, { recursive: true, force: true });
-    rmSync(state, { recursive: true, force: true });
-  });
-  const journal = join(state, 'ksm-found.json');
+  const { root, journal } = journalFixture(t);
   // The first daemon journals before each change; it "dies" (is dropped) without restoring.
   const first = new KsmSysfs({ root });
   assert.deepEqual(await first.keepJournal(journal), {});
@@ -163,13 +157,7 @@ test('the journal: a daemon that dies before its restore leaves the values it fo
 });
 
 test('the journal: a file that is not a journal is set aside, and one that cannot be written does not stop KSM control', async (t) => {
-  const root = ksmDir();
-  const state = mkdtempSync(join(tmpdir(), 'ballast-ksm-state-'));
-  t.after(() => {
-    rmSync(root, { recursive: true, force: true });
-    rmSync(state, { recursive: true, force: true });
-  });
-  const journal = join(state, 'ksm-found.json');
+  const { root, state, journal } = journalFixture(t);
   writeFileSync(journal, '{"knobs": {"run": 1}');
   const k = new KsmSysfs({ root });
   assert.deepEqual(await k.keepJournal(journal), {});
@@ -187,4 +175,15 @@ test('the journal: a file that is not a journal is set aside, and one that canno
 /** A PID no process has: a child that has exited and been reaped. */
 function deadPid(): number {
   return spawnSync('true').pid!;
+}
+
+/** KSM files and an empty state directory, removed after the test. */
+function journalFixture(t: { after(fn: () => void): void }) {
+  const root = ksmDir();
+  const state = mkdtempSync(join(tmpdir(), 'ballast-ksm-state-'));
+  t.after(() => {
+    rmSync(root, { recursive: true, force: true });
+    rmSync(state, { recursive: true, force: true });
+  });
+  return { root, state, journal: join(state, 'ksm-found.json') };
 }
