@@ -5,7 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KsmSysfs, KSM_DIR } from '../../src/host/ksm-sysfs.js';
 import { gatherKsmStatus } from '../../src/host/ksm-status.js';
@@ -13,7 +14,7 @@ import { KsmSource } from '../../src/host/ksm.js';
 import { findMemoryCgroup } from '../../src/host/cgroup.js';
 import { MemoryDomainSource } from '../../src/host/memory-domain.js';
 import { CgroupLimits } from '../../src/host/cgroup-limits.js';
-import { skipLoudly as skip } from './fixture.js';
+import { skipLoudly as skip, spawnDaemon, writeDaemonConfig } from './fixture.js';
 
 function writable(path: string): boolean {
   try {
@@ -59,6 +60,72 @@ test('KSM sysfs: write knobs on the real kernel, read back, restore the original
   await k.restore();
   for (const [f, v] of Object.entries(before)) assert.equal(readFileSync(join(KSM_DIR, f), 'utf8').trim(), v, `${f} restored`);
 });
+
+test('ballast run killed with SIGKILL leaves KSM as it set it; the next daemon puts back what the first found, from its journal (real KSM)', async (t) => {
+  if (!existsSync(KSM_DIR)) return skip(t, `${KSM_DIR} does not exist (kernel without KSM)`);
+  if (!writable(join(KSM_DIR, 'pages_to_scan'))) return skip(t, `${KSM_DIR} is not writable here (not root, or read-only sysfs)`);
+  const knob = (f: string) => readFileSync(join(KSM_DIR, f), 'utf8').trim();
+  const before = { pages_to_scan: knob('pages_to_scan'), sleep_millisecs: knob('sleep_millisecs') };
+  const dir = mkdtempSync(join(tmpdir(), 'ballast-ksm-journal-'));
+  const runtime = join(dir, 'runtime');
+  const saved = process.env.BALLAST_RUNTIME_DIR;
+  process.env.BALLAST_RUNTIME_DIR = runtime; // spawnDaemon's children inherit it
+  t.after(() => {
+    for (const [f, v] of Object.entries(before)) writeFileSync(join(KSM_DIR, f), v); // whatever happened
+    if (saved === undefined) delete process.env.BALLAST_RUNTIME_DIR;
+    else process.env.BALLAST_RUNTIME_DIR = saved;
+    rmSync(dir, { recursive: true, force: true });
+  });
+  mkdirSync(join(dir, 'policies'));
+  mkdirSync(join(dir, 'qmp'));
+  // No guests (an empty QMP directory): only the host's KSM is driven, and ksmd is not started.
+  const config = writeDaemonConfig(dir, { hypervisor: { driver: 'qmp', qmp_dir: join(dir, 'qmp') }, ksm: { enabled: true }, api: { socket: '' } });
+  const pts = Number(before.pages_to_scan) === 1234 ? 1235 : 1234;
+  const sleep = Number(before.sleep_millisecs) === 77 ? 78 : 77;
+  const policy = join(dir, 'policies', '10-ksm.policy');
+  writeFileSync(policy, `(Host.Control "ksm_pages_to_scan" ${pts})\n(Host.Control "ksm_sleep_millisecs" ${sleep})\n`);
+  const journal = join(runtime, 'ksm-found.json');
+
+  const first = spawnDaemon(config);
+  t.after(() => first.proc.kill('SIGKILL'));
+  await waitFor(
+    () => knob('pages_to_scan') === String(pts) && knob('sleep_millisecs') === String(sleep),
+    30_000,
+    () => first.logText(),
+  );
+  assert.deepEqual(JSON.parse(readFileSync(journal, 'utf8')).knobs, {
+    pages_to_scan: { found: before.pages_to_scan, wrote: String(pts) },
+    sleep_millisecs: { found: before.sleep_millisecs, wrote: String(sleep) },
+  });
+  first.proc.kill('SIGKILL');
+  await first.exited;
+  assert.equal(knob('pages_to_scan'), String(pts), 'a killed daemon cannot put KSM back');
+
+  // The next daemon runs no KSM policy: all it does with KSM is put back what the first found.
+  rmSync(policy);
+  const second = spawnDaemon(config);
+  t.after(() => second.proc.kill('SIGKILL'));
+  await waitFor(
+    () => second.logs.some((r) => r.event === 'started'),
+    30_000,
+    () => second.logText(),
+  );
+  const taken = second.logs.find((r) => r.event === 'ksm_journal_taken_over');
+  assert.deepEqual(taken?.knobs, before, second.logText());
+  second.proc.kill('SIGTERM');
+  assert.equal(await second.exited, 0, second.logText());
+  assert.deepEqual({ pages_to_scan: knob('pages_to_scan'), sleep_millisecs: knob('sleep_millisecs') }, before, 'put back as the first daemon found them');
+  assert.equal(existsSync(journal), false, 'everything put back: no journal left');
+});
+
+/** Polls `ok` every 100 ms; fails with `why()` after `ms`. */
+async function waitFor(ok: () => boolean, ms: number, why: () => string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > end) assert.fail(`timed out after ${ms / 1000} s\n${why()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 test('memory cgroup (real): domain fields of a child cgroup with a limit; per-guest limits on a process', async (t) => {
   const self = await findMemoryCgroup('/', 'self');
