@@ -81,7 +81,10 @@ export interface PolicyWatcherOptions<P> {
   /** Called with each newly accepted policy. */
   onPolicy: (p: P, files: string[]) => void;
   logger?: Logger;
-  /** Seconds between directory checks (the fs.watch events only make a check come sooner). */
+  /** Seconds between directory checks. Default: 2 while no fs.watch watches the directory;
+   *  30 with one, whose events make checks come at once (the poll only backs it up: inotify
+   *  misses changes on network and some overlay mounts, and a check every 2 s was a twentieth
+   *  of an idle daemon's CPU). */
   pollS?: number;
   /** Quiet time after a change before reloading, so an editor's save is seen whole (ms). */
   debounceMs?: number;
@@ -157,12 +160,10 @@ export class PolicyWatcher<P> {
     } catch {
       // No inotify (or the directory is missing): polling alone will do.
     }
-    this.poll = setInterval(
-      () => {
-        if (!this.debounce) this.check();
-      },
-      (this.opts.pollS ?? 2) * 1000,
-    );
+    const pollS = this.opts.pollS ?? (this.watcher ? 30 : 2);
+    this.poll = setInterval(() => {
+      if (!this.debounce) this.check();
+    }, pollS * 1000);
     this.poll.unref();
     return ok;
   }

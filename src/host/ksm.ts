@@ -26,6 +26,24 @@ export async function findKernelThread(root: string, comm: string): Promise<numb
 /** Collections between two listings of the KSM directory (5 min at MOM's 5 s). */
 const RELIST_EVERY = 60;
 
+/** KSM's settings that no policy control writes (an operator changes them by hand): read
+ *  every SETTINGS_EVERY collections, the last values reported in between, which saves ten of
+ *  some two dozen reads a collection. The counters and the knobs policies drive (run,
+ *  pages_to_scan, sleep_millisecs, merge_across_nodes) are read at every collection: the KSM
+ *  control learns what is in force from them. */
+const SETTINGS = new Set([
+  'advisor_max_cpu',
+  'advisor_max_pages_to_scan',
+  'advisor_min_pages_to_scan',
+  'advisor_target_scan_time',
+  'advisor_mode',
+  'max_page_sharing',
+  'smart_scan',
+  'stable_node_chains_prune_millisecs',
+  'use_zero_pages',
+]);
+const SETTINGS_EVERY = 15;
+
 export interface KsmSourceOptions {
   root?: string;
   dir?: string;
@@ -46,6 +64,9 @@ export class KsmSource implements HostSource {
    *  failed to read), not at every collection. */
   private names: string[] | null = null;
   private sinceListed = 0;
+  /** The settings files as last read, and the collections since. */
+  private settings: Record<string, string> = {};
+  private sinceSettings = 0;
 
   constructor(private readonly opts: KsmSourceOptions = {}) {
     this.root = opts.root ?? '/';
@@ -65,8 +86,15 @@ export class KsmSource implements HostSource {
       this.names = await listKsmFiles(this.root, this.dir);
       this.sinceListed = 0;
     }
-    const files = await readKsmFiles(this.root, this.dir, this.names);
-    if (Object.keys(files).length < this.names.length) this.names = null; // one failed: list again
+    const allNow = this.sinceSettings === 0 || this.sinceSettings >= SETTINGS_EVERY;
+    const wanted = allNow ? this.names : this.names.filter((n) => !SETTINGS.has(n));
+    const files = await readKsmFiles(this.root, this.dir, wanted);
+    if (Object.keys(files).length < wanted.length) this.names = null; // one failed: list again
+    if (allNow) {
+      this.settings = Object.fromEntries(Object.entries(files).filter(([n]) => SETTINGS.has(n)));
+      this.sinceSettings = 0;
+    } else Object.assign(files, this.settings);
+    this.sinceSettings++;
     const stats = ksmFieldsFromFiles(files);
     const pids = this.opts.guestPids ? await this.opts.guestPids() : [];
     stats.ksm_shareable = await sumRss(this.root, pids);

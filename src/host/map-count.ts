@@ -89,11 +89,12 @@ export class MapCountSource implements HostSource {
   private last: { at: number; top: MapCountScan['top'] } | null = null;
 
   /** The scan reads every process's maps (3 ms for 85 processes here, tens of ms on a node
-   *  running hundreds): done at most every `rescanMs` (map counts creep up over minutes; the
-   *  alert is a warning, not a guard), the last result reported in between. */
+   *  running hundreds, and a sixth of an idle daemon's CPU when it ran every minute): done at
+   *  most every `rescanMs` (map counts creep up over minutes and hours; the alert is a
+   *  warning, not a guard), the last result reported in between. */
   constructor(
     private readonly root = '/',
-    private readonly rescanMs = 60_000,
+    private readonly rescanMs = 300_000,
     private readonly now: () => number = Date.now,
   ) {}
 

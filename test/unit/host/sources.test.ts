@@ -121,3 +121,24 @@ test('ksm source: the directory is listed once, again after a file failed to rea
   for (let i = 0; i < 60 && seen === undefined; i++) seen = (await src.collect()).ksm_later_counter;
   assert.equal(seen, 7);
 });
+
+test('ksm source: counters and the knobs policies drive are read at every collection, the other settings every 15th', async (t) => {
+  const root = tree();
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const ksm = join(root, 'sys/kernel/mm/ksm');
+  writeFileSync(join(ksm, 'use_zero_pages'), '0\n');
+  writeFileSync(join(ksm, 'merge_across_nodes'), '1\n');
+  const src = new KsmSource({ root });
+  assert.equal((await src.collect()).ksm_use_zero_pages, 0);
+  writeFileSync(join(ksm, 'use_zero_pages'), '1\n');
+  writeFileSync(join(ksm, 'merge_across_nodes'), '0\n');
+  writeFileSync(join(ksm, 'pages_to_scan'), '555\n');
+  const next = await src.collect();
+  assert.equal(next.ksm_pages_to_scan, 555, 'a policy knob: read now');
+  assert.equal(next.ksm_merge_across_nodes, 0, 'a policy knob: read now');
+  assert.equal(next.ksm_use_zero_pages, 0, 'a setting: the last value read, until its next read');
+  const seen: unknown[] = [];
+  for (let i = 0; i < 15; i++) seen.push((await src.collect()).ksm_use_zero_pages);
+  assert.equal(seen.at(-1), 1, 'read again within 15 collections');
+  assert.ok(seen.indexOf(1) >= 12, `not read again before its turn (${seen.join(',')})`);
+});
