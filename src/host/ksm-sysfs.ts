@@ -2,7 +2,7 @@
 // fields, and the KsmBackend that writes its knobs, verifies them by reading back, reports
 // refusals (EPERM, EROFS, EBUSY, EINVAL) in words an operator can act on, retries refused
 // settings on the next cycle, and can put back the values it found, even after a crash: the
-// values found are journalled to a file a clean restore removes (KsmJournal).
+// values found are journalled to a file that a clean restore removes (keepJournal).
 import { readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import type { KsmBackend, KsmSettings, Stats } from '../types.js';

@@ -27,7 +27,7 @@ export async function findKernelThread(root: string, comm: string): Promise<numb
 const RELIST_EVERY = 60;
 
 /** KSM's settings that no policy control writes (an operator changes them by hand): read
- *  every SETTINGS_EVERY collections, the last values reported in between, which saves ten of
+ *  every SETTINGS_EVERY collections, the last values reported in between, which saves nine of
  *  some two dozen reads a collection. The counters and the knobs policies drive (run,
  *  pages_to_scan, sleep_millisecs, merge_across_nodes) are read at every collection: the KSM
  *  control learns what is in force from them. */
