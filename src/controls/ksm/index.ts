@@ -26,7 +26,7 @@ export const ksm = {
   section: { key: 'ksm' as const, schema: ksmSection },
   enabled: (s) => s.enabled,
   offReason: 'KSM control disabled (config ksm.enabled)',
-  guard: (control, requested) => guardKsm(control, requested),
+  guard: (control, requested, latest, safeguards) => guardKsm(control, requested, latest, safeguards),
   setup(env, section) {
     if (!section.enabled) return 'KSM control disabled (config ksm.enabled)';
     // The driver says where its guests' KSM is (the host's sysfs, the simulator's); a driver that

@@ -287,6 +287,22 @@ test("hostCanWait: only a host with PSI, swap room and huge pages in use, not st
   assert.ok(hostCanWait({ ...host, psi_some_avg10: 50, domain_psi_some_avg10: 0 }, cfg) !== null);
 });
 
+test('KSM is not started while the host can wait (it would split huge pages); a stalling host, KSM already running, or the rule off: as the policy asks', () => {
+  const calm = { psi_some_avg10: 0.4, swap_total: 896 * MiB, swap_usage: 240 * MiB, anon_huge_pages: 900 * MiB, ksm_run: 0 };
+  const held = guardKsm('ksm_run', 1, calm, cfg);
+  assert.equal(held.verdict, 'apply');
+  assert.equal(held.value, 0, 'held stopped');
+  assert.ok(held.reasons.at(-1)?.startsWith('not started: the host is not stalling on memory'), held.reasons.join());
+  assert.ok(held.reasons.at(-1)?.endsWith('that KSM would split'), held.reasons.join());
+  assert.equal(guardKsm('ksm_run', 1, { ...calm, psi_some_avg10: 5 }, cfg).value, 1, 'the host stalls: KSM starts');
+  assert.equal(guardKsm('ksm_run', 1, { ...calm, swap_usage: 800 * MiB }, cfg).value, 1, 'swap runs short: KSM starts');
+  assert.equal(guardKsm('ksm_run', 1, { ...calm, ksm_run: 1 }, cfg).value, 1, 'already running: left to the policy');
+  assert.equal(guardKsm('ksm_run', 1, calm, { ...cfg, cacheStallPercent: null }).value, 1, 'rule off (MOM style)');
+  assert.equal(guardKsm('ksm_run', 0, calm, cfg).value, 0, 'stopping is never held');
+  assert.equal(guardKsm('ksm_pages_to_scan', 400, calm, cfg).value, 400, 'the other knobs as asked');
+  assert.equal(guardKsm('ksm_run', 1).value, 1, 'no host sample: as asked');
+});
+
 test('cache-aware floor falls back to counting cache when mem_usable is missing, off, or contradicts mem_unused', () => {
   for (const [s, c] of [
     [g({ mem_unused: 300 * MiB }), cfg],

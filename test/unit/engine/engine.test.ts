@@ -698,3 +698,30 @@ test("page cache and the host: the balloon leaves a guest's cache while the host
   assert.equal(stalled.outcomes[0]!.action.to, 2048 * MiB - Math.floor(0.05 * 2048 * MiB));
   assert.ok(logger.records.some((x) => x.event === 'action' && String(x.reason).includes('page cache taken at most')));
 });
+
+test('KSM and the host: a policy that starts KSM is held while the host can wait, and starts it once the host stalls', async () => {
+  const hv = new FakeHypervisor([]);
+  const ksm = new FakeKsm();
+  const host = { psi_some_avg10: 0.3, swap_total: 1024 * MiB, swap_usage: 100 * MiB, anon_huge_pages: 800 * MiB };
+  const policy: FnPolicy = (h) => ({ host: { controls: { ksm_run: 1 }, vars: h.vars } });
+  const { engine, tick } = makeEngine(hv, policy, {
+    ksm,
+    hostSources: [
+      { name: 'ksm', collect: () => ksm.read() },
+      { name: 'fake-host-state', collect: async () => ({ ...host }) },
+    ],
+  });
+  await engine.collect();
+  const calm = await engine.evaluateAndAct();
+  assert.deepEqual(ksm.writes, [], 'KSM not started');
+  assert.deepEqual(
+    calm.outcomes.map((o) => [o.action.to, o.result]),
+    [[0, 'unchanged']],
+  );
+  assert.ok(calm.outcomes[0]!.action.reasons.at(-1)!.startsWith('not started: the host is not stalling on memory'));
+  host.psi_some_avg10 = 8;
+  tick();
+  await engine.collect();
+  await engine.evaluateAndAct();
+  assert.deepEqual(ksm.writes, [{ run: 1 }], 'the host stalls: KSM starts');
+});
