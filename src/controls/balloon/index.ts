@@ -19,6 +19,9 @@ export interface BalloonState {
   guard: GuestGuardState;
   /** The last target ballast set (the balloon may still be moving toward it). */
   lastTarget?: number;
+  /** The targets ballast set before it, newest last (at most EARLIER_TARGETS): a balloon still
+   *  on its way to one of them is converging, not moved by someone else. */
+  earlierTargets?: number[];
   /** What inflations took from the guest and gave back to the host. */
   returns?: BalloonReturn;
   /** balloon_ineffective was said for it. */
@@ -41,6 +44,9 @@ export interface MovedByOther {
   until: number;
 }
 
+/** Targets before the last one that still count as where the balloon may be heading. */
+const EARLIER_TARGETS = 2;
+
 /** The balloon moved away from ballast's last target between two samples (by more than the
  *  smallest change): someone else set it. Moving toward it is the balloon converging. */
 export function movedByOther(st: BalloonState | undefined, prev: Stats | undefined, cur: Stats, time: number, cfg: SafeguardConfig): MovedByOther | undefined {
@@ -51,6 +57,11 @@ export function movedByOther(st: BalloonState | undefined, prev: Stats | undefin
   if (ours === undefined || p === null || c === null || !(cfg.externalHoldS > 0)) return undefined;
   const tolerance = Math.max(cfg.minChangeKiB, cfg.minChangeFraction * max);
   if (Math.abs(c - ours) <= Math.abs(p - ours) + tolerance) return undefined;
+  // A guest's driver works through the targets in the order it got them: a balloon that lands
+  // between ballast's recent targets is still converging (a lab run saw one reach the previous
+  // target a second after a new one was set, and held the guest for external_hold).
+  const recent = [...(st?.earlierTargets ?? []), ours];
+  if (c >= Math.min(...recent) - tolerance && c <= Math.max(...recent) + tolerance) return undefined;
   return { at: time, from: p, to: c, ours, until: time + cfg.externalHoldS };
 }
 
@@ -115,7 +126,8 @@ export function planBalloon(inp: GuestPlanInput<BalloonState>): GuestModulePlan<
     const rolled = d.verdict === 'rollback';
     const remember = rolled && inp.safeguards.peakWindowS > 0 ? inp.now + inp.safeguards.peakHoldS : st?.rememberUntil;
     const otherwise = rolled ? { ...st, guard: { ...guard, holdUntil: d.next.holdUntil }, rememberUntil: remember } : (st ?? { guard });
-    out.commit = { applied: { ...st, guard: d.next, lastTarget: d.target ?? st?.lastTarget, rememberUntil: remember }, otherwise };
+    const earlierTargets = st?.lastTarget === undefined ? st?.earlierTargets : [...(st.earlierTargets ?? []), st.lastTarget].slice(-EARLIER_TARGETS);
+    out.commit = { applied: { ...st, guard: d.next, lastTarget: d.target ?? st?.lastTarget, earlierTargets, rememberUntil: remember }, otherwise };
   } else {
     if (requested !== undefined && requested !== null) {
       out.notes.push({ entity: inp.name, control: 'balloon_target', requested, verdict: d.verdict, reasons: d.reasons });
@@ -141,7 +153,7 @@ export const balloon = {
     if (other) {
       // Ballast adopts what the other manager set: no last target of its own until it acts again.
       return {
-        state: { ...state, guard: state?.guard ?? NO_GUARD, peaks, movedByOther: other, lastTarget: undefined },
+        state: { ...state, guard: state?.guard ?? NO_GUARD, peaks, movedByOther: other, lastTarget: undefined, earlierTargets: undefined },
         warn: {
           event: 'balloon_moved_externally',
           fields: {

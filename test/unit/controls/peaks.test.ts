@@ -156,3 +156,19 @@ test('another manager: a balloon moved away from the target ballast set is left 
   await engine.collect();
   assert.equal(logger.records.filter((r) => r.event === 'balloon_moved_externally').length, 1);
 });
+
+test('movedByOther: a balloon that lands between ballast recent targets is converging; beyond them it was moved by someone else', async () => {
+  const { movedByOther } = await import('../../../src/controls/balloon/index.js');
+  const { defaultSafeguards } = await import('../../../src/controls/balloon/guard.js');
+  const MiB = 1024;
+  const st = { guard: { holdUntil: 0 } as never, lastTarget: 211 * MiB, earlierTargets: [205 * MiB] };
+  const at = (kib: number) => ({ balloon_cur: kib, balloon_max: 384 * MiB });
+  // Ballast set 205 MiB, then raised it to 211 MiB while the driver was still inflating: it
+  // reaches 205 first (a lab run saw exactly this).
+  assert.equal(movedByOther(st, at(215 * MiB), at(205 * MiB), 10, defaultSafeguards), undefined);
+  // Below every recent target: someone else inflated it.
+  const other = movedByOther(st, at(215 * MiB), at(180 * MiB), 10, defaultSafeguards);
+  assert.equal(other?.to, 180 * MiB);
+  // Without earlier targets the old rule holds: away from the last one is someone else.
+  assert.ok(movedByOther({ ...st, earlierTargets: undefined }, at(215 * MiB), at(205 * MiB), 10, defaultSafeguards));
+});
