@@ -103,8 +103,11 @@ export class SpawnedManager {
     const m = new SpawnedManager(pid, o, restoreKsm);
     try {
       await waitFor(`${o.what} to start`, o.readyTimeoutMs, () => {
+        // Alive first, then the log: a manager that writes its error and exits between the two
+        // reads would otherwise be reported with a log read before its last words.
+        const alive = pidAlive(pid);
         const text = m.readLog();
-        if (!pidAlive(pid)) throw new Error(`${o.what} exited at start; its log (${o.log}) ends:\n${tail(text)}`);
+        if (!alive) throw new Error(`${o.what} exited at start; its log (${o.log}) ends:\n${tail(text)}`);
         return o.ready(text);
       });
     } catch (e) {
