@@ -187,7 +187,7 @@ export function floorWhy(s: Stats, b: BalloonBounds, cfg: SafeguardConfig): stri
  * Measured (lab, 4 guests with 128 MiB of cache each, no manager but free page reporting): the
  * host stalled 0.2-1.3 s of 180 s with swap on an SSD and 49-86 s on a hard disk.
  */
-export function hostCanWait(host: Stats | undefined, cfg: SafeguardConfig): string | null {
+export function hostCanWait(host: Stats | undefined, cfg: SafeguardConfig, splitter = 'a balloon'): string | null {
   const limit = cfg.cacheStallPercent;
   if (limit === null || host === undefined) return null;
   const stall = finite(host.domain_psi_some_avg10) ?? finite(host.psi_some_avg10);
@@ -197,5 +197,5 @@ export function hostCanWait(host: Stats | undefined, cfg: SafeguardConfig): stri
   if (stall === null || stall >= limit || total === null || used === null || !(total > 0) || huge === null || !(huge > 0)) return null;
   const free = total - used;
   if (free < total / 4) return null;
-  return `the host is not stalling on memory (psi some avg10 ${stall}% < ${limit}%), has ${fmtKiB(free)} of ${fmtKiB(total)} swap free, and ${fmtKiB(huge)} in transparent huge pages that a balloon would split`;
+  return `the host is not stalling on memory (psi some avg10 ${stall}% < ${limit}%), has ${fmtKiB(free)} of ${fmtKiB(total)} swap free, and ${fmtKiB(huge)} in transparent huge pages that ${splitter} would split`;
 }

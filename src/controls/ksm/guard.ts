@@ -31,14 +31,14 @@ export function guardKsm(control: string, requested: unknown, host?: Stats, sg?:
     return { control, requested, verdict: 'veto', value: null, reasons: [`${r} out of range (${allowed})`] };
   }
   if (control === 'ksm_run' && r === 1 && host !== undefined && sg !== undefined && finite(host.ksm_run) === 0) {
-    const wait = hostCanWait(host, sg);
+    const wait = hostCanWait(host, sg, 'KSM');
     if (wait)
       return {
         control,
         requested,
         verdict: 'apply',
         value: 0,
-        reasons: ['policy request', ...reasons, `not started: ${wait.replace('a balloon would split', 'KSM would split')}`],
+        reasons: ['policy request', ...reasons, `not started: ${wait}`],
       };
   }
   return { control, requested, verdict: 'apply', value: r, reasons: ['policy request', ...reasons] };
