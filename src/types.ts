@@ -104,6 +104,9 @@ export interface HypervisorConnection {
 /** A source of host facts (one per kernel file or subsystem, like node_exporter collectors). */
 export interface HostSource {
   readonly name: string;
+  /** Cheap and free of state between reads (free memory, pressure): read between two
+   *  collections while the loop is calm, to tell whether the host moved (Engine.peek). */
+  readonly watch?: boolean;
   collect(): Promise<Stats>;
 }
 

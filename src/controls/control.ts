@@ -122,6 +122,10 @@ export interface ControlInstance<S = unknown> {
   guestFields?(guest: GuestSample): Stats | undefined;
   /** Reads the fields guestFields did not know (at most 16 guests at a time). */
   readGuestFields?(guest: GuestSample): Promise<Stats>;
+  /** Whether this control holds the guest below what it could have (a balloon inflated, a
+   *  device unplugged, a limit set), from its latest sample: while any guest is held the loop
+   *  keeps its full cadence, so a guest that needs its memory back gets it at once. */
+  holds?(guestId: string, latest: Stats): boolean;
   /** At daemon start: note what `restore` will put back. */
   remember?(): Promise<void>;
   /** At daemon stop: put back what it changed (when its config asks); returns what it did. */

@@ -80,6 +80,7 @@ export class Daemon {
     this.loop = new Loop(this.engine, {
       statsIntervalS: c.stats_interval,
       policyIntervalS: c.policy_interval,
+      calmStride: c.calm_stride,
       advance: sim ? (s) => sim.advance(s) : undefined,
       timeScale: scale,
       onError: (task, err) => log.error('task_error', { task, error: errorMessage(err) }),

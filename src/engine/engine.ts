@@ -12,6 +12,7 @@ import { defaultSafeguards, type SafeguardConfig } from '../controls/floor.js';
 import { CONTROLS } from '../controls/registry.js';
 import { nullLogger, type Logger } from '../log/logger.js';
 import { ActionLog } from './action-log.js';
+import { CALM_AFTER_CYCLES, hostMoved, hostStalls } from './calm.js';
 import { Actuator, commitStates } from './actuate.js';
 import { ControlFields } from './control-fields.js';
 import { planCycle, plannedControls, type HostEntity, type PlannedControl, type PlanOptions } from './cycle.js';
@@ -78,6 +79,8 @@ export class Engine<P = CompiledPolicy> {
   private readonly actuator: Actuator;
   private readonly actions: ActionLog;
   private cycleNo = 0;
+  /** Policy cycles in a row that changed nothing (calm()). */
+  private quietCycles = 0;
   private unsubscribe?: () => void;
   private readonly cycleListeners: Listeners<CycleReport>;
   private readonly collectListeners: Listeners<CollectReport>;
@@ -97,6 +100,7 @@ export class Engine<P = CompiledPolicy> {
     deferred: 0,
     guestsAppeared: 0,
     guestsVanished: 0,
+    calmSkips: 0,
   };
   private readonly evalOpts?: EvaluateOptions;
 
@@ -160,7 +164,11 @@ export class Engine<P = CompiledPolicy> {
     this.planning = plannedControls(planned);
     this.actuator = new Actuator(controllers, byControl);
     this.fields = new ControlFields(this.controlInstances, this.log, this.clock);
-    if (this.hypervisor.onEvent) this.unsubscribe = this.hypervisor.onEvent((e) => this.guests.onLifecycle(e));
+    if (this.hypervisor.onEvent)
+      this.unsubscribe = this.hypervisor.onEvent((e) => {
+        this.quietCycles = 0;
+        this.guests.onLifecycle(e);
+      });
   }
 
   get policy(): P | null {
@@ -169,6 +177,7 @@ export class Engine<P = CompiledPolicy> {
 
   setPolicy(p: P | null): void {
     this.policyValue = p;
+    this.quietCycles = 0;
     this.actions.policyChanged();
   }
 
@@ -183,6 +192,7 @@ export class Engine<P = CompiledPolicy> {
   /** New safeguards (a reloaded config), in force from the next cycle. */
   setSafeguards(sg: SafeguardConfig): void {
     this.sg = { ...sg };
+    this.quietCycles = 0;
   }
 
   /** Stop listening to the driver's events. The engine owns no timers or connections. */
@@ -223,6 +233,7 @@ export class Engine<P = CompiledPolicy> {
       }
     }
     report.guests = this.guests.byId.size;
+    if (report.appeared.length || report.vanished.length || report.errors.length) this.quietCycles = 0;
     this.collectListeners.emit(report);
     return report;
   }
@@ -284,6 +295,8 @@ export class Engine<P = CompiledPolicy> {
     const outcomes = await this.actuator.run(plan, (id) => this.guests.isGone(id));
     commitStates(plan, outcomes, this.guests.byId);
     this.actions.record(plan, outcomes);
+    const changed = plan.aborted || plan.errors.length > 0 || outcomes.some((o) => o.result !== 'unchanged');
+    this.quietCycles = changed ? 0 : this.quietCycles + 1;
     const report: CycleReport = {
       cycle,
       time,
@@ -314,6 +327,7 @@ export class Engine<P = CompiledPolicy> {
     const time = this.clock();
     const plan = planCycle(this.cycleNo, time, this.host, this.guests.evaluable(), null, { ...this.planning, safeguards: this.sg, guardPass: true });
     if (plan.actions.length === 0) return null;
+    this.quietCycles = 0;
     // Its notes (a veto while another manager holds a balloon ...) are the policy cycle's to say.
     plan.notes.length = 0;
     const outcomes = await this.actuator.run(plan, (id) => this.guests.isGone(id));
@@ -333,6 +347,45 @@ export class Engine<P = CompiledPolicy> {
     };
     this.cycleListeners.emit(report);
     return report;
+  }
+
+  /**
+   * Whether the loop may slow down (src/engine/calm.ts): the last CALM_AFTER_CYCLES policy
+   * cycles changed nothing, every sample is fresh, the host does not stall on memory, and no
+   * module holds a guest below what it could have.
+   */
+  calm(): boolean {
+    if (this.quietCycles < CALM_AFTER_CYCLES || this.hostStale !== undefined) return false;
+    if (hostStalls(this.host.history.latest() ?? {})) return false;
+    for (const g of this.guests.byId.values()) {
+      const s = g.history.latest();
+      if (g.stale || !s) return false;
+      for (const { instance } of this.controlInstances) if (instance.holds?.(g.id, s)) return false;
+    }
+    return true;
+  }
+
+  /**
+   * Between two collections of a calm loop: reads only the cheap host sources (`watch`) and
+   * says why the host moved since the last full sample (free memory fell, a stall, a source
+   * failed), or null: the loop lets this interval pass (counted in calmSkips). Records no
+   * sample. Without such sources (the simulator) nothing wakes the loop but its stride.
+   */
+  async peek(): Promise<string | null> {
+    const last = this.host.history.latest();
+    const watch = this.sources.filter((src) => src.watch);
+    let moved: string | null = null;
+    if (last && watch.length > 0) {
+      const read = await Promise.allSettled(watch.map((src) => src.collect()));
+      const now: Stats = {};
+      for (const [i, r] of read.entries()) {
+        if (r.status === 'rejected') moved ??= `host source ${watch[i]!.name}: ${errorMessage(r.reason)}`;
+        else Object.assign(now, r.value);
+      }
+      moved ??= hostMoved(last, now);
+    }
+    if (moved === null) this.counters.calmSkips++;
+    return moved;
   }
 
   private runPolicy(guests: readonly { props: Props; history: History; vars: Record<string, unknown> }[], cycle: number, time: number): PolicyOutput | null {

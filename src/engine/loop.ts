@@ -5,6 +5,10 @@
 // and the lab experiment all drive their engine through it; only the clock differs:
 //   start()/stop(): real timers (the Scheduler: no overlap, a slow step delays the next);
 //   runFor(seconds): simulated time, as fast as the CPU allows, advancing the clock itself.
+// A calm engine (src/engine/calm.ts) is collected every `calmStride`-th stats interval in real
+// time; between, the loop only peeks at the cheap host sources and collects at once when the
+// host moved. A simulated host (advance) always steps every interval: its clock moves with
+// the collections, and its runs stay comparable.
 // What callers want to see they get as events, not as steps of their own: the loop's
 // onCollect / onCycle are the engine's one channel (a listener that throws is logged there).
 import type { CollectReport, CycleReport } from './engine.js';
@@ -17,6 +21,9 @@ export interface LoopOptions {
   advance?: (seconds: number) => void;
   /** Real timers run this many times faster than the intervals (a simulated host at speed). */
   timeScale?: number;
+  /** Real time: while the engine is calm, collect every this many stats intervals (default 1:
+   *  always every interval). */
+  calmStride?: number;
   /** A step that threw (the engine reports its own failures; this is for bugs). */
   onError?: (step: 'collect' | 'policy', err: unknown) => void;
 }
@@ -29,12 +36,23 @@ export interface Steppable {
   evaluateAndAct(): Promise<CycleReport>;
   /** The safeguards alone between policy cycles; absent: only policy cycles act. */
   guardPass?(): Promise<CycleReport | null>;
+  /** Whether the loop may slow down; absent: never. */
+  calm?(): boolean;
+  /** Between collections of a calm loop: why the host moved (collect now), or null. */
+  peek?(): Promise<string | null>;
   onCollect(l: Listener<CollectReport>): () => void;
   onCycle(l: Listener<CycleReport>): () => void;
 }
 
 export class Loop {
   private readonly scheduler: Scheduler;
+  private readonly stride: number;
+  /** Stats intervals since the last collection. */
+  private idleTicks = 0;
+  /** A collection since the last policy cycle (a calm loop skips a cycle with nothing new). */
+  private fresh = false;
+  /** The last reason a peek gave to collect early (tests, logs). */
+  lastWake?: string;
 
   constructor(
     readonly engine: Steppable,
@@ -42,6 +60,8 @@ export class Loop {
   ) {
     if (!(opts.statsIntervalS > 0) || !(opts.policyIntervalS > 0)) throw new Error('loop: intervals must be positive');
     const scale = opts.timeScale ?? 1;
+    // A simulated world advances with each collection: skipping one would stop its clock.
+    this.stride = opts.advance ? 1 : Math.max(1, Math.floor(opts.calmStride ?? 1));
     this.scheduler = new Scheduler(
       [
         { name: 'collect', intervalS: opts.statsIntervalS / scale, run: () => this.collectAndGuard() },
@@ -67,12 +87,31 @@ export class Loop {
   }
 
   private async cycle(): Promise<void> {
+    if (!this.fresh && this.stride > 1 && this.engine.calm?.()) return;
+    this.fresh = false;
     await this.engine.evaluateAndAct();
+  }
+
+  /** Whether a calm loop may let this stats interval pass with a peek only. */
+  private async mayWait(): Promise<boolean> {
+    if (this.stride <= 1 || this.idleTicks + 1 >= this.stride || !this.engine.calm?.()) return false;
+    const moved = (await this.engine.peek?.()) ?? null;
+    if (moved !== null) {
+      this.lastWake = moved;
+      return false;
+    }
+    return true;
   }
 
   /** Real time: collect, then the guards alone unless a policy cycle is queued right behind
    *  this collection (it runs them itself, on the same samples). */
   private async collectAndGuard(): Promise<void> {
+    if (await this.mayWait()) {
+      this.idleTicks++;
+      return;
+    }
+    this.idleTicks = 0;
+    this.fresh = true;
     await this.collect(this.opts.statsIntervalS);
     if (!this.scheduler.isPending('policy')) await this.engine.guardPass?.();
   }

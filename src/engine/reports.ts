@@ -46,6 +46,9 @@ export interface Counters {
   deferred: number;
   guestsAppeared: number;
   guestsVanished: number;
+  /** Stats intervals a calm loop let pass with a peek at free memory and pressure instead of
+   *  a collection (src/engine/calm.ts). */
+  calmSkips: number;
 }
 
 export interface CollectReport {

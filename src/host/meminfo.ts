@@ -28,6 +28,7 @@ export function meminfoStats(kv: Map<string, number>): Stats {
 
 export class MeminfoSource implements HostSource {
   readonly name = 'meminfo';
+  readonly watch = true;
   constructor(private readonly root = '/') {}
   async collect(): Promise<Stats> {
     return meminfoStats(parseMeminfo(await readText(this.root, '/proc/meminfo')));

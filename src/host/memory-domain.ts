@@ -146,6 +146,7 @@ export interface MemoryDomainOptions {
  *  swap_usage) of a cgroup, plus domain_* fields; used instead of MeminfoSource. */
 export class MemoryDomainSource implements HostSource {
   readonly name = 'memory-domain';
+  readonly watch = true;
   private readonly root: string;
   private located: { dir: string; mountPoint: string } | null = null;
 

@@ -11,6 +11,7 @@ export { parsePsi };
 /** A kernel without PSI (or with psi=0, where reading fails with EOPNOTSUPP) gives nulls. */
 export class PsiSource implements HostSource {
   readonly name = 'psi';
+  readonly watch = true;
   constructor(
     private readonly root = '/',
     private readonly path = '/proc/pressure/memory',

@@ -66,6 +66,7 @@ export class ZfsArcSource implements HostSource {
 export function withArcAsCache(inner: HostSource, root = '/'): HostSource {
   return {
     name: inner.name,
+    watch: inner.watch,
     async collect(): Promise<Stats> {
       const [stats, arc] = await Promise.all([inner.collect(), readArc(root).catch(() => null)]);
       const free = stats.mem_free;

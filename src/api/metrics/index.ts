@@ -70,6 +70,11 @@ const COUNTERS: [string, keyof ReturnType<DaemonPort['counters']>, string][] = [
   ['ballast_rollbacks_total', 'rollbacks', 'Inflations undone because the guest started swapping or faulting.'],
   ['ballast_guests_appeared_total', 'guestsAppeared', 'Guests that appeared.'],
   ['ballast_guests_vanished_total', 'guestsVanished', 'Guests that went away.'],
+  [
+    'ballast_calm_skips_total',
+    'calmSkips',
+    'Stats intervals a calm loop let pass with a look at free memory and pressure instead of a collection (engine.calm_stride).',
+  ],
 ];
 
 /** A per-guest family: its value for one guest (null: no sample), read at scrape time. */

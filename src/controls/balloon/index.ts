@@ -195,6 +195,8 @@ export const balloon = {
     const hv = env.hypervisor;
     return {
       controller: new BalloonController(hv),
+      // Inflated by more than a MiB (drivers round): the guest may want it back any second.
+      holds: (_id, s) => typeof s.balloon_cur === 'number' && typeof s.balloon_max === 'number' && s.balloon_cur < s.balloon_max - 1024,
       async restore(guests) {
         if (section.balloons === 'leave' || env.readOnly !== undefined) {
           env.log.info('balloons_left', {

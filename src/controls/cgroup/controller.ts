@@ -54,6 +54,12 @@ export class CgroupController implements Controller {
     return outcomes;
   }
 
+  /** Whether a limit ballast wrote is in force on the guest. */
+  limits(guestId: string): boolean {
+    const w = this.written.get(guestId);
+    return w !== undefined && ((w.mem_high ?? null) !== null || (w.mem_max ?? null) !== null);
+  }
+
   forget(guestId: string): void {
     this.written.delete(guestId);
   }

@@ -20,6 +20,7 @@ export const cgroup = {
     if (!section.enabled) return 'cgroup limits disabled (config cgroup.enabled)';
     const limits = env.hypervisor.capabilities?.cgroupLimits;
     if (!limits) return `no cgroup limits: the ${env.hypervisor.name} driver offers none`;
-    return { controller: new CgroupController(limits, env.lookup) };
+    const controller = new CgroupController(limits, env.lookup);
+    return { controller, holds: (id) => controller.limits(id) };
   },
 } satisfies ControlModule<CgroupSection>;

@@ -114,6 +114,10 @@ export const vmem = {
           shrunk.delete(id);
         },
       },
+      holds(_id, s) {
+        const d = deviceOf(s);
+        return d !== null && d.requested < d.max;
+      },
       guestFields(g) {
         const k = known.get(g.id);
         if (!k) return undefined;

@@ -22,6 +22,7 @@ test('an empty file means every default', () => {
   assert.equal(c.engine.stats_interval, 5);
   assert.equal(c.engine.policy_interval, 10);
   assert.equal(c.engine.history_length, 10);
+  assert.equal(c.engine.calm_stride, 3);
   assert.equal(c.hypervisor.driver, 'libvirt');
   assert.equal(c.shutdown.balloons, 'leave');
 });
@@ -32,6 +33,7 @@ test('errors name the key', () => {
   assert.equal(errorOf('[engine]\npolcy_interval = 10\n'), 'config error: engine.polcy_interval: unknown key');
   assert.equal(errorOf('[hypervisor]\ndriver = "xen"\n'), 'config error: hypervisor.driver: expected one of "libvirt", "qmp", "sim"');
   assert.equal(errorOf('[engine]\nhistory_length = 2.5\n'), 'config error: engine.history_length: expected a positive integer');
+  assert.equal(errorOf('[engine]\ncalm_stride = 0\n'), 'config error: engine.calm_stride: expected a positive integer');
   assert.equal(errorOf('[safeguards]\nmax_step_percent = 150\n'), 'config error: safeguards.max_step_percent: expected a percentage (0 to 100)');
   assert.equal(errorOf('[safeguards]\nmax_step_percent = 0\n'), 'config error: safeguards.max_step_percent: expected a percentage above 0 (up to 100)');
   assert.equal(errorOf('engine = 3\n'), 'config error: engine: expected a table');

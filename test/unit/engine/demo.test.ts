@@ -77,6 +77,7 @@ test('the terminal view shows host, guests with their bars, and recent actions',
       deferred: 0,
       guestsAppeared: 1,
       guestsVanished: 0,
+      calmSkips: 0,
     },
   };
   const v = renderView(snap, 'ballast demo');

@@ -129,3 +129,58 @@ test('start: real timers run the guards after a collection, unless a policy cycl
     }
   }
 });
+
+test('start: a calm engine is collected every calmStride-th interval, peeked at in between, at once when the host moved; a cycle with nothing new is skipped', async (t) => {
+  t.mock.timers.enable({ apis: ['setInterval'] });
+  const clock = { t: 0 };
+  const { e, log } = fake(clock);
+  let calm = false;
+  let moved: string | null = null;
+  e.calm = () => calm;
+  e.peek = async () => {
+    log.push(`k${clock.t}`);
+    return moved;
+  };
+  const loop = new Loop(e, { statsIntervalS: 1, policyIntervalS: 2, calmStride: 3 });
+  const flush = async () => {
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+  };
+  const ticks = async (n: number) => {
+    for (let i = 0; i < n; i++) {
+      clock.t++;
+      t.mock.timers.tick(1000);
+      await flush();
+    }
+  };
+  loop.start();
+  await flush();
+  await ticks(2);
+  assert.deepEqual(log.splice(0), ['c0', 'c1', 'c2', 'p2'], 'not calm: every interval');
+  calm = true;
+  await ticks(6);
+  // The cycle at t4 has no new sample and is skipped; t6's evaluates t5's collection.
+  assert.deepEqual(log.splice(0), ['k3', 'k4', 'c5', 'k6', 'p6', 'k7', 'c8', 'p8'], 'calm: a collection every 3rd interval');
+  moved = 'free memory fell';
+  await ticks(1);
+  assert.deepEqual(log.splice(0), ['k9', 'c9'], 'the host moved: collected at once');
+  assert.equal(loop.lastWake, 'free memory fell');
+  moved = null;
+  calm = false;
+  await ticks(1);
+  assert.deepEqual(log.splice(0), ['c10', 'p10'], 'no longer calm: every interval again');
+  await loop.stop();
+});
+
+test('start: a simulated host is never slowed by calm (its clock moves with the collections)', async () => {
+  const clock = { t: 0 };
+  const { e, log } = fake(clock);
+  e.calm = () => true;
+  e.peek = async () => null;
+  const loop = new Loop(e, { statsIntervalS: 5, policyIntervalS: 1000, timeScale: 100, calmStride: 3, advance: (dt) => (clock.t += dt) });
+  loop.start();
+  await new Promise((r) => setTimeout(r, 250));
+  await loop.stop();
+  const c = log.filter((x) => x.startsWith('c')).length;
+  assert.ok(c >= 3, `collections every 50 ms: ${log.join(' ')}`);
+  assert.equal(clock.t, c * 5);
+});
