@@ -289,6 +289,8 @@ export class Daemon {
     }
     const n = this.engine.counters;
     this.log.info('stopped', {
+      collections: n.collections,
+      calm_skips: n.calmSkips,
       cycles: n.cycles,
       actions: n.actionsApplied,
       rollbacks: n.rollbacks,

@@ -27,16 +27,25 @@ export function numaStats(nodes: NodeMeminfo[]): Stats {
   return out;
 }
 
+/** Collections between two listings of the nodes: they come and go only with memory hotplug. */
+const RELIST_EVERY = 60;
+const BASE = '/sys/devices/system/node';
+
 export class NumaSource implements HostSource {
   readonly name = 'numa';
+  private names: string[] | null = null;
+  private sinceListed = 0;
   constructor(private readonly root = '/') {}
   async collect(): Promise<Stats> {
-    const base = '/sys/devices/system/node';
-    const names = (await listDir(this.root, base)).filter((n) => /^node\d+$/.test(n));
+    if (this.names === null || ++this.sinceListed >= RELIST_EVERY) {
+      this.names = (await listDir(this.root, BASE)).filter((n) => /^node\d+$/.test(n)).sort((a, b) => Number(a.slice(4)) - Number(b.slice(4)));
+      this.sinceListed = 0;
+    }
     const nodes = [];
-    for (const n of names.sort((a, b) => Number(a.slice(4)) - Number(b.slice(4)))) {
-      const text = await readTextIfExists(this.root, `${base}/${n}/meminfo`);
+    for (const n of this.names) {
+      const text = await readTextIfExists(this.root, `${BASE}/${n}/meminfo`);
       if (text !== null) nodes.push(parseNodeMeminfo(text));
+      else this.names = null; // a node went away: list again next time
     }
     return numaStats(nodes);
   }

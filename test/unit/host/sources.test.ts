@@ -142,3 +142,25 @@ test('ksm source: counters and the knobs policies drive are read at every collec
   assert.equal(seen.at(-1), 1, 'read again within 15 collections');
   assert.ok(seen.indexOf(1) >= 12, `not read again before its turn (${seen.join(',')})`);
 });
+
+test('numa: the node listing is kept between collections; a node that goes away is dropped and the list read again', async () => {
+  const root = tree();
+  const node = (n: number, free: number) => {
+    mkdirSync(join(root, `sys/devices/system/node/node${n}`), { recursive: true });
+    writeFileSync(join(root, `sys/devices/system/node/node${n}/meminfo`), `Node ${n} MemTotal: 2000 kB\nNode ${n} MemFree: ${free} kB\n`);
+  };
+  node(1, 500);
+  const src = new NumaSource(root);
+  const a = await src.collect();
+  assert.equal(a.numa_node_count, 2);
+  assert.equal(a.node1_mem_free, 500);
+  node(1, 400);
+  assert.equal((await src.collect()).node1_mem_free, 400, 'the files are read every collection');
+  rmSync(join(root, 'sys/devices/system/node/node1'), { recursive: true });
+  const b = await src.collect();
+  assert.equal(b.numa_node_count, 1);
+  assert.equal(b.node1_mem_free, undefined);
+  node(2, 700);
+  assert.equal((await src.collect()).node2_mem_free, 700, 'listed again after a node went away');
+  rmSync(root, { recursive: true, force: true });
+});
