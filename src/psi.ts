@@ -7,15 +7,16 @@ import type { Stats } from './types.js';
 
 export const PSI_NULLS: Stats = { psi_some_avg10: null, psi_some_avg60: null, psi_full_avg10: null, psi_full_avg60: null };
 
-export function parsePsi(text: string): Stats {
-  const out: Stats = { ...PSI_NULLS };
+/** `prefix` names the fields: psi (memory, MOM-style names kept) or psi_io (/proc/pressure/io). */
+export function parsePsi(text: string, prefix = 'psi'): Stats {
+  const out: Stats = prefix === 'psi' ? { ...PSI_NULLS } : Object.fromEntries(Object.keys(PSI_NULLS).map((k) => [k.replace('psi', prefix), null]));
   for (const line of text.split('\n')) {
     const m = /^(some|full)\s+(.*)$/.exec(line.trim());
     if (!m) continue;
     for (const part of m[2]!.split(/\s+/)) {
       const [k, v] = part.split('=');
       if ((k === 'avg10' || k === 'avg60') && v !== undefined && v !== '' && Number.isFinite(Number(v))) {
-        out[`psi_${m[1]}_${k}`] = Number(v);
+        out[`${prefix}_${m[1]}_${k}`] = Number(v);
       }
     }
   }

@@ -120,6 +120,9 @@ export const configSchema = z
          *  that reports its free pages is not inflated then; "off": the
          *  balloon takes page cache whenever the policy asks. */
         cache_stall_percent: z.union([percent(), z.literal('off')]).default(2),
+        /** ... and waits on I/O less than this % (PSI io some avg10: cold pages read back from a
+         *  slow swap disk are I/O waits, not memory stalls); "off": I/O is not looked at. */
+        cache_io_percent: z.union([percent(), z.literal('off')]).default(10),
         /** The window (seconds) over which a guest's peak use is counted (0: the present use
          *  only, as MOM). */
         peak_window: nonNegative().max(86_400, { error: 'expected seconds from 0 to 86400' }).default(600),

@@ -11,6 +11,7 @@ export function toSafeguardConfig(c: Config): SafeguardConfig {
     maxStepFraction: s.max_step_percent / 100,
     cacheStepFraction: s.cache_step_percent === 'off' ? null : s.cache_step_percent / 100,
     cacheStallPercent: s.cache_stall_percent === 'off' ? null : s.cache_stall_percent,
+    cacheIoPercent: s.cache_io_percent === 'off' ? null : s.cache_io_percent,
     minChangeFraction: s.min_change_percent / 100,
     minChangeKiB: Math.round(s.min_change_mib * 1024),
     rollbackWindow: s.rollback_window,

@@ -1,10 +1,13 @@
-// Pressure stall information for memory (/proc/pressure/memory): the share of time tasks
-// stalled on memory, which is what "the host is under pressure" really means. New fields,
-// not MOM's: psi_some_avg10, psi_some_avg60, psi_full_avg10, psi_full_avg60 (percent).
+// Pressure stall information (/proc/pressure/memory and /proc/pressure/io): the share of time
+// tasks stalled, which is what "the host is under pressure" really means. New fields, not
+// MOM's: psi_some_avg10, psi_some_avg60, psi_full_avg10, psi_full_avg60 (memory, percent) and
+// psi_io_some_avg10, ... (I/O). The I/O figures matter for swap: the kernel counts a swap-in as
+// a memory stall only when the page was part of the working set, so a host reading cold pages
+// back from a slow disk waits on I/O while its memory stall stays near 0.
 import type { HostSource, Stats } from '../types.js';
 import { readTextIfExists } from './files.js';
 
-import { parsePsi, PSI_NULLS as NULLS } from '../psi.js';
+import { parsePsi } from '../psi.js';
 
 export { parsePsi };
 
@@ -15,15 +18,20 @@ export class PsiSource implements HostSource {
   constructor(
     private readonly root = '/',
     private readonly path = '/proc/pressure/memory',
+    private readonly ioPath = '/proc/pressure/io',
   ) {}
-  async collect(): Promise<Stats> {
-    let text: string | null;
+
+  private async read(path: string): Promise<string | null> {
     try {
-      text = await readTextIfExists(this.root, this.path);
+      return await readTextIfExists(this.root, path);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EOPNOTSUPP') return { ...NULLS };
+      if ((err as NodeJS.ErrnoException).code === 'EOPNOTSUPP') return null;
       throw err;
     }
-    return text === null ? { ...NULLS } : parsePsi(text);
+  }
+
+  async collect(): Promise<Stats> {
+    const [mem, io] = [await this.read(this.path), await this.read(this.ioPath)];
+    return { ...parsePsi(mem ?? ''), ...parsePsi(io ?? '', 'psi_io') };
   }
 }

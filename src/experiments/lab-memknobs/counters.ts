@@ -1,6 +1,6 @@
 // Reads the counters the experiment reports: the memory domain's charge, limit hits, swap
 // and major faults (cgroup v1 or v2 files), the host's swap traffic (/proc/vmstat) and memory
-// pressure stall totals (/proc/pressure/memory).
+// and I/O pressure stall totals (/proc/pressure/memory, /proc/pressure/io).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CounterSample, HugeSample } from './metrics.js';
@@ -36,11 +36,13 @@ export function parsePsiTotals(text: string | null): { some: number | null; full
 export function readCounters(domainDir: string, version: 1 | 2, now = Date.now() / 1000): CounterSample {
   const vm = keyValues(readFileSync('/proc/vmstat', 'utf8'));
   const psi = parsePsiTotals(readOr('/proc/pressure/memory'));
+  const io = parsePsiTotals(readOr('/proc/pressure/io'));
   const host = {
     hostSwapIn: vm.get('pswpin') ?? 0,
     hostSwapOut: vm.get('pswpout') ?? 0,
     psiSomeUs: psi.some,
     psiFullUs: psi.full,
+    psiIoSomeUs: io.some,
   };
   if (version === 1) {
     const stat = keyValues(readFileSync(join(domainDir, 'memory.stat'), 'utf8'));

@@ -61,6 +61,8 @@ export interface ConfigSummary {
   rollbacks: Spread | null;
   /** Host memory stall (/proc/pressure/memory some) over the window, seconds. */
   hostStallS: Spread | null;
+  /** Host I/O stall (/proc/pressure/io some) over the window, seconds: swap-ins of cold pages. */
+  hostIoStallS?: Spread | null;
   /** Highest guest memory stall the manager read (psi some avg10, %), runs with guest PSI. */
   guestPsiPeak: Spread | null;
   /** Guest-cycles with an inflation refused or rolled back for a guest's stall. */
@@ -139,6 +141,7 @@ export function summarize(runs: RunResult[], configs: readonly ConfigName[]): Co
       balloonActions: managed ? spread(mine.map((r) => r.manager?.balloonActions ?? null)) : null,
       rollbacks: managed ? spread(mine.map((r) => r.manager?.rollbacks ?? null)) : null,
       hostStallS: spread(mine.map((r) => r.counters.psiSomeS)),
+      hostIoStallS: spread(mine.map((r) => r.counters.psiIoSomeS ?? null)),
       guestPsiPeak: managed ? spread(mine.map((r) => r.manager?.guestPsiPeak ?? null)) : null,
       psiStops: managed ? spread(mine.map((r) => r.manager?.psiStops ?? null)) : null,
       // Runs recorded before the field existed have none: null, not 0.

@@ -129,6 +129,9 @@ export interface CounterSample {
   /** Host /proc/pressure/memory some/full totals (microseconds, cumulative; null without PSI). */
   psiSomeUs: number | null;
   psiFullUs: number | null;
+  /** Host /proc/pressure/io some total (microseconds, cumulative; absent or null without it):
+   *  cold pages read back from swap wait here, not as memory stalls. */
+  psiIoSomeUs?: number | null;
 }
 
 const delta = (a: number | null, b: number | null): number | null => (a === null || b === null ? null : Math.max(0, b - a));
@@ -145,6 +148,8 @@ export interface CounterSummary {
   /** Host PSI stall time over the window, seconds. */
   psiSomeS: number | null;
   psiFullS: number | null;
+  /** Host I/O stall time (PSI io some) over the window, seconds. */
+  psiIoSomeS: number | null;
   peakSwapKiB: number | null;
   peakUsageKiB: number;
 }
@@ -173,6 +178,7 @@ export function summarizeCounters(samples: readonly CounterSample[]): CounterSum
     pressureS: Math.round(pressureS * 10) / 10,
     psiSomeS: us(delta(a.psiSomeUs, b.psiSomeUs)),
     psiFullS: us(delta(a.psiFullUs, b.psiFullUs)),
+    psiIoSomeS: us(delta(a.psiIoSomeUs ?? null, b.psiIoSomeUs ?? null)),
     peakSwapKiB: peakSwap,
     peakUsageKiB: peakUsage,
   };

@@ -62,6 +62,8 @@ test('cgroup: one call per guest with both limits, only changed limits, vanished
   let out = await c.apply([act('a', 'mem_high', 900 * MiB, 'id-a'), act('a', 'mem_max', 1000 * MiB, 'id-a'), act('b', 'mem_high', 1, 'id-b')], none);
   assert.deepEqual(be.calls, [{ guest: 'a', limits: { high: 900 * MiB, max: 1000 * MiB } }]);
   assert.deepEqual(out.map((o) => o.result).sort(), ['applied', 'applied', 'dropped']);
+  assert.equal(c.limits('id-a'), true, 'a limit in force holds the guest (the loop keeps its full cadence)');
+  assert.equal(c.limits('id-b'), false);
   out = await c.apply([act('a', 'mem_high', 900 * MiB, 'id-a'), act('a', 'mem_max', null, 'id-a')], none);
   assert.deepEqual(be.calls[1], { guest: 'a', limits: { max: null } }, 'mem_high unchanged: not written again');
   be.fail = 'EACCES';
@@ -71,6 +73,8 @@ test('cgroup: one call per guest with both limits, only changed limits, vanished
   be.fail = undefined;
   await c.apply([act('a', 'mem_max', null, 'id-a')], none);
   assert.equal(be.calls.length, 3, 'after forget() nothing is assumed about the guest');
+  await c.apply([act('a', 'mem_high', null, 'id-a')], none);
+  assert.equal(c.limits('id-a'), false, 'both limits lifted');
 });
 
 test('mapLimited keeps order and the concurrency bound', async () => {

@@ -285,6 +285,12 @@ test("hostCanWait: only a host with PSI, swap room and huge pages in use, not st
   // A memory domain's own PSI (cgroup v2) counts before the whole host's.
   assert.equal(hostCanWait({ ...host, domain_psi_some_avg10: 12 }, cfg), null);
   assert.ok(hostCanWait({ ...host, psi_some_avg10: 50, domain_psi_some_avg10: 0 }, cfg) !== null);
+  // Cold pages read back from a slow swap disk are I/O waits, not memory stalls.
+  assert.equal(hostCanWait({ ...host, psi_io_some_avg10: 10 }, cfg), null, 'waiting on I/O at the threshold');
+  assert.equal(hostCanWait({ ...host, psi_io_some_avg10: 47 }, cfg), null, 'waiting on a hard disk');
+  const io = hostCanWait({ ...host, psi_io_some_avg10: 3.4 }, cfg);
+  assert.ok(io?.startsWith('the host is not stalling on memory (psi some avg10 0.4% < 2%) nor on I/O (psi io some avg10 3.4% < 10%), has'), String(io));
+  assert.ok(hostCanWait({ ...host, psi_io_some_avg10: 47 }, { ...cfg, cacheIoPercent: null }) !== null, 'I/O off in the config');
 });
 
 test('KSM is not started while the host can wait (it would split huge pages); a stalling host, KSM already running, or the rule off: as the policy asks', () => {

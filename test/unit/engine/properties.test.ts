@@ -95,6 +95,7 @@ const hostArb = fc.record({
     peakHoldS: fc.constantFrom(0, 60, 7200),
     quietGrowthFraction: fc.constantFrom(0, 0.25, 1),
     cacheStallPercent: fc.constantFrom(null, 2),
+    cacheIoPercent: fc.constantFrom(null, 10),
     externalHoldS: fc.constantFrom(0, 60),
   }),
 });

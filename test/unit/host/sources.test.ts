@@ -39,7 +39,30 @@ test('psi source: absent file gives nulls, not an error', async (t) => {
   const root = tree();
   t.after(() => rmSync(root, { recursive: true, force: true }));
   rmSync(join(root, 'proc/pressure'), { recursive: true });
-  assert.deepEqual(await new PsiSource(root).collect(), { psi_some_avg10: null, psi_some_avg60: null, psi_full_avg10: null, psi_full_avg60: null });
+  const nulls = { psi_some_avg10: null, psi_some_avg60: null, psi_full_avg10: null, psi_full_avg60: null };
+  const ioNulls = { psi_io_some_avg10: null, psi_io_some_avg60: null, psi_io_full_avg10: null, psi_io_full_avg60: null };
+  assert.deepEqual(await new PsiSource(root).collect(), { ...nulls, ...ioNulls });
+});
+
+test('psi source: memory and I/O pressure, each under its own names', async (t) => {
+  const root = tree();
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  mkdirSync(join(root, 'proc/pressure'), { recursive: true });
+  writeFileSync(join(root, 'proc/pressure/memory'), 'some avg10=0.50 avg60=0.20 avg300=0.10 total=1\nfull avg10=0.10 avg60=0.05 avg300=0.00 total=1\n');
+  writeFileSync(
+    join(root, 'proc/pressure/io'),
+    'some avg10=42.00 avg60=11.29 avg300=10.90 total=555254390\nfull avg10=30.00 avg60=4.44 avg300=5.39 total=419074301\n',
+  );
+  assert.deepEqual(await new PsiSource(root).collect(), {
+    psi_some_avg10: 0.5,
+    psi_some_avg60: 0.2,
+    psi_full_avg10: 0.1,
+    psi_full_avg60: 0.05,
+    psi_io_some_avg10: 42,
+    psi_io_some_avg60: 11.29,
+    psi_io_full_avg10: 30,
+    psi_io_full_avg60: 4.44,
+  });
 });
 
 test('ksm source: counters, shareable = summed guest RSS, ksmd cpu from its tick delta', async (t) => {
