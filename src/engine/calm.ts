@@ -13,6 +13,10 @@ export const CALM_AFTER_CYCLES = 3;
 /** PSI some avg10 (percent) at which the host is not calm: tasks waited on memory. */
 export const CALM_MAX_PSI = 1;
 
+/** PSI io some avg10 (percent) at which the host is not calm: cold pages read back from swap
+ *  wait on I/O (the guard's cache rule looks at it, safeguards.cache_io_percent). */
+export const CALM_MAX_IO_PSI = 5;
+
 /** A fall of free memory (MOM's mem_free, KiB) that wakes the loop: 64 MiB, or 2% of the
  *  host's (or domain's) memory if more, since the last full collection. */
 const WAKE_MIN_KIB = 64 * 1024;
@@ -20,8 +24,10 @@ const WAKE_SHARE = 0.02;
 
 /** Why the host is not calm in this host sample (stalling on memory), or null. */
 export function hostStalls(s: Stats): string | null {
-  const psi = finite(s.psi_some_avg10);
-  return psi !== null && psi >= CALM_MAX_PSI ? `memory stall: psi some avg10 ${psi}% >= ${CALM_MAX_PSI}%` : null;
+  const psi = finite(s.domain_psi_some_avg10) ?? finite(s.psi_some_avg10);
+  if (psi !== null && psi >= CALM_MAX_PSI) return `memory stall: psi some avg10 ${psi}% >= ${CALM_MAX_PSI}%`;
+  const io = finite(s.psi_io_some_avg10);
+  return io !== null && io >= CALM_MAX_IO_PSI ? `I/O stall: psi io some avg10 ${io}% >= ${CALM_MAX_IO_PSI}%` : null;
 }
 
 /** Why the cheap reading `now` says the host moved since the full sample `last`, or null. */

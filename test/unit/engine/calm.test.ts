@@ -19,7 +19,9 @@ test('hostMoved: a fall of free memory of 64 MiB (or 2% of memory if more) or a 
   assert.match(hostMoved(big, { ...big, mem_free: 7600 * MiB }) ?? '', /fell 400 MiB \(wakes at 328 MiB\)/);
   assert.match(hostMoved(last, { ...last, psi_some_avg10: 1.5 }) ?? '', /psi some avg10 1.5%/);
   assert.equal(hostMoved({}, { psi_some_avg10: null }), null, 'unknown fields wake nothing');
-  assert.equal(hostStalls({ psi_some_avg10: 0.99 }), null);
+  assert.equal(hostStalls({ psi_some_avg10: 0.99, psi_io_some_avg10: 4.9 }), null);
+  assert.match(hostStalls({ psi_some_avg10: 0, psi_io_some_avg10: 5 }) ?? '', /I\/O stall: psi io some avg10 5%/);
+  assert.match(hostStalls({ psi_some_avg10: 0, domain_psi_some_avg10: 2 }) ?? '', /memory stall/, "a memory domain's own stall counts first");
 });
 
 function setup(sources: HostSource[], policy: FnPolicy) {
