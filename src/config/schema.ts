@@ -115,12 +115,12 @@ export const configSchema = z
         /** A guest memory stall above this % after an inflation rolls it back; "off": not used. */
         rollback_psi_percent: z.union([percent(), z.literal('off')]).default(20),
         /** Page cache is left to the host's swap while the host (or memory domain) stalls
-         *  on memory less than this % (PSI some avg10), has a quarter of its swap free and
+         *  on memory less than this % (PSI some avg60), has a quarter of its swap free and
          *  backs memory with transparent huge pages (a balloon would split them), and a guest
          *  that reports its free pages is not inflated then; "off": the
          *  balloon takes page cache whenever the policy asks. */
         cache_stall_percent: z.union([percent(), z.literal('off')]).default(2),
-        /** ... and waits on I/O less than this % (PSI io some avg10: cold pages read back from a
+        /** ... and waits on I/O less than this % (PSI io some avg60: cold pages read back from a
          *  slow swap disk are I/O waits, not memory stalls); "off": I/O is not looked at. */
         cache_io_percent: z.union([percent(), z.literal('off')]).default(10),
         /** The window (seconds) over which a guest's peak use is counted (0: the present use

@@ -16,11 +16,11 @@ export interface SafeguardConfig {
    *  null: page cache counts as used (the floor is balloon_cur - mem_unused + headroom). */
   cacheStepFraction: number | null;
   /** Page cache is left to the host's swap while the host (its memory domain where one is
-   *  set) stalls on memory less than this % (PSI some avg10), has at least a quarter of its
+   *  set) stalls on memory less than this % (PSI some avg60), has at least a quarter of its
    *  swap free, and backs memory with transparent huge pages: see hostCanWait. null: the
    *  balloon takes page cache whenever the policy asks (at most cacheStep a cycle). */
   cacheStallPercent: number | null;
-  /** ... and waits on I/O less than this % (PSI io some avg10): a cold page read back from a
+  /** ... and waits on I/O less than this % (PSI io some avg60): a cold page read back from a
    *  slow swap disk is an I/O wait, not a memory stall. null: I/O pressure is not looked at. */
   cacheIoPercent: number | null;
   /** Largest change per policy cycle, as a fraction of balloon_max. */
@@ -193,22 +193,25 @@ export function floorWhy(s: Stats, b: BalloonBounds, cfg: SafeguardConfig): stri
  * kernel counts a swap-in as a memory stall only for a page of the working set: cold pages
  * read back from a hard disk (8 ms each) showed as I/O wait, with the memory stall at 0.1 s,
  * and the balloon that waited kept a third less work there. So the host must also wait on
- * I/O less than cacheIoPercent (PSI io some avg10; the guests' own disk I/O counts too, which
+ * I/O less than cacheIoPercent (PSI io some avg60; the guests' own disk I/O counts too, which
  * only makes the balloon act as it did before this rule).
  */
 export function hostCanWait(host: Stats | undefined, cfg: SafeguardConfig, splitter = 'a balloon'): string | null {
   const limit = cfg.cacheStallPercent;
   if (limit === null || host === undefined) return null;
-  const stall = finite(host.domain_psi_some_avg10) ?? finite(host.psi_some_avg10);
+  // Minute averages: a burst of a second or two (a guest's start, one swap-in storm) must not
+  // turn the rule over. In the lab (ssd, guests with page cache) 1.1 s of memory stall and
+  // 4.4 s of I/O stall in 180 s did at avg10: the balloon took cache and KSM ran from then on.
+  const stall = finite(host.domain_psi_some_avg60) ?? finite(host.psi_some_avg60);
   const total = finite(host.swap_total);
   const used = finite(host.swap_usage);
   const huge = finite(host.anon_huge_pages);
   if (stall === null || stall >= limit || total === null || used === null || !(total > 0) || huge === null || !(huge > 0)) return null;
   const free = total - used;
   if (free < total / 4) return null;
-  const io = finite(host.psi_io_some_avg10);
+  const io = finite(host.psi_io_some_avg60);
   const ioLimit = cfg.cacheIoPercent;
   if (ioLimit !== null && io !== null && io >= ioLimit) return null;
-  const ioWhy = ioLimit !== null && io !== null ? ` nor on I/O (psi io some avg10 ${io}% < ${ioLimit}%)` : '';
-  return `the host is not stalling on memory (psi some avg10 ${stall}% < ${limit}%)${ioWhy}, has ${fmtKiB(free)} of ${fmtKiB(total)} swap free, and ${fmtKiB(huge)} in transparent huge pages that ${splitter} would split`;
+  const ioWhy = ioLimit !== null && io !== null ? ` nor on I/O (psi io some avg60 ${io}% < ${ioLimit}%)` : '';
+  return `the host is not stalling on memory (psi some avg60 ${stall}% < ${limit}%)${ioWhy}, has ${fmtKiB(free)} of ${fmtKiB(total)} swap free, and ${fmtKiB(huge)} in transparent huge pages that ${splitter} would split`;
 }

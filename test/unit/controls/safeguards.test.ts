@@ -265,14 +265,14 @@ test('page cache left to the host: while the host holds it more cheaply, the bal
 });
 
 test("hostCanWait: only a host with PSI, swap room and huge pages in use, not stalling, holds guests' page cache", () => {
-  const host = { psi_some_avg10: 0.4, swap_total: 896 * MiB, swap_usage: 240 * MiB, anon_huge_pages: 900 * MiB };
+  const host = { psi_some_avg60: 0.4, swap_total: 896 * MiB, swap_usage: 240 * MiB, anon_huge_pages: 900 * MiB };
   const why = hostCanWait(host, cfg);
-  assert.ok(why?.startsWith('the host is not stalling on memory (psi some avg10 0.4% < 2%)'), String(why));
+  assert.ok(why?.startsWith('the host is not stalling on memory (psi some avg60 0.4% < 2%)'), String(why));
   assert.ok(why?.includes('656 MiB of 896 MiB swap free'), String(why));
   for (const [over, because] of [
-    [{ psi_some_avg10: 2 }, 'stalling at the threshold'],
-    [{ psi_some_avg10: 35 }, 'stalling (slow swap)'],
-    [{ psi_some_avg10: null }, 'no PSI: the stall is not known'],
+    [{ psi_some_avg60: 2 }, 'stalling at the threshold'],
+    [{ psi_some_avg60: 35 }, 'stalling (slow swap)'],
+    [{ psi_some_avg60: null }, 'no PSI: the stall is not known'],
     [{ swap_total: 0, swap_usage: 0 }, 'no swap: nowhere to hold cache but RAM'],
     [{ swap_usage: 700 * MiB }, 'under a quarter of its swap free'],
     [{ anon_huge_pages: 0 }, 'no huge pages in use: a balloon splits nothing'],
@@ -283,24 +283,26 @@ test("hostCanWait: only a host with PSI, swap room and huge pages in use, not st
   assert.equal(hostCanWait(host, { ...cfg, cacheStallPercent: null }), null, 'off in the config');
   assert.equal(hostCanWait(undefined, cfg), null, 'no host sample');
   // A memory domain's own PSI (cgroup v2) counts before the whole host's.
-  assert.equal(hostCanWait({ ...host, domain_psi_some_avg10: 12 }, cfg), null);
-  assert.ok(hostCanWait({ ...host, psi_some_avg10: 50, domain_psi_some_avg10: 0 }, cfg) !== null);
+  assert.equal(hostCanWait({ ...host, domain_psi_some_avg60: 12 }, cfg), null);
+  assert.ok(hostCanWait({ ...host, psi_some_avg60: 50, domain_psi_some_avg60: 0 }, cfg) !== null);
   // Cold pages read back from a slow swap disk are I/O waits, not memory stalls.
-  assert.equal(hostCanWait({ ...host, psi_io_some_avg10: 10 }, cfg), null, 'waiting on I/O at the threshold');
-  assert.equal(hostCanWait({ ...host, psi_io_some_avg10: 47 }, cfg), null, 'waiting on a hard disk');
-  const io = hostCanWait({ ...host, psi_io_some_avg10: 3.4 }, cfg);
-  assert.ok(io?.startsWith('the host is not stalling on memory (psi some avg10 0.4% < 2%) nor on I/O (psi io some avg10 3.4% < 10%), has'), String(io));
-  assert.ok(hostCanWait({ ...host, psi_io_some_avg10: 47 }, { ...cfg, cacheIoPercent: null }) !== null, 'I/O off in the config');
+  assert.equal(hostCanWait({ ...host, psi_io_some_avg60: 10 }, cfg), null, 'waiting on I/O at the threshold');
+  assert.equal(hostCanWait({ ...host, psi_io_some_avg60: 47 }, cfg), null, 'waiting on a hard disk');
+  const io = hostCanWait({ ...host, psi_io_some_avg60: 3.4 }, cfg);
+  assert.ok(io?.startsWith('the host is not stalling on memory (psi some avg60 0.4% < 2%) nor on I/O (psi io some avg60 3.4% < 10%), has'), String(io));
+  assert.ok(hostCanWait({ ...host, psi_io_some_avg60: 47 }, { ...cfg, cacheIoPercent: null }) !== null, 'I/O off in the config');
+  // A burst (the ten-second average) does not turn the rule over; the minute's does.
+  assert.ok(hostCanWait({ ...host, psi_some_avg10: 12, psi_io_some_avg10: 40 }, cfg) !== null, 'a burst is not a stall');
 });
 
 test('KSM is not started while the host can wait (it would split huge pages); a stalling host, KSM already running, or the rule off: as the policy asks', () => {
-  const calm = { psi_some_avg10: 0.4, swap_total: 896 * MiB, swap_usage: 240 * MiB, anon_huge_pages: 900 * MiB, ksm_run: 0 };
+  const calm = { psi_some_avg60: 0.4, swap_total: 896 * MiB, swap_usage: 240 * MiB, anon_huge_pages: 900 * MiB, ksm_run: 0 };
   const held = guardKsm('ksm_run', 1, calm, cfg);
   assert.equal(held.verdict, 'apply');
   assert.equal(held.value, 0, 'held stopped');
   assert.ok(held.reasons.at(-1)?.startsWith('not started: the host is not stalling on memory'), held.reasons.join());
   assert.ok(held.reasons.at(-1)?.endsWith('that KSM would split'), held.reasons.join());
-  assert.equal(guardKsm('ksm_run', 1, { ...calm, psi_some_avg10: 5 }, cfg).value, 1, 'the host stalls: KSM starts');
+  assert.equal(guardKsm('ksm_run', 1, { ...calm, psi_some_avg60: 5 }, cfg).value, 1, 'the host stalls: KSM starts');
   assert.equal(guardKsm('ksm_run', 1, { ...calm, swap_usage: 800 * MiB }, cfg).value, 1, 'swap runs short: KSM starts');
   assert.equal(guardKsm('ksm_run', 1, { ...calm, ksm_run: 1 }, cfg).value, 1, 'already running: left to the policy');
   assert.equal(guardKsm('ksm_run', 1, calm, { ...cfg, cacheStallPercent: null }).value, 1, 'rule off (MOM style)');

@@ -673,7 +673,7 @@ test('guard pass: a guest a few MiB below its floor waits for the policy cycle; 
 
 test("page cache and the host: the balloon leaves a guest's cache while the host is calm with swap room, and takes it once the host stalls", async () => {
   const hv = new FakeHypervisor([guest('a', { mem_unused: 40 * MiB, mem_usable: 1240 * MiB })]);
-  const host = { psi_some_avg10: 0.3, swap_total: 1024 * MiB, swap_usage: 100 * MiB, anon_huge_pages: 800 * MiB };
+  const host = { psi_some_avg60: 0.3, swap_total: 1024 * MiB, swap_usage: 100 * MiB, anon_huge_pages: 800 * MiB };
   const { engine, logger, tick } = makeEngine(
     hv,
     targetPolicy(() => 1024 * MiB),
@@ -685,12 +685,12 @@ test("page cache and the host: the balloon leaves a guest's cache while the host
   assert.deepEqual(hv.setCalls, []);
   assert.ok(
     calm.notes.some((n) =>
-      n.reasons.some((r) => r.startsWith('page cache left to the host') && r.includes('the host is not stalling on memory (psi some avg10 0.3% < 2%)')),
+      n.reasons.some((r) => r.startsWith('page cache left to the host') && r.includes('the host is not stalling on memory (psi some avg60 0.3% < 2%)')),
     ),
     JSON.stringify(calm.notes),
   );
   // The host starts stalling: its swap is slow or what it swaps is hot. One cache step a cycle.
-  host.psi_some_avg10 = 8;
+  host.psi_some_avg60 = 8;
   tick();
   await engine.collect();
   const stalled = await engine.evaluateAndAct();
@@ -702,7 +702,7 @@ test("page cache and the host: the balloon leaves a guest's cache while the host
 test('KSM and the host: a policy that starts KSM is held while the host can wait, and starts it once the host stalls', async () => {
   const hv = new FakeHypervisor([]);
   const ksm = new FakeKsm();
-  const host = { psi_some_avg10: 0.3, swap_total: 1024 * MiB, swap_usage: 100 * MiB, anon_huge_pages: 800 * MiB };
+  const host = { psi_some_avg60: 0.3, swap_total: 1024 * MiB, swap_usage: 100 * MiB, anon_huge_pages: 800 * MiB };
   const policy: FnPolicy = (h) => ({ host: { controls: { ksm_run: 1 }, vars: h.vars } });
   const { engine, tick } = makeEngine(hv, policy, {
     ksm,
@@ -719,7 +719,7 @@ test('KSM and the host: a policy that starts KSM is held while the host can wait
     [[0, 'unchanged']],
   );
   assert.ok(calm.outcomes[0]!.action.reasons.at(-1)!.startsWith('not started: the host is not stalling on memory'));
-  host.psi_some_avg10 = 8;
+  host.psi_some_avg60 = 8;
   tick();
   await engine.collect();
   await engine.evaluateAndAct();
