@@ -66,7 +66,7 @@ export const configSchema = z
         /** While calm (no change for 3 policy cycles, no guest held below what it could have,
          *  no memory stall), collect every this many stats intervals, peeking at free memory and
          *  pressure in between (src/engine/calm.ts); 1: always every interval. */
-        calm_stride: positiveInt().default(3),
+        calm_stride: positiveInt().default(4),
         /** Samples kept per entity for StatAvg (MOM's sample-history-length). */
         history_length: positiveInt().default(10),
         /** Directory of *.policy files, concatenated in name order; reloaded on change. */

@@ -22,7 +22,7 @@ test('an empty file means every default', () => {
   assert.equal(c.engine.stats_interval, 5);
   assert.equal(c.engine.policy_interval, 10);
   assert.equal(c.engine.history_length, 10);
-  assert.equal(c.engine.calm_stride, 3);
+  assert.equal(c.engine.calm_stride, 4);
   assert.equal(c.hypervisor.driver, 'libvirt');
   assert.equal(c.shutdown.balloons, 'leave');
 });
