@@ -22,7 +22,7 @@ export const CALM_MAX_IO_PSI = 5;
 const WAKE_MIN_KIB = 64 * 1024;
 const WAKE_SHARE = 0.02;
 
-/** Why the host is not calm in this host sample (stalling on memory), or null. */
+/** Why the host is not calm in this host sample (stalling on memory or on I/O), or null. */
 export function hostStalls(s: Stats): string | null {
   const psi = finite(s.domain_psi_some_avg10) ?? finite(s.psi_some_avg10);
   if (psi !== null && psi >= CALM_MAX_PSI) return `memory stall: psi some avg10 ${psi}% >= ${CALM_MAX_PSI}%`;
