@@ -1,15 +1,21 @@
-// The kernel's pressure stall information format (/proc/pressure/memory, a cgroup's
+// The kernel's pressure stall information format (/proc/pressure/memory and io, a cgroup's
 // memory.pressure), read on the host and, through the guest agent, inside guests:
 //   some avg10=0.12 avg60=0.05 avg300=0.01 total=123456
 //   full avg10=0.00 avg60=0.00 avg300=0.00 total=2345
 // Fields: psi_some_avg10, psi_some_avg60, psi_full_avg10, psi_full_avg60 (percent of time).
+import { finite } from './numbers.js';
 import type { Stats } from './types.js';
 
-export const PSI_NULLS: Stats = { psi_some_avg10: null, psi_some_avg60: null, psi_full_avg10: null, psi_full_avg60: null };
+/** The host's memory stall (some, percent) over `avg`: its memory domain's own where cgroup v2
+ *  gives one (domain_psi_*), else the whole host's; null when neither is known. */
+export function hostMemoryStall(host: Stats, avg: 'avg10' | 'avg60'): number | null {
+  return finite(host[`domain_psi_some_${avg}`]) ?? finite(host[`psi_some_${avg}`]);
+}
 
-/** `prefix` names the fields: psi (memory, MOM-style names kept) or psi_io (/proc/pressure/io). */
+/** `prefix` names the fields: psi (memory) or psi_io (/proc/pressure/io); each is null until read. */
 export function parsePsi(text: string, prefix = 'psi'): Stats {
-  const out: Stats = prefix === 'psi' ? { ...PSI_NULLS } : Object.fromEntries(Object.keys(PSI_NULLS).map((k) => [k.replace('psi', prefix), null]));
+  const out: Stats = {};
+  for (const kind of ['some', 'full']) for (const avg of ['avg10', 'avg60']) out[`${prefix}_${kind}_${avg}`] = null;
   for (const line of text.split('\n')) {
     const m = /^(some|full)\s+(.*)$/.exec(line.trim());
     if (!m) continue;

@@ -1,6 +1,7 @@
 // The guest floor: the least memory a guest may be left with, whatever a policy asks. Every
 // control that can take memory from a guest (balloon, virtio-mem, cgroup limits) respects it.
 import { finite } from '../numbers.js';
+import { hostMemoryStall } from '../psi.js';
 import type { Stats } from '../types.js';
 
 export interface SafeguardConfig {
@@ -202,7 +203,7 @@ export function hostCanWait(host: Stats | undefined, cfg: SafeguardConfig, split
   // Minute averages: a burst of a second or two (a guest's start, one swap-in storm) must not
   // turn the rule over. In the lab (ssd, guests with page cache) 1.1 s of memory stall and
   // 4.4 s of I/O stall in 180 s did at avg10: the balloon took cache and KSM ran from then on.
-  const stall = finite(host.domain_psi_some_avg60) ?? finite(host.psi_some_avg60);
+  const stall = hostMemoryStall(host, 'avg60');
   const total = finite(host.swap_total);
   const used = finite(host.swap_usage);
   const huge = finite(host.anon_huge_pages);

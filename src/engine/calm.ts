@@ -5,6 +5,7 @@
 // moved. Any move, any action, any new or vanished guest, any error brings back the full
 // cadence at once. MOM samples at a fixed rate; this is where most of ballast's idle CPU goes.
 import { finite } from '../numbers.js';
+import { hostMemoryStall } from '../psi.js';
 import type { Stats } from '../types.js';
 
 /** Policy cycles in a row that changed nothing before the loop counts as calm. */
@@ -24,7 +25,7 @@ const WAKE_SHARE = 0.02;
 
 /** Why the host is not calm in this host sample (stalling on memory or on I/O), or null. */
 export function hostStalls(s: Stats): string | null {
-  const psi = finite(s.domain_psi_some_avg10) ?? finite(s.psi_some_avg10);
+  const psi = hostMemoryStall(s, 'avg10');
   if (psi !== null && psi >= CALM_MAX_PSI) return `memory stall: psi some avg10 ${psi}% >= ${CALM_MAX_PSI}%`;
   const io = finite(s.psi_io_some_avg10);
   return io !== null && io >= CALM_MAX_IO_PSI ? `I/O stall: psi io some avg10 ${io}% >= ${CALM_MAX_IO_PSI}%` : null;

@@ -31,7 +31,8 @@ export class PsiSource implements HostSource {
   }
 
   async collect(): Promise<Stats> {
-    const [mem, io] = [await this.read(this.path), await this.read(this.ioPath)];
+    const mem = await this.read(this.path);
+    const io = await this.read(this.ioPath);
     return { ...parsePsi(mem ?? ''), ...parsePsi(io ?? '', 'psi_io') };
   }
 }
