@@ -123,6 +123,10 @@ export const configSchema = z
         /** ... and waits on I/O less than this % (PSI io some avg60: cold pages read back from a
          *  slow swap disk are I/O waits, not memory stalls); "off": I/O is not looked at. */
         cache_io_percent: z.union([percent(), z.literal('off')]).default(10),
+        /** ... and its swap is fast: each page swapped in cost less than this many ms of I/O
+         *  stall (host field swap_in_io_wait_ms: a hard disk ~6 ms, an SSD ~0.1 ms); "off":
+         *  the swap's speed is not looked at. */
+        slow_swap_in_ms: z.union([positive(), z.literal('off')]).default(1),
         /** The window (seconds) over which a guest's peak use is counted (0: the present use
          *  only, as MOM). */
         peak_window: nonNegative().max(86_400, { error: 'expected seconds from 0 to 86400' }).default(600),

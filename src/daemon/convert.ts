@@ -12,6 +12,7 @@ export function toSafeguardConfig(c: Config): SafeguardConfig {
     cacheStepFraction: s.cache_step_percent === 'off' ? null : s.cache_step_percent / 100,
     cacheStallPercent: s.cache_stall_percent === 'off' ? null : s.cache_stall_percent,
     cacheIoPercent: s.cache_io_percent === 'off' ? null : s.cache_io_percent,
+    slowSwapInMs: s.slow_swap_in_ms === 'off' ? null : s.slow_swap_in_ms,
     minChangeFraction: s.min_change_percent / 100,
     minChangeKiB: Math.round(s.min_change_mib * 1024),
     rollbackWindow: s.rollback_window,

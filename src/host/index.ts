@@ -8,6 +8,7 @@ import { MeminfoSource } from './meminfo.js';
 import { MemoryDomainSource, type MemoryDomainOptions } from './memory-domain.js';
 import { NumaSource } from './numa.js';
 import { PsiSource } from './psi.js';
+import { SwapSpeedSource } from './swap-speed.js';
 import { VmstatSource } from './vmstat.js';
 import { withArcAsCache, ZfsArcSource } from './zfs-arc.js';
 
@@ -26,6 +27,7 @@ export function hostSources(opts: HostSourcesOptions = {}): HostSource[] {
     opts.domain ? new MemoryDomainSource({ ...opts.domain, root }) : withArcAsCache(new MeminfoSource(root), root),
     new VmstatSource(root),
     new PsiSource(root),
+    new SwapSpeedSource(root),
     new KsmSource({ root, guestPids: opts.guestPids }),
     new NumaSource(root),
     new HugepagesSource(root),
@@ -35,7 +37,19 @@ export function hostSources(opts: HostSourcesOptions = {}): HostSource[] {
   ];
 }
 
-export { MeminfoSource, VmstatSource, PsiSource, KsmSource, NumaSource, HugepagesSource, CpuSource, MemoryDomainSource, MapCountSource, ZfsArcSource };
+export {
+  MeminfoSource,
+  VmstatSource,
+  PsiSource,
+  KsmSource,
+  NumaSource,
+  HugepagesSource,
+  CpuSource,
+  MemoryDomainSource,
+  MapCountSource,
+  ZfsArcSource,
+  SwapSpeedSource,
+};
 export { KsmSysfs, KsmWriteError } from './ksm-sysfs.js';
 export { CgroupLimits, CgroupLimitError } from './cgroup-limits.js';
 export { guestPid, guestPids } from './guest-pid.js';

@@ -291,6 +291,13 @@ test("hostCanWait: only a host with PSI, swap room and huge pages in use, not st
   const io = hostCanWait({ ...host, psi_io_some_avg60: 3.4 }, cfg);
   assert.ok(io?.startsWith('the host is not stalling on memory (psi some avg60 0.4% < 2%) nor on I/O (psi io some avg60 3.4% < 10%), has'), String(io));
   assert.ok(hostCanWait({ ...host, psi_io_some_avg60: 47 }, { ...cfg, cacheIoPercent: null }) !== null, 'I/O off in the config');
+  // Slow swap: a page swapped in costs a hard disk's seek long before the host shows a stall.
+  assert.equal(hostCanWait({ ...host, swap_in_io_wait_ms: 6.4 }, cfg), null, 'a hard disk');
+  assert.equal(hostCanWait({ ...host, swap_in_io_wait_ms: 1 }, cfg), null, 'at the threshold');
+  const fast = hostCanWait({ ...host, swap_in_io_wait_ms: 0.13 }, cfg);
+  assert.ok(fast?.includes('swap free (0.13 ms of I/O stall a page swapped in < 1 ms), and'), String(fast));
+  assert.ok(hostCanWait({ ...host, swap_in_io_wait_ms: null }, cfg) !== null, 'not yet known: the stall rules decide');
+  assert.ok(hostCanWait({ ...host, swap_in_io_wait_ms: 6.4 }, { ...cfg, slowSwapInMs: null }) !== null, 'swap speed off in the config');
   // A burst (the ten-second average) does not turn the rule over; the minute's does.
   assert.ok(hostCanWait({ ...host, psi_some_avg10: 12, psi_io_some_avg10: 40 }, cfg) !== null, 'a burst is not a stall');
 });

@@ -96,6 +96,7 @@ const hostArb = fc.record({
     quietGrowthFraction: fc.constantFrom(0, 0.25, 1),
     cacheStallPercent: fc.constantFrom(null, 2),
     cacheIoPercent: fc.constantFrom(null, 10),
+    slowSwapInMs: fc.constantFrom(null, 1),
     externalHoldS: fc.constantFrom(0, 60),
   }),
 });
