@@ -196,7 +196,7 @@
     pill.textContent = h.paused ? 'paused (observe only)' : h.status;
     pill.className = `pill ${h.paused ? 'paused' : h.status}`;
     $('#meta').textContent =
-      `${h.hypervisor} · cycle ${h.cycle} · t=${Math.round(h.time)} s${h.policyLoaded ? '' : ' · NO POLICY'}${h.problems.length ? ` · ${h.problems.join('; ')}` : ''}`;
+      `${h.hypervisor} · cycle ${h.cycle}${h.calm ? ' (calm)' : ''} · t=${Math.round(h.time)} s${h.policyLoaded ? '' : ' · NO POLICY'}${h.problems.length ? ` · ${h.problems.join('; ')}` : ''}`;
   }
 
   let polls = 0;

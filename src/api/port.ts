@@ -53,6 +53,10 @@ export interface HealthState {
   cycle: number;
   paused: boolean;
   policyLoaded: boolean;
+  /** The loop collects every engine.calm_stride-th interval: nothing moved in the last policy
+   *  cycles, no guest is held, the host does not stall (docs/engine.md). The cycle counter
+   *  advances slower then; a fall of free memory or a stall ends it within an interval. */
+  calm: boolean;
   problems: string[];
 }
 

@@ -11,7 +11,7 @@ const mib = (kib: unknown) => (typeof kib === 'number' ? `${Math.round(kib / 102
 export function formatStatus(h: HealthState, host: HostState, guests: GuestState[], actions: ActionRecord[], alerts: AlertEvent[]): string {
   const s = host.stats;
   const lines = [
-    `ballast ${h.version}: ${h.paused ? 'PAUSED (observe only)' : h.status} — ${h.hypervisor}, cycle ${h.cycle}${h.policyLoaded ? '' : ', NO POLICY'}`,
+    `ballast ${h.version}: ${h.paused ? 'PAUSED (observe only)' : h.status} — ${h.hypervisor}, cycle ${h.cycle}${h.calm ? ' (calm: nothing moved, collecting less often)' : ''}${h.policyLoaded ? '' : ', NO POLICY'}`,
     ...h.problems.map((p) => `  problem: ${p}`),
     `host: ${mib(s.mem_free)} MiB free of ${mib(s.mem_available)} MiB, swap used ${mib(s.swap_usage)} MiB, KSM sharing ${typeof s.ksm_pages_sharing === 'number' ? mib(s.ksm_pages_sharing * 4) : '?'} MiB`,
     `guests (${guests.length}):`,

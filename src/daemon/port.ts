@@ -47,6 +47,7 @@ export class DaemonApiPort implements DaemonPort {
       cycle: s.cycle,
       paused: this.daemon.engine.pausedReason !== undefined,
       policyLoaded: s.policyLoaded,
+      calm: this.daemon.loop.calm,
       problems,
     };
   }

@@ -116,6 +116,12 @@ export class Loop {
     if (!this.scheduler.isPending('policy')) await this.engine.guardPass?.();
   }
 
+  /** Whether the loop now runs at its calm cadence: a collection every stride-th interval
+   *  (never with stride 1 or a simulated host). The cycle counter advances slower then. */
+  get calm(): boolean {
+    return this.stride > 1 && (this.engine.calm?.() ?? false);
+  }
+
   get started(): boolean {
     return this.scheduler.started;
   }

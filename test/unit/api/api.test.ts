@@ -26,6 +26,7 @@ test('API over the unix socket: every read route, named policies, pause/resume, 
     assert.equal(health.json.paused, false);
     assert.ok(health.json.cycle >= 2);
     assert.match(health.json.hypervisor, /^sim/);
+    assert.equal(health.json.calm, false, 'a simulated host always steps every interval');
 
     const host = await call(s, 'GET', '/api/v1/host');
     assert.equal(host.json.stats.mem_available, d.port.host().stats.mem_available);

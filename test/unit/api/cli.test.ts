@@ -82,3 +82,22 @@ test('ballast status and policy set/get/list/delete against a running demo', asy
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('ballast status says when the loop is calm (its cycle counter advances slower then)', async () => {
+  const { formatStatus } = await import('../../../src/cli/status.js');
+  const h = {
+    status: 'ok',
+    version: '1',
+    hypervisor: 'libvirt qemu:///system',
+    startedAt: 0,
+    time: 9,
+    cycle: 7,
+    paused: false,
+    policyLoaded: true,
+    calm: true,
+    problems: [] as string[],
+  } as const;
+  const first = (calm: boolean) => formatStatus({ ...h, calm }, { stats: {}, vars: {} }, [], [], []).split('\n')[0];
+  assert.match(first(true) ?? '', /cycle 7 \(calm: nothing moved, collecting less often\)$/);
+  assert.match(first(false) ?? '', /cycle 7$/);
+});

@@ -134,7 +134,18 @@ test('ballast status prints guest names, reasons and problems with their control
   const dir = mkdtempSync(join(tmpdir(), 'ballast-client-status-'));
   const path = join(dir, 'api.sock');
   const answers: Record<string, unknown> = {
-    health: { status: 'ok', version: '1', hypervisor: 'qmp', startedAt: 0, time: 0, cycle: 3, paused: false, policyLoaded: true, problems: [`p${HOSTILE}`] },
+    health: {
+      status: 'ok',
+      version: '1',
+      hypervisor: 'qmp',
+      startedAt: 0,
+      time: 0,
+      cycle: 3,
+      paused: false,
+      policyLoaded: true,
+      calm: false,
+      problems: [`p${HOSTILE}`],
+    },
     host: { stats: { mem_free: 1024, mem_available: 2048 } },
     guests: [{ id: 'g', name: HOSTILE, props: {}, stats: { balloon_cur: 1024, balloon_max: 2048, mem_unused: 512 }, stale: `s${HOSTILE}` }],
     actions: [{ cycle: 1, time: 0, entity: HOSTILE, control: 'balloon_target', from: 1, to: 2, result: 'applied', reasons: [HOSTILE] }],

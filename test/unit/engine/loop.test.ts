@@ -156,7 +156,10 @@ test('start: a calm engine is collected every calmStride-th interval, peeked at 
   await flush();
   await ticks(2);
   assert.deepEqual(log.splice(0), ['c0', 'c1', 'c2', 'p2'], 'not calm: every interval');
+  assert.equal(loop.calm, false);
   calm = true;
+  assert.equal(loop.calm, true, 'health shows the calm cadence');
+  assert.equal(new Loop(e, { statsIntervalS: 1, policyIntervalS: 2, calmStride: 1 }).calm, false, 'stride 1: never calm');
   await ticks(6);
   // The cycle at t4 has no new sample and is skipped; t6's evaluates t5's collection.
   assert.deepEqual(log.splice(0), ['k3', 'k4', 'c5', 'k6', 'p6', 'k7', 'c8', 'p8'], 'calm: a collection every 3rd interval');
