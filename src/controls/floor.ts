@@ -25,8 +25,9 @@ export interface SafeguardConfig {
    *  slow swap disk is an I/O wait, not a memory stall. null: I/O pressure is not looked at. */
   cacheIoPercent: number | null;
   /** ... and swaps in a page for less than this many ms of I/O stall (host field
-   *  swap_in_io_wait_ms, host/swap-speed.ts): on a slow disk, waiting for a stall is waiting
-   *  too long. null: the swap's speed is not looked at. */
+   *  swap_in_io_wait_ms, host/swap-speed.ts; before enough swap-ins to measure, a swap on a
+   *  rotational device counts as slow): on a slow disk, waiting for a stall is waiting too
+   *  long. null: the swap's speed is not looked at. */
   slowSwapInMs: number | null;
   /** Largest change per policy cycle, as a fraction of balloon_max. */
   maxStepFraction: number;
@@ -205,7 +206,10 @@ export function floorWhy(s: Stats, b: BalloonBounds, cfg: SafeguardConfig): stri
  * the balloon nor KSM pulls the host back (lab, hdd: 3.3-7.9 Mpages/s, against 9.2 before the
  * KSM rule). So the swap must also be fast: less than slowSwapInMs of I/O stall per page
  * swapped in (host field swap_in_io_wait_ms; hdd 6.4 ms, ssd 0.13 ms), known from the first
- * thousand swap-ins on.
+ * thousand swap-ins on. Measured, that comes too late too (lab, hdd: the domain thrashed before
+ * the thousandth swap-in, 3.71 Mpages/s), so until then the device decides: a swap on a
+ * device that reports itself rotational (swap_rotational) is slow from the start. A virtual
+ * disk that calls itself rotational over flash is corrected by the first thousand swap-ins.
  */
 export function hostCanWait(host: Stats | undefined, cfg: SafeguardConfig, splitter = 'a balloon'): string | null {
   const limit = cfg.cacheStallPercent;
@@ -224,9 +228,13 @@ export function hostCanWait(host: Stats | undefined, cfg: SafeguardConfig, split
   const ioLimit = cfg.cacheIoPercent;
   if (ioLimit !== null && io !== null && io >= ioLimit) return null;
   const ioWhy = ioLimit !== null && io !== null ? ` nor on I/O (psi io some avg60 ${io}% < ${ioLimit}%)` : '';
+  // The swap's measured speed once enough pages came back; until then what its device says.
   const wait = finite(host.swap_in_io_wait_ms);
+  const rotational = finite(host.swap_rotational);
   const slow = cfg.slowSwapInMs;
-  if (slow !== null && wait !== null && wait >= slow) return null;
-  const swapWhy = slow !== null && wait !== null ? ` (${wait} ms of I/O stall a page swapped in < ${slow} ms)` : '';
+  if (slow !== null && (wait !== null ? wait >= slow : rotational === 1)) return null;
+  let swapWhy = '';
+  if (slow !== null)
+    swapWhy = wait !== null ? ` (${wait} ms of I/O stall a page swapped in < ${slow} ms)` : rotational === 0 ? ' (on a non-rotational device)' : '';
   return `the host is not stalling on memory (psi some avg60 ${stall}% < ${limit}%)${ioWhy}, has ${fmtKiB(free)} of ${fmtKiB(total)} swap free${swapWhy}, and ${fmtKiB(huge)} in transparent huge pages that ${splitter} would split`;
 }

@@ -7,8 +7,14 @@
 // 28,182 (0.13 ms). A disk's speed does not change while the daemon runs, so the figure is
 // cumulative: every interval with enough swap-ins to dominate the host's I/O adds to it.
 // Field: swap_in_io_wait_ms (null until enough swap-ins were seen, or without PSI).
+// Before the first swap-in the device says what to expect: swap_rotational is 1 when the
+// swap the kernel uses first (highest priority in /proc/swaps) sits on a device that reports
+// itself rotational (/sys/dev/block/MAJ:MIN/queue/rotational, a partition's disk's), 0 when
+// none of those does, null when unknown (no swap, a swap file on btrfs's anonymous device).
+import { readFileSync, realpathSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { HostSource, Stats } from '../types.js';
-import { keyValue, readText, readTextIfExists } from './files.js';
+import { keyValue, readText, readTextIfExists, under } from './files.js';
 
 export interface SwapSpeedOptions {
   /** An interval counts only with at least this many swap-ins: with fewer, the guests' own
@@ -51,16 +57,96 @@ export function swapInWaitMs(acc: SwapWait, opts: SwapSpeedOptions): number | nu
   return acc.pages >= opts.minPages ? Math.round((acc.waitUs / acc.pages) * 10) / 10000 : null;
 }
 
+export interface SwapArea {
+  /** The path as /proc/swaps gives it, its octal escapes (\040 for a space) undone. */
+  path: string;
+  type: string;
+  priority: number;
+}
+
+export function parseSwaps(text: string): SwapArea[] {
+  const out: SwapArea[] = [];
+  for (const line of text.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 5 || !Number.isFinite(Number(f[4]))) continue;
+    const path = f[0]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
+    out.push({ path, type: f[1]!, priority: Number(f[4]) });
+  }
+  return out;
+}
+
+/** MAJ:MIN of the block device holding a swap area: a partition's own, a file's filesystem's. */
+function deviceOf(root: string, area: SwapArea): string {
+  const st = statSync(under(root, area.path), { bigint: true });
+  const dev = area.type === 'partition' ? st.rdev : st.dev;
+  // glibc's encoding: minor's low 8 bits, major's 12, then minor's high bits.
+  const major = (dev >> 8n) & 0xfffn;
+  const minor = (dev & 0xffn) | ((dev >> 12n) & 0xfff00n);
+  return `${major}:${minor}`;
+}
+
+/** 1 rotational, 0 not, null unknown: the device's queue, or (a partition) its disk's. */
+export function rotationalOf(root: string, majMin: string): 0 | 1 | null {
+  let dir: string;
+  try {
+    dir = realpathSync(under(root, `/sys/dev/block/${majMin}`));
+  } catch {
+    return null;
+  }
+  for (const d of [dir, dirname(dir)]) {
+    try {
+      const v = readFileSync(join(d, 'queue', 'rotational'), 'utf8').trim();
+      if (v === '1' || v === '0') return v === '1' ? 1 : 0;
+    } catch {
+      // not this level: a partition has no queue of its own
+    }
+  }
+  return null;
+}
+
+/** Whether the swap used first is rotational: 1 if any area of the highest priority is. */
+export function swapRotational(areas: readonly SwapArea[], rotational: (a: SwapArea) => 0 | 1 | null): 0 | 1 | null {
+  if (areas.length === 0) return null;
+  const top = Math.max(...areas.map((a) => a.priority));
+  const flags = areas.filter((a) => a.priority === top).map(rotational);
+  if (flags.includes(1)) return 1;
+  return flags.every((f) => f === 0) ? 0 : null;
+}
+
 export class SwapSpeedSource implements HostSource {
   readonly name = 'swap_speed';
   private prev: SwapCounters | null = null;
   private acc: SwapWait = { pages: 0, waitUs: 0 };
+  /** The swap areas as last listed (their Used column aside) and what they gave: they change
+   *  only when an admin runs swapon or swapoff. */
+  private swaps: { key: string; rotational: 0 | 1 | null } | null = null;
   constructor(
     private readonly root = '/',
     private readonly opts: SwapSpeedOptions = defaultSwapSpeed,
+    private readonly device: (root: string, area: SwapArea) => string = deviceOf,
   ) {}
 
+  private async rotational(): Promise<0 | 1 | null> {
+    const areas = parseSwaps((await readTextIfExists(this.root, '/proc/swaps')) ?? '');
+    const key = areas.map((a) => `${a.path}\t${a.type}\t${a.priority}`).join('\n');
+    if (this.swaps?.key !== key) {
+      const flag = (a: SwapArea): 0 | 1 | null => {
+        try {
+          return rotationalOf(this.root, this.device(this.root, a));
+        } catch {
+          return null; // the area went away between the two reads, or is not ours to stat
+        }
+      };
+      this.swaps = { key, rotational: swapRotational(areas, flag) };
+    }
+    return this.swaps.rotational;
+  }
+
   async collect(): Promise<Stats> {
+    return { swap_rotational: await this.rotational(), swap_in_io_wait_ms: await this.waitMs() };
+  }
+
+  private async waitMs(): Promise<number | null> {
     let io: string | null;
     try {
       io = await readTextIfExists(this.root, '/proc/pressure/io');
@@ -70,12 +156,12 @@ export class SwapSpeedSource implements HostSource {
       io = null;
     }
     const ioSomeUs = io === null ? null : psiSomeTotalUs(io);
-    if (ioSomeUs === null) return { swap_in_io_wait_ms: null };
+    if (ioSomeUs === null) return null;
     const pswpin = keyValue(await readText(this.root, '/proc/vmstat'), 'pswpin');
     if (pswpin === undefined) throw new Error('vmstat: no pswpin line');
     const cur = { pswpin, ioSomeUs };
     if (this.prev) this.acc = addSwapWait(this.acc, this.prev, cur, this.opts);
     this.prev = cur;
-    return { swap_in_io_wait_ms: swapInWaitMs(this.acc, this.opts) };
+    return swapInWaitMs(this.acc, this.opts);
   }
 }

@@ -7,7 +7,7 @@
 // writeback by kswapd is not throttled (it runs outside the guests' cgroup), as on a real host
 // where kswapd's writes also compete less with the faulting task.
 import { existsSync, mkdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { run, runOk } from '../../lab/proc.js';
 import { LabUnavailable } from './errors.js';
 import { v1Mount } from './domain.js';
@@ -116,11 +116,20 @@ export async function addThrottledSwap(preset: SwapPreset, sizeMiB: number, dir:
     blkioDir = join(mount, `ballast-lab-experiment-${process.pid}`);
   }
   const out: ThrottledSwap = { preset, file, loop: '', dev: '', blkioDir, measured: null };
+  let flag = preset.name === 'hdd' ? 'rotational' : 'not rotational';
   try {
     await runOk('fallocate', ['-l', `${sizeMiB}M`, file]);
     await runOk('chmod', ['600', file]);
     out.loop = (await runOk('losetup', ['--find', '--show', '--direct-io=on', file])).trim();
     out.dev = devOf(out.loop);
+    // The device reports what the preset emulates (a loop device inherits the flag of the
+    // disk under its file, which is the lab machine's, not the preset's): ballast's guard
+    // reads it (swap_rotational) as a real host's swap would give it.
+    try {
+      writeFileSync(`/sys/block/${basename(out.loop)}/queue/rotational`, preset.name === 'hdd' ? '1' : '0');
+    } catch (e) {
+      flag = `rotational flag left as the kernel set it (${(e as Error).message})`;
+    }
     await runOk('mkswap', [out.loop]);
     await runOk('swapon', ['--priority', '32767', out.loop]);
     if (blkioDir) {
@@ -132,7 +141,7 @@ export async function addThrottledSwap(preset: SwapPreset, sizeMiB: number, dir:
     if (e instanceof LabUnavailable) throw e;
     throw new LabUnavailable(`cannot set up the ${preset.name} swap device: ${(e as Error).message}`);
   }
-  say(`swap: ${sizeMiB} MiB on ${out.loop} (${out.dev}, over ${file}, direct I/O), throttled as ${preset.name}: ${preset.basis}`);
+  say(`swap: ${sizeMiB} MiB on ${out.loop} (${out.dev}, over ${file}, direct I/O), throttled as ${preset.name}: ${preset.basis}; ${flag}`);
   return out;
 }
 

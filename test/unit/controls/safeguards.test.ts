@@ -297,6 +297,12 @@ test("hostCanWait: only a host with PSI, swap room and huge pages in use, not st
   const fast = hostCanWait({ ...host, swap_in_io_wait_ms: 0.13 }, cfg);
   assert.ok(fast?.includes('swap free (0.13 ms of I/O stall a page swapped in < 1 ms), and'), String(fast));
   assert.ok(hostCanWait({ ...host, swap_in_io_wait_ms: null }, cfg) !== null, 'not yet known: the stall rules decide');
+  // Before the first thousand swap-ins the device decides; the measurement, once there, overrules it.
+  assert.equal(hostCanWait({ ...host, swap_rotational: 1 }, cfg), null, 'swap on a spinning disk');
+  assert.ok(hostCanWait({ ...host, swap_rotational: 0 }, cfg)?.includes('swap free (on a non-rotational device), and'));
+  assert.ok(hostCanWait({ ...host, swap_rotational: 1, swap_in_io_wait_ms: 0.2 }, cfg) !== null, 'a virtual disk that calls itself rotational over flash');
+  assert.equal(hostCanWait({ ...host, swap_rotational: 0, swap_in_io_wait_ms: 4 }, cfg), null, 'a network block device that calls itself flash');
+  assert.ok(hostCanWait({ ...host, swap_rotational: 1 }, { ...cfg, slowSwapInMs: null }) !== null, 'off in the config');
   assert.ok(hostCanWait({ ...host, swap_in_io_wait_ms: 6.4 }, { ...cfg, slowSwapInMs: null }) !== null, 'swap speed off in the config');
   // A burst (the ten-second average) does not turn the rule over; the minute's does.
   assert.ok(hostCanWait({ ...host, psi_some_avg10: 12, psi_io_some_avg10: 40 }, cfg) !== null, 'a burst is not a stall');
