@@ -4,8 +4,9 @@
 // ~6 ms of I/O wait and no memory stall, so waiting for a stall (floor.ts hostCanWait) lets
 // the swap fill with pages read back at disk speed. Measured in the lab (4 guests holding page
 // cache, 180 s): hdd 121 s of I/O stall over 18,897 swap-ins (6.4 ms each), ssd 3.6 s over
-// 28,182 (0.13 ms). A disk's speed does not change while the daemon runs, so the figure is
-// cumulative: every interval with enough swap-ins to dominate the host's I/O adds to it.
+// 28,182 (0.13 ms). A disk's speed does not change, so the figure is cumulative: every
+// interval with enough swap-ins to dominate the host's I/O adds to it, until the swap areas
+// change (swapon, swapoff), which starts it again.
 // Field: swap_in_io_wait_ms (null until enough swap-ins were seen, or without PSI).
 // Before the first swap-in the device says what to expect: swap_rotational is 1 when the
 // swap the kernel uses first (highest priority in /proc/swaps) sits on a device that reports
@@ -137,6 +138,8 @@ export class SwapSpeedSource implements HostSource {
           return null; // the area went away between the two reads, or is not ours to stat
         }
       };
+      // Another device: what the old one cost says nothing of it.
+      if (this.swaps) this.acc = { pages: 0, waitUs: 0 };
       this.swaps = { key, rotational: swapRotational(areas, flag) };
     }
     return this.swaps.rotational;

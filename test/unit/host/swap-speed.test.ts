@@ -54,6 +54,11 @@ test('swap_speed source: null without PSI, then the cumulative figure from the l
   writeFileSync(join(root, 'proc/vmstat'), 'nr_free_pages 1\npswpin 3000\npswpout 5\n');
   io(1_260_000);
   assert.deepEqual(await src.collect(), { swap_rotational: null, swap_in_io_wait_ms: 0.13 }, 'an SSD: 260 ms over 2000 pages');
+  // swapon of another device: what the old one cost says nothing of it.
+  writeFileSync(join(root, 'proc/swaps'), 'Filename Type Size Used Priority\n/nowhere partition 1000 0 5\n');
+  writeFileSync(join(root, 'proc/vmstat'), 'nr_free_pages 1\npswpin 3100\npswpout 5\n');
+  io(1_300_000);
+  assert.deepEqual(await src.collect(), { swap_rotational: null, swap_in_io_wait_ms: null }, 'measured again from the next swap-ins');
   writeFileSync(join(root, 'proc/vmstat'), 'nr_free_pages 1\npswpout 5\n');
   await assert.rejects(src.collect(), /vmstat: no pswpin line/);
   assert.ok(
