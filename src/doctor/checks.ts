@@ -7,6 +7,7 @@ import { parseMountinfo } from '../host/cgroup.js';
 import { errnoOf, readTextIfExists, under } from '../host/files.js';
 import { KSM_DIR, parseSelection, readKsmFiles } from '../host/ksm-sysfs.js';
 import { parsePsi } from '../host/psi.js';
+import { areaRotational, parseSwaps, swapRotational } from '../host/swap-speed.js';
 import { BALLOON_RETURN_DOC, result, type CheckResult } from './types.js';
 
 const THP_DIR = '/sys/kernel/mm/transparent_hugepage';
@@ -153,7 +154,14 @@ export async function checkSwap(root: string): Promise<CheckResult> {
   if (areas.length === 0) return result('swap', 'warn', 'no swap: when guests outgrow the host the OOM killer ends a QEMU instead of paging', fix);
   const sizeKiB = areas.reduce((s, f) => s + Number(f[2]), 0);
   const usedKiB = areas.reduce((s, f) => s + Number(f[3]), 0);
-  return result('swap', 'ok', `${areas.length} swap area(s), ${Math.round(sizeKiB / 1024)} MiB, ${Math.round(usedKiB / 1024)} MiB used`);
+  const rotational = swapRotational(parseSwaps(text), (a) => areaRotational(root, a));
+  const speed =
+    rotational === 1
+      ? '; the swap used first is on a rotational device, so ballast treats it as slow until its first 1,024 swap-ins show otherwise (safeguards.slow_swap_in_ms): page cache is ballooned rather than swapped, KSM runs as the policy asks'
+      : rotational === 0
+        ? '; the swap used first is on a non-rotational device: cold page cache may go to it while the host does not stall'
+        : '';
+  return result('swap', 'ok', `${areas.length} swap area(s), ${Math.round(sizeKiB / 1024)} MiB, ${Math.round(usedKiB / 1024)} MiB used${speed}`);
 }
 
 /** PSI: without it the psi_* host fields are null and policies fall back to free memory. */

@@ -105,6 +105,16 @@ export function rotationalOf(root: string, majMin: string): 0 | 1 | null {
   return null;
 }
 
+/** A swap area's device's flag; null when the area cannot be resolved (gone since it was
+ *  listed, not visible from here, a filesystem without a block device). */
+export function areaRotational(root: string, area: SwapArea, device: (root: string, area: SwapArea) => string = deviceOf): 0 | 1 | null {
+  try {
+    return rotationalOf(root, device(root, area));
+  } catch {
+    return null;
+  }
+}
+
 /** Whether the swap used first is rotational: 1 if any area of the highest priority is. */
 export function swapRotational(areas: readonly SwapArea[], rotational: (a: SwapArea) => 0 | 1 | null): 0 | 1 | null {
   if (areas.length === 0) return null;
@@ -131,13 +141,7 @@ export class SwapSpeedSource implements HostSource {
     const areas = parseSwaps((await readTextIfExists(this.root, '/proc/swaps')) ?? '');
     const key = areas.map((a) => `${a.path}\t${a.type}\t${a.priority}`).join('\n');
     if (this.swaps?.key !== key) {
-      const flag = (a: SwapArea): 0 | 1 | null => {
-        try {
-          return rotationalOf(this.root, this.device(this.root, a));
-        } catch {
-          return null; // the area went away between the two reads, or is not ours to stat
-        }
-      };
+      const flag = (a: SwapArea) => areaRotational(this.root, a, this.device);
       // Another device: what the old one cost says nothing of it.
       if (this.swaps) this.acc = { pages: 0, waitUs: 0 };
       this.swaps = { key, rotational: swapRotational(areas, flag) };

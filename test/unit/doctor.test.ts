@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Socket } from 'node:net';
@@ -144,6 +144,25 @@ test('swap and PSI: missing warns, present is ok', async () => {
     assert.match(psi.fix!, /CONFIG_PSI/);
   });
   await withTree({}, async (root) => assert.equal((await checkSwap(root)).status, 'warn'));
+});
+
+test("swap: says how ballast's guard will treat the swap the kernel uses first (its device's rotational flag)", async () => {
+  for (const [flag, says] of [
+    ['1', /on a rotational device, so ballast treats it as slow/],
+    ['0', /on a non-rotational device: cold page cache may go to it/],
+  ] as const) {
+    await withTree({ swapfile: '', 'proc/swaps': '' }, async (root) => {
+      // A swap file's device is its filesystem's: the fixture's own, given the flag here.
+      const dev = statSync(join(root, 'swapfile'), { bigint: true }).dev;
+      const majMin = `${(dev >> 8n) & 0xfffn}:${(dev & 0xffn) | ((dev >> 12n) & 0xfff00n)}`;
+      mkdirSync(join(root, 'sys/dev/block', majMin, 'queue'), { recursive: true });
+      writeFileSync(join(root, 'sys/dev/block', majMin, 'queue/rotational'), `${flag}\n`);
+      writeFileSync(join(root, 'proc/swaps'), 'Filename Type Size Used Priority\n/swapfile file 1048572 0 -2\n');
+      const swap = await checkSwap(root);
+      assert.equal(swap.status, 'ok');
+      assert.match(swap.message, says);
+    });
+  }
 });
 
 test('memballoon XML: model, stats period and free page reporting', () => {
