@@ -318,6 +318,11 @@ test('KSM is not started while the host can wait (it would split huge pages); a 
   assert.equal(guardKsm('ksm_run', 1, { ...calm, psi_some_avg60: 5 }, cfg).value, 1, 'the host stalls: KSM starts');
   assert.equal(guardKsm('ksm_run', 1, { ...calm, swap_usage: 800 * MiB }, cfg).value, 1, 'swap runs short: KSM starts');
   assert.equal(guardKsm('ksm_run', 1, { ...calm, ksm_run: 1 }, cfg).value, 1, 'already running: left to the policy');
+  const swapping = guardKsm('ksm_run', 1, { ...calm, swap_out: 2400 }, cfg);
+  assert.equal(swapping.value, 1, 'the host swaps out: memory is short now');
+  assert.match(swapping.reasons.at(-1) ?? '', /the host is swapping out \(2400 pages in its last interval\)/);
+  assert.equal(guardKsm('ksm_run', 1, { ...calm, swap_out: 1023 }, cfg).value, 0, 'a trickle of swap-out is not a shortage');
+  assert.equal(guardKsm('ksm_run', 1, { ...calm, swap_out: null }, cfg).value, 0, 'the first sample has no interval');
   assert.equal(guardKsm('ksm_run', 1, calm, { ...cfg, cacheStallPercent: null }).value, 1, 'rule off (MOM style)');
   assert.equal(guardKsm('ksm_run', 0, calm, cfg).value, 0, 'stopping is never held');
   assert.equal(guardKsm('ksm_pages_to_scan', 400, calm, cfg).value, 400, 'the other knobs as asked');
