@@ -14,6 +14,7 @@ import { KsmSource } from '../../src/host/ksm.js';
 import { findMemoryCgroup } from '../../src/host/cgroup.js';
 import { MemoryDomainSource } from '../../src/host/memory-domain.js';
 import { CgroupLimits } from '../../src/host/cgroup-limits.js';
+import { areaRotational, SwapSpeedSource, swapRotational } from '../../src/host/swap-speed.js';
 import { skipLoudly as skip, spawnDaemon, writeDaemonConfig } from './fixture.js';
 
 function writable(path: string): boolean {
@@ -252,4 +253,36 @@ test("ksm status shows a process's merged pages, top first (real KSM)", async (t
   const text = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'ksm', 'status'], { encoding: 'utf8' });
   assert.match(text.stdout, /KSM: running/);
   assert.match(text.stdout, new RegExp(`\\b${child.pid}\\b.*madvise\\s+python3`));
+});
+
+test("swap_speed (real kernel): a block device's rotational flag, found from its device node as a swap partition's would be", async (t) => {
+  const losetup = spawnSync('losetup', ['--version']);
+  if (losetup.status !== 0) return skip(t, 'losetup is not installed (util-linux)');
+  const dir = mkdtempSync(join('/var/tmp', 'ballast-rot-'));
+  const file = join(dir, 'disk');
+  writeFileSync(file, Buffer.alloc(4 * 1024 * 1024));
+  const attach = spawnSync('losetup', ['--find', '--show', file], { encoding: 'utf8' });
+  if (attach.status !== 0) {
+    rmSync(dir, { recursive: true, force: true });
+    return skip(t, `no loop device here (not root, or no loop module): ${attach.stderr.trim()}`);
+  }
+  const loop = attach.stdout.trim();
+  t.after(() => {
+    spawnSync('losetup', ['-d', loop]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const flagFile = `/sys/block/${loop.replace('/dev/', '')}/queue/rotational`;
+  const area = { path: loop, type: 'partition', priority: 32767 };
+  for (const flag of [1, 0] as const) {
+    writeFileSync(flagFile, String(flag));
+    assert.equal(areaRotational('/', area), flag, `${loop} with rotational ${flag}`);
+    assert.equal(
+      swapRotational([area], (a) => areaRotational('/', a)),
+      flag,
+    );
+  }
+  assert.equal(areaRotational('/', { ...area, path: join(dir, 'gone') }), null, 'an area that went away is unknown');
+  // The live source reads this machine's own swap and pressure without failing.
+  const live = await new SwapSpeedSource().collect();
+  assert.ok([0, 1, null].includes(live.swap_rotational as number | null), JSON.stringify(live));
 });
