@@ -6,6 +6,7 @@
 // at the next scrape, because every guest gauge is rebuilt from the port's current guests.
 import { finite } from '../../numbers.js';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Stats } from '../../types.js';
 import type { DaemonPort, GuestState } from '../port.js';
 import { HttpError, type Handler } from '../http/server.js';
 import { ByteWriter, encodeLabelSets, labelSet, writeFamily } from './exposition.js';
@@ -33,6 +34,9 @@ const HOST_GAUGES: [string, string, Scale, string][] = [
   ['ksmd_cpu_ratio', 'ksmd_cpu_usage', 1 / 100, 'Share of one CPU ksmd used over the last interval.'],
   ['memory_pressure_some_avg10_ratio', 'psi_some_avg10', 1 / 100, 'PSI memory "some" stall, 10 s average.'],
   ['memory_pressure_full_avg10_ratio', 'psi_full_avg10', 1 / 100, 'PSI memory "full" stall, 10 s average.'],
+  ['io_pressure_some_avg10_ratio', 'psi_io_some_avg10', 1 / 100, 'PSI I/O "some" stall, 10 s average.'],
+  ['swap_in_io_wait_seconds', 'swap_in_io_wait_ms', 1 / 1000, "I/O stall per page swapped in, over the daemon's life: how slow the swap is."],
+  ['swap_rotational', 'swap_rotational', 1, '1 when the swap used first is on a rotational device.'],
 ];
 
 const GUEST_GAUGES: [string, string, Scale, string][] = [
@@ -84,20 +88,42 @@ interface GuestFamily {
   value: (g: GuestState, now: number) => number | null;
 }
 
+/** A host family: its value from the host's latest sample (null: no sample). */
+interface HostFamily {
+  help: string;
+  value: (h: Stats) => number | null;
+}
+
 export type MetricsRegistry = Registry & {
   /** Sets the registry's own metrics from the port (the per-guest families are not in it). */
   collectAll: () => void;
   /** The per-guest families, written directly at scrape time; each is also registered (without
    *  values) so that the registry lists every family the daemon exports, in order. */
   guestFamilies: Map<string, GuestFamily>;
+  /** The host gauges, written directly likewise (one unlabelled sample, or none). */
+  hostFamilies: Map<string, HostFamily>;
 };
 
 const GUEST_LABELS = ['name', 'uuid'] as const;
+/** The one series of an unlabelled family. */
+const NO_LABELS = [Buffer.alloc(0)];
 
 /** A registry whose every value is read from `port` at scrape time (plus the cycle histogram, fed as cycles end). */
 export function createMetrics(port: DaemonPort): MetricsRegistry {
   const reg = new Registry();
-  const hostGauges = HOST_GAUGES.map(([name, stat, scale, help]) => ({ g: new Gauge({ name: `ballast_host_${name}`, help, registers: [reg] }), stat, scale }));
+  // Written directly too: prom-client gives an unlabelled gauge a 0 when it has no value, and a
+  // host statistic the host does not have (no KSM, no PSI) must have no sample, not a 0.
+  const hostFamilies = new Map<string, HostFamily>();
+  for (const [name, stat, scale, help] of HOST_GAUGES) {
+    new Gauge({ name: `ballast_host_${name}`, help, registers: [reg] });
+    hostFamilies.set(`ballast_host_${name}`, {
+      help,
+      value: (h) => {
+        const v = finite(h[stat]);
+        return v === null ? null : v * scale;
+      },
+    });
+  }
   const guestFamilies = new Map<string, GuestFamily>();
   const perGuest = (name: string, type: 'gauge' | 'counter', help: string, value: GuestFamily['value']) => {
     const Kind = type === 'gauge' ? Gauge : Counter;
@@ -202,12 +228,6 @@ export function createMetrics(port: DaemonPort): MetricsRegistry {
 
   // Everything else is read when scraped.
   const collectAll = () => {
-    const h = port.host().stats;
-    for (const { g, stat, scale } of hostGauges) {
-      g.reset();
-      const v = finite(h[stat]);
-      if (v !== null) g.set(v * scale);
-    }
     const list = port.guests();
     guests.set(list.length);
     const health = port.health();
@@ -230,7 +250,7 @@ export function createMetrics(port: DaemonPort): MetricsRegistry {
       counter.inc(c[field] ?? 0);
     }
   };
-  return Object.assign(reg, { collectAll, guestFamilies });
+  return Object.assign(reg, { collectAll, guestFamilies, hostFamilies });
 }
 
 const registries = new WeakMap<DaemonPort, MetricsRegistry>();
@@ -255,12 +275,13 @@ export function metricsChunks(port: DaemonPort): { chunks: AsyncGenerator<Buffer
   const reg = metricsOf(port);
   reg.collectAll();
   const guests = port.guests();
+  const host = [port.host().stats];
   const now = port.health().time;
   const labels = encodeLabelSets(guests.map((g) => labelSet(GUEST_LABELS, [g.name, String(g.props.uuid ?? g.id)])));
   // prom-client's families are rendered now too, so that a later cycle cannot change them.
   const own = new Map(
     reg.getMetricsAsArray().map((m) => {
-      if (reg.guestFamilies.has(m.name)) return [m.name, null];
+      if (reg.guestFamilies.has(m.name) || reg.hostFamilies.has(m.name)) return [m.name, null];
       const text = reg.getSingleMetricAsString(m.name);
       // Awaited below, unless the client went away first: never an unhandled rejection.
       text.catch(() => {});
@@ -275,7 +296,9 @@ export function metricsChunks(port: DaemonPort): { chunks: AsyncGenerator<Buffer
       if (!first) w.ascii('\n\n');
       first = false;
       const f = reg.guestFamilies.get(name);
+      const hf = reg.hostFamilies.get(name);
       if (f) writeFamily(w, name, f.type, f.help, guests, labels, (g) => f.value(g, now));
+      else if (hf) writeFamily(w, name, 'gauge', hf.help, host, NO_LABELS, hf.value);
       else w.text(await text!);
       const out = w.done();
       lastSize.set(name, out.length + 64);

@@ -226,7 +226,7 @@ test('per-guest series written directly: label values escaped, one series per la
   ];
   const port = {
     onUpdate: () => () => {},
-    host: () => ({ stats: {} }),
+    host: () => ({ stats: { swap_in_io_wait_ms: 6.4, swap_rotational: 1, psi_io_some_avg10: 42 } }),
     guests: () => guests,
     health: () => ({
       status: 'ok',
@@ -271,6 +271,11 @@ test('per-guest series written directly: label values escaped, one series per la
   assert.equal(fams.get('ballast_guest_stale')!.samples.filter((s) => s.labels.name === 'twin').length, 1, 'one series for two guests with one label set');
   assert.equal(fams.get('ballast_guest_swap_out_bytes_total')!.type, 'counter');
   assert.equal(value(fams, 'ballast_guests'), 4);
+  // The swap's speed as the guard sees it, in base units.
+  assert.equal(value(fams, 'ballast_host_swap_in_io_wait_seconds'), 0.0064);
+  assert.equal(value(fams, 'ballast_host_swap_rotational'), 1);
+  assert.equal(value(fams, 'ballast_host_io_pressure_some_avg10_ratio'), 0.42);
+  assert.equal(value(fams, 'ballast_host_memory_total_bytes'), undefined, 'a host field not sampled has no sample');
 });
 
 test('/metrics is sent a family at a time: a client that stops reading or leaves mid-way costs nothing after; HEAD has no body', async () => {
