@@ -76,14 +76,18 @@ export function parseSwaps(text: string): SwapArea[] {
   return out;
 }
 
-/** MAJ:MIN of the block device holding a swap area: a partition's own, a file's filesystem's. */
-function deviceOf(root: string, area: SwapArea): string {
-  const st = statSync(under(root, area.path), { bigint: true });
-  const dev = area.type === 'partition' ? st.rdev : st.dev;
+/** MAJ:MIN of a device number as stat gives it (st_dev, st_rdev). */
+export function majorMinor(dev: bigint): string {
   // glibc's encoding: minor's low 8 bits, major's 12, then minor's high bits.
   const major = (dev >> 8n) & 0xfffn;
   const minor = (dev & 0xffn) | ((dev >> 12n) & 0xfff00n);
   return `${major}:${minor}`;
+}
+
+/** MAJ:MIN of the block device holding a swap area: a partition's own, a file's filesystem's. */
+function deviceOf(root: string, area: SwapArea): string {
+  const st = statSync(under(root, area.path), { bigint: true });
+  return majorMinor(area.type === 'partition' ? st.rdev : st.dev);
 }
 
 /** 1 rotational, 0 not, null unknown: the device's queue, or (a partition) its disk's. */

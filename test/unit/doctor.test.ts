@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { Socket } from 'node:net';
 import { checkCgroup, checkKsm, checkPsi, checkQmpDir, checkSwap, checkThp, checkThpDefrag } from '../../src/doctor/checks.js';
 import { checkGuestCgroup, guestChecks, parseMemballoon, type GuestFacts } from '../../src/doctor/guests.js';
+import { majorMinor } from '../../src/host/swap-speed.js';
 import { CHECK_IDS, exitCodeOf, runDoctor, type CheckResult } from '../../src/doctor/index.js';
 import { formatDoctor } from '../../src/doctor/format.js';
 import { defaultConfig, type Config } from '../../src/config/schema.js';
@@ -153,8 +154,7 @@ test("swap: says how ballast's guard will treat the swap the kernel uses first (
   ] as const) {
     await withTree({ swapfile: '', 'proc/swaps': '' }, async (root) => {
       // A swap file's device is its filesystem's: the fixture's own, given the flag here.
-      const dev = statSync(join(root, 'swapfile'), { bigint: true }).dev;
-      const majMin = `${(dev >> 8n) & 0xfffn}:${(dev & 0xffn) | ((dev >> 12n) & 0xfff00n)}`;
+      const majMin = majorMinor(statSync(join(root, 'swapfile'), { bigint: true }).dev);
       mkdirSync(join(root, 'sys/dev/block', majMin, 'queue'), { recursive: true });
       writeFileSync(join(root, 'sys/dev/block', majMin, 'queue/rotational'), `${flag}\n`);
       writeFileSync(join(root, 'proc/swaps'), 'Filename Type Size Used Priority\n/swapfile file 1048572 0 -2\n');

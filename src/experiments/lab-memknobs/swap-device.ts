@@ -11,6 +11,7 @@ import { basename, join } from 'node:path';
 import { run, runOk } from '../../lab/proc.js';
 import { LabUnavailable } from './errors.js';
 import { v1Mount } from './domain.js';
+import { majorMinor } from '../../host/swap-speed.js';
 
 export type SwapPresetName = 'host' | 'nvme' | 'ssd' | 'hdd';
 export const SWAP_PRESETS: readonly SwapPresetName[] = ['host', 'nvme', 'ssd', 'hdd'];
@@ -95,12 +96,7 @@ export interface ThrottledSwap {
 }
 
 function devOf(path: string): string {
-  const st = statSync(path);
-  // rdev packs major and minor (glibc's encoding; Linux majors and minors below 4096 / 256 are
-  // the common case, the high bits carry the rest).
-  const major = Number((BigInt(st.rdev) >> 8n) & 0xfffn);
-  const minor = Number((BigInt(st.rdev) & 0xffn) | ((BigInt(st.rdev) >> 12n) & 0xfff00n));
-  return `${major}:${minor}`;
+  return majorMinor(statSync(path, { bigint: true }).rdev);
 }
 
 /**

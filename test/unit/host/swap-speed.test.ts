@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import {
   addSwapWait,
   defaultSwapSpeed,
+  majorMinor,
   parseSwaps,
   psiSomeTotalUs,
   rotationalOf,
@@ -148,4 +149,10 @@ test("rotationalOf: a disk's flag, and a partition's from its disk (sysfs fixtur
     swaps(['/gone partition 1000 0 5']);
     assert.equal((await src.collect()).swap_rotational, null, 'an area that cannot be resolved is unknown, not an error');
   })();
+});
+
+test('majorMinor decodes stat device numbers as glibc packs them (minors above 255 included)', () => {
+  assert.equal(majorMinor(0x700n), '7:0', 'loop0');
+  assert.equal(majorMinor(0x802n), '8:2', 'sda2');
+  assert.equal(majorMinor(0x11032cn), '259:300', 'an NVMe partition with a minor above 255');
 });
