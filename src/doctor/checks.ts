@@ -146,15 +146,11 @@ export async function checkSwap(root: string): Promise<CheckResult> {
   const text = await readTextIfExists(root, '/proc/swaps');
   const fix = 'add a swap file or partition (or zram: zram-generator, or zramctl + mkswap + swapon)';
   if (text === null) return result('swap', 'warn', 'no /proc/swaps: this kernel has no swap support, so a host short of memory can only OOM-kill a guest', fix);
-  const areas = text
-    .split('\n')
-    .slice(1)
-    .map((l) => l.trim().split(/\s+/))
-    .filter((f) => f.length >= 4);
+  const areas = parseSwaps(text);
   if (areas.length === 0) return result('swap', 'warn', 'no swap: when guests outgrow the host the OOM killer ends a QEMU instead of paging', fix);
-  const sizeKiB = areas.reduce((s, f) => s + Number(f[2]), 0);
-  const usedKiB = areas.reduce((s, f) => s + Number(f[3]), 0);
-  const rotational = swapRotational(parseSwaps(text), (a) => areaRotational(root, a));
+  const sizeKiB = areas.reduce((s, a) => s + a.sizeKiB, 0);
+  const usedKiB = areas.reduce((s, a) => s + a.usedKiB, 0);
+  const rotational = swapRotational(areas, (a) => areaRotational(root, a));
   const speed =
     rotational === 1
       ? '; the swap used first is on a rotational device, so ballast treats it as slow until its first 1,024 swap-ins show otherwise (safeguards.slow_swap_in_ms): page cache is ballooned rather than swapped, KSM runs as the policy asks'

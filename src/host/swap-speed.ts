@@ -62,8 +62,13 @@ export interface SwapArea {
   /** The path as /proc/swaps gives it, its octal escapes (\040 for a space) undone. */
   path: string;
   type: string;
+  sizeKiB: number;
+  usedKiB: number;
   priority: number;
 }
+
+/** What finding an area's device needs of it. */
+export type SwapDevice = Pick<SwapArea, 'path' | 'type'>;
 
 export function parseSwaps(text: string): SwapArea[] {
   const out: SwapArea[] = [];
@@ -71,7 +76,7 @@ export function parseSwaps(text: string): SwapArea[] {
     const f = line.trim().split(/\s+/);
     if (f.length < 5 || !Number.isFinite(Number(f[4]))) continue;
     const path = f[0]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
-    out.push({ path, type: f[1]!, priority: Number(f[4]) });
+    out.push({ path, type: f[1]!, sizeKiB: Number(f[2]), usedKiB: Number(f[3]), priority: Number(f[4]) });
   }
   return out;
 }
@@ -85,7 +90,7 @@ export function majorMinor(dev: bigint): string {
 }
 
 /** MAJ:MIN of the block device holding a swap area: a partition's own, a file's filesystem's. */
-function deviceOf(root: string, area: SwapArea): string {
+function deviceOf(root: string, area: SwapDevice): string {
   const st = statSync(under(root, area.path), { bigint: true });
   return majorMinor(area.type === 'partition' ? st.rdev : st.dev);
 }
@@ -111,7 +116,7 @@ export function rotationalOf(root: string, majMin: string): 0 | 1 | null {
 
 /** A swap area's device's flag; null when the area cannot be resolved (gone since it was
  *  listed, not visible from here, a filesystem without a block device). */
-export function areaRotational(root: string, area: SwapArea, device: (root: string, area: SwapArea) => string = deviceOf): 0 | 1 | null {
+export function areaRotational(root: string, area: SwapDevice, device: (root: string, area: SwapDevice) => string = deviceOf): 0 | 1 | null {
   try {
     return rotationalOf(root, device(root, area));
   } catch {
@@ -120,7 +125,7 @@ export function areaRotational(root: string, area: SwapArea, device: (root: stri
 }
 
 /** Whether the swap used first is rotational: 1 if any area of the highest priority is. */
-export function swapRotational(areas: readonly SwapArea[], rotational: (a: SwapArea) => 0 | 1 | null): 0 | 1 | null {
+export function swapRotational<A extends Pick<SwapArea, 'priority'>>(areas: readonly A[], rotational: (a: A) => 0 | 1 | null): 0 | 1 | null {
   if (areas.length === 0) return null;
   const top = Math.max(...areas.map((a) => a.priority));
   const flags = areas.filter((a) => a.priority === top).map(rotational);
@@ -138,7 +143,7 @@ export class SwapSpeedSource implements HostSource {
   constructor(
     private readonly root = '/',
     private readonly opts: SwapSpeedOptions = defaultSwapSpeed,
-    private readonly device: (root: string, area: SwapArea) => string = deviceOf,
+    private readonly device: (root: string, area: SwapDevice) => string = deviceOf,
   ) {}
 
   private async rotational(): Promise<0 | 1 | null> {

@@ -4,6 +4,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { run, runOk } from '../../lab/proc.js';
 import { LabUnavailable } from './errors.js';
+import { parseSwaps } from '../../host/swap-speed.js';
 
 export interface SwapSetup {
   /** 'existing': the host already had swap, left as it was; 'file': ours, removed at the end. */
@@ -16,12 +17,7 @@ export interface SwapSetup {
 
 /** Active swap areas (the Filename column of /proc/swaps). */
 export function swapAreas(text = readFileSync('/proc/swaps', 'utf8')): { name: string; sizeKiB: number }[] {
-  return text
-    .split('\n')
-    .slice(1)
-    .map((l) => l.trim().split(/\s+/))
-    .filter((f) => f.length >= 3 && f[0] !== '')
-    .map((f) => ({ name: f[0]!, sizeKiB: Number(f[2]) }));
+  return parseSwaps(text).map((a) => ({ name: a.path, sizeKiB: a.sizeKiB }));
 }
 
 export async function ensureSwap(sizeMiB: number, dir: string, say: (m: string) => void): Promise<SwapSetup> {

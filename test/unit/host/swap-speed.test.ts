@@ -77,8 +77,8 @@ test('parseSwaps: areas with their priority; escaped names undone; the header an
     '',
   ].join('\n');
   assert.deepEqual(parseSwaps(text), [
-    { path: '/dev/sda2', type: 'partition', priority: -2 },
-    { path: '/var/swap file', type: 'file', priority: 10 },
+    { path: '/dev/sda2', type: 'partition', sizeKiB: 8388604, usedKiB: 1024, priority: -2 },
+    { path: '/var/swap file', type: 'file', sizeKiB: 1048572, usedKiB: 0, priority: 10 },
   ]);
   assert.deepEqual(parseSwaps(''), []);
 });
