@@ -28,3 +28,13 @@ export function parsePsi(text: string, prefix = 'psi'): Stats {
   }
   return out;
 }
+
+/** The stall totals (microseconds since boot) of the `some` and `full` lines; null where absent. */
+export function parsePsiTotals(text: string | null): { some: number | null; full: number | null } {
+  const out = { some: null as number | null, full: null as number | null };
+  for (const line of (text ?? '').split('\n')) {
+    const m = /^(some|full) .*total=(\d+)/.exec(line.trim());
+    if (m) out[m[1] as 'some' | 'full'] = Number(m[2]);
+  }
+  return out;
+}

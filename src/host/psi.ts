@@ -11,7 +11,18 @@ import { parsePsi } from '../psi.js';
 
 export { parsePsi };
 
-/** A kernel without PSI (or with psi=0, where reading fails with EOPNOTSUPP) gives nulls. */
+/** A pressure file's text; null without PSI: no file, or psi=0 on the kernel command line,
+ *  where the file is there and reading it fails with EOPNOTSUPP. */
+export async function readPressure(root: string, path: string): Promise<string | null> {
+  try {
+    return await readTextIfExists(root, path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EOPNOTSUPP') return null;
+    throw err;
+  }
+}
+
+/** A kernel without PSI gives nulls. */
 export class PsiSource implements HostSource {
   readonly name = 'psi';
   readonly watch = true;
@@ -21,18 +32,9 @@ export class PsiSource implements HostSource {
     private readonly ioPath = '/proc/pressure/io',
   ) {}
 
-  private async read(path: string): Promise<string | null> {
-    try {
-      return await readTextIfExists(this.root, path);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EOPNOTSUPP') return null;
-      throw err;
-    }
-  }
-
   async collect(): Promise<Stats> {
-    const mem = await this.read(this.path);
-    const io = await this.read(this.ioPath);
+    const mem = await readPressure(this.root, this.path);
+    const io = await readPressure(this.root, this.ioPath);
     return { ...parsePsi(mem ?? ''), ...parsePsi(io ?? '', 'psi_io') };
   }
 }

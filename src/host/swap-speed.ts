@@ -14,7 +14,9 @@
 // none of those does, null when unknown (no swap, a swap file on btrfs's anonymous device).
 import { readFileSync, realpathSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { parsePsiTotals } from '../psi.js';
 import type { HostSource, Stats } from '../types.js';
+import { readPressure } from './psi.js';
 import { keyValue, readText, readTextIfExists, under } from './files.js';
 
 export interface SwapSpeedOptions {
@@ -37,12 +39,6 @@ export interface SwapCounters {
 export interface SwapWait {
   pages: number;
   waitUs: number;
-}
-
-/** The `some total=` of a PSI file; null when absent. */
-export function psiSomeTotalUs(text: string): number | null {
-  const m = /^some\b.*\btotal=(\d+)/m.exec(text);
-  return m ? Number(m[1]) : null;
 }
 
 /** Adds the interval prev -> cur to `acc` when it swapped in enough pages to count. */
@@ -163,15 +159,7 @@ export class SwapSpeedSource implements HostSource {
   }
 
   private async waitMs(): Promise<number | null> {
-    let io: string | null;
-    try {
-      io = await readTextIfExists(this.root, '/proc/pressure/io');
-    } catch (err) {
-      // psi=0 on the kernel command line: the file is there and reading it fails.
-      if ((err as NodeJS.ErrnoException).code !== 'EOPNOTSUPP') throw err;
-      io = null;
-    }
-    const ioSomeUs = io === null ? null : psiSomeTotalUs(io);
+    const ioSomeUs = parsePsiTotals(await readPressure(this.root, '/proc/pressure/io')).some;
     if (ioSomeUs === null) return null;
     const pswpin = keyValue(await readText(this.root, '/proc/vmstat'), 'pswpin');
     if (pswpin === undefined) throw new Error('vmstat: no pswpin line');

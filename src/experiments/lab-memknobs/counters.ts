@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CounterSample, HugeSample } from './metrics.js';
 import { KSM_DIR } from '../../host/ksm-sysfs.js';
+import { parsePsiTotals } from '../../psi.js';
 
 function keyValues(text: string): Map<string, number> {
   const m = new Map<string, number>();
@@ -21,16 +22,6 @@ function readOr(path: string): string | null {
   } catch {
     return null;
   }
-}
-
-/** The PSI totals line `some avg10=.. avg60=.. avg300=.. total=N`. */
-export function parsePsiTotals(text: string | null): { some: number | null; full: number | null } {
-  const out = { some: null as number | null, full: null as number | null };
-  for (const line of (text ?? '').split('\n')) {
-    const m = /^(some|full) .*total=(\d+)/.exec(line.trim());
-    if (m) out[m[1] as 'some' | 'full'] = Number(m[2]);
-  }
-  return out;
 }
 
 export function readCounters(domainDir: string, version: 1 | 2, now = Date.now() / 1000): CounterSample {

@@ -46,7 +46,8 @@ import { managerPolicies, MOM_STYLE_PSI_SAFEGUARDS, MOM_STYLE_SAFEGUARDS } from 
 import { defaultSafeguards, guardBalloon } from '../../../src/controls/balloon/guard.js';
 import { History } from '../../../src/engine/history.js';
 import { ConsoleTail } from '../../../src/experiments/lab-memknobs/console-tail.js';
-import { parsePsiTotals, parseSmapsRollup, readHugeSample, readKsmSample, summarizeKsm } from '../../../src/experiments/lab-memknobs/counters.js';
+import { parseSmapsRollup, readHugeSample, readKsmSample, summarizeKsm } from '../../../src/experiments/lab-memknobs/counters.js';
+import { parsePsiTotals } from '../../../src/psi.js';
 import { swapAreas } from '../../../src/experiments/lab-memknobs/swap.js';
 import { summarize, LabUnavailable, thpChoice } from '../../../src/experiments/lab-memknobs/experiment.js';
 import { acquireExperimentLock } from '../../../src/experiments/lab-memknobs/lock.js';

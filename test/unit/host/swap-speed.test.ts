@@ -9,20 +9,20 @@ import {
   defaultSwapSpeed,
   majorMinor,
   parseSwaps,
-  psiSomeTotalUs,
   rotationalOf,
   SwapSpeedSource,
   swapInWaitMs,
   swapRotational,
 } from '../../../src/host/swap-speed.js';
 import { hostSources } from '../../../src/host/index.js';
+import { parsePsiTotals } from '../../../src/psi.js';
 
 const opts = defaultSwapSpeed;
 
-test("psiSomeTotalUs reads the some line's total, not the full line's", () => {
-  assert.equal(psiSomeTotalUs('some avg10=1.00 avg60=2.00 avg300=0.50 total=555254390\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=9\n'), 555254390);
-  assert.equal(psiSomeTotalUs('full avg10=0.00 avg60=0.00 avg300=0.00 total=9\n'), null);
-  assert.equal(psiSomeTotalUs(''), null);
+test("the source reads the I/O file's some total, not the full line's (parsePsiTotals)", () => {
+  assert.equal(parsePsiTotals('some avg10=1.00 avg60=2.00 avg300=0.50 total=555254390\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=9\n').some, 555254390);
+  assert.equal(parsePsiTotals('full avg10=0.00 avg60=0.00 avg300=0.00 total=9\n').some, null);
+  assert.equal(parsePsiTotals('').some, null);
 });
 
 test('only intervals with enough swap-ins count, and the figure waits for enough pages', () => {
