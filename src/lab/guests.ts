@@ -132,7 +132,7 @@ ${vm ? `  <cpu><numa><cell id='0' cpus='0' memory='${kib}' unit='KiB'/></numa></
       <source path='${e(o.consolePath)}'/>
       <target port='0'/>
     </serial>
-${vm ? virtioMemXml(vm) : ''}${o.disk ? diskXml(o.disk) : ''}${o.guestAgent ? "    <channel type='unix'>\n      <target type='virtio' name='org.qemu.guest_agent.0'/>\n    </channel>\n" : ''}${
+${vm ? virtioMemXml(vm) : ''}${o.disk ? diskXml(o.disk) : ''}${o.guestAgent ? agentChannelXml(agentSocketOf(o.consolePath)) : ''}${
   o.balloon === false
     ? "    <memballoon model='none'/>"
     : `    <memballoon model='virtio'${o.freePageReporting ? " freePageReporting='on'" : ''}>
@@ -141,6 +141,20 @@ ${vm ? virtioMemXml(vm) : ''}${o.disk ? diskXml(o.disk) : ''}${o.guestAgent ? " 
 }
   </devices>
 </domain>
+`;
+}
+
+/** The guest agent's socket beside the guest's console file. libvirt's own choice, under its
+ *  config directory, is too long for a unix socket (108 bytes) in the experiment's per-run
+ *  libvirtds (/run/ballast-lab/lv-<pid><row>/config/libvirt/qemu/channel/target/domain-1-
+ *  <name>/org.qemu.guest_agent.0), and the guest would not start. */
+export const agentSocketOf = (consolePath: string) => `${consolePath.replace(/\.console$/, '')}.qga`;
+
+function agentChannelXml(socket: string): string {
+  return `    <channel type='unix'>
+      <source mode='bind' path='${xmlEscape(socket)}'/>
+      <target type='virtio' name='org.qemu.guest_agent.0'/>
+    </channel>
 `;
 }
 
