@@ -30,6 +30,7 @@ import {
   type HugeSample,
 } from './metrics.js';
 import { configParts, domainLimitMiB, planGuests, vmemLayout, type ConfigName, type LabScale } from './plan.js';
+import { clearStaleKsm } from './setup.js';
 import { throttleV2, type ThrottledSwap } from './swap-device.js';
 import { createCpuCaps, removeCpuCaps, removeCpuCapsNow } from './cpu-cap.js';
 import { ProcessLabManager, startLibvirtRun, type LibvirtRun } from './libvirt-run.js';
@@ -144,6 +145,7 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
   const plans = planGuests(scale);
   const limitKiB = domainLimitMiB(scale) * 1024;
   const cgName = `ballast-lab-experiment-${process.pid}-${config}-${o.repetition}`;
+  clearStaleKsm(say);
   const domain = await createDomain(cgName, limitKiB, scale.guests);
   const parts = configParts(config);
   // virtio-mem rows: the same memory per guest, half of it in the device.

@@ -2,7 +2,7 @@
 // one experiment at a time (the lock), the cleanup list, and the swap the domain is squeezed
 // into (the host's, a plain swap file, or a throttled device that costs what a real one does).
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { labAvailable } from '../../lab/available.js';
 import { Cleanup } from './cleanup.js';
@@ -161,4 +161,63 @@ export function pauseHostKsm(cleanup: Cleanup, say: (m: string) => void): void {
   say('ksm: it was running on this host; stopped for the experiment (managers that use KSM start it themselves), started again at the end');
   const back = () => writeFileSync(KSM_RUN, '1');
   cleanup.add({ what: 'KSM run = 1 as found', run: async () => back(), runSync: back });
+}
+
+/** What KSM's counters say before a run, and what the live processes have merged. */
+export interface KsmLeftovers {
+  run: string;
+  /** pages_shared + pages_sharing. */
+  merged: number;
+  /** Sum of /proc/PID/ksm_merging_pages over live processes; null where the kernel has no such
+   *  file (before 5.19): then nobody can tell stale counts from live ones. */
+  liveMerging: number | null;
+}
+
+/**
+ * Whether to clear KSM's counters before a run (pure): a row's QEMUs exit while ksmd is stopped
+ * (the manager put run back to 0), and the kernel drops their merged pages from pages_sharing
+ * only when ksmd scans again, so the next row without KSM counted the last one's: none+fpr rows
+ * read 53-58 MiB "saved" in a session where ksmd never ran for them. run=2 unmerges everything
+ * and drops those counts; it is written only when ksmd is stopped and no live process has a
+ * page merged (nothing real to unmerge on the host).
+ */
+export function staleKsmCounts(k: KsmLeftovers): string | null {
+  if (k.run !== '0' || k.merged === 0 || k.liveMerging === null || k.liveMerging > 0) return null;
+  return `${k.merged} merged pages counted for processes that exited with ksmd stopped`;
+}
+
+function liveKsmMerging(): number | null {
+  let total = 0;
+  let readable = false;
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      total += Number(readFileSync(`/proc/${pid}/ksm_merging_pages`, 'utf8').trim()) || 0;
+      readable = true;
+    } catch {
+      /* gone, or no such file on this kernel */
+    }
+  }
+  return readable ? total : null;
+}
+
+/** Before a run: KSM's stale counts of exited processes cleared (staleKsmCounts). */
+export function clearStaleKsm(say: (m: string) => void, root = KSM_DIR, live: () => number | null = liveKsmMerging): void {
+  let k: KsmLeftovers;
+  try {
+    const num = (f: string) => Number(readFileSync(join(root, f), 'utf8').trim()) || 0;
+    k = { run: readFileSync(join(root, 'run'), 'utf8').trim(), merged: num('pages_shared') + num('pages_sharing'), liveMerging: null };
+  } catch {
+    return; // no KSM in this kernel
+  }
+  if (k.run !== '0' || k.merged === 0) return;
+  const why = staleKsmCounts({ ...k, liveMerging: live() });
+  if (why === null) return;
+  try {
+    writeFileSync(join(root, 'run'), '2');
+    writeFileSync(join(root, 'run'), '0');
+    say(`ksm: ${why}: cleared (run 2, then 0), so this run's KSM column counts only its own`);
+  } catch (e) {
+    say(`ksm: ${why}, and they could not be cleared (${(e as Error).message}): this run's KSM column includes them`);
+  }
 }
