@@ -322,10 +322,10 @@ test('KSM is not started while the host can wait (it would split huge pages); a 
   assert.equal(swapping.value, 1, 'the host swaps out: memory is short now');
   assert.match(swapping.reasons.at(-1) ?? '', /the host is swapping out \(2400 pages in its last interval\)/);
   assert.equal(guardKsm('ksm_run', 1, { ...calm, swap_out: 1023 }, cfg).value, 0, 'a trickle of swap-out is not a shortage');
-  const full = guardKsm('ksm_run', 1, { ...calm, mem_available: 1280 * MiB, mem_free: 100 * MiB }, cfg);
+  const full = guardKsm('ksm_run', 1, { ...calm, mem_available: 1280 * MiB, mem_free: 40 * MiB }, cfg);
   assert.equal(full.value, 1, 'the host is about to reclaim: KSM starts before it swaps');
-  assert.match(full.reasons.at(-1) ?? '', /the host has 7\.8% of its memory free \(< 10%\)/);
-  assert.equal(guardKsm('ksm_run', 1, { ...calm, mem_available: 1280 * MiB, mem_free: 220 * MiB }, cfg).value, 0, '17% free: still waits');
+  assert.match(full.reasons.at(-1) ?? '', /the host has 3\.1% of its memory free \(< 5%\)/);
+  assert.equal(guardKsm('ksm_run', 1, { ...calm, mem_available: 1280 * MiB, mem_free: 108 * MiB }, cfg).value, 0, '8.4% free: still waits');
   assert.equal(guardKsm('ksm_run', 1, { ...calm, swap_out: null }, cfg).value, 0, 'the first sample has no interval');
   assert.equal(guardKsm('ksm_run', 1, calm, { ...cfg, cacheStallPercent: null }).value, 1, 'rule off (MOM style)');
   assert.equal(guardKsm('ksm_run', 0, calm, cfg).value, 0, 'stopping is never held');
