@@ -163,29 +163,6 @@ export function pauseHostKsm(cleanup: Cleanup, say: (m: string) => void): void {
   cleanup.add({ what: 'KSM run = 1 as found', run: async () => back(), runSync: back });
 }
 
-/** What KSM's counters say before a run, and what the live processes have merged. */
-export interface KsmLeftovers {
-  run: string;
-  /** pages_shared + pages_sharing. */
-  merged: number;
-  /** Sum of /proc/PID/ksm_merging_pages over live processes; null where the kernel has no such
-   *  file (before 5.19): then nobody can tell stale counts from live ones. */
-  liveMerging: number | null;
-}
-
-/**
- * Whether to clear KSM's counters before a run (pure): a row's QEMUs exit while ksmd is stopped
- * (the manager put run back to 0), and the kernel drops their merged pages from pages_sharing
- * only when ksmd scans again, so the next row without KSM counted the last one's: none+fpr rows
- * read 53-58 MiB "saved" in a session where ksmd never ran for them. run=2 unmerges everything
- * and drops those counts; it is written only when ksmd is stopped and no live process has a
- * page merged (nothing real to unmerge on the host).
- */
-export function staleKsmCounts(k: KsmLeftovers): string | null {
-  if (k.run !== '0' || k.merged === 0 || k.liveMerging === null || k.liveMerging > 0) return null;
-  return `${k.merged} merged pages counted for processes that exited with ksmd stopped`;
-}
-
 function liveKsmMerging(): number | null {
   let total = 0;
   let readable = false;
@@ -201,18 +178,29 @@ function liveKsmMerging(): number | null {
   return readable ? total : null;
 }
 
-/** Before a run: KSM's stale counts of exited processes cleared (staleKsmCounts). */
+/**
+ * Before a run: KSM's counts of processes that exited with ksmd stopped, cleared. A row's QEMUs
+ * exit after the manager put run back to 0, and the kernel drops their merged pages from
+ * pages_sharing only when ksmd scans again, so the next row without KSM counted the last one's
+ * (none+fpr rows read 53-58 MiB "saved" where ksmd never ran for them). run=2 unmerges
+ * everything and drops those counts; it is written only when ksmd is stopped and no live
+ * process has a page merged (/proc/PID/ksm_merging_pages, kernel 5.19+; without it nobody can
+ * tell stale counts from live ones, and nothing is written).
+ */
 export function clearStaleKsm(say: (m: string) => void, root = KSM_DIR, live: () => number | null = liveKsmMerging): void {
-  let k: KsmLeftovers;
+  let run: string;
+  let merged: number;
   try {
     const num = (f: string) => Number(readFileSync(join(root, f), 'utf8').trim()) || 0;
-    k = { run: readFileSync(join(root, 'run'), 'utf8').trim(), merged: num('pages_shared') + num('pages_sharing'), liveMerging: null };
+    run = readFileSync(join(root, 'run'), 'utf8').trim();
+    merged = num('pages_shared') + num('pages_sharing');
   } catch {
     return; // no KSM in this kernel
   }
-  if (k.run !== '0' || k.merged === 0) return;
-  const why = staleKsmCounts({ ...k, liveMerging: live() });
-  if (why === null) return;
+  if (run !== '0' || merged === 0) return;
+  const merging = live();
+  if (merging === null || merging > 0) return;
+  const why = `${merged} merged pages counted for processes that exited with ksmd stopped`;
   try {
     writeFileSync(join(root, 'run'), '2');
     writeFileSync(join(root, 'run'), '0');

@@ -23,7 +23,7 @@ import {
   vmemLayout,
 } from '../../../src/experiments/lab-memknobs/plan.js';
 import { parseSwapPreset, PRESETS, throttleLines } from '../../../src/experiments/lab-memknobs/swap-device.js';
-import { clearStaleKsm, staleKsmCounts } from '../../../src/experiments/lab-memknobs/setup.js';
+import { clearStaleKsm } from '../../../src/experiments/lab-memknobs/setup.js';
 import { qemuArgs } from '../../../src/lab/qemu.js';
 import { guestCmdline } from '../../../src/lab/guests.js';
 import { defaultCpuPerGuest, quotaUs } from '../../../src/experiments/lab-memknobs/cpu-cap.js';
@@ -657,19 +657,13 @@ test('stale lab state: owner PIDs from swap files and cgroup names, /proc/swaps 
 });
 
 test("KSM's counts of exited QEMUs are cleared before a run, only when nothing live has a page merged", () => {
-  const k = { run: '0', merged: 14_000, liveMerging: 0 };
-  assert.match(staleKsmCounts(k) ?? '', /14000 merged pages counted for processes that exited with ksmd stopped/);
-  assert.equal(staleKsmCounts({ ...k, liveMerging: 300 }), null, 'a live process has merged pages: run=2 would unmerge them');
-  assert.equal(staleKsmCounts({ ...k, liveMerging: null }), null, 'a kernel without ksm_merging_pages cannot tell');
-  assert.equal(staleKsmCounts({ ...k, run: '1' }), null, 'ksmd running cleans up after exited processes itself');
-  assert.equal(staleKsmCounts({ ...k, merged: 0 }), null);
   const dir = mkdtempSync(join(tmpdir(), 'ballast-ksm-'));
   try {
     const said: string[] = [];
-    const fixture = (run: string) => {
+    const fixture = (run: string, shared = 4000, sharing = 10_000) => {
       writeFileSync(join(dir, 'run'), `${run}\n`);
-      writeFileSync(join(dir, 'pages_shared'), '4000\n');
-      writeFileSync(join(dir, 'pages_sharing'), '10000\n');
+      writeFileSync(join(dir, 'pages_shared'), `${shared}\n`);
+      writeFileSync(join(dir, 'pages_sharing'), `${sharing}\n`);
     };
     fixture('0');
     clearStaleKsm(
@@ -678,21 +672,21 @@ test("KSM's counts of exited QEMUs are cleared before a run, only when nothing l
       () => 0,
     );
     assert.equal(readFileSync(join(dir, 'run'), 'utf8'), '0', 'run 2 written, then 0 again');
-    assert.match(said[0] ?? '', /14000 merged pages .*: cleared \(run 2, then 0\)/);
-    fixture('0');
-    clearStaleKsm(
-      (m) => said.push(m),
-      dir,
-      () => 12,
-    );
-    fixture('1');
-    clearStaleKsm(
-      (m) => said.push(m),
-      dir,
-      () => 0,
-    );
-    assert.equal(said.length, 1, 'live merged pages, or ksmd running: left alone');
-    assert.equal(readFileSync(join(dir, 'run'), 'utf8'), '1\n');
+    assert.match(said[0] ?? '', /^ksm: 14000 merged pages counted for processes that exited with ksmd stopped: cleared \(run 2, then 0\)/);
+    const untouched = (why: string, live: number | null, ...f: Parameters<typeof fixture>) => {
+      fixture(...f);
+      clearStaleKsm(
+        (m) => said.push(m),
+        dir,
+        () => live,
+      );
+      assert.equal(readFileSync(join(dir, 'run'), 'utf8'), `${f[0]}\n`, why);
+    };
+    untouched('a live process has merged pages: run 2 would unmerge them', 300, '0');
+    untouched('a kernel without ksm_merging_pages cannot tell', null, '0');
+    untouched('ksmd running cleans up after exited processes itself', 0, '1');
+    untouched('nothing counted', 0, '0', 0, 0);
+    assert.equal(said.length, 1, 'said only when it cleared');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
