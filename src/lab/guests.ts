@@ -148,7 +148,7 @@ ${vm ? virtioMemXml(vm) : ''}${o.disk ? diskXml(o.disk) : ''}${o.guestAgent ? ag
  *  config directory, is too long for a unix socket (108 bytes) in the experiment's per-run
  *  libvirtds (/run/ballast-lab/lv-<pid><row>/config/libvirt/qemu/channel/target/domain-1-
  *  <name>/org.qemu.guest_agent.0), and the guest would not start. */
-export const agentSocketOf = (consolePath: string) => `${consolePath.replace(/\.console$/, '')}.qga`;
+const agentSocketOf = (consolePath: string) => `${consolePath.replace(/\.console$/, '')}.qga`;
 
 function agentChannelXml(socket: string): string {
   return `    <channel type='unix'>

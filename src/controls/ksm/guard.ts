@@ -15,6 +15,19 @@ export const SWAP_OUT_PAGES = 1024;
  *  plain workload, which never swapped, started KSM at a passing 8.4%. */
 export const SHORT_FREE_SHARE = 0.05;
 
+/** Why the host is short of memory now, so that KSM may start though it could otherwise
+ *  wait; null when it is not. */
+function shortNow(host: Stats): string | null {
+  const swappedOut = finite(host.swap_out);
+  if (swappedOut !== null && swappedOut >= SWAP_OUT_PAGES)
+    return `the host is swapping out (${swappedOut} pages in its last interval): KSM gives memory back without I/O`;
+  const free = finite(host.mem_free);
+  const total = finite(host.mem_available);
+  if (free !== null && total !== null && total > 0 && free < total * SHORT_FREE_SHARE)
+    return `the host has ${((free / total) * 100).toFixed(1)}% of its memory free (< ${SHORT_FREE_SHARE * 100}%): it reclaims next, and what KSM merges need not go to swap`;
+  return null;
+}
+
 /**
  * Range-check one KSM control (integers; fractional values are rounded, out of range refused).
  * With the host's latest sample and the safeguards: a policy that would start KSM (run 1 while
@@ -48,17 +61,8 @@ export function guardKsm(control: string, requested: unknown, host?: Stats, sg?:
     return { control, requested, verdict: 'veto', value: null, reasons: [`${r} out of range (${allowed})`] };
   }
   if (control === 'ksm_run' && r === 1 && host !== undefined && sg !== undefined && finite(host.ksm_run) === 0) {
-    const swappedOut = finite(host.swap_out);
-    if (swappedOut !== null && swappedOut >= SWAP_OUT_PAGES) {
-      const why = `the host is swapping out (${swappedOut} pages in its last interval): KSM gives memory back without I/O`;
-      return { control, requested, verdict: 'apply', value: 1, reasons: ['policy request', ...reasons, why] };
-    }
-    const free = finite(host.mem_free);
-    const total = finite(host.mem_available);
-    if (free !== null && total !== null && total > 0 && free < total * SHORT_FREE_SHARE) {
-      const why = `the host has ${((free / total) * 100).toFixed(1)}% of its memory free (< ${SHORT_FREE_SHARE * 100}%): it reclaims next, and what KSM merges need not go to swap`;
-      return { control, requested, verdict: 'apply', value: 1, reasons: ['policy request', ...reasons, why] };
-    }
+    const why = shortNow(host);
+    if (why) return { control, requested, verdict: 'apply', value: 1, reasons: ['policy request', ...reasons, why] };
     const wait = hostCanWait(host, sg, 'KSM');
     if (wait)
       return {
