@@ -59,6 +59,14 @@ export interface HypervisorCapabilities {
    *  Absent: that control has nothing to act on (never a fallback to the real host's). */
   ksm?: KsmBackend;
   cgroupLimits?: CgroupBackend;
+  /** Asking a guest's kernel to reclaim memory itself, through its guest agent. */
+  guestReclaim?: GuestReclaimCapability;
+}
+
+export interface GuestReclaimCapability {
+  /** Ask the guest to reclaim `kib` KiB (its coldest pages first); 'short' when it found less.
+   *  Throws with kind 'unsupported' for a guest that cannot be asked (no agent, no memory.reclaim). */
+  reclaim(guestId: string, kib: number): Promise<'done' | 'short'>;
 }
 
 /** libvirt's units: µs of CPU per vCPU in each period of µs; quota -1 is no limit. */

@@ -7,9 +7,10 @@ import { cgroup } from './cgroup/index.js';
 import type { ControlModule } from './control.js';
 import { cputune } from './cputune/index.js';
 import { ksm } from './ksm/index.js';
+import { reclaim } from './reclaim/index.js';
 import { vmem } from './vmem/index.js';
 
-const MODULES = [balloon, vmem, ksm, cgroup, cputune] as const;
+const MODULES = [balloon, vmem, reclaim, ksm, cgroup, cputune] as const;
 
 export const CONTROLS: readonly ControlModule[] = MODULES;
 

@@ -1,6 +1,6 @@
-// Reading files inside a guest through the QEMU guest agent, whatever carries its commands:
-// libvirt's qemu-agent-command passthrough or the agent's own socket (QMP driver). Only
-// read-only agent commands are used.
+// Files inside a guest through the QEMU guest agent, whatever carries its commands: libvirt's
+// qemu-agent-command passthrough or the agent's own socket (QMP driver). Reads (meminfo, PSI)
+// and one write, asked for by the opt-in reclaim control (src/hypervisor/guest-reclaim.ts).
 
 /** Runs one guest agent command and resolves with its `return` value. */
 export type AgentExec = (command: string, args?: Record<string, unknown>) => Promise<unknown>;
@@ -30,6 +30,24 @@ export async function readGuestFile(exec: AgentExec, path: string, maxBytes = 1 
     await exec('guest-file-close', { handle }).catch(() => undefined);
   }
   return Buffer.concat(parts).toString('utf8');
+}
+
+/**
+ * Writes `text` to a file inside the guest: guest-file-open (mode w) / write / close. qemu-ga
+ * buffers the write (stdio) until the close, so a kernel file's answer to the write (an errno)
+ * arrives as the close's error: the close is awaited and its error thrown.
+ */
+export async function writeGuestFile(exec: AgentExec, path: string, text: string): Promise<void> {
+  const handle = await exec('guest-file-open', { path, mode: 'w' });
+  if (typeof handle !== 'number') throw new GuestAgentError(`guest-file-open returned ${JSON.stringify(handle)}, not a handle`);
+  let closed = false;
+  try {
+    await exec('guest-file-write', { handle, 'buf-b64': Buffer.from(text, 'utf8').toString('base64') });
+    closed = true;
+    await exec('guest-file-close', { handle });
+  } finally {
+    if (!closed) await exec('guest-file-close', { handle }).catch(() => undefined);
+  }
 }
 
 /**

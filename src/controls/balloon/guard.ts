@@ -48,21 +48,21 @@ export interface BalloonDecision {
  * policy cycles and, in a sample taken after that inflation, its swap-in or major-fault rate
  * went above the configured threshold. Returns the reason, or null.
  */
-export function rollbackReason(h: History, st: GuestGuardState, cycle: number, cfg: SafeguardConfig): string | null {
+export function rollbackReason(h: History, st: GuestGuardState, cycle: number, cfg: SafeguardConfig, taking = 'inflating by'): string | null {
   const inf = st.lastInflation;
   if (!inf || cfg.rollbackWindow <= 0 || cycle - inf.cycle > cfg.rollbackWindow) return null;
   const swap = peakRate(h, 'swap_in', inf.at);
   if (swap !== null && swap > cfg.rollbackSwapInKiBPerS) {
-    return `rollback: swap_in ${Math.round(swap)} KiB/s > ${cfg.rollbackSwapInKiBPerS} KiB/s after inflating by ${fmtKiB(inf.step)} ${cycle - inf.cycle} cycle(s) ago`;
+    return `rollback: swap_in ${Math.round(swap)} KiB/s > ${cfg.rollbackSwapInKiBPerS} KiB/s after ${taking} ${fmtKiB(inf.step)} ${cycle - inf.cycle} cycle(s) ago`;
   }
   const faults = peakRate(h, 'major_fault', inf.at);
   if (faults !== null && faults > cfg.rollbackMajorFaultsPerS) {
-    return `rollback: major_fault ${Math.round(faults)}/s > ${cfg.rollbackMajorFaultsPerS}/s after inflating by ${fmtKiB(inf.step)} ${cycle - inf.cycle} cycle(s) ago`;
+    return `rollback: major_fault ${Math.round(faults)}/s > ${cfg.rollbackMajorFaultsPerS}/s after ${taking} ${fmtKiB(inf.step)} ${cycle - inf.cycle} cycle(s) ago`;
   }
   if (cfg.rollbackPsiPercent !== null) {
     const stall = h.peakValue('psi_some_avg10', inf.at);
     if (stall !== null && stall > cfg.rollbackPsiPercent) {
-      return `rollback: guest memory stall ${stall}% (psi some avg10) > ${cfg.rollbackPsiPercent}% after inflating by ${fmtKiB(inf.step)} ${cycle - inf.cycle} cycle(s) ago`;
+      return `rollback: guest memory stall ${stall}% (psi some avg10) > ${cfg.rollbackPsiPercent}% after ${taking} ${fmtKiB(inf.step)} ${cycle - inf.cycle} cycle(s) ago`;
     }
   }
   return null;

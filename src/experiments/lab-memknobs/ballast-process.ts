@@ -22,6 +22,8 @@ export interface BallastProcessConfigOptions {
   statsIntervalS: number;
   policyIntervalS: number;
   guestPsi: boolean;
+  /** Reclaim inside the guests ([reclaim] on). */
+  reclaim?: boolean;
 }
 
 const q = (s: string) => JSON.stringify(s);
@@ -46,7 +48,7 @@ policy_dir = ${q(o.policyDir)}
 
 [host]
 memory_domain = ${q(o.domainDir)}
-${
+${o.reclaim ? '\n[reclaim]\nenabled = true\n' : ''}${
   mom
     ? `
 [safeguards]
@@ -76,6 +78,8 @@ export interface BallastLogCounts {
   rollbacks: number;
   vmemActions: number;
   vmemUnplugs: number;
+  /** Reclaims inside guests it asked for and the guests carried out in full. */
+  reclaimActions: number;
   errors: number;
   ksmRunSeen: boolean;
 }
@@ -84,7 +88,7 @@ export interface BallastLogCounts {
  *  `action` records (`rollback` for rollbacks); a cycle with more than 16 applied actions
  *  logs them at debug and says how many in a `cycle_summary`. */
 export function countBallastLog(text: string): BallastLogCounts {
-  const c: BallastLogCounts = { balloonActions: 0, rollbacks: 0, vmemActions: 0, vmemUnplugs: 0, errors: 0, ksmRunSeen: false };
+  const c: BallastLogCounts = { balloonActions: 0, rollbacks: 0, vmemActions: 0, vmemUnplugs: 0, reclaimActions: 0, errors: 0, ksmRunSeen: false };
   for (const line of text.split('\n')) {
     if (!line.startsWith('{')) continue;
     let r: Record<string, unknown>;
@@ -100,6 +104,7 @@ export function countBallastLog(text: string): BallastLogCounts {
         c.vmemActions++;
         if (typeof r.to === 'number' && typeof r.from === 'number' && r.to < r.from) c.vmemUnplugs++;
       }
+      if (r.control === 'cache_target') c.reclaimActions++;
       if (r.event === 'rollback') c.rollbacks++;
       if (r.control === 'ksm_run' && r.to === 1) c.ksmRunSeen = true;
     }
@@ -107,6 +112,7 @@ export function countBallastLog(text: string): BallastLogCounts {
       const a = r.actions as Record<string, number>;
       c.balloonActions += a['balloon_target:applied'] ?? 0;
       c.vmemActions += a['vmem_target:applied'] ?? 0;
+      c.reclaimActions += a['cache_target:applied'] ?? 0;
       // A summarised cycle names only its five biggest moves: unplugs among the rest go uncounted.
     }
   }
@@ -139,7 +145,7 @@ export class BallastProcess {
   static async start(o: BallastProcessOptions): Promise<BallastProcess> {
     const policyDir = join(o.workDir, 'policies');
     mkdirSync(policyDir, { recursive: true });
-    for (const [i, name] of managerPolicies(o.style, o.vmem).entries())
+    for (const [i, name] of managerPolicies(o.style, o.vmem, o.reclaim).entries())
       writeFileSync(join(policyDir, `${10 * (i + 1)}-${name}.policy`), shippedPolicy(name).text);
     const conf = join(o.workDir, 'ballast.toml');
     writeFileSync(conf, ballastProcessConfig({ ...o, policyDir }));
@@ -172,6 +178,7 @@ export class BallastProcess {
       rollbacks: c.rollbacks,
       vmemActions: c.vmemActions,
       vmemUnplugs: c.vmemUnplugs,
+      reclaimActions: c.reclaimActions,
       errors: c.errors,
       ksmRunSeen: c.ksmRunSeen,
       ksmRestoreError: ksmError,

@@ -52,7 +52,7 @@ export async function startLibvirtRun(o: LibvirtRunOptions): Promise<LibvirtRun>
     moreCgroups: o.moreCgroups[i] ?? [],
     freePageReporting: o.parts.fpr,
     // The agent is a guest process with memory of its own: only where the manager reads it.
-    guestAgent: o.parts.psi,
+    guestAgent: o.parts.psi || o.parts.reclaim,
     ...(o.cacheMiB ? { cacheDiskMiB: o.cacheMiB } : {}),
     ...(o.virtioMem ? { virtioMem: o.virtioMem } : {}),
   }));
@@ -143,6 +143,7 @@ export class ProcessLabManager implements LabManager {
         qemuPidDir: run.daemon.pidDir,
         guestPsi: parts.psi,
         vmem: parts.vmem,
+        reclaim: parts.reclaim,
       });
     } else throw new Error(`the ${parts.manager} manager does not run on libvirt guests`);
     const m = this.m;

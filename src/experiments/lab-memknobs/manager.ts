@@ -53,6 +53,9 @@ export interface ManagerOptions {
   /** Run vmem.policy after the default policy: each guest's virtio-mem device gives back free
    *  blocks under host pressure (ballast only; guests without a device are left alone). */
   vmem?: boolean;
+  /** Run reclaim.policy after them, [reclaim] on: guests reclaim their own page cache through
+   *  their agents (qmpSockets must name the agent sockets). */
+  reclaim?: boolean;
   qmpSockets: QmpGuestConfig[];
   domainDir: string;
   guestPids: number[];
@@ -91,9 +94,9 @@ export interface ManagerReport {
 /** The shipped policies a manager runs, in order: MOM's style runs balloon + ksm (what
  *  default.policy is made of), ballast the default policy, and the virtio-mem rows add
  *  vmem.policy after it (its header: after default.policy, or before balloon.policy). */
-export function managerPolicies(config: 'mom' | 'ballast', vmem: boolean): string[] {
+export function managerPolicies(config: 'mom' | 'ballast', vmem: boolean, reclaim = false): string[] {
   if (config === 'mom') return ['balloon', 'ksm'];
-  return vmem ? ['default', 'vmem'] : ['default'];
+  return ['default', ...(vmem ? ['vmem'] : []), ...(reclaim ? ['reclaim'] : [])];
 }
 
 /** The guard's reasons that name a guest's memory stall (refusals and rollbacks). */
@@ -114,7 +117,7 @@ export class RunManager implements LabManager {
 
   constructor(o: ManagerOptions) {
     this.hypervisor = new QmpHypervisor({ sockets: o.qmpSockets, statsPeriodS: Math.max(1, Math.floor(o.statsIntervalS)), guestPsi: o.guestPsi === true });
-    const policy = compilePolicies(managerPolicies(o.config, o.vmem === true).map((n) => shippedPolicy(n)));
+    const policy = compilePolicies(managerPolicies(o.config, o.vmem === true, o.reclaim === true).map((n) => shippedPolicy(n)));
     this.trace = o.traceFile ? createWriteStream(o.traceFile) : null;
     this.engine = new Engine({
       logger: this.trace ? createLogger({ format: 'json', level: 'debug', stream: this.trace }) : nullLogger,
@@ -122,6 +125,7 @@ export class RunManager implements LabManager {
       hostSources: hostSources({ domain: { dir: o.domainDir }, guestPids: () => o.guestPids }),
       policy,
       safeguards: o.config === 'mom' ? (o.guestPsi ? MOM_STYLE_PSI_SAFEGUARDS : MOM_STYLE_SAFEGUARDS) : undefined,
+      sections: { reclaim: { enabled: o.reclaim === true } },
     });
     this.loop = new Loop(this.engine, {
       statsIntervalS: o.statsIntervalS,

@@ -13,6 +13,7 @@ export type ConfigName =
   | 'ballast+psi'
   | 'ballast+vmem'
   | 'ballast+vmem+fpr'
+  | 'ballast+reclaim+fpr'
   | 'proxmox'
   | 'proxmox+fpr'
   | 'momd';
@@ -28,6 +29,7 @@ export const ALL_CONFIGS: readonly ConfigName[] = [
   'ballast+psi',
   'ballast+vmem',
   'ballast+vmem+fpr',
+  'ballast+reclaim+fpr',
   'proxmox',
   'proxmox+fpr',
   'momd',
@@ -44,6 +46,8 @@ export const CONFIG_TITLES: Record<ConfigName, string> = {
   'ballast+vmem':
     "ballast (default policy, then vmem.policy); each guest's memory is 128 MiB of base and a virtio-mem device for the rest in whole 128 MiB guest memory blocks (2 MiB device blocks, plugged at boot, onlined movable) that unplugs free blocks under host pressure",
   'ballast+vmem+fpr': 'ballast+vmem, and guests hand freed pages back (free page reporting)',
+  'ballast+reclaim+fpr':
+    'ballast+fpr (default policy, then reclaim.policy, [reclaim] on): under host pressure each guest reclaims its own page cache a step a cycle (memory.reclaim through its guest agent), and free page reporting hands it back in whole blocks',
   proxmox:
     "Proxmox VE's automatic ballooning (pvestatd's rule every 10 s: domain usage aimed at 80%, balloon minimum half of each guest, at most 100 MiB per guest per round)",
   'proxmox+fpr': "Proxmox VE's automatic ballooning, and guests hand freed pages back (free page reporting)",
@@ -58,13 +62,16 @@ export interface ConfigParts {
   psi: boolean;
   /** Half of each guest's memory is a virtio-mem device, and the manager runs vmem.policy. */
   vmem: boolean;
+  /** The guests run their agent, and the manager runs reclaim.policy with [reclaim] on. */
+  reclaim: boolean;
 }
 
 /** Which manager a run has and what it adds: free page reporting in the guests, guest PSI
- *  through their agents, virtio-mem devices and the policy that resizes them (pure). */
+ *  through their agents, virtio-mem devices and the policy that resizes them, reclaim inside
+ *  the guests through their agents (pure). */
 export function configParts(c: ConfigName): ConfigParts {
   const [manager, ...extras] = c.split('+') as [ConfigParts['manager'], ...string[]];
-  return { manager, fpr: extras.includes('fpr'), psi: extras.includes('psi'), vmem: extras.includes('vmem') };
+  return { manager, fpr: extras.includes('fpr'), psi: extras.includes('psi'), vmem: extras.includes('vmem'), reclaim: extras.includes('reclaim') };
 }
 
 /** The least base memory a lab guest boots with (src/lab/guests.ts MIN_MEM_MIB). */

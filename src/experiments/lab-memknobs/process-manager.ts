@@ -19,6 +19,8 @@ export interface ProcessManagerReport {
   /** ballast: virtio-mem resizes (and the unplugs among them); momd has no virtio-mem. */
   vmemActions: number | null;
   vmemUnplugs: number | null;
+  /** ballast: reclaims inside guests carried out in full (reclaim rows). */
+  reclaimActions?: number;
   /** Error lines of its log in the window. */
   errors: number;
   /** It switched KSM on (ksm_run 1) in the window. */

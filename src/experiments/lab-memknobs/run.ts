@@ -136,7 +136,7 @@ function qemuPidFromRecord(name: string): number | null {
 function processSummary(p: ProcessManagerReport | null | undefined): string {
   if (!p) return '';
   const u = p.usage;
-  return `; ${p.manager} (PID ${p.pid}${p.momCommit ? `, MOM ${p.momCommit.slice(0, 12)}` : ''}${p.vdsmCommit ? ` with vdsm ${p.vdsmCommit.slice(0, 12)}'s mom.d` : ''}) used ${u.cpuS ?? '?'} CPU s, RSS ${u.rssMeanMiB ?? '?'} MiB mean / ${u.rssPeakMiB ?? '?'} MiB peak, ${p.errors} error lines${p.exitedEarly ? `, EXITED before the run ended (its log: ${p.log ?? 'keep it with --trace'})` : ''}`;
+  return `; ${p.manager} (PID ${p.pid}${p.momCommit ? `, MOM ${p.momCommit.slice(0, 12)}` : ''}${p.vdsmCommit ? ` with vdsm ${p.vdsmCommit.slice(0, 12)}'s mom.d` : ''}${p.reclaimActions ? `, ${p.reclaimActions} reclaims inside guests` : ''}) used ${u.cpuS ?? '?'} CPU s, RSS ${u.rssMeanMiB ?? '?'} MiB mean / ${u.rssPeakMiB ?? '?'} MiB peak, ${p.errors} error lines${p.exitedEarly ? `, EXITED before the run ended (its log: ${p.log ?? 'keep it with --trace'})` : ''}`;
 }
 
 export async function runOnce(o: RunOptions): Promise<RunResult> {
@@ -240,7 +240,7 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
               reportS: 2,
               meminfoS: 2,
               // The agent is a guest process with memory of its own: only where the manager reads it.
-              guestAgent: parts.psi,
+              guestAgent: parts.psi || parts.reclaim,
               memCgroup: domain.guestDirs[i],
               moreCgroups: [...blkio, ...(caps?.dirs[i] ? [caps.dirs[i]] : [])],
               freePageReporting: parts.fpr,
@@ -285,7 +285,11 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
                 config: parts.manager as 'mom' | 'ballast',
                 guestPsi: parts.psi,
                 vmem: parts.vmem,
-                qmpSockets: qemuGuests.map((g) => ({ socket: g.qmpSocket, ...(parts.psi && g.qgaSocket ? { agentSocket: g.qgaSocket } : {}) })),
+                reclaim: parts.reclaim,
+                qmpSockets: qemuGuests.map((g) => ({
+                  socket: g.qmpSocket,
+                  ...((parts.psi || parts.reclaim) && g.qgaSocket ? { agentSocket: g.qgaSocket } : {}),
+                })),
                 domainDir: domain.dir,
                 guestPids: guests.map((g) => g.pid),
                 statsIntervalS: o.statsIntervalS,

@@ -9,7 +9,8 @@ import { parseMemballoon } from './domain-xml.js';
 import { LibvirtClient, type ClientOptions } from './client.js';
 import { DomainNotFoundError, LibvirtConnectionError, LibvirtError, LibvirtProtocolError, LibvirtTimeoutError } from './errors.js';
 import { lifecycleFromMsg, sampleFromStats, statsFromMeminfo, NO_GUEST_STATS } from './mapping.js';
-import { agentReadFile } from './agent.js';
+import { agentReadFile, libvirtAgent } from './agent.js';
+import { RECLAIM_TIMEOUT_MS, reclaimInGuest } from '../guest-reclaim.js';
 import { LibvirtMemoryDevices } from './memory-devices.js';
 import { libvirtCpuTune } from './cputune.js';
 import { KsmSysfs } from '../../host/ksm-sysfs.js';
@@ -68,6 +69,9 @@ export class LibvirtHypervisor implements Hypervisor {
     // Its guests run on this host: the kernel's KSM and the guests' own memory cgroups.
     ksm: new KsmSysfs(),
     cgroupLimits: new CgroupLimits(),
+    guestReclaim: {
+      reclaim: (id, kib) => this.withDomain(id, 'reclaim not asked', (c, dom) => reclaimInGuest(libvirtAgent(c, dom, RECLAIM_TIMEOUT_MS / 1000), kib)),
+    },
   };
   private client: LibvirtClient | null = null;
   private closedByUser = false;

@@ -42,9 +42,10 @@ export class GuestAgentClient {
     private readonly timeoutMs = 2000,
   ) {}
 
-  /** Runs an agent command (one at a time, in call order); resolves with its `return`. */
-  execute<T = unknown>(command: string, args?: Record<string, unknown>): Promise<T> {
-    const run = () => this.run(command, args) as Promise<T>;
+  /** Runs an agent command (one at a time, in call order); resolves with its `return`. A
+   *  command that makes the guest work (a reclaim) may wait longer than the client's default. */
+  execute<T = unknown>(command: string, args?: Record<string, unknown>, timeoutMs = this.timeoutMs): Promise<T> {
+    const run = () => this.run(command, args, timeoutMs) as Promise<T>;
     const p = this.queue.then(run, run);
     this.queue = p.catch(() => undefined);
     return p;
@@ -54,9 +55,9 @@ export class GuestAgentClient {
     this.drop(new GuestAgentUnavailable(`guest agent ${this.path}: closed by ballast`));
   }
 
-  private async run(command: string, args: Record<string, unknown> | undefined): Promise<unknown> {
+  private async run(command: string, args: Record<string, unknown> | undefined, timeoutMs: number): Promise<unknown> {
     if (!this.sock) await this.connectAndSync();
-    const m = await this.request(args === undefined ? { execute: command } : { execute: command, arguments: args }, command);
+    const m = await this.request(args === undefined ? { execute: command } : { execute: command, arguments: args }, command, timeoutMs);
     if ('error' in m) {
       const e = (m.error ?? {}) as { class?: unknown; desc?: unknown };
       throw new GuestAgentCommandError(command, String(e.class ?? 'UnknownError'), String(e.desc ?? '(no description)'));
@@ -133,20 +134,20 @@ export class GuestAgentClient {
     } else this.inbox.push(m);
   }
 
-  private request(msg: Record<string, unknown>, what: string): Promise<QmpMessage> {
+  private request(msg: Record<string, unknown>, what: string, timeoutMs = this.timeoutMs): Promise<QmpMessage> {
     if (!this.sock) return Promise.reject(new GuestAgentUnavailable(`guest agent ${this.path}: not connected`));
     this.sock.write(JSON.stringify(msg) + '\n');
-    return this.next(what);
+    return this.next(what, timeoutMs);
   }
 
-  private next(what: string): Promise<QmpMessage> {
+  private next(what: string, timeoutMs = this.timeoutMs): Promise<QmpMessage> {
     const queued = this.inbox.shift();
     if (queued) return Promise.resolve(queued);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        const err = new GuestAgentUnavailable(`guest agent ${this.path}: no reply to ${what} within ${this.timeoutMs} ms (agent not running?)`);
+        const err = new GuestAgentUnavailable(`guest agent ${this.path}: no reply to ${what} within ${timeoutMs} ms (agent not running?)`);
         this.drop(err);
-      }, this.timeoutMs);
+      }, timeoutMs);
       this.waiter = (m) => {
         clearTimeout(timer);
         if (m instanceof Error) reject(m);

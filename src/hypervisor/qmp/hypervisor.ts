@@ -9,6 +9,7 @@ import { QmpClient, QmpCommandError, type QmpEvent } from './client.js';
 import { guestStatsToMom, staleReason, type GuestStatsReply } from './stats.js';
 import { GuestAgentClient } from './agent.js';
 import { AgentRetry, readGuestFile } from '../guest-agent.js';
+import { GuestReclaimUnsupported, RECLAIM_TIMEOUT_MS, type ReclaimOutcome, reclaimInGuest } from '../guest-reclaim.js';
 import { parsePsi } from '../../psi.js';
 import { verifiedQemuPid } from './peer.js';
 import { QmpBusyError, QmpHoldExceededError, qmpSession, type SessionLimits } from './session.js';
@@ -149,6 +150,7 @@ export class QmpHypervisor implements Hypervisor {
     // Its QEMUs run on this host: the kernel's KSM and each QEMU's own memory cgroup.
     ksm: new KsmSysfs(),
     cgroupLimits: new CgroupLimits(),
+    guestReclaim: { reclaim: (id, kib) => this.reclaimInGuest(id, kib) },
   };
   private readonly conns = new Map<string, GuestConn>();
   private reconnects = 0;
@@ -667,6 +669,19 @@ export class QmpHypervisor implements Hypervisor {
   private connById(id: string): GuestConn {
     for (const c of this.conns.values()) if (c.id === id) return c;
     throw new Error(`QMP driver: no guest ${id}`);
+  }
+
+  /** A reclaim inside the guest through its agent socket (the reclaim control). */
+  private async reclaimInGuest(id: string, kib: number): Promise<ReclaimOutcome> {
+    const c = this.connById(id);
+    const agent = c.agent;
+    if (!agent) throw new GuestReclaimUnsupported(`guest ${this.guestName(c)} has no guest agent socket (${AGENT_SUFFIX} beside its QMP socket)`);
+    try {
+      return await reclaimInGuest((cmd, args) => agent.execute(cmd, args, RECLAIM_TIMEOUT_MS), kib);
+    } finally {
+      // Shared mode: the agent's socket is not held between uses (fillPsi).
+      if (this.shared) agent.close();
+    }
   }
 
   async setBalloon(id: string, targetKiB: number): Promise<void> {

@@ -104,7 +104,7 @@ test('cgroup limits: [cgroup] enabled, or its older spelling host.cgroup_limits,
 test("each control module's section comes from the registry: [shutdown] is the balloon's, [vmem], [ksm], [cgroup], [cputune] their modules'", async () => {
   const { CONTROLS } = await import('../../../src/controls/registry.js');
   const keys = CONTROLS.flatMap((m) => (m.section ? [m.section.key] : []));
-  assert.deepEqual(keys.sort(), ['cgroup', 'cputune', 'ksm', 'shutdown', 'vmem']);
+  assert.deepEqual(keys.sort(), ['cgroup', 'cputune', 'ksm', 'reclaim', 'shutdown', 'vmem']);
   const d = defaultConfig() as unknown as Record<string, unknown>;
   for (const m of CONTROLS) if (m.section) assert.deepEqual(d[m.section.key], m.section.schema.parse(undefined), `${m.name}: its defaults are the config's`);
 });

@@ -396,10 +396,10 @@ test('swap presets: slower classes allow fewer operations; throttle lines name t
 });
 
 test('free page reporting runs: the manager and the balloon option come from the name', () => {
-  assert.deepEqual(configParts('none'), { manager: 'none', fpr: false, psi: false, vmem: false });
-  assert.deepEqual(configParts('ballast+fpr'), { manager: 'ballast', fpr: true, psi: false, vmem: false });
-  assert.deepEqual(configParts('none+fpr'), { manager: 'none', fpr: true, psi: false, vmem: false });
-  assert.deepEqual(configParts('mom+psi'), { manager: 'mom', fpr: false, psi: true, vmem: false });
+  assert.deepEqual(configParts('none'), { manager: 'none', fpr: false, psi: false, vmem: false, reclaim: false });
+  assert.deepEqual(configParts('ballast+fpr'), { manager: 'ballast', fpr: true, psi: false, vmem: false, reclaim: false });
+  assert.deepEqual(configParts('none+fpr'), { manager: 'none', fpr: true, psi: false, vmem: false, reclaim: false });
+  assert.deepEqual(configParts('mom+psi'), { manager: 'mom', fpr: false, psi: true, vmem: false, reclaim: false });
   const base = { name: 'g', memMiB: 256, kernel: 'k', initrd: 'i', cmdline: 'c', qmpSocket: 's', consoleLog: 'l', qgaSocket: null };
   assert.ok(qemuArgs({ ...base, freePageReporting: true }).includes('virtio-balloon-pci,id=balloon0,free-page-reporting=on'));
   assert.ok(qemuArgs(base).includes('virtio-balloon-pci,id=balloon0'));
@@ -464,8 +464,8 @@ test('cpu caps: 80% of the host split among the guests, at most one CPU each; v1
 });
 
 test('virtio-mem rows: named in the config list, half of each guest in a device, default policy then vmem.policy', () => {
-  assert.deepEqual(configParts('ballast+vmem'), { manager: 'ballast', fpr: false, psi: false, vmem: true });
-  assert.deepEqual(configParts('ballast+vmem+fpr'), { manager: 'ballast', fpr: true, psi: false, vmem: true });
+  assert.deepEqual(configParts('ballast+vmem'), { manager: 'ballast', fpr: false, psi: false, vmem: true, reclaim: false });
+  assert.deepEqual(configParts('ballast+vmem+fpr'), { manager: 'ballast', fpr: true, psi: false, vmem: true, reclaim: false });
   for (const c of ALL_CONFIGS) assert.ok(CONFIG_TITLES[c], `${c} has a title`);
   assert.ok(ALL_CONFIGS.includes('ballast+vmem') && ALL_CONFIGS.includes('ballast+vmem+fpr'));
   assert.ok(!CONFIGS.some((c) => configParts(c).vmem), 'the default runs stay the three without devices');
@@ -603,8 +603,8 @@ test('THP settings: the bracketed choice of the sysfs file', () => {
 });
 
 test("proxmox rows: the manager from the name; reaction times for managed rows only; none+fpr is KubeVirt's default", () => {
-  assert.deepEqual(configParts('proxmox'), { manager: 'proxmox', fpr: false, psi: false, vmem: false });
-  assert.deepEqual(configParts('proxmox+fpr'), { manager: 'proxmox', fpr: true, psi: false, vmem: false });
+  assert.deepEqual(configParts('proxmox'), { manager: 'proxmox', fpr: false, psi: false, vmem: false, reclaim: false });
+  assert.deepEqual(configParts('proxmox+fpr'), { manager: 'proxmox', fpr: true, psi: false, vmem: false, reclaim: false });
   assert.ok(ALL_CONFIGS.includes('proxmox') && ALL_CONFIGS.includes('proxmox+fpr'));
   const reaction = { medianS: 12, maxS: 31.5, answered: 6, unanswered: 1, pending: 1 };
   const runs = [

@@ -111,6 +111,8 @@ test('ballastProcessConfig: a valid ballast config; MOM style is the in-process 
   assert.equal(b.host.memory_domain, '/sys/fs/cgroup/memory/d');
   assert.equal(b.api.socket, '');
   assert.equal(b.safeguards.headroom_mib, 64, "ballast's own safeguards: the defaults");
+  assert.equal(b.reclaim.enabled, false, 'reclaim inside guests only in the reclaim rows');
+  assert.equal(parseConfig(ballastProcessConfig({ ...base, style: 'ballast', reclaim: true })).reclaim.enabled, true);
   const m = parseConfig(ballastProcessConfig({ ...base, style: 'mom' }));
   assert.equal(m.safeguards.min_guest_mib, 0);
   assert.equal(m.safeguards.headroom_mib, 0);
@@ -125,7 +127,7 @@ test('ballastProcessConfig: a valid ballast config; MOM style is the in-process 
   for (const [k, v] of Object.entries(MOM_STYLE_SAFEGUARDS)) assert.deepEqual(asRun[k as keyof typeof asRun], v, k);
 });
 
-test('countBallastLog: applied balloon, virtio-mem and rollback records, summarised cycles, errors', () => {
+test('countBallastLog: applied balloon, virtio-mem, reclaim and rollback records, summarised cycles, errors', () => {
   const rec = (o: object) => JSON.stringify({ ts: '2026-12-05T10:00:00.000Z', level: 'info', ...o });
   const log = [
     rec({ event: 'started' }),
@@ -133,11 +135,13 @@ test('countBallastLog: applied balloon, virtio-mem and rollback records, summari
     rec({ level: 'warn', event: 'rollback', control: 'balloon_target', result: 'applied', from: 353894, to: 393216 }),
     rec({ event: 'action', control: 'vmem_target', result: 'applied', from: 262144, to: 131072 }),
     rec({ event: 'action', control: 'ksm_run', result: 'applied', from: 0, to: 1 }),
-    rec({ event: 'cycle_summary', actions: { 'balloon_target:applied': 17, 'balloon_target:failed': 1 } }),
+    rec({ event: 'action', control: 'cache_target', result: 'applied', from: 131072, to: 104858 }),
+    rec({ event: 'action', control: 'cache_target', result: 'unchanged', from: 16384, to: 15000 }),
+    rec({ event: 'cycle_summary', actions: { 'balloon_target:applied': 17, 'balloon_target:failed': 1, 'cache_target:applied': 2 } }),
     rec({ level: 'error', event: 'action_failed', control: 'balloon_target', result: 'failed' }),
     'not json',
   ].join('\n');
-  assert.deepEqual(countBallastLog(log), { balloonActions: 19, rollbacks: 1, vmemActions: 1, vmemUnplugs: 1, errors: 1, ksmRunSeen: true });
+  assert.deepEqual(countBallastLog(log), { balloonActions: 19, rollbacks: 1, vmemActions: 1, vmemUnplugs: 1, reclaimActions: 3, errors: 1, ksmRunSeen: true });
 });
 
 test('parseStatTimes: fields counted after the last parenthesis of the command name', () => {

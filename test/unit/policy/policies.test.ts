@@ -127,7 +127,7 @@ test('default.policy is balloon.policy followed by ksm.policy, token for token',
 
 test('shippedPolicy finds the policies next to the sources', async () => {
   const { shippedPolicy, shippedPolicyNames } = await import('../../../src/policy/index.js');
-  assert.deepEqual(shippedPolicyNames(), ['balloon', 'default', 'ksm', 'vmem']);
+  assert.deepEqual(shippedPolicyNames(), ['balloon', 'default', 'ksm', 'reclaim', 'vmem']);
   const d = shippedPolicy();
   assert.equal(d.name, 'default');
   assert.match(d.file!, /policies\/default\.policy$/);
