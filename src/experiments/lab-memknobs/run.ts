@@ -212,7 +212,12 @@ export async function runOnce(o: RunOptions): Promise<RunResult> {
     lv =
       o.via === 'libvirt'
         ? await startLibvirtRun({
-            tag: `${process.pid}${config.replace(/\W/g, '')}${o.repetition}`,
+            // Two letters of each part of the row's name: QEMU's monitor socket path under the
+            // run's libvirtd must stay within a unix socket's 108 bytes.
+            tag: `${process.pid}${config
+              .split('+')
+              .map((p) => p.slice(0, 2))
+              .join('')}${o.repetition}`,
             names,
             plans,
             memMiB: vmem ? vmem.baseMiB : scale.memMiB,
