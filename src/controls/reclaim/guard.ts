@@ -62,7 +62,10 @@ export function guardReclaim(inp: ReclaimGuardInput, cfg: SafeguardConfig): Recl
       st = { holdUntil: inp.now + cfg.rollbackBackoffS };
       return none('veto', [`${why.replace(/^rollback: /, '')}: no reclaim for ${cfg.rollbackBackoffS} s`]);
     }
-    if (inp.cycle - st.last.cycle > cfg.rollbackWindow) st = { ...st, last: undefined };
+    if (inp.cycle - st.last.cycle > cfg.rollbackWindow) {
+      const { last: _watched, ...rest } = st;
+      st = rest;
+    }
   }
   if (inp.requested === undefined || inp.requested === null) return none('skip', []);
   const t = finite(inp.requested);
