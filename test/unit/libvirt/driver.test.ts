@@ -145,6 +145,28 @@ test("guest_psi: each guest's /proc/pressure/memory through its agent; one witho
   assert.equal((await off.collect())[0]!.stats.psi_some_avg10, undefined, 'off by default');
 });
 
+test("guestReclaim: '<KiB>K' written to the guest's memory.reclaim through its agent; EAGAIN is short; no file, no agent or no guest are errors", async () => {
+  fake.guests = [
+    guest(1, { agentMeminfo: MEMINFO, agentReclaim: 'ok' }),
+    guest(2, { agentMeminfo: MEMINFO, agentReclaim: 'short' }),
+    guest(3, { agentMeminfo: MEMINFO }),
+    guest(4),
+  ];
+  const d = driver();
+  await d.connect();
+  const ids = (await d.collect()).map((g) => g.id);
+  const r = d.capabilities.guestReclaim!;
+  assert.equal(await r.reclaim(ids[0]!, 32768), 'done');
+  assert.deepEqual(fake.guests[0]!.agentWrites, ['/sys/fs/cgroup/memory.reclaim: 32768K']);
+  assert.equal(await r.reclaim(ids[1]!, 1024), 'short');
+  const missing = await r.reclaim(ids[2]!, 1024).catch((e: unknown) => e);
+  assert.equal((missing as { kind?: string }).kind, 'unsupported');
+  assert.match(String(missing), /no \/sys\/fs\/cgroup\/memory\.reclaim/);
+  await assert.rejects(r.reclaim(ids[3]!, 1024), /not configured/);
+  fake.guests = fake.guests.slice(0, 1);
+  await assert.rejects(r.reclaim(ids[3]!, 1024), DomainNotFoundError);
+});
+
 test('setBalloon sets memory live; a vanished guest gives DomainNotFoundError', async () => {
   const d = driver();
   await d.connect();

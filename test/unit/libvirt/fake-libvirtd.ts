@@ -43,6 +43,11 @@ export interface FakeGuest {
   agentPsi?: string;
   /** The path the agent last opened (the fake has one handle per guest). */
   agentOpen?: string;
+  /** The guest's memory.reclaim: absent (undefined), taking every write ('ok'), or finding
+   *  less than asked ('short': EAGAIN at the close, where qemu-ga's buffered write lands). */
+  agentReclaim?: 'ok' | 'short';
+  /** What was written through the agent, as "path: text". */
+  agentWrites?: string[];
   /** Live domain XML served by DOMAIN_GET_XML_DESC; undefined: the call is refused. */
   domainXml?: string;
 }
@@ -293,7 +298,7 @@ export class FakeLibvirtd {
     switch (cmd.execute) {
       case 'guest-file-open': {
         const path = String(cmd.arguments?.path);
-        if (path === '/proc/pressure/memory' && g.agentPsi === undefined)
+        if ((path === '/proc/pressure/memory' && g.agentPsi === undefined) || (path === '/sys/fs/cgroup/memory.reclaim' && g.agentReclaim === undefined))
           return this.error(s, f, 1, `guest-file-open: failed to open file '${path}': No such file or directory`);
         g.agentOpen = path;
         return ret(1000);
@@ -302,7 +307,19 @@ export class FakeLibvirtd {
         const text = g.agentOpen === '/proc/pressure/memory' ? g.agentPsi! : g.agentMeminfo;
         return ret({ count: text.length, 'buf-b64': Buffer.from(text).toString('base64'), eof: true });
       }
+      case 'guest-file-write': {
+        const text = Buffer.from(String(cmd.arguments?.['buf-b64']), 'base64').toString();
+        (g.agentWrites ??= []).push(`${g.agentOpen}: ${text}`);
+        return ret({ count: text.length, eof: false });
+      }
       case 'guest-file-close':
+        if (g.agentOpen === '/sys/fs/cgroup/memory.reclaim' && g.agentReclaim === 'short')
+          return this.error(
+            s,
+            f,
+            1,
+            "internal error: unable to execute QEMU agent command 'guest-file-close': failed to close handle: Resource temporarily unavailable",
+          );
         return ret({});
       default:
         return this.error(s, f, 1, `unknown agent command ${cmd.execute}`);

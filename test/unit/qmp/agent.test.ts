@@ -271,3 +271,45 @@ test('agent retry: a minute for an agent that never answered, 10 s for one that 
   r.forget('a');
   assert.equal(r.failed('a', 0), 60_000, 'a guest met anew starts over');
 });
+
+test("QMP driver: guestReclaim writes to the guest's memory.reclaim through its <stem>.qga socket; a guest without one cannot be asked", async (t) => {
+  const dir = tempDir('ballast-qmpreclaim-');
+  for (const name of ['web1', 'web2']) {
+    const qmp = await fakeQmp(join(dir, `${name}.qmp`));
+    t.after(() => qmp.close());
+    qmp.handle = (cmd) => {
+      const r: Record<string, unknown> = {
+        'query-name': { name },
+        'query-memory-size-summary': { 'base-memory': 512 * 2 ** 20 },
+        'query-cpus-fast': [],
+        'qom-list': [],
+        'query-balloon': { actual: 256 * 2 ** 20 },
+      };
+      return { return: r[cmd.execute] ?? {}, id: cmd.id };
+    };
+  }
+  const agent = await fakeAgent(dir, 'web1.qga');
+  t.after(() => agent.close());
+  const written: string[] = [];
+  let short = false;
+  agent.handle = (cmd) => {
+    if (cmd.execute === 'guest-file-open') return { return: 5 };
+    if (cmd.execute === 'guest-file-write') written.push(Buffer.from(String(cmd.arguments!['buf-b64']), 'base64').toString());
+    if (cmd.execute === 'guest-file-close' && short)
+      return { error: { class: 'GenericError', desc: 'failed to close handle: Resource temporarily unavailable' } };
+    return { return: {} };
+  };
+  const h = new QmpHypervisor({ socketDir: dir, retryMs: 50 });
+  t.after(() => h.close());
+  const guests = await h.collect();
+  const web1 = guests.find((g) => g.name === 'web1')!;
+  const web2 = guests.find((g) => g.name === 'web2')!;
+  assert.equal(await h.capabilities.guestReclaim!.reclaim(web1.id, 2048), 'done');
+  assert.deepEqual(written, ['2048K']);
+  assert.deepEqual(agent.received.slice(-3), ['guest-file-open', 'guest-file-write', 'guest-file-close']);
+  short = true;
+  assert.equal(await h.capabilities.guestReclaim!.reclaim(web1.id, 2048), 'short');
+  const err = await h.capabilities.guestReclaim!.reclaim(web2.id, 2048).catch((e: unknown) => e);
+  assert.equal((err as { kind?: string }).kind, 'unsupported');
+  assert.match(String(err), /web2 has no guest agent socket/);
+});
