@@ -130,6 +130,9 @@ export class SimGuest {
   /** Base memory, KiB; the guest has this plus what its virtio-mem device has plugged. */
   readonly baseKiB: number;
   readonly vmem: SimVirtioMem | null;
+  /** Page cache its kernel was asked to reclaim (memory.reclaim through its agent), freed at
+   *  its next step; free page reporting then hands it back. */
+  reclaimAskedKiB = 0;
   readonly vcpus: number;
   readonly swapKiB: number;
   readonly balloonMinKiB: number;
@@ -381,6 +384,10 @@ export class SimGuest {
 
     this.balloonStep(ctx);
     this.vmem?.step(this.virtioMemHost(ctx), ctx.dt);
+    if (this.reclaimAskedKiB > 0) {
+      this.reclaim(this.reclaimAskedKiB, 'cache', ctx);
+      this.reclaimAskedKiB = 0;
+    }
 
     // kswapd: below the low watermark, reclaim up to the high one.
     const wm = watermarks(this.balloonCur);

@@ -11,6 +11,7 @@ import type { SimWorld } from '../../sim/world.js';
 import { withMomDefaults } from '../mom-defaults.js';
 import { simCpuTune } from './cputune.js';
 import { SimMemoryDevices } from './memory-devices.js';
+import { SimGuestReclaim } from './guest-reclaim.js';
 
 const round2 = (v: number) => Math.round(v * 100) / 100;
 
@@ -55,7 +56,7 @@ export class SimHypervisor implements Hypervisor {
   readonly capabilities: HypervisorCapabilities;
 
   constructor(private readonly world: SimWorld) {
-    this.capabilities = { ksm: new SimKsm(world), cpuTune: simCpuTune(), memoryDevices: new SimMemoryDevices(world) };
+    this.capabilities = { ksm: new SimKsm(world), cpuTune: simCpuTune(), memoryDevices: new SimMemoryDevices(world), guestReclaim: new SimGuestReclaim(world) };
   }
 
   async connect(): Promise<void> {}

@@ -12,7 +12,12 @@ import { writeGuestFile } from '../../../src/hypervisor/guest-agent.js';
 import { failureKind } from '../../../src/errors.js';
 import type { Action, ControlEnv } from '../../../src/controls/control.js';
 import type { Hypervisor } from '../../../src/types.js';
-import { nullLogger } from '../../../src/log/logger.js';
+import { memoryLogger, nullLogger } from '../../../src/log/logger.js';
+import { Engine } from '../../../src/engine/engine.js';
+import { compilePolicyText } from '../../../src/engine/policy-adapter.js';
+import { SimHypervisor, simHostSource } from '../../../src/hypervisor/sim/index.js';
+import { parseScenario } from '../../../src/sim/scenarios.js';
+import { SimWorld } from '../../../src/sim/world.js';
 
 const MiB = 1024;
 // cache step 5% of 1 GiB: 51.2 MiB a cycle.
@@ -213,4 +218,44 @@ test('reclaim controller: done is applied, short unchanged, a guest that cannot 
     ['c', 50 * MiB],
   ]);
   assert.match(reclaim.setup({ ...env, hypervisor: { name: 'sim', capabilities: {} } as unknown as Hypervisor }) as string, /cannot reach guest agents/);
+});
+
+test('reclaim module on the simulated host: a reporting guest gives its page cache back a step a cycle and the host gets it; a guest that does not report is left its cache', async () => {
+  const world = new SimWorld(
+    parseScenario({
+      host: { memMiB: 8192, swapMiB: 1024, cpus: 4 },
+      guests: [
+        { name: 'fpr', memMiB: 1024, cacheMiB: 400, freePageReporting: true, workload: { kind: 'idle', anonMiB: 200 } },
+        { name: 'plain', memMiB: 1024, cacheMiB: 400, freePageReporting: false, workload: { kind: 'idle', anonMiB: 200 } },
+      ],
+    }),
+    1,
+  );
+  const logger = memoryLogger();
+  const engine = new Engine({
+    hypervisor: new SimHypervisor(world),
+    hostSources: [simHostSource(world)],
+    policy: compilePolicyText('(with Guests guest (guest.Control "cache_target" 0))'),
+    now: () => world.now,
+    logger,
+    sections: { reclaim: { enabled: true } },
+  });
+  const fpr = world.guests.get('fpr')!;
+  const plain = world.guests.get('plain')!;
+  world.advance(5);
+  const before = { fpr: fpr.touchedKiB, plain: plain.touchedKiB, cache: fpr.cache.size };
+  for (let i = 0; i < 60; i++) {
+    world.advance(5);
+    await engine.collect();
+    if (i % 2 === 1) await engine.evaluateAndAct();
+  }
+  const steps = logger.records.filter((r) => r.event === 'action' && r.control === 'cache_target');
+  assert.ok(steps.length >= 5 && steps.every((r) => r.entity === 'fpr'), `a step at a time, the reporting guest only: ${steps.length}`);
+  assert.ok(fpr.cache.size <= KEEP_CACHE_KIB + 16 * MiB, `the reporting guest's cache went down to what it keeps: ${Math.round(fpr.cache.size / MiB)} MiB`);
+  assert.ok(before.fpr - fpr.touchedKiB >= 0.8 * (before.cache - fpr.cache.size), 'and the host got it back (free page reporting)');
+  assert.ok(plain.cache.size >= 390 * MiB, `the other guest kept its cache: ${Math.round(plain.cache.size / MiB)} MiB`);
+  assert.ok(
+    logger.records.some((r) => r.control === 'cache_target' && r.entity === 'plain' && String(r.reason ?? r.reasons).includes('does not report free pages')),
+    'and was told why',
+  );
 });
