@@ -89,8 +89,6 @@ export interface GuestView {
   movedByOther?: { at: number; from: number; to: number; ours: number; until: number };
   /** virtio-mem: no unplug before this time (seconds), after a rollback or an unplug that stopped short. */
   vmemHoldUntil?: number;
-  /** Reclaim inside the guest: none before this time (seconds), after the guest refaulted. */
-  reclaimHoldUntil?: number;
 }
 
 export interface EngineSnapshot {
