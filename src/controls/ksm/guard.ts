@@ -15,17 +15,50 @@ export const SWAP_OUT_PAGES = 1024;
  *  plain workload, which never swapped, started KSM at a passing 8.4%. */
 export const SHORT_FREE_SHARE = 0.05;
 
+/** Free memory at or above which a running ksmd is stopped again while the host can wait: twice
+ *  the level that starts it, so that a host hovering near it does not start and stop it every
+ *  cycle. Stopping only ends the scanning: what ksmd merged stays merged. */
+export const STOP_FREE_SHARE = 0.1;
+
 /** Why the host is short of memory now, so that KSM may start though it could otherwise
  *  wait; null when it is not. */
 function shortNow(host: Stats): string | null {
   const swappedOut = finite(host.swap_out);
   if (swappedOut !== null && swappedOut >= SWAP_OUT_PAGES)
     return `the host is swapping out (${swappedOut} pages in its last interval): KSM gives memory back without I/O`;
+  const free = freeShare(host);
+  if (free !== null && free < SHORT_FREE_SHARE)
+    return `the host has ${(free * 100).toFixed(1)}% of its memory free (< ${SHORT_FREE_SHARE * 100}%): it reclaims next, and what KSM merges need not go to swap`;
+  return null;
+}
+
+/** mem_free of mem_available, or null. */
+function freeShare(host: Stats): number | null {
   const free = finite(host.mem_free);
   const total = finite(host.mem_available);
-  if (free !== null && total !== null && total > 0 && free < total * SHORT_FREE_SHARE)
-    return `the host has ${((free / total) * 100).toFixed(1)}% of its memory free (< ${SHORT_FREE_SHARE * 100}%): it reclaims next, and what KSM merges need not go to swap`;
-  return null;
+  return free !== null && total !== null && total > 0 ? free / total : null;
+}
+
+/** What the guard makes of a policy's ksm_run 1 given the host's latest sample: a stopped ksmd
+ *  starts when the host is short now, else stays stopped while the host can wait; a running one
+ *  stops once the host can wait with STOP_FREE_SHARE free. null: as the policy asks. */
+function runDecision(host: Stats, sg: SafeguardConfig): { run: 0 | 1; why: string } | null {
+  const running = finite(host.ksm_run);
+  const short = shortNow(host);
+  if (running === 0) {
+    if (short) return { run: 1, why: short };
+    const wait = hostCanWait(host, sg, 'KSM');
+    return wait ? { run: 0, why: `not started: ${wait}` } : null;
+  }
+  const free = freeShare(host);
+  if (running !== 1 || short || free === null || free < STOP_FREE_SHARE) return null;
+  const wait = hostCanWait(host, sg, 'KSM');
+  return wait
+    ? {
+        run: 0,
+        why: `stopped: ${(free * 100).toFixed(1)}% of the host's memory is free (>= ${STOP_FREE_SHARE * 100}%) and ${wait}; what ksmd merged stays merged`,
+      }
+    : null;
 }
 
 /**
@@ -37,7 +70,7 @@ function shortNow(host: Stats): string | null {
  * (plain workload, ssd swap, free page reporting on), ballast's KSM policy kept 55% of the
  * QEMUs' memory in huge pages against 80% without it and 0.88x the throughput, for memory the
  * host did not need. Once the host stalls or its swap runs short the policy starts KSM as
- * asked; KSM already running is left to the policy. So does a host that swaps out (at least
+ * asked. So does a host that swaps out (at least
  * SWAP_OUT_PAGES in its last interval): its memory is short now, and what KSM merges is
  * memory the host need not write to swap and read back. Lab, ssd, guests holding page cache:
  * KSM held until a stall that never came, ballast+fpr swapped in as many pages as KubeVirt's
@@ -45,7 +78,11 @@ function shortNow(host: Stats): string | null {
  * policy in the warm-up, before this rule, a quarter. The plain workload, which the hold is
  * for, never swaps. So a host with less than SHORT_FREE_SHARE of its memory free starts it
  * too, before the first swap-out: the cache workload's domain filled to 2% free before it
- * swapped, the plain workload's came down to 8% at its peaks.
+ * swapped, the plain workload's came down to 8% at its peaks. A running ksmd is stopped again
+ * once the host can wait with STOP_FREE_SHARE of its memory free (runDecision): guests that
+ * reclaimed their page cache (the reclaim control) left a lab domain 15-22% free for the whole
+ * window with ksmd still scanning, merging 96 MiB nobody needed and leaving 48% of the QEMUs'
+ * memory in huge pages.
  */
 export function guardKsm(control: string, requested: unknown, host?: Stats, sg?: SafeguardConfig): KnobDecision {
   const knob = knobOf(control);
@@ -60,18 +97,9 @@ export function guardKsm(control: string, requested: unknown, host?: Stats, sg?:
     const allowed = range.set ? range.set.join(', ') : `${range.min}..${range.max}`;
     return { control, requested, verdict: 'veto', value: null, reasons: [`${r} out of range (${allowed})`] };
   }
-  if (control === 'ksm_run' && r === 1 && host !== undefined && sg !== undefined && finite(host.ksm_run) === 0) {
-    const why = shortNow(host);
-    if (why) return { control, requested, verdict: 'apply', value: 1, reasons: ['policy request', ...reasons, why] };
-    const wait = hostCanWait(host, sg, 'KSM');
-    if (wait)
-      return {
-        control,
-        requested,
-        verdict: 'apply',
-        value: 0,
-        reasons: ['policy request', ...reasons, `not started: ${wait}`],
-      };
+  if (control === 'ksm_run' && r === 1 && host !== undefined && sg !== undefined) {
+    const d = runDecision(host, sg);
+    if (d) return { control, requested, verdict: 'apply', value: d.run, reasons: ['policy request', ...reasons, d.why] };
   }
   return { control, requested, verdict: 'apply', value: r, reasons: ['policy request', ...reasons] };
 }

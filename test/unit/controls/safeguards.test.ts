@@ -308,7 +308,7 @@ test("hostCanWait: only a host with PSI, swap room and huge pages in use, not st
   assert.ok(hostCanWait({ ...host, psi_some_avg10: 12, psi_io_some_avg10: 40 }, cfg) !== null, 'a burst is not a stall');
 });
 
-test('KSM is not started while the host can wait (it would split huge pages); a stalling host, KSM already running, or the rule off: as the policy asks', () => {
+test('KSM is not started while the host can wait (it would split huge pages), and stopped once it can wait with room again; a stalling host or the rule off: as the policy asks', () => {
   const calm = { psi_some_avg60: 0.4, swap_total: 896 * MiB, swap_usage: 240 * MiB, anon_huge_pages: 900 * MiB, ksm_run: 0 };
   const held = guardKsm('ksm_run', 1, calm, cfg);
   assert.equal(held.verdict, 'apply');
@@ -317,7 +317,19 @@ test('KSM is not started while the host can wait (it would split huge pages); a 
   assert.ok(held.reasons.at(-1)?.endsWith('that KSM would split'), held.reasons.join());
   assert.equal(guardKsm('ksm_run', 1, { ...calm, psi_some_avg60: 5 }, cfg).value, 1, 'the host stalls: KSM starts');
   assert.equal(guardKsm('ksm_run', 1, { ...calm, swap_usage: 800 * MiB }, cfg).value, 1, 'swap runs short: KSM starts');
-  assert.equal(guardKsm('ksm_run', 1, { ...calm, ksm_run: 1 }, cfg).value, 1, 'already running: left to the policy');
+  assert.equal(guardKsm('ksm_run', 1, { ...calm, ksm_run: 1 }, cfg).value, 1, 'running, free memory unknown: left to the policy');
+  // Running: stopped once the host can wait with 10% free, kept while it is short or cannot wait.
+  const room = { ...calm, ksm_run: 1, mem_available: 1280 * MiB, mem_free: 230 * MiB };
+  const stopped = guardKsm('ksm_run', 1, room, cfg);
+  assert.equal(stopped.value, 0, 'the shortage passed: ksmd stops scanning');
+  assert.match(
+    stopped.reasons.at(-1) ?? '',
+    /^stopped: 18\.0% of the host's memory is free \(>= 10%\) and the host is not stalling.*what ksmd merged stays merged$/,
+  );
+  assert.equal(guardKsm('ksm_run', 1, { ...room, mem_free: 108 * MiB }, cfg).value, 1, '8.4% free: between the start and stop levels, it keeps running');
+  assert.equal(guardKsm('ksm_run', 1, { ...room, swap_out: 2400 }, cfg).value, 1, 'swapping out: keeps running');
+  assert.equal(guardKsm('ksm_run', 1, { ...room, psi_some_avg60: 5 }, cfg).value, 1, 'the host stalls: keeps running');
+  assert.equal(guardKsm('ksm_run', 1, room, { ...cfg, cacheStallPercent: null }).value, 1, 'rule off: as the policy asks');
   const swapping = guardKsm('ksm_run', 1, { ...calm, swap_out: 2400 }, cfg);
   assert.equal(swapping.value, 1, 'the host swaps out: memory is short now');
   assert.match(swapping.reasons.at(-1) ?? '', /the host is swapping out \(2400 pages in its last interval\)/);
