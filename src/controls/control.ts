@@ -165,6 +165,36 @@ export interface GuestModulePlan<S> {
   commit?: { applied: S; otherwise: S };
 }
 
+/** A guest module guard's decision on one control, as planFromGuard takes it. */
+export interface GuardDecision<S> {
+  verdict: 'apply' | 'skip' | 'veto';
+  from: number | null;
+  to: number | null;
+  reasons: string[];
+  /** State to keep when the action is applied (or at once, when there is none). */
+  next: S;
+  /** ... and when it is not; absent: the state before. */
+  otherwise?: S;
+}
+
+/** A guard's decision as the module's plan for one guest: the action, with the state to keep by
+ *  its outcome, when it applies and the cycle may act; otherwise a note of why (for a request,
+ *  or a veto) and the guard's new state. */
+export function planFromGuard<S>(inp: GuestPlanInput<S>, control: string, requested: unknown, st: S, d: GuardDecision<S>): GuestModulePlan<S> {
+  const out: GuestModulePlan<S> = { actions: [], notes: [] };
+  if (d.verdict === 'apply' && inp.off === undefined) {
+    out.actions.push({ entity: inp.name, guestId: inp.id, control, from: d.from, to: d.to, reasons: d.reasons });
+    out.commit = { applied: d.next, otherwise: d.otherwise ?? st };
+  } else if (d.verdict === 'apply') {
+    out.notes.push({ entity: inp.name, control, requested: requested ?? d.to, verdict: 'veto', reasons: [...d.reasons, `not applied: ${inp.off}`] });
+  } else {
+    if ((requested !== undefined && requested !== null) || d.verdict === 'veto')
+      out.notes.push({ entity: inp.name, control, requested: requested ?? null, verdict: d.verdict, reasons: d.reasons });
+    if (d.next !== st) out.commit = { applied: d.next, otherwise: d.next };
+  }
+  return out;
+}
+
 /** Where and when a sample was taken, and the safeguards in force. */
 export interface ObserveContext {
   guest: string;

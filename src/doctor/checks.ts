@@ -62,7 +62,7 @@ async function thpSelection(root: string, file: string): Promise<string | null> 
 export const MECHANISMS =
   'free page reporting needs QEMU 5.1+ with -device virtio-balloon-pci,free-page-reporting=on and guest Linux 5.7+; ' +
   'virtio-mem needs a virtio-mem-pci device (libvirt <memory model="virtio-mem">), the guest\'s virtio_mem driver and its hotplugged memory onlined movable (memhp_default_state=online_movable); ' +
-  "reclaim inside the guest ([reclaim] enabled) needs free page reporting, the guest agent with guest-file-* allowed and a Linux 5.19+ guest with cgroup v2 mounted at /sys/fs/cgroup; " +
+  'reclaim inside the guest ([reclaim] enabled) needs free page reporting, the guest agent with guest-file-* allowed and a Linux 5.19+ guest with cgroup v2 mounted at /sys/fs/cgroup; ' +
   "the balloon needs the guest's virtio_balloon driver";
 
 /** THP `enabled`: huge pages make guests faster (KVM backs their memory with them), and ballast

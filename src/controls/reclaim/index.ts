@@ -4,7 +4,7 @@
 // capability) and free page reporting hands what it freed back to the host in whole 2 MiB+
 // blocks, where a balloon taking the same cache splits the host's huge pages. Opt-in
 // ([reclaim] enabled); guarded by guard.ts.
-import { type ActionOutcome, type ControlModule, failedOutcome, type GuestModulePlan, type GuestPlanInput, mapLimited } from '../control.js';
+import { type ActionOutcome, type ControlModule, failedOutcome, type GuestModulePlan, type GuestPlanInput, mapLimited, planFromGuard } from '../control.js';
 import { type ReclaimSection, reclaimSection } from './config.js';
 import { guardReclaim, type ReclaimState } from './guard.js';
 
@@ -15,23 +15,13 @@ const NO_STATE: ReclaimState = Object.freeze({});
 export function planReclaim(inp: GuestPlanInput<ReclaimState>): GuestModulePlan<ReclaimState> {
   const st = inp.state ?? NO_STATE;
   const requested = inp.requested.cache_target;
-  const out: GuestModulePlan<ReclaimState> = { actions: [], notes: [] };
   // Between policy cycles nothing here is urgent: cache comes back to the guest by itself.
-  if (inp.guardPass) return out;
+  if (inp.guardPass) return { actions: [], notes: [] };
   const d = guardReclaim(
     { history: inp.history, requested, stale: inp.stale, state: st, cycle: inp.cycle, now: inp.now, reportsFreePages: inp.props.free_page_reporting === 1 },
     inp.safeguards,
   );
-  if (d.verdict === 'apply' && inp.off === undefined) {
-    out.actions.push({ entity: inp.name, guestId: inp.id, control: 'cache_target', from: d.from, to: d.to, reasons: d.reasons });
-    out.commit = { applied: d.next, otherwise: d.otherwise ?? st };
-    return out;
-  }
-  const reasons = d.verdict === 'apply' ? [...d.reasons, `not applied: ${inp.off}`] : d.reasons;
-  if (requested !== undefined || d.verdict === 'veto')
-    out.notes.push({ entity: inp.name, control: 'cache_target', requested: requested ?? null, verdict: d.verdict === 'apply' ? 'veto' : d.verdict, reasons });
-  if (d.next !== st) out.commit = { applied: d.next, otherwise: d.next };
-  return out;
+  return planFromGuard(inp, 'cache_target', requested, st, d);
 }
 
 export const reclaim = {

@@ -7,7 +7,16 @@
 // is reported rather than chased. With several devices, the first is the one managed.
 import { errorMessage } from '../../errors.js';
 import type { MemoryDevice, Stats } from '../../types.js';
-import { type ActionOutcome, type ControlModule, failedOutcome, type GuestModulePlan, type GuestPlanInput, mapLimited, raisesGuest } from '../control.js';
+import {
+  type ActionOutcome,
+  type ControlModule,
+  failedOutcome,
+  type GuestModulePlan,
+  type GuestPlanInput,
+  mapLimited,
+  planFromGuard,
+  raisesGuest,
+} from '../control.js';
 import { type VmemSection, vmemSection } from './config.js';
 import { deviceOf, guardVmem, type VmemState } from './guard.js';
 import { addPeakOf, recentPeak } from '../peaks.js';
@@ -38,27 +47,7 @@ export function planVmem(inp: GuestPlanInput<VmemState>): GuestModulePlan<VmemSt
   // The guard's states carry no peaks: what observe keeps stays.
   const keep = (x: VmemState | undefined) =>
     x === undefined || st.peaks === undefined || (x.peaks === st.peaks && x.since === st.since) ? x : { ...x, peaks: st.peaks, since: st.since };
-  const d = { ...g, next: keep(g.next)!, otherwise: keep(g.otherwise) };
-  const out: GuestModulePlan<VmemState> = { actions: [], notes: [] };
-  if (d.verdict === 'apply' && inp.off !== undefined) {
-    out.notes.push({
-      entity: inp.name,
-      control: 'vmem_target',
-      requested: requested ?? d.to,
-      verdict: 'veto',
-      reasons: [...d.reasons, `not applied: ${inp.off}`],
-    });
-    return out;
-  }
-  if (d.verdict === 'apply') {
-    out.actions.push({ entity: inp.name, guestId: inp.id, control: 'vmem_target', from: d.from, to: d.to, reasons: d.reasons });
-    out.commit = { applied: d.next, otherwise: d.otherwise ?? st };
-    return out;
-  }
-  if (requested !== undefined && requested !== null)
-    out.notes.push({ entity: inp.name, control: 'vmem_target', requested, verdict: d.verdict, reasons: d.reasons });
-  if (d.next !== st) out.commit = { applied: d.next, otherwise: d.next };
-  return out;
+  return planFromGuard(inp, 'vmem_target', requested, st, { ...g, next: keep(g.next)!, otherwise: keep(g.otherwise) });
 }
 
 export const vmem = {
