@@ -172,6 +172,22 @@ test('vmem: under pressure a device unplugs what the guest has free beyond 20% o
   assert.equal(fine.guests[1]!.controls['vmem_target'], undefined, 'already full');
 });
 
+test('reclaim: under pressure each guest is asked for a step (5% of its size) less page cache; the host fine, nothing is asked', () => {
+  const RECLAIM = compilePolicies([{ name: 'reclaim', text: read('reclaim') }]);
+  const g = (name: string, free: number | null, unused: number): EntityState => ({
+    props: { name },
+    vars: {},
+    stats: [{ balloon_cur: 1_000_000, balloon_max: 1_000_000, mem_available: 1_000_000, mem_unused: unused, mem_free: free }],
+  });
+  const tight = evaluate(RECLAIM, hostAt(0.1), [g('cached', 400_000, 100_000), g('little', 120_000, 100_000), g('unknown', null, 100_000)]);
+  assert.deepEqual(tight.errors, []);
+  assert.equal(tight.guests[0]!.controls['cache_target'], 300_000 - 50_000, 'its 300,000 KiB of cache less a step');
+  assert.equal(tight.guests[1]!.controls['cache_target'], 0, 'less than a step: all of it (the guard keeps a minimum)');
+  assert.deepEqual(tight.guests[2]!.controls, {}, 'no cache figure: not asked');
+  const fine = evaluate(RECLAIM, hostAt(0.3), [g('cached', 400_000, 100_000)]);
+  assert.deepEqual(fine.guests[0]!.controls, {}, 'the host is fine: nothing asked');
+});
+
 test('the installed policy directory (default.policy, then vmem.policy) runs as one program: each mechanism acts on its own guests, in its own names', () => {
   const DIR = compilePolicies(['default', 'vmem'].map((name) => ({ name, text: read(name) })));
   const withDevice: EntityState = {
