@@ -166,6 +166,18 @@ test('memory stats, stats period and the guest agent passthrough on a real guest
   }
 });
 
+test("reclaim inside a real guest through libvirt's agent passthrough: memory.reclaim takes the write, and more than the guest holds comes back short", async (t) => {
+  if (unavailable) return skipLoudly(t, unavailable);
+  if (!agentInImage) return skipLoudly(t, 'the lab image has no qemu guest agent: reclaim not exercised');
+  const g = mine(await hv.collect()).find((x) => x.name === names[0])!;
+  const reclaim = hv.capabilities.guestReclaim!;
+  // The agent starts with the guest's init: the first answer may take a moment.
+  const first = await until('the guest agent to take a reclaim', 60_000, () => reclaim.reclaim(g.id, 1024).catch(() => null));
+  assert.ok(first === 'done' || first === 'short', `a 1 MiB reclaim: ${first}`);
+  assert.equal(await reclaim.reclaim(g.id, 4 * 1024 * 1024), 'short', '4 GiB from a small guest: its kernel frees what it can and says EAGAIN');
+  await assert.rejects(reclaim.reclaim('00000000-0000-0000-0000-000000000000', 1024), /not found|no domain/i, 'no such guest');
+});
+
 test("libvirtd's errors surface with its message and code; read-only socket refuses writes", async (t) => {
   if (unavailable) return skipLoudly(t, unavailable);
   const c = hv.rawClient!;
