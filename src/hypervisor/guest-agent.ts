@@ -40,14 +40,13 @@ export async function readGuestFile(exec: AgentExec, path: string, maxBytes = 1 
 export async function writeGuestFile(exec: AgentExec, path: string, text: string): Promise<void> {
   const handle = await exec('guest-file-open', { path, mode: 'w' });
   if (typeof handle !== 'number') throw new GuestAgentError(`guest-file-open returned ${JSON.stringify(handle)}, not a handle`);
-  let closed = false;
   try {
     await exec('guest-file-write', { handle, 'buf-b64': Buffer.from(text, 'utf8').toString('base64') });
-    closed = true;
-    await exec('guest-file-close', { handle });
-  } finally {
-    if (!closed) await exec('guest-file-close', { handle }).catch(() => undefined);
+  } catch (err) {
+    await exec('guest-file-close', { handle }).catch(() => undefined);
+    throw err;
   }
+  await exec('guest-file-close', { handle });
 }
 
 /**
