@@ -145,7 +145,7 @@ export class BallastProcess {
   static async start(o: BallastProcessOptions): Promise<BallastProcess> {
     const policyDir = join(o.workDir, 'policies');
     mkdirSync(policyDir, { recursive: true });
-    for (const [i, name] of managerPolicies(o.style, o.vmem, o.reclaim).entries())
+    for (const [i, name] of managerPolicies(o.style, o.vmem).entries())
       writeFileSync(join(policyDir, `${10 * (i + 1)}-${name}.policy`), shippedPolicy(name).text);
     const conf = join(o.workDir, 'ballast.toml');
     writeFileSync(conf, ballastProcessConfig({ ...o, policyDir }));

@@ -1,7 +1,8 @@
 // The manager of a run: ballast's Engine on real timers against the run's QEMU guests (QMP
 // driver), with the memory domain as its host and the real KSM in /sys/kernel/mm/ksm.
 // The two managed configurations run the same policy program (default.policy is
-// balloon.policy followed by ksm.policy); they differ in the guard:
+// balloon.policy followed by ksm.policy, then reclaim.policy, whose control is off unless a
+// +reclaim row turns it on); they differ in the guard:
 //   mom:     MOM's behaviour — only the basics: a target within [balloon_min, balloon_max],
 //            no inflation of a guest whose use is unknown or whose sample is stale; no floor
 //            headroom, no configured minimum, no rate limit, no rollback.
@@ -53,8 +54,8 @@ export interface ManagerOptions {
   /** Run vmem.policy after the default policy: each guest's virtio-mem device gives back free
    *  blocks under host pressure (ballast only; guests without a device are left alone). */
   vmem?: boolean;
-  /** Run reclaim.policy after them, [reclaim] on: guests reclaim their own page cache through
-   *  their agents (qmpSockets must name the agent sockets). */
+  /** [reclaim] on, so that default.policy's reclaim rules are carried out: guests reclaim their
+   *  own page cache through their agents (qmpSockets must name the agent sockets). */
   reclaim?: boolean;
   qmpSockets: QmpGuestConfig[];
   domainDir: string;
@@ -94,9 +95,9 @@ export interface ManagerReport {
 /** The shipped policies a manager runs, in order: MOM's style runs balloon + ksm (what
  *  default.policy is made of), ballast the default policy, and the virtio-mem rows add
  *  vmem.policy after it (its header: after default.policy, or before balloon.policy). */
-export function managerPolicies(config: 'mom' | 'ballast', vmem: boolean, reclaim = false): string[] {
+export function managerPolicies(config: 'mom' | 'ballast', vmem: boolean): string[] {
   if (config === 'mom') return ['balloon', 'ksm'];
-  return ['default', ...(vmem ? ['vmem'] : []), ...(reclaim ? ['reclaim'] : [])];
+  return vmem ? ['default', 'vmem'] : ['default'];
 }
 
 /** The guard's reasons that name a guest's memory stall (refusals and rollbacks). */
@@ -117,7 +118,7 @@ export class RunManager implements LabManager {
 
   constructor(o: ManagerOptions) {
     this.hypervisor = new QmpHypervisor({ sockets: o.qmpSockets, statsPeriodS: Math.max(1, Math.floor(o.statsIntervalS)), guestPsi: o.guestPsi === true });
-    const policy = compilePolicies(managerPolicies(o.config, o.vmem === true, o.reclaim === true).map((n) => shippedPolicy(n)));
+    const policy = compilePolicies(managerPolicies(o.config, o.vmem === true).map((n) => shippedPolicy(n)));
     this.trace = o.traceFile ? createWriteStream(o.traceFile) : null;
     this.engine = new Engine({
       logger: this.trace ? createLogger({ format: 'json', level: 'debug', stream: this.trace }) : nullLogger,

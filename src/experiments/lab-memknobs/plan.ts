@@ -47,7 +47,7 @@ export const CONFIG_TITLES: Record<ConfigName, string> = {
     "ballast (default policy, then vmem.policy); each guest's memory is 128 MiB of base and a virtio-mem device for the rest in whole 128 MiB guest memory blocks (2 MiB device blocks, plugged at boot, onlined movable) that unplugs free blocks under host pressure",
   'ballast+vmem+fpr': 'ballast+vmem, and guests hand freed pages back (free page reporting)',
   'ballast+reclaim+fpr':
-    'ballast+fpr (default policy, then reclaim.policy, [reclaim] on): under host pressure each guest reclaims its own page cache a step a cycle (memory.reclaim through its guest agent), and free page reporting hands it back in whole blocks',
+    "ballast+fpr with [reclaim] on (the default policy's reclaim rules carried out): under host pressure each guest reclaims its own page cache a step a cycle (memory.reclaim through its guest agent), and free page reporting hands it back in whole blocks",
   proxmox:
     "Proxmox VE's automatic ballooning (pvestatd's rule every 10 s: domain usage aimed at 80%, balloon minimum half of each guest, at most 100 MiB per guest per round)",
   'proxmox+fpr': "Proxmox VE's automatic ballooning, and guests hand freed pages back (free page reporting)",
@@ -62,7 +62,7 @@ export interface ConfigParts {
   psi: boolean;
   /** Half of each guest's memory is a virtio-mem device, and the manager runs vmem.policy. */
   vmem: boolean;
-  /** The guests run their agent, and the manager runs reclaim.policy with [reclaim] on. */
+  /** The guests run their agent, and the manager has [reclaim] on. */
   reclaim: boolean;
 }
 

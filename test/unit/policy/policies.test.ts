@@ -114,9 +114,9 @@ test('ksm: sleep scales with 16 GiB / total memory', () => {
   assert.equal(ksm(big).ksm_sleep_millisecs, 2.5);
 });
 
-test('default.policy is balloon.policy followed by ksm.policy, token for token', () => {
+test('default.policy is balloon.policy, ksm.policy and reclaim.policy, token for token', () => {
   const toks = (t: string) => tokenize(t, 'x').map((k) => k.text);
-  assert.deepEqual(toks(read('default')), [...toks(read('balloon')), ...toks(read('ksm'))]);
+  assert.deepEqual(toks(read('default')), [...toks(read('balloon')), ...toks(read('ksm')), ...toks(read('reclaim'))]);
   const h = hostAt(0.1);
   const gs = [vm('idle', 2_000_000, 1_000_000)];
   const both = evaluate(DEFAULT, h, gs);
