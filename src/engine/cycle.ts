@@ -168,7 +168,9 @@ function guestPlan(
       host,
     });
     for (const a of r.actions) plan.actions.push(a);
-    for (const n of r.notes) plan.notes.push(n);
+    // A module its config turns off says so quietly, as a knob's does (planKnob): a shipped
+    // policy may ask every cycle for a control the operator has not turned on.
+    for (const n of r.notes) plan.notes.push(p.on ? n : { ...n, quiet: true });
     if (r.commit) plan.commits.push({ guestId: g.id, module: m.name, controls: m.controls, commit: r.commit });
   }
   const latest = g.history.latest() ?? {};

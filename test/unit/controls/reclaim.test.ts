@@ -259,3 +259,28 @@ test('reclaim module on the simulated host: a reporting guest gives its page cac
     'and was told why',
   );
 });
+
+test('reclaim off (the default): the default policy asks, nothing is done and nothing is counted as a veto', async () => {
+  const world = new SimWorld(
+    parseScenario({
+      host: { memMiB: 2048, swapMiB: 1024, cpus: 4 },
+      guests: [{ name: 'fpr', memMiB: 1024, cacheMiB: 400, freePageReporting: true, workload: { kind: 'idle', anonMiB: 200 } }],
+    }),
+    1,
+  );
+  const engine = new Engine({
+    hypervisor: new SimHypervisor(world),
+    hostSources: [simHostSource(world)],
+    policy: compilePolicyText('(with Guests guest (guest.Control "cache_target" 0))'),
+    now: () => world.now,
+    logger: memoryLogger(),
+  });
+  const cache = world.guests.get('fpr')!.cache.size;
+  for (let i = 0; i < 6; i++) {
+    world.advance(5);
+    await engine.collect();
+    await engine.evaluateAndAct();
+  }
+  assert.equal(world.guests.get('fpr')!.cache.size, cache, 'no reclaim');
+  assert.equal(engine.snapshot().counters.vetoes, 0, 'an off control is not a veto each cycle');
+});
