@@ -150,7 +150,7 @@ export class QmpHypervisor implements Hypervisor {
     // Its QEMUs run on this host: the kernel's KSM and each QEMU's own memory cgroup.
     ksm: new KsmSysfs(),
     cgroupLimits: new CgroupLimits(),
-    guestReclaim: { reclaim: (id, kib) => this.reclaimInGuest(id, kib) },
+    guestReclaim: { reclaim: (id, kib) => this.reclaimThroughAgent(id, kib) },
   };
   private readonly conns = new Map<string, GuestConn>();
   private reconnects = 0;
@@ -672,7 +672,7 @@ export class QmpHypervisor implements Hypervisor {
   }
 
   /** A reclaim inside the guest through its agent socket (the reclaim control). */
-  private async reclaimInGuest(id: string, kib: number): Promise<ReclaimOutcome> {
+  private async reclaimThroughAgent(id: string, kib: number): Promise<ReclaimOutcome> {
     const c = this.connById(id);
     const agent = c.agent;
     if (!agent) throw new GuestReclaimUnsupported(`guest ${this.guestName(c)} has no guest agent socket (${AGENT_SUFFIX} beside its QMP socket)`);
