@@ -25,9 +25,14 @@ const SHORT = /Resource temporarily unavailable|EAGAIN/;
 // qemu-ga started with guest-file-* blocked (-b, or an allow-list without them).
 const REFUSED = /has been disabled|CommandNotFound|command not found/i;
 
+/** The check every driver makes of an amount to reclaim, so each refuses a bad one alike. */
+export function checkReclaimKiB(kib: number): void {
+  if (!Number.isSafeInteger(kib) || kib <= 0) throw new RangeError(`memory to reclaim must be a whole, positive KiB count, not ${kib}`);
+}
+
 /** Asks the guest behind `exec` to reclaim `kib` KiB; throws GuestReclaimUnsupported when it cannot be asked. */
 export async function reclaimInGuest(exec: AgentExec, kib: number): Promise<ReclaimOutcome> {
-  if (!Number.isSafeInteger(kib) || kib <= 0) throw new RangeError(`memory to reclaim must be a whole, positive KiB count, not ${kib}`);
+  checkReclaimKiB(kib);
   try {
     await writeGuestFile(exec, MEMORY_RECLAIM_PATH, `${kib}K`);
     return 'done';

@@ -6,6 +6,7 @@
 import type { History } from '../../engine/history.js';
 import { finite } from '../../numbers.js';
 import { rollbackReason } from '../balloon/guard.js';
+import type { GuardDecision } from '../control.js';
 import { fmtKiB, type SafeguardConfig } from '../floor.js';
 
 /** Page cache a guest keeps whatever a policy asks: its own binaries and libraries (KiB). */
@@ -33,17 +34,9 @@ export interface ReclaimGuardInput {
   reportsFreePages: boolean;
 }
 
-export interface ReclaimDecision {
-  verdict: 'apply' | 'skip' | 'veto';
-  /** The guest's page cache now and what to leave it with (apply), KiB. */
-  from: number | null;
-  to: number | null;
-  reasons: string[];
-  /** State to keep when the reclaim is done (or at once, when there is none). */
-  next: ReclaimState;
-  /** ... and when it came up short or failed. */
-  otherwise?: ReclaimState;
-}
+/** from / to: the guest's page cache now and what to leave it with (apply), KiB; otherwise: the
+ *  state when the reclaim came up short or failed. */
+export type ReclaimDecision = GuardDecision<ReclaimState>;
 
 /** The guest's page cache, KiB: mem_free is its unused memory plus its caches (both drivers). */
 export function guestCache(s: { mem_free?: unknown; mem_unused?: unknown } | undefined): number | null {

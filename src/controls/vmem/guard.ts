@@ -19,6 +19,7 @@
 import type { Stats } from '../../types.js';
 import { finite } from '../../numbers.js';
 import type { History } from '../../engine/history.js';
+import type { GuardDecision } from '../control.js';
 import { fmtKiB, type RecentPeak, type SafeguardConfig } from '../floor.js';
 import type { PeakBucket } from '../peaks.js';
 import { expireGuard, type GuestGuardState, rollbackReason } from '../balloon/guard.js';
@@ -36,16 +37,7 @@ export interface VmemState {
   since?: number;
 }
 
-export interface VmemDecision {
-  verdict: 'apply' | 'skip' | 'veto';
-  from: number | null;
-  to: number | null;
-  reasons: string[];
-  /** State to keep if applied (or at once, for skip and veto). */
-  next: VmemState;
-  /** State to keep if the resize failed. */
-  otherwise?: VmemState;
-}
+export type VmemDecision = GuardDecision<VmemState>;
 
 export interface VmemDevice {
   size: number;

@@ -5,12 +5,13 @@
 // simulator's reclaim pushes no anonymous memory to guest swap on request).
 import type { GuestReclaimCapability } from '../../types.js';
 import type { SimWorld } from '../../sim/world.js';
+import { checkReclaimKiB } from '../guest-reclaim.js';
 
 export class SimGuestReclaim implements GuestReclaimCapability {
   constructor(private readonly world: SimWorld) {}
 
   async reclaim(guestId: string, kib: number): Promise<'done' | 'short'> {
-    if (!Number.isSafeInteger(kib) || kib <= 0) throw new RangeError(`memory to reclaim must be a whole, positive KiB count, not ${kib}`);
+    checkReclaimKiB(kib);
     const g = this.world.guests.get(guestId);
     if (!g) throw new Error(`sim: guest ${guestId} is not running`);
     const spare = Math.max(0, g.cache.size - g.reclaimAskedKiB - this.world.params.guestMinCacheKiB);
