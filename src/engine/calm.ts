@@ -2,8 +2,11 @@
 // guest is held below what it could have and nothing stalls gains nothing from being sampled
 // every stats interval: the loop then collects every `engine.calm_stride`-th interval, and in
 // between reads only the cheap host sources (free memory, pressure) to see whether the host
-// moved. Any move, any action, any new or vanished guest, any error brings back the full
-// cadence at once. MOM samples at a fixed rate; this is where most of ballast's idle CPU goes.
+// moved. Any move, any action on a guest, any new or vanished guest, any error brings back the
+// full cadence at once. A host knob set as asked (KSM's) does not: no guard watches what it
+// does over the next cycles, and ksmd toggled as a lab domain filled and emptied kept the loop
+// at full cadence for most of a window. MOM samples at a fixed rate; this is where most of
+// ballast's idle CPU goes.
 import { finite } from '../numbers.js';
 import { hostMemoryStall } from '../psi.js';
 import type { Stats } from '../types.js';

@@ -295,7 +295,10 @@ export class Engine<P = CompiledPolicy> {
     const outcomes = await this.actuator.run(plan, (id) => this.guests.isGone(id));
     commitStates(plan, outcomes, this.guests.byId);
     this.actions.record(plan, outcomes);
-    const changed = plan.aborted || plan.errors.length > 0 || outcomes.some((o) => o.result !== 'unchanged');
+    // A host knob set as asked (KSM's) is not watched afterwards as a guest's memory is (no
+    // rollback window): it leaves the loop calm.
+    const changed =
+      plan.aborted || plan.errors.length > 0 || outcomes.some((o) => o.result !== 'unchanged' && (o.action.guestId !== undefined || o.result !== 'applied'));
     this.quietCycles = changed ? 0 : this.quietCycles + 1;
     const report: CycleReport = {
       cycle,

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { CALM_AFTER_CYCLES, hostMoved, hostStalls } from '../../../src/engine/calm.js';
 import { Engine } from '../../../src/engine/engine.js';
 import type { HostSource, Stats } from '../../../src/types.js';
-import { evaluateFn, FakeHypervisor, guest, MiB, targetPolicy, type FnPolicy } from './fakes.js';
+import { evaluateFn, FakeHypervisor, type FakeKsm, guest, MiB, targetPolicy, type FnPolicy } from './fakes.js';
 
 test('hostMoved: a fall of free memory of 64 MiB (or 2% of memory if more) or a stall wakes; less does not', () => {
   const last = { mem_available: 1280 * MiB, mem_free: 600 * MiB, psi_some_avg10: 0 };
@@ -81,6 +81,19 @@ test('calm after policy cycles that changed nothing; an action, a held guest, a 
   assert.equal(engine.calm(), true);
   hv.destroy('id-c');
   assert.equal(engine.calm(), false, 'a lifecycle event');
+});
+
+test('a host knob set as asked (KSM) leaves the engine calm; one that fails to be set does not', async () => {
+  const src: HostSource = { name: 'meminfo', watch: true, collect: async () => ({ mem_available: 8192 * MiB, mem_free: 4000 * MiB, psi_some_avg10: 0 }) };
+  let n = 0;
+  const { hv, engine } = setup([src], (h) => ({ host: { controls: { ksm_pages_to_scan: 100 * (2 + (n++ % 2)) }, vars: h.vars } }));
+  const ksm = hv.capabilities.ksm as FakeKsm;
+  await cycles(engine, CALM_AFTER_CYCLES);
+  assert.equal(ksm.writes.length, CALM_AFTER_CYCLES, 'a KSM knob written every cycle');
+  assert.equal(engine.calm(), true, 'and the loop calm all the same');
+  ksm.fail = 'EACCES';
+  await cycles(engine, 1);
+  assert.equal(engine.calm(), false, 'a failed write is a change: the full cadence retries it');
 });
 
 test('peek reads only the watch sources, records no sample, and says why the host moved', async () => {
