@@ -63,7 +63,7 @@ export const configSchema = z
         stats_interval: interval().default(5),
         /** Seconds between two policy evaluations (MOM: 10); 0.5 to 3600. */
         policy_interval: interval().default(10),
-        /** While calm (no change for 3 policy cycles, no guest held below what it could have,
+        /** While calm (no change to a guest for 3 policy cycles, no guest held below what it could have,
          *  no memory stall), collect every this many stats intervals, peeking at free memory and
          *  pressure in between (src/engine/calm.ts); 1: always every interval. */
         calm_stride: positiveInt().default(4),
