@@ -107,9 +107,10 @@ export interface DaemonPort {
   connection?(): HypervisorConnection | undefined;
   /** Called for every new event; returns the unsubscribe. */
   onEvent(listener: (e: DaemonEvent) => void): () => void;
-  /** Wall-clock milliseconds of the latest policy cycle and of its evaluation. */
+  /** Wall-clock milliseconds of the latest policy cycle and of its evaluation: the same object
+   *  until the next policy cycle (a guard pass has no times of its own). */
   lastCycleTimes?(): { totalMs: number; evalMs: number } | undefined;
-  /** Called after every collection and every policy cycle; returns the unsubscribe. */
+  /** Called after every collection and every policy cycle or guard pass ('cycle'); returns the unsubscribe. */
   onUpdate(listener: (kind: 'collect' | 'cycle') => void): () => void;
 
   policies(): PolicyInfo[];

@@ -210,20 +210,28 @@ export function createMetrics(port: DaemonPort): MetricsRegistry {
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
     registers: [reg],
   });
-  // Actions are counted as each cycle ends: the port keeps only recent records.
-  let lastCycleCounted = 0;
+  // Actions are counted as each policy cycle or guard pass ends; the port keeps only recent
+  // records. New ones are those recorded after the last counted, by time: a guard pass records
+  // its actions under the cycle before it, so counting by cycle number skipped them.
+  // A guard pass ends as a cycle does but has no times of its own: the last policy cycle's
+  // are observed once, not again after every guard pass.
+  let countedUpTo = Number.NEGATIVE_INFINITY;
+  let timed: unknown;
   port.onUpdate((kind) => {
     if (kind !== 'cycle') return;
     const t = port.lastCycleTimes?.();
-    if (t) {
+    if (t && t !== timed) {
+      timed = t;
       cycleSeconds.observe(t.totalMs / 1000);
       evalSeconds.observe(t.evalMs / 1000);
     }
+    let newest = countedUpTo;
     for (const a of port.actions()) {
-      if (a.cycle <= lastCycleCounted) continue;
+      if (!(a.time > countedUpTo)) continue;
       actions.inc({ control: a.control, result: a.result });
+      if (a.time > newest) newest = a.time;
     }
-    lastCycleCounted = port.health().cycle;
+    countedUpTo = newest;
   });
 
   // Everything else is read when scraped.

@@ -278,6 +278,61 @@ test('per-guest series written directly: label values escaped, one series per la
   assert.equal(value(fams, 'ballast_host_memory_total_bytes'), undefined, 'a host field not sampled has no sample');
 });
 
+test("ballast_actions_total counts every action once, a guard pass's too; the cycle histogram observes each policy cycle once", async () => {
+  const { createMetrics } = await import('../../../src/api/metrics/index.js');
+  let update: (kind: 'collect' | 'cycle') => void = () => {};
+  let recent: import('../../../src/engine/reports.js').ActionRecord[] = [];
+  let times: { totalMs: number; evalMs: number } | undefined;
+  const rec = (cycle: number, time: number, control: string, guardPass?: boolean) => ({
+    cycle,
+    time,
+    entity: 'g',
+    control,
+    from: 1,
+    to: 2,
+    result: 'applied' as const,
+    reasons: [],
+    guardPass,
+  });
+  const port = {
+    onUpdate: (l: typeof update) => {
+      update = l;
+      return () => {};
+    },
+    actions: () => recent,
+    lastCycleTimes: () => times,
+    health: () => ({ cycle: Math.max(0, ...recent.map((r) => r.cycle)) }),
+  } as unknown as import('../../../src/api/port.js').DaemonPort;
+  const reg = createMetrics(port);
+  const count = async () => {
+    const m = (await reg.getMetricsAsJSON()).find((x) => x.name === 'ballast_actions_total')!;
+    return Object.fromEntries(m.values.map((v) => [String(v.labels.control), v.value]));
+  };
+  const observed = async () => {
+    const h = (await reg.getMetricsAsJSON()).find((x) => x.name === 'ballast_cycle_duration_seconds')!;
+    return (h.values as { metricName?: string; value: number }[]).find((v) => v.metricName?.endsWith('_count'))?.value;
+  };
+  // Policy cycle 1 at t=10: two actions.
+  recent = [rec(1, 10, 'balloon_target'), rec(1, 10, 'ksm_run')];
+  times = { totalMs: 3, evalMs: 1 };
+  update('cycle');
+  // A guard pass at t=12 raises a guest: recorded under cycle 1.
+  recent = [...recent, rec(1, 12, 'balloon_target', true)];
+  update('cycle');
+  update('collect');
+  // Policy cycle 2 at t=14, nothing new in a second hook for it.
+  recent = [...recent, rec(2, 14, 'balloon_target')];
+  times = { totalMs: 2, evalMs: 1 };
+  update('cycle');
+  update('cycle');
+  assert.deepEqual(await count(), { balloon_target: 3, ksm_run: 1 });
+  assert.equal(await observed(), 2, 'two policy cycles observed, not one per hook');
+  // Older records leaving the port's ring are not counted again.
+  recent = [rec(2, 14, 'balloon_target'), rec(3, 16, 'balloon_target')];
+  update('cycle');
+  assert.deepEqual(await count(), { balloon_target: 4, ksm_run: 1 });
+});
+
 test('/metrics is sent a family at a time: a client that stops reading or leaves mid-way costs nothing after; HEAD has no body', async () => {
   const { connect } = await import('node:net');
   const d = await startSimDaemon();
