@@ -211,11 +211,12 @@ export function createMetrics(port: DaemonPort): MetricsRegistry {
     registers: [reg],
   });
   // Actions are counted as each policy cycle or guard pass ends; the port keeps only recent
-  // records. New ones are those recorded after the last counted, by time: a guard pass records
-  // its actions under the cycle before it, so counting by cycle number skipped them.
-  // A guard pass ends as a cycle does but has no times of its own: the last policy cycle's
-  // are observed once, not again after every guard pass.
-  let countedUpTo = Number.NEGATIVE_INFINITY;
+  // records. New ones are those recorded after the last counted, by time and then cycle: a
+  // guard pass records its actions under the cycle before it, so counting by cycle number
+  // alone skipped them. A guard pass ends as a cycle does but has no times of its own: the
+  // last policy cycle's are observed once, not again after every guard pass.
+  let upTo = { time: Number.NEGATIVE_INFINITY, cycle: 0 };
+  const isNew = (a: { time: number; cycle: number }) => a.time > upTo.time || (a.time === upTo.time && a.cycle > upTo.cycle);
   let timed: unknown;
   port.onUpdate((kind) => {
     if (kind !== 'cycle') return;
@@ -225,13 +226,13 @@ export function createMetrics(port: DaemonPort): MetricsRegistry {
       cycleSeconds.observe(t.totalMs / 1000);
       evalSeconds.observe(t.evalMs / 1000);
     }
-    let newest = countedUpTo;
+    let newest = upTo;
     for (const a of port.actions()) {
-      if (!(a.time > countedUpTo)) continue;
+      if (!isNew(a)) continue;
       actions.inc({ control: a.control, result: a.result });
-      if (a.time > newest) newest = a.time;
+      if (a.time > newest.time || (a.time === newest.time && a.cycle > newest.cycle)) newest = { time: a.time, cycle: a.cycle };
     }
-    countedUpTo = newest;
+    upTo = newest;
   });
 
   // Everything else is read when scraped.

@@ -331,6 +331,10 @@ test("ballast_actions_total counts every action once, a guard pass's too; the cy
   recent = [rec(2, 14, 'balloon_target'), rec(3, 16, 'balloon_target')];
   update('cycle');
   assert.deepEqual(await count(), { balloon_target: 4, ksm_run: 1 });
+  // A clock that did not move between two cycles (a simulated host held still) still counts the later one.
+  recent = [...recent, rec(4, 16, 'ksm_run')];
+  update('cycle');
+  assert.deepEqual(await count(), { balloon_target: 4, ksm_run: 2 });
 });
 
 test('/metrics is sent a family at a time: a client that stops reading or leaves mid-way costs nothing after; HEAD has no body', async () => {
