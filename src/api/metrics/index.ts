@@ -215,8 +215,9 @@ export function createMetrics(port: DaemonPort): MetricsRegistry {
   // guard pass records its actions under the cycle before it, so counting by cycle number
   // alone skipped them. A guard pass ends as a cycle does but has no times of its own: the
   // last policy cycle's are observed once, not again after every guard pass.
-  let upTo = { time: Number.NEGATIVE_INFINITY, cycle: 0 };
-  const isNew = (a: { time: number; cycle: number }) => a.time > upTo.time || (a.time === upTo.time && a.cycle > upTo.cycle);
+  type Mark = { time: number; cycle: number };
+  const later = (a: Mark, b: Mark) => a.time > b.time || (a.time === b.time && a.cycle > b.cycle);
+  let upTo: Mark = { time: Number.NEGATIVE_INFINITY, cycle: 0 };
   let timed: unknown;
   port.onUpdate((kind) => {
     if (kind !== 'cycle') return;
@@ -228,9 +229,9 @@ export function createMetrics(port: DaemonPort): MetricsRegistry {
     }
     let newest = upTo;
     for (const a of port.actions()) {
-      if (!isNew(a)) continue;
+      if (!later(a, upTo)) continue;
       actions.inc({ control: a.control, result: a.result });
-      if (a.time > newest.time || (a.time === newest.time && a.cycle > newest.cycle)) newest = { time: a.time, cycle: a.cycle };
+      if (later(a, newest)) newest = { time: a.time, cycle: a.cycle };
     }
     upTo = newest;
   });

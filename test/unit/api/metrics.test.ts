@@ -301,6 +301,7 @@ test("ballast_actions_total counts every action once, a guard pass's too; the cy
     },
     actions: () => recent,
     lastCycleTimes: () => times,
+    // What the counting read before, so that the old code fails on the counts, not on a missing method.
     health: () => ({ cycle: Math.max(0, ...recent.map((r) => r.cycle)) }),
   } as unknown as import('../../../src/api/port.js').DaemonPort;
   const reg = createMetrics(port);
