@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -31,6 +31,9 @@ function ok(cmd: string, args: string[]): string {
   return r.stdout;
 }
 
+/** Exists while this test may have a package of its own installed. */
+const MARKER = '/var/tmp/ballast-package-test.installing';
+
 /** The package's state in dpkg's database ("not-installed" when dpkg never saw it). */
 function state(): 'installed' | 'config-files' | 'not-installed' {
   const status = sh('dpkg-query', ['-W', `-f=\${Status}`, 'ballast']).stdout;
@@ -42,7 +45,16 @@ test('the .deb: builds offline, passes lintian, installs, runs, keeps its config
   for (const tool of ['dpkg-deb', 'lintian', 'systemd-analyze']) {
     if (sh('sh', ['-c', `command -v ${tool}`]).status !== 0) return skipLoudly(t, `${tool} is not installed (bash lab/install-deps.sh)`);
   }
-  // Never overwrite or purge what an operator installed or wrote by hand.
+  // A run killed between install and purge (a CI job cut off, a session's end) leaves its
+  // package behind; its marker says the package is this test's own, so it may go. Anything
+  // else is an operator's: never overwrite or purge what they installed or wrote by hand.
+  if (existsSync(MARKER)) {
+    if (state() !== 'not-installed') {
+      console.error(`lab: a ballast package left by an interrupted run of this test (${MARKER}): purging it`);
+      ok('dpkg', ['-P', 'ballast']);
+    }
+    rmSync(MARKER, { force: true });
+  }
   assert.equal(state(), 'not-installed', 'a ballast package is already on this machine: dpkg -P ballast first');
   assert.ok(!existsSync('/etc/ballast'), '/etc/ballast exists (a hand install?): move it away first');
 
@@ -52,6 +64,7 @@ test('the .deb: builds offline, passes lintian, installs, runs, keeps its config
       const r = sh('dpkg', ['-P', 'ballast']);
       if (r.status !== 0) console.error(`cleanup: dpkg -P ballast exited ${r.status}: ${r.stderr}`);
     }
+    if (state() === 'not-installed') rmSync(MARKER, { force: true });
     rmSync(out, { recursive: true, force: true });
   });
 
@@ -92,6 +105,7 @@ test('the .deb: builds offline, passes lintian, installs, runs, keeps its config
   );
   assert.ok(lint.status === 0, `lintian exited ${lint.status}: ${lint.stderr}`);
 
+  writeFileSync(MARKER, `${process.pid}\n`);
   ok('dpkg', ['-i', deb]);
   assert.equal(state(), 'installed');
   assert.equal(ok('/usr/bin/ballast', ['--version']).trim(), pkg.version);
