@@ -6,9 +6,6 @@
 // working, nothing is OOM-killed, the guest never swaps, and no leak alert is raised.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Engine } from '../../src/engine/engine.js';
 import { Loop } from '../../src/engine/loop.js';
 import { AlertMonitor } from '../../src/engine/alerting.js';
@@ -17,7 +14,7 @@ import { QmpHypervisor } from '../../src/hypervisor/qmp/index.js';
 import { compilePolicyText } from '../../src/engine/policy-adapter.js';
 import { memoryLogger } from '../../src/log/logger.js';
 import { defaultSafeguards, type SafeguardConfig } from '../../src/controls/balloon/guard.js';
-import { acquireLab } from './fixture.js';
+import { acquireLab, startCacheGuest } from './fixture.js';
 
 const MiB = 1024;
 const GUEST_MIB = 384;
@@ -73,20 +70,8 @@ test('lab: a cache-heavy guest is ballooned below its page cache, without swappi
   const lab = await acquireLab(t, { libvirt: false, guests: 0 });
   if (!lab) return;
   t.after(() => lab.release());
-  const dir = mkdtempSync(join(tmpdir(), 'ballast-cache-lab-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const g = await lab.startQemu({
-    memMiB: GUEST_MIB,
-    qmpSocket: join(dir, 'g.qmp'),
-    workload: 'alloc:32,touch:2,idle:3,loop',
-    reportS: 2,
-    meminfoS: 1,
-    guestAgent: false,
-    cacheDiskMiB: DISK_MIB,
-    cacheS: 0,
-  });
   // The whole disk read: the guest's cache holds it, and it has little memory left unused.
-  await lab.waitConsole(g.consoleLog, (s) => s.other.some((l) => l.kind === 'cache' && Number(l.fields.kib) === DISK_MIB * 1024), 180_000);
+  const g = await startCacheGuest(t, lab, { memMiB: GUEST_MIB, diskMiB: DISK_MIB, guestAgent: false });
   const filled = await lab.waitConsole(g.consoleLog, (s) => {
     const m = s.meminfo.at(-1);
     return m && m.availKiB - m.freeKiB >= (DISK_MIB - 40) * MiB ? m : undefined;

@@ -13,7 +13,8 @@
 //   ... lab.guests[0].name, lab.consoleOf(name), lab.startQemu({...}) ...
 import type { TestContext } from 'node:test';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify as toToml } from 'smol-toml';
 import {
@@ -74,6 +75,34 @@ export interface LabSession {
   /** Polls a guest's console until `until` returns a value (not undefined/false); fails after timeoutMs. */
   waitConsole<T>(nameOrConsolePath: string, until: (s: ConsoleSummary) => T | undefined | false, timeoutMs?: number): Promise<T>;
   release(): Promise<void>;
+}
+
+/**
+ * A plain QEMU guest of `memMiB` that reads a disk of `diskMiB` into its page cache while a small
+ * workload loops, for the tests of page cache (floors that know it, reclaim inside the guest);
+ * resolves once the whole disk is in its cache. Its QMP socket lives in a temp folder removed
+ * after the test.
+ */
+export async function startCacheGuest(
+  t: Pick<TestContext, 'after'>,
+  lab: LabSession,
+  o: { memMiB: number; diskMiB: number } & Pick<QemuGuestOptions, 'guestAgent' | 'freePageReporting'>,
+): Promise<QemuGuest> {
+  const dir = mkdtempSync(join(tmpdir(), 'ballast-cache-lab-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const g = await lab.startQemu({
+    memMiB: o.memMiB,
+    qmpSocket: join(dir, 'g.qmp'),
+    workload: 'alloc:32,touch:2,idle:3,loop',
+    reportS: 2,
+    meminfoS: 1,
+    guestAgent: o.guestAgent,
+    freePageReporting: o.freePageReporting,
+    cacheDiskMiB: o.diskMiB,
+    cacheS: 0,
+  });
+  await lab.waitConsole(g.consoleLog, (s) => s.other.some((l) => l.kind === 'cache' && Number(l.fields.kib) === o.diskMiB * 1024), 180_000);
+  return g;
 }
 
 export interface AcquireOptions extends Partial<Omit<StartGuestsOptions, 'group' | 'count'>> {

@@ -7,16 +7,14 @@
 // back short rather than failing.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { Engine } from '../../src/engine/engine.js';
 import { Loop } from '../../src/engine/loop.js';
 import { QmpHypervisor } from '../../src/hypervisor/qmp/index.js';
 import { compilePolicyText } from '../../src/engine/policy-adapter.js';
 import { memoryLogger } from '../../src/log/logger.js';
 import { guestCache } from '../../src/controls/reclaim/guard.js';
-import { acquireLab, skipLoudly as skip } from './fixture.js';
+import { acquireLab, skipLoudly as skip, startCacheGuest } from './fixture.js';
 
 const MiB = 1024;
 const GUEST_MIB = 384;
@@ -36,21 +34,8 @@ test('lab: a reporting guest reclaims its own page cache through its agent, and 
   const lab = await acquireLab(t, { libvirt: false, guests: 0 });
   if (!lab) return;
   t.after(() => lab.release());
-  const dir = mkdtempSync(join(tmpdir(), 'ballast-reclaim-lab-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const g = await lab.startQemu({
-    memMiB: GUEST_MIB,
-    qmpSocket: join(dir, 'g.qmp'),
-    workload: 'alloc:32,touch:2,idle:3,loop',
-    reportS: 2,
-    meminfoS: 1,
-    guestAgent: true,
-    freePageReporting: true,
-    cacheDiskMiB: DISK_MIB,
-    cacheS: 0,
-  });
+  const g = await startCacheGuest(t, lab, { memMiB: GUEST_MIB, diskMiB: DISK_MIB, guestAgent: true, freePageReporting: true });
   if (!g.qgaSocket) return skip(t, 'the lab image has no guest agent (qemu-guest-agent is not in the apt lists)');
-  await lab.waitConsole(g.consoleLog, (s) => s.other.some((l) => l.kind === 'cache' && Number(l.fields.kib) === DISK_MIB * 1024), 180_000);
 
   const logger = memoryLogger();
   const hv = new QmpHypervisor({ sockets: [{ socket: g.qmpSocket, agentSocket: g.qgaSocket }], statsPeriodS: 1, retryMs: 200 });
