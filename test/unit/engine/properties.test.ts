@@ -274,7 +274,10 @@ test('on random simulated hosts, balloon targets stay in [floor, balloon_max] wi
     fc.asyncProperty(
       exprArb,
       scenarioArb,
-      hostArb.map((h) => h.safeguards),
+      // Without the remembered-peak floor, as in the property above: bounds() recomputes the
+      // present-use floor only (a seed once found a rollback's peak raising a guest by a step
+      // plus a KiB, which is right). peaks.test.ts covers that floor.
+      hostArb.map((h) => ({ ...h.safeguards, peakWindowS: 0 })),
       async (expr, sc, sg) => {
         const spec = parseScenario({
           host: { memMiB: sc.hostMiB, swapMiB: sc.swapMiB, cpus: 4 },

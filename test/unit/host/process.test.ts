@@ -22,11 +22,13 @@ test('pidAlive: this process is alive; a reaped child and nonsense PIDs are not'
 });
 
 test('pidAlive: a zombie (exited, its parent never reaps it) counts as gone', async (t) => {
-  // sh starts `sleep 0` in the background and execs into `sleep 5`, which never waits for it.
-  const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 5'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // perl forks a child that exits at once and never waits for it. (Not `sh -c 'sleep 0 & exec
+  // sleep 5'`: dash reaps a background child that has already exited when it
+  // next waits for anything, a race a loaded CI machine lost once.) perl-base is Essential on Debian.
+  const parent = spawn('perl', ['-e', '$| = 1; my $c = fork(); exit 0 if $c == 0; print "$c\\n"; sleep 30'], { stdio: ['ignore', 'pipe', 'inherit'] });
   t.after(() => parent.kill());
   const zombie = await new Promise<number>((resolve) => parent.stdout.once('data', (b: Buffer) => resolve(Number(b.toString().trim()))));
-  for (let i = 0; i < 100 && state(zombie) !== 'Z'; i++) await new Promise((r) => setTimeout(r, 20));
+  for (let i = 0; i < 250 && state(zombie) !== 'Z'; i++) await new Promise((r) => setTimeout(r, 20));
   assert.equal(state(zombie), 'Z', 'the child became a zombie');
   assert.equal(pidAlive(zombie), false);
   assert.equal(pidAlive(parent.pid!), true);
