@@ -45,11 +45,25 @@ test('balloonWatch: a guest ramping at its floor slower than half its headroom p
   assert.match(balloonWatch({ ...base, history: noUse, horizonS: 4 }) ?? '', /not known/);
 });
 
-test('balloonWatch: an inflation is watched for a rollback for its whole window; a guest another manager holds is not', () => {
-  const base = { props: { name: 'g' }, history: ramp(0), now: 4, safeguards: sg, horizonS: 4 };
+test('balloonWatch: an inflation is watched once it shows half of what would roll it back, for its window; a guest another manager holds is not', () => {
+  const h = (swapInKiBPerS: number, faultsPerS = 0) => {
+    const x = new History(10);
+    const s = { balloon_cur: 500 * MiB, balloon_max: 1024 * MiB, mem_unused: 200 * MiB };
+    x.push({ ...s, swap_in: 0, major_fault: 0 }, 0);
+    x.push({ ...s, swap_in: swapInKiBPerS * 2, major_fault: faultsPerS * 2 }, 2);
+    return x;
+  };
+  const base = { props: { name: 'g' }, now: 2, safeguards: sg, horizonS: 4 };
   const inflated = { guard: { lastInflation: { cycle: 7, at: 0, step: 10 * MiB } } };
-  assert.match(balloonWatch({ ...base, state: inflated, cycle: 7 + sg.rollbackWindow }) ?? '', /inflated by 10 MiB at cycle 7: watched for a rollback/);
-  assert.equal(balloonWatch({ ...base, state: inflated, cycle: 8 + sg.rollbackWindow }), null, 'after its window');
+  const halfSwap = sg.rollbackSwapInKiBPerS / 2;
+  assert.equal(balloonWatch({ ...base, history: h(0), state: inflated, cycle: 8 }), null, 'no sign of hurting');
+  assert.equal(balloonWatch({ ...base, history: h(halfSwap), state: inflated, cycle: 8 }), null, 'at half, not above');
+  assert.match(
+    balloonWatch({ ...base, history: h(halfSwap + 512), state: inflated, cycle: 8 }) ?? '',
+    /^swap_in 2560 KiB\/s > 2048 KiB\/s after inflating by 10 MiB 1 cycle\(s\) ago: halfway to a rollback$/,
+  );
+  assert.match(balloonWatch({ ...base, history: h(0, sg.rollbackMajorFaultsPerS), state: inflated, cycle: 8 }) ?? '', /major_fault 1000\/s > 500\/s/);
+  assert.equal(balloonWatch({ ...base, history: h(halfSwap + 512), state: inflated, cycle: 8 + sg.rollbackWindow }), null, 'after its window');
   const held = { guard: {}, movedByOther: { at: 0, from: 1, to: 2, ours: 1, until: 100 } };
   assert.equal(balloonWatch({ ...base, history: ramp(40), state: held, cycle: 1 }), null);
 });
@@ -76,14 +90,19 @@ test('Engine.guardsWatch: quiet guests need no look; an inflation, a jump, a sta
   await step(true);
   assert.equal(engine.guardsWatch(4), null);
 
+  // An inflation that makes a swap: watched until its rollback window ends.
   target = 1900 * MiB;
   await step(true);
-  assert.match(engine.guardsWatch(4) ?? '', /^a: inflated by 148 MiB at cycle 3: watched for a rollback/);
+  assert.equal(engine.guardsWatch(4), null, 'inflated, no sign of hurting yet');
+  hv.guests.get('id-a')!.stats.swap_in = 40 * MiB;
+  await step(false);
+  assert.match(engine.guardsWatch(4) ?? '', /^a: swap_in \d+ KiB\/s > 2048 KiB\/s after inflating by 148 MiB 0 cycle\(s\) ago: halfway to a rollback/);
   target = undefined;
-  for (let i = 0; i < sg.rollbackWindow; i++) await step(true);
-  assert.match(engine.guardsWatch(4) ?? '', /^a: inflated/, 'a guard pass before the next cycle may still roll it back');
   await step(true);
-  assert.equal(engine.guardsWatch(4), null, 'its rollback window is over');
+  assert.equal(engine.counters.rollbacks, 1, 'the cycle rolled it back');
+  hv.guests.get('id-a')!.stats.swap_in = 80 * MiB;
+  await step(false);
+  assert.equal(engine.guardsWatch(4), null, 'rolled back: nothing left to watch');
 
   // b's use jumps by 600 MiB in one interval: at that pace it is short before the cycle.
   hv.guests.get('id-b')!.stats.mem_unused = 424 * MiB;
