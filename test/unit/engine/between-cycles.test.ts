@@ -5,6 +5,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { balloonWatch } from '../../../src/controls/balloon/between.js';
 import { defaultSafeguards } from '../../../src/controls/floor.js';
+import { reclaim } from '../../../src/controls/reclaim/index.js';
+import { CONTROLS } from '../../../src/controls/registry.js';
+import { vmem } from '../../../src/controls/vmem/index.js';
 import { Engine } from '../../../src/engine/engine.js';
 import { History } from '../../../src/engine/history.js';
 import { Loop, type Steppable } from '../../../src/engine/loop.js';
@@ -194,4 +197,17 @@ test('Loop: a collection between two policy cycles passes with a peek when the g
   // Policy 3 s, stats 2 s: t4 passes (t6 comes before the cycle at t6); t2 and t8 do not.
   assert.equal(await run({ statsIntervalS: 2, policyIntervalS: 3, calmStride: 4 }, 12), 'c0 c2 p3 k4 c6 p6 c8 p9 k10 c12 p12');
   assert.deepEqual([...new Set(horizons.splice(0))], [4]);
+});
+
+test('between cycles, the other guest planners: virtio-mem looks at a guest with a device every interval, reclaim never', () => {
+  const withDevice = new History(10);
+  withDevice.push({ vmem_size: 256 * MiB, vmem_requested: 256 * MiB, vmem_block: 2 * MiB, vmem_max: 512 * MiB }, 0);
+  const without = new History(10);
+  without.push({ vmem_size: null, vmem_requested: null, vmem_block: null, vmem_max: null }, 0);
+  const base = { props: { name: 'g' }, state: undefined, cycle: 1, now: 0, safeguards: sg, horizonS: 4 };
+  assert.match(vmem.betweenCycles!({ ...base, history: withDevice }) ?? '', /virtio-mem device/);
+  assert.equal(vmem.betweenCycles!({ ...base, history: without }), null);
+  assert.equal(reclaim.betweenCycles!({ ...base, history: withDevice }), null);
+  // Every other module with a guest planner says something: none is left to the default.
+  for (const m of CONTROLS) if (m.planGuest) assert.ok(m.betweenCycles, `${m.name} plans guest by guest but has no betweenCycles`);
 });
