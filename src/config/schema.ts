@@ -65,8 +65,7 @@ export const configSchema = z
         policy_interval: interval().default(10),
         /** While calm (no change to a guest for 3 policy cycles, no guest held below what it could have,
          *  no memory stall), collect every this many stats intervals, peeking at free memory and
-         *  pressure in between (src/engine/calm.ts); the same peek lets a collection between two
-         *  policy cycles pass when no guard could act before the cycle; 1: always every interval. */
+         *  pressure in between (src/engine/calm.ts); 1: always every interval. */
         calm_stride: positiveInt().default(4),
         /** Samples kept per entity for StatAvg (MOM's sample-history-length). */
         history_length: positiveInt().default(10),

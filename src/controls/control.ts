@@ -157,13 +157,6 @@ export interface GuestPlanInput<S> {
   guardPass?: boolean;
 }
 
-/** What a guest-by-guest module sees when the loop asks whether a guest needs a collection
- *  before the next policy cycle (ControlModule.betweenCycles). */
-export interface BetweenCyclesInput<S> extends Pick<GuestPlanInput<S>, 'props' | 'history' | 'state' | 'cycle' | 'now' | 'safeguards'> {
-  /** Seconds from the guest's latest sample to the collection just before the next policy cycle. */
-  horizonS: number;
-}
-
 /** A module's plan for one guest: actions, notes, and the state to keep. */
 export interface GuestModulePlan<S> {
   actions: Action[];
@@ -253,10 +246,6 @@ export interface ControlModule<C = unknown, S = unknown> {
   guard?(control: string, requested: unknown, latest: Stats, safeguards: SafeguardConfig): KnobDecision;
   /** Plan this module's controls for one guest, every cycle (guest-by-guest modules). */
   planGuest?(input: GuestPlanInput<S>): GuestModulePlan<S>;
-  /** Between policy cycles: why this guest needs a collection (and the guard pass after it)
-   *  before the next cycle, or null: nothing the module does unasked can come due by then.
-   *  Absent on a module with planGuest: always needed, and the loop collects every interval. */
-  betweenCycles?(input: BetweenCyclesInput<S>): string | null;
   /** A new fresh sample of a guest (the previous one, if any): the state it leads to. */
   observe?(state: S | undefined, prev: Stats | undefined, cur: Stats, ctx: ObserveContext): Observation<S> | undefined;
   /** What it shows of a guest's state in the views (API, metrics, dashboard). */

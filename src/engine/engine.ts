@@ -369,39 +369,6 @@ export class Engine<P = CompiledPolicy> {
   }
 
   /**
-   * Between two policy cycles: why the next stats interval needs a collection and a guard pass
-   * (a guest whose module could act on it unasked before the cycle: its betweenCycles;
-   * a stale sample; a host that stalls), or null: the loop may let it pass with a peek. The
-   * horizon is how far ahead of the latest sample the collection before the next cycle lies.
-   */
-  guardsWatch(horizonS: number): string | null {
-    // Paused or read-only, a guard pass does nothing.
-    if (this.pausedReason !== undefined || this.readOnly !== undefined) return null;
-    if (this.hostStale !== undefined) return `host sample stale (${this.hostStale})`;
-    const stall = hostStalls(this.host.history.latest() ?? {});
-    if (stall) return `host: ${stall}`;
-    const time = this.clock();
-    for (const g of this.guests.byId.values()) {
-      if (g.stale) return `${g.name}: sample stale (${g.stale})`;
-      for (const { module, on } of this.planning.guestPlanners) {
-        if (!on) continue;
-        if (!module.betweenCycles) return `${g.name}: ${module.name} has no rule for between cycles`;
-        const why = module.betweenCycles({
-          props: g.props,
-          history: g.history,
-          state: g.state[module.name],
-          cycle: this.cycleNo,
-          now: time,
-          safeguards: this.sg,
-          horizonS,
-        });
-        if (why !== null) return `${g.name}: ${why}`;
-      }
-    }
-    return null;
-  }
-
-  /**
    * Between two collections of a calm loop: reads only the cheap host sources (`watch`) and
    * says why the host moved since the last full sample (free memory fell, a stall, a source
    * failed), or null: the loop lets this interval pass (counted in calmSkips). Records no

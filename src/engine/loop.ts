@@ -7,10 +7,7 @@
 //   runFor(seconds): simulated time, as fast as the CPU allows, advancing the clock itself.
 // A calm engine (src/engine/calm.ts) is collected every `calmStride`-th stats interval in real
 // time; between, the loop only peeks at the cheap host sources and collects at once when the
-// host moved. With the same peek, a collection between two policy cycles is let pass when the
-// engine sees nothing its guards could act on before the cycle (Engine.guardsWatch: no guest
-// just inflated, none growing into its floor's urgent band); calmStride 1 turns both off.
-// A simulated host (advance) always steps every interval: its clock moves with
+// host moved. A simulated host (advance) always steps every interval: its clock moves with
 // the collections, and its runs stay comparable.
 // What callers want to see they get as events, not as steps of their own: the loop's
 // onCollect / onCycle are the engine's one channel (a listener that throws is logged there).
@@ -43,9 +40,6 @@ export interface Steppable {
   calm?(): boolean;
   /** Between collections of a calm loop: why the host moved (collect now), or null. */
   peek?(): Promise<string | null>;
-  /** Between policy cycles: why the next collection is needed before the cycle (a guard may
-   *  act on a guest `horizonS` seconds after its latest sample), or null; absent: always. */
-  guardsWatch?(horizonS: number): string | null;
   onCollect(l: Listener<CollectReport>): () => void;
   onCycle(l: Listener<CycleReport>): () => void;
 }
@@ -59,12 +53,6 @@ export class Loop {
   private fresh = false;
   /** The last reason a peek gave to collect early (tests, logs). */
   lastWake?: string;
-  /** Policy cycles started. */
-  private cycles = 0;
-  /** The stats tick (0 at start) of the last collection. */
-  private lastCollectTick = 0;
-  private readonly statsMs: number;
-  private readonly policyMs: number;
 
   constructor(
     readonly engine: Steppable,
@@ -74,8 +62,6 @@ export class Loop {
     const scale = opts.timeScale ?? 1;
     // A simulated world advances with each collection: skipping one would stop its clock.
     this.stride = opts.advance ? 1 : Math.max(1, Math.floor(opts.calmStride ?? 1));
-    this.statsMs = Math.round(opts.statsIntervalS * 1000);
-    this.policyMs = Math.round(opts.policyIntervalS * 1000);
     this.scheduler = new Scheduler(
       [
         { name: 'collect', intervalS: opts.statsIntervalS / scale, run: () => this.collectAndGuard() },
@@ -101,46 +87,20 @@ export class Loop {
   }
 
   private async cycle(): Promise<void> {
-    this.cycles++;
     if (!this.fresh && this.stride > 1 && this.engine.calm?.()) return;
     this.fresh = false;
     await this.engine.evaluateAndAct();
   }
 
-  /** Whether the loop may let this stats interval pass with a peek only: calm, or between two
-   *  policy cycles with nothing for the guards to watch. */
+  /** Whether a calm loop may let this stats interval pass with a peek only. */
   private async mayWait(): Promise<boolean> {
-    if (this.stride <= 1) return false;
-    const calm = this.idleTicks + 1 < this.stride && (this.engine.calm?.() ?? false);
-    if (!calm && this.betweenCyclesWhy() !== null) return false;
+    if (this.stride <= 1 || this.idleTicks + 1 >= this.stride || !this.engine.calm?.()) return false;
     const moved = (await this.engine.peek?.()) ?? null;
     if (moved !== null) {
       this.lastWake = moved;
       return false;
     }
     return true;
-  }
-
-  /**
-   * Why this stats interval needs its collection although it lies between two policy cycles,
-   * or null when it may pass. The collection just before a cycle is always made (the cycle
-   * evaluates it), and so is one after which none comes before the cycle. Between them the
-   * collection only feeds the guard pass, and the engine says whether a guard could act before
-   * the cycle's own collection (a guest just inflated, or growing toward its floor's urgent
-   * band): on a busy host whose guests ramp steadily this halves the collections at MOM's
-   * two-to-one cadence. Ticks count from the start, as the scheduler's timers fire.
-   */
-  private betweenCyclesWhy(): string | null {
-    if (!this.engine.guardsWatch) return 'no guard projection';
-    if (this.cycles === 0) return 'no policy cycle yet';
-    const sched = this.scheduler;
-    const tick = (sched.runs.collect ?? 0) + (sched.skipped.collect ?? 0) - 1;
-    const t = tick * this.statsMs;
-    if (t % this.policyMs === 0) return 'a policy cycle follows this collection';
-    const nextCycle = (Math.floor(t / this.policyMs) + 1) * this.policyMs;
-    if (t + this.statsMs > nextCycle) return 'no other collection before the next policy cycle';
-    const lastBefore = Math.floor(nextCycle / this.statsMs) * this.statsMs;
-    return this.engine.guardsWatch((lastBefore - this.lastCollectTick * this.statsMs) / 1000);
   }
 
   /** Real time: collect, then the guards alone unless a policy cycle is queued right behind
@@ -151,7 +111,6 @@ export class Loop {
       return;
     }
     this.idleTicks = 0;
-    this.lastCollectTick = (this.scheduler.runs.collect ?? 0) + (this.scheduler.skipped.collect ?? 0) - 1;
     this.fresh = true;
     await this.collect(this.opts.statsIntervalS);
     if (!this.scheduler.isPending('policy')) await this.engine.guardPass?.();

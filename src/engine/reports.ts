@@ -46,8 +46,8 @@ export interface Counters {
   deferred: number;
   guestsAppeared: number;
   guestsVanished: number;
-  /** Stats intervals let pass with a peek at free memory and pressure instead of a collection:
-   *  while calm (src/engine/calm.ts), or between policy cycles with nothing for the guards. */
+  /** Stats intervals a calm loop let pass with a peek at free memory and pressure instead of
+   *  a collection (src/engine/calm.ts). */
   calmSkips: number;
 }
 

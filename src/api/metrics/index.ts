@@ -77,7 +77,7 @@ const COUNTERS: [string, keyof ReturnType<DaemonPort['counters']>, string][] = [
   [
     'ballast_calm_skips_total',
     'calmSkips',
-    'Stats intervals let pass with a look at free memory and pressure instead of a collection: while calm (engine.calm_stride), or between policy cycles when no guard could act before the cycle.',
+    'Stats intervals a calm loop let pass with a look at free memory and pressure instead of a collection (engine.calm_stride).',
   ],
 ];
 

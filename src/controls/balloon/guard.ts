@@ -97,7 +97,7 @@ export function expireGuard(st: GuestGuardState, cycle: number, now: number, cfg
 }
 
 /** A sample's use, counted as the floor counts it (without page cache when cache-aware). */
-export function usedOf(x: Stats | undefined, cacheAware: boolean): number | null {
+function usedOf(x: Stats | undefined, cacheAware: boolean): number | null {
   const cur = finite(x?.balloon_cur);
   const free = cacheAware ? finite(x?.mem_usable) : finite(x?.mem_unused);
   return cur === null || free === null ? null : cur - free;

@@ -7,7 +7,6 @@ import { errorMessage } from '../../errors.js';
 import { type ControlModule, type GuestModulePlan, type GuestPlanInput, raisesGuest } from '../control.js';
 import { type BalloonSection, balloonSection } from './config.js';
 import { BalloonController } from './controller.js';
-import { balloonWatch } from './between.js';
 import { fmtKiB, guardBalloon, type GuestGuardState } from './guard.js';
 import { finite } from '../../numbers.js';
 import type { Stats } from '../../types.js';
@@ -148,7 +147,6 @@ export const balloon = {
   section: { key: 'shutdown' as const, schema: balloonSection },
   offReason: 'balloon control off',
   planGuest: planBalloon,
-  betweenCycles: balloonWatch,
   observe(state, prev, cur, { guest, time, safeguards }) {
     const peaks = addPeak(state?.peaks, cur, time, safeguards.peakWindowS);
     const other = state?.movedByOther ? undefined : movedByOther(state, prev, cur, time, safeguards);

@@ -32,7 +32,6 @@ export const reclaim = {
   enabled: (s) => s.enabled,
   offReason: 'reclaim inside guests disabled (config reclaim.enabled)',
   planGuest: planReclaim,
-  betweenCycles: (_guest) => null,
   view: (st) => ({ reclaimHoldUntil: st.holdUntil }),
   setup(env) {
     const backend = env.hypervisor.capabilities?.guestReclaim;

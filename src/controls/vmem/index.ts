@@ -58,8 +58,6 @@ export const vmem = {
   enabled: (s) => s.enabled,
   offReason: 'virtio-mem control disabled (config vmem.enabled)',
   planGuest: planVmem,
-  // Its guard is not projected between cycles: a guest with a device is looked at every interval.
-  betweenCycles: ({ history }) => (deviceOf(history.latest() ?? {}) === null ? null : 'a virtio-mem device: its guard looks every interval'),
   // Each sample of a guest with a device adds to its recent peak (page cache counted).
   observe(state, _prev, cur, { time, safeguards }) {
     if (deviceOf(cur) === null) return undefined;
