@@ -22,9 +22,9 @@ test('pidAlive: this process is alive; a reaped child and nonsense PIDs are not'
 });
 
 test('pidAlive: a zombie (exited, its parent never reaps it) counts as gone', async (t) => {
-  // perl forks a child that exits at once and never waits for it. (Not `sh -c 'sleep 0 & exec
-  // sleep 5'`: dash reaps a background child that has already exited when it
-  // next waits for anything, a race a loaded CI machine lost once.) perl-base is Essential on Debian.
+  // perl forks a child that exits at once and never waits for it (perl-base is Essential on
+  // Debian). Not `sh -c 'sleep 0 & exec sleep 5'`: dash reaps a background child that has
+  // already exited when it next waits for anything, the likely cause of one CI failure.
   const parent = spawn('perl', ['-e', '$| = 1; my $c = fork(); exit 0 if $c == 0; print "$c\\n"; sleep 30'], { stdio: ['ignore', 'pipe', 'inherit'] });
   t.after(() => parent.kill());
   const zombie = await new Promise<number>((resolve) => parent.stdout.once('data', (b: Buffer) => resolve(Number(b.toString().trim()))));
